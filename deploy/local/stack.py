@@ -1,0 +1,474 @@
+"""Runs the whole platform on this machine without Docker: Kafka (KRaft), PostgreSQL,
+the SMTP catcher and the four services, as background processes under ./var.
+
+    python deploy/local/stack.py up [--no-demo] [--restart-services]
+    python deploy/local/stack.py down
+    python deploy/local/stack.py status
+
+Every step is idempotent: `up` starts only what is not running yet. Logs go to
+var/log/<name>.log, pid files to var/run/<name>.pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VAR = Path(os.environ.get("MEER_VAR_DIR", ROOT / "var"))
+LOG_DIR = VAR / "log"
+RUN_DIR = VAR / "run"
+KAFKA_LIBS = VAR / "kafka-libs"
+KAFKA_DIR = VAR / "kafka"
+PG_DIR = VAR / "pg"
+
+HOST = "127.0.0.1"
+KAFKA_PORT = int(os.environ.get("MEER_LOCAL_KAFKA_PORT", "19092"))
+KAFKA_CONTROLLER_PORT = KAFKA_PORT + 1
+PG_PORT = int(os.environ.get("MEER_LOCAL_PG_PORT", "55432"))
+SMTP_PORT = int(os.environ.get("MEER_LOCAL_SMTP_PORT", "1025"))
+MAILCATCHER_HTTP_PORT = int(os.environ.get("MEER_LOCAL_MAILCATCHER_PORT", "8025"))
+SERVICE_PORTS = {"enrolment": 8001, "mailer": 8002, "tracking": 8003, "coaching": 8004}
+KAFKA_PARTITIONS = 3
+
+
+class StackError(RuntimeError):
+    """A step of the local stack failed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Urls:
+    """Where the parts of the local stack listen."""
+
+    kafka: str = f"{HOST}:{KAFKA_PORT}"
+    smtp_host: str = HOST
+    smtp_port: int = SMTP_PORT
+    mailcatcher: str = f"http://{HOST}:{MAILCATCHER_HTTP_PORT}"
+
+    @staticmethod
+    def service(name: str) -> str:
+        return f"http://{HOST}:{SERVICE_PORTS[name]}"
+
+    @staticmethod
+    def postgres_server() -> str:
+        """Server URL without a database; DATABASE_URL wins when it is set."""
+        external = os.environ.get("DATABASE_URL")
+        if external:
+            return external.rsplit("/", 1)[0] if external.count("/") > 2 else external
+        return f"postgresql://meer@{HOST}:{PG_PORT}"
+
+
+def log(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+# --- processes ---------------------------------------------------------------
+
+
+def _pid_file(name: str) -> Path:
+    return RUN_DIR / f"{name}.pid"
+
+
+def running_pid(name: str) -> int | None:
+    """The pid of a process this script started, if it is still alive."""
+    path = _pid_file(name)
+    if not path.exists():
+        return None
+    try:
+        pid = int(path.read_text().strip())
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError, PermissionError):
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def start_process(name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> int:
+    """Start argv in its own session, output appended to var/log/<name>.log."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with open(LOG_DIR / f"{name}.log", "ab") as out:
+        proc = subprocess.Popen(  # noqa: S603 - argv is built here, not from input
+            list(argv),
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+    _pid_file(name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop_process(name: str, timeout: float = 15.0) -> None:
+    pid = running_pid(name)
+    if pid is None:
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        log(f"{name} did not stop in {timeout:.0f}s; killing it")
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _pid_file(name).unlink(missing_ok=True)
+    log(f"stopped {name}")
+
+
+def port_open(port: int, host: str = HOST) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def wait_until(what: str, check: object, timeout: float, log_name: str) -> None:
+    """Poll check() until it is true; on timeout fail with the log file to read."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise StackError(f"{what} did not become ready within {timeout:.0f}s; see {LOG_DIR / log_name}.log")
+
+
+# --- Java and Kafka ----------------------------------------------------------
+
+
+def java_major_version() -> int | None:
+    java = shutil.which("java")
+    if java is None:
+        return None
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr  # noqa: S603
+    for token in out.replace('"', " ").split():
+        head = token.split(".")[0]
+        if head.isdigit() and "." in token:
+            return int(head)
+    return None
+
+
+def ensure_kafka_jars() -> None:
+    """Copy the broker's jars from Maven Central once; re-copy when pom.xml changes."""
+    pom = ROOT / "deploy" / "local" / "pom.xml"
+    stamp = KAFKA_LIBS / ".pom-sha256"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    if shutil.which("mvn") is None:
+        raise StackError("no Maven found: install it with 'apt-get install -y maven'")
+    log("fetching the Kafka broker jars with Maven (first start only)")
+    if KAFKA_LIBS.exists():
+        shutil.rmtree(KAFKA_LIBS)
+    result = subprocess.run(  # noqa: S603
+        [
+            "mvn", "-B", "-q", "-f", str(pom),
+            "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies",
+            f"-DoutputDirectory={KAFKA_LIBS}", "-DincludeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(f"Maven could not fetch the Kafka jars:\n{result.stdout}{result.stderr}")
+    stamp.write_text(digest)
+
+
+def kafka_properties() -> str:
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{HOST}:{KAFKA_CONTROLLER_PORT}",
+            f"listeners=PLAINTEXT://{HOST}:{KAFKA_PORT},CONTROLLER://{HOST}:{KAFKA_CONTROLLER_PORT}",
+            f"advertised.listeners=PLAINTEXT://{HOST}:{KAFKA_PORT}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={KAFKA_DIR / 'data'}",
+            f"num.partitions={KAFKA_PARTITIONS}",
+            "auto.create.topics.enable=true",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=3",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=-1",
+            "",
+        ]
+    )
+
+
+def kafka_java_cmd(main_class: str, *args: str) -> list[str]:
+    return [
+        "java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
+        f"-Dlog4j.configuration=file:{KAFKA_DIR / 'none'}",
+        "-cp", f"{KAFKA_LIBS}/*", main_class, *args,
+    ]  # fmt: skip
+
+
+def kafka_ready() -> bool:
+    """True once the broker answers a metadata request (an open port is not enough)."""
+
+    async def probe() -> bool:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=Urls.kafka, request_timeout_ms=2000)
+        try:
+            await admin.start()
+            await admin.describe_cluster()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not yet"
+            return False
+        finally:
+            await admin.close()
+
+    return port_open(KAFKA_PORT) and asyncio.run(probe())
+
+
+def start_kafka() -> None:
+    if running_pid("kafka") and port_open(KAFKA_PORT):
+        log(f"kafka already running on {Urls.kafka}")
+        return
+    major = java_major_version()
+    if major is None or major < 17:
+        raise StackError("no JDK 17 or newer found: install it with 'apt-get install -y openjdk-17-jre-headless'")
+    ensure_kafka_jars()
+    KAFKA_DIR.mkdir(parents=True, exist_ok=True)
+    props = KAFKA_DIR / "server.properties"
+    props.write_text(kafka_properties())
+    if not (KAFKA_DIR / "data" / "meta.properties").exists():
+        cluster_id = subprocess.run(  # noqa: S603
+            kafka_java_cmd("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
+        ).stdout.strip().splitlines()[-1]
+        result = subprocess.run(  # noqa: S603
+            kafka_java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"),
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+    start_process("kafka", kafka_java_cmd("kafka.Kafka", str(props)))
+    wait_until(f"Kafka on {Urls.kafka}", kafka_ready, 60, "kafka")
+    log(f"kafka ready on {Urls.kafka}")
+
+
+# --- PostgreSQL --------------------------------------------------------------
+
+
+def pg_bin(tool: str) -> str:
+    found = shutil.which(tool)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"), reverse=True)
+    if candidates:
+        return str(candidates[0])
+    raise StackError("no PostgreSQL server found: install it with 'apt-get install -y postgresql'")
+
+
+def as_pg_user(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root; run its tools as the postgres user then."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+def start_postgres() -> None:
+    if os.environ.get("DATABASE_URL"):
+        log("DATABASE_URL is set: using that PostgreSQL server")
+        return
+    if port_open(PG_PORT):
+        log(f"postgres already running on {HOST}:{PG_PORT}")
+        return
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
+    data = PG_DIR / "data"
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    if not (data / "PG_VERSION").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(PG_DIR, "postgres")
+            shutil.chown(data, "postgres")
+        subprocess.run(  # noqa: S603
+            as_pg_user([initdb, "-D", str(data), "-U", "meer", "--auth=trust", "-E", "UTF8", "--no-locale"]),
+            check=True,
+            capture_output=True,
+        )
+    log_file = LOG_DIR / "postgres.log"
+    log_file.touch()
+    if os.geteuid() == 0:
+        shutil.chown(log_file, "postgres")
+    options = f"-c listen_addresses={HOST} -p {PG_PORT} -k /tmp -c fsync=off -c max_connections=300"
+    result = subprocess.run(  # noqa: S603
+        as_pg_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(log_file), "-w", "-t", "30", "start"]),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(f"PostgreSQL did not start: {result.stdout}{result.stderr}; see {log_file}")
+    log(f"postgres ready on {HOST}:{PG_PORT}")
+
+
+def stop_postgres() -> None:
+    data = PG_DIR / "data"
+    if os.environ.get("DATABASE_URL") or not (data / "postmaster.pid").exists():
+        return
+    subprocess.run(as_pg_user([pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True)  # noqa: S603
+    log("stopped postgres")
+
+
+def database_url(service: str) -> str:
+    return f"{Urls.postgres_server().replace('postgresql://', 'postgresql+asyncpg://', 1)}/meer_{service}"
+
+
+def create_databases() -> None:
+    async def create() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(f"{Urls.postgres_server()}/postgres")
+        try:
+            existing = {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
+            for service in SERVICE_PORTS:
+                if f"meer_{service}" not in existing:
+                    await conn.execute(f'CREATE DATABASE "meer_{service}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+
+
+# --- mail catcher and services ------------------------------------------------
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_mailcatcher() -> None:
+    if running_pid("mailcatcher") and port_open(SMTP_PORT):
+        log(f"mail catcher already running: {Urls.mailcatcher}")
+        return
+    argv = [sys.executable, str(ROOT / "deploy" / "local" / "mailcatcher.py"),
+            "--smtp-port", str(SMTP_PORT), "--http-port", str(MAILCATCHER_HTTP_PORT)]  # fmt: skip
+    start_process("mailcatcher", argv)
+    wait_until("the mail catcher", lambda: http_ok(f"{Urls.mailcatcher}/healthz"), 20, "mailcatcher")
+    log(f"mail catcher ready: SMTP {HOST}:{SMTP_PORT}, web {Urls.mailcatcher}")
+
+
+def service_env(name: str) -> dict[str, str]:
+    """The environment the local stack gives one service (see the README's table)."""
+    return {
+        "MEER_ENV": "development",
+        "MEER_DATABASE_URL": database_url(name),
+        "MEER_KAFKA_BOOTSTRAP": Urls.kafka,
+        "MEER_HTTP_HOST": HOST,
+        "MEER_HTTP_PORT": str(SERVICE_PORTS[name]),
+        "MEER_SMTP_HOST": Urls.smtp_host,
+        "MEER_SMTP_PORT": str(Urls.smtp_port),
+        "MEER_TRACKING_BASE_URL": Urls.service("tracking"),
+        "MEER_LOG_DIR": str(LOG_DIR),
+    }
+
+
+def start_services(restart: bool) -> None:
+    for name in SERVICE_PORTS:
+        if restart:
+            stop_process(name)
+        if running_pid(name):
+            log(f"{name} already running: {Urls.service(name)}")
+            continue
+        start_process(name, [sys.executable, "-m", f"services.{name}"], env=service_env(name))
+    for name in SERVICE_PORTS:
+        wait_until(f"the {name} service", lambda n=name: http_ok(f"{Urls.service(n)}/readyz"), 90, name)  # type: ignore[misc]
+        log(f"{name} ready: {Urls.service(name)}")
+
+
+# --- commands -----------------------------------------------------------------
+
+
+def up(demo: bool, restart_services: bool) -> None:
+    started = time.monotonic()
+    start_postgres()
+    create_databases()
+    start_kafka()
+    start_mailcatcher()
+    start_services(restart_services)
+    log(f"stack up in {time.monotonic() - started:.1f}s")
+    if demo:
+        subprocess.run([sys.executable, str(ROOT / "deploy" / "local" / "demo.py")], check=True)  # noqa: S603
+    print(
+        "\nThe Meer contact platform runs on this machine:\n"
+        f"  mail catcher (see the daily mail)  {Urls.mailcatcher}\n"
+        f"  enrolment API                      {Urls.service('enrolment')}/docs\n"
+        f"  mailer                             {Urls.service('mailer')}/docs\n"
+        f"  tracking                           {Urls.service('tracking')}/docs\n"
+        f"  coaching API                       {Urls.service('coaching')}/docs\n"
+        f"  logs                               {LOG_DIR}\n"
+        "Stop it with: ./meer down"
+    )
+
+
+def down() -> None:
+    for name in [*SERVICE_PORTS, "mailcatcher", "kafka"]:
+        stop_process(name, timeout=30 if name == "kafka" else 15)
+    stop_postgres()
+
+
+def status() -> None:
+    for name in [*SERVICE_PORTS, "mailcatcher", "kafka"]:
+        pid = running_pid(name)
+        print(f"{name:12} {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
+    print(f"{'postgres':12} {'running' if port_open(PG_PORT) else 'stopped'}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up_parser = sub.add_parser("up", help="start everything that is not running yet")
+    up_parser.add_argument("--no-demo", action="store_true", help="do not create the demo organisation")
+    up_parser.add_argument("--restart-services", action="store_true", help="restart the four services")
+    sub.add_parser("down", help="stop everything")
+    sub.add_parser("status", help="show what runs")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            up(demo=not args.no_demo, restart_services=args.restart_services)
+        elif args.command == "down":
+            down()
+        else:
+            status()
+    except StackError as error:
+        print(f"[stack] error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The four Meer contact services. None of them imports another."""

@@ -1,0 +1,1 @@
+"""Coaching: the coach's dashboard projection, built only from events."""

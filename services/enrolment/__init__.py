@@ -1,0 +1,1 @@
+"""Enrolment: licensed organisations, their coaches, and every participant's journey."""

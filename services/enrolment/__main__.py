@@ -1,0 +1,9 @@
+"""Start command: python -m services.enrolment"""
+
+from pathlib import Path
+
+from services.enrolment.app import create_app
+from services.enrolment.settings import EnrolmentSettings
+from shared.runtime import run_service
+
+run_service("enrolment", EnrolmentSettings(), create_app, Path(__file__).parent / "migrations")  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Mailer: the daily programme mail, scheduled, rendered, sent once, and accounted for."""

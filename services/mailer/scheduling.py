@@ -1,0 +1,57 @@
+"""When a participant's next lesson is due: one lesson per local calendar day, at the
+participant's own send time, in their own time zone (zoneinfo handles DST). No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
+
+SCHEDULED_STATUSES = ("enrolled", "active")
+
+
+@dataclass(frozen=True)
+class RecipientSchedule:
+    """What the schedule needs to know about one participant."""
+
+    start_date: date
+    send_time: time
+    timezone: str
+    status: str
+    last_day: int
+    """Highest lesson already scheduled (0 before the first)."""
+    last_local_date: date | None
+    """Local calendar date of the last scheduled lesson."""
+
+
+@dataclass(frozen=True)
+class DueLesson:
+    day: int
+    local_date: date
+    due_at: datetime
+
+
+def local_send_moment(local_date: date, send_time: time, timezone: str) -> datetime:
+    """The UTC instant of send_time on local_date; a time skipped by DST falls after the gap."""
+    local = datetime.combine(local_date, send_time, tzinfo=ZoneInfo(timezone))
+    # Round-tripping through UTC normalises a wall time that does not exist (spring forward).
+    return local.astimezone(UTC)
+
+
+def next_due_lesson(schedule: RecipientSchedule, now: datetime, *, programme_days: int) -> DueLesson | None:
+    """The lesson to schedule now, or None.
+
+    Lessons are never skipped: after a pause or an outage the next lesson is simply the
+    one after the last, and at most one lesson is scheduled per local calendar day.
+    """
+    if schedule.status not in SCHEDULED_STATUSES or schedule.last_day >= programme_days:
+        return None
+    today = now.astimezone(ZoneInfo(schedule.timezone)).date()
+    if today < schedule.start_date:
+        return None
+    if schedule.last_local_date is not None and schedule.last_local_date >= today:
+        return None
+    due_at = local_send_moment(today, schedule.send_time, schedule.timezone)
+    if now < due_at:
+        return None
+    return DueLesson(day=schedule.last_day + 1, local_date=today, due_at=due_at)

@@ -1,0 +1,30 @@
+"""Mailer settings (MEER_* environment variables)."""
+
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.settings import DEV_SECRET_PREFIX, ServiceSettings
+
+
+class MailerSettings(ServiceSettings):
+    """Settings of the mailer service."""
+
+    http_port: int = 8002
+    database_url: str = "postgresql+asyncpg://meer@127.0.0.1:55432/meer_mailer"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout_s: float = 30.0
+    mail_from_address: str = Field(default="training@meercontact.local", description="Envelope and From address.")
+    message_id_domain: str = "meercontact.local"
+    tracking_base_url: str = Field(default="http://127.0.0.1:8003", description="Public URL of the tracking service.")
+    tracking_keys: str = Field(
+        default=f"{DEV_SECRET_PREFIX}tracking-key",
+        description="Comma-separated HMAC keys for tracking tokens, newest first (the newest signs).",
+    )
+    pack_dir: Path | None = Field(default=None, description="Programme pack folder; default: the built-in v1 pack.")
+    schedule_interval_s: float = Field(default=5.0, gt=0, description="How often due mails are looked for.")
+    sender_concurrency: int = Field(default=4, ge=1, le=64, description="Mails in flight at once.")

@@ -1,0 +1,86 @@
+"""Mailer's tables: its own copy of recipients and organisations, and one delivery row
+per participant per programme day."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+from uuid import UUID, uuid4
+
+from sqlalchemy import Column, Index, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+from shared.db import utcnow
+
+
+class MailerTable(SQLModel, registry=registry()):
+    """Base of the mailer's own tables (its own metadata, for its own migrations)."""
+
+
+class Recipient(MailerTable, table=True):
+    """A participant as the mailer knows them, from participant.* events."""
+
+    __tablename__ = "recipient"
+
+    participant_id: UUID = Field(primary_key=True)
+    org_id: UUID = Field(index=True)
+    coach_id: UUID
+    first_name: str
+    email: str
+    start_date: date
+    send_time: time
+    timezone: str
+    variant: str
+    status: str = Field(default="enrolled", max_length=20, index=True)
+    last_day: int = 0
+    last_local_date: date | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class OrganisationCopy(MailerTable, table=True):
+    """An organisation's name and branding, from organisation.* events."""
+
+    __tablename__ = "organisation_copy"
+
+    org_id: UUID = Field(primary_key=True)
+    name: str
+    branding: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+
+
+class CoachCopy(MailerTable, table=True):
+    """A coach's name, for the mail's "your coach" line."""
+
+    __tablename__ = "coach_copy"
+
+    coach_id: UUID = Field(primary_key=True)
+    org_id: UUID
+    name: str
+
+
+class Delivery(MailerTable, table=True):
+    """One programme mail: unique per participant and day, and per participant and local date."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("participant_id", "day", name="uq_delivery_participant_day"),
+        UniqueConstraint("participant_id", "local_date", name="uq_delivery_participant_local_date"),
+        Index("ix_delivery_due", "due_at", postgresql_where=text("status = 'due'")),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    participant_id: UUID
+    org_id: UUID
+    day: int
+    local_date: date
+    due_at: datetime
+    status: str = Field(default="due", max_length=10)
+    attempts: int = 0
+    pack: str | None = None
+    pack_version: str | None = None
+    lesson_title: str | None = None
+    message_id: str | None = None
+    sent_at: datetime | None = None
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,1 @@
+"""Tracking: opens and clicks of the programme mails, recorded from signed tokens."""

@@ -1,0 +1,97 @@
+"""Async SQLModel/SQLAlchemy plumbing on asyncpg: the engine, one session per unit of
+work, and the processed-events table that makes consumers idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import event, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, registry
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+class SharedTable(SQLModel, registry=registry()):
+    """Base of the tables every service has (outbox, processed events), apart from the
+    service's own tables so that each service's migrations see exactly its database."""
+
+
+class ProcessedEvent(SharedTable, table=True):
+    """An event this service has handled; written in the same transaction as its effect."""
+
+    __tablename__ = "processed_events"
+
+    event_id: UUID = Field(primary_key=True)
+    processed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Database:
+    """One service's database: engine, session factory and after-commit hooks."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            # A connection lost while PostgreSQL restarted is replaced, not handed out.
+            pool_pre_ping=True,
+            connect_args={"timeout": 5, "command_timeout": 30},
+        )
+        # A Session subclass of our own, so after-commit hooks fire for this database only.
+        self._session_class: type[Session] = type("ServiceSession", (Session,), {})
+        self.sessions = async_sessionmaker(
+            self.engine, class_=AsyncSession, sync_session_class=self._session_class, expire_on_commit=False
+        )
+        self._after_commit: list[Callable[[], None]] = []
+        event.listen(self._session_class, "after_commit", self._run_after_commit)
+
+    def on_commit(self, hook: Callable[[], None]) -> None:
+        """Call hook after every commit of a session from this database (e.g. wake the relay)."""
+        self._after_commit.append(hook)
+
+    def _run_after_commit(self, session: Session) -> None:
+        if session.info.pop("wrote_outbox", False):
+            for hook in self._after_commit:
+                hook()
+
+    def session(self) -> AsyncSession:
+        """A new session: use as `async with db.session() as s: ...; await s.commit()`.
+        Leaving the block without commit rolls everything back."""
+        return self.sessions()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def claim_event(session: AsyncSession, event_id: UUID) -> bool:
+    """Record that this event is being handled; False if it was handled before.
+
+    Call it first in the handler's transaction: the row commits with the handler's
+    effect or not at all, so a redelivered event changes nothing.
+    """
+    statement = (
+        insert(ProcessedEvent)
+        .values(event_id=event_id, processed_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(ProcessedEvent.event_id)  # type: ignore[arg-type]
+    )
+    result = await session.execute(statement)
+    return result.first() is not None
+
+
+def as_dict(row: Any) -> dict[str, Any]:
+    """A SQLModel row as a plain dict of its columns."""
+    return {column.name: getattr(row, column.name) for column in row.__table__.columns}

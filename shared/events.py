@@ -1,0 +1,238 @@
+"""Event contracts: one envelope for every event, typed and versioned payloads, topic names.
+
+Adding a field to a payload is backwards compatible (consumers ignore what they do not
+know); changing what a field means is a new version of that event.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID, uuid4
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class Topic:
+    """Kafka topics. Events of one participant share a key, so they keep their order."""
+
+    ORGANISATION = "meer.organisation"
+    """organisation.* and coach.*, keyed by organisation id."""
+    PARTICIPANT = "meer.participant"
+    """participant.*, keyed by participant id."""
+    MAIL = "meer.mail"
+    """mail.*, keyed by participant id."""
+    ENGAGEMENT = "meer.engagement"
+    """What participants do with their mail (opens, clicks, reports), keyed by participant id."""
+
+    ALL: ClassVar[tuple[str, ...]] = (ORGANISATION, PARTICIPANT, MAIL, ENGAGEMENT)
+
+    @staticmethod
+    def dead_letter(topic: str) -> str:
+        """The topic where events go that a consumer of `topic` could not handle."""
+        return f"{topic}.dlt"
+
+
+class Payload(BaseModel):
+    """Base of every event payload. Subclasses set TYPE, VERSION and TOPIC."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int]
+    TOPIC: ClassVar[str]
+
+
+PayloadT = TypeVar("PayloadT", bound=Payload)
+_REGISTRY: dict[tuple[str, int], type[Payload]] = {}
+
+
+def event(cls: type[PayloadT]) -> type[PayloadT]:
+    """Register a payload class so envelopes of its type and version can be parsed."""
+    key = (cls.TYPE, cls.VERSION)
+    if key in _REGISTRY:
+        raise ValueError(f"event {key} is registered twice")
+    _REGISTRY[key] = cls
+    return cls
+
+
+class UnknownEventError(LookupError):
+    """An envelope names a type/version this code does not know."""
+
+
+class Envelope(BaseModel):
+    """The one wrapper around every event on every topic."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: UUID = Field(default_factory=uuid4, description="Idempotency key: a redelivery has the same id.")
+    type: str = Field(description="What happened, e.g. 'mail.opened'.")
+    version: int = Field(ge=1, description="Version of the payload schema for this type.")
+    occurred_at: AwareDatetime = Field(description="When it happened (UTC).")
+    org_id: UUID = Field(description="The organisation the event belongs to.")
+    participant_id: UUID | None = Field(default=None, description="The participant, where there is one.")
+    payload: dict[str, Any] = Field(description="The typed payload, as JSON.")
+
+    @classmethod
+    def wrap(
+        cls,
+        payload: Payload,
+        *,
+        org_id: UUID,
+        participant_id: UUID | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
+        """Put a payload in an envelope, ready for the outbox."""
+        return cls(
+            type=payload.TYPE,
+            version=payload.VERSION,
+            occurred_at=occurred_at or datetime.now(UTC),
+            org_id=org_id,
+            participant_id=participant_id,
+            payload=payload.model_dump(mode="json"),
+        )
+
+    @property
+    def topic(self) -> str:
+        return payload_class(self.type, self.version).TOPIC
+
+    @property
+    def key(self) -> bytes:
+        """Kafka key: the participant id, or the organisation id for organisation events."""
+        return str(self.participant_id or self.org_id).encode()
+
+    def parsed(self) -> Payload:
+        """The payload as its typed model."""
+        return payload_class(self.type, self.version).model_validate(self.payload)
+
+
+def payload_class(type_: str, version: int) -> type[Payload]:
+    try:
+        return _REGISTRY[(type_, version)]
+    except KeyError:
+        raise UnknownEventError(f"unknown event {type_} v{version}") from None
+
+
+def known_event_types() -> list[tuple[str, int]]:
+    return sorted(_REGISTRY)
+
+
+# --- organisation.* and coach.* ---------------------------------------------------
+
+
+class Branding(BaseModel):
+    """What every mail of an organisation carries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    display_name: str
+    contact_phone: str | None = None
+    contact_email: str | None = None
+    website: str | None = None
+    address: str | None = None
+    brand_colour: str = "#1f5f8b"
+    logo_url: str | None = None
+    sender_name: str | None = None
+    reply_to: str | None = None
+
+
+@event
+class OrganisationLicensed(Payload):
+    """A licensor licensed an organisation; it may now enrol participants."""
+
+    TYPE = "organisation.licensed"
+    VERSION = 1
+    TOPIC = Topic.ORGANISATION
+
+    name: str
+    branding: Branding
+    licence_valid_from: date
+    licence_valid_until: date
+    max_active_participants: int
+    variants: tuple[str, ...]
+
+
+@event
+class CoachAdded(Payload):
+    """An organisation added a coach who can be assigned participants."""
+
+    TYPE = "coach.added"
+    VERSION = 1
+    TOPIC = Topic.ORGANISATION
+
+    coach_id: UUID
+    name: str
+
+
+# --- participant.* ------------------------------------------------------------------
+
+
+@event
+class ParticipantEnrolled(Payload):
+    """A participant was enrolled and (where needed) confirmed: the programme may start."""
+
+    TYPE = "participant.enrolled"
+    VERSION = 1
+    TOPIC = Topic.PARTICIPANT
+
+    first_name: str
+    email: str
+    phone: str | None = None
+    coach_id: UUID
+    start_date: date
+    send_time: time
+    timezone: str
+    variant: str
+
+
+# --- mail.* ----------------------------------------------------------------------------
+
+
+@event
+class MailSent(Payload):
+    """The SMTP server accepted a participant's daily programme mail."""
+
+    TYPE = "mail.sent"
+    VERSION = 1
+    TOPIC = Topic.MAIL
+
+    delivery_id: UUID
+    day: int = Field(ge=1, description="Programme day (lesson number) of this mail.")
+    lesson_title: str
+    pack: str
+    pack_version: str
+    message_id: str
+    sent_at: AwareDatetime
+
+
+@event
+class MailFailed(Payload):
+    """A programme mail could not be delivered (the SMTP server refused it for good)."""
+
+    TYPE = "mail.failed"
+    VERSION = 1
+    TOPIC = Topic.MAIL
+
+    delivery_id: UUID
+    day: int = Field(ge=1)
+    reason: str = Field(description="SMTP code and reply, or why it was given up; no personal data.")
+    failed_at: AwareDatetime
+
+
+# --- engagement -------------------------------------------------------------------------
+
+
+@event
+class MailOpened(Payload):
+    """The tracking pixel of a programme mail was fetched."""
+
+    TYPE = "mail.opened"
+    VERSION = 1
+    TOPIC = Topic.ENGAGEMENT
+
+    delivery_id: UUID
+    day: int = Field(ge=1)
+    opened_at: AwareDatetime
+    first_open: bool = Field(description="True for the first recorded open of this mail.")
+    likely_automated: bool = Field(description="Probably a proxy or scanner, not a person.")
+    signals: tuple[str, ...] = Field(default=(), description="Which signals decided likely_automated.")

@@ -1,0 +1,148 @@
+"""Kafka plumbing: the broker factory, topic creation, and the one way every service
+consumes events (idempotent handlers, bounded retries, then a dead-letter topic)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential_jitter
+
+from shared.events import Envelope, Topic, UnknownEventError
+from shared.logging import get_logger
+from shared.metrics import EVENTS_DEAD_LETTERED, EVENTS_HANDLED
+
+log = get_logger(__name__)
+
+EventHandler = Callable[[Envelope], Awaitable[None]]
+"""Handles one event in its own unit of work; must be idempotent by event_id."""
+
+
+def create_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
+    """A broker whose producer neither loses nor duplicates what it is asked to publish."""
+    return KafkaBroker(
+        bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        # Keep consumers alive across a short broker outage instead of dying.
+        request_timeout_ms=15_000,
+        graceful_timeout=30.0,
+        logger=None,
+    )
+
+
+async def ensure_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: int) -> None:
+    """Create the platform's topics and their dead-letter topics if they do not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [name for topic in topics for name in (topic, Topic.dead_letter(topic)) if name not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(
+                    [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in wanted]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another service created it at the same moment
+    finally:
+        await admin.close()
+
+
+class TransientError(Exception):
+    """A dependency is unavailable; the event must be retried, never dead-lettered."""
+
+
+def _is_transient(error: BaseException) -> bool:
+    # A lost database connection says nothing about the event: wait, then try again.
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (OSError, ConnectionError, TimeoutError, TransientError))
+
+
+def subscribe_events(
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    service: str,
+    handlers: Mapping[str, EventHandler],
+    max_attempts: int = 5,
+) -> None:
+    """Consume `topic` in the service's consumer group and dispatch events by type.
+
+    The offset is committed only after the handler returned, so after its database
+    commit. A failing event is retried `max_attempts` times with backoff, then moved to
+    `<topic>.dlt` with the reason, so one bad event never blocks the others. When a
+    dependency is down the event is not dead-lettered: it is redelivered until it works.
+    Types without a handler are acknowledged and skipped (newer producers, other readers).
+    """
+
+    @broker.subscriber(
+        topic,
+        group_id=service,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=f"{service}:{topic}",
+    )
+    async def on_event(message: KafkaMessage) -> None:
+        body = message.body
+        try:
+            envelope = Envelope.model_validate_json(body)
+        except ValidationError as error:
+            await _dead_letter(broker, message, topic, service, f"not a valid envelope: {error.error_count()} errors")
+            return
+        handler = handlers.get(envelope.type)
+        if handler is None:
+            EVENTS_HANDLED.labels(service, topic, envelope.type, "ignored").inc()
+            return
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(max_attempts),
+                wait=wait_exponential_jitter(initial=0.05, max=2.0),
+                retry=retry_if_not_exception_type((ValidationError, UnknownEventError)),
+                reraise=True,
+            ):
+                with attempt:
+                    await handler(envelope)
+        except Exception as error:
+            if _is_transient(error):
+                EVENTS_HANDLED.labels(service, topic, envelope.type, "retry_later").inc()
+                log.warning("dependency unavailable; event will be redelivered", event_type=envelope.type,
+                            event_id=str(envelope.event_id), error=type(error).__name__)  # fmt: skip
+                await asyncio.sleep(1.0)  # the redelivery comes at once; do not spin
+                raise
+            reason = f"{type(error).__name__}: {error}"[:500]
+            await _dead_letter(broker, message, topic, service, reason)
+            return
+        EVENTS_HANDLED.labels(service, topic, envelope.type, "ok").inc()
+
+
+async def _dead_letter(broker: KafkaBroker, message: KafkaMessage, topic: str, service: str, reason: str) -> None:
+    record = message.raw_message
+    assert not isinstance(record, tuple)
+    await broker.publish(
+        message.body,
+        Topic.dead_letter(topic),
+        key=record.key,
+        headers={
+            "dlt-reason": reason,
+            "dlt-consumer": service,
+            "dlt-topic": topic,
+            "dlt-partition": str(record.partition),
+            "dlt-offset": str(record.offset),
+        },
+    )
+    EVENTS_DEAD_LETTERED.labels(service, topic).inc()
+    EVENTS_HANDLED.labels(service, topic, "unknown", "dead_lettered").inc()
+    # The reason may quote the payload's structure but never its values' meaning; ids only.
+    log.error("event moved to dead-letter topic", topic=topic, partition=record.partition,
+              offset=record.offset, reason=reason.split(":")[0])  # fmt: skip

@@ -1,0 +1,136 @@
+"""The transactional outbox: events are written in the same transaction as the state
+change that caused them, and a relay publishes them to Kafka afterwards.
+
+Nothing committed is lost while Kafka is down (rows wait), and nothing rolled back is
+ever published. Published rows are deleted, so personal data in event payloads does not
+pile up in a second place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy import BigInteger, Column, LargeBinary, delete, func, select, text
+from sqlmodel import Field
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.db import Database, SharedTable, utcnow
+from shared.events import Envelope
+from shared.logging import get_logger
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+
+log = get_logger(__name__)
+
+# Only one relay per database publishes at a time, so events of one key leave in the
+# order they were committed even with several replicas of a service.
+_RELAY_LOCK_ID = 0x6D656572
+
+
+class OutboxMessage(SharedTable, table=True):
+    """An event committed by this service and not yet acknowledged by Kafka."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    event_id: str = Field(unique=True, max_length=36)
+    topic: str = Field(max_length=200)
+    key: str = Field(max_length=100)
+    value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+def add_to_outbox(session: AsyncSession, envelope: Envelope) -> None:
+    """Stage an event in the caller's transaction; it is published after the commit."""
+    session.add(
+        OutboxMessage(
+            event_id=str(envelope.event_id),
+            topic=envelope.topic,
+            key=envelope.key.decode(),
+            value=envelope.model_dump_json().encode(),
+        )
+    )
+    session.info["wrote_outbox"] = True
+
+
+class OutboxRelay:
+    """Publishes outbox rows to Kafka in commit order and deletes them once acknowledged."""
+
+    def __init__(
+        self,
+        database: Database,
+        broker: KafkaBroker,
+        *,
+        service: str,
+        batch_size: int = 500,
+        poll_interval_s: float = 0.25,
+    ) -> None:
+        self.database = database
+        self.broker = broker
+        self.service = service
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self._wake = asyncio.Event()
+        database.on_commit(self._wake.set)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows were published."""
+        async with self.database.session() as session:
+            locked = await session.execute(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _RELAY_LOCK_ID})
+            if not locked.scalar():
+                return 0
+            rows = (
+                (
+                    await session.execute(
+                        select(OutboxMessage).order_by(OutboxMessage.id).limit(self.batch_size)  # type: ignore[arg-type]
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not rows:
+                return 0
+            # Send the whole batch, then wait: the idempotent producer keeps per-partition order.
+            futures = [
+                await self.broker.publish(row.value, row.topic, key=row.key.encode(), no_confirm=True)
+                for row in rows
+            ]
+            await asyncio.gather(*futures)
+            await session.execute(
+                delete(OutboxMessage).where(OutboxMessage.id.in_([row.id for row in rows]))  # type: ignore[union-attr]
+            )
+            await session.commit()
+        OUTBOX_PUBLISHED.labels(service=self.service).inc(len(rows))
+        return len(rows)
+
+    async def backlog(self) -> int:
+        async with self.database.session() as session:
+            return int((await session.execute(select(func.count()).select_from(OutboxMessage))).scalar_one())
+
+    async def run(self) -> None:
+        """Publish until cancelled; a Kafka or database outage only delays publishing."""
+        failures = 0
+        backlog_measured_at = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                published = await self.publish_pending()
+                if loop.time() - backlog_measured_at > 1.0:
+                    OUTBOX_BACKLOG.labels(service=self.service).set(await self.backlog())
+                    backlog_measured_at = loop.time()
+                failures = 0
+            except Exception as error:  # noqa: BLE001
+                # The rows stay in the outbox; publish them when the dependency is back.
+                failures += 1
+                published = 0
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.warning("outbox relay cannot publish yet", error=type(error).__name__, attempts=failures)
+                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+                continue
+            if published == self.batch_size:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)

@@ -1,0 +1,196 @@
+"""How every service process starts, runs and reports its health.
+
+One integration style for all four services: a FastAPI app whose lifespan starts and
+stops a plain FastStream KafkaBroker, the outbox relay and the service's own background
+loops. `run_service` waits (bounded) for PostgreSQL and Kafka, applies the Alembic
+migrations, then serves HTTP with uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from aiokafka.admin import AIOKafkaAdminClient
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.db import Database
+from shared.events import Topic
+from shared.kafka import create_broker, ensure_topics
+from shared.logging import configure_logging, get_logger
+from shared.metrics import DEPENDENCY_UP, http_metrics_middleware, metrics_response
+from shared.migrations import upgrade_to_head
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+BackgroundLoop = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """The adapters one service process shares between its HTTP routes and handlers."""
+
+    service: str
+    settings: ServiceSettings
+    database: Database
+    broker: KafkaBroker
+    relay: OutboxRelay
+    background: list[BackgroundLoop] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, service: str, settings: ServiceSettings) -> Runtime:
+        database = Database(settings.database_url, pool_size=settings.database_pool_size)
+        broker = create_broker(settings.kafka_bootstrap, client_id=f"meer-{service}")
+        relay = OutboxRelay(database, broker, service=service, poll_interval_s=settings.outbox_poll_interval_s)
+        return cls(service=service, settings=settings, database=database, broker=broker, relay=relay)
+
+    async def readiness(self) -> dict[str, bool]:
+        """Whether PostgreSQL and Kafka answer right now (each within a second)."""
+        checks: dict[str, bool] = {}
+        try:
+            await asyncio.wait_for(self.database.ping(), timeout=1.0)
+            checks["postgres"] = True
+        except Exception:  # noqa: BLE001 - any failure means not ready
+            checks["postgres"] = False
+        try:
+            checks["kafka"] = await self.broker.ping(timeout=1.0)
+        except Exception:  # noqa: BLE001
+            checks["kafka"] = False
+        for dependency, up in checks.items():
+            DEPENDENCY_UP.labels(self.service, dependency).set(1 if up else 0)
+        return checks
+
+
+def error_body(status: int, message: str, fields: Sequence[dict[str, str]] = ()) -> dict[str, Any]:
+    """The one error shape of every API: {"error": {"status", "message", "fields": [...]}}."""
+    return {"error": {"status": status, "message": message, "fields": list(fields)}}
+
+
+def api_error(status: int, message: str, field: str | None = None) -> HTTPException:
+    """An HTTP error in the one error shape, optionally naming the field at fault."""
+    fields = [{"field": field, "reason": message}] if field else []
+    return HTTPException(status, {"message": message, "fields": fields})
+
+
+def create_service_app(runtime: Runtime, *, title: str, description: str) -> FastAPI:
+    """A FastAPI app with health, readiness, metrics, error shape and the Kafka lifespan."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.broker.start()
+        tasks = [asyncio.create_task(runtime.relay.run(), name="outbox-relay")]
+        tasks += [asyncio.create_task(loop(), name=getattr(loop, "__name__", "loop")) for loop in runtime.background]
+        log.info("service started", http_port=runtime.settings.http_port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.broker.stop()
+            await runtime.database.dispose()
+            log.info("service stopped")
+
+    app = FastAPI(title=title, description=description, lifespan=lifespan)
+    app.middleware("http")(http_metrics_middleware(runtime.service))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"field": ".".join(str(part) for part in issue["loc"] if part != "body"), "reason": issue["msg"]}
+            for issue in error.errors()
+        ]
+        return JSONResponse(error_body(422, "The request is not valid.", fields), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        detail = error.detail
+        if isinstance(detail, dict):
+            body = error_body(error.status_code, str(detail.get("message")), detail.get("fields", []))
+        else:
+            body = error_body(error.status_code, str(detail))
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.service}
+
+    @app.get("/readyz", tags=["operations"], summary="PostgreSQL and Kafka are reachable")
+    async def readyz() -> JSONResponse:
+        checks = await runtime.readiness()
+        ready = all(checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=False)
+    async def metrics() -> Any:
+        return metrics_response()
+
+    return app
+
+
+async def wait_for_dependencies(settings: ServiceSettings, service: str) -> None:
+    """Retry PostgreSQL and Kafka with backoff for startup_timeout_s; exit(1) with one line if either stays away."""
+    deadline = time.monotonic() + settings.startup_timeout_s
+
+    async def kafka_ping() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.describe_cluster()
+        finally:
+            await admin.close()
+
+    database = Database(settings.database_url, pool_size=1)
+    try:
+        for name, check in (("PostgreSQL", database.ping), ("Kafka", kafka_ping)):
+            delay, last_error = 0.25, ""
+            while True:
+                try:
+                    await asyncio.wait_for(check(), timeout=5)
+                    break
+                except Exception as error:  # noqa: BLE001 - reported below
+                    last_error = f"{type(error).__name__}: {error}"[:200]
+                if time.monotonic() + delay > deadline:
+                    where = settings.kafka_bootstrap if name == "Kafka" else settings.database_url.split("@")[-1]
+                    log.error(f"cannot reach {name} at {where} after {settings.startup_timeout_s:.0f}s; exiting",
+                              last_error=last_error)  # fmt: skip
+                    sys.exit(1)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+    finally:
+        await database.dispose()
+
+
+def run_service(
+    service: str,
+    settings: ServiceSettings,
+    create_app: Callable[[ServiceSettings], FastAPI],
+    migrations_dir: Path,
+) -> None:
+    """The start command of every service: wait for dependencies, migrate, serve."""
+    configure_logging(service, settings.log_level)
+
+    async def main() -> None:
+        await wait_for_dependencies(settings, service)
+        await asyncio.to_thread(upgrade_to_head, migrations_dir, settings.database_url)
+        await ensure_topics(settings.kafka_bootstrap, Topic.ALL, partitions=settings.kafka_partitions)
+        app = create_app(settings)
+        config = uvicorn.Config(
+            app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False, lifespan="on"
+        )
+        await uvicorn.Server(config).serve()
+
+    asyncio.run(main())

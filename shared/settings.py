@@ -1,0 +1,43 @@
+"""Settings every service shares, read once from MEER_* environment variables.
+
+Each service subclasses ServiceSettings with its own fields; the local stack and the
+container files set the values per process (see the README's table).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_PREFIX = "dev-only-"
+
+
+class ServiceSettings(BaseSettings):
+    """Database, Kafka, HTTP and start-up settings of one service process."""
+
+    model_config = SettingsConfigDict(env_prefix="MEER_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    database_url: str = Field(
+        default="postgresql+asyncpg://meer@127.0.0.1:55432/meer",
+        description="SQLAlchemy URL of this service's own database (asyncpg driver).",
+    )
+    database_pool_size: int = 10
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_partitions: int = Field(default=3, ge=1, description="Partitions for topics this service creates.")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    startup_timeout_s: float = Field(default=60.0, gt=0, description="How long to wait for PostgreSQL and Kafka at start.")
+    handler_max_attempts: int = Field(default=5, ge=1, description="Tries per event before it goes to the dead-letter topic.")
+    outbox_poll_interval_s: float = 0.25
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_production(self) -> ServiceSettings:
+        if self.env == "production":
+            for name, value in self:
+                if isinstance(value, str) and value.startswith(DEV_SECRET_PREFIX):
+                    raise ValueError(f"MEER_{name.upper()} still has its development default; set a real secret")
+        return self

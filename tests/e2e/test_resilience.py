@@ -1,0 +1,133 @@
+"""Services and lost dependencies: a bounded wait at start with one clear line, /readyz
+that tells the truth while running, and recovery without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import (
+    COACHING,
+    ENROLMENT,
+    LICENSOR,
+    MAILER,
+    add_coach,
+    create_organisation,
+    eventually,
+    mails_to,
+    unique_email,
+)
+
+pytestmark = pytest.mark.stack
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_stack() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("local_stack", ROOT / "deploy" / "local" / "stack.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def start_service_with(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.tracking"],
+        cwd=ROOT,
+        env={**os.environ, "MEER_HTTP_PORT": "18993", "MEER_STARTUP_TIMEOUT_S": "3", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "dependency"),
+    [
+        ({"MEER_KAFKA_BOOTSTRAP": "127.0.0.1:1"}, "Kafka"),
+        ({"MEER_DATABASE_URL": "postgresql+asyncpg://meer@127.0.0.1:1/meer_tracking"}, "PostgreSQL"),
+    ],
+)
+def test_service_without_a_dependency_exits_with_one_clear_line(
+    stack: None, env: dict[str, str], dependency: str
+) -> None:
+    started = time.monotonic()
+    result = start_service_with(env)
+    assert result.returncode == 1
+    assert time.monotonic() - started < 30, "the wait at start is bounded"
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if f"cannot reach {dependency}" in line]
+    assert len(lines) == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+async def readiness(http: httpx.AsyncClient, url: str) -> tuple[int, dict[str, bool]]:
+    try:
+        response = await http.get(f"{url}/readyz")
+    except httpx.HTTPError:
+        return 0, {}
+    return response.status_code, response.json().get("checks", {})
+
+
+async def enrol_and_receive_day_one(http: httpx.AsyncClient) -> None:
+    organisation = await create_organisation(http)
+    await add_coach(http, organisation["id"])
+    email = unique_email()
+    response = await http.post(
+        f"{ENROLMENT}/api/organisations/{organisation['id']}/participants",
+        json={"first_name": "Wim", "email": email, "start_date": str(date.today()), "send_time": "00:00",
+              "timezone": "UTC"},
+        headers=LICENSOR,
+    )  # fmt: skip
+    assert response.status_code == 201, response.text
+    await eventually(lambda: mails_to(http, email), timeout=60, what="the day-1 mail after the outage")
+
+
+async def test_lost_postgres_is_reported_and_the_services_recover(http: httpx.AsyncClient) -> None:
+    stack = load_stack()
+    await asyncio.to_thread(stack.stop_postgres)
+    try:
+
+        async def reports_postgres_down() -> bool:
+            status, checks = await readiness(http, COACHING)
+            return status == 503 and checks.get("postgres") is False
+
+        await eventually(reports_postgres_down, timeout=15, what="/readyz to report PostgreSQL down")
+    finally:
+        await asyncio.to_thread(stack.start_postgres)
+
+    for url in (ENROLMENT, MAILER, COACHING):
+        await eventually(lambda url=url: _ready(http, url), timeout=30, what=f"{url} ready again")
+    await enrol_and_receive_day_one(http)
+
+
+async def test_lost_kafka_is_reported_and_the_flow_recovers(http: httpx.AsyncClient) -> None:
+    stack = load_stack()
+    await asyncio.to_thread(stack.stop_process, "kafka", 30)
+    try:
+
+        async def reports_kafka_down() -> bool:
+            status, checks = await readiness(http, MAILER)
+            return status == 503 and checks.get("kafka") is False
+
+        await eventually(reports_kafka_down, timeout=20, what="/readyz to report Kafka down")
+    finally:
+        await asyncio.to_thread(stack.start_kafka)
+
+    for url in (ENROLMENT, MAILER, COACHING):
+        await eventually(lambda url=url: _ready(http, url), timeout=60, what=f"{url} ready again")
+    await enrol_and_receive_day_one(http)
+
+
+async def _ready(http: httpx.AsyncClient, url: str) -> bool:
+    status, _ = await readiness(http, url)
+    return status == 200

@@ -1,0 +1,83 @@
+"""One lesson per local day at the participant's own send time, across DST changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+
+import pytest
+
+from services.mailer.scheduling import RecipientSchedule, local_send_moment, next_due_lesson
+
+
+def schedule(**overrides: object) -> RecipientSchedule:
+    values: dict[str, object] = {
+        "start_date": date(2026, 3, 27),
+        "send_time": time(8, 0),
+        "timezone": "Europe/Amsterdam",
+        "status": "active",
+        "last_day": 0,
+        "last_local_date": None,
+    }
+    values.update(overrides)
+    return RecipientSchedule(**values)  # type: ignore[arg-type]
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_first_lesson_is_due_at_local_send_time_on_the_start_date() -> None:
+    # Amsterdam is UTC+1 in March before the change: 08:00 local is 07:00 UTC.
+    assert next_due_lesson(schedule(), utc(2026, 3, 27, 6, 59), programme_days=60) is None
+    due = next_due_lesson(schedule(), utc(2026, 3, 27, 7, 0), programme_days=60)
+    assert due is not None and due.day == 1 and due.local_date == date(2026, 3, 27)
+    assert due.due_at == utc(2026, 3, 27, 7, 0)
+
+
+def test_send_time_follows_the_clock_change_in_amsterdam() -> None:
+    # On 29 March 2026 the clocks go forward: 08:00 local is then 06:00 UTC.
+    after = schedule(last_day=2, last_local_date=date(2026, 3, 28))
+    assert next_due_lesson(after, utc(2026, 3, 29, 5, 59), programme_days=60) is None
+    due = next_due_lesson(after, utc(2026, 3, 29, 6, 0), programme_days=60)
+    assert due is not None and due.day == 3 and due.due_at == utc(2026, 3, 29, 6, 0)
+
+
+def test_two_time_zones_across_their_own_dst_changes() -> None:
+    new_york = schedule(timezone="America/New_York", start_date=date(2026, 3, 7), send_time=time(9, 30))
+    # New York moves to EDT on 8 March 2026: 09:30 is 14:30 UTC before, 13:30 UTC after.
+    assert next_due_lesson(new_york, utc(2026, 3, 7, 14, 30), programme_days=60) is not None
+    after = schedule(
+        timezone="America/New_York", start_date=date(2026, 3, 7), send_time=time(9, 30),
+        last_day=1, last_local_date=date(2026, 3, 7),
+    )  # fmt: skip
+    assert next_due_lesson(after, utc(2026, 3, 8, 13, 29), programme_days=60) is None
+    assert next_due_lesson(after, utc(2026, 3, 8, 13, 30), programme_days=60) is not None
+
+
+def test_send_time_inside_the_spring_gap_is_sent_after_the_gap() -> None:
+    moment = local_send_moment(date(2026, 3, 29), time(2, 30), "Europe/Amsterdam")
+    # 02:30 does not exist that night in Amsterdam; it becomes 01:30 UTC (03:30 CEST).
+    assert moment == utc(2026, 3, 29, 1, 30)
+
+
+def test_at_most_one_lesson_per_local_day() -> None:
+    sent_today = schedule(last_day=1, last_local_date=date(2026, 3, 27))
+    assert next_due_lesson(sent_today, utc(2026, 3, 27, 22, 0), programme_days=60) is None
+
+
+def test_a_missed_day_is_not_skipped_but_sent_as_the_next_lesson() -> None:
+    # The mailer was down on the 28th and 29th: on the 30th lesson 2 comes, not lesson 4.
+    behind = schedule(last_day=1, last_local_date=date(2026, 3, 27))
+    due = next_due_lesson(behind, utc(2026, 3, 30, 12, 0), programme_days=60)
+    assert due is not None and due.day == 2 and due.local_date == date(2026, 3, 30)
+
+
+@pytest.mark.parametrize("status", ["paused", "stopped", "completed"])
+def test_no_lesson_unless_enrolled_or_active(status: str) -> None:
+    assert next_due_lesson(schedule(status=status), utc(2026, 4, 1, 12, 0), programme_days=60) is None
+
+
+def test_nothing_before_the_start_date_and_nothing_after_the_last_day() -> None:
+    assert next_due_lesson(schedule(start_date=date(2026, 4, 1)), utc(2026, 3, 31, 12, 0), programme_days=60) is None
+    done = schedule(last_day=60, last_local_date=date(2026, 5, 25))
+    assert next_due_lesson(done, utc(2026, 6, 1, 12, 0), programme_days=60) is None

@@ -1,0 +1,55 @@
+"""The event envelope: typed payloads, keys and topics, and strict parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import pytest
+from pydantic import ValidationError
+
+from shared.events import Envelope, MailOpened, Topic, UnknownEventError, known_event_types
+
+
+def opened() -> MailOpened:
+    return MailOpened(
+        delivery_id=uuid4(), day=3, opened_at=datetime(2026, 11, 23, 9, tzinfo=UTC), first_open=True,
+        likely_automated=False,
+    )  # fmt: skip
+
+
+def test_envelope_round_trips_through_json_with_its_typed_payload() -> None:
+    org, participant = uuid4(), uuid4()
+    envelope = Envelope.wrap(opened(), org_id=org, participant_id=participant)
+    again = Envelope.model_validate_json(envelope.model_dump_json())
+    assert again == envelope
+    assert again.parsed() == opened().model_copy(update={"delivery_id": again.parsed().delivery_id})  # type: ignore[attr-defined]
+    assert again.type == "mail.opened" and again.version == 1
+
+
+def test_key_is_the_participant_and_falls_back_to_the_organisation() -> None:
+    org, participant = uuid4(), uuid4()
+    assert Envelope.wrap(opened(), org_id=org, participant_id=participant).key == str(participant).encode()
+    assert Envelope.wrap(opened(), org_id=org).key == str(org).encode()
+
+
+def test_topic_comes_from_the_payload_type() -> None:
+    assert Envelope.wrap(opened(), org_id=uuid4()).topic == Topic.ENGAGEMENT
+    assert Topic.dead_letter(Topic.ENGAGEMENT) == "meer.engagement.dlt"
+
+
+def test_unknown_type_or_version_is_refused() -> None:
+    envelope = Envelope(type="mail.opened", version=99, occurred_at=datetime.now(UTC), org_id=uuid4(), payload={})
+    with pytest.raises(UnknownEventError):
+        envelope.parsed()
+
+
+def test_naive_timestamps_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        Envelope(type="mail.opened", version=1, occurred_at=datetime(2026, 1, 1), org_id=uuid4(), payload={})  # noqa: DTZ001
+
+
+def test_every_event_type_is_past_tense_and_registered_once() -> None:
+    types = known_event_types()
+    assert len(types) == len(set(types))
+    assert ("participant.enrolled", 1) in types and ("mail.opened", 1) in types
