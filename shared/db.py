@@ -12,7 +12,7 @@ from sqlalchemy import event, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, registry
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
@@ -86,7 +86,7 @@ async def claim_event(session: AsyncSession, event_id: UUID) -> bool:
         insert(ProcessedEvent)
         .values(event_id=event_id, processed_at=utcnow())
         .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(ProcessedEvent.event_id)  # type: ignore[arg-type]
+        .returning(col(ProcessedEvent.event_id))
     )
     result = await session.execute(statement)
     return result.first() is not None

@@ -4,6 +4,7 @@ consumes events (idempotent handlers, bounded retries, then a dead-letter topic)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -46,12 +47,11 @@ async def ensure_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: 
         existing = set(await admin.list_topics())
         wanted = [name for topic in topics for name in (topic, Topic.dead_letter(topic)) if name not in existing]
         if wanted:
-            try:
+            # Another service may create the same topic at the same moment.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in wanted]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another service created it at the same moment
     finally:
         await admin.close()
 
@@ -71,13 +71,13 @@ def _is_transient(error: BaseException) -> bool:
 
 def subscribe_events(
     broker: KafkaBroker,
-    topic: str,
+    handlers: Mapping[str, Mapping[str, EventHandler]],
     *,
     service: str,
-    handlers: Mapping[str, EventHandler],
     max_attempts: int = 5,
 ) -> None:
-    """Consume `topic` in the service's consumer group and dispatch events by type.
+    """Consume the topics in `handlers` ({topic: {event type: handler}}) with one consumer
+    in the service's consumer group (one consumer: one group join, no rebalance storm).
 
     The offset is committed only after the handler returned, so after its database
     commit. A failing event is retried `max_attempts` times with backoff, then moved to
@@ -87,20 +87,23 @@ def subscribe_events(
     """
 
     @broker.subscriber(
-        topic,
+        *handlers,
         group_id=service,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        title=f"{service}:{topic}",
+        title=f"{service}-events",
     )
     async def on_event(message: KafkaMessage) -> None:
-        body = message.body
+        record = message.raw_message
+        assert not isinstance(record, tuple)
+        topic = record.topic
         try:
-            envelope = Envelope.model_validate_json(body)
+            envelope = Envelope.model_validate_json(message.body)
         except ValidationError as error:
-            await _dead_letter(broker, message, topic, service, f"not a valid envelope: {error.error_count()} errors")
+            reason = f"not a valid envelope: {error.error_count()} errors"
+            await _dead_letter(broker, message, service, "invalid", reason)
             return
-        handler = handlers.get(envelope.type)
+        handler = handlers.get(topic, {}).get(envelope.type)
         if handler is None:
             EVENTS_HANDLED.labels(service, topic, envelope.type, "ignored").inc()
             return
@@ -116,19 +119,23 @@ def subscribe_events(
         except Exception as error:
             if _is_transient(error):
                 EVENTS_HANDLED.labels(service, topic, envelope.type, "retry_later").inc()
-                log.warning("dependency unavailable; event will be redelivered", event_type=envelope.type,
-                            event_id=str(envelope.event_id), error=type(error).__name__)  # fmt: skip
+                log.warning(
+                    "dependency unavailable; event will be redelivered",
+                    event_type=envelope.type,
+                    event_id=str(envelope.event_id),
+                    error=type(error).__name__,
+                )
                 await asyncio.sleep(1.0)  # the redelivery comes at once; do not spin
                 raise
-            reason = f"{type(error).__name__}: {error}"[:500]
-            await _dead_letter(broker, message, topic, service, reason)
+            await _dead_letter(broker, message, service, envelope.type, f"{type(error).__name__}: {error}"[:500])
             return
         EVENTS_HANDLED.labels(service, topic, envelope.type, "ok").inc()
 
 
-async def _dead_letter(broker: KafkaBroker, message: KafkaMessage, topic: str, service: str, reason: str) -> None:
+async def _dead_letter(broker: KafkaBroker, message: KafkaMessage, service: str, event_type: str, reason: str) -> None:
     record = message.raw_message
     assert not isinstance(record, tuple)
+    topic = record.topic
     await broker.publish(
         message.body,
         Topic.dead_letter(topic),
@@ -142,7 +149,12 @@ async def _dead_letter(broker: KafkaBroker, message: KafkaMessage, topic: str, s
         },
     )
     EVENTS_DEAD_LETTERED.labels(service, topic).inc()
-    EVENTS_HANDLED.labels(service, topic, "unknown", "dead_lettered").inc()
+    EVENTS_HANDLED.labels(service, topic, event_type, "dead_lettered").inc()
     # The reason may quote the payload's structure but never its values' meaning; ids only.
-    log.error("event moved to dead-letter topic", topic=topic, partition=record.partition,
-              offset=record.offset, reason=reason.split(":")[0])  # fmt: skip
+    log.error(
+        "event moved to dead-letter topic",
+        topic=topic,
+        partition=record.partition,
+        offset=record.offset,
+        reason=reason.split(":")[0],
+    )

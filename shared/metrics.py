@@ -26,7 +26,9 @@ EVENTS_DEAD_LETTERED = Counter(
 )
 OUTBOX_PUBLISHED = Counter("meer_outbox_published_total", "Outbox rows published to Kafka.", ["service"])
 OUTBOX_BACKLOG = Gauge("meer_outbox_backlog", "Outbox rows committed and not yet published.", ["service"])
-DEPENDENCY_UP = Gauge("meer_dependency_up", "1 when a dependency answered the last readiness check.", ["service", "dependency"])
+DEPENDENCY_UP = Gauge(
+    "meer_dependency_up", "1 when a dependency answered the last readiness check.", ["service", "dependency"]
+)
 
 
 def metrics_response() -> Response:

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy import BigInteger, Column, LargeBinary, delete, func, select, text
-from sqlmodel import Field
+from sqlmodel import Field, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import Database, SharedTable, utcnow
@@ -82,11 +82,7 @@ class OutboxRelay:
             if not locked.scalar():
                 return 0
             rows = (
-                (
-                    await session.execute(
-                        select(OutboxMessage).order_by(OutboxMessage.id).limit(self.batch_size)  # type: ignore[arg-type]
-                    )
-                )
+                (await session.execute(select(OutboxMessage).order_by(col(OutboxMessage.id)).limit(self.batch_size)))
                 .scalars()
                 .all()
             )
@@ -94,13 +90,10 @@ class OutboxRelay:
                 return 0
             # Send the whole batch, then wait: the idempotent producer keeps per-partition order.
             futures = [
-                await self.broker.publish(row.value, row.topic, key=row.key.encode(), no_confirm=True)
-                for row in rows
+                await self.broker.publish(row.value, row.topic, key=row.key.encode(), no_confirm=True) for row in rows
             ]
             await asyncio.gather(*futures)
-            await session.execute(
-                delete(OutboxMessage).where(OutboxMessage.id.in_([row.id for row in rows]))  # type: ignore[union-attr]
-            )
+            await session.execute(delete(OutboxMessage).where(col(OutboxMessage.id).in_([row.id for row in rows])))
             await session.commit()
         OUTBOX_PUBLISHED.labels(service=self.service).inc(len(rows))
         return len(rows)

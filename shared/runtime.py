@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from aiokafka.admin import AIOKafkaAdminClient
@@ -36,7 +36,8 @@ from shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
-BackgroundLoop = Callable[[], Awaitable[None]]
+BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 @dataclass
@@ -165,8 +166,10 @@ async def wait_for_dependencies(settings: ServiceSettings, service: str) -> None
                     last_error = f"{type(error).__name__}: {error}"[:200]
                 if time.monotonic() + delay > deadline:
                     where = settings.kafka_bootstrap if name == "Kafka" else settings.database_url.split("@")[-1]
-                    log.error(f"cannot reach {name} at {where} after {settings.startup_timeout_s:.0f}s; exiting",
-                              last_error=last_error)  # fmt: skip
+                    log.error(
+                        f"cannot reach {name} at {where} after {settings.startup_timeout_s:.0f}s; exiting",
+                        last_error=last_error,
+                    )
                     sys.exit(1)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -176,8 +179,8 @@ async def wait_for_dependencies(settings: ServiceSettings, service: str) -> None
 
 def run_service(
     service: str,
-    settings: ServiceSettings,
-    create_app: Callable[[ServiceSettings], FastAPI],
+    settings: SettingsT,
+    create_app: Callable[[SettingsT], FastAPI],
     migrations_dir: Path,
 ) -> None:
     """The start command of every service: wait for dependencies, migrate, serve."""

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_SECRET_PREFIX = "dev-only-"
+DEV_SECRET_PREFIX = "dev-only-"  # noqa: S105 - marks defaults that production refuses
 
 
 class ServiceSettings(BaseSettings):
@@ -30,8 +30,12 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
-    startup_timeout_s: float = Field(default=60.0, gt=0, description="How long to wait for PostgreSQL and Kafka at start.")
-    handler_max_attempts: int = Field(default=5, ge=1, description="Tries per event before it goes to the dead-letter topic.")
+    startup_timeout_s: float = Field(
+        default=60.0, gt=0, description="How long to wait for PostgreSQL and Kafka at start."
+    )
+    handler_max_attempts: int = Field(
+        default=5, ge=1, description="Tries per event before it goes to the dead-letter topic."
+    )
     outbox_poll_interval_s: float = 0.25
 
     @model_validator(mode="after")

@@ -26,30 +26,42 @@ PIXEL = re.compile(r'src="([^"]+/o/[^"]+\.gif)"')
 
 def create_demo(client: httpx.Client) -> dict[str, str]:
     today = date.today()
-    organisation = client.post(
-        "/api/organisations",
-        json={
-            "name": "Welzijn Aan Zee",
-            "display_name": "Welzijn Aan Zee",
-            "contact_phone": "0223 123 456",
-            "contact_email": "meercontact@welzijnaanzee.example",
-            "website": "https://welzijnaanzee.example",
-            "address": "Dorpsstraat 1, 1781 AA Den Helder",
-            "brand_colour": "#0b6e4f",
-            "licence_valid_from": str(today - timedelta(days=1)),
-            "licence_valid_until": str(today + timedelta(days=365)),
-            "max_active_participants": 200,
-        },
-    ).raise_for_status().json()
-    coach = client.post(
-        f"/api/organisations/{organisation['id']}/coaches",
-        json={"name": "Sanne de Vries", "email": f"sanne+{organisation['id'][:8]}@welzijnaanzee.example"},
-    ).raise_for_status().json()
-    participant = client.post(
-        f"/api/organisations/{organisation['id']}/participants",
-        # Start today at midnight, so the day-1 mail goes out now instead of tomorrow at 08:00.
-        json={"first_name": "Ans", "email": "ans@example.org", "start_date": str(today), "send_time": "00:00"},
-    ).raise_for_status().json()
+    organisation = (
+        client.post(
+            "/api/organisations",
+            json={
+                "name": "Welzijn Aan Zee",
+                "display_name": "Welzijn Aan Zee",
+                "contact_phone": "0223 123 456",
+                "contact_email": "meercontact@welzijnaanzee.example",
+                "website": "https://welzijnaanzee.example",
+                "address": "Dorpsstraat 1, 1781 AA Den Helder",
+                "brand_colour": "#0b6e4f",
+                "licence_valid_from": str(today - timedelta(days=1)),
+                "licence_valid_until": str(today + timedelta(days=365)),
+                "max_active_participants": 200,
+            },
+        )
+        .raise_for_status()
+        .json()
+    )
+    coach = (
+        client.post(
+            f"/api/organisations/{organisation['id']}/coaches",
+            json={"name": "Sanne de Vries", "email": f"sanne+{organisation['id'][:8]}@welzijnaanzee.example"},
+        )
+        .raise_for_status()
+        .json()
+    )
+    participant = (
+        client.post(
+            f"/api/organisations/{organisation['id']}/participants",
+            # Start today at midnight, so the day-1 mail goes out now instead of tomorrow at 08:00.
+            json={"first_name": "Ans", "email": "ans@example.org", "start_date": str(today), "send_time": "00:00"},
+        )
+        .raise_for_status()
+        .json()
+    )
     return {"org_id": organisation["id"], "coach_id": coach["id"], "participant_id": participant["id"]}
 
 

@@ -141,7 +141,9 @@ def create_web_app(mailbox: Mailbox) -> FastAPI:
             f"<td><a href='/messages/{s['id']}'>{html.escape(s['subject'])}</a></td></tr>"
             for s in (m.summary() for m in reversed(mailbox.mails[-500:]))
         )
-        return _page("Ontvangen mail", f"<table><tr><th>Ontvangen (UTC)</th><th>Aan</th><th>Onderwerp</th></tr>{rows}</table>")
+        return _page(
+            "Ontvangen mail", f"<table><tr><th>Ontvangen (UTC)</th><th>Aan</th><th>Onderwerp</th></tr>{rows}</table>"
+        )
 
     @app.get("/messages/{mail_id}", response_class=HTMLResponse)
     async def show(mail_id: int) -> str:
@@ -159,7 +161,7 @@ def create_web_app(mailbox: Mailbox) -> FastAPI:
         if html_part is not None:
             body += (
                 "<h2>HTML</h2><iframe sandbox title='HTML-versie' "
-                f"srcdoc=\"{html.escape(html_part.get_content())}\"></iframe>"
+                f'srcdoc="{html.escape(html_part.get_content())}"></iframe>'
             )
         if text_part is not None:
             body += f"<h2>Tekst</h2><pre>{html.escape(text_part.get_content())}</pre>"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import hashlib
 import os
 import shutil
@@ -23,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,9 @@ def log(message: str) -> None:
 # --- processes ---------------------------------------------------------------
 
 
+_children: dict[str, subprocess.Popen[bytes]] = {}
+
+
 def _pid_file(name: str) -> Path:
     return RUN_DIR / f"{name}.pid"
 
@@ -86,6 +91,11 @@ def running_pid(name: str) -> int | None:
     """The pid of a process this script started, if it is still alive."""
     path = _pid_file(name)
     if not path.exists():
+        return None
+    child = _children.get(name)
+    if child is not None and child.poll() is not None:
+        # Our own child that exited is a zombie until reaped: kill(pid, 0) would still succeed.
+        path.unlink(missing_ok=True)
         return None
     try:
         pid = int(path.read_text().strip())
@@ -101,7 +111,7 @@ def start_process(name: str, argv: Sequence[str], env: dict[str, str] | None = N
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / f"{name}.log", "ab") as out:
-        proc = subprocess.Popen(  # noqa: S603 - argv is built here, not from input
+        proc = subprocess.Popen(
             list(argv),
             cwd=ROOT,
             stdout=out,
@@ -111,6 +121,7 @@ def start_process(name: str, argv: Sequence[str], env: dict[str, str] | None = N
             env={**os.environ, **(env or {})},
         )
     _pid_file(name).write_text(str(proc.pid))
+    _children[name] = proc
     return proc.pid
 
 
@@ -118,10 +129,8 @@ def stop_process(name: str, timeout: float = 15.0) -> None:
     pid = running_pid(name)
     if pid is None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -131,10 +140,8 @@ def stop_process(name: str, timeout: float = 15.0) -> None:
         time.sleep(0.1)
     else:
         log(f"{name} did not stop in {timeout:.0f}s; killing it")
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     _pid_file(name).unlink(missing_ok=True)
     log(f"stopped {name}")
 
@@ -145,12 +152,20 @@ def port_open(port: int, host: str = HOST) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_until(what: str, check: object, timeout: float, log_name: str) -> None:
-    """Poll check() until it is true; on timeout fail with the log file to read."""
+def last_log_lines(name: str, count: int = 5) -> str:
+    path = LOG_DIR / f"{name}.log"
+    lines = path.read_text(errors="replace").splitlines()[-count:] if path.exists() else []
+    return "\n".join(f"    {line[:300]}" for line in lines)
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float, log_name: str) -> None:
+    """Poll check() until it is true; fail early if the process died, or on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
+        if _pid_file(log_name).exists() and running_pid(log_name) is None:
+            raise StackError(f"{what} exited; the end of {LOG_DIR / log_name}.log:\n{last_log_lines(log_name)}")
         time.sleep(0.2)
     raise StackError(f"{what} did not become ready within {timeout:.0f}s; see {LOG_DIR / log_name}.log")
 
@@ -162,7 +177,7 @@ def java_major_version() -> int | None:
     java = shutil.which("java")
     if java is None:
         return None
-    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr  # noqa: S603
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     for token in out.replace('"', " ").split():
         head = token.split(".")[0]
         if head.isdigit() and "." in token:
@@ -182,11 +197,16 @@ def ensure_kafka_jars() -> None:
     log("fetching the Kafka broker jars with Maven (first start only)")
     if KAFKA_LIBS.exists():
         shutil.rmtree(KAFKA_LIBS)
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [
-            "mvn", "-B", "-q", "-f", str(pom),
+            "mvn",
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
             "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies",
-            f"-DoutputDirectory={KAFKA_LIBS}", "-DincludeScope=runtime",
+            f"-DoutputDirectory={KAFKA_LIBS}",
+            "-DincludeScope=runtime",
         ],
         capture_output=True,
         text=True,
@@ -225,10 +245,16 @@ def kafka_properties() -> str:
 
 def kafka_java_cmd(main_class: str, *args: str) -> list[str]:
     return [
-        "java", "-Xms256m", "-Xmx768m", "-XX:+UseG1GC",
+        "java",
+        "-Xms256m",
+        "-Xmx768m",
+        "-XX:+UseG1GC",
         f"-Dlog4j.configuration=file:{KAFKA_DIR / 'none'}",
-        "-cp", f"{KAFKA_LIBS}/*", main_class, *args,
-    ]  # fmt: skip
+        "-cp",
+        f"{KAFKA_LIBS}/*",
+        main_class,
+        *args,
+    ]
 
 
 def kafka_ready() -> bool:
@@ -262,11 +288,17 @@ def start_kafka() -> None:
     props = KAFKA_DIR / "server.properties"
     props.write_text(kafka_properties())
     if not (KAFKA_DIR / "data" / "meta.properties").exists():
-        cluster_id = subprocess.run(  # noqa: S603
-            kafka_java_cmd("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
-        ).stdout.strip().splitlines()[-1]
-        result = subprocess.run(  # noqa: S603
-            kafka_java_cmd("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"),
+        cluster_id = (
+            subprocess.run(
+                kafka_java_cmd("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        result = subprocess.run(
+            kafka_java_cmd(
+                "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"
+            ),
             capture_output=True,
             text=True,
         )
@@ -312,7 +344,7 @@ def start_postgres() -> None:
         if os.geteuid() == 0:
             shutil.chown(PG_DIR, "postgres")
             shutil.chown(data, "postgres")
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             as_pg_user([initdb, "-D", str(data), "-U", "meer", "--auth=trust", "-E", "UTF8", "--no-locale"]),
             check=True,
             capture_output=True,
@@ -322,7 +354,7 @@ def start_postgres() -> None:
     if os.geteuid() == 0:
         shutil.chown(log_file, "postgres")
     options = f"-c listen_addresses={HOST} -p {PG_PORT} -k /tmp -c fsync=off -c max_connections=300"
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         as_pg_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(log_file), "-w", "-t", "30", "start"]),
         capture_output=True,
         text=True,
@@ -336,7 +368,7 @@ def stop_postgres() -> None:
     data = PG_DIR / "data"
     if os.environ.get("DATABASE_URL") or not (data / "postmaster.pid").exists():
         return
-    subprocess.run(as_pg_user([pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True)  # noqa: S603
+    subprocess.run(as_pg_user([pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True)
     log("stopped postgres")
 
 
@@ -375,8 +407,14 @@ def start_mailcatcher() -> None:
     if running_pid("mailcatcher") and port_open(SMTP_PORT):
         log(f"mail catcher already running: {Urls.mailcatcher}")
         return
-    argv = [sys.executable, str(ROOT / "deploy" / "local" / "mailcatcher.py"),
-            "--smtp-port", str(SMTP_PORT), "--http-port", str(MAILCATCHER_HTTP_PORT)]  # fmt: skip
+    argv = [
+        sys.executable,
+        str(ROOT / "deploy" / "local" / "mailcatcher.py"),
+        "--smtp-port",
+        str(SMTP_PORT),
+        "--http-port",
+        str(MAILCATCHER_HTTP_PORT),
+    ]
     start_process("mailcatcher", argv)
     wait_until("the mail catcher", lambda: http_ok(f"{Urls.mailcatcher}/healthz"), 20, "mailcatcher")
     log(f"mail catcher ready: SMTP {HOST}:{SMTP_PORT}, web {Urls.mailcatcher}")
@@ -406,7 +444,7 @@ def start_services(restart: bool) -> None:
             continue
         start_process(name, [sys.executable, "-m", f"services.{name}"], env=service_env(name))
     for name in SERVICE_PORTS:
-        wait_until(f"the {name} service", lambda n=name: http_ok(f"{Urls.service(n)}/readyz"), 90, name)  # type: ignore[misc]
+        wait_until(f"the {name} service", functools.partial(http_ok, f"{Urls.service(name)}/readyz"), 90, name)
         log(f"{name} ready: {Urls.service(name)}")
 
 
@@ -422,7 +460,7 @@ def up(demo: bool, restart_services: bool) -> None:
     start_services(restart_services)
     log(f"stack up in {time.monotonic() - started:.1f}s")
     if demo:
-        subprocess.run([sys.executable, str(ROOT / "deploy" / "local" / "demo.py")], check=True)  # noqa: S603
+        subprocess.run([sys.executable, str(ROOT / "deploy" / "local" / "demo.py")], check=True)
     print(
         "\nThe Meer contact platform runs on this machine:\n"
         f"  mail catcher (see the daily mail)  {Urls.mailcatcher}\n"

@@ -6,4 +6,4 @@ from services.coaching.app import create_app
 from services.coaching.settings import CoachingSettings
 from shared.runtime import run_service
 
-run_service("coaching", CoachingSettings(), create_app, Path(__file__).parent / "migrations")  # type: ignore[arg-type]
+run_service("coaching", CoachingSettings(), create_app, Path(__file__).parent / "migrations")

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select
+from sqlmodel import col
 
 from services.coaching.tables import DashboardRow, DashboardRowPublic
 from shared.runtime import Runtime
@@ -19,8 +20,6 @@ async def coach_dashboard(coach_id: UUID, request: Request) -> list[DashboardRow
     runtime: Runtime = request.app.state.runtime
     async with runtime.database.session() as session:
         rows = await session.execute(
-            select(DashboardRow)
-            .where(DashboardRow.coach_id == coach_id)  # type: ignore[arg-type]
-            .order_by(DashboardRow.first_name)  # type: ignore[arg-type]
+            select(DashboardRow).where(col(DashboardRow.coach_id) == coach_id).order_by(col(DashboardRow.first_name))
         )
         return [DashboardRowPublic.model_validate(row, from_attributes=True) for row in rows.scalars()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from sqlalchemy import select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching.projection import record_open, summarise_mails
@@ -17,6 +18,7 @@ from shared.db import Database, claim_event, utcnow
 from shared.events import Envelope, MailOpened, MailSent, ParticipantEnrolled, Topic
 from shared.kafka import EventHandler, subscribe_events
 from shared.runtime import Runtime
+
 
 async def _row(session: AsyncSession, envelope: Envelope) -> DashboardRow:
     assert envelope.participant_id is not None
@@ -27,7 +29,7 @@ async def _row(session: AsyncSession, envelope: Envelope) -> DashboardRow:
 
 
 async def _mails(session: AsyncSession, participant_id: UUID) -> list[MailSeen]:
-    result = await session.execute(select(MailSeen).where(MailSeen.participant_id == participant_id))  # type: ignore[arg-type]
+    result = await session.execute(select(MailSeen).where(col(MailSeen.participant_id) == participant_id))
     return list(result.scalars())
 
 
@@ -93,8 +95,9 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
 
 
 def register_kafka_handlers(runtime: Runtime) -> None:
-    for topic, handlers in build_handlers(runtime.database).items():
-        subscribe_events(
-            runtime.broker, topic, service=runtime.service, handlers=handlers,
-            max_attempts=runtime.settings.handler_max_attempts,
-        )  # fmt: skip
+    subscribe_events(
+        runtime.broker,
+        build_handlers(runtime.database),
+        service=runtime.service,
+        max_attempts=runtime.settings.handler_max_attempts,
+    )

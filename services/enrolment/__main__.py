@@ -6,4 +6,4 @@ from services.enrolment.app import create_app
 from services.enrolment.settings import EnrolmentSettings
 from shared.runtime import run_service
 
-run_service("enrolment", EnrolmentSettings(), create_app, Path(__file__).parent / "migrations")  # type: ignore[arg-type]
+run_service("enrolment", EnrolmentSettings(), create_app, Path(__file__).parent / "migrations")

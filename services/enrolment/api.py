@@ -35,7 +35,8 @@ bearer = HTTPBearer(auto_error=False)
 
 
 def runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    found: Runtime = request.app.state.runtime
+    return found
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -53,8 +54,9 @@ def require_licensor(
     settings = runtime(request).settings
     assert isinstance(settings, EnrolmentSettings)
     if credentials is None or not hmac.compare_digest(credentials.credentials, settings.licensor_secret):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "A valid licensor token is required.",
-                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "A valid licensor token is required.", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 Licensor = Depends(require_licensor)

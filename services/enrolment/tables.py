@@ -11,8 +11,8 @@ from sqlalchemy import ARRAY, Column, Index, String, text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from shared.db import utcnow
 from services.enrolment.domain import DEFAULT_SEND_TIME, DEFAULT_TIMEZONE
+from shared.db import utcnow
 
 
 class EnrolmentTable(SQLModel, registry=registry()):

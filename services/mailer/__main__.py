@@ -6,4 +6,4 @@ from services.mailer.app import create_app
 from services.mailer.settings import MailerSettings
 from shared.runtime import run_service
 
-run_service("mailer", MailerSettings(), create_app, Path(__file__).parent / "migrations")  # type: ignore[arg-type]
+run_service("mailer", MailerSettings(), create_app, Path(__file__).parent / "migrations")

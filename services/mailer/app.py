@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
@@ -56,9 +57,13 @@ def create_app(settings: MailerSettings | None = None, clock: Clock = system_clo
         return DeliveryWorker(
             database=runtime.database,
             transport=SmtpClient(
-                settings.smtp_host, settings.smtp_port, username=settings.smtp_username,
-                password=settings.smtp_password, start_tls=settings.smtp_starttls, timeout=settings.smtp_timeout_s,
-            ),  # fmt: skip
+                settings.smtp_host,
+                settings.smtp_port,
+                username=settings.smtp_username,
+                password=settings.smtp_password,
+                start_tls=settings.smtp_starttls,
+                timeout=settings.smtp_timeout_s,
+            ),
             pack=pack,
             signer=signer,
             mail_settings=mail_settings,
@@ -67,8 +72,7 @@ def create_app(settings: MailerSettings | None = None, clock: Clock = system_clo
 
     runtime.background.append(scheduler_loop)
     for index in range(settings.sender_concurrency):
-        worker = sender_loop(index)
-        runtime.background.append(lambda worker=worker: worker.run(senders_wake))  # type: ignore[misc]
+        runtime.background.append(functools.partial(sender_loop(index).run, senders_wake))
     register_kafka_handlers(runtime, lambda: wake(scheduler_wake))
 
     app = create_service_app(

@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.mailer.mail import MailContext, MailSettings, message_id, render_programme_mail
 from services.mailer.programme import ProgrammePack
@@ -53,7 +55,7 @@ async def schedule_due_deliveries(database: Database, pack: ProgrammePack, now: 
         recipients = (
             await session.execute(
                 select(Recipient)
-                .where(Recipient.status.in_(SCHEDULED_STATUSES), Recipient.last_day < pack.days)  # type: ignore[attr-defined]
+                .where(col(Recipient.status).in_(SCHEDULED_STATUSES), col(Recipient.last_day) < pack.days)
                 .with_for_update(skip_locked=True)
             )
         ).scalars()
@@ -84,7 +86,7 @@ async def schedule_due_deliveries(database: Database, pack: ProgrammePack, now: 
                     created_at=now,
                 )
                 .on_conflict_do_nothing()
-                .returning(Delivery.id)  # type: ignore[arg-type]
+                .returning(col(Delivery.id))
             )
             created += len(result.all())
             recipient.last_day = due.day
@@ -112,8 +114,8 @@ class DeliveryWorker:
             delivery = (
                 await session.execute(
                     select(Delivery)
-                    .where(Delivery.status == "due", Delivery.due_at <= now)  # type: ignore[arg-type]
-                    .order_by(Delivery.due_at)  # type: ignore[arg-type]
+                    .where(col(Delivery.status) == "due", col(Delivery.due_at) <= now)
+                    .order_by(col(Delivery.due_at))
                     .limit(1)
                     .with_for_update(skip_locked=True)
                 )
@@ -172,7 +174,11 @@ class DeliveryWorker:
             delivery.status = "sent"
             delivery.sent_at = now
             delivery.message_id = message_id(delivery.id, self.mail_settings.message_id_domain)
-            delivery.pack, delivery.pack_version, delivery.lesson_title = self.pack.name, self.pack.version, lesson.title
+            delivery.pack, delivery.pack_version, delivery.lesson_title = (
+                self.pack.name,
+                self.pack.version,
+                lesson.title,
+            )
             delivery.error = None
             if recipient.status == "enrolled":
                 recipient.status = "active"
@@ -196,11 +202,11 @@ class DeliveryWorker:
         return True
 
     @staticmethod
-    def _fail(session: object, delivery: Delivery, reason: str, now: datetime) -> None:
+    def _fail(session: AsyncSession, delivery: Delivery, reason: str, now: datetime) -> None:
         delivery.status = "failed"
         delivery.error = reason[:300]
         add_to_outbox(
-            session,  # type: ignore[arg-type]
+            session,
             Envelope.wrap(
                 MailFailed(delivery_id=delivery.id, day=delivery.day, reason=reason[:300], failed_at=now),
                 org_id=delivery.org_id,

@@ -76,8 +76,9 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
 
 
 def register_kafka_handlers(runtime: Runtime, wake_scheduler: Callable[[], None]) -> None:
-    for topic, handlers in build_handlers(runtime.database, wake_scheduler).items():
-        subscribe_events(
-            runtime.broker, topic, service=runtime.service, handlers=handlers,
-            max_attempts=runtime.settings.handler_max_attempts,
-        )  # fmt: skip
+    subscribe_events(
+        runtime.broker,
+        build_handlers(runtime.database, wake_scheduler),
+        service=runtime.service,
+        max_attempts=runtime.settings.handler_max_attempts,
+    )

@@ -19,7 +19,8 @@ from shared.tracking_tokens import TokenSigner, TrackingToken
 
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html", "j2"], default_for_string=True),
+    # HTML templates escape everything; the plain-text part must not (no "&amp;" in a text mail).
+    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=True),
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
@@ -66,11 +67,17 @@ def render_programme_mail(context: MailContext, settings: MailSettings, signer: 
     }
     body_html, body_text = render_markdown(context.lesson.body_markdown, values)
     assignment_html, assignment_text = render_markdown(context.lesson.assignment_markdown, values)
-    look_ahead_html, look_ahead_text = render_markdown(context.lesson.look_ahead, values) if context.lesson.look_ahead else ("", "")
+    look_ahead_html, look_ahead_text = (
+        render_markdown(context.lesson.look_ahead, values) if context.lesson.look_ahead else ("", "")
+    )
     pixel = TrackingToken(
-        k="open", d=context.delivery_id, p=context.participant_id, o=context.org_id, n=context.day,
+        k="open",
+        d=context.delivery_id,
+        p=context.participant_id,
+        o=context.org_id,
+        n=context.day,
         t=int(context.sent_at.timestamp()),
-    )  # fmt: skip
+    )
     template_values = {
         "ctx": context,
         "brand": {"brand_colour": "#1f5f8b", **context.branding},

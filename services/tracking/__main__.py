@@ -6,4 +6,4 @@ from services.tracking.app import create_app
 from services.tracking.settings import TrackingSettings
 from shared.runtime import run_service
 
-run_service("tracking", TrackingSettings(), create_app, Path(__file__).parent / "migrations")  # type: ignore[arg-type]
+run_service("tracking", TrackingSettings(), create_app, Path(__file__).parent / "migrations")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import Counter
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 
 from services.tracking.tables import FirstOpen, OpenRecord
 from shared.db import utcnow
@@ -22,7 +23,9 @@ TRANSPARENT_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAAB
 NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
 
 HITS = Counter("meer_tracking_hits_total", "Tracking hits by kind and outcome.", ["kind", "outcome"])
-INVALID_TOKENS = Counter("meer_tracking_invalid_tokens_total", "Hits with a forged, tampered or retired token.", ["kind"])
+INVALID_TOKENS = Counter(
+    "meer_tracking_invalid_tokens_total", "Hits with a forged, tampered or retired token.", ["kind"]
+)
 
 
 @router.get("/o/{token}.gif", tags=["tracking"], summary="Tracking pixel: records an open")
@@ -44,7 +47,7 @@ async def open_pixel(token: str, request: Request) -> Response:
             insert(FirstOpen)
             .values(delivery_id=claims.delivery_id, opened_at=now)
             .on_conflict_do_nothing()
-            .returning(FirstOpen.delivery_id)  # type: ignore[arg-type]
+            .returning(col(FirstOpen.delivery_id))
         )
         first_open = first.first() is not None
         session.add(
@@ -63,9 +66,13 @@ async def open_pixel(token: str, request: Request) -> Response:
             session,
             Envelope.wrap(
                 MailOpened(
-                    delivery_id=claims.delivery_id, day=claims.day, opened_at=now, first_open=first_open,
-                    likely_automated=False, signals=(),
-                ),  # fmt: skip
+                    delivery_id=claims.delivery_id,
+                    day=claims.day,
+                    opened_at=now,
+                    first_open=first_open,
+                    likely_automated=False,
+                    signals=(),
+                ),
                 org_id=claims.org_id,
                 participant_id=claims.participant_id,
                 occurred_at=now,

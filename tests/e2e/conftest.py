@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 ENROLMENT = "http://127.0.0.1:8001"
 MAILER = "http://127.0.0.1:8002"
@@ -25,7 +27,6 @@ PG_SERVER = "postgresql://meer@127.0.0.1:55432"
 LICENSOR = {"Authorization": "Bearer dev-only-licensor-secret"}
 
 T = TypeVar("T")
-
 
 
 async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float = 30, what: str = "condition") -> T:
@@ -60,6 +61,34 @@ async def db_count(service: str, query: str, *args: Any) -> int:
         return int(await conn.fetchval(query, *args))
     finally:
         await conn.close()
+
+
+async def read_topic(topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on a topic right now, read without a consumer group."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end[tp] for tp in partitions])
+
+        while await behind():
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
 
 
 def unique_email(label: str = "deelnemer") -> str:

@@ -19,8 +19,6 @@ async def enrol(http: httpx.AsyncClient, org_id: str, body: dict[str, Any], head
     )
 
 
-
-
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -43,8 +41,10 @@ async def test_invalid_participant_is_refused_with_the_field_named(
     error = response.json()["error"]
     assert error["status"] == 422 and error["message"]
     assert field in [f["field"] for f in error["fields"]], error
-    assert await db_count("enrolment", "SELECT count(*) FROM participant WHERE org_id = $1",
-                          uuid.UUID(organisation["id"])) == 0  # fmt: skip
+    assert (
+        await db_count("enrolment", "SELECT count(*) FROM participant WHERE org_id = $1", uuid.UUID(organisation["id"]))
+        == 0
+    )
 
 
 async def test_unknown_organisation_is_404_and_writes_nothing(http: httpx.AsyncClient) -> None:
@@ -64,8 +64,10 @@ async def test_duplicate_enrolment_is_409_and_writes_nothing(http: httpx.AsyncCl
     again = await enrol(http, organisation["id"], {"first_name": "Ans", "email": email.upper()})
     assert again.status_code == 409
     assert again.json()["error"]["fields"][0]["field"] == "email"
-    assert await db_count("enrolment", "SELECT count(*) FROM participant WHERE org_id = $1",
-                          uuid.UUID(organisation["id"])) == 1  # fmt: skip
+    assert (
+        await db_count("enrolment", "SELECT count(*) FROM participant WHERE org_id = $1", uuid.UUID(organisation["id"]))
+        == 1
+    )
 
 
 async def test_enrolment_without_a_coach_is_refused(http: httpx.AsyncClient) -> None:
@@ -88,12 +90,16 @@ async def test_without_the_licensor_secret_nothing_is_written(http: httpx.AsyncC
     organisation = await create_organisation(http)
     await add_coach(http, organisation["id"])
     response = await enrol(
-        http, organisation["id"], {"first_name": "Ans", "email": unique_email()},
+        http,
+        organisation["id"],
+        {"first_name": "Ans", "email": unique_email()},
         headers={"Authorization": "Bearer wrong"},
-    )  # fmt: skip
+    )
     assert response.status_code == 401
-    assert await db_count("enrolment", "SELECT count(*) FROM participant WHERE org_id = $1",
-                          uuid.UUID(organisation["id"])) == 0  # fmt: skip
+    assert (
+        await db_count("enrolment", "SELECT count(*) FROM participant WHERE org_id = $1", uuid.UUID(organisation["id"]))
+        == 0
+    )
 
 
 async def test_malformed_json_is_a_clear_422(http: httpx.AsyncClient) -> None:

@@ -12,13 +12,11 @@ from uuid import UUID
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.events import Envelope, MailOpened, Topic
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
-    KAFKA,
     LICENSOR,
     add_coach,
     create_organisation,
@@ -26,6 +24,7 @@ from tests.e2e.conftest import (
     eventually,
     mails_to,
     raw_mail,
+    read_topic,
     unique_email,
 )
 
@@ -36,23 +35,11 @@ PIXEL = re.compile(r'src="(http://[^"]+/o/[^"]+\.gif)"')
 
 async def read_events_back(event_type: str, participant_id: UUID, topic: str) -> list[tuple[Envelope, int, int]]:
     """The participant's events of one type on a topic, with partition and offset."""
-    found: list[tuple[Envelope, int, int]] = []
-    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        while any(await consumer.position(tp) < end[tp] for tp in partitions):
-            batch = await consumer.getmany(timeout_ms=1000)
-            for tp, records in batch.items():
-                for record in records:
-                    envelope = Envelope.model_validate_json(record.value)
-                    if envelope.type == event_type and envelope.participant_id == participant_id:
-                        found.append((envelope, tp.partition, record.offset))
-    finally:
-        await consumer.stop()
+    found = []
+    for record in await read_topic(topic):
+        envelope = Envelope.model_validate_json(record.value)
+        if envelope.type == event_type and envelope.participant_id == participant_id:
+            found.append((envelope, record.partition, record.offset))
     return found
 
 
@@ -62,10 +49,15 @@ async def test_enrolled_participant_gets_day_one_and_the_open_reaches_the_coach(
     email = unique_email()
     response = await http.post(
         f"{ENROLMENT}/api/organisations/{organisation['id']}/participants",
-        json={"first_name": "Gerrit", "email": email, "start_date": str(date.today()), "send_time": "00:00",
-              "timezone": "UTC"},
+        json={
+            "first_name": "Gerrit",
+            "email": email,
+            "start_date": str(date.today()),
+            "send_time": "00:00",
+            "timezone": "UTC",
+        },
         headers=LICENSOR,
-    )  # fmt: skip
+    )
     assert response.status_code == 201, response.text
     participant_id = UUID(response.json()["id"])
 
@@ -84,8 +76,9 @@ async def test_enrolled_participant_gets_day_one_and_the_open_reaches_the_coach(
     assert email not in pixel.group(1) and "Gerrit" not in pixel.group(1), "tokens carry no personal data"
 
     # The delivery is recorded in the mailer's own PostgreSQL database, with its Message-ID.
-    deliveries = await db_fetch("mailer", "SELECT day, status, message_id FROM delivery WHERE participant_id = $1",
-                                participant_id)  # fmt: skip
+    deliveries = await db_fetch(
+        "mailer", "SELECT day, status, message_id FROM delivery WHERE participant_id = $1", participant_id
+    )
     assert [(d["day"], d["status"]) for d in deliveries] == [(1, "sent")]
     assert deliveries[0]["message_id"] == message["Message-ID"]
 

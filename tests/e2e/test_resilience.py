@@ -4,18 +4,17 @@ that tells the truth while running, and recovery without a restart."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import subprocess
 import sys
 import time
 from datetime import date
 from pathlib import Path
-from types import ModuleType
 
 import httpx
 import pytest
 
+from deploy.local import stack as local_stack
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
@@ -30,14 +29,6 @@ from tests.e2e.conftest import (
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_stack() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("local_stack", ROOT / "deploy" / "local" / "stack.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def start_service_with(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -84,17 +75,21 @@ async def enrol_and_receive_day_one(http: httpx.AsyncClient) -> None:
     email = unique_email()
     response = await http.post(
         f"{ENROLMENT}/api/organisations/{organisation['id']}/participants",
-        json={"first_name": "Wim", "email": email, "start_date": str(date.today()), "send_time": "00:00",
-              "timezone": "UTC"},
+        json={
+            "first_name": "Wim",
+            "email": email,
+            "start_date": str(date.today()),
+            "send_time": "00:00",
+            "timezone": "UTC",
+        },
         headers=LICENSOR,
-    )  # fmt: skip
+    )
     assert response.status_code == 201, response.text
     await eventually(lambda: mails_to(http, email), timeout=60, what="the day-1 mail after the outage")
 
 
 async def test_lost_postgres_is_reported_and_the_services_recover(http: httpx.AsyncClient) -> None:
-    stack = load_stack()
-    await asyncio.to_thread(stack.stop_postgres)
+    await asyncio.to_thread(local_stack.stop_postgres)
     try:
 
         async def reports_postgres_down() -> bool:
@@ -103,7 +98,7 @@ async def test_lost_postgres_is_reported_and_the_services_recover(http: httpx.As
 
         await eventually(reports_postgres_down, timeout=15, what="/readyz to report PostgreSQL down")
     finally:
-        await asyncio.to_thread(stack.start_postgres)
+        await asyncio.to_thread(local_stack.start_postgres)
 
     for url in (ENROLMENT, MAILER, COACHING):
         await eventually(lambda url=url: _ready(http, url), timeout=30, what=f"{url} ready again")
@@ -111,8 +106,7 @@ async def test_lost_postgres_is_reported_and_the_services_recover(http: httpx.As
 
 
 async def test_lost_kafka_is_reported_and_the_flow_recovers(http: httpx.AsyncClient) -> None:
-    stack = load_stack()
-    await asyncio.to_thread(stack.stop_process, "kafka", 30)
+    await asyncio.to_thread(local_stack.stop_process, "kafka", 30)
     try:
 
         async def reports_kafka_down() -> bool:
@@ -121,7 +115,7 @@ async def test_lost_kafka_is_reported_and_the_flow_recovers(http: httpx.AsyncCli
 
         await eventually(reports_kafka_down, timeout=20, what="/readyz to report Kafka down")
     finally:
-        await asyncio.to_thread(stack.start_kafka)
+        await asyncio.to_thread(local_stack.start_kafka)
 
     for url in (ENROLMENT, MAILER, COACHING):
         await eventually(lambda url=url: _ready(http, url), timeout=60, what=f"{url} ready again")

@@ -12,8 +12,13 @@ T0 = datetime(2026, 11, 23, 8, tzinfo=UTC)
 
 
 def mail(day: int, *, sent: bool = True, title: str = "Les") -> MailSeen:
-    return MailSeen(delivery_id=uuid4(), participant_id=uuid4(), day=day, lesson_title=f"{title} {day}",
-                    sent_at=T0 + timedelta(days=day) if sent else None)  # fmt: skip
+    return MailSeen(
+        delivery_id=uuid4(),
+        participant_id=uuid4(),
+        day=day,
+        lesson_title=f"{title} {day}",
+        sent_at=T0 + timedelta(days=day) if sent else None,
+    )
 
 
 def test_counts_sent_and_human_and_automated_opens_apart() -> None:

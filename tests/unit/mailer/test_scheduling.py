@@ -47,9 +47,12 @@ def test_two_time_zones_across_their_own_dst_changes() -> None:
     # New York moves to EDT on 8 March 2026: 09:30 is 14:30 UTC before, 13:30 UTC after.
     assert next_due_lesson(new_york, utc(2026, 3, 7, 14, 30), programme_days=60) is not None
     after = schedule(
-        timezone="America/New_York", start_date=date(2026, 3, 7), send_time=time(9, 30),
-        last_day=1, last_local_date=date(2026, 3, 7),
-    )  # fmt: skip
+        timezone="America/New_York",
+        start_date=date(2026, 3, 7),
+        send_time=time(9, 30),
+        last_day=1,
+        last_local_date=date(2026, 3, 7),
+    )
     assert next_due_lesson(after, utc(2026, 3, 8, 13, 29), programme_days=60) is None
     assert next_due_lesson(after, utc(2026, 3, 8, 13, 30), programme_days=60) is not None
 

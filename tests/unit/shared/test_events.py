@@ -13,9 +13,12 @@ from shared.events import Envelope, MailOpened, Topic, UnknownEventError, known_
 
 def opened() -> MailOpened:
     return MailOpened(
-        delivery_id=uuid4(), day=3, opened_at=datetime(2026, 11, 23, 9, tzinfo=UTC), first_open=True,
+        delivery_id=uuid4(),
+        day=3,
+        opened_at=datetime(2026, 11, 23, 9, tzinfo=UTC),
+        first_open=True,
         likely_automated=False,
-    )  # fmt: skip
+    )
 
 
 def test_envelope_round_trips_through_json_with_its_typed_payload() -> None:
@@ -46,7 +49,7 @@ def test_unknown_type_or_version_is_refused() -> None:
 
 def test_naive_timestamps_are_refused() -> None:
     with pytest.raises(ValidationError):
-        Envelope(type="mail.opened", version=1, occurred_at=datetime(2026, 1, 1), org_id=uuid4(), payload={})  # noqa: DTZ001
+        Envelope(type="mail.opened", version=1, occurred_at=datetime(2026, 1, 1), org_id=uuid4(), payload={})
 
 
 def test_every_event_type_is_past_tense_and_registered_once() -> None:

@@ -1,0 +1,1 @@
+"""Deployment: the local stack without Docker, and the container files."""

@@ -1,0 +1,1 @@
+"""The local stack: Kafka, PostgreSQL, the SMTP catcher and the services on this machine."""
