@@ -7,7 +7,7 @@ know); changing what a field means is a new version of that event.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -24,8 +24,12 @@ class Topic:
     """mail.*, keyed by participant id."""
     ENGAGEMENT = "meer.engagement"
     """What participants do with their mail (opens, clicks, reports), keyed by participant id."""
+    COACHING = "meer.coaching"
+    """call.* and plan.*, keyed by participant id."""
+    STAFF = "meer.staff"
+    """staff.*, keyed by organisation id."""
 
-    ALL: ClassVar[tuple[str, ...]] = (ORGANISATION, PARTICIPANT, MAIL, ENGAGEMENT)
+    ALL: ClassVar[tuple[str, ...]] = (ORGANISATION, PARTICIPANT, MAIL, ENGAGEMENT, COACHING, STAFF)
 
     @staticmethod
     def dead_letter(topic: str) -> str:
@@ -153,6 +157,31 @@ class OrganisationLicensed(Payload):
 
 
 @event
+class OrganisationBrandingChanged(Payload):
+    """An organisation changed its branding; the next mail carries the new one."""
+
+    TYPE = "organisation.branding_changed"
+    VERSION = 1
+    TOPIC = Topic.ORGANISATION
+
+    branding: Branding
+
+
+@event
+class OrganisationLicenceChanged(Payload):
+    """The licensor changed an organisation's licence period, size or variants."""
+
+    TYPE = "organisation.licence_changed"
+    VERSION = 1
+    TOPIC = Topic.ORGANISATION
+
+    licence_valid_from: date
+    licence_valid_until: date
+    max_active_participants: int
+    variants: tuple[str, ...]
+
+
+@event
 class CoachAdded(Payload):
     """An organisation added a coach who can be assigned participants."""
 
@@ -183,6 +212,114 @@ class ParticipantEnrolled(Payload):
     send_time: time
     timezone: str
     variant: str
+
+
+@event
+class ParticipantConfirmationRequested(Payload):
+    """Someone signed up on the public page; they must confirm by mail before anything starts.
+    The mailer sends the confirmation mail (double opt-in)."""
+
+    TYPE = "participant.confirmation_requested"
+    VERSION = 1
+    TOPIC = Topic.PARTICIPANT
+
+    first_name: str
+    email: str
+    confirm_url: str = Field(description="One-time link that confirms the sign-up.")
+
+
+@event
+class ParticipantDetailsChanged(Payload):
+    """A participant's contact details or mail preferences changed."""
+
+    TYPE = "participant.details_changed"
+    VERSION = 1
+    TOPIC = Topic.PARTICIPANT
+
+    first_name: str
+    email: str
+    phone: str | None = None
+    send_time: time
+    timezone: str
+
+
+@event
+class ParticipantPaused(Payload):
+    """The daily mails stop until the participant is resumed; paused days do not count."""
+
+    TYPE = "participant.paused"
+    VERSION = 1
+    TOPIC = Topic.PARTICIPANT
+
+    reason: str | None = None
+
+
+@event
+class ParticipantResumed(Payload):
+    """A paused participant continues with the next lesson."""
+
+    TYPE = "participant.resumed"
+    VERSION = 1
+    TOPIC = Topic.PARTICIPANT
+
+
+@event
+class ParticipantStopped(Payload):
+    """The participant's programme ended early, by their own unsubscribe or by the coach."""
+
+    TYPE = "participant.stopped"
+    VERSION = 1
+    TOPIC = Topic.PARTICIPANT
+
+    by: Literal["participant", "coach", "organisation"]
+    reason: str | None = Field(default=None, description="Why, in the coach's words; never shown to others.")
+
+
+@event
+class ParticipantCompleted(Payload):
+    """Enrolment recorded that the participant finished all lessons."""
+
+    TYPE = "participant.completed"
+    VERSION = 1
+    TOPIC = Topic.PARTICIPANT
+
+
+@event
+class ParticipantCoachChanged(Payload):
+    """The participant has a new coach from now on."""
+
+    TYPE = "participant.coach_changed"
+    VERSION = 1
+    TOPIC = Topic.PARTICIPANT
+
+    coach_id: UUID
+
+
+@event
+class ParticipantErased(Payload):
+    """The right to be forgotten: every service removes this person's personal data."""
+
+    TYPE = "participant.erased"
+    VERSION = 1
+    TOPIC = Topic.PARTICIPANT
+
+
+# --- staff.* -----------------------------------------------------------------------------
+
+
+@event
+class StaffInvited(Payload):
+    """An organisation admin or coach was invited; the mailer sends the set-password link."""
+
+    TYPE = "staff.invited"
+    VERSION = 1
+    TOPIC = Topic.STAFF
+
+    staff_id: UUID
+    name: str
+    email: str
+    role: Literal["org_admin", "coach"]
+    set_password_url: str
 
 
 # --- mail.* ----------------------------------------------------------------------------
@@ -219,6 +356,18 @@ class MailFailed(Payload):
     failed_at: AwareDatetime
 
 
+@event
+class ProgrammeCompleted(Payload):
+    """The participant was sent the last lesson of the programme."""
+
+    TYPE = "programme.completed"
+    VERSION = 1
+    TOPIC = Topic.MAIL
+
+    days: int
+    completed_at: AwareDatetime
+
+
 # --- engagement -------------------------------------------------------------------------
 
 
@@ -236,3 +385,78 @@ class MailOpened(Payload):
     first_open: bool = Field(description="True for the first recorded open of this mail.")
     likely_automated: bool = Field(description="Probably a proxy or scanner, not a person.")
     signals: tuple[str, ...] = Field(default=(), description="Which signals decided likely_automated.")
+
+
+@event
+class LinkClicked(Payload):
+    """A signed link in a programme mail was followed."""
+
+    TYPE = "link.clicked"
+    VERSION = 1
+    TOPIC = Topic.ENGAGEMENT
+
+    delivery_id: UUID
+    day: int = Field(ge=1)
+    url: str
+    clicked_at: AwareDatetime
+    likely_automated: bool
+    signals: tuple[str, ...] = ()
+
+
+@event
+class AssignmentReported(Payload):
+    """The participant said how the day's assignment went (a later answer replaces an earlier one)."""
+
+    TYPE = "assignment.reported"
+    VERSION = 1
+    TOPIC = Topic.ENGAGEMENT
+
+    delivery_id: UUID
+    day: int = Field(ge=1)
+    score: int = Field(ge=1, le=5, description="1 = niet gelukt … 5 = heel goed gelukt.")
+    note: str | None = Field(default=None, max_length=500)
+    reported_at: AwareDatetime
+
+
+@event
+class UnsubscribeRequested(Payload):
+    """The participant asked to stop the mails (one-click or the confirmation page)."""
+
+    TYPE = "participant.unsubscribe_requested"
+    VERSION = 1
+    TOPIC = Topic.ENGAGEMENT
+
+    delivery_id: UUID
+    via: Literal["one_click", "page"]
+    requested_at: AwareDatetime
+
+
+# --- coaching ----------------------------------------------------------------------------
+
+
+@event
+class CallLogged(Payload):
+    """A coach logged a call (reached or not). The notes stay in coaching."""
+
+    TYPE = "call.logged"
+    VERSION = 1
+    TOPIC = Topic.COACHING
+
+    call_id: UUID
+    coach_id: UUID
+    called_at: AwareDatetime
+    reached: bool
+    duration_minutes: int = Field(ge=0)
+    planned_call: int | None = Field(default=None, ge=1, le=4, description="Which of the four planned calls.")
+
+
+@event
+class PlanUpdated(Payload):
+    """A coach saved a new version of the personal plan. The content stays in coaching."""
+
+    TYPE = "plan.updated"
+    VERSION = 1
+    TOPIC = Topic.COACHING
+
+    coach_id: UUID
+    plan_version: int = Field(ge=1)

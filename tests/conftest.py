@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def stack() -> None:
     """Bring the local stack up (restarting the services, so they run this code)."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "deploy" / "local" / "stack.py"), "up", "--no-demo", "--restart-services"],
+        [sys.executable, "-m", "deploy.local.stack", "up", "--no-demo", "--restart-services"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
     )

@@ -11,15 +11,15 @@ import sys
 import time
 from datetime import date, timedelta
 from email import message_from_bytes, policy
-from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_FILE = Path(os.environ.get("MEER_VAR_DIR", ROOT / "var")) / "demo.json"
-ENROLMENT = os.environ.get("MEER_DEMO_ENROLMENT_URL", "http://127.0.0.1:8001")
-COACHING = os.environ.get("MEER_DEMO_COACHING_URL", "http://127.0.0.1:8004")
-MAILCATCHER = os.environ.get("MEER_DEMO_MAILCATCHER_URL", "http://127.0.0.1:8025")
+from deploy.local.stack import VAR, Urls
+
+DEMO_FILE = VAR / "demo.json"
+ENROLMENT = Urls.service("enrolment")
+COACHING = Urls.service("coaching")
+MAILCATCHER = Urls.mailcatcher
 LICENSOR_SECRET = os.environ.get("MEER_LICENSOR_SECRET", "dev-only-licensor-secret")
 PIXEL = re.compile(r'src="([^"]+/o/[^"]+\.gif)"')
 

@@ -1,9 +1,9 @@
 """Runs the whole platform on this machine without Docker: Kafka (KRaft), PostgreSQL,
 the SMTP catcher and the four services, as background processes under ./var.
 
-    python deploy/local/stack.py up [--no-demo] [--restart-services]
-    python deploy/local/stack.py down
-    python deploy/local/stack.py status
+    python -m deploy.local.stack up [--no-demo] [--restart-services]
+    python -m deploy.local.stack down
+    python -m deploy.local.stack status
 
 Every step is idempotent: `up` starts only what is not running yet. Logs go to
 var/log/<name>.log, pid files to var/run/<name>.pid.
@@ -38,12 +38,17 @@ KAFKA_DIR = VAR / "kafka"
 PG_DIR = VAR / "pg"
 
 HOST = "127.0.0.1"
-KAFKA_PORT = int(os.environ.get("MEER_LOCAL_KAFKA_PORT", "19092"))
-KAFKA_CONTROLLER_PORT = KAFKA_PORT + 1
-PG_PORT = int(os.environ.get("MEER_LOCAL_PG_PORT", "55432"))
-SMTP_PORT = int(os.environ.get("MEER_LOCAL_SMTP_PORT", "1025"))
-MAILCATCHER_HTTP_PORT = int(os.environ.get("MEER_LOCAL_MAILCATCHER_PORT", "8025"))
+# A second stack on the same machine (another checkout, a parallel test run) sets
+# MEER_LOCAL_PORT_OFFSET and MEER_VAR_DIR, and shares nothing with the first.
+PORT_OFFSET = int(os.environ.get("MEER_LOCAL_PORT_OFFSET", "0"))
+KAFKA_PORT = 19092 + PORT_OFFSET
+KAFKA_CONTROLLER_PORT = 19093 + PORT_OFFSET
+PG_PORT = 55432 + PORT_OFFSET
+SMTP_PORT = 1025 + PORT_OFFSET
+MAILCATCHER_HTTP_PORT = 8025 + PORT_OFFSET
 SERVICE_PORTS = {"enrolment": 8001, "mailer": 8002, "tracking": 8003, "coaching": 8004}
+SERVICE_PORTS = {name: port + PORT_OFFSET for name, port in SERVICE_PORTS.items()}
+KEYS_DIR = VAR / "keys"
 KAFKA_PARTITIONS = 3
 
 
@@ -353,7 +358,7 @@ def start_postgres() -> None:
     log_file.touch()
     if os.geteuid() == 0:
         shutil.chown(log_file, "postgres")
-    options = f"-c listen_addresses={HOST} -p {PG_PORT} -k /tmp -c fsync=off -c max_connections=300"
+    options = f"-c listen_addresses={HOST} -p {PG_PORT} -k {PG_DIR} -c fsync=off -c max_connections=300"
     result = subprocess.run(
         as_pg_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(log_file), "-w", "-t", "30", "start"]),
         capture_output=True,
@@ -420,9 +425,26 @@ def start_mailcatcher() -> None:
     log(f"mail catcher ready: SMTP {HOST}:{SMTP_PORT}, web {Urls.mailcatcher}")
 
 
+def ensure_staff_keys() -> tuple[Path, Path]:
+    """The Ed25519 key pair for staff tokens: made once per local stack, never committed."""
+    private, public = KEYS_DIR / "staff-token.pem", KEYS_DIR / "staff-token.pub"
+    if not private.exists() or not public.exists():
+        from shared.staff_tokens import generate_key_pair
+
+        generate_key_pair(private, public)
+    return private, public
+
+
 def service_env(name: str) -> dict[str, str]:
     """The environment the local stack gives one service (see the README's table)."""
+    private_key, public_key = ensure_staff_keys()
+    keys = {"MEER_STAFF_TOKEN_PUBLIC_KEY_PATH": str(public_key)}
+    if name == "enrolment":
+        keys["MEER_STAFF_TOKEN_PRIVATE_KEY_PATH"] = str(private_key)
+    base_urls = {f"MEER_{other.upper()}_BASE_URL": Urls.service(other) for other in SERVICE_PORTS}
     return {
+        **keys,
+        **base_urls,
         "MEER_ENV": "development",
         "MEER_DATABASE_URL": database_url(name),
         "MEER_KAFKA_BOOTSTRAP": Urls.kafka,
@@ -430,8 +452,6 @@ def service_env(name: str) -> dict[str, str]:
         "MEER_HTTP_PORT": str(SERVICE_PORTS[name]),
         "MEER_SMTP_HOST": Urls.smtp_host,
         "MEER_SMTP_PORT": str(Urls.smtp_port),
-        "MEER_TRACKING_BASE_URL": Urls.service("tracking"),
-        "MEER_LOG_DIR": str(LOG_DIR),
     }
 
 
@@ -460,7 +480,7 @@ def up(demo: bool, restart_services: bool) -> None:
     start_services(restart_services)
     log(f"stack up in {time.monotonic() - started:.1f}s")
     if demo:
-        subprocess.run([sys.executable, str(ROOT / "deploy" / "local" / "demo.py")], check=True)
+        subprocess.run([sys.executable, "-m", "deploy.local.demo"], cwd=ROOT, check=True)
     print(
         "\nThe Meer contact platform runs on this machine:\n"
         f"  mail catcher (see the daily mail)  {Urls.mailcatcher}\n"

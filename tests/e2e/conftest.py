@@ -17,13 +17,15 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-ENROLMENT = "http://127.0.0.1:8001"
-MAILER = "http://127.0.0.1:8002"
-TRACKING = "http://127.0.0.1:8003"
-COACHING = "http://127.0.0.1:8004"
-MAILCATCHER = "http://127.0.0.1:8025"
-KAFKA = "127.0.0.1:19092"
-PG_SERVER = "postgresql://meer@127.0.0.1:55432"
+from deploy.local.stack import Urls
+
+ENROLMENT = Urls.service("enrolment")
+MAILER = Urls.service("mailer")
+TRACKING = Urls.service("tracking")
+COACHING = Urls.service("coaching")
+MAILCATCHER = Urls.mailcatcher
+KAFKA = Urls.kafka
+PG_SERVER = Urls.postgres_server()
 LICENSOR = {"Authorization": "Bearer dev-only-licensor-secret"}
 
 T = TypeVar("T")

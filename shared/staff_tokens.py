@@ -1,0 +1,90 @@
+"""Staff access tokens: the contract between enrolment, which issues them after a login,
+and the services that trust them (coaching) with the public key only.
+
+Tokens are short-lived JWTs signed with Ed25519 (EdDSA, PyJWT). They carry the staff
+member's id, role and organisation; never a name or an e-mail address.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+from uuid import UUID
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+ISSUER = "meer-enrolment"
+AUDIENCE = "meer-staff"
+ALGORITHM = "EdDSA"
+
+StaffRole = Literal["org_admin", "coach"]
+
+
+class StaffClaims(BaseModel):
+    """Who the bearer is: a coach (coach_id set) or an organisation admin, of one organisation."""
+
+    model_config = ConfigDict(frozen=True)
+
+    staff_id: UUID
+    role: StaffRole
+    org_id: UUID
+    coach_id: UUID | None = None
+
+
+class InvalidStaffTokenError(ValueError):
+    """Expired, forged, for another audience, or malformed."""
+
+
+def issue_staff_token(
+    claims: StaffClaims, private_key_pem: bytes, *, ttl: timedelta, now: datetime | None = None
+) -> str:
+    """Sign a token (enrolment only: it alone holds the private key)."""
+    issued = now or datetime.now(UTC)
+    payload = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "iat": issued,
+        "exp": issued + ttl,
+        "sub": str(claims.staff_id),
+        "role": claims.role,
+        "org": str(claims.org_id),
+        "coach": str(claims.coach_id) if claims.coach_id else None,
+    }
+    return jwt.encode(payload, serialization.load_pem_private_key(private_key_pem, password=None), algorithm=ALGORITHM)  # type: ignore[arg-type]
+
+
+def verify_staff_token(token: str, public_key_pem: bytes) -> StaffClaims:
+    """Check signature, issuer, audience and expiry; return the claims."""
+    try:
+        data = jwt.decode(
+            token,
+            serialization.load_pem_public_key(public_key_pem),  # type: ignore[arg-type]
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+        )
+        return StaffClaims(staff_id=data["sub"], role=data["role"], org_id=data["org"], coach_id=data.get("coach"))
+    except (jwt.PyJWTError, ValidationError, KeyError, ValueError) as error:
+        raise InvalidStaffTokenError(type(error).__name__) from None
+
+
+def generate_key_pair(private_path: Path, public_path: Path) -> None:
+    """Write a new Ed25519 key pair as PEM files (for the local stack; production brings its own)."""
+    private_key = Ed25519PrivateKey.generate()
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    private_path.write_bytes(
+        private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    private_path.chmod(0o600)
+    public_path.write_bytes(
+        private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
