@@ -191,6 +191,7 @@ class CoachAdded(Payload):
 
     coach_id: UUID
     name: str
+    email: str | None = Field(default=None, description="Work address, for the coach's daily digest.")
 
 
 # --- participant.* ------------------------------------------------------------------

@@ -74,6 +74,7 @@ def subscribe_events(
     handlers: Mapping[str, Mapping[str, EventHandler]],
     *,
     service: str,
+    group_id: str | None = None,
     max_attempts: int = 5,
 ) -> None:
     """Consume the topics in `handlers` ({topic: {event type: handler}}) with one consumer
@@ -88,7 +89,7 @@ def subscribe_events(
 
     @broker.subscriber(
         *handlers,
-        group_id=service,
+        group_id=group_id or service,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{service}-events",

@@ -33,6 +33,9 @@ class ServiceSettings(BaseSettings):
     startup_timeout_s: float = Field(
         default=60.0, gt=0, description="How long to wait for PostgreSQL and Kafka at start."
     )
+    consumer_group: str | None = Field(
+        default=None, description="Kafka consumer group; default: the service's name. Tests use their own."
+    )
     handler_max_attempts: int = Field(
         default=5, ge=1, description="Tries per event before it goes to the dead-letter topic."
     )

@@ -2,20 +2,26 @@
 and tracking, which verifies them when a pixel or link is fetched.
 
 A token carries ids only (never an address or a name), is bound to one delivery, and is
-signed with HMAC (itsdangerous). Keys rotate: the newest key signs, every key that is
-still configured verifies, so an old key keeps working for its grace period and stops
-the moment it is removed from MEER_TRACKING_KEYS.
+signed with HMAC (itsdangerous). Keys rotate: the first key signs, every other key that
+is still configured verifies. An older key may carry a grace period,
+`MEER_TRACKING_KEYS="newkey,oldkey@2026-12-31"`: the old key verifies until the end of
+that day (UTC) and is refused after it, without a restart or a config change; a key
+without a date verifies until it is removed from the list. Keys hold neither ',' nor '@'.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from uuid import UUID
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadPayload, BadSignature, URLSafeSerializer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 TokenKind = Literal["open", "click", "report", "unsubscribe"]
+InvalidReason = Literal["malformed", "bad_signature", "expired_key", "wrong_kind"]
 
 
 class TrackingToken(BaseModel):
@@ -35,30 +41,96 @@ class TrackingToken(BaseModel):
 class InvalidTokenError(ValueError):
     """The token was forged, tampered with, signed with a retired key, or malformed."""
 
+    def __init__(self, reason: InvalidReason) -> None:
+        super().__init__(reason)
+        self.reason: InvalidReason = reason
 
-def parse_keys(spec: str) -> list[str]:
-    """Keys from 'newest,older,...' (comma separated); the first one signs."""
-    keys = [key.strip() for key in spec.split(",") if key.strip()]
+
+@dataclass(frozen=True)
+class TrackingKey:
+    """One HMAC key, and the moment it stops verifying (None: while it is configured)."""
+
+    secret: str
+    verifies_until: datetime | None = None
+
+    def expired(self, now: datetime) -> bool:
+        return self.verifies_until is not None and now >= self.verifies_until
+
+
+def parse_keys(spec: str) -> list[TrackingKey]:
+    """Keys from 'newest,older@YYYY-MM-DD,...' (comma separated); the first one signs.
+
+    A date means the key verifies until the end of that day (UTC); an ISO date-time with
+    an offset gives the exact moment instead. The signing key cannot have an end: the
+    mails it signs today must keep working.
+    """
+    keys = [_parse_key(part.strip()) for part in spec.split(",") if part.strip()]
     if not keys:
         raise ValueError("at least one tracking key is needed")
+    if keys[0].verifies_until is not None:
+        raise ValueError("the first tracking key signs new mails and cannot have an end date")
+    if len({key.secret for key in keys}) != len(keys):
+        raise ValueError("a tracking key is listed twice")
     return keys
 
 
+def _parse_key(part: str) -> TrackingKey:
+    secret, _, until = part.rpartition("@") if "@" in part else (part, "", "")
+    secret = secret.strip()
+    if not secret:
+        raise ValueError("a tracking key is empty")
+    if not until:
+        return TrackingKey(secret)
+    try:
+        if "T" in until:
+            moment = datetime.fromisoformat(until)
+            if moment.tzinfo is None:
+                raise ValueError("no offset")
+            return TrackingKey(secret, moment.astimezone(UTC))
+        end_of_day = datetime.combine(date.fromisoformat(until), time(), tzinfo=UTC) + timedelta(days=1)
+    except ValueError:
+        raise ValueError(
+            f"tracking key end {until!r} is not a date (YYYY-MM-DD) or a date-time with an offset"
+        ) from None
+    return TrackingKey(secret, end_of_day)
+
+
 class TokenSigner:
-    """Signs and verifies tracking tokens with a rotating set of keys."""
+    """Signs with the first key and verifies with every key that has not expired."""
 
     _SALT = "meer.tracking.v1"
 
-    def __init__(self, keys: list[str]) -> None:
-        # itsdangerous signs with the last key in the list and verifies with all of them.
-        self._serializer = URLSafeSerializer(list(reversed(keys)), salt=self._SALT)
+    def __init__(self, keys: Sequence[str | TrackingKey]) -> None:
+        if not keys:
+            raise ValueError("at least one tracking key is needed")
+        self._keys = [key if isinstance(key, TrackingKey) else TrackingKey(key) for key in keys]
+        self._serializers = [URLSafeSerializer(key.secret, salt=self._SALT) for key in self._keys]
 
     def sign(self, token: TrackingToken) -> str:
-        return str(self._serializer.dumps(token.model_dump(mode="json", by_alias=True, exclude_none=True)))
+        return str(self._serializers[0].dumps(token.model_dump(mode="json", by_alias=True, exclude_none=True)))
 
-    def verify(self, signed: str) -> TrackingToken:
-        try:
-            data = self._serializer.loads(signed)
-            return TrackingToken.model_validate(data)
-        except (BadSignature, ValidationError, TypeError) as error:
-            raise InvalidTokenError(type(error).__name__) from None
+    def verify(self, signed: str, *, now: datetime | None = None) -> TrackingToken:
+        """The token's claims; InvalidTokenError (with a reason) when it must not count."""
+        moment = now or datetime.now(UTC)
+        for key, serializer in zip(self._keys, self._serializers, strict=True):
+            try:
+                data = serializer.loads(signed)
+            except BadSignature:
+                continue
+            except (BadPayload, TypeError, ValueError):
+                raise InvalidTokenError("malformed") from None
+            # The signature is genuine; a key past its grace period still counts as refused.
+            if key.expired(moment):
+                raise InvalidTokenError("expired_key")
+            try:
+                return TrackingToken.model_validate(data)
+            except ValidationError:
+                raise InvalidTokenError("malformed") from None
+        raise InvalidTokenError("bad_signature")
+
+    def verify_kind(self, signed: str, kind: TokenKind, *, now: datetime | None = None) -> TrackingToken:
+        """Like verify, and the token must be of this kind (a pixel token opens no link)."""
+        token = self.verify(signed, now=now)
+        if token.kind != kind:
+            raise InvalidTokenError("wrong_kind")
+        return token

@@ -1,11 +1,12 @@
-"""Scheduling and sending programme mails.
+"""Scheduling and sending mails.
 
 The scheduler turns "this participant's next lesson is due" into a delivery row, unique
-per (participant, day). Sender workers each claim one due row at a time with
-SELECT … FOR UPDATE SKIP LOCKED, send it, and in the same transaction mark it sent and
-stage mail.sent in the outbox. A worker killed mid-send releases its row lock, so the
-mail is sent again by another worker, with the same Message-ID: the only possible repeats
-are the mails in flight at that moment, at most one per worker.
+per (participant, day) and per (participant, local date). Sender workers each claim ONE
+due row at a time with SELECT … FOR UPDATE SKIP LOCKED, send it, and in the same
+transaction mark it sent and stage mail.sent in the outbox. Claiming one row per worker
+(rather than a batch) keeps the crash window minimal: a worker killed mid-send releases its
+row lock, another worker sends that mail again with the same Message-ID, so the only
+possible repeats are the mails in flight at that moment — at most one per worker.
 """
 
 from __future__ import annotations
@@ -13,22 +14,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from aiolimiter import AsyncLimiter
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.mailer.mail import MailContext, MailSettings, message_id, render_programme_mail
+from services.mailer.mail import (
+    MailContext,
+    MailSettings,
+    message_id,
+    render_programme_mail,
+    render_transactional_mail,
+    to_wire,
+)
+from services.mailer.metrics import DUE_BACKLOG, MAILS, OLDEST_DUE_SECONDS, SMTP_SECONDS
 from services.mailer.programme import ProgrammePack
-from services.mailer.scheduling import SCHEDULED_STATUSES, RecipientSchedule, next_due_lesson
+from services.mailer.scheduling import (
+    COACH_CALL_DAYS,
+    SCHEDULED_STATUSES,
+    RecipientSchedule,
+    digest_is_due,
+    lesson_today,
+    next_due_lesson,
+)
 from services.mailer.smtp import MailTransport, SmtpRefused, SmtpUnavailable
-from services.mailer.tables import CoachCopy, Delivery, OrganisationCopy, Recipient
+from services.mailer.tables import CoachCopy, Delivery, OrganisationCopy, Recipient, TransactionalMail
 from shared.db import Database
-from shared.events import Envelope, MailFailed, MailSent
+from shared.events import Envelope, MailFailed, MailSent, ProgrammeCompleted
 from shared.logging import get_logger
 from shared.outbox import add_to_outbox
 from shared.tracking_tokens import TokenSigner
@@ -48,6 +67,17 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=base * random.uniform(0.75, 1.25))  # noqa: S311 - jitter, not security
 
 
+def _schedule_of(recipient: Recipient) -> RecipientSchedule:
+    return RecipientSchedule(
+        start_date=recipient.start_date,
+        send_time=recipient.send_time,
+        timezone=recipient.timezone,
+        status=recipient.status,
+        last_day=recipient.last_day,
+        last_local_date=recipient.last_local_date,
+    )
+
+
 async def schedule_due_deliveries(database: Database, pack: ProgrammePack, now: datetime) -> int:
     """Create the delivery rows that are due now; returns how many were created."""
     created = 0
@@ -60,18 +90,7 @@ async def schedule_due_deliveries(database: Database, pack: ProgrammePack, now: 
             )
         ).scalars()
         for recipient in recipients:
-            due = next_due_lesson(
-                RecipientSchedule(
-                    start_date=recipient.start_date,
-                    send_time=recipient.send_time,
-                    timezone=recipient.timezone,
-                    status=recipient.status,
-                    last_day=recipient.last_day,
-                    last_local_date=recipient.last_local_date,
-                ),
-                now,
-                programme_days=pack.days,
-            )
+            due = next_due_lesson(_schedule_of(recipient), now, programme_days=pack.days)
             if due is None:
                 continue
             result = await session.execute(
@@ -89,16 +108,108 @@ async def schedule_due_deliveries(database: Database, pack: ProgrammePack, now: 
                 .returning(col(Delivery.id))
             )
             created += len(result.all())
-            recipient.last_day = due.day
-            recipient.last_local_date = due.local_date
-            session.add(recipient)
+            recipient.last_day, recipient.last_local_date = due.day, due.local_date
         await session.commit()
     return created
 
 
+async def unschedule_due_deliveries(session: AsyncSession, recipient: Recipient) -> None:
+    """Take back lessons scheduled but not sent (on pause), so resuming continues with them."""
+    await session.execute(
+        delete(Delivery).where(col(Delivery.participant_id) == recipient.participant_id, col(Delivery.status) == "due")
+    )
+    last = (
+        await session.execute(
+            select(func.max(Delivery.day), func.max(Delivery.local_date)).where(
+                col(Delivery.participant_id) == recipient.participant_id
+            )
+        )
+    ).one()
+    recipient.last_day, recipient.last_local_date = last[0] or 0, last[1]
+
+
+async def schedule_digests(
+    database: Database, pack: ProgrammePack, now: datetime, *, local_time: Any, timezone: str
+) -> int:
+    """Queue today's "wie bel ik vandaag" mail for every coach who has someone to call."""
+    queued = 0
+    async with database.session() as session:
+        coaches = (
+            await session.execute(
+                select(CoachCopy).where(col(CoachCopy.email).is_not(None)).with_for_update(skip_locked=True)
+            )
+        ).scalars()
+        for coach in coaches:
+            today = digest_is_due(coach.last_digest_date, now, local_time=local_time, timezone=timezone)
+            if today is None:
+                continue
+            coach.last_digest_date = today
+            recipients = (
+                await session.execute(
+                    select(Recipient).where(
+                        col(Recipient.coach_id) == coach.coach_id, col(Recipient.status).in_(SCHEDULED_STATUSES)
+                    )
+                )
+            ).scalars()
+            calls = []
+            for recipient in recipients:
+                day = lesson_today(_schedule_of(recipient), today, programme_days=pack.days)
+                if day in COACH_CALL_DAYS:
+                    lesson = pack.lesson(recipient.variant, day)
+                    calls.append(
+                        {"first_name": recipient.first_name, "day": day, "days": pack.days, "title": lesson.title}
+                    )
+            if calls:
+                session.add(
+                    TransactionalMail(
+                        kind="digest",
+                        org_id=coach.org_id,
+                        to_address=coach.email,
+                        context={"coach_name": coach.name, "calls": calls, "date": today.strftime("%d-%m-%Y")},
+                    )
+                )
+                queued += 1
+        await session.commit()
+    return queued
+
+
+async def measure_backlog(database: Database, now: datetime) -> None:
+    """Update the due-backlog gauges (what ops alert on when mails pile up)."""
+    async with database.session() as session:
+        count, oldest = (
+            await session.execute(
+                select(func.count(), func.min(Delivery.due_at)).where(
+                    col(Delivery.status) == "due", col(Delivery.due_at) <= now
+                )
+            )
+        ).one()
+    DUE_BACKLOG.set(count)
+    OLDEST_DUE_SECONDS.set((now - oldest).total_seconds() if oldest else 0)
+
+
+@dataclass
+class RateLimits:
+    """A global limit and one per organisation, so one big organisation cannot starve the rest."""
+
+    per_second: float
+    per_org_per_second: float
+    _global: AsyncLimiter = field(init=False)
+    _per_org: dict[Any, AsyncLimiter] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self._global = AsyncLimiter(self.per_second, 1)
+
+    async def acquire(self, org_id: Any) -> None:
+        limiter = self._per_org.get(org_id)
+        if limiter is None:
+            limiter = self._per_org[org_id] = AsyncLimiter(self.per_org_per_second, 1)
+        await limiter.acquire()
+        await self._global.acquire()
+
+
 @dataclass
 class DeliveryWorker:
-    """Sends due deliveries one at a time over its own SMTP connection."""
+    """Sends due mails one at a time over its own SMTP connection."""
 
     database: Database
     transport: MailTransport
@@ -106,25 +217,36 @@ class DeliveryWorker:
     signer: TokenSigner
     mail_settings: MailSettings
     clock: Clock
+    limits: RateLimits
+
+    async def _send(self, raw: bytes, *, recipient: str, org_id: Any) -> None:
+        await self.limits.acquire(org_id)
+        started = time.perf_counter()
+        await self.transport.send(raw, sender=self.mail_settings.from_address, recipient=recipient)
+        SMTP_SECONDS.observe(time.perf_counter() - started)
 
     async def send_next(self) -> bool:
-        """Claim and handle one due delivery; False when nothing is due."""
+        """Claim and handle one due mail (transactional first: they are time-sensitive); False when idle."""
+        return await self.send_next_transactional() or await self.send_next_delivery()
+
+    async def send_next_delivery(self) -> bool:
         now = self.clock()
         async with self.database.session() as session:
-            delivery = (
+            claimed = (
                 await session.execute(
-                    select(Delivery)
+                    select(Delivery, Recipient, OrganisationCopy, CoachCopy)
+                    .outerjoin(Recipient, col(Recipient.participant_id) == col(Delivery.participant_id))
+                    .outerjoin(OrganisationCopy, col(OrganisationCopy.org_id) == col(Delivery.org_id))
+                    .outerjoin(CoachCopy, col(CoachCopy.coach_id) == col(Recipient.coach_id))
                     .where(col(Delivery.status) == "due", col(Delivery.due_at) <= now)
                     .order_by(col(Delivery.due_at))
                     .limit(1)
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(of=Delivery, skip_locked=True)
                 )
-            ).scalar_one_or_none()
-            if delivery is None:
+            ).first()
+            if claimed is None:
                 return False
-            recipient = await session.get(Recipient, delivery.participant_id)
-            organisation = await session.get(OrganisationCopy, delivery.org_id)
-            coach = await session.get(CoachCopy, recipient.coach_id) if recipient else None
+            delivery, recipient, organisation, coach = claimed
             if recipient is None or recipient.status not in SCHEDULED_STATUSES:
                 delivery.status = "cancelled"
                 await session.commit()
@@ -155,31 +277,20 @@ class DeliveryWorker:
             )
             delivery.attempts += 1
             try:
-                await self.transport.send(message, sender=self.mail_settings.from_address, recipient=recipient.email)
-            except SmtpUnavailable as error:
-                if delivery.attempts < MAX_SEND_ATTEMPTS:
-                    delivery.due_at = now + retry_delay(delivery.attempts)
-                    delivery.error = str(error)[:300]
-                    await session.commit()
-                    log.warning("smtp unavailable; delivery postponed", delivery_id=str(delivery.id),
-                                attempts=delivery.attempts, error=str(error)[:100])  # fmt: skip
-                    return True
-                self._fail(session, delivery, f"gave up after {delivery.attempts} attempts: {error}", now)
+                await self._send(
+                    to_wire(message, self.mail_settings), recipient=recipient.email, org_id=delivery.org_id
+                )
+            except (SmtpUnavailable, SmtpRefused) as error:
+                self._postpone_or_fail(session, delivery, error, now, "programme")
                 await session.commit()
                 return True
-            except SmtpRefused as error:
-                self._fail(session, delivery, str(error), now)
-                await session.commit()
-                return True
-            delivery.status = "sent"
-            delivery.sent_at = now
+            delivery.status, delivery.sent_at, delivery.error = "sent", now, None
             delivery.message_id = message_id(delivery.id, self.mail_settings.message_id_domain)
             delivery.pack, delivery.pack_version, delivery.lesson_title = (
                 self.pack.name,
                 self.pack.version,
                 lesson.title,
             )
-            delivery.error = None
             if recipient.status == "enrolled":
                 recipient.status = "active"
             add_to_outbox(
@@ -198,13 +309,35 @@ class DeliveryWorker:
                     participant_id=delivery.participant_id,
                 ),
             )
+            if delivery.day >= self.pack.days:
+                recipient.status = "completed"
+                add_to_outbox(
+                    session,
+                    Envelope.wrap(
+                        ProgrammeCompleted(days=self.pack.days, completed_at=now),
+                        org_id=delivery.org_id,
+                        participant_id=delivery.participant_id,
+                    ),
+                )
             await session.commit()
+        MAILS.labels("programme", "sent", "").inc()
         return True
 
-    @staticmethod
-    def _fail(session: AsyncSession, delivery: Delivery, reason: str, now: datetime) -> None:
-        delivery.status = "failed"
-        delivery.error = reason[:300]
+    def _postpone_or_fail(
+        self, session: AsyncSession, delivery: Delivery, error: Exception, now: datetime, kind: str
+    ) -> None:
+        if isinstance(error, SmtpUnavailable) and delivery.attempts < MAX_SEND_ATTEMPTS:
+            delivery.due_at = now + retry_delay(delivery.attempts)
+            delivery.error = str(error)[:300]
+            MAILS.labels(kind, "retried", "unavailable").inc()
+            log.warning("smtp unavailable; mail postponed", mail_id=str(delivery.id), attempts=delivery.attempts)
+            return
+        reason = (
+            str(error) if isinstance(error, SmtpRefused) else f"gave up after {delivery.attempts} attempts: {error}"
+        )
+        delivery.status, delivery.error = "failed", reason[:300]
+        MAILS.labels(kind, "failed", f"smtp_{error.code}" if isinstance(error, SmtpRefused) else "gave_up").inc()
+        log.warning("mail failed", mail_id=str(delivery.id), code=getattr(error, "code", None))
         add_to_outbox(
             session,
             Envelope.wrap(
@@ -213,7 +346,55 @@ class DeliveryWorker:
                 participant_id=delivery.participant_id,
             ),
         )
-        log.warning("delivery failed", delivery_id=str(delivery.id), reason=reason.split(" ")[0])
+
+    async def send_next_transactional(self) -> bool:
+        now = self.clock()
+        async with self.database.session() as session:
+            claimed = (
+                await session.execute(
+                    select(TransactionalMail, OrganisationCopy)
+                    .outerjoin(OrganisationCopy, col(OrganisationCopy.org_id) == col(TransactionalMail.org_id))
+                    .where(col(TransactionalMail.status) == "due", col(TransactionalMail.due_at) <= now)
+                    .order_by(col(TransactionalMail.due_at))
+                    .limit(1)
+                    .with_for_update(of=TransactionalMail, skip_locked=True)
+                )
+            ).first()
+            if claimed is None:
+                return False
+            mail, organisation = claimed
+            if organisation is None or mail.to_address is None:
+                mail.due_at = now + WAIT_FOR_COPIES
+                await session.commit()
+                return True
+            message = render_transactional_mail(
+                kind=mail.kind,
+                mail_id=mail.id,
+                to_address=mail.to_address,
+                organisation_name=organisation.name,
+                branding=organisation.branding,
+                context=mail.context or {},
+                settings=self.mail_settings,
+                sent_at=now,
+            )
+            mail.attempts += 1
+            try:
+                await self._send(to_wire(message, self.mail_settings), recipient=mail.to_address, org_id=mail.org_id)
+            except (SmtpUnavailable, SmtpRefused) as error:
+                if isinstance(error, SmtpUnavailable) and mail.attempts < MAX_SEND_ATTEMPTS:
+                    mail.due_at, mail.error = now + retry_delay(mail.attempts), str(error)[:300]
+                    MAILS.labels(mail.kind, "retried", "unavailable").inc()
+                else:
+                    mail.status, mail.error = "failed", str(error)[:300]
+                    MAILS.labels(mail.kind, "failed", f"smtp_{getattr(error, 'code', 'gave_up')}").inc()
+                await session.commit()
+                return True
+            # Keep that it was sent, not to whom or with which link.
+            mail.status, mail.sent_at, mail.to_address, mail.context = "sent", now, None, None
+            mail.message_id = message_id(mail.id, self.mail_settings.message_id_domain, mail.kind)
+            await session.commit()
+        MAILS.labels(mail.kind, "sent", "").inc()
+        return True
 
     async def run(self, wake: asyncio.Event) -> None:
         """Send until cancelled; sleep until woken (or a second passes) when nothing is due."""

@@ -1,78 +1,206 @@
-"""Mailer's Kafka handlers: keep the mailer's own copy of participants, organisations
-and coaches up to date. Each runs once per event (idempotent by event id)."""
+"""Mailer's Kafka handlers: keep the mailer's own copy of participants, organisations and
+coaches up to date, and queue the transactional mails other services ask for.
+Each runs once per event (idempotent by event id)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.mailer.tables import CoachCopy, OrganisationCopy, Recipient
+from services.mailer.delivery import unschedule_due_deliveries
+from services.mailer.tables import CoachCopy, Delivery, OrganisationCopy, Recipient, TransactionalMail
 from shared.db import Database, claim_event, utcnow
-from shared.events import CoachAdded, Envelope, OrganisationLicensed, ParticipantEnrolled, Topic
+from shared.events import (
+    CoachAdded,
+    Envelope,
+    OrganisationBrandingChanged,
+    OrganisationLicensed,
+    ParticipantCoachChanged,
+    ParticipantConfirmationRequested,
+    ParticipantDetailsChanged,
+    ParticipantEnrolled,
+    ParticipantErased,
+    ParticipantPaused,
+    ParticipantResumed,
+    ParticipantStopped,
+    Payload,
+    StaffInvited,
+    Topic,
+)
 from shared.kafka import EventHandler, subscribe_events
 from shared.runtime import Runtime
+
+Change = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
 
 
 def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> dict[str, dict[str, EventHandler]]:
     """Handlers by topic and event type."""
 
-    async def on_organisation_licensed(envelope: Envelope) -> None:
-        payload = envelope.parsed()
-        assert isinstance(payload, OrganisationLicensed)
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            values = {"name": payload.name, "branding": payload.branding.model_dump(mode="json")}
-            await session.execute(
-                insert(OrganisationCopy)
-                .values(org_id=envelope.org_id, **values)
-                .on_conflict_do_update(index_elements=["org_id"], set_=values)
-            )
-            await session.commit()
+    def once(change: Change, *, wakes: bool = False) -> EventHandler:
+        """Run `change` in one transaction, at most once per event id."""
 
-    async def on_coach_added(envelope: Envelope) -> None:
-        payload = envelope.parsed()
-        assert isinstance(payload, CoachAdded)
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            await session.execute(
-                insert(CoachCopy)
-                .values(coach_id=payload.coach_id, org_id=envelope.org_id, name=payload.name)
-                .on_conflict_do_update(index_elements=["coach_id"], set_={"name": payload.name})
-            )
-            await session.commit()
+        async def handle(envelope: Envelope) -> None:
+            payload: Payload = envelope.parsed()
+            async with database.session() as session:
+                if not await claim_event(session, envelope.event_id):
+                    return
+                await change(session, envelope, payload)
+                await session.commit()
+            if wakes:
+                wake_scheduler()
 
-    async def on_participant_enrolled(envelope: Envelope) -> None:
-        payload = envelope.parsed()
-        assert isinstance(payload, ParticipantEnrolled) and envelope.participant_id is not None
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            values = {
-                "org_id": envelope.org_id,
-                "coach_id": payload.coach_id,
-                "first_name": payload.first_name,
-                "email": payload.email,
-                "start_date": payload.start_date,
-                "send_time": payload.send_time,
-                "timezone": payload.timezone,
-                "variant": payload.variant,
-                "updated_at": utcnow(),
-            }
-            await session.execute(
-                insert(Recipient)
-                .values(participant_id=envelope.participant_id, status="enrolled", **values)
-                .on_conflict_do_update(index_elements=["participant_id"], set_=values)
+        return handle
+
+    async def upsert_organisation(session: AsyncSession, envelope: Envelope, p: OrganisationLicensed) -> None:
+        values = {"name": p.name, "branding": p.branding.model_dump(mode="json")}
+        await session.execute(
+            insert(OrganisationCopy)
+            .values(org_id=envelope.org_id, **values)
+            .on_conflict_do_update(index_elements=["org_id"], set_=values)
+        )
+
+    async def change_branding(session: AsyncSession, envelope: Envelope, p: OrganisationBrandingChanged) -> None:
+        branding = p.branding.model_dump(mode="json")
+        await session.execute(
+            insert(OrganisationCopy)
+            .values(org_id=envelope.org_id, name=p.branding.display_name, branding=branding)
+            .on_conflict_do_update(index_elements=["org_id"], set_={"branding": branding})
+        )
+
+    async def add_coach(session: AsyncSession, envelope: Envelope, p: CoachAdded) -> None:
+        values = {"name": p.name, "email": p.email}
+        await session.execute(
+            insert(CoachCopy)
+            .values(coach_id=p.coach_id, org_id=envelope.org_id, **values)
+            .on_conflict_do_update(index_elements=["coach_id"], set_=values)
+        )
+
+    async def enrol(session: AsyncSession, envelope: Envelope, p: ParticipantEnrolled) -> None:
+        values = {
+            "org_id": envelope.org_id,
+            "coach_id": p.coach_id,
+            "first_name": p.first_name,
+            "email": p.email,
+            "start_date": p.start_date,
+            "send_time": p.send_time,
+            "timezone": p.timezone,
+            "variant": p.variant,
+            "updated_at": utcnow(),
+        }
+        await session.execute(
+            insert(Recipient)
+            .values(participant_id=envelope.participant_id, status="enrolled", **values)
+            .on_conflict_do_update(index_elements=["participant_id"], set_=values)
+        )
+
+    async def change_details(session: AsyncSession, envelope: Envelope, p: ParticipantDetailsChanged) -> None:
+        await _update_recipient(
+            session, envelope, first_name=p.first_name, email=p.email, send_time=p.send_time, timezone=p.timezone
+        )
+
+    async def pause(session: AsyncSession, envelope: Envelope, _: ParticipantPaused) -> None:
+        recipient = await session.get(Recipient, envelope.participant_id, with_for_update=True)
+        if recipient is None:
+            return
+        recipient.status, recipient.updated_at = "paused", utcnow()
+        await unschedule_due_deliveries(session, recipient)
+
+    async def resume(session: AsyncSession, envelope: Envelope, _: ParticipantResumed) -> None:
+        # The next lesson follows the last one sent: paused days do not count.
+        await session.execute(
+            update(Recipient)
+            .where(col(Recipient.participant_id) == envelope.participant_id, col(Recipient.status) == "paused")
+            .values(status="active", updated_at=utcnow())
+        )
+
+    async def stop(session: AsyncSession, envelope: Envelope, p: ParticipantStopped) -> None:
+        recipient = await session.get(Recipient, envelope.participant_id)
+        await _update_recipient(session, envelope, status="stopped")
+        await _cancel_due_deliveries(session, envelope)
+        if p.by == "participant" and recipient is not None:
+            session.add(
+                TransactionalMail(
+                    kind="stop_confirmation",
+                    org_id=envelope.org_id,
+                    participant_id=envelope.participant_id,
+                    to_address=recipient.email,
+                    context={"first_name": recipient.first_name},
+                )
             )
-            await session.commit()
-        wake_scheduler()
+
+    async def change_coach(session: AsyncSession, envelope: Envelope, p: ParticipantCoachChanged) -> None:
+        await _update_recipient(session, envelope, coach_id=p.coach_id)
+
+    async def erase(session: AsyncSession, envelope: Envelope, _: ParticipantErased) -> None:
+        # Address and name go; delivery rows (ids, days, pack versions) hold no personal data.
+        await _cancel_due_deliveries(session, envelope)
+        await session.execute(delete(Recipient).where(col(Recipient.participant_id) == envelope.participant_id))
+        await session.execute(
+            delete(TransactionalMail).where(col(TransactionalMail.participant_id) == envelope.participant_id)
+        )
+
+    async def request_confirmation(
+        session: AsyncSession, envelope: Envelope, p: ParticipantConfirmationRequested
+    ) -> None:
+        session.add(
+            TransactionalMail(
+                kind="confirmation",
+                org_id=envelope.org_id,
+                participant_id=envelope.participant_id,
+                to_address=p.email,
+                context={"first_name": p.first_name, "confirm_url": p.confirm_url},
+            )
+        )
+
+    async def invite_staff(session: AsyncSession, envelope: Envelope, p: StaffInvited) -> None:
+        session.add(
+            TransactionalMail(
+                kind="invitation",
+                org_id=envelope.org_id,
+                to_address=p.email,
+                context={"name": p.name, "role": p.role, "set_password_url": p.set_password_url},
+            )
+        )
 
     return {
-        Topic.ORGANISATION: {OrganisationLicensed.TYPE: on_organisation_licensed, CoachAdded.TYPE: on_coach_added},
-        Topic.PARTICIPANT: {ParticipantEnrolled.TYPE: on_participant_enrolled},
+        Topic.ORGANISATION: {
+            OrganisationLicensed.TYPE: once(upsert_organisation),
+            OrganisationBrandingChanged.TYPE: once(change_branding),
+            CoachAdded.TYPE: once(add_coach),
+        },
+        Topic.PARTICIPANT: {
+            ParticipantEnrolled.TYPE: once(enrol, wakes=True),
+            ParticipantDetailsChanged.TYPE: once(change_details),
+            ParticipantPaused.TYPE: once(pause),
+            ParticipantResumed.TYPE: once(resume, wakes=True),
+            ParticipantStopped.TYPE: once(stop, wakes=True),
+            ParticipantCoachChanged.TYPE: once(change_coach),
+            ParticipantErased.TYPE: once(erase),
+            ParticipantConfirmationRequested.TYPE: once(request_confirmation, wakes=True),
+        },
+        Topic.STAFF: {StaffInvited.TYPE: once(invite_staff, wakes=True)},
     }
+
+
+async def _update_recipient(session: AsyncSession, envelope: Envelope, **values: Any) -> None:
+    await session.execute(
+        update(Recipient)
+        .where(col(Recipient.participant_id) == envelope.participant_id)
+        .values(**values, updated_at=utcnow())
+    )
+
+
+async def _cancel_due_deliveries(session: AsyncSession, envelope: Envelope) -> None:
+    await session.execute(
+        update(Delivery)
+        .where(col(Delivery.participant_id) == envelope.participant_id, col(Delivery.status) == "due")
+        .values(status="cancelled")
+    )
 
 
 def register_kafka_handlers(runtime: Runtime, wake_scheduler: Callable[[], None]) -> None:
@@ -80,5 +208,6 @@ def register_kafka_handlers(runtime: Runtime, wake_scheduler: Callable[[], None]
         runtime.broker,
         build_handlers(runtime.database, wake_scheduler),
         service=runtime.service,
+        group_id=runtime.settings.consumer_group,
         max_attempts=runtime.settings.handler_max_attempts,
     )

@@ -1,21 +1,24 @@
-"""Rendering the daily programme mail: the lesson from the pack, in the organisation's
-branding, with a signed tracking pixel. Pure: no network, no database."""
+"""Rendering mails: the daily programme mail (the lesson from the pack, in the
+organisation's branding, with signed tracking links) and the transactional mails.
+Pure: no network, no database."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import dkim
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from services.mailer.programme import Lesson, render_markdown
-from shared.tracking_tokens import TokenSigner, TrackingToken
+from shared.tracking_tokens import TokenKind, TokenSigner, TrackingToken
 
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -25,6 +28,32 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+DEFAULT_BRAND_COLOUR = "#1f5f8b"
+
+
+class DkimSigner:
+    """Signs outgoing mail with DKIM (dkimpy), covering the unsubscribe headers too."""
+
+    HEADERS = (b"From", b"To", b"Subject", b"Date", b"Message-ID", b"List-Unsubscribe", b"List-Unsubscribe-Post")
+
+    def __init__(self, *, domain: str, selector: str, private_key_pem: bytes) -> None:
+        self.domain = domain.encode()
+        self.selector = selector.encode()
+        self.private_key_pem = private_key_pem
+
+    def sign(self, raw: bytes) -> bytes:
+        present = [h for h in self.HEADERS if h.lower() + b":" in raw.lower()]
+        header = dkim.sign(raw, self.selector, self.domain, self.private_key_pem, include_headers=present)
+        return bytes(header) + raw
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    from_address: str
+    message_id_domain: str
+    tracking_base_url: str
+    dkim: DkimSigner | None = None
 
 
 @dataclass(frozen=True)
@@ -45,64 +74,142 @@ class MailContext:
     sent_at: datetime
 
 
-@dataclass(frozen=True)
-class MailSettings:
-    from_address: str
-    message_id_domain: str
-    tracking_base_url: str
-
-
-def message_id(delivery_id: UUID, domain: str) -> str:
+def message_id(mail_id: UUID, domain: str, kind: str = "delivery") -> str:
     """Derived from the delivery, so a resend after a crash carries the same id."""
-    return f"<delivery-{delivery_id}@{domain}>"
+    return f"<{kind}-{mail_id}@{domain}>"
+
+
+def to_wire(message: EmailMessage, settings: MailSettings) -> bytes:
+    """The bytes sent over SMTP (CRLF line ends), DKIM-signed when a key is configured."""
+    raw = message.as_bytes(policy=SMTP)
+    return settings.dkim.sign(raw) if settings.dkim else raw
+
+
+def _brand(branding: dict[str, Any], organisation_name: str) -> dict[str, Any]:
+    return {
+        "display_name": organisation_name,
+        **branding,
+        "brand_colour": branding.get("brand_colour") or DEFAULT_BRAND_COLOUR,
+    }
+
+
+def _headers(
+    message: EmailMessage,
+    *,
+    sender_name: str,
+    settings: MailSettings,
+    to: str,
+    subject: str,
+    reply_to: str | None,
+    sent_at: datetime,
+    msg_id: str,
+) -> None:
+    message["From"] = formataddr((sender_name, settings.from_address))
+    message["To"] = to
+    if reply_to:
+        message["Reply-To"] = reply_to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(sent_at)
+    message["Message-ID"] = msg_id
 
 
 def render_programme_mail(context: MailContext, settings: MailSettings, signer: TokenSigner) -> EmailMessage:
     """The multipart (plain text + HTML) message for one delivery."""
+    brand = _brand(context.branding, context.organisation_name)
     values = {
         "voornaam": context.first_name,
-        "organisatie": context.organisation_name,
+        "organisatie": brand["display_name"],
         "coach": context.coach_name,
-        "telefoon_organisatie": context.branding.get("contact_phone") or context.organisation_name,
+        "telefoon_organisatie": brand.get("contact_phone") or brand.get("contact_email") or brand["display_name"],
     }
     body_html, body_text = render_markdown(context.lesson.body_markdown, values)
     assignment_html, assignment_text = render_markdown(context.lesson.assignment_markdown, values)
     look_ahead_html, look_ahead_text = (
         render_markdown(context.lesson.look_ahead, values) if context.lesson.look_ahead else ("", "")
     )
-    pixel = TrackingToken(
-        k="open",
-        d=context.delivery_id,
-        p=context.participant_id,
-        o=context.org_id,
-        n=context.day,
-        t=int(context.sent_at.timestamp()),
-    )
+
+    def link(kind: TokenKind, url: str | None = None, suffix: str = "") -> str:
+        token = TrackingToken(
+            k=kind,
+            d=context.delivery_id,
+            p=context.participant_id,
+            o=context.org_id,
+            n=context.day,
+            t=int(context.sent_at.timestamp()),
+            u=url,
+        )
+        return f"{settings.tracking_base_url}/{kind[0]}/{signer.sign(token)}{suffix}"
+
+    unsubscribe_url = link("unsubscribe")
+    subject = f"Dag {context.day} van {context.programme_days}: {context.lesson.title}"
     template_values = {
         "ctx": context,
-        "brand": {"brand_colour": "#1f5f8b", **context.branding},
-        "subject": _subject(context),
+        "brand": brand,
+        "subject": subject,
         "body_html": Markup(body_html),  # noqa: S704 - rendered by render_markdown with escaped values
         "assignment_html": Markup(assignment_html),  # noqa: S704
         "look_ahead_html": Markup(look_ahead_html),  # noqa: S704
         "body_text": body_text,
         "assignment_text": assignment_text,
         "look_ahead_text": look_ahead_text,
-        "pixel_url": f"{settings.tracking_base_url}/o/{signer.sign(pixel)}.gif",
+        "pixel_url": link("open", suffix=".gif"),
+        "report_url": link("report"),
+        "unsubscribe_url": unsubscribe_url,
+        "website_url": link("click", brand["website"]) if brand.get("website") else None,
     }
     message = EmailMessage()
-    sender_name = context.branding.get("sender_name") or context.organisation_name
-    message["From"] = formataddr((sender_name, settings.from_address))
-    message["To"] = context.to_address
-    if context.branding.get("reply_to") or context.branding.get("contact_email"):
-        message["Reply-To"] = context.branding.get("reply_to") or context.branding["contact_email"]
-    message["Subject"] = template_values["subject"]
-    message["Date"] = format_datetime(context.sent_at)
-    message["Message-ID"] = message_id(context.delivery_id, settings.message_id_domain)
+    _headers(
+        message,
+        sender_name=brand.get("sender_name") or brand["display_name"],
+        settings=settings,
+        to=context.to_address,
+        subject=subject,
+        reply_to=brand.get("reply_to") or brand.get("contact_email"),
+        sent_at=context.sent_at,
+        msg_id=message_id(context.delivery_id, settings.message_id_domain),
+    )
+    # RFC 8058 one-click unsubscribe: a POST to this URL unsubscribes, a GET only asks.
+    message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(_templates.get_template("lesson.txt.j2").render(template_values))
     message.add_alternative(_templates.get_template("lesson.html.j2").render(template_values), subtype="html")
     return message
 
 
-def _subject(context: MailContext) -> str:
-    return f"Dag {context.day} van {context.programme_days}: {context.lesson.title}"
+TRANSACTIONAL_SUBJECTS = {
+    "confirmation": "Bevestig je aanmelding bij {organisation}",
+    "invitation": "Je account voor Meer contact bij {organisation}",
+    "stop_confirmation": "Je ontvangt geen mails meer van {organisation}",
+    "digest": "Wie bel je vandaag? Je overzicht van {date}",
+}
+
+
+def render_transactional_mail(
+    *,
+    kind: str,
+    mail_id: UUID,
+    to_address: str,
+    organisation_name: str,
+    branding: dict[str, Any],
+    context: dict[str, Any],
+    settings: MailSettings,
+    sent_at: datetime,
+) -> EmailMessage:
+    """A one-off mail from templates/<kind>.txt.j2 and .html.j2 in the organisation's branding."""
+    brand = _brand(branding, organisation_name)
+    subject = TRANSACTIONAL_SUBJECTS[kind].format(organisation=brand["display_name"], date=context.get("date", ""))
+    values = {"brand": brand, "subject": subject, **context}
+    message = EmailMessage()
+    _headers(
+        message,
+        sender_name=brand.get("sender_name") or brand["display_name"],
+        settings=settings,
+        to=to_address,
+        subject=subject,
+        reply_to=brand.get("reply_to") or brand.get("contact_email"),
+        sent_at=sent_at,
+        msg_id=message_id(mail_id, settings.message_id_domain, kind),
+    )
+    message.set_content(_templates.get_template(f"{kind}.txt.j2").render(values))
+    message.add_alternative(_templates.get_template(f"{kind}.html.j2").render(values), subtype="html")
+    return message

@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 SCHEDULED_STATUSES = ("enrolled", "active")
+COACH_CALL_DAYS = (1, 14, 35, 58)
+"""The lessons of the v1 pack that tell the participant their coach will call."""
 
 
 @dataclass(frozen=True)
@@ -55,3 +57,24 @@ def next_due_lesson(schedule: RecipientSchedule, now: datetime, *, programme_day
     if now < due_at:
         return None
     return DueLesson(day=schedule.last_day + 1, local_date=today, due_at=due_at)
+
+
+def lesson_today(schedule: RecipientSchedule, today: date, *, programme_days: int) -> int | None:
+    """The lesson the participant gets (or got) on their local date `today`, if any."""
+    if schedule.last_local_date == today:
+        return schedule.last_day
+    if schedule.status not in SCHEDULED_STATUSES or today < schedule.start_date:
+        return None
+    if schedule.last_day >= programme_days:
+        return None
+    return schedule.last_day + 1
+
+
+def digest_is_due(last_digest_date: date | None, now: datetime, *, local_time: time, timezone: str) -> date | None:
+    """The local date a coach's daily digest is due for now, or None if it was sent already."""
+    local_now = now.astimezone(ZoneInfo(timezone))
+    if local_now.time() < local_time:
+        return None
+    if last_digest_date is not None and last_digest_date >= local_now.date():
+        return None
+    return local_now.date()

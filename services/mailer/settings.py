@@ -1,5 +1,6 @@
 """Mailer settings (MEER_* environment variables)."""
 
+from datetime import time
 from pathlib import Path
 
 from pydantic import Field
@@ -23,8 +24,21 @@ class MailerSettings(ServiceSettings):
     tracking_base_url: str = Field(default="http://127.0.0.1:8003", description="Public URL of the tracking service.")
     tracking_keys: str = Field(
         default=f"{DEV_SECRET_PREFIX}tracking-key",
-        description="Comma-separated HMAC keys for tracking tokens, newest first (the newest signs).",
+        description="HMAC keys for tracking tokens, newest first (the newest signs); same value as tracking's.",
     )
     pack_dir: Path | None = Field(default=None, description="Programme pack folder; default: the built-in v1 pack.")
     schedule_interval_s: float = Field(default=5.0, gt=0, description="How often due mails are looked for.")
-    sender_concurrency: int = Field(default=4, ge=1, le=64, description="Mails in flight at once.")
+    sender_concurrency: int = Field(default=4, ge=1, le=64, description="Mails in flight at once (SMTP connections).")
+    rate_limit_per_second: float = Field(default=50.0, gt=0, description="Mails per second, all organisations.")
+    rate_limit_per_org_per_second: float = Field(default=20.0, gt=0, description="Mails per second per organisation.")
+    dkim_domain: str | None = Field(
+        default=None, description="DKIM d= domain; signing is on when this and the key are set."
+    )
+    dkim_selector: str = "meer"
+    dkim_private_key_path: Path | None = None
+    digest_local_time: time = Field(default=time(7, 30), description="When coaches get 'wie bel ik vandaag'.")
+    digest_timezone: str = "Europe/Amsterdam"
+    licensor_secret: str = Field(
+        default=f"{DEV_SECRET_PREFIX}licensor-secret", description="Bearer secret of the licensor."
+    )
+    staff_token_public_key_path: Path | None = Field(default=None, description="Verifies staff tokens (preview).")

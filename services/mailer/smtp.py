@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from email.message import EmailMessage
 from typing import Protocol
 
 import aiosmtplib
@@ -11,7 +10,7 @@ import aiosmtplib
 class MailTransport(Protocol):
     """Port for whatever delivers a message; raises SmtpRefused or SmtpUnavailable."""
 
-    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None: ...
+    async def send(self, raw: bytes, *, sender: str, recipient: str) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -45,11 +44,11 @@ class SmtpClient:
             hostname=host, port=port, username=username, password=password, start_tls=start_tls, timeout=timeout
         )
 
-    async def send(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
+    async def send(self, raw: bytes, *, sender: str, recipient: str) -> None:
         try:
             if not self._smtp.is_connected:
                 await self._smtp.connect()
-            await self._smtp.send_message(message, sender=sender, recipients=[recipient])
+            await self._smtp.sendmail(sender, [recipient], raw)
         except aiosmtplib.SMTPRecipientsRefused as error:
             # Refused at RCPT TO: the connection itself is still fine.
             refusal = error.recipients[0]

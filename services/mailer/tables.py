@@ -57,6 +57,8 @@ class CoachCopy(MailerTable, table=True):
     coach_id: UUID = Field(primary_key=True)
     org_id: UUID
     name: str
+    email: str | None = None
+    last_digest_date: date | None = None
 
 
 class Delivery(MailerTable, table=True):
@@ -80,6 +82,30 @@ class Delivery(MailerTable, table=True):
     pack: str | None = None
     pack_version: str | None = None
     lesson_title: str | None = None
+    message_id: str | None = None
+    sent_at: datetime | None = None
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TransactionalMail(MailerTable, table=True):
+    """A one-off mail (sign-up confirmation, staff invitation, stop confirmation, coach digest).
+
+    The address and the context are cleared once the mail is sent, so only the fact remains.
+    """
+
+    __tablename__ = "transactional_mail"
+    __table_args__ = (Index("ix_transactional_mail_due", "due_at", postgresql_where=text("status = 'due'")),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    kind: str = Field(max_length=30)
+    org_id: UUID
+    participant_id: UUID | None = Field(default=None, index=True)
+    to_address: str | None = None
+    context: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    status: str = Field(default="due", max_length=10)
+    attempts: int = 0
+    due_at: datetime = Field(default_factory=utcnow)
     message_id: str | None = None
     sent_at: datetime | None = None
     error: str | None = None

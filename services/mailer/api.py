@@ -1,0 +1,94 @@
+"""Mailer's HTTP routes: a preview of any day of any variant, exactly as participants get it."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.mailer.mail import MailContext, MailSettings, render_programme_mail
+from services.mailer.programme import PackError, ProgrammePack
+from services.mailer.settings import MailerSettings
+from services.mailer.tables import OrganisationCopy
+from shared.runtime import Runtime, api_error
+from shared.staff_tokens import InvalidStaffTokenError, verify_staff_token
+from shared.tracking_tokens import TokenSigner
+
+router = APIRouter(prefix="/api")
+bearer = HTTPBearer(auto_error=False)
+
+
+def require_org_access(
+    org_id: UUID, request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> None:
+    """The licensor, or staff of this organisation (a staff token verified with the public key)."""
+    settings: MailerSettings = request.app.state.runtime.settings
+    if credentials is None:
+        raise api_error(401, "A licensor or staff token is required.")
+    if hmac.compare_digest(credentials.credentials, settings.licensor_secret):
+        return
+    if settings.staff_token_public_key_path is None:
+        raise api_error(401, "Staff tokens are not accepted here: no public key is configured.")
+    try:
+        claims = verify_staff_token(credentials.credentials, settings.staff_token_public_key_path.read_bytes())
+    except InvalidStaffTokenError:
+        raise api_error(401, "The token is not valid or has expired.") from None
+    if claims.org_id != org_id:
+        raise api_error(403, "This token is for another organisation.")
+
+
+@router.get(
+    "/organisations/{org_id}/preview",
+    dependencies=[Depends(require_org_access)],
+    tags=["preview"],
+    response_class=HTMLResponse,
+    response_model=None,
+    responses={404: {"description": "Unknown organisation, day or variant"}},
+)
+async def preview(
+    org_id: UUID,
+    request: Request,
+    day: Annotated[int, Query(ge=1, le=366, description="Programme day")] = 1,
+    variant: Annotated[str, Query(max_length=40)] = "standaard",
+    part: Annotated[str, Query(pattern="^(html|text)$", description="html or text part")] = "html",
+) -> Response:
+    """Render one day of one variant for an organisation, with example names, as the participant sees it."""
+    runtime: Runtime = request.app.state.runtime
+    pack: ProgrammePack = request.app.state.pack
+    async with runtime.database.session() as session:
+        organisation = await session.get(OrganisationCopy, org_id)
+    if organisation is None:
+        raise api_error(404, f"The mailer does not know organisation {org_id} (yet).")
+    try:
+        lesson = pack.lesson(variant, day)
+    except PackError as error:
+        raise api_error(404, str(error), "day" if variant in pack.variants else "variant") from None
+    mail_settings: MailSettings = request.app.state.mail_settings
+    signer: TokenSigner = request.app.state.signer
+    message = render_programme_mail(
+        MailContext(
+            delivery_id=uuid4(),
+            participant_id=uuid4(),
+            org_id=org_id,
+            to_address="voorbeeld@example.org",
+            first_name="Voorbeeld",
+            coach_name="je coach",
+            organisation_name=organisation.name,
+            branding=organisation.branding,
+            lesson=lesson,
+            day=day,
+            programme_days=pack.days,
+            sent_at=datetime.now(UTC),
+        ),
+        mail_settings,
+        signer,
+    )
+    body = message.get_body(preferencelist=(part,))
+    assert body is not None
+    content = str(body.get_content())
+    return HTMLResponse(content) if part == "html" else PlainTextResponse(content)
