@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -75,6 +76,7 @@ def subscribe_events(
     *,
     service: str,
     group_id: str | None = None,
+    offset_reset: Literal["earliest", "latest"] = "earliest",
     max_attempts: int = 5,
 ) -> None:
     """Consume the topics in `handlers` ({topic: {event type: handler}}) with one consumer
@@ -90,7 +92,7 @@ def subscribe_events(
     @broker.subscriber(
         *handlers,
         group_id=group_id or service,
-        auto_offset_reset="earliest",
+        auto_offset_reset=offset_reset,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{service}-events",
     )

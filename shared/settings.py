@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     consumer_group: str | None = Field(
         default=None, description="Kafka consumer group; default: the service's name. Tests use their own."
     )
+    kafka_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a new consumer group starts: everything, or only new events."
+    )
     handler_max_attempts: int = Field(
         default=5, ge=1, description="Tries per event before it goes to the dead-letter topic."
     )

@@ -3,6 +3,7 @@ PostgreSQL, the SMTP catcher and the four services, started here when not runnin
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,14 +13,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def stack() -> None:
-    """Bring the local stack up (restarting the services, so they run this code)."""
+def _stack_up(*args: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "deploy.local.stack", "up", "--no-demo", "--restart-services"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+        [sys.executable, "-m", "deploy.local.stack", "up", "--no-demo", *args], cwd=ROOT, capture_output=True, text=True
     )
     if result.returncode != 0:
         pytest.fail(f"the local stack did not come up:\n{result.stdout}\n{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def infrastructure() -> None:
+    """PostgreSQL, Kafka and the mail catcher, for tests that run a service's parts in-process."""
+    _stack_up("--infra-only")
+
+
+@pytest.fixture(scope="session")
+def stack() -> None:
+    """Bring the local stack up, restarting the services so they run this code
+    (MEER_TEST_KEEP_SERVICES=1 keeps services that already run, e.g. while debugging one)."""
+    _stack_up(*([] if os.environ.get("MEER_TEST_KEEP_SERVICES") == "1" else ["--restart-services"]))

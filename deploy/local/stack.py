@@ -471,12 +471,15 @@ def start_services(restart: bool) -> None:
 # --- commands -----------------------------------------------------------------
 
 
-def up(demo: bool, restart_services: bool) -> None:
+def up(demo: bool, restart_services: bool, infra_only: bool = False) -> None:
     started = time.monotonic()
     start_postgres()
     create_databases()
     start_kafka()
     start_mailcatcher()
+    if infra_only:
+        log(f"infrastructure up in {time.monotonic() - started:.1f}s")
+        return
     start_services(restart_services)
     log(f"stack up in {time.monotonic() - started:.1f}s")
     if demo:
@@ -512,12 +515,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     up_parser = sub.add_parser("up", help="start everything that is not running yet")
     up_parser.add_argument("--no-demo", action="store_true", help="do not create the demo organisation")
     up_parser.add_argument("--restart-services", action="store_true", help="restart the four services")
+    up_parser.add_argument("--infra-only", action="store_true", help="only PostgreSQL, Kafka and the mail catcher")
     sub.add_parser("down", help="stop everything")
     sub.add_parser("status", help="show what runs")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up(demo=not args.no_demo, restart_services=args.restart_services)
+            up(demo=not args.no_demo, restart_services=args.restart_services, infra_only=args.infra_only)
         elif args.command == "down":
             down()
         else:

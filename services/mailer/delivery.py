@@ -256,26 +256,31 @@ class DeliveryWorker:
                 delivery.due_at = now + WAIT_FOR_COPIES
                 await session.commit()
                 return True
-            lesson = self.pack.lesson(recipient.variant, delivery.day)
-            message = render_programme_mail(
-                MailContext(
-                    delivery_id=delivery.id,
-                    participant_id=recipient.participant_id,
-                    org_id=recipient.org_id,
-                    to_address=recipient.email,
-                    first_name=recipient.first_name,
-                    coach_name=coach.name,
-                    organisation_name=organisation.name,
-                    branding=organisation.branding,
-                    lesson=lesson,
-                    day=delivery.day,
-                    programme_days=self.pack.days,
-                    sent_at=now,
-                ),
-                self.mail_settings,
-                self.signer,
-            )
             delivery.attempts += 1
+            try:
+                lesson = self.pack.lesson(recipient.variant, delivery.day)
+                message = render_programme_mail(
+                    MailContext(
+                        delivery_id=delivery.id,
+                        participant_id=recipient.participant_id,
+                        org_id=recipient.org_id,
+                        to_address=recipient.email,
+                        first_name=recipient.first_name,
+                        coach_name=coach.name,
+                        organisation_name=organisation.name,
+                        branding=organisation.branding,
+                        lesson=lesson,
+                        day=delivery.day,
+                        programme_days=self.pack.days,
+                        sent_at=now,
+                    ),
+                    self.mail_settings,
+                    self.signer,
+                )
+            except Exception as error:  # noqa: BLE001 - a mail that cannot be rendered must not block the rest
+                self._fail(session, delivery, f"cannot render: {type(error).__name__}", now, "programme", "render")
+                await session.commit()
+                return True
             try:
                 await self._send(
                     to_wire(message, self.mail_settings), recipient=recipient.email, org_id=delivery.org_id
@@ -332,12 +337,16 @@ class DeliveryWorker:
             MAILS.labels(kind, "retried", "unavailable").inc()
             log.warning("smtp unavailable; mail postponed", mail_id=str(delivery.id), attempts=delivery.attempts)
             return
-        reason = (
-            str(error) if isinstance(error, SmtpRefused) else f"gave up after {delivery.attempts} attempts: {error}"
-        )
+        if isinstance(error, SmtpRefused):
+            self._fail(session, delivery, str(error), now, kind, f"smtp_{error.code}")
+        else:
+            self._fail(session, delivery, f"gave up after {delivery.attempts} attempts: {error}", now, kind, "gave_up")
+
+    @staticmethod
+    def _fail(session: AsyncSession, delivery: Delivery, reason: str, now: datetime, kind: str, label: str) -> None:
         delivery.status, delivery.error = "failed", reason[:300]
-        MAILS.labels(kind, "failed", f"smtp_{error.code}" if isinstance(error, SmtpRefused) else "gave_up").inc()
-        log.warning("mail failed", mail_id=str(delivery.id), code=getattr(error, "code", None))
+        MAILS.labels(kind, "failed", label).inc()
+        log.warning("mail failed", mail_id=str(delivery.id), reason=label)
         add_to_outbox(
             session,
             Envelope.wrap(

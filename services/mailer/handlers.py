@@ -209,5 +209,6 @@ def register_kafka_handlers(runtime: Runtime, wake_scheduler: Callable[[], None]
         build_handlers(runtime.database, wake_scheduler),
         service=runtime.service,
         group_id=runtime.settings.consumer_group,
+        offset_reset=runtime.settings.kafka_offset_reset,
         max_attempts=runtime.settings.handler_max_attempts,
     )

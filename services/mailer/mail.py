@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from services.mailer.programme import Lesson, render_markdown
+from shared.events import Branding
 from shared.tracking_tokens import TokenKind, TokenSigner, TrackingToken
 
 _templates = Environment(
@@ -86,11 +87,11 @@ def to_wire(message: EmailMessage, settings: MailSettings) -> bytes:
 
 
 def _brand(branding: dict[str, Any], organisation_name: str) -> dict[str, Any]:
-    return {
-        "display_name": organisation_name,
-        **branding,
-        "brand_colour": branding.get("brand_colour") or DEFAULT_BRAND_COLOUR,
-    }
+    """Every Branding field present (older or partial copies lack some), with safe defaults."""
+    brand: dict[str, Any] = dict.fromkeys(Branding.model_fields)
+    brand.update({"display_name": organisation_name, **{k: v for k, v in branding.items() if v is not None}})
+    brand["brand_colour"] = brand["brand_colour"] or DEFAULT_BRAND_COLOUR
+    return brand
 
 
 def _headers(

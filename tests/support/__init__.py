@@ -1,0 +1,1 @@
+"""Test support: a programmable SMTP sink and helpers for fresh service databases."""
