@@ -38,16 +38,41 @@ async def seed(database_url: str, count: int) -> list[str]:
     try:
         await conn.execute(
             "INSERT INTO organisation_copy (org_id, name, branding) VALUES ($1, 'Replica Test', $2)",
-            org, '{"display_name": "Replica Test", "contact_phone": "030 000 0000"}',
-        )  # fmt: skip
+            org,
+            '{"display_name": "Replica Test", "contact_phone": "030 000 0000"}',
+        )
         await conn.execute("INSERT INTO coach_copy (coach_id, org_id, name) VALUES ($1, $2, 'Coach Rob')", coach, org)
         await conn.copy_records_to_table(
             "recipient",
-            columns=["participant_id", "org_id", "coach_id", "first_name", "email", "start_date", "send_time",
-                     "timezone", "variant", "status", "last_day", "updated_at"],  # fmt: skip
+            columns=[
+                "participant_id",
+                "org_id",
+                "coach_id",
+                "first_name",
+                "email",
+                "start_date",
+                "send_time",
+                "timezone",
+                "variant",
+                "status",
+                "last_day",
+                "updated_at",
+            ],
             records=[
-                (uuid.uuid4(), org, coach, "Deelnemer", a, today, time(0, 0), "UTC", "standaard", "active", 0,
-                 datetime.now(UTC))  # fmt: skip
+                (
+                    uuid.uuid4(),
+                    org,
+                    coach,
+                    "Deelnemer",
+                    a,
+                    today,
+                    time(0, 0),
+                    "UTC",
+                    "standaard",
+                    "active",
+                    0,
+                    datetime.now(UTC),
+                )
                 for a in addresses
             ],
         )
@@ -74,9 +99,12 @@ def start_mailer(database_url: str, smtp_port: int, sender: str) -> subprocess.P
         "MEER_LOG_LEVEL": "WARNING",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "services.mailer"], cwd=ROOT, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-m", "services.mailer"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture

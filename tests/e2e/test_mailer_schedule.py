@@ -88,11 +88,16 @@ class MailerRig:
         participant_id = uuid4()
         await self.deliver(
             ParticipantEnrolled(
-                first_name="Truus", email=email, coach_id=self.coach_id, start_date=start, send_time=send_time,
-                timezone=timezone, variant="standaard",
+                first_name="Truus",
+                email=email,
+                coach_id=self.coach_id,
+                start_date=start,
+                send_time=send_time,
+                timezone=timezone,
+                variant="standaard",
             ),
             participant_id,
-        )  # fmt: skip
+        )
         return participant_id
 
     async def deliveries(self, participant_id: UUID) -> list[Delivery]:
@@ -127,11 +132,14 @@ async def rig(database_url: str) -> AsyncIterator[MailerRig]:
         rig = MailerRig(database, sink, clock, worker, build_handlers(database, lambda: None))
         await rig.deliver(
             OrganisationLicensed(
-                name="Buurtwerk Test", branding=Branding(display_name="Buurtwerk Test", contact_phone="010 123 4567"),
-                licence_valid_from=date(2026, 1, 1), licence_valid_until=date(2027, 1, 1),
-                max_active_participants=10, variants=("standaard", "op-afstand"),
+                name="Buurtwerk Test",
+                branding=Branding(display_name="Buurtwerk Test", contact_phone="010 123 4567"),
+                licence_valid_from=date(2026, 1, 1),
+                licence_valid_until=date(2027, 1, 1),
+                max_active_participants=10,
+                variants=("standaard", "op-afstand"),
             )
-        )  # fmt: skip
+        )
         await rig.deliver(CoachAdded(coach_id=rig.coach_id, name="Coach Els"))
         yield rig
         await worker.transport.close()
@@ -144,10 +152,12 @@ def utc(*args: int) -> datetime:
 
 async def test_two_time_zones_across_dst_get_mail_at_their_local_send_time(rig: MailerRig) -> None:
     # Amsterdam moves to summer time on 29 March, New York on 8 March 2026.
-    amsterdam = await rig.enrol(start=date(2026, 3, 27), send_time=time(8, 0), timezone="Europe/Amsterdam",
-                                email="ams@test.example")  # fmt: skip
-    new_york = await rig.enrol(start=date(2026, 3, 7), send_time=time(9, 30), timezone="America/New_York",
-                               email="nyc@test.example")  # fmt: skip
+    amsterdam = await rig.enrol(
+        start=date(2026, 3, 27), send_time=time(8, 0), timezone="Europe/Amsterdam", email="ams@test.example"
+    )
+    new_york = await rig.enrol(
+        start=date(2026, 3, 7), send_time=time(9, 30), timezone="America/New_York", email="nyc@test.example"
+    )
 
     # New York: 09:30 EST = 14:30 UTC on the 7th; 09:30 EDT = 13:30 UTC on the 8th.
     assert await rig.at(utc(2026, 3, 7, 14, 29)) == 0
@@ -214,8 +224,9 @@ async def test_after_lesson_sixty_the_participant_is_completed(rig: MailerRig) -
 
 async def test_temporary_smtp_failure_is_retried_then_sent_once(rig: MailerRig) -> None:
     rig.sink.handler.fail_times["retry@test.example"] = (451, 1)
-    participant = await rig.enrol(start=date(2026, 6, 1), send_time=time(8, 0), timezone="UTC",
-                                  email="retry@test.example")  # fmt: skip
+    participant = await rig.enrol(
+        start=date(2026, 6, 1), send_time=time(8, 0), timezone="UTC", email="retry@test.example"
+    )
     assert await rig.at(utc(2026, 6, 1, 8, 0)) == 0
     (delivery,) = await rig.deliveries(participant)
     assert delivery.status == "due" and delivery.attempts == 1 and delivery.due_at > utc(2026, 6, 1, 8, 0)
@@ -227,8 +238,9 @@ async def test_temporary_smtp_failure_is_retried_then_sent_once(rig: MailerRig) 
 
 async def test_permanent_smtp_failure_fails_the_delivery_and_publishes_mail_failed(rig: MailerRig) -> None:
     rig.sink.handler.fail_times["gone@test.example"] = (550, 1)
-    participant = await rig.enrol(start=date(2026, 6, 1), send_time=time(8, 0), timezone="UTC",
-                                  email="gone@test.example")  # fmt: skip
+    participant = await rig.enrol(
+        start=date(2026, 6, 1), send_time=time(8, 0), timezone="UTC", email="gone@test.example"
+    )
     assert await rig.at(utc(2026, 6, 1, 8, 0)) == 0
     (delivery,) = await rig.deliveries(participant)
     assert delivery.status == "failed" and delivery.error is not None and delivery.error.startswith("550")
