@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 HTTP_REQUESTS = Counter(
     "meer_http_requests_total", "HTTP requests by route template and status.", ["service", "route", "method", "status"]
@@ -35,17 +34,33 @@ def metrics_response() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-def http_metrics_middleware(
-    service: str,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """Count and time requests by route template (never the raw path: tokens live there)."""
+class HttpMetricsMiddleware:
+    """Counts and times requests by route template (never the raw path: tokens live there).
 
-    async def middleware(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    A plain ASGI middleware (not BaseHTTPMiddleware, which costs a task per request on the
+    tracking pixel's hot path); a request that raises is counted as a 500.
+    """
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        HTTP_REQUESTS.labels(service, route, request.method, str(response.status_code)).inc()
-        HTTP_LATENCY.labels(service, route).observe(time.perf_counter() - started)
-        return response
+        status = 500
 
-    return middleware
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(self.service, route, scope["method"], str(status)).inc()
+            HTTP_LATENCY.labels(self.service, route).observe(time.perf_counter() - started)

@@ -13,7 +13,7 @@ import contextlib
 from datetime import datetime
 
 from faststream.kafka import KafkaBroker
-from sqlalchemy import BigInteger, Column, LargeBinary, delete, func, select, text
+from sqlalchemy import BigInteger, Column, LargeBinary, delete, func, insert, select, text
 from sqlmodel import Field, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -50,6 +50,20 @@ def add_to_outbox(session: AsyncSession, envelope: Envelope) -> None:
             topic=envelope.topic,
             key=envelope.key.decode(),
             value=envelope.model_dump_json().encode(),
+        )
+    )
+    session.info["wrote_outbox"] = True
+
+
+async def insert_into_outbox(session: AsyncSession, envelope: Envelope) -> None:
+    """add_to_outbox for hot paths: one INSERT now, without the ORM unit of work's flush."""
+    await session.execute(
+        insert(OutboxMessage).values(
+            event_id=str(envelope.event_id),
+            topic=envelope.topic,
+            key=envelope.key.decode(),
+            value=envelope.model_dump_json().encode(),
+            created_at=utcnow(),
         )
     )
     session.info["wrote_outbox"] = True

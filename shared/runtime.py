@@ -29,7 +29,7 @@ from shared.db import Database
 from shared.events import Topic
 from shared.kafka import create_broker, ensure_topics
 from shared.logging import configure_logging, get_logger
-from shared.metrics import DEPENDENCY_UP, http_metrics_middleware, metrics_response
+from shared.metrics import DEPENDENCY_UP, HttpMetricsMiddleware, metrics_response
 from shared.migrations import upgrade_to_head
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
@@ -106,7 +106,7 @@ def create_service_app(runtime: Runtime, *, title: str, description: str) -> Fas
             log.info("service stopped")
 
     app = FastAPI(title=title, description=description, lifespan=lifespan)
-    app.middleware("http")(http_metrics_middleware(runtime.service))
+    app.add_middleware(HttpMetricsMiddleware, service=runtime.service)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:

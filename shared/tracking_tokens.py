@@ -18,6 +18,7 @@ from typing import Literal
 from uuid import UUID
 
 from itsdangerous import BadPayload, BadSignature, URLSafeSerializer
+from itsdangerous.signer import HMACAlgorithm
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 TokenKind = Literal["open", "click", "report", "unsubscribe"]
@@ -104,7 +105,14 @@ class TokenSigner:
         if not keys:
             raise ValueError("at least one tracking key is needed")
         self._keys = [key if isinstance(key, TrackingKey) else TrackingKey(key) for key in keys]
-        self._serializers = [URLSafeSerializer(key.secret, salt=self._SALT) for key in self._keys]
+        # HMAC-SHA1 as itsdangerous signs by default, named so that hmac takes OpenSSL's fast
+        # path instead of the pure-Python one: the same signatures, several times faster.
+        fast_sha1 = {"algorithm": HMACAlgorithm("sha1")}
+        self._serializers = [
+            URLSafeSerializer(key.secret, salt=self._SALT, signer_kwargs=fast_sha1) for key in self._keys
+        ]
+        # Made once: every open of every mail is verified, and a signer is not free to build.
+        self._signers = [serializer.make_signer() for serializer in self._serializers]
 
     def sign(self, token: TrackingToken) -> str:
         return str(self._serializers[0].dumps(token.model_dump(mode="json", by_alias=True, exclude_none=True)))
@@ -112,11 +120,15 @@ class TokenSigner:
     def verify(self, signed: str, *, now: datetime | None = None) -> TrackingToken:
         """The token's claims; InvalidTokenError (with a reason) when it must not count."""
         moment = now or datetime.now(UTC)
-        for key, serializer in zip(self._keys, self._serializers, strict=True):
+        for key, serializer, signer in zip(self._keys, self._serializers, self._signers, strict=True):
             try:
-                data = serializer.loads(signed)
+                payload = signer.unsign(signed)
             except BadSignature:
                 continue
+            except (TypeError, ValueError):
+                raise InvalidTokenError("malformed") from None
+            try:
+                data = serializer.load_payload(payload)
             except (BadPayload, TypeError, ValueError):
                 raise InvalidTokenError("malformed") from None
             # The signature is genuine; a key past its grace period still counts as refused.

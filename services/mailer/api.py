@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from typing import Annotated
 from uuid import UUID, uuid4
 
@@ -11,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.mailer.mail import MailContext, MailSettings, render_programme_mail
+from services.mailer.mail import MailContext, MailSettings, render_programme_mail, to_wire
 from services.mailer.programme import PackError, ProgrammePack
 from services.mailer.settings import MailerSettings
 from services.mailer.tables import OrganisationCopy
@@ -88,7 +90,9 @@ async def preview(
         mail_settings,
         signer,
     )
-    body = message.get_body(preferencelist=(part,))
+    parsed = message_from_bytes(to_wire(message, mail_settings), policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    body = parsed.get_body(preferencelist=(part,))
     assert body is not None
     content = str(body.get_content())
     return HTMLResponse(content) if part == "html" else PlainTextResponse(content)

@@ -175,20 +175,25 @@ def render_markdown(text: str, values: Mapping[str, str]) -> tuple[str, str]:
     and never read as Markdown: they are swapped in after rendering. The plain text drops Markdown markup
     (bullets become "- ", bold markers go). Raises PackError if a placeholder in the text has no value.
     """
-    names = sorted(set(_NAME_RE.findall(text)))
-    missing = [name for name in names if name not in values]
+    rendered_html, plain, sentinels = _render_with_sentinels(text)
+    missing = [name for name in sentinels if name not in values]
     if missing:
         raise PackError("no value for placeholder(s): " + ", ".join(f"{{{name}}}" for name in missing))
-    # Plain letters and digits pass through Markdown untouched (no emphasis, escaping or URL encoding),
-    # so the values can be put back into the output without ever being parsed.
-    sentinels = {name: f"MCPLACEHOLDER{index}X" for index, name in enumerate(names)}
-    prepared = _NAME_RE.sub(lambda match: sentinels[match.group(1)], text)
-    rendered_html = _MARKDOWN.render(prepared)
-    plain = _markdown_to_plain(prepared)
     for name, sentinel in sentinels.items():
         rendered_html = rendered_html.replace(sentinel, html.escape(values[name], quote=True))
         plain = plain.replace(sentinel, values[name])
     return rendered_html, plain
+
+
+@functools.lru_cache(maxsize=2048)
+def _render_with_sentinels(text: str) -> tuple[str, str, dict[str, str]]:
+    """Markdown rendered once per text (the mailer renders the same lesson for thousands of people)."""
+    names = sorted(set(_NAME_RE.findall(text)))
+    # Plain letters and digits pass through Markdown untouched (no emphasis, escaping or URL encoding),
+    # so the values can be put back into the output without ever being parsed.
+    sentinels = {name: f"MCPLACEHOLDER{index}X" for index, name in enumerate(names)}
+    prepared = _NAME_RE.sub(lambda match: sentinels[match.group(1)], text)
+    return _MARKDOWN.render(prepared), _markdown_to_plain(prepared), sentinels
 
 
 def count_words(text: str) -> int:
