@@ -1,0 +1,196 @@
+"""Rendering the programme and transactional mails: branding, links, headers, DKIM."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from uuid import uuid4
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from services.mailer.mail import (
+    DkimSigner,
+    MailContext,
+    MailSettings,
+    render_programme_mail,
+    render_transactional_mail,
+    to_wire,
+)
+from services.mailer.programme import load_pack
+from shared.tracking_tokens import TokenSigner
+
+PACK = load_pack()
+SETTINGS = MailSettings("training@meer.test", "meer.test", "https://t.meer.test")
+SIGNER = TokenSigner(["unit-key"])
+BRANDING = {
+    "display_name": "Welzijn Zuid",
+    "contact_phone": "040 123 4567",
+    "contact_email": "info@zuid.example",
+    "website": "https://zuid.example",
+    "brand_colour": "#aa3300",
+    "logo_url": "https://enrolment.example/logos/x.png",
+}
+
+
+def parsed(raw: bytes) -> EmailMessage:
+    message = message_from_bytes(raw, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def programme(day: int = 1, variant: str = "standaard", first_name: str = "Ans") -> EmailMessage:
+    context = MailContext(
+        delivery_id=uuid4(),
+        participant_id=uuid4(),
+        org_id=uuid4(),
+        to_address="ans@example.org",
+        first_name=first_name,
+        coach_name="Sanne",
+        organisation_name="Welzijn Zuid",
+        branding=BRANDING,
+        lesson=PACK.lesson(variant, day),
+        day=day,
+        programme_days=PACK.days,
+        sent_at=datetime(2026, 11, 23, 8, tzinfo=UTC),
+    )
+    return parsed(to_wire(render_programme_mail(context, SETTINGS, SIGNER), SETTINGS))
+
+
+def test_programme_mail_carries_branding_lesson_and_links_in_both_parts() -> None:
+    message = programme(day=1)
+    html = message.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    title = PACK.lesson("standaard", 1).title
+    assert message["Subject"] == f"Dag 1 van 60: {title}"
+    assert message["From"].addresses[0].display_name == "Welzijn Zuid"
+    assert message["Reply-To"] == "info@zuid.example"
+    for part in (html, text):
+        assert "040 123 4567" in part and "Sanne" in part and "Ans" in part
+        assert "https://t.meer.test/r/" in part and "https://t.meer.test/u/" in part
+    assert 'src="https://enrolment.example/logos/x.png"' in html and "#aa3300" in html
+    assert "https://t.meer.test/o/" in html and html.count("https://t.meer.test/c/") == 1, "website via tracking"
+    assert "{" not in text and "{" not in html.split("<style")[0]
+
+
+def test_message_id_is_stable_per_delivery() -> None:
+    delivery = uuid4()
+
+    def render() -> str:
+        context = MailContext(
+            delivery,
+            uuid4(),
+            uuid4(),
+            "a@b.example",
+            "A",
+            "C",
+            "O",
+            {},
+            PACK.lesson("standaard", 2),
+            2,
+            60,
+            datetime.now(UTC),
+        )
+        return str(render_programme_mail(context, SETTINGS, SIGNER)["Message-ID"])
+
+    assert render() == render() == f"<delivery-{delivery}@meer.test>"
+
+
+def test_names_with_markup_are_escaped() -> None:
+    html = programme(first_name="<b>Ans & co</b>").get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert "<b>Ans" not in html and "&lt;b&gt;Ans &amp; co&lt;/b&gt;" in html
+
+
+@pytest.mark.parametrize(
+    ("kind", "context", "expected"),
+    [
+        (
+            "confirmation",
+            {"first_name": "Ans", "confirm_url": "https://e.example/bevestig/abc"},
+            "https://e.example/bevestig/abc",
+        ),
+        (
+            "invitation",
+            {"name": "Sanne", "role": "coach", "set_password_url": "https://e.example/pw/x"},
+            "https://e.example/pw/x",
+        ),
+        ("stop_confirmation", {"first_name": "Ans"}, "geen mails meer"),
+        (
+            "digest",
+            {
+                "coach_name": "Sanne",
+                "date": "23-11-2026",
+                "calls": [{"first_name": "Ans", "day": 14, "days": 60, "title": "Twee weken onderweg"}],
+            },
+            "Ans",
+        ),
+    ],
+)
+def test_transactional_mails_render_in_dutch_with_their_links(
+    kind: str, context: dict[str, object], expected: str
+) -> None:
+    message = parsed(
+        to_wire(
+            render_transactional_mail(
+                kind=kind,
+                mail_id=uuid4(),
+                to_address="x@example.org",
+                organisation_name="Welzijn Zuid",
+                branding=BRANDING,
+                context=context,
+                settings=SETTINGS,
+                sent_at=datetime.now(UTC),
+            ),
+            SETTINGS,
+        )
+    )
+    for part in ("plain", "html"):
+        assert expected in message.get_body(preferencelist=(part,)).get_content()  # type: ignore[union-attr]
+    assert "Welzijn Zuid" in str(message["Subject"]) or kind == "digest"
+
+
+def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers() -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    public_der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    settings = MailSettings(
+        "training@meer.test",
+        "meer.test",
+        "https://t.meer.test",
+        DkimSigner(domain="meer.test", selector="s1", private_key_pem=private_pem),
+    )
+    context = MailContext(
+        uuid4(),
+        uuid4(),
+        uuid4(),
+        "a@b.example",
+        "A",
+        "C",
+        "O",
+        BRANDING,
+        PACK.lesson("standaard", 3),
+        3,
+        60,
+        datetime.now(UTC),
+    )
+    raw = to_wire(render_programme_mail(context, settings, SIGNER), settings)
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public_der)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"s1._domainkey.meer.test."
+        return record
+
+    assert dkim.verify(raw, dnsfunc=dns)
+    signature = raw.split(b"\r\n\r\n")[0].decode()
+    assert "list-unsubscribe" in signature.lower() and "list-unsubscribe-post" in signature.lower()
+    tampered = raw.replace(b"Dag 3 van 60", b"Dag 4 van 60", 1)
+    assert not dkim.verify(tampered, dnsfunc=dns)
