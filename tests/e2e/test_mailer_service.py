@@ -1,0 +1,99 @@
+"""The running mailer service: transactional mails asked for through Kafka, and the preview."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from uuid import uuid4
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from shared.events import (
+    Branding,
+    Envelope,
+    OrganisationLicensed,
+    ParticipantConfirmationRequested,
+    Payload,
+    StaffInvited,
+)
+from tests.e2e.conftest import KAFKA, LICENSOR, MAILER, eventually, mails_to, raw_mail, unique_email
+
+pytestmark = pytest.mark.stack
+
+
+async def publish(*envelopes: Envelope) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for envelope in envelopes:
+            await producer.send_and_wait(envelope.topic, envelope.model_dump_json().encode(), key=envelope.key)
+    finally:
+        await producer.stop()
+
+
+def licensed(org_id: object) -> Envelope:
+    payload: Payload = OrganisationLicensed(
+        name="Stichting Samen",
+        branding=Branding(display_name="Stichting Samen", contact_phone="050 765 4321"),
+        licence_valid_from=date.today() - timedelta(days=1),
+        licence_valid_until=date.today() + timedelta(days=90),
+        max_active_participants=5,
+        variants=("standaard",),
+    )
+    return Envelope.wrap(payload, org_id=org_id)  # type: ignore[arg-type]
+
+
+async def test_invitation_and_confirmation_mails_are_sent_from_their_events(http: httpx.AsyncClient) -> None:
+    org_id = uuid4()
+    coach_address, participant_address = unique_email("coach"), unique_email("aanmelder")
+    await publish(
+        licensed(org_id),
+        Envelope.wrap(
+            StaffInvited(
+                staff_id=uuid4(),
+                name="Karin",
+                email=coach_address,
+                role="coach",
+                set_password_url="http://enrolment.test/wachtwoord/eenmalig",
+            ),
+            org_id=org_id,
+        ),
+        Envelope.wrap(
+            ParticipantConfirmationRequested(
+                first_name="Joop", email=participant_address, confirm_url="http://enrolment.test/bevestig/xyz"
+            ),
+            org_id=org_id,
+            participant_id=uuid4(),
+        ),
+    )
+    invitation = (await eventually(lambda: mails_to(http, coach_address), what="the staff invitation"))[0]
+    confirmation = (await eventually(lambda: mails_to(http, participant_address), what="the confirmation"))[0]
+    assert invitation["subject"] == "Je account voor Meer contact bij Stichting Samen"
+    assert confirmation["subject"] == "Bevestig je aanmelding bij Stichting Samen"
+    text = (await raw_mail(http, confirmation["id"])).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "http://enrolment.test/bevestig/xyz" in text and "Joop" in text and "050 765 4321" in text
+    text = (await raw_mail(http, invitation["id"])).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "http://enrolment.test/wachtwoord/eenmalig" in text and "coach" in text
+
+
+async def test_preview_shows_any_day_for_the_licensor_and_refuses_bad_input(http: httpx.AsyncClient) -> None:
+    org_id = uuid4()
+    await publish(licensed(org_id))
+
+    async def preview(day: int = 35, variant: str = "op-afstand", headers: dict[str, str] = LICENSOR) -> httpx.Response:
+        return await http.get(
+            f"{MAILER}/api/organisations/{org_id}/preview", params={"day": day, "variant": variant}, headers=headers
+        )
+
+    async def known() -> httpx.Response | None:
+        response = await preview()
+        return response if response.status_code == 200 else None
+
+    page = await eventually(known, what="the preview once the mailer knows the organisation")
+    assert "dag 35 van 60" in page.text and "Stichting Samen" in page.text and "Voorbeeld" in page.text
+    assert (await preview(day=61)).status_code == 404
+    assert (await preview(variant="onbekend")).json()["error"]["fields"][0]["field"] == "variant"
+    assert (await preview(day=0)).status_code == 422
+    assert (await preview(headers={})).status_code == 401
+    assert (await preview(headers={"Authorization": "Bearer fout"})).status_code == 401
