@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import event, text
@@ -90,8 +89,3 @@ async def claim_event(session: AsyncSession, event_id: UUID) -> bool:
     )
     result = await session.execute(statement)
     return result.first() is not None
-
-
-def as_dict(row: Any) -> dict[str, Any]:
-    """A SQLModel row as a plain dict of its columns."""
-    return {column.name: getattr(row, column.name) for column in row.__table__.columns}
