@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from aiolimiter import AsyncLimiter
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -43,6 +43,7 @@ from services.mailer.scheduling import (
     RecipientSchedule,
     digest_is_due,
     lesson_today,
+    next_check_at,
     next_due_lesson,
 )
 from services.mailer.smtp import MailTransport, SmtpRefused, SmtpUnavailable
@@ -79,39 +80,54 @@ def _schedule_of(recipient: Recipient) -> RecipientSchedule:
     )
 
 
-async def schedule_due_deliveries(database: Database, pack: ProgrammePack, now: datetime) -> int:
-    """Create the delivery rows that are due now; returns how many were created."""
+async def schedule_due_deliveries(database: Database, pack: ProgrammePack, now: datetime, *, batch: int = 1000) -> int:
+    """Create the delivery rows that are due now; returns how many were created.
+
+    Only recipients whose next_check_at has come (or is unknown after a change) are read, in
+    batches locked with SKIP LOCKED, so replicas share the work and a tick stays cheap.
+    """
     created = 0
-    async with database.session() as session:
-        recipients = (
-            await session.execute(
-                select(Recipient)
-                .where(col(Recipient.status).in_(SCHEDULED_STATUSES), col(Recipient.last_day) < pack.days)
-                .with_for_update(skip_locked=True)
-            )
-        ).scalars()
-        for recipient in recipients:
-            due = next_due_lesson(_schedule_of(recipient), now, programme_days=pack.days)
-            if due is None:
-                continue
-            result = await session.execute(
-                insert(Delivery)
-                .values(
-                    participant_id=recipient.participant_id,
-                    org_id=recipient.org_id,
-                    day=due.day,
-                    local_date=due.local_date,
-                    due_at=due.due_at,
-                    status="due",
-                    created_at=now,
+    while True:
+        async with database.session() as session:
+            recipients = (
+                (
+                    await session.execute(
+                        select(Recipient)
+                        .where(
+                            col(Recipient.status).in_(SCHEDULED_STATUSES),
+                            or_(col(Recipient.next_check_at).is_(None), col(Recipient.next_check_at) <= now),
+                        )
+                        .limit(batch)
+                        .with_for_update(skip_locked=True)
+                    )
                 )
-                .on_conflict_do_nothing()
-                .returning(col(Delivery.id))
+                .scalars()
+                .all()
             )
-            created += len(result.all())
-            recipient.last_day, recipient.last_local_date = due.day, due.local_date
-        await session.commit()
-    return created
+            for recipient in recipients:
+                due = next_due_lesson(_schedule_of(recipient), now, programme_days=pack.days)
+                if due is not None:
+                    result = await session.execute(
+                        insert(Delivery)
+                        .values(
+                            participant_id=recipient.participant_id,
+                            org_id=recipient.org_id,
+                            day=due.day,
+                            local_date=due.local_date,
+                            due_at=due.due_at,
+                            status="due",
+                            created_at=now,
+                        )
+                        .on_conflict_do_nothing()
+                        .returning(col(Delivery.id))
+                    )
+                    created += len(result.all())
+                    recipient.last_day, recipient.last_local_date = due.day, due.local_date
+                # A recipient who is due later (or never, e.g. finished) is not read again until then.
+                recipient.next_check_at = next_check_at(_schedule_of(recipient), now, programme_days=pack.days)
+            await session.commit()
+        if len(recipients) < batch:
+            return created
 
 
 async def unschedule_due_deliveries(session: AsyncSession, recipient: Recipient) -> None:
@@ -127,6 +143,7 @@ async def unschedule_due_deliveries(session: AsyncSession, recipient: Recipient)
         )
     ).one()
     recipient.last_day, recipient.last_local_date = last[0] or 0, last[1]
+    recipient.next_check_at = None
 
 
 async def schedule_digests(

@@ -90,6 +90,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             "send_time": p.send_time,
             "timezone": p.timezone,
             "variant": p.variant,
+            "next_check_at": None,
             "updated_at": utcnow(),
         }
         await session.execute(
@@ -115,7 +116,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         await session.execute(
             update(Recipient)
             .where(col(Recipient.participant_id) == envelope.participant_id, col(Recipient.status) == "paused")
-            .values(status="active", updated_at=utcnow())
+            .values(status="active", next_check_at=None, updated_at=utcnow())
         )
 
     async def stop(session: AsyncSession, envelope: Envelope, p: ParticipantStopped) -> None:
@@ -191,7 +192,7 @@ async def _update_recipient(session: AsyncSession, envelope: Envelope, **values:
     await session.execute(
         update(Recipient)
         .where(col(Recipient.participant_id) == envelope.participant_id)
-        .values(**values, updated_at=utcnow())
+        .values(**values, next_check_at=None, updated_at=utcnow())
     )
 
 

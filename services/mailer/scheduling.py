@@ -4,7 +4,7 @@ participant's own send time, in their own time zone (zoneinfo handles DST). No I
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 SCHEDULED_STATUSES = ("enrolled", "active")
@@ -57,6 +57,18 @@ def next_due_lesson(schedule: RecipientSchedule, now: datetime, *, programme_day
     if now < due_at:
         return None
     return DueLesson(day=schedule.last_day + 1, local_date=today, due_at=due_at)
+
+
+def next_check_at(schedule: RecipientSchedule, now: datetime, *, programme_days: int) -> datetime | None:
+    """The earliest moment from `now` on that the next lesson can be due, so the scheduler
+    skips everyone else until then. None when no lesson comes without a change (paused,
+    stopped, finished)."""
+    if schedule.status not in SCHEDULED_STATUSES or schedule.last_day >= programme_days:
+        return None
+    earliest = max(schedule.start_date, now.astimezone(ZoneInfo(schedule.timezone)).date())
+    if schedule.last_local_date is not None:
+        earliest = max(earliest, schedule.last_local_date + timedelta(days=1))
+    return local_send_moment(earliest, schedule.send_time, schedule.timezone)
 
 
 def lesson_today(schedule: RecipientSchedule, today: date, *, programme_days: int) -> int | None:

@@ -36,6 +36,9 @@ class Recipient(MailerTable, table=True):
     status: str = Field(default="enrolled", max_length=20, index=True)
     last_day: int = 0
     last_local_date: date | None = None
+    next_check_at: datetime | None = Field(
+        default=None, index=True, description="When the next lesson can be due; NULL: work it out again."
+    )
     updated_at: datetime = Field(default_factory=utcnow)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 
@@ -11,6 +11,7 @@ from services.mailer.scheduling import (
     digest_is_due,
     lesson_today,
     local_send_moment,
+    next_check_at,
     next_due_lesson,
 )
 
@@ -107,3 +108,20 @@ def test_digest_is_due_once_per_local_day_after_its_time() -> None:
     assert digest_is_due(None, utc(2026, 11, 23, 6, 30), **kwargs) == date(2026, 11, 23)  # type: ignore[arg-type]
     assert digest_is_due(date(2026, 11, 23), utc(2026, 11, 23, 15, 0), **kwargs) is None  # type: ignore[arg-type]
     assert digest_is_due(date(2026, 11, 23), utc(2026, 11, 24, 6, 30), **kwargs) == date(2026, 11, 24)  # type: ignore[arg-type]
+
+
+def test_next_check_is_the_next_possible_send_moment() -> None:
+    before_start = schedule(start_date=date(2026, 4, 1))
+    assert next_check_at(before_start, utc(2026, 3, 20, 12, 0), programme_days=60) == utc(2026, 4, 1, 6, 0)
+    sent_today = schedule(last_day=3, last_local_date=date(2026, 4, 3))
+    assert next_check_at(sent_today, utc(2026, 4, 3, 9, 0), programme_days=60) == utc(2026, 4, 4, 6, 0)
+    # Behind after an outage: the next chance is today's send time, not a day in the past.
+    behind = schedule(last_day=3, last_local_date=date(2026, 4, 3))
+    assert next_check_at(behind, utc(2026, 4, 10, 5, 0), programme_days=60) == utc(2026, 4, 10, 6, 0)
+    assert next_check_at(schedule(status="paused"), utc(2026, 4, 10, 5, 0), programme_days=60) is None
+    assert next_check_at(schedule(last_day=60), utc(2026, 4, 10, 5, 0), programme_days=60) is None
+    # Each of those moments is exactly when next_due_lesson starts answering.
+    moment = next_check_at(behind, utc(2026, 4, 10, 5, 0), programme_days=60)
+    assert moment is not None
+    assert next_due_lesson(behind, moment - timedelta(seconds=1), programme_days=60) is None
+    assert next_due_lesson(behind, moment, programme_days=60) is not None
