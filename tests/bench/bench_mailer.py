@@ -102,7 +102,8 @@ async def test_mailer_throughput_against_a_bare_smtp_loop(infrastructure: None, 
     print(
         f"\n{PARTICIPANTS} participants, one day's mail, local SMTP sink in its own process\n"
         f"  bare aiosmtplib loop (pre-rendered, 1 connection): {bare_rate:8.0f} mails/s ({bare_seconds:.1f} s)\n"
-        f"  mailer (schedule + {CONCURRENCY} workers, PostgreSQL):    {mailer_rate:8.0f} mails/s ({mailer_seconds:.1f} s)\n"
+        f"  mailer (schedule + {CONCURRENCY} workers, PostgreSQL): "
+        f"{mailer_rate:8.0f} mails/s ({mailer_seconds:.1f} s)\n"
         f"  ratio mailer / bare: {mailer_rate / bare_rate:.0%}"
     )
     assert scheduled == PARTICIPANTS and sent == PARTICIPANTS
