@@ -21,6 +21,7 @@ import aiosmtplib
 import asyncpg
 import pytest
 
+from services.mailer.app import system_clock
 from services.mailer.delivery import DeliveryWorker, RateLimits, schedule_due_deliveries
 from services.mailer.mail import MailContext, MailSettings, render_programme_mail, to_wire
 from services.mailer.programme import load_pack
@@ -40,8 +41,9 @@ CONCURRENCY = 4
 @pytest.fixture
 def sink_port() -> AsyncIterator[int]:
     port = free_port()
-    sink = subprocess.Popen([sys.executable, "-m", "tests.support.smtp_sink", "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.PIPE)
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.smtp_sink", "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE
+    )
     assert sink.stdout is not None
     sink.stdout.readline()  # "listening"
     yield port  # type: ignore[misc]
@@ -63,13 +65,25 @@ async def test_mailer_throughput_against_a_bare_smtp_loop(infrastructure: None, 
         await conn.close()
         now = datetime.now(UTC)
         lesson = pack.lesson("standaard", 1)
-        messages = [
-            (row["email"], to_wire(render_programme_mail(
-                MailContext(uuid.uuid4(), row["participant_id"], row["org_id"], row["email"], "Deelnemer", "Coach Rob",
-                            "Replica Test", {"contact_phone": "030 000 0000"}, lesson, 1, pack.days, now),
-                settings, signer), settings))
-            for row in rows
-        ]
+
+        def wire(row: asyncpg.Record) -> bytes:
+            context = MailContext(
+                delivery_id=uuid.uuid4(),
+                participant_id=row["participant_id"],
+                org_id=row["org_id"],
+                to_address=row["email"],
+                first_name="Deelnemer",
+                coach_name="Coach Rob",
+                organisation_name="Replica Test",
+                branding={"contact_phone": "030 000 0000"},
+                lesson=lesson,
+                day=1,
+                programme_days=pack.days,
+                sent_at=now,
+            )
+            return to_wire(render_programme_mail(context, settings, signer), settings)
+
+        messages = [(row["email"], wire(row)) for row in rows]
 
         started = time.perf_counter()
         async with aiosmtplib.SMTP(hostname="127.0.0.1", port=sink_port) as smtp:
@@ -77,9 +91,9 @@ async def test_mailer_throughput_against_a_bare_smtp_loop(infrastructure: None, 
                 await smtp.sendmail(settings.from_address, [address], raw)
         bare_seconds = time.perf_counter() - started
 
+        limits = RateLimits(1e9, 1e9)
         workers = [
-            DeliveryWorker(database, SmtpClient("127.0.0.1", sink_port), pack, signer, settings,
-                           lambda: datetime.now(UTC), RateLimits(1e9, 1e9))
+            DeliveryWorker(database, SmtpClient("127.0.0.1", sink_port), pack, signer, settings, system_clock, limits)
             for _ in range(CONCURRENCY)
         ]
 
