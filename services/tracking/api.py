@@ -1,83 +1,422 @@
-"""Tracking's public endpoints, hit from mail clients."""
+"""Tracking's public endpoints, hit from mail clients: the pixel, signed links, the
+assignment report page and the unsubscribe page (RFC 8058 one-click and a confirmation).
+
+The pixel is a pure ASGI endpoint that runs before the framework's middleware and
+routing, because every open of every mail goes through it. The other routes are
+ordinary FastAPI routes; they answer Dutch pages, never a 500.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from prometheus_client import Counter
-from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col
+from sqlalchemy.exc import SQLAlchemyError
 
-from services.tracking.tables import FirstOpen, OpenRecord
+from services.tracking import storage
+from services.tracking.domain import (
+    NOTE_MAX_LENGTH,
+    PAGE_CONFIRM_FIELD,
+    REPORT_SCALE,
+    JudgeRules,
+    ReportRefused,
+    Verdict,
+    judge_hit,
+    mail_facts,
+    page_branding,
+    pixel_token,
+    read_hit_facts,
+    read_report_form,
+    report_changed,
+    safe_redirect_url,
+    unsubscribe_via,
+)
+from services.tracking.recorder import OpenRecorder, PixelHit
 from shared.db import utcnow
-from shared.events import Envelope, MailOpened
+from shared.events import AssignmentReported, Envelope, LinkClicked, UnsubscribeRequested
+from shared.logging import get_logger
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.outbox import add_to_outbox
 from shared.runtime import Runtime
-from shared.tracking_tokens import InvalidTokenError, TokenSigner
+from shared.tracking_tokens import InvalidTokenError, TokenKind, TokenSigner, TrackingToken
 
+log = get_logger(__name__)
 router = APIRouter()
 
 TRANSPARENT_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache", "Expires": "0"}
+# A page reached by a capability link must not hand that link to the next site, nor be cached.
+PAGE_HEADERS = {**NO_CACHE, "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
 
 HITS = Counter("meer_tracking_hits_total", "Tracking hits by kind and outcome.", ["kind", "outcome"])
 INVALID_TOKENS = Counter(
-    "meer_tracking_invalid_tokens_total", "Hits with a forged, tampered or retired token.", ["kind"]
+    "meer_tracking_invalid_tokens_total",
+    "Hits with a forged, tampered, expired-key, malformed or wrong-kind token.",
+    ["kind", "reason"],
+)
+LIKELY_AUTOMATED = Counter(
+    "meer_tracking_likely_automated_total", "Recorded hits judged likely made by a machine.", ["kind"]
+)
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
 
 
-@router.get("/o/{token}.gif", tags=["tracking"], summary="Tracking pixel: records an open")
-async def open_pixel(token: str, request: Request) -> Response:
-    """Always the same transparent GIF; a valid token records one open first."""
-    runtime: Runtime = request.app.state.runtime
-    signer: TokenSigner = request.app.state.signer
+@dataclass(frozen=True)
+class TrackingContext:
+    """What the routes share: adapters and rules, set once by the composition root."""
+
+    runtime: Runtime
+    signer: TokenSigner
+    recorder: OpenRecorder
+    rules: JudgeRules
+    burst_window: timedelta
+
+
+def _context(request: Request) -> TrackingContext:
+    context: TrackingContext = request.app.state.tracking
+    return context
+
+
+# --- the pixel -------------------------------------------------------------------------------
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_PIXEL_ROUTE = "/o/{token}.gif"
+_PIXEL_HEADERS = [
+    (b"content-type", b"image/gif"),
+    (b"content-length", str(len(TRANSPARENT_GIF)).encode()),
+    *[(name.lower().encode(), value.encode()) for name, value in NO_CACHE.items()],
+]
+
+
+class PixelEndpoint:
+    """GET /o/<token>.gif: always the same transparent GIF; a valid token records an open."""
+
+    def __init__(self, signer: TokenSigner, recorder: OpenRecorder, *, timeout_s: float, service: str) -> None:
+        self.signer = signer
+        self.recorder = recorder
+        self.timeout_s = timeout_s
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        outcome = await self._record(scope)
+        HITS.labels("open", outcome).inc()
+        await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_HEADERS})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else TRANSPARENT_GIF})
+        HTTP_REQUESTS.labels(self.service, _PIXEL_ROUTE, scope["method"], "200").inc()
+        HTTP_LATENCY.labels(self.service, _PIXEL_ROUTE).observe(time.perf_counter() - started)
+
+    async def _record(self, scope: Scope) -> str:
+        token = pixel_token(scope["path"]) or ""
+        try:
+            claims = self.signer.verify_kind(token, "open")
+        except InvalidTokenError as error:
+            INVALID_TOKENS.labels("open", error.reason).inc()
+            return "invalid"
+        if scope["method"] == "HEAD":
+            return "head"  # a HEAD fetches no image: nobody saw the mail
+        hit = PixelHit(token=claims, facts=read_hit_facts("GET", scope["headers"]), received_at=utcnow())
+        try:
+            recorded = await asyncio.wait_for(self.recorder.submit(hit), timeout=self.timeout_s)
+        except TimeoutError:
+            # The write goes on and commits or not; the reader's mail client must not wait for it.
+            log.warning("pixel hit not confirmed in time", delivery_id=str(claims.delivery_id))
+            return "timeout"
+        except Exception as error:  # noqa: BLE001 - the GIF is answered whatever happened
+            log.warning("pixel hit not recorded", delivery_id=str(claims.delivery_id), error=type(error).__name__)
+            return "error"
+        if recorded.likely_automated:
+            LIKELY_AUTOMATED.labels("open").inc()
+        return "first" if recorded.first_open else "repeat"
+
+
+class PixelFastPath:
+    """ASGI middleware that hands pixel requests to the pixel endpoint before anything else."""
+
+    def __init__(self, app: ASGIApp, pixel: PixelEndpoint) -> None:
+        self.app = app
+        self.pixel = pixel
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and pixel_token(scope["path"]) is not None:
+            await self.pixel(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+# --- links and pages ---------------------------------------------------------------------------
+
+
+def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    return HTMLResponse(_templates.get_template(name).render(**values), status_code=status, headers=PAGE_HEADERS)
+
+
+def _not_found() -> HTMLResponse:
+    return _page("not_found.html.j2", 404, brand=page_branding(None))
+
+
+def _unavailable(brand: dict[str, str | None]) -> HTMLResponse:
+    return _page("unavailable.html.j2", 503, brand=brand)
+
+
+def _verify(context: TrackingContext, token: str, kind: TokenKind, metric_kind: str) -> TrackingToken | None:
     try:
-        claims = signer.verify(token)
-        if claims.kind != "open":
-            raise InvalidTokenError("not an open token")
-    except InvalidTokenError:
-        INVALID_TOKENS.labels("open").inc()
-        HITS.labels("open", "invalid").inc()
-        return Response(TRANSPARENT_GIF, media_type="image/gif", headers=NO_CACHE)
-    now = utcnow()
-    async with runtime.database.session() as session:
-        first = await session.execute(
-            insert(FirstOpen)
-            .values(delivery_id=claims.delivery_id, opened_at=now)
-            .on_conflict_do_nothing()
-            .returning(col(FirstOpen.delivery_id))
-        )
-        first_open = first.first() is not None
-        session.add(
-            OpenRecord(
-                delivery_id=claims.delivery_id,
-                participant_id=claims.participant_id,
-                org_id=claims.org_id,
-                day=claims.day,
-                opened_at=now,
-                first_open=first_open,
-                likely_automated=False,
-                signals=[],
+        return context.signer.verify_kind(token, kind)
+    except InvalidTokenError as error:
+        INVALID_TOKENS.labels(kind, error.reason).inc()
+        HITS.labels(metric_kind, "invalid").inc()
+        return None
+
+
+async def _judge_link(
+    context: TrackingContext, request: Request, claims: TrackingToken, target: str, now: datetime
+) -> tuple[Verdict, dict[str, Any] | None]:
+    """Judge a link hit in its own short read, and fetch the branding for the page."""
+    async with context.runtime.database.session() as session:
+        known = (
+            await storage.mails_known(
+                session=session, delivery_ids=[claims.delivery_id], since=now - context.burst_window
             )
-        )
-        add_to_outbox(
-            session,
-            Envelope.wrap(
-                MailOpened(
-                    delivery_id=claims.delivery_id,
-                    day=claims.day,
-                    opened_at=now,
-                    first_open=first_open,
-                    likely_automated=False,
-                    signals=(),
+        ).get(claims.delivery_id)
+        branding = await storage.get_branding(session=session, org_id=claims.org_id)
+    facts = mail_facts(
+        hit_at=now,
+        sent_at=known.sent_at if known else None,
+        token_sent_at=claims.sent_at,
+        recent_links=known.recent_links if known else (),
+        this_link=target,
+    )
+    verdict = judge_hit(read_hit_facts(request.method, request.headers.raw), facts, context.rules, kind="link")
+    return verdict, branding
+
+
+async def _record_link_hit(
+    context: TrackingContext, claims: TrackingToken, target: str, verdict: Verdict, now: datetime
+) -> None:
+    async with context.runtime.database.session() as session:
+        await storage.add_link_hit(session=session, token=claims, target=target, hit_at=now, verdict=verdict)
+        if claims.kind == "click":
+            add_to_outbox(
+                session,
+                Envelope.wrap(
+                    LinkClicked(
+                        delivery_id=claims.delivery_id,
+                        day=claims.day,
+                        url=target,
+                        clicked_at=now,
+                        likely_automated=verdict.likely_automated,
+                        signals=verdict.signals,
+                    ),
+                    org_id=claims.org_id,
+                    participant_id=claims.participant_id,
+                    occurred_at=now,
                 ),
-                org_id=claims.org_id,
-                participant_id=claims.participant_id,
-                occurred_at=now,
-            ),
-        )
+            )
         await session.commit()
-    HITS.labels("open", "first" if first_open else "repeat").inc()
-    return Response(TRANSPARENT_GIF, media_type="image/gif", headers=NO_CACHE)
+    if verdict.likely_automated:
+        LIKELY_AUTOMATED.labels(claims.kind).inc()
+
+
+@router.api_route(
+    "/c/{token}", methods=["GET", "HEAD"], tags=["tracking"], summary="Signed link: records a click and redirects"
+)
+async def follow_link(token: str, request: Request) -> Response:
+    """Redirect to the URL the mailer signed into the token, and nowhere else."""
+    context = _context(request)
+    claims = _verify(context, token, "click", "click")
+    if claims is None:
+        return _not_found()
+    url = safe_redirect_url(claims.url)
+    if url is None:
+        HITS.labels("click", "refused_url").inc()
+        return _not_found()
+    now = utcnow()
+    try:
+        verdict, _ = await _judge_link(context, request, claims, url, now)
+        await _record_link_hit(context, claims, url, verdict, now)
+        HITS.labels("click", "recorded").inc()
+    except (SQLAlchemyError, OSError) as error:
+        # The participant still gets where the link goes; only the count misses one click.
+        log.warning("click not recorded", delivery_id=str(claims.delivery_id), error=type(error).__name__)
+        HITS.labels("click", "error").inc()
+    return RedirectResponse(url, status_code=302, headers=PAGE_HEADERS)
+
+
+def _report_values(claims: TrackingToken, brand: dict[str, str | None], **values: Any) -> dict[str, Any]:
+    return {"brand": brand, "day": claims.day, "scale": REPORT_SCALE, "note_max": NOTE_MAX_LENGTH, **values}
+
+
+@router.api_route("/r/{token}", methods=["GET", "HEAD"], tags=["pages"], summary="Assignment report page")
+async def report_page(token: str, request: Request) -> Response:
+    """The branded page where the participant says how the day's assignment went."""
+    context = _context(request)
+    claims = _verify(context, token, "report", "report_page")
+    if claims is None:
+        return _not_found()
+    now = utcnow()
+    try:
+        verdict, branding = await _judge_link(context, request, claims, "report", now)
+        await _record_link_hit(context, claims, "report", verdict, now)
+        async with context.runtime.database.session() as session:
+            previous = await storage.get_report(session=session, participant_id=claims.participant_id, day=claims.day)
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("report page unavailable", error=type(error).__name__)
+        HITS.labels("report_page", "error").inc()
+        return _unavailable(page_branding(None))
+    HITS.labels("report_page", "shown").inc()
+    brand = page_branding(branding)
+    return _page(
+        "report.html.j2",
+        **_report_values(
+            claims,
+            brand,
+            previous=previous,
+            score=previous.score if previous else None,
+            note=previous.note if previous else "",
+            error=None,
+        ),
+    )
+
+
+@router.post("/r/{token}", tags=["pages"], summary="Record an assignment report")
+async def submit_report(token: str, request: Request) -> Response:
+    """Store the answer (a second answer for the same day replaces the first) and publish it."""
+    context = _context(request)
+    claims = _verify(context, token, "report", "report")
+    if claims is None:
+        return _not_found()
+    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    now = utcnow()
+    try:
+        async with context.runtime.database.session() as session:
+            brand = page_branding(await storage.get_branding(session=session, org_id=claims.org_id))
+            try:
+                answer = read_report_form(form)
+            except ReportRefused as refused:
+                HITS.labels("report", "refused").inc()
+                score = form.get("score", "")
+                return _page(
+                    "report.html.j2",
+                    422,
+                    **_report_values(
+                        claims,
+                        brand,
+                        previous=None,
+                        score=int(score) if score.isdigit() else None,
+                        note=form.get("note", ""),
+                        error=str(refused),
+                    ),
+                )
+            previous = await storage.save_report(session=session, token=claims, answer=answer, now=now)
+            changed = report_changed(previous, answer)
+            if changed:
+                add_to_outbox(
+                    session,
+                    Envelope.wrap(
+                        AssignmentReported(
+                            delivery_id=claims.delivery_id,
+                            day=claims.day,
+                            score=answer.score,
+                            note=answer.note,
+                            reported_at=now,
+                        ),
+                        org_id=claims.org_id,
+                        participant_id=claims.participant_id,
+                        occurred_at=now,
+                    ),
+                )
+            await session.commit()
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("report not recorded", error=type(error).__name__)
+        HITS.labels("report", "error").inc()
+        return _unavailable(page_branding(None))
+    HITS.labels("report", "recorded" if changed else "unchanged").inc()
+    return _page(
+        "report_thanks.html.j2", brand=brand, day=claims.day, answer=answer, label=REPORT_SCALE[answer.score],
+        updated=previous is not None,
+    )  # fmt: skip
+
+
+@router.api_route("/u/{token}", methods=["GET", "HEAD"], tags=["pages"], summary="Unsubscribe: asks to confirm")
+async def unsubscribe_page(token: str, request: Request) -> Response:
+    """Ask before stopping anything: a link scanner's GET must never unsubscribe anyone."""
+    context = _context(request)
+    claims = _verify(context, token, "unsubscribe", "unsubscribe_page")
+    if claims is None:
+        return _not_found()
+    now = utcnow()
+    try:
+        verdict, branding = await _judge_link(context, request, claims, "unsubscribe", now)
+        await _record_link_hit(context, claims, "unsubscribe", verdict, now)
+        async with context.runtime.database.session() as session:
+            already = await storage.unsubscribe_requested(session=session, participant_id=claims.participant_id)
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("unsubscribe page unavailable", error=type(error).__name__)
+        HITS.labels("unsubscribe_page", "error").inc()
+        return _unavailable(page_branding(None))
+    HITS.labels("unsubscribe_page", "shown").inc()
+    return _page("unsubscribe.html.j2", brand=page_branding(branding), already=already, field=PAGE_CONFIRM_FIELD)
+
+
+@router.post("/u/{token}", tags=["pages"], summary="Unsubscribe (RFC 8058 one-click, or the page's button)")
+async def unsubscribe(token: str, request: Request) -> Response:
+    """Record the request and publish it once; enrolment stops the participant and confirms by mail."""
+    context = _context(request)
+    claims = _verify(context, token, "unsubscribe", "unsubscribe")
+    if claims is None:
+        return _not_found()
+    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    via = unsubscribe_via(form)
+    if via is None:
+        HITS.labels("unsubscribe", "refused").inc()
+        return PlainTextResponse(
+            "Dit verzoek mist 'List-Unsubscribe=One-Click' of de bevestiging van de afmeldpagina.",
+            status_code=400,
+            headers=NO_CACHE,
+        )
+    now = utcnow()
+    try:
+        async with context.runtime.database.session() as session:
+            brand = page_branding(await storage.get_branding(session=session, org_id=claims.org_id))
+            first = await storage.claim_unsubscribe(session=session, token=claims, via=via, now=now)
+            if first:
+                add_to_outbox(
+                    session,
+                    Envelope.wrap(
+                        UnsubscribeRequested(delivery_id=claims.delivery_id, via=via, requested_at=now),
+                        org_id=claims.org_id,
+                        participant_id=claims.participant_id,
+                        occurred_at=now,
+                    ),
+                )
+            await session.commit()
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("unsubscribe not recorded", error=type(error).__name__)
+        HITS.labels("unsubscribe", "error").inc()
+        # 503 tells a mail client's one-click POST to try again later.
+        return _unavailable(page_branding(None))
+    HITS.labels("unsubscribe", "recorded" if first else "repeat").inc()
+    if via == "one_click":
+        # RFC 8058: answer the mail client with 200 and no redirect.
+        return PlainTextResponse("Je bent afgemeld. Je krijgt geen mails meer.", headers=NO_CACHE)
+    return _page("unsubscribed.html.j2", brand=brand)

@@ -2,19 +2,52 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
-from services.tracking.api import router
+from services.tracking.api import PixelEndpoint, PixelFastPath, TrackingContext, router
+from services.tracking.domain import JudgeRules
+from services.tracking.handlers import register_kafka_handlers
+from services.tracking.recorder import OpenRecorder
 from services.tracking.settings import TrackingSettings
 from shared.runtime import Runtime, create_service_app
 from shared.tracking_tokens import TokenSigner, parse_keys
 
 
 def create_app(settings: TrackingSettings | None = None) -> FastAPI:
+    """The tracking app: pixel, links, report and unsubscribe pages, and its Kafka handlers."""
     settings = settings or TrackingSettings()
     runtime = Runtime.create("tracking", settings)
-    app = create_service_app(runtime, title="Meer contact — tracking", description="Opens and clicks of the mails.")
+    app = create_service_app(
+        runtime,
+        title="Meer contact — tracking",
+        description=(
+            "Opens, clicks, assignment reports and unsubscribe requests from the programme mails. "
+            "`GET /o/{token}.gif` (the open pixel) is served before this app's routing and is not listed below."
+        ),
+    )
+    signer = TokenSigner(parse_keys(settings.tracking_keys))
+    rules = JudgeRules(
+        fast_hit_s=settings.fast_hit_s,
+        instant_click_s=settings.instant_click_s,
+        burst_min_links=settings.burst_min_links,
+    )
+    recorder = OpenRecorder(
+        settings.database_url, rules, burst_window_s=settings.burst_window_s, batch_max=settings.pixel_batch_max
+    )
+    runtime.background += [recorder.run_writer] * settings.pixel_writers
     app.state.runtime = runtime
-    app.state.signer = TokenSigner(parse_keys(settings.tracking_keys))
+    app.state.tracking = TrackingContext(
+        runtime=runtime,
+        signer=signer,
+        recorder=recorder,
+        rules=rules,
+        burst_window=timedelta(seconds=settings.burst_window_s),
+    )
     app.include_router(router)
+    # Added last, so it is the outermost middleware: a pixel hit skips the rest of the stack.
+    pixel = PixelEndpoint(signer, recorder, timeout_s=settings.pixel_record_timeout_s, service=runtime.service)
+    app.add_middleware(PixelFastPath, pixel=pixel)
+    register_kafka_handlers(runtime)
     return app

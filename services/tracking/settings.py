@@ -1,8 +1,9 @@
 """Tracking settings (MEER_* environment variables)."""
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.settings import DEV_SECRET_PREFIX, ServiceSettings
+from shared.tracking_tokens import parse_keys
 
 
 class TrackingSettings(ServiceSettings):
@@ -12,5 +13,39 @@ class TrackingSettings(ServiceSettings):
     database_url: str = "postgresql+asyncpg://meer@127.0.0.1:55432/meer_tracking"
     tracking_keys: str = Field(
         default=f"{DEV_SECRET_PREFIX}tracking-key",
-        description="Comma-separated HMAC keys that verify tracking tokens, newest first.",
+        description=(
+            "HMAC keys for tracking tokens, newest first: 'new,old@2026-12-31' means the old key "
+            "still verifies until the end of 31 December 2026 (UTC). The mailer signs with the first."
+        ),
     )
+    fast_hit_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A hit this many seconds after sending hints at a machine (privacy proxies fetch on delivery).",
+    )
+    instant_click_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="A link followed this soon after sending was checked by a scanner, not read by a person.",
+    )
+    burst_window_s: float = Field(
+        default=10.0, gt=0, description="Hits on different links of one mail within this window form a burst."
+    )
+    burst_min_links: int = Field(
+        default=2, ge=2, description="How many different links of one mail in one window make a scanner's burst."
+    )
+    pixel_batch_max: int = Field(
+        default=500, ge=1, description="Most pixel hits written in one transaction (hits that arrive together)."
+    )
+    pixel_writers: int = Field(
+        default=1, ge=1, le=8, description="Pixel writers, each with its own database connection."
+    )
+    pixel_record_timeout_s: float = Field(
+        default=5.0, gt=0, description="The pixel answers after this long even when the database is slow."
+    )
+
+    @field_validator("tracking_keys")
+    @classmethod
+    def _keys_parse(cls, value: str) -> str:
+        parse_keys(value)  # a bad key list stops the service at start, not at the first hit
+        return value

@@ -1,11 +1,15 @@
-"""Tracking's tables: every recorded open, and which mails were opened before."""
+"""Tracking's tables: every recorded open and link hit, which mails were opened before,
+what was sent when, assignment reports, unsubscribe requests and the organisations'
+branding. No IP address and no user agent are kept anywhere."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import ARRAY, Column, String
+from sqlalchemy import ARRAY, Column, Index, String
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -39,3 +43,71 @@ class OpenRecord(TrackingTable, table=True):
     first_open: bool
     likely_automated: bool
     signals: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(String), nullable=False))
+
+
+class LinkHit(TrackingTable, table=True):
+    """One GET of a signed link of a mail: a click, or the report or unsubscribe page.
+    Kept to see a scanner's burst over all links of one mail, and for clicks' history."""
+
+    __tablename__ = "link_hit"
+    __table_args__ = (Index("ix_link_hit_delivery_hit_at", "delivery_id", "hit_at"),)
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    delivery_id: UUID
+    participant_id: UUID = Field(index=True)
+    org_id: UUID
+    day: int
+    kind: str = Field(max_length=20, description="click, report or unsubscribe.")
+    target: str = Field(max_length=2048, description="The signed URL of a click; the kind for the pages.")
+    hit_at: datetime = Field(default_factory=utcnow)
+    likely_automated: bool
+    signals: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(String), nullable=False))
+
+
+class SentMail(TrackingTable, table=True):
+    """When a mail was sent (from mail.sent): the reference for 'seconds since sending'."""
+
+    __tablename__ = "sent_mail"
+
+    delivery_id: UUID = Field(primary_key=True)
+    participant_id: UUID = Field(index=True)
+    org_id: UUID
+    day: int
+    sent_at: datetime
+
+
+class AssignmentReport(TrackingTable, table=True):
+    """A participant's answer on how a day's assignment went; a later answer replaces it."""
+
+    __tablename__ = "assignment_report"
+
+    participant_id: UUID = Field(primary_key=True)
+    day: int = Field(primary_key=True)
+    delivery_id: UUID
+    org_id: UUID
+    score: int
+    note: str | None = Field(default=None, max_length=500)
+    reported_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class UnsubscribeRequest(TrackingTable, table=True):
+    """A participant asked to stop the mails from this mail; one request per mail counts."""
+
+    __tablename__ = "unsubscribe_request"
+
+    delivery_id: UUID = Field(primary_key=True)
+    participant_id: UUID = Field(index=True)
+    org_id: UUID
+    via: str = Field(max_length=20)
+    requested_at: datetime = Field(default_factory=utcnow)
+
+
+class OrganisationBranding(TrackingTable, table=True):
+    """An organisation's branding (from organisation.* events), for the public pages."""
+
+    __tablename__ = "organisation_branding"
+
+    org_id: UUID = Field(primary_key=True)
+    branding: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)

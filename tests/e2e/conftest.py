@@ -135,3 +135,141 @@ async def raw_mail(http: httpx.AsyncClient, mail_id: int) -> EmailMessage:
     message = message_from_bytes(raw, policy=policy.default)
     assert isinstance(message, EmailMessage)
     return message
+
+
+# --- enrolment: events and staff logins (appended by enrolment-dev) ---------------------------------
+
+STAFF_PASSWORD = "een lange zin als wachtwoord"
+
+
+async def events_on(topic: str, *, key: str | None = None, event_type: str | None = None) -> list[dict[str, Any]]:
+    """The envelopes on a topic as dicts, optionally only those of one key and one type."""
+    import json
+
+    found = []
+    for record in await read_topic(topic):
+        if key is not None and (record.key or b"").decode() != key:
+            continue
+        envelope = json.loads(record.value or b"{}")
+        if event_type is None or envelope.get("type") == event_type:
+            found.append(envelope)
+    return found
+
+
+async def staff_login(
+    http: httpx.AsyncClient, org_id: str, *, role: str = "org_admin", name: str = "Medewerker Test"
+) -> dict[str, Any]:
+    """Invite a staff member as the licensor, set the password with the invitation link, log in.
+    Returns the staff member (id, email, role, …) with "token" and ready-made "headers"."""
+    email = unique_email(role.replace("_", "-"))
+    response = await http.post(
+        f"{ENROLMENT}/api/organisations/{org_id}/staff",
+        json={"name": name, "email": email, "role": role},
+        headers=LICENSOR,
+    )
+    assert response.status_code == 201, response.text
+    staff = dict(response.json())
+
+    async def set_password_url() -> str | None:
+        for envelope in await events_on("meer.staff", key=org_id, event_type="staff.invited"):
+            if envelope["payload"]["email"] == email:
+                return str(envelope["payload"]["set_password_url"])
+        return None
+
+    url = await eventually(set_password_url, what=f"staff.invited for a new {role}")
+    response = await http.post(
+        f"{ENROLMENT}/api/auth/set-password", json={"token": url.rsplit("/", 1)[1], "password": STAFF_PASSWORD}
+    )
+    assert response.status_code == 204, response.text
+    response = await http.post(f"{ENROLMENT}/api/auth/login", json={"email": email, "password": STAFF_PASSWORD})
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    return {**staff, "token": token, "headers": {"Authorization": f"Bearer {token}"}}
+
+
+# --- tracking: signed links in the mails (appended by tracking-dev) ---------------------------------
+
+# A person's mail client, so that a test's open or click is judged as a person's.
+MAIL_CLIENT = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Thunderbird/128.0"}
+DEV_TRACKING_KEY = "dev-only-tracking-key"
+
+
+def tracking_token(
+    kind: str,
+    *,
+    delivery_id: uuid.UUID | None = None,
+    participant_id: uuid.UUID | None = None,
+    org_id: uuid.UUID | None = None,
+    day: int = 1,
+    sent_at: float | None = None,
+    url: str | None = None,
+    key: str = DEV_TRACKING_KEY,
+) -> str:
+    """A token signed as the mailer signs it (the local stack's development key by default)."""
+    from shared.tracking_tokens import TokenSigner, TrackingToken
+
+    claims = {
+        "k": kind,
+        "d": delivery_id or uuid.uuid4(),
+        "p": participant_id or uuid.uuid4(),
+        "o": org_id or uuid.uuid4(),
+        "n": day,
+        "t": int(time.time() - 3600 if sent_at is None else sent_at),
+        "u": url,
+    }
+    return TokenSigner([key]).sign(TrackingToken.model_validate(claims))
+
+
+def tracking_links(message: EmailMessage) -> dict[str, str]:
+    """The signed links of a programme mail by kind letter: o (pixel), c, r and u."""
+    import re
+
+    html = message.get_body(preferencelist=("html",))
+    assert html is not None
+    links: dict[str, str] = {}
+    for url, kind in re.findall(r'"(https?://[^"\s<>]+/([ocru])/[A-Za-z0-9_.\-]+)"', html.get_content()):
+        links.setdefault(kind, url)
+    return links
+
+
+# --- coaching: events straight onto the topics, staff tokens, consumer lag (appended by coaching-dev) ----------
+
+
+async def publish(envelopes: Any) -> None:
+    """Put envelopes on their topics as the services' outboxes do (keyed, acks=all, in order)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=KAFKA, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for envelope in envelopes:
+            await producer.send_and_wait(envelope.topic, envelope.model_dump_json().encode(), key=envelope.key)
+    finally:
+        await producer.stop()
+
+
+def mint_staff_token(role: str, org_id: uuid.UUID, coach_id: uuid.UUID | None = None, ttl_s: float = 3600) -> str:
+    """A staff token signed with this stack's key, as enrolment signs them after a login."""
+    from deploy.local.stack import KEYS_DIR
+    from shared.staff_tokens import StaffClaims, issue_staff_token
+
+    claims = StaffClaims(staff_id=uuid.uuid4(), role=role, org_id=org_id, coach_id=coach_id)  # type: ignore[arg-type]
+    return issue_staff_token(claims, (KEYS_DIR / "staff-token.pem").read_bytes(), ttl=timedelta(seconds=ttl_s))
+
+
+async def consumer_lag(group: str, topics: tuple[str, ...]) -> int:
+    """Events on `topics` that consumer group `group` has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+        partitions = [TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]]
+        ends = await consumer.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        done = {tp: max(committed[tp].offset, 0) for tp in partitions if tp in committed}
+        return sum(max(0, ends[tp] - done.get(tp, 0)) for tp in partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()

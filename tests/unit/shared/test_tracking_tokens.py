@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
@@ -60,3 +61,67 @@ def test_rotation_old_key_verifies_during_grace_and_not_after() -> None:
 def test_at_least_one_key_is_required() -> None:
     with pytest.raises(ValueError, match="at least one"):
         parse_keys(" , ")
+
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def test_key_with_a_date_verifies_until_the_end_of_that_day_utc() -> None:
+    old_signed = TokenSigner(["old"]).sign(token())
+    rotating = TokenSigner(parse_keys("new,old@2026-12-31"))
+    assert rotating.verify(old_signed, now=datetime(2026, 12, 31, 23, 59, 59, tzinfo=UTC)).day == 4
+    with pytest.raises(InvalidTokenError) as refused:
+        rotating.verify(old_signed, now=datetime(2027, 1, 1, 0, 0, tzinfo=UTC))
+    assert refused.value.reason == "expired_key"
+
+
+def test_key_end_may_be_an_exact_moment_with_an_offset() -> None:
+    (_, old) = parse_keys("new, old@2026-12-01T13:00:00+01:00")
+    assert old.verifies_until == datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert old.expired(NOW) and not old.expired(NOW - timedelta(seconds=1))
+
+
+def test_new_key_still_signs_and_verifies_when_an_old_one_expired() -> None:
+    rotating = TokenSigner(parse_keys("new,old@2020-01-01"))
+    assert rotating.verify(rotating.sign(token()), now=NOW).kind == "open"
+    assert TokenSigner(["new"]).verify(rotating.sign(token())).kind == "open", "the first key signs"
+
+
+def test_tampered_and_foreign_tokens_say_why_they_are_refused() -> None:
+    signer = TokenSigner(parse_keys("key-a"))
+    with pytest.raises(InvalidTokenError) as foreign:
+        signer.verify(TokenSigner(["someone-else"]).sign(token()))
+    assert foreign.value.reason == "bad_signature"
+    with pytest.raises(InvalidTokenError) as wrong:
+        signer.verify_kind(signer.sign(token()), "click")
+    assert wrong.value.reason == "wrong_kind"
+
+
+def test_genuine_signature_over_claims_that_are_no_token_is_malformed() -> None:
+    signed = URLSafeSerializer("key-a", salt="meer.tracking.v1").dumps({"k": "open", "d": "not-a-uuid"})
+    with pytest.raises(InvalidTokenError) as refused:
+        TokenSigner(["key-a"]).verify(str(signed))
+    assert refused.value.reason == "malformed"
+
+
+def test_tokens_signed_before_the_grace_period_syntax_still_verify() -> None:
+    # The mailer signed tokens with URLSafeSerializer([key]) before keys could expire.
+    legacy = URLSafeSerializer(["key-a"], salt="meer.tracking.v1").dumps(
+        token().model_dump(mode="json", by_alias=True, exclude_none=True)
+    )
+    assert TokenSigner(parse_keys("key-a")).verify(str(legacy)).day == 4
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("new@2026-12-31,old", "first tracking key"),
+        ("new,old@31-12-2026", "not a date"),
+        ("new,old@2026-12-31T10:00:00", "not a date"),
+        ("new,new@2026-12-31", "twice"),
+        ("new,@2026-12-31", "empty"),
+    ],
+)
+def test_bad_key_specs_are_refused_with_a_reason(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_keys(spec)

@@ -1,0 +1,190 @@
+"""Group commit for pixel hits: hits that arrive while one transaction is being written
+wait for the next, so a single commit carries many opens and their outbox rows.
+
+Every hit still has its open record and its outbox row in the same transaction, and the
+pixel is answered only after that transaction committed: an answered hit is never lost.
+Under light load a group holds one hit. The writers are background loops of the service,
+each with a PostgreSQL connection of its own, so a group costs four round trips (begin,
+claim-and-read, write, commit) and no pool checkout, ping or ORM work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+from prometheus_client import Histogram
+from sqlalchemy.engine import make_url
+
+from services.tracking import storage
+from services.tracking.domain import HitFacts, JudgeRules, first_open_flags, judge_hit, mail_facts
+from shared.db import utcnow
+from shared.events import Envelope, MailOpened
+from shared.logging import get_logger
+from shared.tracking_tokens import TrackingToken
+
+log = get_logger(__name__)
+
+PIXEL_BATCH_SIZE = Histogram(
+    "meer_tracking_pixel_batch_size",
+    "Pixel hits written per transaction.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+
+
+@dataclass(frozen=True)
+class PixelHit:
+    """A pixel fetch with a valid open token, waiting to be judged and written."""
+
+    token: TrackingToken
+    facts: HitFacts
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordedOpen:
+    """What was recorded for one hit."""
+
+    first_open: bool
+    likely_automated: bool
+
+
+class _NotCommitted(Exception):
+    """The group failed before its commit was sent: it can be written again safely."""
+
+
+class OpenRecorder:
+    """Writes pixel hits in groups, one transaction per group, in arrival order."""
+
+    def __init__(
+        self,
+        database_url: str,
+        rules: JudgeRules,
+        *,
+        burst_window_s: float,
+        batch_max: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        # The service's SQLAlchemy URL, as asyncpg wants it.
+        self.dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.rules = rules
+        self.burst_window = timedelta(seconds=burst_window_s)
+        self.batch_max = batch_max
+        self.clock = clock
+        self._waiting: list[tuple[PixelHit, asyncio.Future[RecordedOpen]]] = []
+        self._wake = asyncio.Event()
+
+    def submit(self, hit: PixelHit) -> asyncio.Future[RecordedOpen]:
+        """Queue one hit; the future resolves once its transaction committed (or fails).
+
+        A future, not a coroutine, so waiting for it with a timeout costs no task per hit;
+        a caller that stops waiting does not stop the write of its hit.
+        """
+        future: asyncio.Future[RecordedOpen] = asyncio.get_running_loop().create_future()
+        self._waiting.append((hit, future))
+        self._wake.set()
+        return future
+
+    async def run_writer(self) -> None:
+        """One writer: takes whatever hits wait, writes them as one group, repeats."""
+        connection: asyncpg.Connection | None = None
+        try:
+            while True:
+                if not self._waiting:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                batch, self._waiting = self._waiting[: self.batch_max], self._waiting[self.batch_max :]
+                hits = [hit for hit, _ in batch]
+                try:
+                    connection, results = await self._write_with_one_retry(connection, hits)
+                except Exception as error:  # noqa: BLE001 - every waiting hit learns of it
+                    log.warning("pixel hits not recorded", hits=len(hits), error=type(error).__name__)
+                    await _discard(connection)
+                    connection = None
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            await _discard(connection)
+
+    async def _write_with_one_retry(
+        self, connection: asyncpg.Connection | None, hits: list[PixelHit]
+    ) -> tuple[asyncpg.Connection, list[RecordedOpen]]:
+        # A connection that PostgreSQL closed (a restart) shows only when used: the group
+        # was not committed then, so it is written once more on a new connection.
+        for attempt in (1, 2):
+            if connection is None or connection.is_closed():
+                connection = await asyncpg.connect(self.dsn, timeout=5)
+            try:
+                return connection, await self._write(connection, hits)
+            except _NotCommitted as error:
+                await _discard(connection)
+                connection = None
+                cause = error.__cause__
+                if attempt == 2 or not isinstance(cause, (asyncpg.InterfaceError, ConnectionError, OSError)):
+                    raise cause or error from None
+        raise AssertionError("unreachable")
+
+    async def _write(self, connection: asyncpg.Connection, hits: list[PixelHit]) -> list[RecordedOpen]:
+        PIXEL_BATCH_SIZE.observe(len(hits))
+        delivery_ids = [hit.token.delivery_id for hit in hits]
+        transaction = connection.transaction()
+        try:
+            await transaction.start()
+            known = await storage.claim_and_read_mails(
+                connection=connection,
+                delivery_ids=delivery_ids,
+                opened_at=hits[0].received_at,
+                since=self.clock() - self.burst_window,
+            )
+            newly_opened = {delivery_id for delivery_id, mail in known.items() if mail.first_open}
+            opens = []
+            for hit, first_open in zip(hits, first_open_flags(delivery_ids, newly_opened), strict=True):
+                mail = known[hit.token.delivery_id]
+                facts = mail_facts(
+                    hit_at=hit.received_at,
+                    sent_at=mail.sent_at,
+                    token_sent_at=hit.token.sent_at,
+                    recent_links=mail.recent_links,
+                )
+                verdict = judge_hit(hit.facts, facts, self.rules, kind="open")
+                event = Envelope.wrap(
+                    MailOpened(
+                        delivery_id=hit.token.delivery_id,
+                        day=hit.token.day,
+                        opened_at=hit.received_at,
+                        first_open=first_open,
+                        likely_automated=verdict.likely_automated,
+                        signals=verdict.signals,
+                    ),
+                    org_id=hit.token.org_id,
+                    participant_id=hit.token.participant_id,
+                    occurred_at=hit.received_at,
+                )
+                opens.append(
+                    storage.OpenToStore(
+                        token=hit.token, opened_at=hit.received_at, first_open=first_open, verdict=verdict, event=event
+                    )
+                )
+            await storage.add_opens_with_events(connection=connection, opens=opens)
+        except Exception as error:
+            with contextlib.suppress(Exception):
+                await transaction.rollback()
+            raise _NotCommitted() from error
+        await transaction.commit()
+        return [RecordedOpen(item.first_open, item.verdict.likely_automated) for item in opens]
+
+
+async def _discard(connection: asyncpg.Connection | None) -> None:
+    if connection is not None and not connection.is_closed():
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(connection.close(), timeout=2)

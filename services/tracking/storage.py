@@ -1,0 +1,261 @@
+"""Tracking's database access: keyword-only functions on the caller's session (or, for
+the pixel, the caller's connection), so each hit's record and its outbox row commit in
+the caller's one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.tracking.domain import ReportAnswer, Verdict
+from services.tracking.tables import (
+    AssignmentReport,
+    LinkHit,
+    OrganisationBranding,
+    SentMail,
+    UnsubscribeRequest,
+)
+from shared.db import utcnow
+from shared.events import Envelope
+from shared.tracking_tokens import TrackingToken
+
+
+@dataclass(frozen=True)
+class MailKnown:
+    """What tracking's database says about one mail at the moment of a pixel hit."""
+
+    sent_at: datetime | None
+    recent_links: frozenset[str]
+    """The different links of this mail hit within the burst window."""
+    first_open: bool = False
+    """This transaction claimed the mail's first open (nobody opened it before)."""
+
+
+# Pixel hits are written on a connection of their own with asyncpg directly (see
+# recorder.py): one prepared statement per step, no ORM work per hit.
+
+# One round trip for a whole batch of pixel hits: claim the first open of each mail (the
+# primary key decides, also between replicas), and read when each mail was sent and
+# which of its links were hit lately (a scanner's burst).
+_CLAIM_AND_READ = """
+    WITH ids AS (SELECT DISTINCT id FROM unnest($1::uuid[]) AS d(id)),
+    claimed AS (
+        INSERT INTO first_open (delivery_id, opened_at)
+        SELECT id, $2 FROM ids
+        ON CONFLICT (delivery_id) DO NOTHING
+        RETURNING delivery_id
+    )
+    SELECT ids.id AS delivery_id, s.sent_at,
+           ARRAY(SELECT DISTINCT h.target FROM link_hit h
+                  WHERE h.delivery_id = ids.id AND h.hit_at >= $3) AS links,
+           EXISTS (SELECT 1 FROM claimed c WHERE c.delivery_id = ids.id) AS first_open
+      FROM ids
+      LEFT JOIN sent_mail s ON s.delivery_id = ids.id
+"""
+
+# The open records of a batch and their outbox rows in one statement. The outbox rows
+# are exactly what shared.outbox.add_to_outbox writes, without an ORM object each.
+_ADD_OPENS_AND_EVENTS = """
+    WITH opens AS (
+        INSERT INTO open_record
+            (id, delivery_id, participant_id, org_id, day, opened_at, first_open, likely_automated, signals)
+        SELECT r.id, r.delivery_id, r.participant_id, r.org_id, r.day, r.opened_at, r.first_open,
+               r.likely_automated, string_to_array(r.signals, ',')
+          FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::integer[], $6::timestamptz[],
+                      $7::boolean[], $8::boolean[], $9::text[])
+            AS r(id, delivery_id, participant_id, org_id, day, opened_at, first_open, likely_automated, signals)
+    )
+    INSERT INTO outbox (event_id, topic, key, value, created_at)
+    SELECT e.event_id, e.topic, e.key, e.value, $14
+      FROM unnest($10::text[], $11::text[], $12::text[], $13::bytea[]) AS e(event_id, topic, key, value)
+"""
+
+
+async def claim_and_read_mails(
+    *, connection: asyncpg.Connection, delivery_ids: Sequence[UUID], opened_at: datetime, since: datetime
+) -> dict[UUID, MailKnown]:
+    """Claim first opens and read what is known of each mail of a batch of pixel hits."""
+    rows = await connection.fetch(_CLAIM_AND_READ, list(set(delivery_ids)), opened_at, since)
+    return {row["delivery_id"]: MailKnown(row["sent_at"], frozenset(row["links"]), row["first_open"]) for row in rows}
+
+
+async def mails_known(*, session: AsyncSession, delivery_ids: Sequence[UUID], since: datetime) -> dict[UUID, MailKnown]:
+    """When each mail was sent and which of its links were hit lately (no claim)."""
+    result = await session.execute(
+        select(col(SentMail.delivery_id), col(SentMail.sent_at)).where(col(SentMail.delivery_id).in_(delivery_ids))
+    )
+    sent = {row.delivery_id: row.sent_at for row in result}
+    links = await session.execute(
+        select(col(LinkHit.delivery_id), col(LinkHit.target))
+        .where(col(LinkHit.delivery_id).in_(delivery_ids), col(LinkHit.hit_at) >= since)
+        .distinct()
+    )
+    recent: dict[UUID, set[str]] = {}
+    for row in links:
+        recent.setdefault(row.delivery_id, set()).add(row.target)
+    return {
+        delivery_id: MailKnown(sent.get(delivery_id), frozenset(recent.get(delivery_id, ())))
+        for delivery_id in delivery_ids
+    }
+
+
+@dataclass(frozen=True)
+class OpenToStore:
+    """One judged pixel hit, ready to be written with its event."""
+
+    token: TrackingToken
+    opened_at: datetime
+    first_open: bool
+    verdict: Verdict
+    event: Envelope
+
+
+async def add_opens_with_events(*, connection: asyncpg.Connection, opens: Sequence[OpenToStore]) -> None:
+    """Write the open records of a batch and their events' outbox rows in one statement."""
+    if not opens:
+        return
+    await connection.execute(
+        _ADD_OPENS_AND_EVENTS,
+        [uuid4() for _ in opens],
+        [item.token.delivery_id for item in opens],
+        [item.token.participant_id for item in opens],
+        [item.token.org_id for item in opens],
+        [item.token.day for item in opens],
+        [item.opened_at for item in opens],
+        [item.first_open for item in opens],
+        [item.verdict.likely_automated for item in opens],
+        [",".join(item.verdict.signals) for item in opens],
+        [str(item.event.event_id) for item in opens],
+        [item.event.topic for item in opens],
+        [item.event.key.decode() for item in opens],
+        [item.event.model_dump_json().encode() for item in opens],
+        utcnow(),
+    )
+
+
+async def add_link_hit(
+    *, session: AsyncSession, token: TrackingToken, target: str, hit_at: datetime, verdict: Verdict
+) -> None:
+    """Record one GET of a link (click, report page or unsubscribe page)."""
+    session.add(
+        LinkHit(
+            delivery_id=token.delivery_id,
+            participant_id=token.participant_id,
+            org_id=token.org_id,
+            day=token.day,
+            kind=token.kind,
+            target=target,
+            hit_at=hit_at,
+            likely_automated=verdict.likely_automated,
+            signals=list(verdict.signals),
+        )
+    )
+
+
+async def get_report(*, session: AsyncSession, participant_id: UUID, day: int) -> ReportAnswer | None:
+    """The participant's current answer for a day, if there is one."""
+    report = await session.get(AssignmentReport, (participant_id, day))
+    return ReportAnswer(report.score, report.note) if report else None
+
+
+async def save_report(
+    *, session: AsyncSession, token: TrackingToken, answer: ReportAnswer, now: datetime
+) -> ReportAnswer | None:
+    """Store the answer (a later one for the same day replaces it); returns the previous one.
+
+    The row is locked, so two answers sent at the same moment are taken one after the other.
+    """
+    existing = await session.get(AssignmentReport, (token.participant_id, token.day), with_for_update=True)
+    if existing is None:
+        inserted = await session.execute(
+            pg_insert(AssignmentReport)
+            .values(
+                participant_id=token.participant_id,
+                day=token.day,
+                delivery_id=token.delivery_id,
+                org_id=token.org_id,
+                score=answer.score,
+                note=answer.note,
+                reported_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(col(AssignmentReport.day))
+        )
+        if inserted.first() is not None:
+            return None
+        # Another answer for the same day was committed in between: replace that one.
+        return await save_report(session=session, token=token, answer=answer, now=now)
+    previous = ReportAnswer(existing.score, existing.note)
+    existing.score, existing.note, existing.updated_at = answer.score, answer.note, now
+    session.add(existing)
+    return previous
+
+
+async def claim_unsubscribe(*, session: AsyncSession, token: TrackingToken, via: str, now: datetime) -> bool:
+    """Record the request to stop; False if this mail's unsubscribe was already requested."""
+    result = await session.execute(
+        pg_insert(UnsubscribeRequest)
+        .values(
+            delivery_id=token.delivery_id,
+            participant_id=token.participant_id,
+            org_id=token.org_id,
+            via=via,
+            requested_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(col(UnsubscribeRequest.delivery_id))
+    )
+    return result.first() is not None
+
+
+async def unsubscribe_requested(*, session: AsyncSession, participant_id: UUID) -> bool:
+    """Whether the participant asked to stop from any of their mails."""
+    result = await session.execute(
+        select(func.count())
+        .select_from(UnsubscribeRequest)
+        .where(col(UnsubscribeRequest.participant_id) == participant_id)
+    )
+    return bool(result.scalar_one())
+
+
+async def upsert_sent_mail(
+    *, session: AsyncSession, delivery_id: UUID, participant_id: UUID, org_id: UUID, day: int, sent_at: datetime
+) -> None:
+    """Remember when a mail was sent (a resend after a crash keeps the first time)."""
+    await session.execute(
+        pg_insert(SentMail)
+        .values(delivery_id=delivery_id, participant_id=participant_id, org_id=org_id, day=day, sent_at=sent_at)
+        .on_conflict_do_nothing()
+    )
+
+
+async def upsert_branding(*, session: AsyncSession, org_id: UUID, branding: dict[str, Any], now: datetime) -> None:
+    """Keep the organisation's latest branding for the public pages."""
+    await session.execute(
+        pg_insert(OrganisationBranding)
+        .values(org_id=org_id, branding=branding, updated_at=now)
+        .on_conflict_do_update(index_elements=["org_id"], set_={"branding": branding, "updated_at": now})
+    )
+
+
+async def get_branding(*, session: AsyncSession, org_id: UUID) -> dict[str, Any] | None:
+    """The organisation's branding, or None while its organisation event has not arrived."""
+    row = await session.get(OrganisationBranding, org_id)
+    return dict(row.branding) if row else None
+
+
+async def erase_participant(*, session: AsyncSession, participant_id: UUID) -> None:
+    """Remove what a participant wrote (their notes); the ids left say nothing about a person."""
+    await session.execute(
+        update(AssignmentReport).where(col(AssignmentReport.participant_id) == participant_id).values(note=None)
+    )

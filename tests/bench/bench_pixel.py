@@ -1,0 +1,327 @@
+"""Benchmark of the open pixel: the real tracking service (each hit judged, written with
+its outbox row, published to Kafka) against a bare ASGI endpoint that answers the same
+GIF and records nothing, and a bare FastAPI app with the shared metrics middleware, all
+driven by wrk with many concurrent connections on loopback, in one run.
+
+    .venv/bin/python -m pytest tests/bench/bench_pixel.py -s -m bench -o norecursedirs=
+
+Needs the local stack's PostgreSQL and Kafka (MEER_LOCAL_PORT_OFFSET / MEER_VAR_DIR as
+for the end-to-end tests) and Debian's `wrk`. The target is at least 50% of the bare
+endpoint's requests per second, with every recorded open on Kafka exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from deploy.local import stack as local_stack
+from shared.events import Envelope, MailOpened, Topic
+from shared.metrics import HttpMetricsMiddleware
+from shared.tracking_tokens import TokenSigner, TrackingToken, parse_keys
+from tests.e2e.conftest import KAFKA, db_count, db_fetch, eventually
+
+pytestmark = pytest.mark.bench
+ROOT = Path(__file__).resolve().parents[2]
+
+CONNECTIONS = int(os.environ.get("MEER_BENCH_CONNECTIONS", "64"))
+SECONDS = int(os.environ.get("MEER_BENCH_SECONDS", "10"))
+DELIVERIES = 5_000
+# A mail client's user agent: the hits are judged as a person's, like most real opens.
+MAIL_CLIENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Thunderbird/128.0"
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+_GIF_HEADERS = [
+    (b"content-type", b"image/gif"),
+    (b"content-length", str(len(GIF)).encode()),
+    (b"cache-control", b"no-store, no-cache, must-revalidate, max-age=0"),
+    (b"pragma", b"no-cache"),
+    (b"expires", b"0"),
+]
+
+
+async def bare_app(
+    scope: MutableMapping[str, Any],
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+) -> None:
+    """The baseline: the same GIF and headers, nothing verified, nothing recorded."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": _GIF_HEADERS})
+    await send({"type": "http.response.body", "body": GIF})
+
+
+def bare_fastapi_app() -> FastAPI:
+    """The same GIF from a FastAPI route behind the shared metrics middleware (what every
+    route of a service pays before it does any work)."""
+    app = FastAPI()
+    app.add_middleware(HttpMetricsMiddleware, service="bench")
+
+    @app.get("/o/{token}.gif")
+    async def pixel(token: str) -> Response:
+        return Response(GIF, media_type="image/gif")
+
+    return app
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{url} exited:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{url} did not answer:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="meer-bench-") as name:
+        yield Path(name)
+
+
+def start_server(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run_wrk(base_url: str, paths_file: Path, seconds: int, workdir: Path) -> WrkResult:
+    script = workdir / "paths.lua"
+    script.write_text(
+        f"""
+local paths = {{}}
+for line in io.lines("{paths_file}") do paths[#paths + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  if i > #paths then i = 1 end
+  return wrk.format("GET", paths[i], {{["User-Agent"] = "{MAIL_CLIENT}"}})
+end
+"""
+    )
+    result = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), base_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return parse_wrk(result.stdout)
+
+
+def parse_wrk(output: str) -> WrkResult:
+    def latency_ms(label: str) -> float:
+        match = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        assert match, output
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    requests = re.search(r"(\d+) requests in", output)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert requests and rps, output
+    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|timeout|read|write|connect) (\d+)", output))
+    return WrkResult(int(requests.group(1)), float(rps.group(1)), latency_ms("50%"), latency_ms("99%"), errors)
+
+
+async def end_offsets(topic: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in description["partitions"]]
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def opens_since(start: dict[TopicPartition, int], deliveries: set[uuid.UUID]) -> list[Envelope]:
+    """mail.opened events of these deliveries published after the `start` offsets."""
+    end = await end_offsets(Topic.ENGAGEMENT)
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False, max_poll_records=5000)
+    await consumer.start()
+    found: list[Envelope] = []
+    try:
+        consumer.assign(list(end))
+        for partition in end:
+            consumer.seek(partition, start.get(partition, 0))
+        while any([await consumer.position(tp) < end[tp] for tp in end]):
+            for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in batch:
+                    if record.offset >= end[TopicPartition(record.topic, record.partition)]:
+                        continue
+                    envelope = Envelope.model_validate_json(record.value)
+                    if envelope.type == MailOpened.TYPE:
+                        delivery = uuid.UUID(envelope.payload["delivery_id"])
+                        if delivery in deliveries:
+                            found.append(envelope)
+    finally:
+        await consumer.stop()
+    return found
+
+
+def sign_paths(count: int) -> tuple[list[str], set[uuid.UUID]]:
+    signer = TokenSigner(parse_keys(os.environ.get("MEER_TRACKING_KEYS", "dev-only-tracking-key")))
+    org = uuid.uuid4()
+    deliveries = [uuid.uuid4() for _ in range(count)]
+    sent = int(time.time()) - 3600  # sent an hour ago: no "fast after send" signal
+    paths = [
+        "/o/" + signer.sign(TrackingToken(k="open", d=delivery, p=uuid.uuid4(), o=org, n=1 + i % 60, t=sent)) + ".gif"
+        for i, delivery in enumerate(deliveries)
+    ]
+    return paths, set(deliveries)
+
+
+async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
+    if shutil.which("wrk") is None:
+        pytest.fail("the benchmark needs wrk: apt-get install -y wrk")
+    await asyncio.to_thread(local_stack.start_postgres)
+    await asyncio.to_thread(local_stack.create_databases)
+    await asyncio.to_thread(local_stack.start_kafka)
+    paths, deliveries = sign_paths(DELIVERIES)
+    paths_file = workdir / "paths.txt"
+    paths_file.write_text("\n".join(paths) + "\n")
+
+    uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]
+    results: dict[str, WrkResult] = {}
+
+    bare_port = free_port()
+    bare = start_server([*uvicorn, "--port", str(bare_port), "tests.bench.bench_pixel:bare_app"], {}, workdir / "b.log")
+    try:
+        wait_for_http(f"http://127.0.0.1:{bare_port}/o/x.gif", bare, workdir / "b.log")
+        run_wrk(f"http://127.0.0.1:{bare_port}", paths_file, 2, workdir)  # warm-up
+        results["bare ASGI"] = run_wrk(f"http://127.0.0.1:{bare_port}", paths_file, SECONDS, workdir)
+    finally:
+        stop_server(bare)
+
+    fastapi_port = free_port()
+    fastapi = start_server(
+        [*uvicorn, "--factory", "--port", str(fastapi_port), "tests.bench.bench_pixel:bare_fastapi_app"],
+        {},
+        workdir / "f.log",
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{fastapi_port}/o/x.gif", fastapi, workdir / "f.log")
+        run_wrk(f"http://127.0.0.1:{fastapi_port}", paths_file, 2, workdir)
+        results["bare FastAPI + metrics middleware"] = run_wrk(
+            f"http://127.0.0.1:{fastapi_port}", paths_file, SECONDS, workdir
+        )
+    finally:
+        stop_server(fastapi)
+
+    tracking_port = free_port()
+    env = {
+        **local_stack.service_env("tracking"),
+        "MEER_HTTP_PORT": str(tracking_port),
+        # Its own consumer group: the stack's tracking service keeps its partitions.
+        "MEER_CONSUMER_GROUP": f"bench-{uuid.uuid4().hex[:8]}",
+        "MEER_LOG_LEVEL": "WARNING",
+    }
+    offsets = await end_offsets(Topic.ENGAGEMENT)
+    tracking = start_server([sys.executable, "-m", "services.tracking"], env, workdir / "t.log")
+    try:
+        wait_for_http(f"http://127.0.0.1:{tracking_port}/readyz", tracking, workdir / "t.log")
+        results["tracking (records every open)"] = run_wrk(
+            f"http://127.0.0.1:{tracking_port}", paths_file, SECONDS, workdir
+        )
+        measured_at = time.monotonic()
+
+        async def outbox_drained() -> bool:
+            return await db_count("tracking", "SELECT count(*) FROM outbox") == 0
+
+        await eventually(outbox_drained, timeout=300, what="the outbox to be published")
+        drained_s = time.monotonic() - measured_at
+    finally:
+        stop_server(tracking)
+
+    recorded = await db_count(
+        "tracking", "SELECT count(*) FROM open_record WHERE delivery_id = ANY($1::uuid[])", list(deliveries)
+    )
+    first_opens = await db_count(
+        "tracking", "SELECT count(*) FROM first_open WHERE delivery_id = ANY($1::uuid[])", list(deliveries)
+    )
+    flagged = await db_fetch(
+        "tracking",
+        "SELECT count(*) AS n FROM open_record WHERE delivery_id = ANY($1::uuid[]) AND likely_automated",
+        list(deliveries),
+    )
+    published = await opens_since(offsets, deliveries)
+    bare_result, tracking_result = results["bare ASGI"], results["tracking (records every open)"]
+    ratio = tracking_result.rps / bare_result.rps
+
+    print(f"\npixel benchmark: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s on loopback, {os.cpu_count()} CPU cores\n")
+    print(f"  {'endpoint':36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs bare':>8}")
+    for name, result in results.items():
+        print(
+            f"  {name:36} {result.rps:9.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} {result.errors:7d}"
+            f" {result.rps / bare_result.rps:8.0%}"
+        )
+    print(
+        f"\n  recorded opens {recorded} (answered {tracking_result.requests}), first opens {first_opens}, "
+        f"flagged automated {flagged[0]['n']}; mail.opened on Kafka {len(published)} "
+        f"({len({e.event_id for e in published})} distinct), outbox drained {drained_s:.1f}s after the run"
+    )
+    print(
+        f"\nclosing note: bare ASGI {bare_result.rps:.0f} req/s, p99 {bare_result.p99_ms:.2f} ms; "
+        f"tracking {tracking_result.rps:.0f} req/s, p99 {tracking_result.p99_ms:.2f} ms; "
+        f"ratio {ratio:.0%} (target 50%: {'met' if ratio >= 0.5 else 'MISSED'})\n"
+    )
+
+    assert tracking_result.errors == 0, "every pixel request is answered with the GIF"
+    # wrk stops counting at the deadline: requests still in flight then may be recorded too.
+    assert tracking_result.requests <= recorded <= tracking_result.requests + CONNECTIONS, "every hit is recorded"
+    assert first_opens == min(DELIVERIES, recorded)
+    assert len(published) == recorded, "every recorded open reaches Kafka"
+    assert len({e.event_id for e in published}) == len(published), "and only once"
+    assert sum(1 for e in published if e.payload["first_open"]) == first_opens
