@@ -14,7 +14,7 @@ from datetime import datetime
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy import BigInteger, Column, LargeBinary, delete, func, insert, select, text
-from sqlmodel import Field, col
+from sqlmodel import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db import Database, SharedTable, utcnow
@@ -87,7 +87,11 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
-        database.on_commit(self._wake.set)
+        database.on_commit(self.wake)
+
+    def wake(self) -> None:
+        """Publish soon: call after committing outbox rows outside a session of `database`."""
+        self._wake.set()
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows were published."""
@@ -95,11 +99,15 @@ class OutboxRelay:
             locked = await session.execute(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": _RELAY_LOCK_ID})
             if not locked.scalar():
                 return 0
+            # Plain rows, not ORM objects: the relay may carry thousands of events a second.
+            table = OutboxMessage.__table__  # type: ignore[attr-defined]
             rows = (
-                (await session.execute(select(OutboxMessage).order_by(col(OutboxMessage.id)).limit(self.batch_size)))
-                .scalars()
-                .all()
-            )
+                await session.execute(
+                    select(table.c.id, table.c.topic, table.c.key, table.c.value)
+                    .order_by(table.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
             if not rows:
                 return 0
             # Send the whole batch, then wait: the idempotent producer keeps per-partition order.
@@ -107,7 +115,7 @@ class OutboxRelay:
                 await self.broker.publish(row.value, row.topic, key=row.key.encode(), no_confirm=True) for row in rows
             ]
             await asyncio.gather(*futures)
-            await session.execute(delete(OutboxMessage).where(col(OutboxMessage.id).in_([row.id for row in rows])))
+            await session.execute(delete(table).where(table.c.id.in_([row.id for row in rows])))
             await session.commit()
         OUTBOX_PUBLISHED.labels(service=self.service).inc(len(rows))
         return len(rows)

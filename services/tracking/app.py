@@ -34,7 +34,11 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
         burst_min_links=settings.burst_min_links,
     )
     recorder = OpenRecorder(
-        settings.database_url, rules, burst_window_s=settings.burst_window_s, batch_max=settings.pixel_batch_max
+        settings.database_url,
+        rules,
+        burst_window_s=settings.burst_window_s,
+        batch_max=settings.pixel_batch_max,
+        on_commit=runtime.relay.wake,
     )
     runtime.background += [recorder.run_writer] * settings.pixel_writers
     app.state.runtime = runtime

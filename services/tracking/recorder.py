@@ -68,6 +68,7 @@ class OpenRecorder:
         burst_window_s: float,
         batch_max: int,
         clock: Callable[[], datetime] = utcnow,
+        on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         # The service's SQLAlchemy URL, as asyncpg wants it.
         self.dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -75,6 +76,8 @@ class OpenRecorder:
         self.burst_window = timedelta(seconds=burst_window_s)
         self.batch_max = batch_max
         self.clock = clock
+        # These commits bypass the service's sessions, so the outbox relay is told directly.
+        self.on_commit = on_commit
         self._waiting: list[tuple[PixelHit, asyncio.Future[RecordedOpen]]] = []
         self._wake = asyncio.Event()
 
@@ -181,6 +184,7 @@ class OpenRecorder:
                 await transaction.rollback()
             raise _NotCommitted() from error
         await transaction.commit()
+        self.on_commit()
         return [RecordedOpen(item.first_open, item.verdict.likely_automated) for item in opens]
 
 

@@ -18,6 +18,7 @@ from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
     LICENSOR,
+    MAIL_CLIENT,
     add_coach,
     create_organisation,
     db_fetch,
@@ -91,7 +92,7 @@ async def test_enrolled_participant_gets_day_one_and_the_open_reaches_the_coach(
     assert row["first_name"] == "Gerrit"
 
     # Fetching the pixel (as a mail client does) records the open.
-    gif = await http.get(pixel.group(1))
+    gif = await http.get(pixel.group(1), headers=MAIL_CLIENT)
     assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif"
     assert "no-store" in gif.headers["cache-control"]
 
@@ -112,7 +113,7 @@ async def test_enrolled_participant_gets_day_one_and_the_open_reaches_the_coach(
     assert await db_fetch("coaching", "SELECT 1 FROM processed_events WHERE event_id = $1", envelope.event_id)
 
     # A second fetch of the pixel is recorded as a repeat open, and is not a second opened mail.
-    await http.get(pixel.group(1))
+    await http.get(pixel.group(1), headers=MAIL_CLIENT)
 
     async def second_open() -> list[tuple[Envelope, int, int]] | None:
         found = await read_events_back(MailOpened.TYPE, participant_id, Topic.ENGAGEMENT)
