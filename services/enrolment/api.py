@@ -1,175 +1,729 @@
-"""Enrolment's HTTP routes: thin — validate, apply the rules, persist with the outbox."""
+"""Enrolment's JSON API: thin routes — who is asking, validate, apply a use case, commit.
+
+Who may do what: the licensor (bearer secret) everything; an organisation admin (staff
+token) everything of their own organisation except the licence; a coach reads their
+organisation and their own participants and may pause, resume or stop them; an
+organisation API key (X-Api-Key) enrols and reads participants of its organisation.
+"""
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.enrolment import domain, storage
+from services.enrolment import domain, operations, security, storage
+from services.enrolment.domain import EnrolmentRefused, ParticipantFields
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import (
-    Coach,
+    ApiKeyCreated,
+    ApiKeyPublic,
+    BrandingPublic,
+    BrandingUpdate,
+    CoachChange,
     CoachCreate,
     CoachPublic,
+    ErrorResponse,
+    ImportReport,
+    InvitationSent,
+    LicencePublic,
+    LicenceUpdate,
+    LoginRequest,
+    Me,
     Organisation,
     OrganisationCreate,
     OrganisationPublic,
+    Page,
     Participant,
     ParticipantCreate,
     ParticipantPublic,
+    ParticipantUpdate,
+    PauseRequest,
+    SetPasswordRequest,
+    StaffCreate,
+    StaffMember,
+    StaffPublic,
+    StopRequest,
+    TokenResponse,
 )
-from shared.events import Branding, CoachAdded, Envelope, OrganisationLicensed, ParticipantEnrolled
-from shared.outbox import add_to_outbox
+from shared.db import utcnow
 from shared.runtime import Runtime, api_error
+from shared.staff_tokens import InvalidStaffTokenError
 
 router = APIRouter(prefix="/api")
-bearer = HTTPBearer(auto_error=False)
+public_router = APIRouter()
+bearer = HTTPBearer(auto_error=False, description="The licensor secret or a staff access token.")
+
+T = TypeVar("T")
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        401: "No valid credentials.",
+        403: "Valid credentials, but not for this organisation or action.",
+        404: "Not found (or not in this organisation).",
+        409: "Refused by the current state: licence full or expired, duplicate, wrong status.",
+        410: "The link was already used or has expired.",
+        413: "The upload is too large.",
+        415: "The upload is not a PNG or JPEG image.",
+        422: "Invalid input; `fields` names each field at fault.",
+        429: "Too many login attempts, or the account is locked; Retry-After says for how long.",
+        503: "Staff login is not configured on this server.",
+    }
+    # Every route validates its input, so 422 (in our error shape, not FastAPI's) is always possible.
+    return {status: {"model": ErrorResponse, "description": described[status]} for status in {*statuses, 422}}
 
 
 def runtime(request: Request) -> Runtime:
+    """The service's shared adapters."""
     found: Runtime = request.app.state.runtime
     return found
 
 
+def settings_of(request: Request) -> EnrolmentSettings:
+    """The enrolment settings of this process."""
+    settings = runtime(request).settings
+    assert isinstance(settings, EnrolmentSettings)
+    return settings
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One database session per request; leaving without commit rolls back."""
     async with runtime(request).database.session() as session:
         yield session
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SettingsDep = Annotated[EnrolmentSettings, Depends(settings_of)]
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
+
+# --- who is asking ----------------------------------------------------------------------------------
+
+Kind = Literal["licensor", "org_admin", "coach", "api_key"]
 
 
-def require_licensor(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> None:
-    """Only the licensor (platform admin) may call these routes for now."""
-    settings = runtime(request).settings
-    assert isinstance(settings, EnrolmentSettings)
-    if credentials is None or not hmac.compare_digest(credentials.credentials, settings.licensor_secret):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "A valid licensor token is required.", headers={"WWW-Authenticate": "Bearer"}
-        )
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request."""
+
+    kind: Kind
+    org_id: UUID | None = None
+    staff_id: UUID | None = None
 
 
-Licensor = Depends(require_licensor)
+def _unauthorised(message: str) -> Exception:
+    error = api_error(401, message)
+    error.headers = {"WWW-Authenticate": "Bearer"}
+    return error
 
 
-async def organisation_or_404(session: AsyncSession, org_id: UUID) -> Organisation:
-    organisation = await storage.get_organisation(session=session, org_id=org_id)
+async def principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    x_api_key: Annotated[str | None, Header(description="An organisation API key.")] = None,
+) -> Principal:
+    """The caller, from a licensor secret, a staff token or an organisation API key."""
+    settings = settings_of(request)
+    if x_api_key is not None:
+        async with runtime(request).database.session() as session:
+            org_id = await storage.org_of_api_key(session=session, key_hash=security.digest(x_api_key))
+        if org_id is None:
+            raise _unauthorised("The API key is not valid (it may have been rotated).")
+        return Principal(kind="api_key", org_id=org_id)
+    if credentials is None:
+        raise _unauthorised("Credentials are required: a bearer token or an X-Api-Key header.")
+    if security.secrets_equal(credentials.credentials, settings.licensor_secret):
+        return Principal(kind="licensor")
+    try:
+        claims = request.app.state.token_keys.verify(credentials.credentials)
+    except InvalidStaffTokenError:
+        raise _unauthorised("The access token is not valid or has expired; log in again.") from None
+    except security.KeysMissingError:
+        raise _unauthorised("Staff tokens cannot be checked: the public key is not configured.") from None
+    return Principal(kind=claims.role, org_id=claims.org_id, staff_id=claims.staff_id)
+
+
+Caller = Annotated[Principal, Depends(principal)]
+
+
+def allow(caller: Principal, org_id: UUID | None, *kinds: Kind) -> None:
+    """The licensor may do everything; others only the listed kinds, in their own organisation."""
+    if caller.kind == "licensor":
+        return
+    if caller.kind not in kinds:
+        raise api_error(403, f"This is not allowed with {caller.kind.replace('_', ' ')} credentials.")
+    if org_id is None or caller.org_id != org_id:
+        raise api_error(403, "You have no access to this organisation.")
+
+
+async def organisation_or_404(session: AsyncSession, org_id: UUID, *, for_update: bool = False) -> Organisation:
+    """The organisation, or a 404 in the error shape."""
+    organisation = await storage.get_organisation(session=session, org_id=org_id, for_update=for_update)
     if organisation is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Organisation {org_id} does not exist.")
+        raise api_error(404, f"Organisation {org_id} does not exist.")
     return organisation
 
 
-@router.post("/organisations", status_code=201, dependencies=[Licensor], tags=["organisations"])
-async def license_organisation(body: OrganisationCreate, session: SessionDep) -> OrganisationPublic:
-    """License an organisation; it can then add coaches and enrol participants."""
-    if body.licence_valid_until < body.licence_valid_from:
-        raise api_error(422, "The licence ends before it starts.", "licence_valid_until")
-    organisation = Organisation.model_validate(body)
-    session.add(organisation)
-    branding = Branding(
-        display_name=organisation.display_name,
-        contact_phone=organisation.contact_phone,
-        contact_email=organisation.contact_email,
-        website=organisation.website,
-        address=organisation.address,
-        brand_colour=organisation.brand_colour,
+async def participant_or_404(
+    session: AsyncSession, caller: Principal, org_id: UUID, participant_id: UUID, *, for_update: bool = False
+) -> Participant:
+    """The participant of this organisation (and, for a coach, of this coach), or 404/403."""
+    participant = await storage.get_participant(session=session, participant_id=participant_id, for_update=for_update)
+    if participant is None or participant.org_id != org_id:
+        raise api_error(404, f"Participant {participant_id} does not exist in this organisation.")
+    if caller.kind == "coach" and participant.coach_id != caller.staff_id:
+        raise api_error(403, "This participant is not one of yours.")
+    return participant
+
+
+async def refused_as_error(work: Awaitable[T]) -> T:
+    """Run a use case; a rule's refusal becomes the API's error shape."""
+    try:
+        return await work
+    except EnrolmentRefused as refused:
+        raise api_error(refused.status, refused.message, refused.field) from None
+
+
+def refusing(work: Callable[[], T]) -> T:
+    """Run a synchronous use case; a rule's refusal becomes the API's error shape."""
+    try:
+        return work()
+    except EnrolmentRefused as refused:
+        raise api_error(refused.status, refused.message, refused.field) from None
+
+
+async def commit_or_conflict(session: AsyncSession, message: str, field: str) -> None:
+    """Commit; a unique index that a parallel request won becomes a 409 on `field`."""
+    try:
+        await session.commit()
+    except IntegrityError:
+        # A parallel request took the same unique value first; nothing of this one is kept.
+        await session.rollback()
+        raise api_error(409, message, field) from None
+
+
+def _branding_public(organisation: Organisation, base_url: str) -> BrandingPublic:
+    return BrandingPublic(
+        **operations.branding_of(organisation, base_url).model_dump(),
+        contact_person=organisation.contact_person,
+        text_colour=domain.readable_text_colour(organisation.brand_colour),
     )
-    add_to_outbox(
-        session,
-        Envelope.wrap(
-            OrganisationLicensed(
-                name=organisation.name,
-                branding=branding,
-                licence_valid_from=organisation.licence_valid_from,
-                licence_valid_until=organisation.licence_valid_until,
-                max_active_participants=organisation.max_active_participants,
-                variants=tuple(organisation.variants),
-            ),
-            org_id=organisation.id,
-        ),
+
+
+def _staff_public(staff: StaffMember) -> StaffPublic:
+    return StaffPublic.model_validate({**staff.model_dump(), "has_password": staff.password_hash is not None})
+
+
+# --- login and staff accounts -------------------------------------------------------------------------
+
+
+@router.post("/auth/login", tags=["auth"], responses=_errors(401, 429, 503))
+async def login(body: LoginRequest, request: Request, session: SessionDep, settings: SettingsDep) -> TokenResponse:
+    """Log in with e-mail address and password; returns a short-lived staff access token."""
+    policy = domain.LoginPolicy(
+        attempts_per_window=settings.login_attempts_per_minute,
+        failures_before_lock=settings.login_failures_before_lock,
+        lock_for=timedelta(minutes=settings.login_lock_minutes),
+    )
+    now = utcnow()
+    outcome = await operations.login(session=session, email=body.email, password=body.password, now=now, policy=policy)
+    await session.commit()
+    if outcome.claims is None:
+        error = api_error(outcome.status, outcome.message)
+        if outcome.retry_at is not None:
+            error.headers = {"Retry-After": str(max(1, int((outcome.retry_at - now).total_seconds()) + 1))}
+        raise error
+    try:
+        token = request.app.state.token_keys.issue(outcome.claims, timedelta(seconds=settings.staff_token_ttl_s))
+    except security.KeysMissingError:
+        raise api_error(503, "Staff login is not configured: the signing key is missing.") from None
+    return TokenResponse(access_token=token, expires_in=settings.staff_token_ttl_s)
+
+
+@router.post("/auth/set-password", status_code=204, tags=["auth"], responses=_errors(404, 410, 422))
+async def set_password(body: SetPasswordRequest, session: SessionDep) -> Response:
+    """Set the password with the one-time token from an invitation link."""
+    await refused_as_error(
+        operations.set_password(session=session, token=body.token, password=body.password, now=utcnow())
     )
     await session.commit()
-    return OrganisationPublic.model_validate(organisation)
+    return Response(status_code=204)
 
 
-@router.post("/organisations/{org_id}/coaches", status_code=201, dependencies=[Licensor], tags=["coaches"])
-async def add_coach(org_id: UUID, body: CoachCreate, session: SessionDep) -> CoachPublic:
-    """Add a coach to an organisation."""
-    await organisation_or_404(session, org_id)
-    coach = Coach(org_id=org_id, name=body.name, email=body.email.lower())
-    session.add(coach)
-    add_to_outbox(session, Envelope.wrap(CoachAdded(coach_id=coach.id, name=coach.name), org_id=org_id))
-    try:
-        await session.commit()
-    except IntegrityError:
-        raise HTTPException(409, "A coach with this e-mail address already exists.") from None
-    return CoachPublic.model_validate(coach)
+@router.get("/auth/me", tags=["auth"], responses=_errors(401, 403))
+async def me(caller: Caller, session: SessionDep) -> Me:
+    """The logged-in staff member."""
+    if caller.staff_id is None:
+        raise api_error(403, "Only a staff token belongs to a person.")
+    staff = await storage.get_staff(session=session, staff_id=caller.staff_id)
+    if staff is None:
+        raise api_error(401, "This account no longer exists.")
+    return Me(
+        staff_id=staff.id,
+        org_id=staff.org_id,
+        role="coach" if staff.role == "coach" else "org_admin",
+        coach_id=staff.id if staff.role == "coach" else None,
+        name=staff.name,
+        email=staff.email,
+    )
 
 
-@router.post("/organisations/{org_id}/participants", status_code=201, dependencies=[Licensor], tags=["participants"])
-async def enrol_participant(org_id: UUID, body: ParticipantCreate, session: SessionDep) -> ParticipantPublic:
-    """Enrol a participant; their programme starts on start_date (default: tomorrow)."""
+# --- organisations and licences -----------------------------------------------------------------------
+
+
+@router.post("/organisations", status_code=201, tags=["organisations"], responses=_errors(401, 403, 422))
+async def license_organisation(
+    body: OrganisationCreate, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> OrganisationPublic:
+    """License an organisation (licensor only); it can then invite staff and enrol participants."""
+    allow(caller, None)
+    organisation = refusing(
+        lambda: operations.license_organisation(session=session, body=body, base_url=settings.enrolment_base_url)
+    )
+    await session.commit()
+    return operations.organisation_public(organisation, settings.enrolment_base_url)
+
+
+@router.get("/organisations", tags=["organisations"], responses=_errors(401, 403, 422))
+async def list_organisations(
+    caller: Caller, session: SessionDep, settings: SettingsDep, limit: Limit = 50, offset: Offset = 0
+) -> Page[OrganisationPublic]:
+    """Every licensed organisation (licensor only)."""
+    allow(caller, None)
+    items, total = await storage.list_organisations(session=session, limit=limit, offset=offset)
+    return Page(
+        items=[operations.organisation_public(o, settings.enrolment_base_url) for o in items],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@router.get("/organisations/{org_id}", tags=["organisations"], responses=_errors(401, 403, 404))
+async def get_organisation(
+    org_id: UUID, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> OrganisationPublic:
+    """The organisation's name, branding and licence."""
+    allow(caller, org_id, "org_admin", "coach", "api_key")
+    return operations.organisation_public(await organisation_or_404(session, org_id), settings.enrolment_base_url)
+
+
+@router.get("/organisations/{org_id}/licence", tags=["organisations"], responses=_errors(401, 403, 404))
+async def licence_use(org_id: UUID, caller: Caller, session: SessionDep) -> LicencePublic:
+    """The licence period and its use: active participants out of the maximum."""
+    allow(caller, org_id, "org_admin", "api_key")
     organisation = await organisation_or_404(session, org_id)
-    email = body.email.lower()
-    try:
-        variant = domain.check_variant(body.variant, tuple(organisation.variants))
-        coach_id = domain.choose_coach(
-            body.coach_id, await storage.active_participants_per_coach(session=session, org_id=org_id)
+    return await operations.licence_use(session=session, organisation=organisation, now=utcnow())
+
+
+@router.patch("/organisations/{org_id}/licence", tags=["organisations"], responses=_errors(401, 403, 404, 422))
+async def change_licence(org_id: UUID, body: LicenceUpdate, caller: Caller, session: SessionDep) -> LicencePublic:
+    """Change the licence period, size or variants (licensor only). Running participants finish."""
+    allow(caller, org_id)
+    organisation = await organisation_or_404(session, org_id, for_update=True)
+    now = utcnow()
+    refusing(lambda: operations.change_licence(session=session, organisation=organisation, update=body, now=now))
+    await session.commit()
+    return await operations.licence_use(session=session, organisation=organisation, now=now)
+
+
+@router.get("/organisations/{org_id}/branding", tags=["branding"], responses=_errors(401, 403, 404))
+async def get_branding(org_id: UUID, caller: Caller, session: SessionDep, settings: SettingsDep) -> BrandingPublic:
+    """What the organisation's mails and pages show."""
+    allow(caller, org_id, "org_admin", "coach")
+    return _branding_public(await organisation_or_404(session, org_id), settings.enrolment_base_url)
+
+
+@router.patch("/organisations/{org_id}/branding", tags=["branding"], responses=_errors(401, 403, 404, 422))
+async def update_branding(
+    org_id: UUID, body: BrandingUpdate, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> BrandingPublic:
+    """Change what the organisation's mails and pages show; the next mail carries it."""
+    allow(caller, org_id, "org_admin")
+    organisation = await organisation_or_404(session, org_id, for_update=True)
+    refusing(
+        lambda: operations.update_branding(
+            session=session, organisation=organisation, update=body, base_url=settings.enrolment_base_url, now=utcnow()
         )
-        if await storage.has_running_enrolment(session=session, org_id=org_id, email=email):
-            raise domain.EnrolmentRefused(409, "This e-mail address is already enrolled here.", "email")
-    except domain.EnrolmentRefused as refused:
-        raise api_error(refused.status, refused.message, refused.field) from None
-    participant = Participant(
-        org_id=org_id,
-        coach_id=coach_id,
-        first_name=body.first_name,
-        email=email,
-        phone=body.phone,
-        start_date=body.start_date or domain.default_start_date(datetime.now(UTC), body.timezone),
-        send_time=body.send_time,
-        timezone=body.timezone,
-        variant=variant,
     )
-    session.add(participant)
-    add_to_outbox(
-        session,
-        Envelope.wrap(
-            ParticipantEnrolled(
-                first_name=participant.first_name,
-                email=participant.email,
-                phone=participant.phone,
-                coach_id=participant.coach_id,
-                start_date=participant.start_date,
-                send_time=participant.send_time,
-                timezone=participant.timezone,
-                variant=participant.variant,
-            ),
-            org_id=org_id,
-            participant_id=participant.id,
-        ),
+    await session.commit()
+    return _branding_public(organisation, settings.enrolment_base_url)
+
+
+@router.put("/organisations/{org_id}/logo", tags=["branding"], responses=_errors(401, 403, 404, 413, 415, 422))
+async def upload_logo(
+    org_id: UUID,
+    caller: Caller,
+    session: SessionDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="A PNG or JPEG image.")],
+) -> BrandingPublic:
+    """Upload the logo (PNG or JPEG; size and dimensions are checked; no SVG)."""
+    allow(caller, org_id, "org_admin")
+    data = await file.read(settings.logo_max_bytes + 1)
+    organisation = await organisation_or_404(session, org_id, for_update=True)
+    await refused_as_error(
+        operations.set_logo(session=session, organisation=organisation, data=data, settings=settings, now=utcnow())
     )
+    await session.commit()
+    return _branding_public(organisation, settings.enrolment_base_url)
+
+
+@router.delete("/organisations/{org_id}/logo", tags=["branding"], responses=_errors(401, 403, 404))
+async def remove_logo(org_id: UUID, caller: Caller, session: SessionDep, settings: SettingsDep) -> BrandingPublic:
+    """Mails go on without a logo. Earlier logo URLs keep working for mails already sent."""
+    allow(caller, org_id, "org_admin")
+    organisation = await organisation_or_404(session, org_id, for_update=True)
+    operations.remove_logo(
+        session=session, organisation=organisation, base_url=settings.enrolment_base_url, now=utcnow()
+    )
+    await session.commit()
+    return _branding_public(organisation, settings.enrolment_base_url)
+
+
+@public_router.get(
+    "/logos/{org_id}/{filename}",
+    tags=["branding"],
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}, **_errors(404)},
+)
+async def logo(org_id: UUID, filename: str, session: SessionDep) -> Response:
+    """An organisation's logo, public (mails show it). The name is the image's SHA-256."""
+    sha256, _, extension = filename.partition(".")
+    found = await storage.get_logo(session=session, org_id=org_id, sha256=sha256.lower())
+    if found is None or extension not in ("png", "jpg", "jpeg"):
+        raise api_error(404, "There is no such logo.")
+    return Response(
+        found.data,
+        media_type=f"image/{found.format}",
+        headers={"Cache-Control": "public, max-age=31536000, immutable", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/organisations/{org_id}/api-key", tags=["api keys"], responses=_errors(401, 403, 404))
+async def get_api_key(org_id: UUID, caller: Caller, session: SessionDep) -> ApiKeyPublic:
+    """Which key is current (its prefix), never the key itself."""
+    allow(caller, org_id, "org_admin")
+    await organisation_or_404(session, org_id)
+    current = await storage.current_api_key(session=session, org_id=org_id)
+    if current is None:
+        raise api_error(404, "This organisation has no API key.")
+    return ApiKeyPublic(prefix=current.prefix, created_at=current.created_at)
+
+
+@router.post("/organisations/{org_id}/api-key", status_code=201, tags=["api keys"], responses=_errors(401, 403, 404))
+async def rotate_api_key(org_id: UUID, caller: Caller, session: SessionDep) -> ApiKeyCreated:
+    """Create a new API key, shown only in this answer; the previous key stops working."""
+    allow(caller, org_id, "org_admin")
+    organisation = await organisation_or_404(session, org_id, for_update=True)
+    key, row = await operations.rotate_api_key(session=session, organisation=organisation, now=utcnow())
+    await session.commit()
+    return ApiKeyCreated(api_key=key, prefix=row.prefix, created_at=row.created_at)
+
+
+@router.delete("/organisations/{org_id}/api-key", status_code=204, tags=["api keys"], responses=_errors(401, 403, 404))
+async def revoke_api_key(org_id: UUID, caller: Caller, session: SessionDep) -> Response:
+    """Revoke the API key; systems using it are refused from now on."""
+    allow(caller, org_id, "org_admin")
+    await organisation_or_404(session, org_id, for_update=True)
+    await storage.revoke_api_keys(session=session, org_id=org_id, now=utcnow())
+    await session.commit()
+    return Response(status_code=204)
+
+
+# --- staff -------------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/organisations/{org_id}/staff", status_code=201, tags=["staff"], responses=_errors(401, 403, 404, 409, 422)
+)
+async def invite_staff(
+    org_id: UUID, body: StaffCreate, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> StaffPublic:
+    """Invite an organisation admin or a coach; they get a mail with a one-time set-password link."""
+    allow(caller, org_id, "org_admin")
+    organisation = await organisation_or_404(session, org_id)
+    staff, _ = await refused_as_error(
+        operations.invite_staff(
+            session=session,
+            organisation=organisation,
+            name=body.name,
+            email=body.email,
+            role=body.role,
+            settings=settings,
+            now=utcnow(),
+        )
+    )
+    await commit_or_conflict(session, "An account with this e-mail address already exists.", "email")
+    return _staff_public(staff)
+
+
+@router.get("/organisations/{org_id}/staff", tags=["staff"], responses=_errors(401, 403, 404, 422))
+async def list_staff(
+    org_id: UUID,
+    caller: Caller,
+    session: SessionDep,
+    role: domain.StaffRole | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[StaffPublic]:
+    """The organisation's admins and coaches (filter with role)."""
+    allow(caller, org_id, "org_admin")
+    await organisation_or_404(session, org_id)
+    items, total = await storage.list_staff(session=session, org_id=org_id, role=role, limit=limit, offset=offset)
+    return Page(items=[_staff_public(s) for s in items], total=total, limit=limit, offset=offset)
+
+
+@router.post(
+    "/organisations/{org_id}/staff/{staff_id}/invitation",
+    status_code=201,
+    tags=["staff"],
+    responses=_errors(401, 403, 404),
+)
+async def resend_invitation(
+    org_id: UUID, staff_id: UUID, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> InvitationSent:
+    """Send a new set-password link (also to reset a forgotten password); older links stop working."""
+    allow(caller, org_id, "org_admin")
+    staff = await storage.get_staff(session=session, staff_id=staff_id)
+    if staff is None or staff.org_id != org_id:
+        raise api_error(404, f"Staff member {staff_id} does not exist in this organisation.")
+    expires_at = await operations.resend_invitation(session=session, staff=staff, settings=settings, now=utcnow())
+    await session.commit()
+    return InvitationSent(staff_id=staff.id, expires_at=expires_at)
+
+
+@router.post(
+    "/organisations/{org_id}/coaches", status_code=201, tags=["staff"], responses=_errors(401, 403, 404, 409, 422)
+)
+async def add_coach(
+    org_id: UUID, body: CoachCreate, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> CoachPublic:
+    """Add a coach (the same as inviting staff with role coach)."""
+    allow(caller, org_id, "org_admin")
+    organisation = await organisation_or_404(session, org_id)
+    staff, _ = await refused_as_error(
+        operations.invite_staff(
+            session=session,
+            organisation=organisation,
+            name=body.name,
+            email=body.email,
+            role="coach",
+            settings=settings,
+            now=utcnow(),
+        )
+    )
+    await commit_or_conflict(session, "A coach with this e-mail address already exists.", "email")
+    return CoachPublic.model_validate(staff)
+
+
+@router.get("/organisations/{org_id}/coaches", tags=["staff"], responses=_errors(401, 403, 404, 422))
+async def list_coaches(
+    org_id: UUID, caller: Caller, session: SessionDep, limit: Limit = 50, offset: Offset = 0
+) -> Page[CoachPublic]:
+    """The organisation's coaches, to choose one when enrolling."""
+    allow(caller, org_id, "org_admin", "coach", "api_key")
+    await organisation_or_404(session, org_id)
+    items, total = await storage.list_staff(session=session, org_id=org_id, role="coach", limit=limit, offset=offset)
+    return Page(items=[CoachPublic.model_validate(s) for s in items], total=total, limit=limit, offset=offset)
+
+
+# --- participants ---------------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/organisations/{org_id}/participants",
+    status_code=201,
+    tags=["participants"],
+    responses=_errors(401, 403, 404, 409, 422),
+)
+async def enrol_participant(
+    org_id: UUID, body: ParticipantCreate, caller: Caller, session: SessionDep
+) -> ParticipantPublic:
+    """Enrol a participant; their programme starts on start_date (default: tomorrow)."""
+    allow(caller, org_id, "org_admin", "api_key")
+    organisation = await organisation_or_404(session, org_id, for_update=True)
+    fields = ParticipantFields.model_validate(body.model_dump(exclude={"coach_id"}))
+    participant = await refused_as_error(
+        operations.enrol_participant(
+            session=session,
+            organisation=organisation,
+            fields=fields,
+            coach_id=body.coach_id,
+            source="api" if caller.kind == "api_key" else "admin",
+            now=utcnow(),
+        )
+    )
+    await commit_or_conflict(session, "This e-mail address is already enrolled here.", "email")
+    return ParticipantPublic.model_validate(participant)
+
+
+@router.post(
+    "/organisations/{org_id}/participants/import",
+    tags=["participants"],
+    responses=_errors(401, 403, 404, 409, 413, 422),
+)
+async def import_participants(
+    org_id: UUID,
+    caller: Caller,
+    session: SessionDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="CSV: ';' or ',' separated, UTF-8 with or without BOM.")],
+    mode: Annotated[
+        operations.ImportMode,
+        Query(description="valid_rows: import every valid row; all_or_nothing: import only if no row is rejected."),
+    ] = "valid_rows",
+    dry_run: Annotated[bool, Query(description="Check every row, import nothing.")] = False,
+) -> ImportReport:
+    """Import participants from a spreadsheet export, with a report per row.
+
+    Every row is checked first; then the rows that may go in are inserted, each with its
+    participant.enrolled event, in one transaction: a row is fully imported or not at all.
+    """
+    allow(caller, org_id, "org_admin", "api_key")
+    data = await file.read(settings.import_max_bytes + 1)
+    if len(data) > settings.import_max_bytes:
+        raise api_error(413, f"The file is larger than {settings.import_max_bytes} bytes.", "file")
+    organisation = await organisation_or_404(session, org_id, for_update=True)
     try:
-        await session.commit()
-    except IntegrityError:
-        # Two enrolments of the same address raced; the unique index let one through.
-        raise api_error(409, "This e-mail address is already enrolled here.", "email") from None
+        report = await operations.import_csv(
+            session=session, organisation=organisation, data=data, mode=mode, dry_run=dry_run, now=utcnow()
+        )
+    except domain.CsvFileError as error:
+        raise api_error(422, str(error), "file") from None
+    except EnrolmentRefused as refused:
+        raise api_error(refused.status, refused.message, refused.field) from None
+    await commit_or_conflict(session, "Another enrolment of one of these addresses came first; import again.", "file")
+    return report
+
+
+@router.get("/organisations/{org_id}/participants", tags=["participants"], responses=_errors(401, 403, 404, 422))
+async def list_participants(
+    org_id: UUID,
+    caller: Caller,
+    session: SessionDep,
+    status: domain.Status | None = None,
+    coach_id: UUID | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[ParticipantPublic]:
+    """The organisation's participants (a coach sees only their own), oldest first."""
+    allow(caller, org_id, "org_admin", "coach", "api_key")
+    await organisation_or_404(session, org_id)
+    if caller.kind == "coach":
+        coach_id = caller.staff_id
+    items, total = await storage.list_participants(
+        session=session, org_id=org_id, status=status, coach_id=coach_id, limit=limit, offset=offset
+    )
+    return Page(items=[ParticipantPublic.model_validate(p) for p in items], total=total, limit=limit, offset=offset)
+
+
+ParticipantPath = "/organisations/{org_id}/participants/{participant_id}"
+
+
+@router.get(ParticipantPath, tags=["participants"], responses=_errors(401, 403, 404))
+async def get_participant(org_id: UUID, participant_id: UUID, caller: Caller, session: SessionDep) -> ParticipantPublic:
+    """One participant (a coach: only their own)."""
+    allow(caller, org_id, "org_admin", "coach", "api_key")
+    return ParticipantPublic.model_validate(await participant_or_404(session, caller, org_id, participant_id))
+
+
+@router.patch(ParticipantPath, tags=["participants"], responses=_errors(401, 403, 404, 409, 422))
+async def change_participant(
+    org_id: UUID, participant_id: UUID, body: ParticipantUpdate, caller: Caller, session: SessionDep
+) -> ParticipantPublic:
+    """Change contact details or mail preferences; only the fields sent change."""
+    allow(caller, org_id, "org_admin", "api_key")
+    participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
+    await refused_as_error(
+        operations.change_details(session=session, participant=participant, update=body, now=utcnow())
+    )
+    await commit_or_conflict(session, "This e-mail address is already enrolled here.", "email")
     return ParticipantPublic.model_validate(participant)
 
 
-@router.get("/organisations/{org_id}/participants/{participant_id}", dependencies=[Licensor], tags=["participants"])
-async def get_participant(org_id: UUID, participant_id: UUID, session: SessionDep) -> ParticipantPublic:
-    participant = await session.get(Participant, participant_id)
-    if participant is None or participant.org_id != org_id:
-        raise HTTPException(404, f"Participant {participant_id} does not exist in this organisation.")
+@router.post(f"{ParticipantPath}/pause", tags=["lifecycle"], responses=_errors(401, 403, 404, 409, 422))
+async def pause_participant(
+    org_id: UUID, participant_id: UUID, caller: Caller, session: SessionDep, body: PauseRequest | None = None
+) -> ParticipantPublic:
+    """Stop the daily mails for now; resuming continues with the next lesson."""
+    allow(caller, org_id, "org_admin", "coach")
+    participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
+    reason = body.reason if body else None
+    refusing(lambda: operations.pause(session=session, participant=participant, reason=reason, now=utcnow()))
+    await session.commit()
     return ParticipantPublic.model_validate(participant)
+
+
+@router.post(f"{ParticipantPath}/resume", tags=["lifecycle"], responses=_errors(401, 403, 404, 409))
+async def resume_participant(
+    org_id: UUID, participant_id: UUID, caller: Caller, session: SessionDep
+) -> ParticipantPublic:
+    """Daily mails continue with the next lesson."""
+    allow(caller, org_id, "org_admin", "coach")
+    participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
+    refusing(lambda: operations.resume(session=session, participant=participant, now=utcnow()))
+    await session.commit()
+    return ParticipantPublic.model_validate(participant)
+
+
+@router.post(f"{ParticipantPath}/stop", tags=["lifecycle"], responses=_errors(401, 403, 404, 409, 422))
+async def stop_participant(
+    org_id: UUID, participant_id: UUID, caller: Caller, session: SessionDep, body: StopRequest | None = None
+) -> ParticipantPublic:
+    """End the programme early. A coach gives a reason; it stays with enrolment and coaching."""
+    allow(caller, org_id, "org_admin", "coach")
+    participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
+    by: domain.StoppedBy = "coach" if caller.kind == "coach" else "organisation"
+    reason = body.reason if body else None
+    if participant.status == "stopped":
+        raise api_error(409, "This participant has already stopped.", "status")
+    refusing(lambda: operations.stop(session=session, participant=participant, by=by, reason=reason, now=utcnow()))
+    await session.commit()
+    return ParticipantPublic.model_validate(participant)
+
+
+@router.put(f"{ParticipantPath}/coach", tags=["lifecycle"], responses=_errors(401, 403, 404, 409, 422))
+async def change_coach(
+    org_id: UUID, participant_id: UUID, body: CoachChange, caller: Caller, session: SessionDep
+) -> ParticipantPublic:
+    """Give the participant another coach of the organisation."""
+    allow(caller, org_id, "org_admin")
+    participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
+    await refused_as_error(
+        operations.change_coach(session=session, participant=participant, coach_id=body.coach_id, now=utcnow())
+    )
+    await session.commit()
+    return ParticipantPublic.model_validate(participant)
+
+
+async def _erase(org_id: UUID, participant_id: UUID, caller: Caller, session: AsyncSession) -> ParticipantPublic:
+    allow(caller, org_id, "org_admin")
+    participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
+    refusing(lambda: operations.erase(session=session, participant=participant, now=utcnow()))
+    await session.commit()
+    return ParticipantPublic.model_validate(participant)
+
+
+@router.post(f"{ParticipantPath}/erase", tags=["lifecycle"], responses=_errors(401, 403, 404, 409))
+async def erase_participant(
+    org_id: UUID, participant_id: UUID, caller: Caller, session: SessionDep
+) -> ParticipantPublic:
+    """The right to be forgotten: personal data is removed here and, through participant.erased, everywhere."""
+    return await _erase(org_id, participant_id, caller, session)
+
+
+@router.delete(ParticipantPath, tags=["lifecycle"], responses=_errors(401, 403, 404, 409))
+async def delete_participant(
+    org_id: UUID, participant_id: UUID, caller: Caller, session: SessionDep
+) -> ParticipantPublic:
+    """The same as POST …/erase."""
+    return await _erase(org_id, participant_id, caller, session)

@@ -2,20 +2,68 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
+
 from fastapi import FastAPI
 
-from services.enrolment.api import router
+from services.enrolment import operations
+from services.enrolment.api import public_router, router
+from services.enrolment.handlers import register_kafka_handlers
+from services.enrolment.pages import router as pages_router
+from services.enrolment.security import TokenKeys
 from services.enrolment.settings import EnrolmentSettings
+from shared.db import Database, utcnow
+from shared.logging import get_logger
 from shared.runtime import Runtime, create_service_app
+
+log = get_logger(__name__)
+CLEANUP_INTERVAL_S = 3600.0
+
+
+async def delete_unconfirmed_signups(database: Database, settings: EnrolmentSettings) -> int:
+    """Sign-ups whose link expired long ago are deleted: nothing started, nothing is kept."""
+    total = 0
+    while True:
+        async with database.session() as session:
+            deleted = await operations.forget_expired_sign_ups(
+                session=session, expired_before=utcnow() - timedelta(days=settings.unconfirmed_retention_days)
+            )
+            await session.commit()
+        total += deleted
+        if deleted < operations.FORGET_BATCH:
+            return total
 
 
 def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
-    runtime = Runtime.create("enrolment", settings or EnrolmentSettings())
+    """The enrolment app: API, public pages, Kafka handlers and the clean-up loop."""
+    settings = settings or EnrolmentSettings()
+    runtime = Runtime.create("enrolment", settings)
+
+    async def cleanup_loop() -> None:
+        """Forget expired sign-ups every hour, whatever goes wrong in one round."""
+        while True:
+            try:
+                deleted = await delete_unconfirmed_signups(runtime.database, settings)
+                if deleted:
+                    log.info("deleted unconfirmed sign-ups", count=deleted)
+            except Exception as error:  # noqa: BLE001 - try again next round
+                log.warning("could not delete unconfirmed sign-ups", error=type(error).__name__)
+            await asyncio.sleep(CLEANUP_INTERVAL_S)
+
+    runtime.background.append(cleanup_loop)
+    register_kafka_handlers(runtime)
     app = create_service_app(
         runtime,
         title="Meer contact — enrolment",
-        description="Licensed organisations, coaches and participants.",
+        description=(
+            "Licensed organisations, their branding, staff accounts and participants. "
+            'Errors always have the shape {"error": {"status", "message", "fields": [{"field", "reason"}]}}.'
+        ),
     )
     app.state.runtime = runtime
+    app.state.token_keys = TokenKeys.load(settings.staff_token_private_key_path, settings.staff_token_public_key_path)
     app.include_router(router)
+    app.include_router(public_router)
+    app.include_router(pages_router)
     return app

@@ -1,19 +1,42 @@
-"""Enrolment rules, free of I/O: defaults for a new participant and who coaches them."""
+"""Enrolment rules, free of I/O: participant fields and defaults, the coach choice, the
+licence, the participant lifecycle, logos, login throttling and CSV import rows."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any, Literal
 from uuid import UUID
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from PIL import Image, UnidentifiedImageError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints, ValidationError
+from pydantic_core import PydanticCustomError
 
 DEFAULT_SEND_TIME = time(8, 0)
 DEFAULT_TIMEZONE = "Europe/Amsterdam"
-ACTIVE_STATUSES = ("enrolled", "active", "paused")
+DEFAULT_PHONE_REGION = "NL"
+LICENCE_TIMEZONE = ZoneInfo("Europe/Amsterdam")
+"""Licences run by Dutch calendar days."""
+
+Status = Literal["pending", "enrolled", "active", "paused", "completed", "stopped", "erased"]
+STATUSES: tuple[Status, ...] = ("pending", "enrolled", "active", "paused", "completed", "stopped", "erased")
+ACTIVE_STATUSES: tuple[Status, ...] = ("enrolled", "active", "paused")
+"""Running participants: they count against the licence and get (or will get) mails."""
+
+StaffRole = Literal["org_admin", "coach"]
+StoppedBy = Literal["participant", "coach", "organisation"]
 
 
 class EnrolmentRefused(Exception):
-    """An enrolment that the rules do not allow; the message says why (for the API)."""
+    """An enrolment or change that the rules do not allow; the message says why (for the API)."""
 
     def __init__(self, status: int, message: str, field: str | None = None) -> None:
         super().__init__(message)
@@ -22,9 +45,79 @@ class EnrolmentRefused(Exception):
         self.field = field
 
 
+# --- participant fields ----------------------------------------------------------------
+
+
+def _invalid(reason: str) -> ValueError:
+    """A ValueError whose text pydantic reports as is (without "Value error, " in front)."""
+    return PydanticCustomError("value_error", reason)
+
+
+def normalise_email(value: str) -> str:
+    """A syntactically valid address, lower-cased (addresses are compared case-insensitively)."""
+    try:
+        return validate_email(value.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as error:
+        raise _invalid(f"not a valid e-mail address: {error}") from None
+
+
+def normalise_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
+    """E.164 (+31612345678); numbers without a country code are read as Dutch by default."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        raise _invalid("not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise _invalid("not a valid phone number (a Dutch number, or one with a country code such as +32)")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def display_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
+    """A valid phone number written the way people read it (020 123 4567, +32 470 12 34 56)."""
+    number = phonenumbers.parse(normalise_phone(value, region), region)
+    home = phonenumbers.region_code_for_number(number) == region
+    style = phonenumbers.PhoneNumberFormat.NATIONAL if home else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    return phonenumbers.format_number(number, style)
+
+
+def known_timezone(value: str) -> str:
+    """An IANA time zone name that this machine knows."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _invalid(f"unknown time zone '{value}' (use an IANA name such as Europe/Amsterdam)") from None
+    return value
+
+
+def _empty_to_none(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+FirstName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalise_email)]
+Phone = Annotated[
+    Annotated[str, StringConstraints(max_length=40), AfterValidator(normalise_phone)] | None,
+    BeforeValidator(_empty_to_none),
+]
+TimeZoneName = Annotated[str, AfterValidator(known_timezone)]
+Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+
+
 def default_start_date(now: datetime, timezone: str) -> date:
     """Tomorrow in the participant's own time zone."""
     return now.astimezone(ZoneInfo(timezone)).date() + timedelta(days=1)
+
+
+def check_start_date(start: date, now: datetime, timezone: str) -> date:
+    """A start date from yesterday up to a year ahead (the day of slack covers time zones)."""
+    today = now.astimezone(ZoneInfo(timezone)).date()
+    if start < today - timedelta(days=1):
+        raise EnrolmentRefused(422, "The start date lies in the past.", "start_date")
+    if start > today + timedelta(days=366):
+        raise EnrolmentRefused(422, "The start date lies more than a year ahead.", "start_date")
+    return start
 
 
 def choose_coach(requested: UUID | None, active_per_coach: Mapping[UUID, int]) -> UUID:
@@ -41,7 +134,574 @@ def choose_coach(requested: UUID | None, active_per_coach: Mapping[UUID, int]) -
     return min(active_per_coach, key=lambda coach: (active_per_coach[coach], str(coach)))
 
 
-def check_variant(variant: str, allowed: tuple[str, ...]) -> str:
+def check_variant(variant: str | None, allowed: tuple[str, ...]) -> str:
+    """The requested programme variant if licensed; without one, the first licensed variant."""
+    if variant is None:
+        return allowed[0]
     if variant not in allowed:
-        raise EnrolmentRefused(422, f"Variant '{variant}' is not in this organisation's licence.", "variant")
+        raise EnrolmentRefused(
+            422, f"Variant '{variant}' is not in this organisation's licence ({', '.join(allowed)}).", "variant"
+        )
     return variant
+
+
+# --- the licence -----------------------------------------------------------------------
+
+
+LicenceState = Literal["valid", "expired", "not_yet_valid"]
+
+
+def licence_today(now: datetime) -> date:
+    """The licence's calendar day (Amsterdam) at `now`."""
+    return now.astimezone(LICENCE_TIMEZONE).date()
+
+
+def licence_state(valid_from: date, valid_until: date, today: date) -> LicenceState:
+    """Whether the licence runs today (both ends included)."""
+    if today < valid_from:
+        return "not_yet_valid"
+    if today > valid_until:
+        return "expired"
+    return "valid"
+
+
+def remaining_capacity(*, valid_from: date, valid_until: date, maximum: int, running: int, today: date) -> int:
+    """How many more participants may start now; refuses when the licence does not run.
+
+    Running participants are never stopped by this rule: they finish their programme.
+    """
+    state = licence_state(valid_from, valid_until, today)
+    if state == "expired":
+        raise EnrolmentRefused(
+            409, f"The licence of this organisation ended on {valid_until.isoformat()}; no new enrolments.", "licence"
+        )
+    if state == "not_yet_valid":
+        raise EnrolmentRefused(
+            409, f"The licence of this organisation starts on {valid_from.isoformat()}; no enrolments yet.", "licence"
+        )
+    left = maximum - running
+    if left <= 0:
+        raise EnrolmentRefused(409, f"The licence is full: {running} of {maximum} participants are active.", "licence")
+    return left
+
+
+def check_licence_period(valid_from: date, valid_until: date) -> None:
+    """A licence ends on or after the day it starts."""
+    if valid_until < valid_from:
+        raise EnrolmentRefused(422, "The licence ends before it starts.", "licence_valid_until")
+
+
+# --- the participant lifecycle -------------------------------------------------------------
+
+Action = Literal["confirm", "start", "pause", "resume", "stop", "complete", "erase"]
+
+_ALLOWED_FROM: dict[Action, tuple[Status, ...]] = {
+    "confirm": ("pending",),
+    "start": ("enrolled",),
+    "pause": ("enrolled", "active"),
+    "resume": ("paused",),
+    "stop": ("enrolled", "active", "paused"),
+    # The mailer reports completion after the last lesson; a pause right after it does not undo that.
+    "complete": ("enrolled", "active", "paused"),
+    "erase": ("pending", "enrolled", "active", "paused", "completed", "stopped"),
+}
+
+_EXPLAIN: dict[Status, str] = {
+    "pending": "has not confirmed the sign-up yet",
+    "enrolled": "is enrolled and has not started yet",
+    "active": "is active",
+    "paused": "is paused",
+    "completed": "has completed the programme",
+    "stopped": "has stopped",
+    "erased": "has been erased",
+}
+
+
+def next_status(current: str, action: Action, *, started: bool = False) -> Status:
+    """The status after `action`, or EnrolmentRefused (409) when it does not apply now.
+
+    A resumed participant is active again if their programme had started, else enrolled.
+    """
+    if current not in _ALLOWED_FROM[action]:
+        explanation = _EXPLAIN.get(current, f"has status '{current}'")  # type: ignore[call-overload]
+        raise EnrolmentRefused(409, f"Cannot {action}: this participant {explanation}.", "status")
+    if action == "resume":
+        return "active" if started else "enrolled"
+    return _RESULT[action]
+
+
+_RESULT: dict[Action, Status] = {
+    "confirm": "enrolled",
+    "start": "active",
+    "pause": "paused",
+    "stop": "stopped",
+    "complete": "completed",
+    "erase": "erased",
+}
+
+
+def is_transition_noop(current: str, action: Action) -> bool:
+    """An event that asks for what is already so (a repeat unsubscribe) changes nothing."""
+    return (action, current) in {("stop", "stopped"), ("complete", "completed"), ("start", "active")} or (
+        current == "erased" and action in ("stop", "complete", "start", "pause", "resume")
+    )
+
+
+def check_stop_reason(by: StoppedBy, reason: str | None) -> str | None:
+    """A coach says why they stop someone; the others may."""
+    cleaned = reason.strip() if reason else None
+    if by == "coach" and not cleaned:
+        raise EnrolmentRefused(422, "A coach gives a reason when stopping a participant.", "reason")
+    return cleaned
+
+
+# --- branding ------------------------------------------------------------------------------------
+
+
+def _relative_luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratio(colour_a: str, colour_b: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours (1 … 21)."""
+    high, low = sorted((_relative_luminance(colour_a), _relative_luminance(colour_b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def readable_text_colour(background: str) -> str:
+    """White or black, whichever reads better on the organisation's brand colour.
+
+    One of the two always reaches at least 4.58:1 (the square root of 21), above the
+    4.5:1 that WCAG AA asks for normal text, whatever colour the organisation picks.
+    """
+    return "#ffffff" if contrast_ratio(background, "#ffffff") >= contrast_ratio(background, "#000000") else "#000000"
+
+
+@dataclass(frozen=True)
+class CheckedLogo:
+    """An uploaded logo that is really a PNG or JPEG of an acceptable size."""
+
+    format: Literal["png", "jpeg"]
+    content_type: str
+    width: int
+    height: int
+    sha256: str
+
+
+def check_logo(data: bytes, *, max_bytes: int, max_side: int, min_side: int = 16) -> CheckedLogo:
+    """Decode the image for real; refuse anything but PNG/JPEG (SVG included) and odd sizes."""
+    if not data:
+        raise EnrolmentRefused(422, "The logo file is empty.", "logo")
+    if len(data) > max_bytes:
+        raise EnrolmentRefused(413, f"The logo is {len(data)} bytes; at most {max_bytes} bytes are allowed.", "logo")
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as image:
+            kind = image.format
+            width, height = image.size
+            # Check the header's size before decoding, so a decompression bomb is never expanded.
+            if max(width, height) > max_side or min(width, height) < min_side:
+                raise EnrolmentRefused(
+                    422,
+                    f"The logo is {width}×{height} pixels; each side must be {min_side} to {max_side} pixels.",
+                    "logo",
+                )
+            image.load()
+    except EnrolmentRefused:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise EnrolmentRefused(
+            415, "The logo must be a PNG or JPEG image (SVG and other formats are not accepted).", "logo"
+        ) from None
+    fmt: Literal["png", "jpeg"] = "png" if kind == "PNG" else "jpeg"
+    return CheckedLogo(
+        format=fmt,
+        content_type=f"image/{fmt}",
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
+# --- staff accounts -----------------------------------------------------------------------------
+
+
+MIN_PASSWORD_LENGTH = 10
+
+
+def check_new_password(password: str) -> str:
+    """Long enough to resist guessing (NIST 800-63B: length over composition rules)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise EnrolmentRefused(422, f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", "password")
+    if len(password) > 200:
+        raise EnrolmentRefused(422, "The password may have at most 200 characters.", "password")
+    if not password.strip():
+        raise EnrolmentRefused(422, "The password cannot be only spaces.", "password")
+    return password
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    """How many login attempts an address gets, and how long it is locked after failures."""
+
+    attempts_per_window: int = 10
+    window: timedelta = timedelta(minutes=1)
+    failures_before_lock: int = 5
+    lock_for: timedelta = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class LoginThrottleState:
+    """Recent login attempts for one e-mail address (whether or not an account exists)."""
+
+    window_started_at: datetime | None = None
+    attempts: int = 0
+    consecutive_failures: int = 0
+    locked_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LoginBlocked:
+    """Why a login may not be tried now, and until when."""
+
+    locked: bool
+    until: datetime
+
+
+def login_blocked(state: LoginThrottleState, now: datetime, policy: LoginPolicy) -> LoginBlocked | None:
+    """None when this attempt may go ahead."""
+    if state.locked_until is not None and now < state.locked_until:
+        return LoginBlocked(locked=True, until=state.locked_until)
+    if (
+        state.window_started_at is not None
+        and now < state.window_started_at + policy.window
+        and state.attempts >= policy.attempts_per_window
+    ):
+        return LoginBlocked(locked=False, until=state.window_started_at + policy.window)
+    return None
+
+
+def count_attempt(state: LoginThrottleState, now: datetime, policy: LoginPolicy) -> LoginThrottleState:
+    """Count one attempt in the current rate window (a new window starts when the old one ran out)."""
+    if state.window_started_at is None or now >= state.window_started_at + policy.window:
+        return replace(state, window_started_at=now, attempts=1)
+    return replace(state, attempts=state.attempts + 1)
+
+
+def after_login_failure(state: LoginThrottleState, now: datetime, policy: LoginPolicy) -> LoginThrottleState:
+    """One more failure; the address is locked once failures_before_lock follow each other."""
+    failures = state.consecutive_failures + 1
+    if failures >= policy.failures_before_lock:
+        return replace(state, consecutive_failures=0, locked_until=now + policy.lock_for)
+    return replace(state, consecutive_failures=failures)
+
+
+def after_login_success(state: LoginThrottleState) -> LoginThrottleState:
+    """A success clears the failures and any lock."""
+    return replace(state, consecutive_failures=0, locked_until=None)
+
+
+# --- participants from a CSV file -------------------------------------------------------------------
+
+
+class CsvFileError(ValueError):
+    """The file as a whole cannot be read (encoding, header, size); no row is looked at."""
+
+
+_COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "first_name": ("firstname", "voornaam", "roepnaam", "naam", "name"),
+    "email": ("email", "emailadres", "mail", "mailadres", "emailaddress"),
+    "phone": ("phone", "telefoon", "telefoonnummer", "tel", "mobiel", "mobielnummer", "mobilephone"),
+    "send_time": ("sendtime", "verzendtijd", "tijd", "mailtijd", "time"),
+    "timezone": ("timezone", "tijdzone"),
+    "start_date": ("startdate", "startdatum", "start", "begindatum"),
+    "variant": ("variant", "programma", "programmavariant"),
+    "coach": ("coach", "coachemail", "coachid", "coachemailadres"),
+}
+_ALIAS_TO_FIELD = {alias: name for name, aliases in _COLUMN_ALIASES.items() for alias in aliases}
+REQUIRED_COLUMNS = ("first_name", "email")
+MAX_IMPORT_ROWS = 50_000
+
+
+def _normalise_header(cell: str) -> str:
+    return re.sub(r"[\s_\-.]", "", cell.strip().lower())
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One data row: its row number as a spreadsheet shows it (header = 1) and its cells."""
+
+    number: int
+    cells: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """A read CSV file: the recognised columns, the ignored ones, and the data rows."""
+
+    delimiter: str
+    columns: tuple[str, ...]
+    ignored_columns: tuple[str, ...]
+    rows: tuple[CsvRow, ...]
+    bad_rows: tuple[RowRejection, ...] = ()
+
+
+def _decode(data: bytes) -> str:
+    try:
+        # utf-8-sig drops the byte order mark that Excel's "CSV UTF-8" puts in front.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise CsvFileError(
+            f"The file is not UTF-8 (first bad byte on line {line}). "
+            "Save it as 'CSV UTF-8 (comma delimited)' and try again."
+        ) from None
+
+
+def _sniff_delimiter(header_line: str) -> str:
+    counts = {delimiter: header_line.count(delimiter) for delimiter in (";", ",", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ";"
+
+
+def read_csv(data: bytes) -> CsvTable:
+    """Read a spreadsheet export: `;` or `,` (or tab) separated, UTF-8 with or without BOM.
+
+    Columns are recognised by English or Dutch names in any case ("E-mailadres",
+    "Voornaam"); rows with no cells filled in are skipped, as spreadsheets leave them.
+    """
+    text = _decode(data)
+    if not text.strip():
+        raise CsvFileError("The file is empty.")
+    first_line = text.lstrip("\r\n").splitlines()[0]
+    delimiter = _sniff_delimiter(first_line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        records = list(reader)
+    except csv.Error as error:
+        raise CsvFileError(f"The file is not valid CSV near line {reader.line_num}: {error}.") from None
+    while records and not any(cell.strip() for cell in records[0]):
+        records.pop(0)
+    if not records:
+        raise CsvFileError("The file has no header row.")
+    header, body = records[0], records[1:]
+    fields: list[str | None] = []
+    ignored: list[str] = []
+    for cell in header:
+        name = _ALIAS_TO_FIELD.get(_normalise_header(cell))
+        if name is not None and name in fields:
+            raise CsvFileError(f"The column '{cell.strip()}' appears twice in the header.")
+        fields.append(name)
+        if name is None and cell.strip():
+            ignored.append(cell.strip())
+    missing = [name for name in REQUIRED_COLUMNS if name not in fields]
+    if missing:
+        raise CsvFileError(
+            f"The header has no column for {', '.join(missing)}. "
+            "Use for example the columns: voornaam;e-mail;telefoon;startdatum;verzendtijd."
+        )
+    if len(body) > MAX_IMPORT_ROWS:
+        raise CsvFileError(f"The file has {len(body)} rows; at most {MAX_IMPORT_ROWS} per import.")
+    rows: list[CsvRow] = []
+    bad: list[RowRejection] = []
+    for index, record in enumerate(body, start=2):
+        if not any(cell.strip() for cell in record):
+            continue
+        if len(record) > len(fields) and any(cell.strip() for cell in record[len(fields) :]):
+            bad.append(
+                RowRejection(
+                    index,
+                    (FieldProblem("row", f"has {len(record)} cells but the header has {len(fields)} columns"),),
+                )
+            )
+            continue
+        cells = {name: value.strip() for name, value in zip(fields, record, strict=False) if name is not None}
+        rows.append(CsvRow(number=index, cells=cells))
+    return CsvTable(
+        delimiter=delimiter,
+        columns=tuple(name for name in fields if name is not None),
+        ignored_columns=tuple(ignored),
+        rows=tuple(rows),
+        bad_rows=tuple(bad),
+    )
+
+
+_DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y")
+
+
+def parse_dutch_date(value: str) -> date:
+    """2026-12-01, 01-12-2026, 1/12/2026 or 1.12.2026 (day before month, as in Dutch)."""
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(value.strip(), fmt).date()
+        except ValueError:
+            continue
+    raise ValueError("not a date; write it as 31-12-2026 or 2026-12-31")
+
+
+def parse_clock_time(value: str) -> time:
+    """8:00, 08:00, 8.00 or 08:00:00."""
+    match = re.fullmatch(r"(\d{1,2})[:.](\d{2})(?::(\d{2}))?", value.strip())
+    if match is None:
+        raise ValueError("not a time; write it as 08:00")
+    hour, minute, second = int(match[1]), int(match[2]), int(match[3] or 0)
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError("not a time of day; use 00:00 to 23:59")
+    return time(hour, minute, second)
+
+
+class ParticipantFields(BaseModel):
+    """A participant's own fields, validated the same way for the API, the CSV and the form."""
+
+    model_config = ConfigDict(frozen=True, str_strip_whitespace=True)
+
+    first_name: FirstName
+    email: Email
+    phone: Phone = None
+    send_time: time = DEFAULT_SEND_TIME
+    timezone: TimeZoneName = DEFAULT_TIMEZONE
+    start_date: date | None = None
+    variant: str | None = None
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RowRejection:
+    """A row that was not imported, and every reason why."""
+
+    row: int
+    problems: tuple[FieldProblem, ...]
+
+
+@dataclass(frozen=True)
+class AcceptedRow:
+    """A row ready to insert: validated, defaults filled in, a coach chosen."""
+
+    row: int
+    fields: ParticipantFields
+    coach_id: UUID
+    start_date: date
+    variant: str
+
+
+@dataclass(frozen=True)
+class ImportContext:
+    """What the rules need to know about the organisation at the moment of import."""
+
+    now: datetime
+    variants: tuple[str, ...]
+    coaches: Mapping[str, UUID]
+    """Coach by lower-cased e-mail address and by id as text."""
+    active_per_coach: Mapping[UUID, int]
+    running_emails: frozenset[str]
+    capacity: int
+    """How many more participants the licence allows now."""
+
+
+@dataclass
+class ImportPlan:
+    """Which rows would be imported and which not (with reasons), before anything is written."""
+
+    accepted: list[AcceptedRow] = field(default_factory=list)
+    rejected: list[RowRejection] = field(default_factory=list)
+
+
+def _cell(cells: Mapping[str, str], name: str) -> str | None:
+    value = cells.get(name)
+    return value if value else None
+
+
+def _row_fields(cells: Mapping[str, str]) -> tuple[dict[str, Any], list[FieldProblem]]:
+    values: dict[str, Any] = {
+        name: value for name in ("first_name", "email", "phone", "timezone", "variant") if (value := _cell(cells, name))
+    }
+    problems: list[FieldProblem] = []
+    if (raw := _cell(cells, "send_time")) is not None:
+        try:
+            values["send_time"] = parse_clock_time(raw)
+        except ValueError as error:
+            problems.append(FieldProblem("send_time", str(error)))
+    if (raw := _cell(cells, "start_date")) is not None:
+        try:
+            values["start_date"] = parse_dutch_date(raw)
+        except ValueError as error:
+            problems.append(FieldProblem("start_date", str(error)))
+    return values, problems
+
+
+def problems_from_validation(error: ValidationError) -> list[FieldProblem]:
+    """Pydantic's errors as field + reason."""
+    problems = []
+    for issue in error.errors():
+        name = ".".join(str(part) for part in issue["loc"]) or "row"
+        reason = issue["msg"].removeprefix("Value error, ")
+        if issue["type"] == "missing":
+            reason = "is empty"
+        problems.append(FieldProblem(name, reason))
+    return problems
+
+
+def plan_import(rows: Iterable[CsvRow], context: ImportContext) -> ImportPlan:
+    """Validate every row against the rules and the organisation; choose coaches.
+
+    Rows are taken in file order: a repeated address is refused from its second row on,
+    and rows beyond the licence's free places are refused as 'licence full'.
+    """
+    plan = ImportPlan()
+    seen: dict[str, int] = {}
+    load = dict(context.active_per_coach)
+    capacity = context.capacity
+    for row in rows:
+        values, problems = _row_fields(row.cells)
+        fields: ParticipantFields | None = None
+        try:
+            fields = ParticipantFields.model_validate(values)
+        except ValidationError as error:
+            known = {problem.field for problem in problems}
+            problems += [p for p in problems_from_validation(error) if p.field not in known]
+        coach_ref = _cell(row.cells, "coach")
+        requested_coach: UUID | None = None
+        if coach_ref is not None:
+            requested_coach = context.coaches.get(coach_ref.lower())
+            if requested_coach is None:
+                problems.append(FieldProblem("coach", f"no coach '{coach_ref}' in this organisation"))
+        variant = start = coach_id = None
+        if fields is not None:
+            if fields.email in context.running_emails:
+                problems.append(FieldProblem("email", "this address is already enrolled here"))
+            elif fields.email in seen:
+                problems.append(FieldProblem("email", f"this address is also on row {seen[fields.email]}"))
+            else:
+                seen[fields.email] = row.number
+            for check in ("variant", "start_date"):
+                try:
+                    if check == "variant":
+                        variant = check_variant(fields.variant, context.variants)
+                    else:
+                        start = check_start_date(
+                            fields.start_date or default_start_date(context.now, fields.timezone),
+                            context.now,
+                            fields.timezone,
+                        )
+                except EnrolmentRefused as refused:
+                    problems.append(FieldProblem(refused.field or check, refused.message))
+        if not problems:
+            try:
+                coach_id = choose_coach(requested_coach, load)
+            except EnrolmentRefused as refused:
+                problems.append(FieldProblem("coach", refused.message))
+        if not problems and capacity <= 0:
+            problems.append(FieldProblem("licence", "the licence is full; this row would exceed the maximum"))
+        if problems or fields is None or coach_id is None or start is None or variant is None:
+            plan.rejected.append(RowRejection(row.number, tuple(problems)))
+            continue
+        load[coach_id] += 1
+        capacity -= 1
+        plan.accepted.append(AcceptedRow(row.number, fields, coach_id, start, variant))
+    return plan

@@ -1,5 +1,7 @@
 """Enrolment settings (MEER_* environment variables)."""
 
+from pathlib import Path
+
 from pydantic import Field
 
 from shared.settings import DEV_SECRET_PREFIX, ServiceSettings
@@ -13,4 +15,29 @@ class EnrolmentSettings(ServiceSettings):
     licensor_secret: str = Field(
         default=f"{DEV_SECRET_PREFIX}licensor-secret",
         description="Bearer secret of the licensor (platform admin).",
+    )
+    enrolment_base_url: str = Field(
+        default="http://127.0.0.1:8001",
+        description="Public URL of this service: logo URLs, set-password and confirmation links start with it.",
+    )
+    staff_token_private_key_path: Path | None = Field(
+        default=None, description="PEM file of the Ed25519 key that signs staff tokens (enrolment only)."
+    )
+    staff_token_public_key_path: Path | None = Field(
+        default=None, description="PEM file of the matching public key, to check staff tokens."
+    )
+    staff_token_ttl_s: int = Field(default=900, ge=60, le=86_400, description="Lifetime of a staff access token.")
+    invitation_ttl_hours: int = Field(default=72, ge=1, description="How long a set-password link works.")
+    confirmation_ttl_hours: int = Field(default=72, ge=1, description="How long a sign-up confirmation link works.")
+    unconfirmed_retention_days: int = Field(
+        default=7, ge=1, description="Unconfirmed sign-ups are deleted this long after their link expired."
+    )
+    login_attempts_per_minute: int = Field(default=10, ge=1, description="Login attempts per address per minute.")
+    login_failures_before_lock: int = Field(default=5, ge=1, description="Failures in a row that lock an address.")
+    login_lock_minutes: int = Field(default=15, ge=1, description="How long a locked address must wait.")
+    logo_max_bytes: int = Field(default=1_000_000, ge=1_000, description="Largest logo file accepted.")
+    logo_max_side_px: int = Field(default=2_000, ge=16, description="Largest logo width or height accepted.")
+    import_max_bytes: int = Field(default=10_000_000, ge=1_000, description="Largest CSV file accepted by the API.")
+    consent_text_version: str = Field(
+        default="2026-1", max_length=20, description="Version of the consent text on the sign-up page."
     )

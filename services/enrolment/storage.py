@@ -2,18 +2,145 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment.domain import ACTIVE_STATUSES
-from services.enrolment.tables import Coach, Organisation, Participant
+from services.enrolment.tables import (
+    ApiKey,
+    Invitation,
+    LoginThrottle,
+    Logo,
+    Organisation,
+    Participant,
+    StaffMember,
+)
+
+# --- organisations ----------------------------------------------------------------------------
 
 
-async def get_organisation(*, session: AsyncSession, org_id: UUID) -> Organisation | None:
-    return await session.get(Organisation, org_id)
+async def get_organisation(*, session: AsyncSession, org_id: UUID, for_update: bool = False) -> Organisation | None:
+    """The organisation; with for_update its row stays locked until commit, which makes
+    enrolments into one organisation take turns (so two cannot both take the last place)."""
+    return await session.get(Organisation, org_id, with_for_update=for_update)
+
+
+async def list_organisations(*, session: AsyncSession, limit: int, offset: int) -> tuple[list[Organisation], int]:
+    """One page of organisations by name, and the total."""
+    total = (await session.execute(select(func.count()).select_from(Organisation))).scalar_one()
+    rows = await session.execute(
+        select(Organisation).order_by(col(Organisation.name), col(Organisation.id)).limit(limit).offset(offset)
+    )
+    return list(rows.scalars()), int(total)
+
+
+async def participants_per_status(*, session: AsyncSession, org_id: UUID) -> dict[str, int]:
+    """How many participants of the organisation have each status."""
+    rows = await session.execute(
+        select(col(Participant.status), func.count())
+        .where(col(Participant.org_id) == org_id)
+        .group_by(col(Participant.status))
+    )
+    return {status: int(count) for status, count in rows.all()}
+
+
+async def running_count(*, session: AsyncSession, org_id: UUID) -> int:
+    """Enrolled, active and paused participants: what the licence counts."""
+    counts = await participants_per_status(session=session, org_id=org_id)
+    return sum(counts.get(status, 0) for status in ACTIVE_STATUSES)
+
+
+async def get_logo(*, session: AsyncSession, org_id: UUID, sha256: str) -> Logo | None:
+    """One stored logo by its hash."""
+    return await session.get(Logo, (org_id, sha256))
+
+
+async def add_logo(*, session: AsyncSession, logo: Logo) -> None:
+    """Store a logo once; uploading the same image again keeps the first row."""
+    await session.execute(
+        insert(Logo)
+        .values(
+            org_id=logo.org_id,
+            sha256=logo.sha256,
+            format=logo.format,
+            width=logo.width,
+            height=logo.height,
+            data=logo.data,
+            created_at=logo.created_at,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+# --- API keys -------------------------------------------------------------------------------------
+
+
+async def org_of_api_key(*, session: AsyncSession, key_hash: str) -> UUID | None:
+    """The organisation of a current (not revoked) API key."""
+    row = await session.execute(
+        select(col(ApiKey.org_id)).where(col(ApiKey.key_hash) == key_hash, col(ApiKey.revoked_at).is_(None))
+    )
+    return row.scalar_one_or_none()
+
+
+async def current_api_key(*, session: AsyncSession, org_id: UUID) -> ApiKey | None:
+    """The organisation's current API key row, if any."""
+    rows = await session.execute(
+        select(ApiKey)
+        .where(col(ApiKey.org_id) == org_id, col(ApiKey.revoked_at).is_(None))
+        .order_by(col(ApiKey.created_at).desc())
+    )
+    return rows.scalars().first()
+
+
+async def revoke_api_keys(*, session: AsyncSession, org_id: UUID, now: datetime) -> int:
+    """Revoke every current key of the organisation; returns how many."""
+    result = await session.execute(
+        update(ApiKey)
+        .where(col(ApiKey.org_id) == org_id, col(ApiKey.revoked_at).is_(None))
+        .values(revoked_at=now)
+        .returning(col(ApiKey.id))
+    )
+    return len(result.all())
+
+
+# --- staff ---------------------------------------------------------------------------------------------
+
+
+async def get_staff(*, session: AsyncSession, staff_id: UUID) -> StaffMember | None:
+    """A staff member by id."""
+    return await session.get(StaffMember, staff_id)
+
+
+async def get_staff_by_email(*, session: AsyncSession, email: str) -> StaffMember | None:
+    """A staff member by (lower-cased) e-mail address."""
+    rows = await session.execute(select(StaffMember).where(col(StaffMember.email) == email))
+    return rows.scalars().first()
+
+
+async def list_staff(
+    *, session: AsyncSession, org_id: UUID, role: str | None, limit: int, offset: int
+) -> tuple[list[StaffMember], int]:
+    """One page of the organisation's staff by name, and the total."""
+    where = [col(StaffMember.org_id) == org_id]
+    if role is not None:
+        where.append(col(StaffMember.role) == role)
+    total = (await session.execute(select(func.count()).select_from(StaffMember).where(*where))).scalar_one()
+    rows = await session.execute(
+        select(StaffMember)
+        .where(*where)
+        .order_by(col(StaffMember.name), col(StaffMember.id))
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows.scalars()), int(total)
 
 
 async def active_participants_per_coach(*, session: AsyncSession, org_id: UUID) -> dict[UUID, int]:
@@ -25,19 +152,141 @@ async def active_participants_per_coach(*, session: AsyncSession, org_id: UUID) 
         .subquery()
     )
     rows = await session.execute(
-        select(col(Coach.id), func.coalesce(running.c.n, 0))
-        .outerjoin(running, running.c.coach_id == col(Coach.id))
-        .where(col(Coach.org_id) == org_id)
+        select(col(StaffMember.id), func.coalesce(running.c.n, 0))
+        .outerjoin(running, running.c.coach_id == col(StaffMember.id))
+        .where(col(StaffMember.org_id) == org_id, col(StaffMember.role) == "coach")
     )
     return {coach_id: int(count) for coach_id, count in rows.all()}
 
 
-async def has_running_enrolment(*, session: AsyncSession, org_id: UUID, email: str) -> bool:
-    row = await session.execute(
-        select(col(Participant.id)).where(
-            col(Participant.org_id) == org_id,
-            col(Participant.email) == email,
-            col(Participant.status).in_(ACTIVE_STATUSES),
+async def coach_lookup(*, session: AsyncSession, org_id: UUID) -> dict[str, UUID]:
+    """The organisation's coaches by lower-cased e-mail address and by id as text."""
+    rows = await session.execute(
+        select(col(StaffMember.id), col(StaffMember.email)).where(
+            col(StaffMember.org_id) == org_id, col(StaffMember.role) == "coach"
         )
     )
+    lookup: dict[str, UUID] = {}
+    for coach_id, email in rows.all():
+        lookup[email.lower()] = coach_id
+        lookup[str(coach_id)] = coach_id
+    return lookup
+
+
+async def get_invitation(*, session: AsyncSession, token_hash: str) -> Invitation | None:
+    """An invitation by its token hash, locked until commit (single use)."""
+    return await session.get(Invitation, token_hash, with_for_update=True)
+
+
+async def retire_invitations(*, session: AsyncSession, staff_id: UUID, now: datetime) -> None:
+    """Older links stop working once a new one is sent or one is used."""
+    await session.execute(
+        update(Invitation)
+        .where(col(Invitation.staff_id) == staff_id, col(Invitation.used_at).is_(None))
+        .values(used_at=now)
+    )
+
+
+async def login_throttle(*, session: AsyncSession, email_hash: str) -> LoginThrottle:
+    """The throttle row of an address, created if needed and locked until commit, so that
+    parallel attempts are counted one after the other."""
+    await session.execute(insert(LoginThrottle).values(email_hash=email_hash).on_conflict_do_nothing())
+    row = await session.get(LoginThrottle, email_hash, with_for_update=True, populate_existing=True)
+    assert row is not None
+    return row
+
+
+# --- participants -------------------------------------------------------------------------------------
+
+
+async def get_participant(
+    *, session: AsyncSession, participant_id: UUID, for_update: bool = False
+) -> Participant | None:
+    """A participant by id (optionally locked until commit)."""
+    return await session.get(Participant, participant_id, with_for_update=for_update)
+
+
+async def participant_by_confirm_token(*, session: AsyncSession, token_hash: str) -> Participant | None:
+    """The sign-up behind a confirmation link, locked until commit."""
+    rows = await session.execute(
+        select(Participant).where(col(Participant.confirm_token_hash) == token_hash).with_for_update()
+    )
+    return rows.scalars().first()
+
+
+async def list_participants(
+    *,
+    session: AsyncSession,
+    org_id: UUID,
+    status: str | None,
+    coach_id: UUID | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Participant], int]:
+    """One page of the organisation's participants, oldest first, and the total."""
+    where = [col(Participant.org_id) == org_id]
+    if status is not None:
+        where.append(col(Participant.status) == status)
+    if coach_id is not None:
+        where.append(col(Participant.coach_id) == coach_id)
+    total = (await session.execute(select(func.count()).select_from(Participant).where(*where))).scalar_one()
+    rows = await session.execute(
+        select(Participant)
+        .where(*where)
+        .order_by(col(Participant.created_at), col(Participant.id))
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows.scalars()), int(total)
+
+
+async def has_running_enrolment(
+    *, session: AsyncSession, org_id: UUID, email: str, other_than: UUID | None = None
+) -> bool:
+    """Whether the address has an enrolled, active or paused enrolment here."""
+    where = [
+        col(Participant.org_id) == org_id,
+        col(Participant.email) == email,
+        col(Participant.status).in_(ACTIVE_STATUSES),
+    ]
+    if other_than is not None:
+        where.append(col(Participant.id) != other_than)
+    row = await session.execute(select(col(Participant.id)).where(*where).limit(1))
     return row.first() is not None
+
+
+async def running_emails(*, session: AsyncSession, org_id: UUID) -> frozenset[str]:
+    """The addresses of the organisation's running participants."""
+    rows = await session.execute(
+        select(col(Participant.email)).where(
+            col(Participant.org_id) == org_id, col(Participant.status).in_(ACTIVE_STATUSES)
+        )
+    )
+    return frozenset(email for (email,) in rows.all() if email)
+
+
+async def pending_signups(*, session: AsyncSession, org_id: UUID, email: str) -> list[Participant]:
+    """Unconfirmed sign-ups of one address in one organisation."""
+    rows = await session.execute(
+        select(Participant)
+        .where(col(Participant.org_id) == org_id, col(Participant.email) == email, col(Participant.status) == "pending")
+        .with_for_update()
+    )
+    return list(rows.scalars())
+
+
+async def expired_signups(*, session: AsyncSession, expired_before: datetime, limit: int = 500) -> list[Participant]:
+    """Sign-ups whose link expired before the given moment; rows another replica holds are skipped."""
+    rows = await session.execute(
+        select(Participant)
+        .where(col(Participant.status) == "pending", col(Participant.confirm_expires_at) < expired_before)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(rows.scalars())
+
+
+async def insert_participants(*, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Many participants in one statement batch (the CSV import)."""
+    if rows:
+        await session.execute(insert(Participant), list(rows))

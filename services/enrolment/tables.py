@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import Annotated
+from typing import Annotated, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import AfterValidator, EmailStr, StringConstraints
-from sqlalchemy import ARRAY, Column, Index, String, text
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, HttpUrl, StringConstraints, TypeAdapter
+from pydantic_core import PydanticCustomError
+from sqlalchemy import ARRAY, Column, Index, LargeBinary, String, text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from services.enrolment.domain import DEFAULT_SEND_TIME, DEFAULT_TIMEZONE
+from services.enrolment.domain import (
+    DEFAULT_SEND_TIME,
+    DEFAULT_TIMEZONE,
+    Colour,
+    Email,
+    FirstName,
+    LicenceState,
+    Phone,
+    StaffRole,
+    TimeZoneName,
+    display_phone,
+)
 from shared.db import utcnow
 
 
@@ -20,40 +32,132 @@ class EnrolmentTable(SQLModel, registry=registry()):
 
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+Variant = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9-]{0,49}$")]
 
 
-def _known_timezone(value: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+def _empty_to_none(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
 
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone '{value}' (use an IANA name such as Europe/Amsterdam)") from None
+
+_URL = TypeAdapter(HttpUrl)
+
+
+def _website(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise PydanticCustomError("value_error", "a website address starts with https://")
+    _URL.validate_python(value)
     return value
 
 
-TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
+OptionalText = Annotated[ShortText | None, BeforeValidator(_empty_to_none)]
+OptionalName = Annotated[Name | None, BeforeValidator(_empty_to_none)]
+OptionalEmail = Annotated[Email | None, BeforeValidator(_empty_to_none)]
+ContactPhone = Annotated[
+    Annotated[str, StringConstraints(max_length=40), AfterValidator(display_phone)] | None,
+    BeforeValidator(_empty_to_none),
+]
+Website = Annotated[
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_website)] | None,
+    BeforeValidator(_empty_to_none),
+]
+
+
+# --- errors and pages -------------------------------------------------------------------------
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="The input field at fault, e.g. 'email' or 'licence'.")
+    reason: str
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    message: str = Field(description="What went wrong, in one sentence.")
+    fields: list[FieldError] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every endpoint."""
+
+    error: ErrorDetail
+
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a list: `total` counts every match, `items` holds at most `limit` of them."""
+
+    items: list[ItemT]
+    total: int
+    limit: int
+    offset: int
 
 
 # --- organisations ------------------------------------------------------------------
 
 
-class OrganisationBase(SQLModel):
-    name: Name
+class BrandingFields(SQLModel):
+    """What an organisation keeps up to date itself; every mail carries it."""
+
     display_name: Name
-    contact_phone: str | None = Field(default=None, max_length=30)
-    contact_email: EmailStr | None = None
-    website: str | None = Field(default=None, max_length=200)
-    address: str | None = Field(default=None, max_length=300)
+    contact_person: OptionalName = None
+    contact_phone: ContactPhone = None
+    contact_email: OptionalEmail = None
+    website: Website = None
+    address: OptionalText = None
     brand_colour: Colour = "#1f5f8b"
+    sender_name: OptionalName = Field(default=None, description="The From name of the organisation's mails.")
+    reply_to: OptionalEmail = Field(default=None, description="Where replies to the organisation's mails go.")
+
+
+class BrandingUpdate(SQLModel):
+    """Only the fields sent change; send null to clear an optional field."""
+
+    display_name: Name | None = None
+    contact_person: OptionalName = None
+    contact_phone: ContactPhone = None
+    contact_email: OptionalEmail = None
+    website: Website = None
+    address: OptionalText = None
+    brand_colour: Colour | None = None
+    sender_name: OptionalName = None
+    reply_to: OptionalEmail = None
+
+
+class BrandingPublic(BaseModel):
+    display_name: str
+    contact_person: str | None
+    contact_phone: str | None
+    contact_email: str | None
+    website: str | None
+    address: str | None
+    brand_colour: str
+    sender_name: str | None
+    reply_to: str | None
+    logo_url: str | None
+    text_colour: str = Field(description="White or black, whichever reads best on brand_colour.")
+
+
+class LicenceFields(SQLModel):
     licence_valid_from: date
     licence_valid_until: date
     max_active_participants: int = Field(gt=0, le=100_000)
+    variants: list[Variant] = Field(default_factory=lambda: ["standaard", "op-afstand"], min_length=1, max_length=20)
 
 
-class OrganisationCreate(OrganisationBase):
-    variants: list[str] = Field(default_factory=lambda: ["standaard", "op-afstand"], min_length=1)
+class OrganisationCreate(BrandingFields, LicenceFields):
+    name: Name = Field(description="The organisation's legal or internal name.")
+
+
+class LicenceUpdate(SQLModel):
+    """Only the fields sent change."""
+
+    licence_valid_from: date | None = None
+    licence_valid_until: date | None = None
+    max_active_participants: int | None = Field(default=None, gt=0, le=100_000)
+    variants: list[Variant] | None = Field(default=None, min_length=1, max_length=20)
 
 
 class Organisation(EnrolmentTable, table=True):
@@ -62,44 +166,199 @@ class Organisation(EnrolmentTable, table=True):
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     name: str
     display_name: str
+    contact_person: str | None = None
     contact_phone: str | None = None
     contact_email: str | None = None
     website: str | None = None
     address: str | None = None
     brand_colour: str
+    sender_name: str | None = None
+    reply_to: str | None = None
+    logo_sha256: str | None = Field(default=None, max_length=64)
+    logo_format: str | None = Field(default=None, max_length=10)
     licence_valid_from: date
     licence_valid_until: date
     max_active_participants: int
     variants: list[str] = Field(sa_column=Column(ARRAY(String), nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
-class OrganisationPublic(OrganisationBase):
+class OrganisationPublic(BaseModel):
     id: UUID
+    name: str
+    display_name: str
+    contact_person: str | None
+    contact_phone: str | None
+    contact_email: str | None
+    website: str | None
+    address: str | None
+    brand_colour: str
+    sender_name: str | None
+    reply_to: str | None
+    logo_url: str | None
+    signup_url: str = Field(description="The organisation's public Dutch sign-up page.")
+    licence_valid_from: date
+    licence_valid_until: date
+    max_active_participants: int
+    variants: list[str]
+    created_at: datetime
+
+
+class LicencePublic(BaseModel):
+    """An organisation's licence and how much of it is used."""
+
+    org_id: UUID
+    licence_valid_from: date
+    licence_valid_until: date
+    state: LicenceState
+    active_participants: int = Field(description="Enrolled, active and paused participants.")
+    max_active_participants: int
+    available: int = Field(description="How many more may be enrolled now (0 when expired or full).")
+    awaiting_confirmation: int = Field(description="Public sign-ups that have not confirmed yet.")
     variants: list[str]
 
 
-# --- coaches --------------------------------------------------------------------------
+class Logo(EnrolmentTable, table=True):
+    """Every logo an organisation uploaded; old ones stay, as mails already sent show them."""
+
+    __tablename__ = "logo"
+
+    org_id: UUID = Field(foreign_key="organisation.id", primary_key=True)
+    sha256: str = Field(primary_key=True, max_length=64)
+    format: str = Field(max_length=10)
+    width: int
+    height: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(EnrolmentTable, table=True):
+    """A system-to-system key of one organisation; only its hash is kept."""
+
+    __tablename__ = "api_key"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    org_id: UUID = Field(foreign_key="organisation.id", index=True)
+    prefix: str = Field(max_length=20)
+    key_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class ApiKeyCreated(BaseModel):
+    """The new key: shown this once, never again."""
+
+    api_key: str = Field(description="Send it as the X-Api-Key header. Store it safely; it is not shown again.")
+    prefix: str
+    created_at: datetime
+
+
+class ApiKeyPublic(BaseModel):
+    prefix: str
+    created_at: datetime
+
+
+# --- staff ------------------------------------------------------------------------------------
+
+
+class StaffMember(EnrolmentTable, table=True):
+    """An organisation admin or a coach: a login of its own. A coach's id is their coach id."""
+
+    __tablename__ = "staff"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    org_id: UUID = Field(foreign_key="organisation.id", index=True)
+    role: str = Field(default="coach", max_length=20)
+    name: str
+    email: str = Field(unique=True)
+    password_hash: str | None = None
+    password_set_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StaffCreate(SQLModel):
+    name: Name
+    email: Email
+    role: StaffRole
+
+
+class StaffPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    org_id: UUID
+    role: StaffRole
+    name: str
+    email: str
+    has_password: bool = Field(description="False until the invitation was used.")
+    created_at: datetime
 
 
 class CoachCreate(SQLModel):
     name: Name
-    email: EmailStr
+    email: Email
 
 
-class Coach(EnrolmentTable, table=True):
-    __tablename__ = "coach"
+class CoachPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
 
-    id: UUID = Field(default_factory=uuid4, primary_key=True)
-    org_id: UUID = Field(foreign_key="organisation.id", index=True)
+    id: UUID
+    org_id: UUID
     name: str
-    email: str = Field(unique=True)
+    email: str
+
+
+class Invitation(EnrolmentTable, table=True):
+    """A one-time set-password link; only its hash is kept."""
+
+    __tablename__ = "invitation"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    staff_id: UUID = Field(foreign_key="staff.id", index=True)
+    expires_at: datetime
+    used_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class CoachPublic(SQLModel):
-    id: UUID
+class InvitationSent(BaseModel):
+    staff_id: UUID
+    expires_at: datetime
+
+
+class LoginThrottle(EnrolmentTable, table=True):
+    """Recent login attempts per e-mail address (hashed: the address itself is not kept)."""
+
+    __tablename__ = "login_throttle"
+
+    email_hash: str = Field(primary_key=True, max_length=64)
+    window_started_at: datetime | None = None
+    attempts: int = 0
+    consecutive_failures: int = 0
+    locked_until: datetime | None = None
+
+
+class LoginRequest(BaseModel):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=200)
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type, not a secret
+    expires_in: int = Field(description="Seconds until the token expires.")
+
+
+class SetPasswordRequest(BaseModel):
+    token: str = Field(max_length=200)
+    password: str = Field(max_length=200)
+
+
+class Me(BaseModel):
+    staff_id: UUID
     org_id: UUID
+    role: StaffRole
+    coach_id: UUID | None
     name: str
     email: str
 
@@ -108,14 +367,24 @@ class CoachPublic(SQLModel):
 
 
 class ParticipantCreate(SQLModel):
-    first_name: Name
-    email: EmailStr
-    phone: str | None = Field(default=None, max_length=30)
-    coach_id: UUID | None = None
-    start_date: date | None = None
+    first_name: FirstName
+    email: Email
+    phone: Phone = Field(default=None, description="Normalised to E.164; without a country code read as Dutch.")
+    coach_id: UUID | None = Field(default=None, description="Default: the organisation's least busy coach.")
+    start_date: date | None = Field(default=None, description="Default: tomorrow in the participant's time zone.")
     send_time: time = DEFAULT_SEND_TIME
     timezone: TimeZoneName = DEFAULT_TIMEZONE
-    variant: str = "standaard"
+    variant: str | None = Field(default=None, description="Default: the licence's first variant.")
+
+
+class ParticipantUpdate(SQLModel):
+    """Only the fields sent change."""
+
+    first_name: FirstName | None = None
+    email: Email | None = None
+    phone: Phone = None
+    send_time: time | None = None
+    timezone: TimeZoneName | None = None
 
 
 class Participant(EnrolmentTable, table=True):
@@ -129,31 +398,91 @@ class Participant(EnrolmentTable, table=True):
             unique=True,
             postgresql_where=text("status IN ('enrolled', 'active', 'paused')"),
         ),
+        Index("ix_participant_org_status", "org_id", "status"),
     )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     org_id: UUID = Field(foreign_key="organisation.id", index=True)
-    coach_id: UUID = Field(foreign_key="coach.id", index=True)
-    first_name: str
-    email: str
+    coach_id: UUID = Field(foreign_key="staff.id", index=True)
+    first_name: str | None
+    email: str | None
     phone: str | None = None
     start_date: date
     send_time: time
     timezone: str
     variant: str
     status: str = Field(default="enrolled", max_length=20)
+    source: str = Field(default="api", max_length=10)
+    confirm_token_hash: str | None = Field(default=None, max_length=64, unique=True)
+    confirm_expires_at: datetime | None = None
+    consent_text_version: str | None = Field(default=None, max_length=20)
+    consented_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    started_at: datetime | None = None
+    stopped_by: str | None = Field(default=None, max_length=20)
+    stop_reason: str | None = None
+    ended_at: datetime | None = None
+    erased_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
-class ParticipantPublic(SQLModel):
+class ParticipantPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: UUID
     org_id: UUID
     coach_id: UUID
-    first_name: str
-    email: str
+    first_name: str | None
+    email: str | None
     phone: str | None
     start_date: date
     send_time: time
     timezone: str
     variant: str
     status: str
+    source: str
+    stopped_by: str | None = None
+    created_at: datetime
+
+
+class PauseRequest(BaseModel):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class StopRequest(BaseModel):
+    reason: str | None = Field(default=None, max_length=500, description="Required when a coach stops someone.")
+
+
+class CoachChange(BaseModel):
+    coach_id: UUID
+
+
+# --- CSV import ---------------------------------------------------------------------------------
+
+
+class RowProblem(BaseModel):
+    field: str
+    reason: str
+
+
+class RejectedRowPublic(BaseModel):
+    row: int = Field(description="Row number as the spreadsheet shows it (the header is row 1).")
+    problems: list[RowProblem]
+
+
+class ImportedRowPublic(BaseModel):
+    row: int
+    participant_id: UUID
+
+
+class ImportReport(BaseModel):
+    """What happened to every row of an import."""
+
+    mode: Literal["valid_rows", "all_or_nothing"]
+    dry_run: bool
+    rows: int
+    imported: list[ImportedRowPublic]
+    rejected: list[RejectedRowPublic]
+    ignored_columns: list[str]
+    would_import: int = Field(description="Rows that pass every check (equals len(imported) unless a dry run).")

@@ -111,3 +111,44 @@ async def test_malformed_json_is_a_clear_422(http: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 422
     assert response.json()["error"]["message"]
+
+
+async def test_the_openapi_spec_documents_every_response(http: httpx.AsyncClient) -> None:
+    spec = (await http.get(f"{ENROLMENT}/openapi.json")).json()
+    error_ref = "#/components/schemas/ErrorResponse"
+    checked = 0
+    for path, operations in spec["paths"].items():
+        if not path.startswith(("/api/", "/logos/")):
+            continue
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            responses = operation["responses"]
+            successes = [code for code in responses if code.startswith("2")]
+            assert successes, f"{where}: no success response"
+            for code in successes:
+                if code != "204":
+                    assert responses[code].get("content"), f"{where}: {code} has no response model"
+            errors = [code for code in responses if code.startswith("4")]
+            assert "422" in errors, f"{where}: 422 not documented"
+            for code in errors:
+                schema = responses[code]["content"]["application/json"]["schema"]
+                assert schema == {"$ref": error_ref}, f"{where}: {code} is not in the one error shape"
+            assert operation.get("summary") or operation.get("description"), where
+            checked += 1
+    assert checked >= 30
+
+
+async def test_list_pagination_is_bounded_and_counts_everything(http: httpx.AsyncClient) -> None:
+    organisation = await create_organisation(http)
+    await add_coach(http, organisation["id"])
+    for _ in range(3):
+        assert (
+            await enrol(http, organisation["id"], {"first_name": "Ans", "email": unique_email()})
+        ).status_code == 201
+    url = f"{ENROLMENT}/api/organisations/{organisation['id']}/participants"
+    pages = [(await http.get(url, params={"limit": 2, "offset": offset}, headers=LICENSOR)).json() for offset in (0, 2)]
+    assert [len(page["items"]) for page in pages] == [2, 1] and {page["total"] for page in pages} == {3}
+    assert len({item["id"] for page in pages for item in page["items"]}) == 3
+    for params in ({"limit": 0}, {"limit": 201}, {"offset": -1}, {"status": "onbekend"}):
+        bad = await http.get(url, params=params, headers=LICENSOR)
+        assert bad.status_code == 422 and bad.json()["error"]["fields"], params

@@ -1,13 +1,31 @@
-"""Enrolment rules: default start date and the choice of coach."""
+"""Enrolment rules: defaults, the coach choice, fields, the licence and the lifecycle."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from uuid import uuid4
 
 import pytest
+from pydantic import ValidationError
 
-from services.enrolment.domain import EnrolmentRefused, check_variant, choose_coach, default_start_date
+from services.enrolment.domain import (
+    EnrolmentRefused,
+    ParticipantFields,
+    check_start_date,
+    check_stop_reason,
+    check_variant,
+    choose_coach,
+    contrast_ratio,
+    default_start_date,
+    display_phone,
+    is_transition_noop,
+    licence_state,
+    next_status,
+    normalise_email,
+    normalise_phone,
+    readable_text_colour,
+    remaining_capacity,
+)
 
 
 def test_default_start_is_tomorrow_in_the_participants_time_zone() -> None:
@@ -35,7 +53,161 @@ def test_no_coach_at_all_is_refused() -> None:
     assert refused.value.status == 409
 
 
-def test_variant_must_be_licensed() -> None:
+def test_variant_must_be_licensed_and_defaults_to_the_first() -> None:
     assert check_variant("op-afstand", ("standaard", "op-afstand")) == "op-afstand"
-    with pytest.raises(EnrolmentRefused):
+    assert check_variant(None, ("op-afstand", "standaard")) == "op-afstand"
+    with pytest.raises(EnrolmentRefused) as refused:
         check_variant("op-afstand", ("standaard",))
+    assert refused.value.field == "variant"
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        ("06 12345678", "+31612345678"),
+        ("06-1234 5678", "+31612345678"),
+        ("+31 6 12345678", "+31612345678"),
+        ("0031612345678", "+31612345678"),
+        ("020 123 4567", "+31201234567"),
+        ("+32 470 12 34 56", "+32470123456"),
+    ],
+)
+def test_phone_numbers_become_e164_with_dutch_as_default(raw: str, e164: str) -> None:
+    assert normalise_phone(raw) == e164
+
+
+@pytest.mark.parametrize("raw", ["12345", "06 1234", "bel me maar", "+31 6 1234567890123"])
+def test_invalid_phone_numbers_are_refused(raw: str) -> None:
+    with pytest.raises(ValueError, match="phone"):
+        normalise_phone(raw)
+
+
+def test_an_organisations_phone_is_shown_the_way_people_read_it() -> None:
+    assert display_phone("0201234567") == "020 123 4567"
+    assert display_phone("+32470123456") == "+32 470 12 34 56"
+
+
+def test_email_addresses_are_checked_and_lower_cased() -> None:
+    assert normalise_email(" Ans@Example.ORG ") == "ans@example.org"
+    for bad in ("ans", "ans@@example.org", "ans@example"):
+        with pytest.raises(ValueError, match="e-mail"):
+            normalise_email(bad)
+
+
+def test_participant_fields_have_the_documented_defaults() -> None:
+    fields = ParticipantFields(first_name=" Ans ", email="ANS@example.org", phone="")
+    assert fields.first_name == "Ans" and fields.email == "ans@example.org" and fields.phone is None
+    assert fields.send_time == time(8, 0) and fields.timezone == "Europe/Amsterdam"
+    with pytest.raises(ValidationError) as invalid:
+        ParticipantFields(first_name="Ans", email="ans@example.org", timezone="Mars/Olympus")
+    assert invalid.value.errors()[0]["loc"] == ("timezone",)
+    assert invalid.value.errors()[0]["msg"].startswith("unknown time zone 'Mars/Olympus'"), "no 'Value error,' noise"
+
+
+def test_start_date_may_not_lie_in_the_past_or_far_ahead() -> None:
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    assert check_start_date(date(2026, 11, 22), now, "Europe/Amsterdam") == date(2026, 11, 22)
+    with pytest.raises(EnrolmentRefused):
+        check_start_date(date(2026, 11, 21), now, "Europe/Amsterdam")
+    with pytest.raises(EnrolmentRefused):
+        check_start_date(date(2027, 12, 1), now, "Europe/Amsterdam")
+
+
+# --- the licence -----------------------------------------------------------------------------------
+
+
+def test_licence_runs_from_its_first_to_its_last_day() -> None:
+    start, end = date(2026, 1, 1), date(2026, 12, 31)
+    assert licence_state(start, end, date(2025, 12, 31)) == "not_yet_valid"
+    assert licence_state(start, end, start) == "valid"
+    assert licence_state(start, end, end) == "valid"
+    assert licence_state(start, end, date(2027, 1, 1)) == "expired"
+
+
+def test_remaining_capacity_counts_running_participants() -> None:
+    assert (
+        remaining_capacity(
+            valid_from=date(2026, 1, 1), valid_until=date(2026, 12, 31), maximum=10, running=7, today=date(2026, 6, 1)
+        )
+        == 3
+    )
+
+
+def test_a_full_licence_is_refused_with_the_numbers() -> None:
+    with pytest.raises(EnrolmentRefused) as refused:
+        remaining_capacity(
+            valid_from=date(2026, 1, 1), valid_until=date(2026, 12, 31), maximum=2, running=2, today=date(2026, 6, 1)
+        )
+    assert refused.value.status == 409 and refused.value.field == "licence"
+    assert "2 of 2" in refused.value.message
+
+
+def test_an_expired_licence_is_refused_with_its_end_date() -> None:
+    with pytest.raises(EnrolmentRefused) as refused:
+        remaining_capacity(
+            valid_from=date(2025, 1, 1), valid_until=date(2025, 12, 31), maximum=9, running=0, today=date(2026, 1, 1)
+        )
+    assert refused.value.status == 409 and "2025-12-31" in refused.value.message
+
+
+# --- the lifecycle ------------------------------------------------------------------------------------
+
+
+def test_the_lifecycle_follows_the_issue() -> None:
+    status = next_status("pending", "confirm")
+    assert status == "enrolled"
+    assert next_status(status, "start") == "active"
+    assert next_status("active", "pause") == "paused"
+    assert next_status("paused", "resume", started=True) == "active"
+    assert next_status("paused", "resume", started=False) == "enrolled"
+    assert next_status("active", "complete") == "completed"
+    for running in ("enrolled", "active", "paused"):
+        assert next_status(running, "stop") == "stopped"
+    for any_status in ("pending", "enrolled", "active", "paused", "completed", "stopped"):
+        assert next_status(any_status, "erase") == "erased"
+
+
+@pytest.mark.parametrize(
+    ("status", "action"),
+    [
+        ("pending", "pause"),
+        ("paused", "pause"),
+        ("active", "resume"),
+        ("stopped", "resume"),
+        ("completed", "stop"),
+        ("erased", "erase"),
+        ("erased", "resume"),
+        ("enrolled", "confirm"),
+    ],
+)
+def test_changes_that_do_not_apply_are_refused(status: str, action: str) -> None:
+    with pytest.raises(EnrolmentRefused) as refused:
+        next_status(status, action)  # type: ignore[arg-type]
+    assert refused.value.status == 409
+
+
+def test_a_repeated_request_for_the_same_end_is_a_no_op() -> None:
+    assert is_transition_noop("stopped", "stop")
+    assert is_transition_noop("completed", "complete")
+    assert is_transition_noop("erased", "stop")
+    assert not is_transition_noop("active", "stop")
+
+
+def test_a_coach_gives_a_reason_when_stopping_someone() -> None:
+    with pytest.raises(EnrolmentRefused) as refused:
+        check_stop_reason("coach", "  ")
+    assert refused.value.field == "reason"
+    assert check_stop_reason("coach", " verhuisd ") == "verhuisd"
+    assert check_stop_reason("participant", None) is None
+
+
+# --- branding ------------------------------------------------------------------------------------------
+
+
+def test_text_on_the_brand_colour_is_readable() -> None:
+    assert readable_text_colour("#1f5f8b") == "#ffffff"
+    assert readable_text_colour("#ffd400") == "#000000"
+    # Whatever colour an organisation picks, its header text passes WCAG AA (4.5:1).
+    for grey in range(0, 256, 5):
+        for colour in (f"#{grey:02x}{grey:02x}{grey:02x}", f"#{grey:02x}8000", f"#00{grey:02x}ff", f"#ff{grey:02x}00"):
+            assert contrast_ratio(colour, readable_text_colour(colour)) >= 4.5, colour

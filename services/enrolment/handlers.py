@@ -1,0 +1,86 @@
+"""Enrolment's Kafka handlers: what other services report about a participant's programme.
+Each runs once per event (claim_event), and an event that asks for what is already so
+changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.enrolment import operations, storage
+from services.enrolment.tables import Participant
+from shared.db import Database, claim_event, utcnow
+from shared.events import Envelope, MailSent, ProgrammeCompleted, Topic, UnsubscribeRequested
+from shared.kafka import EventHandler, subscribe_events
+from shared.logging import get_logger
+from shared.runtime import Runtime
+
+log = get_logger(__name__)
+
+
+def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
+    """Handlers by topic and event type."""
+
+    async def for_participant(
+        envelope: Envelope, change: Callable[[AsyncSession, Participant], Awaitable[None]]
+    ) -> None:
+        assert envelope.participant_id is not None
+        async with database.session() as session:
+            if not await claim_event(session, envelope.event_id):
+                return
+            participant = await storage.get_participant(
+                session=session, participant_id=envelope.participant_id, for_update=True
+            )
+            if participant is None or participant.org_id != envelope.org_id:
+                # Not ours (or deleted as an unconfirmed sign-up): remember it was seen, change nothing.
+                log.warning(
+                    "event for an unknown participant", event_type=envelope.type, event_id=str(envelope.event_id)
+                )
+            else:
+                await change(session, participant)
+            await session.commit()
+
+    async def on_unsubscribe_requested(envelope: Envelope) -> None:
+        payload = envelope.parsed()
+        assert isinstance(payload, UnsubscribeRequested)
+
+        async def change(session: AsyncSession, participant: Participant) -> None:
+            if participant.status in ("enrolled", "active", "paused"):
+                operations.stop(session=session, participant=participant, by="participant", reason=None, now=utcnow())
+
+        await for_participant(envelope, change)
+
+    async def on_programme_completed(envelope: Envelope) -> None:
+        payload = envelope.parsed()
+        assert isinstance(payload, ProgrammeCompleted)
+
+        async def change(session: AsyncSession, participant: Participant) -> None:
+            operations.complete(session=session, participant=participant, now=payload.completed_at)
+
+        await for_participant(envelope, change)
+
+    async def on_mail_sent(envelope: Envelope) -> None:
+        payload = envelope.parsed()
+        assert isinstance(payload, MailSent)
+
+        async def change(session: AsyncSession, participant: Participant) -> None:
+            if participant.status in ("enrolled", "active", "paused"):
+                operations.mark_started(session=session, participant=participant, sent_at=payload.sent_at)
+
+        await for_participant(envelope, change)
+
+    return {
+        Topic.ENGAGEMENT: {UnsubscribeRequested.TYPE: on_unsubscribe_requested},
+        Topic.MAIL: {ProgrammeCompleted.TYPE: on_programme_completed, MailSent.TYPE: on_mail_sent},
+    }
+
+
+def register_kafka_handlers(runtime: Runtime) -> None:
+    """Subscribe enrolment's handlers with the shared retry and dead-letter rules."""
+    subscribe_events(
+        runtime.broker,
+        build_handlers(runtime.database),
+        service=runtime.service,
+        max_attempts=runtime.settings.handler_max_attempts,
+    )

@@ -1,0 +1,822 @@
+"""Enrolment's use cases, shared by the API, the CLI and the Kafka handlers.
+
+Each one applies the domain rules, changes rows and stages its event in the caller's
+session; the caller commits once, so a state change and its event commit together or
+not at all. Rules that refuse raise domain.EnrolmentRefused (status, message, field).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+from uuid import UUID, uuid4
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.enrolment import domain, security, storage
+from services.enrolment.domain import EnrolmentRefused, ParticipantFields, StaffRole, StoppedBy
+from services.enrolment.settings import EnrolmentSettings
+from services.enrolment.tables import (
+    ApiKey,
+    BrandingUpdate,
+    ImportedRowPublic,
+    ImportReport,
+    Invitation,
+    LicencePublic,
+    LicenceUpdate,
+    Logo,
+    Organisation,
+    OrganisationCreate,
+    OrganisationPublic,
+    Participant,
+    ParticipantUpdate,
+    RejectedRowPublic,
+    RowProblem,
+    StaffMember,
+)
+from shared.db import utcnow
+from shared.events import (
+    Branding,
+    CoachAdded,
+    Envelope,
+    OrganisationBrandingChanged,
+    OrganisationLicenceChanged,
+    OrganisationLicensed,
+    ParticipantCoachChanged,
+    ParticipantCompleted,
+    ParticipantConfirmationRequested,
+    ParticipantDetailsChanged,
+    ParticipantEnrolled,
+    ParticipantErased,
+    ParticipantPaused,
+    ParticipantResumed,
+    ParticipantStopped,
+    Payload,
+    StaffInvited,
+)
+from shared.outbox import add_to_outbox
+from shared.staff_tokens import StaffClaims
+
+# --- organisations ------------------------------------------------------------------------------
+
+
+def logo_url(organisation: Organisation, base_url: str) -> str | None:
+    """The logo's public address; it names the image's hash, so it never shows another image."""
+    if organisation.logo_sha256 is None or organisation.logo_format is None:
+        return None
+    extension = "png" if organisation.logo_format == "png" else "jpg"
+    return f"{base_url.rstrip('/')}/logos/{organisation.id}/{organisation.logo_sha256}.{extension}"
+
+
+def branding_of(organisation: Organisation, base_url: str) -> Branding:
+    """The organisation's branding as every mail carries it."""
+    return Branding(
+        display_name=organisation.display_name,
+        contact_phone=organisation.contact_phone,
+        contact_email=organisation.contact_email,
+        website=organisation.website,
+        address=organisation.address,
+        brand_colour=organisation.brand_colour,
+        logo_url=logo_url(organisation, base_url),
+        sender_name=organisation.sender_name,
+        reply_to=organisation.reply_to,
+    )
+
+
+def organisation_public(organisation: Organisation, base_url: str) -> OrganisationPublic:
+    """The organisation as the API shows it."""
+    return OrganisationPublic.model_validate(
+        {
+            **organisation.model_dump(),
+            "logo_url": logo_url(organisation, base_url),
+            "signup_url": f"{base_url.rstrip('/')}/aanmelden/{organisation.id}",
+        }
+    )
+
+
+def _publish_org(session: AsyncSession, organisation: Organisation, payload: Payload) -> None:
+    add_to_outbox(session, Envelope.wrap(payload, org_id=organisation.id))
+
+
+def license_organisation(*, session: AsyncSession, body: OrganisationCreate, base_url: str) -> Organisation:
+    """A new licensed organisation (organisation.licensed)."""
+    domain.check_licence_period(body.licence_valid_from, body.licence_valid_until)
+    organisation = Organisation.model_validate(body.model_dump())
+    session.add(organisation)
+    _publish_org(
+        session,
+        organisation,
+        OrganisationLicensed(
+            name=organisation.name,
+            branding=branding_of(organisation, base_url),
+            licence_valid_from=organisation.licence_valid_from,
+            licence_valid_until=organisation.licence_valid_until,
+            max_active_participants=organisation.max_active_participants,
+            variants=tuple(organisation.variants),
+        ),
+    )
+    return organisation
+
+
+def change_licence(*, session: AsyncSession, organisation: Organisation, update: LicenceUpdate, now: datetime) -> bool:
+    """Change period, size or variants (organisation.licence_changed); False if nothing changed.
+
+    Running participants are not touched: a smaller or ended licence only refuses new ones.
+    """
+    changed = False
+    for name in update.model_fields_set:
+        value = getattr(update, name)
+        if value is None:
+            raise EnrolmentRefused(422, "This licence field cannot be cleared.", name)
+        if getattr(organisation, name) != value:
+            setattr(organisation, name, value)
+            changed = True
+    domain.check_licence_period(organisation.licence_valid_from, organisation.licence_valid_until)
+    if changed:
+        organisation.updated_at = now
+        session.add(organisation)
+        _publish_org(
+            session,
+            organisation,
+            OrganisationLicenceChanged(
+                licence_valid_from=organisation.licence_valid_from,
+                licence_valid_until=organisation.licence_valid_until,
+                max_active_participants=organisation.max_active_participants,
+                variants=tuple(organisation.variants),
+            ),
+        )
+    return changed
+
+
+async def licence_use(*, session: AsyncSession, organisation: Organisation, now: datetime) -> LicencePublic:
+    """The licence with its use now: active out of maximum, and what is still free."""
+    counts = await storage.participants_per_status(session=session, org_id=organisation.id)
+    running = sum(counts.get(status, 0) for status in domain.ACTIVE_STATUSES)
+    try:
+        available = domain.remaining_capacity(
+            valid_from=organisation.licence_valid_from,
+            valid_until=organisation.licence_valid_until,
+            maximum=organisation.max_active_participants,
+            running=running,
+            today=domain.licence_today(now),
+        )
+    except EnrolmentRefused:
+        available = 0
+    return LicencePublic(
+        org_id=organisation.id,
+        licence_valid_from=organisation.licence_valid_from,
+        licence_valid_until=organisation.licence_valid_until,
+        state=domain.licence_state(
+            organisation.licence_valid_from, organisation.licence_valid_until, domain.licence_today(now)
+        ),
+        active_participants=running,
+        max_active_participants=organisation.max_active_participants,
+        available=available,
+        awaiting_confirmation=counts.get("pending", 0),
+        variants=list(organisation.variants),
+    )
+
+
+def _branding_changed(session: AsyncSession, organisation: Organisation, base_url: str, now: datetime) -> None:
+    organisation.updated_at = now
+    session.add(organisation)
+    _publish_org(session, organisation, OrganisationBrandingChanged(branding=branding_of(organisation, base_url)))
+
+
+def update_branding(
+    *, session: AsyncSession, organisation: Organisation, update: BrandingUpdate, base_url: str, now: datetime
+) -> bool:
+    """Apply the fields sent (organisation.branding_changed); False if nothing changed."""
+    changed = False
+    for name in sorted(update.model_fields_set):
+        value = getattr(update, name)
+        if value is None and name in ("display_name", "brand_colour"):
+            raise EnrolmentRefused(422, f"{name} cannot be cleared.", name)
+        if getattr(organisation, name) != value:
+            setattr(organisation, name, value)
+            changed = True
+    if changed:
+        _branding_changed(session, organisation, base_url, now)
+    return changed
+
+
+async def set_logo(
+    *, session: AsyncSession, organisation: Organisation, data: bytes, settings: EnrolmentSettings, now: datetime
+) -> bool:
+    """Check and store an uploaded logo and make it the organisation's logo."""
+    checked = domain.check_logo(data, max_bytes=settings.logo_max_bytes, max_side=settings.logo_max_side_px)
+    await storage.add_logo(
+        session=session,
+        logo=Logo(
+            org_id=organisation.id,
+            sha256=checked.sha256,
+            format=checked.format,
+            width=checked.width,
+            height=checked.height,
+            data=data,
+            created_at=now,
+        ),
+    )
+    if organisation.logo_sha256 == checked.sha256:
+        return False
+    organisation.logo_sha256, organisation.logo_format = checked.sha256, checked.format
+    _branding_changed(session, organisation, settings.enrolment_base_url, now)
+    return True
+
+
+def remove_logo(*, session: AsyncSession, organisation: Organisation, base_url: str, now: datetime) -> bool:
+    """Mails go on without a logo (organisation.branding_changed)."""
+    if organisation.logo_sha256 is None:
+        return False
+    organisation.logo_sha256 = organisation.logo_format = None
+    _branding_changed(session, organisation, base_url, now)
+    return True
+
+
+async def rotate_api_key(*, session: AsyncSession, organisation: Organisation, now: datetime) -> tuple[str, ApiKey]:
+    """A new API key; the previous one stops working at once."""
+    await storage.revoke_api_keys(session=session, org_id=organisation.id, now=now)
+    key, prefix = security.new_api_key()
+    row = ApiKey(org_id=organisation.id, prefix=prefix, key_hash=security.digest(key), created_at=now)
+    session.add(row)
+    return key, row
+
+
+# --- staff -----------------------------------------------------------------------------------------
+
+
+def _invite(*, session: AsyncSession, staff: StaffMember, settings: EnrolmentSettings, now: datetime) -> datetime:
+    token = security.new_link_token()
+    expires_at = now + timedelta(hours=settings.invitation_ttl_hours)
+    session.add(Invitation(token_hash=security.digest(token), staff_id=staff.id, expires_at=expires_at, created_at=now))
+    add_to_outbox(
+        session,
+        Envelope.wrap(
+            StaffInvited(
+                staff_id=staff.id,
+                name=staff.name,
+                email=staff.email,
+                role="coach" if staff.role == "coach" else "org_admin",
+                set_password_url=f"{settings.enrolment_base_url.rstrip('/')}/set-password/{token}",
+            ),
+            org_id=staff.org_id,
+        ),
+    )
+    return expires_at
+
+
+async def invite_staff(
+    *,
+    session: AsyncSession,
+    organisation: Organisation,
+    name: str,
+    email: str,
+    role: StaffRole,
+    settings: EnrolmentSettings,
+    now: datetime,
+) -> tuple[StaffMember, datetime]:
+    """A new org admin or coach (coach.added for a coach) and their invitation (staff.invited)."""
+    if await storage.get_staff_by_email(session=session, email=email) is not None:
+        raise EnrolmentRefused(409, "An account with this e-mail address already exists.", "email")
+    staff = StaffMember(org_id=organisation.id, role=role, name=name, email=email, created_at=now)
+    session.add(staff)
+    await session.flush()
+    if role == "coach":
+        _publish_org(session, organisation, CoachAdded(coach_id=staff.id, name=staff.name, email=staff.email))
+    return staff, _invite(session=session, staff=staff, settings=settings, now=now)
+
+
+async def resend_invitation(
+    *, session: AsyncSession, staff: StaffMember, settings: EnrolmentSettings, now: datetime
+) -> datetime:
+    """A fresh set-password link; earlier links stop working (also a password reset by an admin)."""
+    await storage.retire_invitations(session=session, staff_id=staff.id, now=now)
+    return _invite(session=session, staff=staff, settings=settings, now=now)
+
+
+async def check_invitation(*, session: AsyncSession, token: str, now: datetime) -> tuple[Invitation, StaffMember]:
+    """The invitation behind a link, or EnrolmentRefused: 404 unknown, 410 used or expired."""
+    invitation = await storage.get_invitation(session=session, token_hash=security.digest(token))
+    if invitation is None:
+        raise EnrolmentRefused(404, "This link is not valid.", "token")
+    if invitation.used_at is not None:
+        raise EnrolmentRefused(410, "This link was already used.", "token")
+    if now >= invitation.expires_at:
+        raise EnrolmentRefused(410, "This link has expired; ask your organisation for a new invitation.", "token")
+    staff = await storage.get_staff(session=session, staff_id=invitation.staff_id)
+    assert staff is not None
+    return invitation, staff
+
+
+async def set_password(*, session: AsyncSession, token: str, password: str, now: datetime) -> StaffMember:
+    """Use a one-time link to set the password; the link (and older ones) then stop working."""
+    domain.check_new_password(password)
+    invitation, staff = await check_invitation(session=session, token=token, now=now)
+    staff.password_hash = await asyncio.to_thread(security.hash_password, password)
+    staff.password_set_at = now
+    session.add(staff)
+    await storage.retire_invitations(session=session, staff_id=staff.id, now=now)
+    invitation.used_at = now
+    session.add(invitation)
+    return staff
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    """Either claims for a token, or why not (status 401 or 429, and until when)."""
+
+    claims: StaffClaims | None = None
+    status: Literal[200, 401, 429] = 200
+    message: str = ""
+    retry_at: datetime | None = None
+
+
+async def login(
+    *, session: AsyncSession, email: str, password: str, now: datetime, policy: domain.LoginPolicy
+) -> LoginOutcome:
+    """Check a login and count it; the caller commits either way, so failures are counted."""
+    address = email.strip().lower()
+    throttle = await storage.login_throttle(session=session, email_hash=security.email_digest(address))
+    state = domain.LoginThrottleState(
+        window_started_at=throttle.window_started_at,
+        attempts=throttle.attempts,
+        consecutive_failures=throttle.consecutive_failures,
+        locked_until=throttle.locked_until,
+    )
+    blocked = domain.login_blocked(state, now, policy)
+    if blocked is not None:
+        when = blocked.until.isoformat(timespec="seconds")
+        message = (
+            f"Too many failed logins: this account is locked until {when}."
+            if blocked.locked
+            else f"Too many login attempts; try again after {when}."
+        )
+        return LoginOutcome(status=429, message=message, retry_at=blocked.until)
+    state = domain.count_attempt(state, now, policy)
+    staff = await storage.get_staff_by_email(session=session, email=address)
+    password_hash = staff.password_hash if staff else None
+    # argon2 takes tens of milliseconds of CPU on purpose: keep the event loop free meanwhile.
+    ok = await asyncio.to_thread(security.check_password, password_hash, password)
+    if ok and staff is not None and password_hash is not None:
+        state = domain.after_login_success(state)
+        if security.needs_rehash(password_hash):
+            staff.password_hash = await asyncio.to_thread(security.hash_password, password)
+            session.add(staff)
+        outcome = LoginOutcome(
+            claims=StaffClaims(
+                staff_id=staff.id,
+                role="coach" if staff.role == "coach" else "org_admin",
+                org_id=staff.org_id,
+                coach_id=staff.id if staff.role == "coach" else None,
+            )
+        )
+    else:
+        state = domain.after_login_failure(state, now, policy)
+        outcome = LoginOutcome(status=401, message="The e-mail address or the password is not right.")
+    throttle.window_started_at, throttle.attempts = state.window_started_at, state.attempts
+    throttle.consecutive_failures, throttle.locked_until = state.consecutive_failures, state.locked_until
+    session.add(throttle)
+    return outcome
+
+
+# --- participants -----------------------------------------------------------------------------------
+
+
+def _publish(session: AsyncSession, participant: Participant, payload: Payload) -> None:
+    add_to_outbox(session, Envelope.wrap(payload, org_id=participant.org_id, participant_id=participant.id))
+
+
+def _enrolled_event(participant: Participant) -> ParticipantEnrolled:
+    assert participant.first_name is not None and participant.email is not None
+    return ParticipantEnrolled(
+        first_name=participant.first_name,
+        email=participant.email,
+        phone=participant.phone,
+        coach_id=participant.coach_id,
+        start_date=participant.start_date,
+        send_time=participant.send_time,
+        timezone=participant.timezone,
+        variant=participant.variant,
+    )
+
+
+async def _capacity(*, session: AsyncSession, organisation: Organisation, now: datetime) -> int:
+    return domain.remaining_capacity(
+        valid_from=organisation.licence_valid_from,
+        valid_until=organisation.licence_valid_until,
+        maximum=organisation.max_active_participants,
+        running=await storage.running_count(session=session, org_id=organisation.id),
+        today=domain.licence_today(now),
+    )
+
+
+async def enrol_participant(
+    *,
+    session: AsyncSession,
+    organisation: Organisation,
+    fields: ParticipantFields,
+    coach_id: UUID | None,
+    source: Literal["api", "admin"],
+    now: datetime,
+) -> Participant:
+    """Enrol someone for the organisation (participant.enrolled). The caller locked the
+    organisation row (get_organisation(for_update=True)), so the licence check holds."""
+    await _capacity(session=session, organisation=organisation, now=now)
+    variant = domain.check_variant(fields.variant, tuple(organisation.variants))
+    start = domain.check_start_date(
+        fields.start_date or domain.default_start_date(now, fields.timezone), now, fields.timezone
+    )
+    coach = domain.choose_coach(
+        coach_id, await storage.active_participants_per_coach(session=session, org_id=organisation.id)
+    )
+    if await storage.has_running_enrolment(session=session, org_id=organisation.id, email=fields.email):
+        raise EnrolmentRefused(409, "This e-mail address is already enrolled here.", "email")
+    participant = Participant(
+        org_id=organisation.id,
+        coach_id=coach,
+        first_name=fields.first_name,
+        email=fields.email,
+        phone=fields.phone,
+        start_date=start,
+        send_time=fields.send_time,
+        timezone=fields.timezone,
+        variant=variant,
+        status="enrolled",
+        source=source,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(participant)
+    _publish(session, participant, _enrolled_event(participant))
+    return participant
+
+
+SIGNUP_RESEND_AFTER = timedelta(minutes=10)
+
+
+async def sign_up(
+    *,
+    session: AsyncSession,
+    organisation: Organisation,
+    fields: ParticipantFields,
+    settings: EnrolmentSettings,
+    now: datetime,
+) -> Participant:
+    """A public sign-up waits for its confirmation (participant.confirmation_requested only).
+
+    A new sign-up replaces an unconfirmed earlier one of the same address, but not within
+    SIGNUP_RESEND_AFTER: the public form must not become a way to flood someone's mailbox.
+    """
+    await _capacity(session=session, organisation=organisation, now=now)
+    coach = domain.choose_coach(
+        None, await storage.active_participants_per_coach(session=session, org_id=organisation.id)
+    )
+    for earlier in await storage.pending_signups(session=session, org_id=organisation.id, email=fields.email):
+        if now - earlier.created_at < SIGNUP_RESEND_AFTER:
+            return earlier
+        await forget_sign_up(session=session, participant=earlier)
+    token = security.new_link_token()
+    participant = Participant(
+        org_id=organisation.id,
+        coach_id=coach,
+        first_name=fields.first_name,
+        email=fields.email,
+        phone=fields.phone,
+        start_date=domain.default_start_date(now, fields.timezone),
+        send_time=fields.send_time,
+        timezone=fields.timezone,
+        variant=organisation.variants[0],
+        status="pending",
+        source="signup",
+        confirm_token_hash=security.digest(token),
+        confirm_expires_at=now + timedelta(hours=settings.confirmation_ttl_hours),
+        consent_text_version=settings.consent_text_version,
+        consented_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(participant)
+    _publish(
+        session,
+        participant,
+        ParticipantConfirmationRequested(
+            first_name=fields.first_name,
+            email=fields.email,
+            confirm_url=f"{settings.enrolment_base_url.rstrip('/')}/bevestigen/{token}",
+        ),
+    )
+    return participant
+
+
+async def forget_sign_up(*, session: AsyncSession, participant: Participant) -> None:
+    """Delete an unconfirmed sign-up (replaced, or never confirmed): nothing started, nothing
+    is kept. participant.erased lets the mailer drop its copy for the confirmation mail."""
+    _publish(session, participant, ParticipantErased())
+    await session.delete(participant)
+
+
+FORGET_BATCH = 500
+
+
+async def forget_expired_sign_ups(*, session: AsyncSession, expired_before: datetime) -> int:
+    """Forget up to FORGET_BATCH sign-ups whose link expired before the given moment."""
+    expired = await storage.expired_signups(session=session, expired_before=expired_before, limit=FORGET_BATCH)
+    for participant in expired:
+        await forget_sign_up(session=session, participant=participant)
+    return len(expired)
+
+
+ConfirmOutcome = Literal["confirmed", "unknown", "used", "expired", "already_enrolled", "licence"]
+
+
+async def pending_sign_up(
+    *, session: AsyncSession, token: str, now: datetime
+) -> tuple[Participant | None, ConfirmOutcome]:
+    """The sign-up behind a confirmation link, and whether it can be confirmed now."""
+    participant = await storage.participant_by_confirm_token(session=session, token_hash=security.digest(token))
+    if participant is None:
+        return None, "unknown"
+    if participant.status != "pending":
+        return participant, "used"
+    if participant.confirm_expires_at is None or now >= participant.confirm_expires_at:
+        return participant, "expired"
+    return participant, "confirmed"
+
+
+async def confirm_sign_up(
+    *, session: AsyncSession, token: str, now: datetime
+) -> tuple[Participant | None, ConfirmOutcome]:
+    """Confirm a sign-up through its mail link: only now does the programme start (participant.enrolled)."""
+    participant, outcome = await pending_sign_up(session=session, token=token, now=now)
+    if participant is None or outcome != "confirmed":
+        return participant, outcome
+    organisation = await storage.get_organisation(session=session, org_id=participant.org_id, for_update=True)
+    assert organisation is not None and participant.email is not None
+    try:
+        await _capacity(session=session, organisation=organisation, now=now)
+    except EnrolmentRefused:
+        return participant, "licence"
+    if await storage.has_running_enrolment(session=session, org_id=organisation.id, email=participant.email):
+        return participant, "already_enrolled"
+    participant.status = domain.next_status(participant.status, "confirm")
+    # The programme starts the day after the confirmation, not the day after the sign-up.
+    participant.start_date = domain.default_start_date(now, participant.timezone)
+    participant.confirmed_at = participant.updated_at = now
+    session.add(participant)
+    _publish(session, participant, _enrolled_event(participant))
+    return participant, "confirmed"
+
+
+async def change_details(
+    *, session: AsyncSession, participant: Participant, update: ParticipantUpdate, now: datetime
+) -> bool:
+    """Change contact details or mail preferences (participant.details_changed)."""
+    if participant.status in ("completed", "stopped", "erased"):
+        raise EnrolmentRefused(409, f"This participant's programme has ended ({participant.status}).", "status")
+    changed = False
+    for name in sorted(update.model_fields_set):
+        value = getattr(update, name)
+        if value is None and name != "phone":
+            raise EnrolmentRefused(422, f"{name} cannot be cleared.", name)
+        if getattr(participant, name) != value:
+            setattr(participant, name, value)
+            changed = True
+    if not changed:
+        return False
+    assert participant.email is not None and participant.first_name is not None
+    if "email" in update.model_fields_set and await storage.has_running_enrolment(
+        session=session, org_id=participant.org_id, email=participant.email, other_than=participant.id
+    ):
+        raise EnrolmentRefused(409, "This e-mail address is already enrolled here.", "email")
+    participant.updated_at = now
+    session.add(participant)
+    if participant.status != "pending":  # nothing was published yet: confirming sends the details
+        _publish(
+            session,
+            participant,
+            ParticipantDetailsChanged(
+                first_name=participant.first_name,
+                email=participant.email,
+                phone=participant.phone,
+                send_time=participant.send_time,
+                timezone=participant.timezone,
+            ),
+        )
+    return True
+
+
+def pause(*, session: AsyncSession, participant: Participant, reason: str | None, now: datetime) -> None:
+    """Daily mails stop until resumed (participant.paused)."""
+    participant.status = domain.next_status(participant.status, "pause")
+    participant.updated_at = now
+    session.add(participant)
+    _publish(session, participant, ParticipantPaused(reason=reason.strip() if reason else None))
+
+
+def resume(*, session: AsyncSession, participant: Participant, now: datetime) -> None:
+    """Mails continue with the next lesson (participant.resumed)."""
+    participant.status = domain.next_status(participant.status, "resume", started=participant.started_at is not None)
+    participant.updated_at = now
+    session.add(participant)
+    _publish(session, participant, ParticipantResumed())
+
+
+def stop(*, session: AsyncSession, participant: Participant, by: StoppedBy, reason: str | None, now: datetime) -> bool:
+    """End the programme early (participant.stopped); False when it had already ended that way."""
+    if domain.is_transition_noop(participant.status, "stop"):
+        return False
+    cleaned = domain.check_stop_reason(by, reason)
+    participant.status = domain.next_status(participant.status, "stop")
+    participant.stopped_by, participant.stop_reason = by, cleaned
+    participant.ended_at = participant.updated_at = now
+    session.add(participant)
+    _publish(session, participant, ParticipantStopped(by=by, reason=cleaned))
+    return True
+
+
+def complete(*, session: AsyncSession, participant: Participant, now: datetime) -> bool:
+    """Record that all lessons were sent (participant.completed); False if nothing to do."""
+    if domain.is_transition_noop(participant.status, "complete") or participant.status not in domain.ACTIVE_STATUSES:
+        return False
+    participant.status = domain.next_status(participant.status, "complete")
+    participant.ended_at = participant.updated_at = now
+    session.add(participant)
+    _publish(session, participant, ParticipantCompleted())
+    return True
+
+
+def mark_started(*, session: AsyncSession, participant: Participant, sent_at: datetime) -> None:
+    """The first lesson went out: enrolled becomes active. mail.sent is the event of this
+    change, so nothing new is published; a paused participant stays paused."""
+    if participant.started_at is None:
+        participant.started_at = sent_at
+    if participant.status == "enrolled":
+        participant.status = domain.next_status(participant.status, "start")
+    participant.updated_at = utcnow()
+    session.add(participant)
+
+
+async def change_coach(*, session: AsyncSession, participant: Participant, coach_id: UUID, now: datetime) -> bool:
+    """Give the participant another coach of the organisation (participant.coach_changed)."""
+    coaches = await storage.active_participants_per_coach(session=session, org_id=participant.org_id)
+    if coach_id not in coaches:
+        raise EnrolmentRefused(422, "This coach does not work for this organisation.", "coach_id")
+    if participant.status not in (*domain.ACTIVE_STATUSES, "pending"):
+        raise EnrolmentRefused(409, f"This participant's programme has ended ({participant.status}).", "status")
+    if participant.coach_id == coach_id:
+        return False
+    participant.coach_id = coach_id
+    participant.updated_at = now
+    session.add(participant)
+    if participant.status != "pending":
+        _publish(session, participant, ParticipantCoachChanged(coach_id=coach_id))
+    return True
+
+
+def erase(*, session: AsyncSession, participant: Participant, now: datetime) -> None:
+    """The right to be forgotten: personal fields go; an anonymous row stays for the counts.
+    participant.erased tells every other service to remove its copy."""
+    participant.status = domain.next_status(participant.status, "erase")
+    participant.first_name = participant.email = participant.phone = None
+    participant.stop_reason = participant.confirm_token_hash = None
+    participant.erased_at = participant.updated_at = now
+    session.add(participant)
+    _publish(session, participant, ParticipantErased())
+
+
+# --- CSV import ---------------------------------------------------------------------------------------
+
+ImportMode = Literal["valid_rows", "all_or_nothing"]
+Progress = Callable[[int], None]
+
+
+async def import_context(*, session: AsyncSession, organisation: Organisation, now: datetime) -> domain.ImportContext:
+    """What the row rules need; refuses the whole import when the licence does not run."""
+    return domain.ImportContext(
+        now=now,
+        variants=tuple(organisation.variants),
+        coaches=await storage.coach_lookup(session=session, org_id=organisation.id),
+        active_per_coach=await storage.active_participants_per_coach(session=session, org_id=organisation.id),
+        running_emails=await storage.running_emails(session=session, org_id=organisation.id),
+        capacity=await _capacity(session=session, organisation=organisation, now=now),
+    )
+
+
+async def write_import(
+    *,
+    session: AsyncSession,
+    organisation: Organisation,
+    accepted: Iterable[domain.AcceptedRow],
+    now: datetime,
+    progress: Progress | None = None,
+    chunk: int = 1000,
+) -> list[ImportedRowPublic]:
+    """Insert the accepted rows with one participant.enrolled each, in the caller's transaction."""
+    imported: list[ImportedRowPublic] = []
+    batch: list[dict[str, object]] = []
+
+    async def flush() -> None:
+        await storage.insert_participants(session=session, rows=batch)
+        if progress is not None:
+            progress(len(batch))
+        batch.clear()
+
+    # Plain rows and payloads, not ORM objects: ten thousand of those cost seconds.
+    for row in accepted:
+        participant_id, fields = uuid4(), row.fields
+        batch.append(
+            {
+                "id": participant_id,
+                "org_id": organisation.id,
+                "coach_id": row.coach_id,
+                "first_name": fields.first_name,
+                "email": fields.email,
+                "phone": fields.phone,
+                "start_date": row.start_date,
+                "send_time": fields.send_time,
+                "timezone": fields.timezone,
+                "variant": row.variant,
+                "status": "enrolled",
+                "source": "csv",
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        enrolled = ParticipantEnrolled(
+            first_name=fields.first_name,
+            email=fields.email,
+            phone=fields.phone,
+            coach_id=row.coach_id,
+            start_date=row.start_date,
+            send_time=fields.send_time,
+            timezone=fields.timezone,
+            variant=row.variant,
+        )
+        add_to_outbox(
+            session, Envelope.wrap(enrolled, org_id=organisation.id, participant_id=participant_id, occurred_at=now)
+        )
+        imported.append(ImportedRowPublic(row=row.row, participant_id=participant_id))
+        if len(batch) >= chunk:
+            await flush()
+    if batch:
+        await flush()
+    return imported
+
+
+def import_report(
+    *,
+    table: domain.CsvTable,
+    plan: domain.ImportPlan,
+    imported: list[ImportedRowPublic],
+    mode: ImportMode,
+    dry_run: bool,
+) -> ImportReport:
+    """The report of an import: imported rows, rejected rows with reasons."""
+    rejected = sorted([*table.bad_rows, *plan.rejected], key=lambda rejection: rejection.row)
+    return ImportReport(
+        mode=mode,
+        dry_run=dry_run,
+        rows=len(table.rows) + len(table.bad_rows),
+        imported=imported,
+        rejected=[
+            RejectedRowPublic(
+                row=rejection.row, problems=[RowProblem(field=p.field, reason=p.reason) for p in rejection.problems]
+            )
+            for rejection in rejected
+        ],
+        ignored_columns=list(table.ignored_columns),
+        would_import=len(plan.accepted),
+    )
+
+
+def should_write(table: domain.CsvTable, plan: domain.ImportPlan, mode: ImportMode, dry_run: bool) -> bool:
+    """valid_rows: every valid row goes in; all_or_nothing: only when no row was rejected."""
+    if dry_run:
+        return False
+    return mode == "valid_rows" or not (plan.rejected or table.bad_rows)
+
+
+async def import_csv(
+    *,
+    session: AsyncSession,
+    organisation: Organisation,
+    data: bytes,
+    mode: ImportMode,
+    dry_run: bool,
+    now: datetime,
+) -> ImportReport:
+    """Read, check every row, then insert the rows that may go in, in one transaction.
+
+    Raises domain.CsvFileError for a file that cannot be read at all, and
+    EnrolmentRefused when the licence does not run; then nothing is written.
+    """
+    table = domain.read_csv(data)
+    context = await import_context(session=session, organisation=organisation, now=now)
+    plan = domain.plan_import(table.rows, context)
+    imported: list[ImportedRowPublic] = []
+    if should_write(table, plan, mode, dry_run):
+        imported = await write_import(session=session, organisation=organisation, accepted=plan.accepted, now=now)
+    return import_report(table=table, plan=plan, imported=imported, mode=mode, dry_run=dry_run)

@@ -1,0 +1,224 @@
+"""Licensing on the real stack: the licensor licenses an organisation (API and CLI), its
+use is visible, and a full or expired licence refuses new enrolments with a reason while
+running participants go on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import (
+    ENROLMENT,
+    LICENSOR,
+    PG_SERVER,
+    add_coach,
+    create_organisation,
+    db_count,
+    db_fetch,
+    events_on,
+    eventually,
+    unique_email,
+)
+
+pytestmark = pytest.mark.stack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The enrolment CLI, with the settings the local stack gives the enrolment service."""
+    env = {
+        **os.environ,
+        "MEER_DATABASE_URL": PG_SERVER.replace("postgresql://", "postgresql+asyncpg://", 1) + "/meer_enrolment",
+        "MEER_ENROLMENT_BASE_URL": ENROLMENT,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.enrolment.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
+async def enrol(http: httpx.AsyncClient, org_id: str, **body: Any) -> httpx.Response:
+    return await http.post(
+        f"{ENROLMENT}/api/organisations/{org_id}/participants",
+        json={"first_name": "Ans", "email": unique_email(), **body},
+        headers=LICENSOR,
+    )
+
+
+async def licence(http: httpx.AsyncClient, org_id: str) -> dict[str, Any]:
+    response = await http.get(f"{ENROLMENT}/api/organisations/{org_id}/licence", headers=LICENSOR)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def test_licensing_publishes_the_organisation_and_shows_its_use(http: httpx.AsyncClient) -> None:
+    organisation = await create_organisation(
+        http,
+        max_active_participants=2,
+        variants=["standaard"],
+        contact_person="Joke Smit",
+        sender_name="Team Meer contact Testdorp",
+        reply_to="coach@testdorp.example",
+    )
+    org_id = organisation["id"]
+    assert organisation["variants"] == ["standaard"] and organisation["contact_person"] == "Joke Smit"
+
+    (licensed,) = await eventually(
+        lambda: events_on("meer.organisation", key=org_id, event_type="organisation.licensed"),
+        what="organisation.licensed on Kafka",
+    )
+    payload = licensed["payload"]
+    assert payload["max_active_participants"] == 2 and payload["variants"] == ["standaard"]
+    assert payload["branding"]["display_name"] == "Welzijn Testdorp"
+    assert payload["branding"]["sender_name"] == "Team Meer contact Testdorp"
+    assert payload["branding"]["reply_to"] == "coach@testdorp.example"
+    assert payload["branding"]["contact_phone"] == "020 123 4567"
+
+    use = await licence(http, org_id)
+    assert (use["state"], use["active_participants"], use["max_active_participants"], use["available"]) == (
+        "valid",
+        0,
+        2,
+        2,
+    )
+    await add_coach(http, org_id)
+    assert (await enrol(http, org_id)).status_code == 201
+    use = await licence(http, org_id)
+    assert (use["active_participants"], use["available"]) == (1, 1)
+
+    listed = await http.get(f"{ENROLMENT}/api/organisations", params={"limit": 200}, headers=LICENSOR)
+    assert listed.status_code == 200 and listed.json()["total"] >= 1
+    anonymous = await http.get(f"{ENROLMENT}/api/organisations/{org_id}/licence")
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["message"]
+
+
+async def test_a_full_licence_refuses_new_enrolments_until_it_grows(http: httpx.AsyncClient) -> None:
+    organisation = await create_organisation(http, max_active_participants=1)
+    org_id = organisation["id"]
+    await add_coach(http, org_id)
+    first = await enrol(http, org_id)
+    assert first.status_code == 201
+
+    refused = await enrol(http, org_id)
+    assert refused.status_code == 409
+    error = refused.json()["error"]
+    assert "full" in error["message"] and "1 of 1" in error["message"]
+    assert error["fields"] == [{"field": "licence", "reason": error["message"]}]
+    assert await db_count("enrolment", "SELECT count(*) FROM participant WHERE org_id = $1", uuid.UUID(org_id)) == 1
+
+    # The public sign-up page says so in Dutch instead of taking a sign-up it cannot honour.
+    page = await http.get(f"{ENROLMENT}/aanmelden/{org_id}")
+    assert page.status_code == 409 and "Aanmelden kan op dit moment niet" in page.text
+
+    grown = await http.patch(
+        f"{ENROLMENT}/api/organisations/{org_id}/licence", json={"max_active_participants": 2}, headers=LICENSOR
+    )
+    assert grown.status_code == 200 and grown.json()["available"] == 1
+    changed = await eventually(
+        lambda: events_on("meer.organisation", key=org_id, event_type="organisation.licence_changed"),
+        what="organisation.licence_changed on Kafka",
+    )
+    assert changed[-1]["payload"]["max_active_participants"] == 2
+    assert (await enrol(http, org_id)).status_code == 201
+
+
+async def test_an_expired_licence_refuses_new_enrolments_but_running_participants_finish(
+    http: httpx.AsyncClient,
+) -> None:
+    organisation = await create_organisation(http)
+    org_id = organisation["id"]
+    await add_coach(http, org_id)
+    running = await enrol(http, org_id)
+    assert running.status_code == 201
+    ended_on = date.today() - timedelta(days=2)
+    ended = await http.patch(
+        f"{ENROLMENT}/api/organisations/{org_id}/licence",
+        json={"licence_valid_from": str(ended_on - timedelta(days=30)), "licence_valid_until": str(ended_on)},
+        headers=LICENSOR,
+    )
+    assert ended.status_code == 200 and ended.json()["state"] == "expired" and ended.json()["available"] == 0
+
+    refused = await enrol(http, org_id)
+    assert refused.status_code == 409
+    assert f"ended on {ended_on.isoformat()}" in refused.json()["error"]["message"]
+    upload = await http.post(
+        f"{ENROLMENT}/api/organisations/{org_id}/participants/import",
+        files={"file": ("lijst.csv", f"voornaam;email\nBep;{unique_email()}\n".encode())},
+        headers=LICENSOR,
+    )
+    assert upload.status_code == 409 and upload.json()["error"]["fields"][0]["field"] == "licence"
+
+    # The participant who was already running is not touched.
+    (row,) = await db_fetch(
+        "enrolment", "SELECT status FROM participant WHERE id = $1", uuid.UUID(running.json()["id"])
+    )
+    assert row["status"] == "enrolled"
+    assert not await events_on("meer.participant", key=running.json()["id"], event_type="participant.stopped")
+
+
+async def test_a_licence_that_ends_before_it_starts_is_refused(http: httpx.AsyncClient) -> None:
+    today = date.today()
+    response = await http.post(
+        f"{ENROLMENT}/api/organisations",
+        json={
+            "name": "Omgekeerd",
+            "display_name": "Omgekeerd",
+            "licence_valid_from": str(today),
+            "licence_valid_until": str(today - timedelta(days=1)),
+            "max_active_participants": 5,
+        },
+        headers=LICENSOR,
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "licence_valid_until"
+
+
+async def test_the_cli_licenses_an_organisation(http: httpx.AsyncClient) -> None:
+    name = f"CLI-organisatie {uuid.uuid4().hex[:6]}"
+    today = date.today()
+    done = cli(
+        "license-org",
+        "--name",
+        name,
+        "--valid-from",
+        str(today),
+        "--valid-until",
+        str(today + timedelta(days=365)),
+        "--max-participants",
+        "25",
+        "--variant",
+        "standaard",
+        "--contact-phone",
+        "0223 123 456",
+    )
+    assert done.returncode == 0, done.stderr
+    org_id = done.stdout.split(": ")[1].split()[0]
+    assert f"{ENROLMENT}/aanmelden/{org_id}" in done.stdout
+    use = await licence(http, org_id)
+    assert use["max_active_participants"] == 25 and use["variants"] == ["standaard"]
+    # The running service's relay publishes what the CLI committed to the outbox.
+    await eventually(
+        lambda: events_on("meer.organisation", key=org_id, event_type="organisation.licensed"),
+        what="organisation.licensed from the CLI",
+    )
+
+    bad = cli(
+        "license-org",
+        "--name",
+        "X",
+        "--valid-from",
+        "2026-13-01",
+        "--valid-until",
+        "2027-01-01",
+        "--max-participants",
+        "0",
+    )
+    assert bad.returncode == 1
+    assert "licence_valid_from" in bad.stderr and "max_active_participants" in bad.stderr
