@@ -3,12 +3,15 @@ work, and the processed-events table that makes consumers idempotent."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, registry
 from sqlmodel import Field, SQLModel, col
@@ -73,6 +76,38 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The service's SQLAlchemy URL as a plain asyncpg DSN."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def connect_raw(database_url: str) -> asyncpg.Connection:
+    """A dedicated asyncpg connection for a hot loop (no pool checkout, no ORM), with JSON columns
+    decoded like SQLAlchemy does."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url), timeout=5)
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    return connection
+
+
+class DedicatedConnection:
+    """One asyncpg connection kept by one loop, opened on first use and again after a loss."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._connection: asyncpg.Connection | None = None
+
+    async def get(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await connect_raw(self.database_url)
+        return self._connection
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed():
+            connection.terminate()
 
 
 async def claim_event(session: AsyncSession, event_id: UUID) -> bool:

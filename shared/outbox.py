@@ -13,7 +13,7 @@ import contextlib
 from datetime import datetime
 
 from faststream.kafka import KafkaBroker
-from sqlalchemy import BigInteger, Column, LargeBinary, delete, func, insert, select, text
+from sqlalchemy import BigInteger, Column, LargeBinary, delete, func, select, text
 from sqlmodel import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -55,18 +55,13 @@ def add_to_outbox(session: AsyncSession, envelope: Envelope) -> None:
     session.info["wrote_outbox"] = True
 
 
-async def insert_into_outbox(session: AsyncSession, envelope: Envelope) -> None:
-    """add_to_outbox for hot paths: one INSERT now, without the ORM unit of work's flush."""
-    await session.execute(
-        insert(OutboxMessage).values(
-            event_id=str(envelope.event_id),
-            topic=envelope.topic,
-            key=envelope.key.decode(),
-            value=envelope.model_dump_json().encode(),
-            created_at=utcnow(),
-        )
-    )
-    session.info["wrote_outbox"] = True
+RAW_INSERT_SQL = "INSERT INTO outbox (event_id, topic, key, value, created_at) VALUES ($1, $2, $3, $4, $5)"
+"""For hot loops on a plain asyncpg connection: execute with `raw_outbox_row(envelope)`."""
+
+
+def raw_outbox_row(envelope: Envelope) -> tuple[str, str, str, bytes, datetime]:
+    """The outbox row of an event, exactly as add_to_outbox writes it."""
+    return str(envelope.event_id), envelope.topic, envelope.key.decode(), envelope.model_dump_json().encode(), utcnow()
 
 
 class OutboxRelay:

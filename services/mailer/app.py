@@ -23,6 +23,7 @@ from services.mailer.mail import DkimSigner, MailSettings
 from services.mailer.programme import DEFAULT_PACK_DIR, load_pack
 from services.mailer.settings import MailerSettings
 from services.mailer.smtp import SmtpClient
+from shared.db import DedicatedConnection
 from shared.logging import get_logger
 from shared.runtime import Runtime, create_service_app
 from shared.tracking_tokens import TokenSigner, parse_keys
@@ -61,10 +62,11 @@ def create_app(settings: MailerSettings | None = None, clock: Clock = system_clo
         event.clear()
 
     async def scheduler_loop() -> None:
+        connection = DedicatedConnection(settings.database_url)
         while True:
             try:
                 now = clock()
-                created = await schedule_due_deliveries(runtime.database, pack, now)
+                created = await schedule_due_deliveries(connection, pack, now)
                 created += await schedule_digests(
                     runtime.database,
                     pack,
@@ -77,6 +79,7 @@ def create_app(settings: MailerSettings | None = None, clock: Clock = system_clo
                 await measure_backlog(runtime.database, now)
             except Exception as error:  # noqa: BLE001 - keep scheduling once the database is back
                 log.warning("scheduler error; retrying", error=type(error).__name__)
+                await connection.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(scheduler_wake.wait(), timeout=settings.schedule_interval_s)
 
@@ -89,7 +92,17 @@ def create_app(settings: MailerSettings | None = None, clock: Clock = system_clo
             start_tls=settings.smtp_starttls,
             timeout=settings.smtp_timeout_s,
         )
-        return DeliveryWorker(runtime.database, transport, pack, signer, mail_settings, clock, limits)
+        return DeliveryWorker(
+            runtime.database,
+            DedicatedConnection(settings.database_url),
+            transport,
+            pack,
+            signer,
+            mail_settings,
+            clock,
+            limits,
+            on_commit=runtime.relay.wake,
+        )
 
     runtime.background.append(scheduler_loop)
     for _ in range(settings.sender_concurrency):

@@ -16,17 +16,17 @@ import contextlib
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
+import asyncpg
 from aiolimiter import AsyncLimiter
-from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.mailer import storage
 from services.mailer.mail import (
     MailContext,
     MailSettings,
@@ -48,10 +48,10 @@ from services.mailer.scheduling import (
 )
 from services.mailer.smtp import MailTransport, SmtpRefused, SmtpUnavailable
 from services.mailer.tables import CoachCopy, Delivery, OrganisationCopy, Recipient, TransactionalMail
-from shared.db import Database
+from shared.db import Database, DedicatedConnection
 from shared.events import Envelope, MailFailed, MailSent, ProgrammeCompleted
 from shared.logging import get_logger
-from shared.outbox import insert_into_outbox
+from shared.outbox import RAW_INSERT_SQL, raw_outbox_row
 from shared.tracking_tokens import TokenSigner
 
 log = get_logger(__name__)
@@ -80,7 +80,9 @@ def _schedule_of(recipient: Recipient) -> RecipientSchedule:
     )
 
 
-async def schedule_due_deliveries(database: Database, pack: ProgrammePack, now: datetime, *, batch: int = 1000) -> int:
+async def schedule_due_deliveries(
+    connection: DedicatedConnection, pack: ProgrammePack, now: datetime, *, batch: int = 1000
+) -> int:
     """Create the delivery rows that are due now; returns how many were created.
 
     Only recipients whose next_check_at has come (or is unknown after a change) are read, in
@@ -88,45 +90,39 @@ async def schedule_due_deliveries(database: Database, pack: ProgrammePack, now: 
     """
     created = 0
     while True:
-        async with database.session() as session:
-            recipients = (
-                (
-                    await session.execute(
-                        select(Recipient)
-                        .where(
-                            col(Recipient.status).in_(SCHEDULED_STATUSES),
-                            or_(col(Recipient.next_check_at).is_(None), col(Recipient.next_check_at) <= now),
+        raw = await connection.get()
+        async with raw.transaction():
+            rows = await raw.fetch(storage.RECIPIENTS_TO_CHECK, list(SCHEDULED_STATUSES), now, batch)
+            lessons, updates = [], []
+            for row in rows:
+                schedule = RecipientSchedule(
+                    start_date=row["start_date"],
+                    send_time=row["send_time"],
+                    timezone=row["timezone"],
+                    status=row["status"],
+                    last_day=row["last_day"],
+                    last_local_date=row["last_local_date"],
+                )
+                due = next_due_lesson(schedule, now, programme_days=pack.days)
+                if due is not None:
+                    lessons.append(
+                        storage.ScheduledLesson(
+                            row["participant_id"], row["org_id"], due.day, due.local_date, due.due_at
                         )
-                        .limit(batch)
-                        .with_for_update(skip_locked=True)
+                    )
+                    schedule = replace(schedule, last_day=due.day, last_local_date=due.local_date)
+                # Not read again until the next lesson can be due (or never, e.g. when finished).
+                updates.append(
+                    storage.ScheduleUpdate(
+                        row["participant_id"],
+                        schedule.last_day,
+                        schedule.last_local_date,
+                        next_check_at(schedule, now, programme_days=pack.days),
                     )
                 )
-                .scalars()
-                .all()
-            )
-            for recipient in recipients:
-                due = next_due_lesson(_schedule_of(recipient), now, programme_days=pack.days)
-                if due is not None:
-                    result = await session.execute(
-                        insert(Delivery)
-                        .values(
-                            participant_id=recipient.participant_id,
-                            org_id=recipient.org_id,
-                            day=due.day,
-                            local_date=due.local_date,
-                            due_at=due.due_at,
-                            status="due",
-                            created_at=now,
-                        )
-                        .on_conflict_do_nothing()
-                        .returning(col(Delivery.id))
-                    )
-                    created += len(result.all())
-                    recipient.last_day, recipient.last_local_date = due.day, due.local_date
-                # A recipient who is due later (or never, e.g. finished) is not read again until then.
-                recipient.next_check_at = next_check_at(_schedule_of(recipient), now, programme_days=pack.days)
-            await session.commit()
-        if len(recipients) < batch:
+            created += await storage.insert_deliveries(raw, lessons, now)
+            await storage.update_schedules(raw, updates)
+        if len(rows) < batch:
             return created
 
 
@@ -225,28 +221,20 @@ class RateLimits:
         await self._global.acquire()
 
 
-@dataclass(frozen=True)
-class _DeliveryRef:
-    """The claimed delivery's ids; `attempts` already counts this attempt."""
-
-    id: UUID
-    participant_id: UUID
-    org_id: UUID
-    day: int
-    attempts: int
-
-
 @dataclass
 class DeliveryWorker:
-    """Sends due mails one at a time over its own SMTP connection."""
+    """Sends due mails one at a time over its own SMTP and PostgreSQL connections."""
 
     database: Database
+    connection: DedicatedConnection
     transport: MailTransport
     pack: ProgrammePack
     signer: TokenSigner
     mail_settings: MailSettings
     clock: Clock
     limits: RateLimits
+    on_commit: Callable[[], None] = lambda: None
+    """Told after a commit that staged events (wakes the outbox relay)."""
     _transactional_check_at: float = field(default=0.0, init=False)
 
     async def _send(self, raw: bytes, *, recipient: str, org_id: Any) -> None:
@@ -265,162 +253,128 @@ class DeliveryWorker:
         return await self.send_next_delivery()
 
     async def send_next_delivery(self) -> bool:
-        # Plain rows and explicit statements, not ORM objects: this runs 10,000 times a morning.
+        """Claim one due programme mail, send it, record the outcome; all in one transaction."""
         now = self.clock()
-        async with self.database.session() as session:
-            claimed = (
-                await session.execute(
-                    select(
-                        col(Delivery.id),
-                        col(Delivery.participant_id),
-                        col(Delivery.org_id),
-                        col(Delivery.day),
-                        col(Delivery.attempts),
-                        col(Recipient.status),
-                        col(Recipient.email),
-                        col(Recipient.first_name),
-                        col(Recipient.variant),
-                        col(OrganisationCopy.name),
-                        col(OrganisationCopy.branding),
-                        col(CoachCopy.name).label("coach_name"),
-                    )
-                    .select_from(Delivery)
-                    .outerjoin(Recipient, col(Recipient.participant_id) == col(Delivery.participant_id))
-                    .outerjoin(OrganisationCopy, col(OrganisationCopy.org_id) == col(Delivery.org_id))
-                    .outerjoin(CoachCopy, col(CoachCopy.coach_id) == col(Recipient.coach_id))
-                    .where(col(Delivery.status) == "due", col(Delivery.due_at) <= now)
-                    .order_by(col(Delivery.due_at))
-                    .limit(1)
-                    .with_for_update(of=Delivery.__table__, skip_locked=True)  # type: ignore[attr-defined]
+        raw = await self.connection.get()
+        try:
+            async with raw.transaction():
+                claimed = await storage.claim_due_delivery(raw, now)
+                if claimed is None:
+                    return False
+                staged = await self._deliver(raw, claimed, now)
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+            await self.connection.close()
+            raise
+        if staged:
+            self.on_commit()
+        return True
+
+    async def _deliver(self, raw: asyncpg.Connection, claimed: storage.ClaimedDelivery, now: datetime) -> bool:
+        """Handle one claimed delivery inside its transaction; True when events were staged."""
+        if claimed.recipient_status not in SCHEDULED_STATUSES or claimed.email is None:
+            await raw.execute(storage.CANCEL, claimed.id, claimed.attempts - 1)
+            return False
+        if claimed.organisation_name is None or claimed.coach_name is None:
+            # Events from another topic may arrive later than the enrolment; wait for them.
+            await raw.execute(storage.POSTPONE, claimed.id, claimed.attempts - 1, now + WAIT_FOR_COPIES, None)
+            return False
+        try:
+            lesson = self.pack.lesson(claimed.variant or self.pack.default_variant, claimed.day)
+            message = render_programme_mail(
+                MailContext(
+                    delivery_id=claimed.id,
+                    participant_id=claimed.participant_id,
+                    org_id=claimed.org_id,
+                    to_address=claimed.email,
+                    first_name=claimed.first_name or "",
+                    coach_name=claimed.coach_name,
+                    organisation_name=claimed.organisation_name,
+                    branding=claimed.branding or {},
+                    lesson=lesson,
+                    day=claimed.day,
+                    programme_days=self.pack.days,
+                    sent_at=now,
+                ),
+                self.mail_settings,
+                self.signer,
+            )
+        except Exception as error:  # noqa: BLE001 - a mail that cannot be rendered must not block the rest
+            await self._fail(raw, claimed, f"cannot render: {type(error).__name__}", now, "render")
+            return True
+        try:
+            await self._send(to_wire(message, self.mail_settings), recipient=claimed.email, org_id=claimed.org_id)
+        except SmtpUnavailable as error:
+            if claimed.attempts < MAX_SEND_ATTEMPTS:
+                await raw.execute(
+                    storage.POSTPONE,
+                    claimed.id,
+                    claimed.attempts,
+                    now + retry_delay(claimed.attempts),
+                    str(error)[:300],
                 )
-            ).first()
-            if claimed is None:
+                MAILS.labels("programme", "retried", "unavailable").inc()
+                log.warning("smtp unavailable; mail postponed", mail_id=str(claimed.id), attempts=claimed.attempts)
                 return False
-            row = claimed._mapping
-            delivery = _DeliveryRef(row["id"], row["participant_id"], row["org_id"], row["day"], row["attempts"] + 1)
-            if row["status"] not in SCHEDULED_STATUSES:
-                await self._update(session, delivery, status="cancelled")
-                await session.commit()
-                return True
-            if row["name"] is None or row["coach_name"] is None:
-                # Events from another topic may arrive later than the enrolment; wait for them.
-                await self._update(session, delivery, due_at=now + WAIT_FOR_COPIES)
-                await session.commit()
-                return True
-            try:
-                lesson = self.pack.lesson(row["variant"], delivery.day)
-                message = render_programme_mail(
-                    MailContext(
-                        delivery_id=delivery.id,
-                        participant_id=delivery.participant_id,
-                        org_id=delivery.org_id,
-                        to_address=row["email"],
-                        first_name=row["first_name"],
-                        coach_name=row["coach_name"],
-                        organisation_name=row["name"],
-                        branding=row["branding"],
-                        lesson=lesson,
-                        day=delivery.day,
-                        programme_days=self.pack.days,
-                        sent_at=now,
-                    ),
-                    self.mail_settings,
-                    self.signer,
-                )
-            except Exception as error:  # noqa: BLE001 - a mail that cannot be rendered must not block the rest
-                await self._fail(
-                    session, delivery, f"cannot render: {type(error).__name__}", now, "programme", "render"
-                )
-                await session.commit()
-                return True
-            try:
-                await self._send(to_wire(message, self.mail_settings), recipient=row["email"], org_id=delivery.org_id)
-            except (SmtpUnavailable, SmtpRefused) as error:
-                await self._postpone_or_fail(session, delivery, error, now, "programme")
-                await session.commit()
-                return True
-            sent_id = message_id(delivery.id, self.mail_settings.message_id_domain)
-            await self._update(
-                session,
-                delivery,
-                status="sent",
-                sent_at=now,
-                error=None,
-                message_id=sent_id,
+            await self._fail(raw, claimed, f"gave up after {claimed.attempts} attempts: {error}", now, "gave_up")
+            return True
+        except SmtpRefused as error:
+            await self._fail(raw, claimed, str(error), now, f"smtp_{error.code}")
+            return True
+        sent_id = message_id(claimed.id, self.mail_settings.message_id_domain)
+        await raw.execute(
+            storage.MARK_SENT,
+            claimed.id,
+            claimed.attempts,
+            now,
+            sent_id,
+            self.pack.name,
+            self.pack.version,
+            lesson.title,
+        )
+        events = [
+            MailSent(
+                delivery_id=claimed.id,
+                day=claimed.day,
+                lesson_title=lesson.title,
                 pack=self.pack.name,
                 pack_version=self.pack.version,
-                lesson_title=lesson.title,
+                message_id=sent_id,
+                sent_at=now,
             )
-            await insert_into_outbox(
-                session,
-                Envelope.wrap(
-                    MailSent(
-                        delivery_id=delivery.id,
-                        day=delivery.day,
-                        lesson_title=lesson.title,
-                        pack=self.pack.name,
-                        pack_version=self.pack.version,
-                        message_id=sent_id,
-                        sent_at=now,
-                    ),
-                    org_id=delivery.org_id,
-                    participant_id=delivery.participant_id,
-                ),
+        ]
+        completed = claimed.day >= self.pack.days
+        if completed:
+            events.append(ProgrammeCompleted(days=self.pack.days, completed_at=now))  # type: ignore[arg-type]
+        if completed or claimed.recipient_status == "enrolled":
+            await raw.execute(
+                storage.SET_RECIPIENT_STATUS, claimed.participant_id, "completed" if completed else "active", now
             )
-            completed = delivery.day >= self.pack.days
-            if completed or row["status"] == "enrolled":
-                await session.execute(
-                    update(Recipient)
-                    .where(col(Recipient.participant_id) == delivery.participant_id)
-                    .values(status="completed" if completed else "active", updated_at=now)
-                )
-            if completed:
-                await insert_into_outbox(
-                    session,
-                    Envelope.wrap(
-                        ProgrammeCompleted(days=self.pack.days, completed_at=now),
-                        org_id=delivery.org_id,
-                        participant_id=delivery.participant_id,
-                    ),
-                )
-            await session.commit()
+        await raw.executemany(
+            RAW_INSERT_SQL,
+            [
+                raw_outbox_row(Envelope.wrap(event, org_id=claimed.org_id, participant_id=claimed.participant_id))
+                for event in events
+            ],
+        )
         MAILS.labels("programme", "sent", "").inc()
         return True
 
-    @staticmethod
-    async def _update(session: AsyncSession, delivery: _DeliveryRef, **values: Any) -> None:
-        await session.execute(
-            update(Delivery).where(col(Delivery.id) == delivery.id).values(attempts=delivery.attempts, **values)
-        )
-
-    async def _postpone_or_fail(
-        self, session: AsyncSession, delivery: _DeliveryRef, error: Exception, now: datetime, kind: str
-    ) -> None:
-        if isinstance(error, SmtpUnavailable) and delivery.attempts < MAX_SEND_ATTEMPTS:
-            await self._update(session, delivery, due_at=now + retry_delay(delivery.attempts), error=str(error)[:300])
-            MAILS.labels(kind, "retried", "unavailable").inc()
-            log.warning("smtp unavailable; mail postponed", mail_id=str(delivery.id), attempts=delivery.attempts)
-            return
-        if isinstance(error, SmtpRefused):
-            await self._fail(session, delivery, str(error), now, kind, f"smtp_{error.code}")
-        else:
-            reason = f"gave up after {delivery.attempts} attempts: {error}"
-            await self._fail(session, delivery, reason, now, kind, "gave_up")
-
     async def _fail(
-        self, session: AsyncSession, delivery: _DeliveryRef, reason: str, now: datetime, kind: str, label: str
+        self, raw: asyncpg.Connection, claimed: storage.ClaimedDelivery, reason: str, now: datetime, label: str
     ) -> None:
-        await self._update(session, delivery, status="failed", error=reason[:300])
-        MAILS.labels(kind, "failed", label).inc()
-        log.warning("mail failed", mail_id=str(delivery.id), reason=label)
-        await insert_into_outbox(
-            session,
-            Envelope.wrap(
-                MailFailed(delivery_id=delivery.id, day=delivery.day, reason=reason[:300], failed_at=now),
-                org_id=delivery.org_id,
-                participant_id=delivery.participant_id,
+        await raw.execute(storage.MARK_FAILED, claimed.id, claimed.attempts, reason[:300])
+        await raw.execute(
+            RAW_INSERT_SQL,
+            *raw_outbox_row(
+                Envelope.wrap(
+                    MailFailed(delivery_id=claimed.id, day=claimed.day, reason=reason[:300], failed_at=now),
+                    org_id=claimed.org_id,
+                    participant_id=claimed.participant_id,
+                )
             ),
         )
+        MAILS.labels("programme", "failed", label).inc()
+        log.warning("mail failed", mail_id=str(claimed.id), reason=label)
 
     async def send_next_transactional(self) -> bool:
         now = self.clock()
@@ -486,3 +440,4 @@ class DeliveryWorker:
                         await asyncio.wait_for(wake.wait(), timeout=1.0)
         finally:
             await self.transport.close()
+            await self.connection.close()

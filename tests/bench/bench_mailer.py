@@ -26,7 +26,7 @@ from services.mailer.delivery import DeliveryWorker, RateLimits, schedule_due_de
 from services.mailer.mail import MailContext, MailSettings, render_programme_mail, to_wire
 from services.mailer.programme import load_pack
 from services.mailer.smtp import SmtpClient
-from shared.db import Database
+from shared.db import Database, DedicatedConnection
 from shared.tracking_tokens import TokenSigner
 from tests.e2e.test_mailer_replicas import seed
 from tests.e2e.test_mailer_schedule import free_port
@@ -93,7 +93,16 @@ async def test_mailer_throughput_against_a_bare_smtp_loop(infrastructure: None, 
 
         limits = RateLimits(1e9, 1e9)
         workers = [
-            DeliveryWorker(database, SmtpClient("127.0.0.1", sink_port), pack, signer, settings, system_clock, limits)
+            DeliveryWorker(
+                database,
+                DedicatedConnection(url),
+                SmtpClient("127.0.0.1", sink_port),
+                pack,
+                signer,
+                settings,
+                system_clock,
+                limits,
+            )
             for _ in range(CONCURRENCY)
         ]
 
@@ -101,9 +110,10 @@ async def test_mailer_throughput_against_a_bare_smtp_loop(infrastructure: None, 
             while await worker.send_next():
                 pass
             await worker.transport.close()
+            await worker.connection.close()
 
         started = time.perf_counter()
-        scheduled = await schedule_due_deliveries(database, pack, datetime.now(UTC))
+        scheduled = await schedule_due_deliveries(DedicatedConnection(url), pack, datetime.now(UTC))
         await asyncio.gather(*(drain(worker) for worker in workers))
         mailer_seconds = time.perf_counter() - started
 

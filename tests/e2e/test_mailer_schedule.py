@@ -25,7 +25,7 @@ from services.mailer.mail import MailSettings
 from services.mailer.programme import load_pack
 from services.mailer.smtp import SmtpClient
 from services.mailer.tables import Delivery, Recipient
-from shared.db import Database
+from shared.db import Database, DedicatedConnection
 from shared.events import (
     Branding,
     CoachAdded,
@@ -79,7 +79,7 @@ class MailerRig:
         """Move the clock, schedule, and send everything due; returns how many mails went out."""
         self.clock.now = moment
         before = len(self.sink.handler.accepted)
-        await schedule_due_deliveries(self.database, PACK, moment)
+        await schedule_due_deliveries(self.worker.connection, PACK, moment)
         while await self.worker.send_next():
             pass
         return len(self.sink.handler.accepted) - before
@@ -122,6 +122,7 @@ async def rig(database_url: str) -> AsyncIterator[MailerRig]:
     with SmtpSink(port) as sink:
         worker = DeliveryWorker(
             database=database,
+            connection=DedicatedConnection(database_url),
             transport=SmtpClient("127.0.0.1", port),
             pack=PACK,
             signer=TokenSigner(["test-key"]),
@@ -143,6 +144,7 @@ async def rig(database_url: str) -> AsyncIterator[MailerRig]:
         await rig.deliver(CoachAdded(coach_id=rig.coach_id, name="Coach Els"))
         yield rig
         await worker.transport.close()
+        await worker.connection.close()
     await database.dispose()
 
 
@@ -198,7 +200,7 @@ async def test_pause_stops_mails_and_resume_continues_with_the_next_lesson(rig: 
 async def test_pause_between_scheduling_and_sending_takes_the_lesson_back(rig: MailerRig) -> None:
     participant = await rig.enrol(start=date(2026, 4, 1), send_time=time(8, 0), timezone="UTC", email="q@test.example")
     rig.clock.now = utc(2026, 4, 1, 8, 0)
-    await schedule_due_deliveries(rig.database, PACK, rig.clock.now)
+    await schedule_due_deliveries(rig.worker.connection, PACK, rig.clock.now)
     await rig.deliver(ParticipantPaused(), participant)
     assert await rig.at(utc(2026, 4, 1, 9, 0)) == 0
     await rig.deliver(ParticipantResumed(), participant)

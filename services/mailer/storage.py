@@ -1,0 +1,135 @@
+"""The mailer's hot-path SQL, on a plain asyncpg connection: claiming due deliveries,
+recording what happened to them, and scheduling lessons in bulk. Ten thousand mails a
+morning make the ORM's per-statement cost the largest part of sending one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+CLAIM_DUE_DELIVERY = """
+SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
+       r.status, r.email, r.first_name, r.variant, o.name AS organisation_name, o.branding, c.name AS coach_name
+  FROM delivery d
+  LEFT JOIN recipient r ON r.participant_id = d.participant_id
+  LEFT JOIN organisation_copy o ON o.org_id = d.org_id
+  LEFT JOIN coach_copy c ON c.coach_id = r.coach_id
+ WHERE d.status = 'due' AND d.due_at <= $1
+ ORDER BY d.due_at
+ LIMIT 1
+   FOR UPDATE OF d SKIP LOCKED
+"""
+
+MARK_SENT = """
+UPDATE delivery SET status = 'sent', attempts = $2, sent_at = $3, error = NULL, message_id = $4,
+       pack = $5, pack_version = $6, lesson_title = $7
+ WHERE id = $1
+"""
+MARK_FAILED = "UPDATE delivery SET status = 'failed', attempts = $2, error = $3 WHERE id = $1"
+POSTPONE = "UPDATE delivery SET attempts = $2, due_at = $3, error = $4 WHERE id = $1"
+CANCEL = "UPDATE delivery SET status = 'cancelled', attempts = $2 WHERE id = $1"
+SET_RECIPIENT_STATUS = "UPDATE recipient SET status = $2, updated_at = $3 WHERE participant_id = $1"
+
+RECIPIENTS_TO_CHECK = """
+SELECT participant_id, org_id, start_date, send_time, timezone, status, last_day, last_local_date
+  FROM recipient
+ WHERE status = ANY($1::text[]) AND (next_check_at IS NULL OR next_check_at <= $2)
+ LIMIT $3
+   FOR UPDATE SKIP LOCKED
+"""
+
+INSERT_DELIVERIES = """
+INSERT INTO delivery (id, participant_id, org_id, day, local_date, due_at, status, attempts, created_at)
+SELECT gen_random_uuid(), n.participant_id, n.org_id, n.day, n.local_date, n.due_at, 'due', 0, $6
+  FROM unnest($1::uuid[], $2::uuid[], $3::integer[], $4::date[], $5::timestamptz[])
+    AS n(participant_id, org_id, day, local_date, due_at)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+UPDATE_SCHEDULES = """
+UPDATE recipient r SET last_day = u.last_day, last_local_date = u.last_local_date, next_check_at = u.next_check_at
+  FROM unnest($1::uuid[], $2::integer[], $3::date[], $4::timestamptz[])
+    AS u(participant_id, last_day, last_local_date, next_check_at)
+ WHERE r.participant_id = u.participant_id
+"""
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A due delivery, locked by this transaction, with what its mail is made of."""
+
+    id: UUID
+    participant_id: UUID
+    org_id: UUID
+    day: int
+    attempts: int
+    """Including this attempt."""
+    recipient_status: str | None
+    email: str | None
+    first_name: str | None
+    variant: str | None
+    organisation_name: str | None
+    branding: dict[str, Any] | None
+    coach_name: str | None
+
+
+async def claim_due_delivery(connection: asyncpg.Connection, now: datetime) -> ClaimedDelivery | None:
+    row = await connection.fetchrow(CLAIM_DUE_DELIVERY, now)
+    if row is None:
+        return None
+    return ClaimedDelivery(
+        id=row["id"], participant_id=row["participant_id"], org_id=row["org_id"], day=row["day"],
+        attempts=row["attempts"], recipient_status=row["status"], email=row["email"], first_name=row["first_name"],
+        variant=row["variant"], organisation_name=row["organisation_name"], branding=row["branding"],
+        coach_name=row["coach_name"],
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ScheduledLesson:
+    participant_id: UUID
+    org_id: UUID
+    day: int
+    local_date: date
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class ScheduleUpdate:
+    participant_id: UUID
+    last_day: int
+    last_local_date: date | None
+    next_check_at: datetime | None
+
+
+async def insert_deliveries(connection: asyncpg.Connection, lessons: Sequence[ScheduledLesson], now: datetime) -> int:
+    """Insert due deliveries in one statement; an existing (participant, day) is left alone."""
+    if not lessons:
+        return 0
+    rows = await connection.fetch(
+        INSERT_DELIVERIES,
+        [lesson.participant_id for lesson in lessons],
+        [lesson.org_id for lesson in lessons],
+        [lesson.day for lesson in lessons],
+        [lesson.local_date for lesson in lessons],
+        [lesson.due_at for lesson in lessons],
+        now,
+    )
+    return len(rows)
+
+
+async def update_schedules(connection: asyncpg.Connection, updates: Sequence[ScheduleUpdate]) -> None:
+    if updates:
+        await connection.execute(
+            UPDATE_SCHEDULES,
+            [u.participant_id for u in updates],
+            [u.last_day for u in updates],
+            [u.last_local_date for u in updates],
+            [u.next_check_at for u in updates],
+        )
