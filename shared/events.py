@@ -130,6 +130,7 @@ class Branding(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     display_name: str
+    contact_person: str | None = Field(default=None, description="Whom participants can ask for.")
     contact_phone: str | None = None
     contact_email: str | None = None
     website: str | None = None

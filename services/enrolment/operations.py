@@ -75,6 +75,7 @@ def branding_of(organisation: Organisation, base_url: str) -> Branding:
     """The organisation's branding as every mail carries it."""
     return Branding(
         display_name=organisation.display_name,
+        contact_person=organisation.contact_person,
         contact_phone=organisation.contact_phone,
         contact_email=organisation.contact_email,
         website=organisation.website,

@@ -29,6 +29,7 @@ SETTINGS = MailSettings("training@meer.test", "meer.test", "https://t.meer.test"
 SIGNER = TokenSigner(["unit-key"])
 BRANDING = {
     "display_name": "Welzijn Zuid",
+    "contact_person": "Fatima El Amrani",
     "contact_phone": "040 123 4567",
     "contact_email": "info@zuid.example",
     "website": "https://zuid.example",
@@ -71,6 +72,7 @@ def test_programme_mail_carries_branding_lesson_and_links_in_both_parts() -> Non
     assert message["Reply-To"] == "info@zuid.example"
     for part in (html, text):
         assert "040 123 4567" in part and "Sanne" in part and "Ans" in part
+        assert "Contactpersoon: Fatima El Amrani" in part
         assert "https://t.meer.test/r/" in part and "https://t.meer.test/u/" in part
     assert 'src="https://enrolment.example/logos/x.png"' in html and "#aa3300" in html
     assert "https://t.meer.test/o/" in html and html.count("https://t.meer.test/c/") == 1, "website via tracking"
