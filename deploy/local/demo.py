@@ -22,6 +22,9 @@ COACHING = Urls.service("coaching")
 MAILCATCHER = Urls.mailcatcher
 LICENSOR_SECRET = os.environ.get("MEER_LICENSOR_SECRET", "dev-only-licensor-secret")
 PIXEL = re.compile(r'src="([^"]+/o/[^"]+\.gif)"')
+SET_PASSWORD = re.compile(r"/set-password/([A-Za-z0-9_\-]+)")
+# A development-only password for the demo coach; the demo runs only on the local stack.
+DEMO_PASSWORD = "demo-wachtwoord-2026"  # noqa: S105
 
 
 def create_demo(client: httpx.Client) -> dict[str, str]:
@@ -32,6 +35,7 @@ def create_demo(client: httpx.Client) -> dict[str, str]:
             json={
                 "name": "Welzijn Aan Zee",
                 "display_name": "Welzijn Aan Zee",
+                "contact_person": "Sanne de Vries",
                 "contact_phone": "0223 123 456",
                 "contact_email": "meercontact@welzijnaanzee.example",
                 "website": "https://welzijnaanzee.example",
@@ -45,14 +49,18 @@ def create_demo(client: httpx.Client) -> dict[str, str]:
         .raise_for_status()
         .json()
     )
+    coach_email = f"sanne+{organisation['id'][:8]}@welzijnaanzee.example"
     coach = (
         client.post(
-            f"/api/organisations/{organisation['id']}/coaches",
-            json={"name": "Sanne de Vries", "email": f"sanne+{organisation['id'][:8]}@welzijnaanzee.example"},
+            f"/api/organisations/{organisation['id']}/coaches", json={"name": "Sanne de Vries", "email": coach_email}
         )
         .raise_for_status()
         .json()
     )
+    # The coach is invited by mail; the demo follows the link's token so Sanne can log in at once.
+    token = wait_for_set_password_token(client, coach_email)
+    if token:
+        client.post("/api/auth/set-password", json={"token": token, "password": DEMO_PASSWORD}).raise_for_status()
     participant = (
         client.post(
             f"/api/organisations/{organisation['id']}/participants",
@@ -62,7 +70,25 @@ def create_demo(client: httpx.Client) -> dict[str, str]:
         .raise_for_status()
         .json()
     )
-    return {"org_id": organisation["id"], "coach_id": coach["id"], "participant_id": participant["id"]}
+    return {
+        "org_id": organisation["id"],
+        "coach_id": coach["id"],
+        "coach_email": coach_email,
+        "participant_id": participant["id"],
+    }
+
+
+def wait_for_set_password_token(client: httpx.Client, address: str, timeout: float = 60) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for summary in client.get(f"{MAILCATCHER}/api/messages", params={"to": address}).json():
+            raw = client.get(f"{MAILCATCHER}/api/messages/{summary['id']}/raw").content
+            text = message_from_bytes(raw, policy=policy.default).get_body(preferencelist=("plain",))
+            match = SET_PASSWORD.search(text.get_content() if text else "")
+            if match:
+                return match.group(1)
+        time.sleep(0.5)
+    return None
 
 
 def wait_for_day_one_mail(client: httpx.Client, timeout: float = 60) -> tuple[int, str] | None:
@@ -95,7 +121,8 @@ def main() -> int:
     mail_id, pixel = found
     print(f"  day-1 mail, as Ans sees it:     {MAILCATCHER}/messages/{mail_id}")
     print(f"  open it (fetch the pixel):      {pixel}")
-    print(f"  the coach's dashboard (JSON):   {COACHING}/api/coaches/{demo['coach_id']}/participants")
+    print(f"  the coach's dashboard:          {COACHING}/inloggen")
+    print(f"    log in as {demo.get('coach_email', '(see the invitation mail)')} with password {DEMO_PASSWORD}")
     return 0
 
 

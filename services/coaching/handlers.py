@@ -1,103 +1,383 @@
-"""Coaching's Kafka handlers: every event updates the dashboard projection, once.
+"""Coaching's Kafka handlers: every event updates the projection, once.
 
-Events of one participant come from several topics, so they may arrive in any order
-(an open before its mail.sent, a mail before the enrolment); every handler upserts.
+Each `on_<event>` applies one event through a ProjectionStore and says which participant
+changed. The live consumer runs it in a unit of work of its own (claim the event, apply,
+commit, then tell the open dashboards); `cli rebuild` runs the very same functions on an
+in-memory store. Events of one participant come from several topics, so they may arrive
+in any order (an open before its mail.sent, a mail before the enrolment): every handler
+upserts, and every rule is a recount or a min/max (see projection.py).
 """
 
 from __future__ import annotations
 
-from uuid import UUID
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
-from sqlalchemy import select
-from sqlmodel import col
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from services.coaching.projection import record_open, summarise_mails
-from services.coaching.tables import DashboardRow, MailSeen
-from shared.db import Database, claim_event, utcnow
-from shared.events import Envelope, MailOpened, MailSent, ParticipantEnrolled, Topic
+from services.coaching import projection
+from services.coaching.live import LiveHub, ParticipantChanged
+from services.coaching.storage import ProjectionStore, SqlProjectionStore
+from services.coaching.tables import CallSeen, DashboardRow, LifecycleSeen, OpenSeen, OrganisationView, ReportSeen
+from shared.db import Database, claim_event
+from shared.events import (
+    AssignmentReported,
+    Branding,
+    CallLogged,
+    CoachAdded,
+    Envelope,
+    LinkClicked,
+    MailFailed,
+    MailOpened,
+    MailSent,
+    OrganisationBrandingChanged,
+    OrganisationLicensed,
+    ParticipantCoachChanged,
+    ParticipantCompleted,
+    ParticipantDetailsChanged,
+    ParticipantEnrolled,
+    ParticipantErased,
+    ParticipantPaused,
+    ParticipantResumed,
+    ParticipantStopped,
+    Payload,
+    PlanUpdated,
+    ProgrammeCompleted,
+    Topic,
+    UnsubscribeRequested,
+)
 from shared.kafka import EventHandler, subscribe_events
 from shared.runtime import Runtime
 
+PayloadT = TypeVar("PayloadT", bound=Payload)
+Applier = Callable[[ProjectionStore, Envelope], Awaitable[ParticipantChanged | None]]
+"""Applies one event to the projection; returns the participant it changed, if any."""
 
-async def _row(session: AsyncSession, envelope: Envelope) -> DashboardRow:
+
+def _parse(envelope: Envelope, kind: type[PayloadT]) -> PayloadT:
+    payload = envelope.parsed()
+    if not isinstance(payload, kind):
+        raise TypeError(f"expected {kind.TYPE}, got {envelope.type}")
+    if kind.TOPIC != Topic.ORGANISATION and envelope.participant_id is None:
+        raise ValueError(f"{envelope.type} without a participant_id")
+    return payload
+
+
+async def _row(store: ProjectionStore, envelope: Envelope) -> DashboardRow:
     assert envelope.participant_id is not None
-    row = await session.get(DashboardRow, envelope.participant_id, with_for_update=True)
-    if row is None:
-        row = DashboardRow(participant_id=envelope.participant_id, org_id=envelope.org_id)
-    return row
+    return await store.participant(envelope.participant_id, envelope.org_id, at=envelope.occurred_at)
 
 
-async def _mails(session: AsyncSession, participant_id: UUID) -> list[MailSeen]:
-    result = await session.execute(select(MailSeen).where(col(MailSeen.participant_id) == participant_id))
-    return list(result.scalars())
+def _changed(row: DashboardRow, envelope: Envelope, *extra_coaches: object) -> ParticipantChanged:
+    coaches = {c for c in (row.coach_id, *extra_coaches) if c is not None}
+    return ParticipantChanged(
+        org_id=row.org_id,
+        participant_id=row.participant_id,
+        coach_ids=frozenset(coaches),  # type: ignore[arg-type]
+        event_type=envelope.type,
+    )
 
 
-def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
-    """Handlers by topic and event type."""
+def _lifecycle_entry(envelope: Envelope, by: str | None = None) -> LifecycleSeen:
+    assert envelope.participant_id is not None
+    return LifecycleSeen(
+        event_id=envelope.event_id,
+        participant_id=envelope.participant_id,
+        type=envelope.type,
+        occurred_at=envelope.occurred_at,
+        by=by,
+    )
 
-    async def on_participant_enrolled(envelope: Envelope) -> None:
-        payload = envelope.parsed()
-        assert isinstance(payload, ParticipantEnrolled)
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            row = await _row(session, envelope)
-            row.coach_id, row.first_name, row.phone = payload.coach_id, payload.first_name, payload.phone
-            if row.status == "unknown":
-                row.status = "enrolled"
-            row.updated_at = utcnow()
-            session.add(row)
-            await session.commit()
 
-    async def on_mail_sent(envelope: Envelope) -> None:
-        payload = envelope.parsed()
-        assert isinstance(payload, MailSent) and envelope.participant_id is not None
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            row = await _row(session, envelope)
-            mail = await session.get(MailSeen, payload.delivery_id) or MailSeen(
-                delivery_id=payload.delivery_id, participant_id=envelope.participant_id, day=payload.day
-            )
-            mail.sent_at, mail.lesson_title = payload.sent_at, payload.lesson_title
-            session.add(mail)
-            await session.flush()
-            summarise_mails(row, await _mails(session, envelope.participant_id))
-            if row.status in ("unknown", "enrolled"):
-                row.status = "active"
-            row.updated_at = utcnow()
-            session.add(row)
-            await session.commit()
+# --- participant.* ------------------------------------------------------------------------
 
-    async def on_mail_opened(envelope: Envelope) -> None:
-        payload = envelope.parsed()
-        assert isinstance(payload, MailOpened) and envelope.participant_id is not None
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            row = await _row(session, envelope)
-            mail = await session.get(MailSeen, payload.delivery_id) or MailSeen(
-                delivery_id=payload.delivery_id, participant_id=envelope.participant_id, day=payload.day
-            )
-            session.add(record_open(mail, payload.opened_at, likely_automated=payload.likely_automated))
-            await session.flush()
-            summarise_mails(row, await _mails(session, envelope.participant_id))
-            row.updated_at = utcnow()
-            session.add(row)
-            await session.commit()
+
+async def on_participant_enrolled(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, ParticipantEnrolled)
+    row = await _row(store, envelope)
+    if row.lifecycle != "erased":
+        row.first_name, row.phone = payload.first_name, payload.phone
+    row.coach_id, row.start_date = payload.coach_id, payload.start_date
+    projection.apply_lifecycle(row, envelope.type, envelope.occurred_at)
+    store.put(_lifecycle_entry(envelope))
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+async def on_participant_details_changed(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, ParticipantDetailsChanged)
+    row = await _row(store, envelope)
+    if row.lifecycle != "erased":
+        row.first_name, row.phone = payload.first_name, payload.phone
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+async def _on_lifecycle(store: ProjectionStore, envelope: Envelope, *, by: str | None = None) -> ParticipantChanged:
+    row = await _row(store, envelope)
+    projection.apply_lifecycle(row, envelope.type, envelope.occurred_at, by=by)
+    store.put(_lifecycle_entry(envelope, by))
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+async def on_participant_paused(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    _parse(envelope, ParticipantPaused)
+    return await _on_lifecycle(store, envelope)
+
+
+async def on_participant_resumed(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    _parse(envelope, ParticipantResumed)
+    return await _on_lifecycle(store, envelope)
+
+
+async def on_participant_stopped(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, ParticipantStopped)
+    return await _on_lifecycle(store, envelope, by=payload.by)
+
+
+async def on_participant_completed(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    _parse(envelope, ParticipantCompleted)
+    return await _on_lifecycle(store, envelope)
+
+
+async def on_participant_coach_changed(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, ParticipantCoachChanged)
+    row = await _row(store, envelope)
+    previous = row.coach_id
+    row.coach_id = payload.coach_id
+    store.put(_lifecycle_entry(envelope))
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope, previous)
+
+
+async def on_participant_erased(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    _parse(envelope, ParticipantErased)
+    row = await _row(store, envelope)
+    projection.apply_lifecycle(row, envelope.type, envelope.occurred_at)
+    projection.erase_personal_data(row)
+    for report in await store.reports(row.participant_id):
+        report.note = None
+    await store.erase_authored(row.participant_id)
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+# --- organisation.* and coach.* -----------------------------------------------------------
+
+
+async def on_organisation_licensed(store: ProjectionStore, envelope: Envelope) -> None:
+    payload = _parse(envelope, OrganisationLicensed)
+    organisation = await store.organisation(envelope.org_id)
+    organisation.name = payload.name
+    _brand(organisation, payload.branding)
+
+
+async def on_organisation_branding_changed(store: ProjectionStore, envelope: Envelope) -> None:
+    payload = _parse(envelope, OrganisationBrandingChanged)
+    _brand(await store.organisation(envelope.org_id), payload.branding)
+
+
+def _brand(organisation: OrganisationView, branding: Branding) -> None:
+    for name in ("display_name", "brand_colour", "logo_url", "contact_phone", "contact_email", "website", "address"):
+        setattr(organisation, name, getattr(branding, name))
+
+
+async def on_coach_added(store: ProjectionStore, envelope: Envelope) -> None:
+    payload = _parse(envelope, CoachAdded)
+    coach = await store.coach(payload.coach_id, envelope.org_id)
+    coach.name = payload.name
+
+
+# --- mail.* -----------------------------------------------------------------------------
+
+
+async def on_mail_sent(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, MailSent)
+    row = await _row(store, envelope)
+    mail = await store.mail(payload.delivery_id, row.participant_id, payload.day)
+    projection.record_sent(mail, title=payload.lesson_title, sent_at=payload.sent_at)
+    projection.summarise_mails(row, await store.mails(row.participant_id))
+    projection.derive_status(row)
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+async def on_mail_failed(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, MailFailed)
+    row = await _row(store, envelope)
+    mail = await store.mail(payload.delivery_id, row.participant_id, payload.day)
+    projection.record_failure(mail, failed_at=payload.failed_at, reason=payload.reason)
+    projection.summarise_mails(row, await store.mails(row.participant_id))
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+async def on_programme_completed(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, ProgrammeCompleted)
+    row = await _row(store, envelope)
+    if row.programme_completed_at is None or payload.completed_at < row.programme_completed_at:
+        row.programme_completed_at = payload.completed_at
+    projection.derive_status(row)
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+# --- engagement ---------------------------------------------------------------------------
+
+
+async def on_mail_opened(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, MailOpened)
+    row = await _row(store, envelope)
+    mail = await store.mail(payload.delivery_id, row.participant_id, payload.day)
+    projection.record_open(mail, payload.opened_at, likely_automated=payload.likely_automated)
+    store.put(
+        OpenSeen(
+            event_id=envelope.event_id,
+            participant_id=row.participant_id,
+            delivery_id=payload.delivery_id,
+            day=payload.day,
+            opened_at=payload.opened_at,
+            likely_automated=payload.likely_automated,
+        )
+    )
+    projection.summarise_mails(row, await store.mails(row.participant_id))
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+async def on_link_clicked(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged | None:
+    payload = _parse(envelope, LinkClicked)
+    if payload.likely_automated:
+        return None  # a scanner following links says nothing about the participant
+    row = await _row(store, envelope)
+    mail = await store.mail(payload.delivery_id, row.participant_id, payload.day)
+    projection.record_click(mail, payload.clicked_at)
+    projection.summarise_mails(row, await store.mails(row.participant_id))
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+async def on_assignment_reported(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, AssignmentReported)
+    row = await _row(store, envelope)
+    candidate = ReportSeen(
+        participant_id=row.participant_id,
+        day=payload.day,
+        delivery_id=payload.delivery_id,
+        score=payload.score,
+        note=None if row.lifecycle == "erased" else payload.note,
+        reported_at=payload.reported_at,
+        event_id=envelope.event_id,
+    )
+    current = await store.report(row.participant_id, payload.day)
+    if projection.record_report(current, candidate) is candidate:
+        store.put(candidate)
+    projection.summarise_reports(row, await store.reports(row.participant_id))
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+async def on_unsubscribe_requested(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, UnsubscribeRequested)
+    row = await _row(store, envelope)
+    if row.unsubscribe_requested_at is None or payload.requested_at < row.unsubscribe_requested_at:
+        row.unsubscribe_requested_at = payload.requested_at
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+# --- coaching (our own events, applied at write time and again harmlessly from Kafka) ------
+
+
+async def on_call_logged(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, CallLogged)
+    row = await _row(store, envelope)
+    store.put(
+        CallSeen(
+            call_id=payload.call_id,
+            participant_id=row.participant_id,
+            coach_id=payload.coach_id,
+            called_at=payload.called_at,
+            reached=payload.reached,
+            duration_minutes=payload.duration_minutes,
+            planned_call=payload.planned_call,
+        )
+    )
+    projection.summarise_calls(row, await store.calls(row.participant_id))
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+async def on_plan_updated(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
+    payload = _parse(envelope, PlanUpdated)
+    row = await _row(store, envelope)
+    if payload.plan_version >= row.plan_version:
+        row.plan_version, row.plan_updated_at = payload.plan_version, envelope.occurred_at
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
+APPLIERS: Mapping[str, Mapping[str, Applier]] = {
+    Topic.PARTICIPANT: {
+        ParticipantEnrolled.TYPE: on_participant_enrolled,
+        ParticipantDetailsChanged.TYPE: on_participant_details_changed,
+        ParticipantPaused.TYPE: on_participant_paused,
+        ParticipantResumed.TYPE: on_participant_resumed,
+        ParticipantStopped.TYPE: on_participant_stopped,
+        ParticipantCompleted.TYPE: on_participant_completed,
+        ParticipantCoachChanged.TYPE: on_participant_coach_changed,
+        ParticipantErased.TYPE: on_participant_erased,
+    },
+    Topic.ORGANISATION: {
+        OrganisationLicensed.TYPE: on_organisation_licensed,
+        OrganisationBrandingChanged.TYPE: on_organisation_branding_changed,
+        CoachAdded.TYPE: on_coach_added,
+    },
+    Topic.MAIL: {
+        MailSent.TYPE: on_mail_sent,
+        MailFailed.TYPE: on_mail_failed,
+        ProgrammeCompleted.TYPE: on_programme_completed,
+    },
+    Topic.ENGAGEMENT: {
+        MailOpened.TYPE: on_mail_opened,
+        LinkClicked.TYPE: on_link_clicked,
+        AssignmentReported.TYPE: on_assignment_reported,
+        UnsubscribeRequested.TYPE: on_unsubscribe_requested,
+    },
+    Topic.COACHING: {
+        CallLogged.TYPE: on_call_logged,
+        PlanUpdated.TYPE: on_plan_updated,
+    },
+}
+"""Every event coaching applies, by topic and type (the live consumer and the rebuild share it)."""
+
+
+def build_handlers(database: Database, hub: LiveHub) -> dict[str, dict[str, EventHandler]]:
+    """Handlers by topic and event type: one unit of work per event, then the live push."""
+
+    def unit_of_work(apply: Applier) -> EventHandler:
+        async def handle(envelope: Envelope) -> None:
+            async with database.session() as session:
+                if not await claim_event(session, envelope.event_id):
+                    return
+                change = await apply(SqlProjectionStore(session), envelope)
+                await session.commit()
+            if change is not None:
+                hub.publish(change)
+
+        handle.__name__ = apply.__name__
+        return handle
 
     return {
-        Topic.PARTICIPANT: {ParticipantEnrolled.TYPE: on_participant_enrolled},
-        Topic.MAIL: {MailSent.TYPE: on_mail_sent},
-        Topic.ENGAGEMENT: {MailOpened.TYPE: on_mail_opened},
+        topic: {kind: unit_of_work(apply) for kind, apply in by_type.items()} for topic, by_type in APPLIERS.items()
     }
 
 
-def register_kafka_handlers(runtime: Runtime) -> None:
+def register_kafka_handlers(runtime: Runtime, hub: LiveHub) -> None:
+    """Subscribe coaching's one consumer to every topic it projects."""
     subscribe_events(
         runtime.broker,
-        build_handlers(runtime.database),
+        build_handlers(runtime.database, hub),
         service=runtime.service,
+        group_id=runtime.settings.consumer_group,
         max_attempts=runtime.settings.handler_max_attempts,
     )

@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     db_fetch,
     eventually,
     mails_to,
+    mint_staff_token,
     raw_mail,
     read_topic,
     unique_email,
@@ -84,8 +85,15 @@ async def test_enrolled_participant_gets_day_one_and_the_open_reaches_the_coach(
     assert deliveries[0]["message_id"] == message["Message-ID"]
 
     # Before the open: coaching shows the mail as sent, not opened.
+    # The coach's own view: a staff token as enrolment issues it after the coach logs in.
+    coach_token = mint_staff_token("coach", UUID(organisation["id"]), UUID(coach["id"]))
+
     async def dashboard_row() -> dict[str, object] | None:
-        rows = (await http.get(f"{COACHING}/api/coaches/{coach['id']}/participants")).json()
+        rows = (
+            await http.get(
+                f"{COACHING}/api/coaches/{coach['id']}/participants", headers={"Authorization": f"Bearer {coach_token}"}
+            )
+        ).json()
         return next((r for r in rows if r["participant_id"] == str(participant_id)), None)
 
     row = await eventually(dashboard_row, what="the participant on the coach's dashboard")

@@ -1,0 +1,183 @@
+"""Who is asking: staff tokens from enrolment, as a bearer header (JSON API) or as the
+login cookie (web pages), and the CSRF checks of the web forms.
+
+A coach sees only their own participants, an organisation admin the whole organisation,
+nobody anything of another organisation: every read goes through the viewer's Scope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote, urlsplit
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from services.coaching.storage import Scope
+from shared.staff_tokens import InvalidStaffTokenError, StaffClaims, verify_staff_token
+
+SESSION_COOKIE = "meer_coaching_session"
+LOGIN_CSRF_COOKIE = "meer_coaching_login"
+CSRF_FIELD = "csrf_token"
+
+bearer = HTTPBearer(auto_error=False, description="A staff token from enrolment's POST /api/auth/login.")
+
+
+class StaffAuthNotConfigured(RuntimeError):
+    """MEER_STAFF_TOKEN_PUBLIC_KEY_PATH is not set or unreadable: nobody can be let in."""
+
+
+class StaffTokenVerifier:
+    """Verifies staff tokens with enrolment's public key (read once, on first use)."""
+
+    def __init__(self, public_key_path: Path | None) -> None:
+        self.public_key_path = public_key_path
+        self._public_key: bytes | None = None
+
+    def verify(self, token: str) -> StaffClaims:
+        if self._public_key is None:
+            if self.public_key_path is None:
+                raise StaffAuthNotConfigured("MEER_STAFF_TOKEN_PUBLIC_KEY_PATH is not set")
+            try:
+                self._public_key = self.public_key_path.read_bytes()
+            except OSError as error:
+                raise StaffAuthNotConfigured(f"cannot read the staff token key: {type(error).__name__}") from None
+        claims = verify_staff_token(token, self._public_key)
+        if claims.role == "coach" and claims.coach_id is None:
+            raise InvalidStaffTokenError("a coach token without coach_id")
+        return claims
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """A verified staff member and the token they came with."""
+
+    claims: StaffClaims
+    token: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.claims.role == "org_admin"
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(org_id=self.claims.org_id, coach_id=None if self.is_admin else self.claims.coach_id)
+
+    @property
+    def csrf_token(self) -> str:
+        return csrf_token_for(self.token)
+
+
+def csrf_token_for(session_token: str) -> str:
+    """The form token of a login session: only someone who holds the (HttpOnly) cookie can know it."""
+    return hashlib.sha256(b"meer-coaching-csrf\0" + session_token.encode()).hexdigest()[:40]
+
+
+def _verifier(request: Request) -> StaffTokenVerifier:
+    verifier: StaffTokenVerifier = request.app.state.staff_tokens
+    return verifier
+
+
+async def api_viewer(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Viewer:
+    """The JSON API's caller, from `Authorization: Bearer <staff token>`."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "A staff token is required.", headers=challenge)
+    try:
+        claims = _verifier(request).verify(credentials.credentials)
+    except StaffAuthNotConfigured:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Staff login is not configured here.") from None
+    except InvalidStaffTokenError:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "The staff token is not valid or has expired.", headers=challenge
+        ) from None
+    return Viewer(claims=claims, token=credentials.credentials)
+
+
+ApiViewer = Annotated[Viewer, Depends(api_viewer)]
+
+
+class LoginRequired(Exception):
+    """A page needs a login (again): the app sends the browser to the login page."""
+
+    def __init__(self, *, next_path: str, expired: bool) -> None:
+        super().__init__("login required")
+        self.next_path = next_path
+        self.expired = expired
+
+    @property
+    def location(self) -> str:
+        reason = "&reden=verlopen" if self.expired else ""
+        return f"/inloggen?next={quote(self.next_path, safe='/')}{reason}"
+
+
+def _cookie_viewer(request: Request) -> Viewer | bool | None:
+    """The viewer from the login cookie; None without a cookie, False when it is no longer valid."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    try:
+        return Viewer(claims=_verifier(request).verify(token), token=token)
+    except StaffAuthNotConfigured:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Inloggen is hier nog niet ingesteld.") from None
+    except InvalidStaffTokenError:
+        return False
+
+
+async def page_viewer(request: Request) -> Viewer:
+    """The viewer of a web page; without a valid login cookie, off to the login page."""
+    found = _cookie_viewer(request)
+    if isinstance(found, Viewer):
+        return found
+    raise LoginRequired(next_path=request.url.path, expired=found is False)
+
+
+async def fragment_viewer(request: Request) -> Viewer:
+    """The viewer of a piece of page fetched by script (live updates): a 401, no redirect."""
+    found = _cookie_viewer(request)
+    if isinstance(found, Viewer):
+        return found
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Log opnieuw in.")
+
+
+PageViewer = Annotated[Viewer, Depends(page_viewer)]
+FragmentViewer = Annotated[Viewer, Depends(fragment_viewer)]
+
+
+def same_origin(request: Request) -> bool:
+    """A form post from our own pages: Origin (or else Referer), when the browser sends one, is us."""
+    ours = f"{request.url.scheme}://{request.url.netloc}"
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        return origin == ours
+    referer = request.headers.get("referer")
+    if referer:
+        parts = urlsplit(referer)
+        return f"{parts.scheme}://{parts.netloc}" == ours
+    return True
+
+
+def check_form(request: Request, viewer: Viewer, submitted: str | None) -> None:
+    """Refuse a cross-site form post: the origin must be ours and the form token must match."""
+    if not same_origin(request) or not submitted or not hmac.compare_digest(submitted, viewer.csrf_token):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Dit formulier is verlopen. Laad de pagina opnieuw.")
+
+
+def check_login_form(request: Request, submitted: str | None) -> None:
+    """The login form: origin, and the token that the login page put in a cookie (double submit)."""
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not same_origin(request) or not submitted or not expected or not hmac.compare_digest(submitted, expected):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Dit formulier is verlopen. Laad de pagina opnieuw.")
+
+
+def safe_next(path: str | None) -> str:
+    """Only a path on this site after login (no open redirect)."""
+    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return "/overzicht"
+    return path

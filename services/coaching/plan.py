@@ -1,0 +1,94 @@
+"""The personal plan: signal, discuss, clarify the person's own question, investigate the
+causes, then agree on goals and steps. Rules for a new version, without I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+CAUSES: Mapping[str, str] = {
+    "loss_of_partner": "Verlies van een partner of dierbare",
+    "moved_house": "Verhuisd naar een nieuwe omgeving",
+    "health": "Gezondheid of minder goed kunnen bewegen",
+    "unsure_in_contact": "Zich onzeker voelen in contact met anderen",
+    "negative_thoughts": "Negatieve gedachten over zichzelf of anderen",
+    "work_or_retirement": "Werk kwijt of met pensioen",
+    "money": "Weinig geld om mee te doen",
+    "caring_for_someone": "Zorgen voor een ander (mantelzorg)",
+}
+"""The causes checklist: keys are stored, labels are shown."""
+
+TEXT_FIELDS: Sequence[str] = ("noticed_how", "own_question", "causes_other", "goals", "steps")
+MAX_TEXT = 4000
+
+
+class PlanRefused(ValueError):
+    """A new plan version cannot be saved; `field` names the part at fault.
+    The API says why in English, the page in Dutch."""
+
+    def __init__(self, message: str, dutch: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.dutch = dutch
+        self.field = field
+
+
+@dataclass(frozen=True)
+class PlanContent:
+    """What one version of the plan says."""
+
+    noticed_how: str | None
+    own_question: str | None
+    causes: tuple[str, ...]
+    causes_other: str | None
+    goals: str | None
+    steps: str | None
+
+
+def clean_text(value: str | None) -> str | None:
+    """Trim; an empty answer is no answer."""
+    if value is None:
+        return None
+    value = value.replace("\r\n", "\n").strip()
+    return value or None
+
+
+def normalise(
+    *,
+    noticed_how: str | None,
+    own_question: str | None,
+    causes: Sequence[str],
+    causes_other: str | None,
+    goals: str | None,
+    steps: str | None,
+) -> PlanContent:
+    """A plan version as stored: trimmed text, known causes in checklist order, not empty."""
+    unknown = [cause for cause in causes if cause not in CAUSES]
+    if unknown:
+        raise PlanRefused(f"Unknown cause: {unknown[0]}.", "Kies oorzaken uit de lijst.", "causes")
+    texts = {
+        "noticed_how": clean_text(noticed_how),
+        "own_question": clean_text(own_question),
+        "causes_other": clean_text(causes_other),
+        "goals": clean_text(goals),
+        "steps": clean_text(steps),
+    }
+    for name, text in texts.items():
+        if text is not None and len(text) > MAX_TEXT:
+            raise PlanRefused(f"At most {MAX_TEXT} characters.", f"Gebruik hier niet meer dan {MAX_TEXT} tekens.", name)
+    content = PlanContent(causes=tuple(key for key in CAUSES if key in set(causes)), **texts)
+    if not content.causes and all(text is None for text in texts.values()):
+        raise PlanRefused(
+            "The plan is empty; fill in at least one part.", "Het plan is nog leeg. Vul ten minste één deel in."
+        )
+    return content
+
+
+def changed(previous: PlanContent | None, new: PlanContent) -> bool:
+    """Whether saving makes a new version (saving the same plan twice does not)."""
+    return previous != new
+
+
+def cause_labels(causes: Sequence[str]) -> list[str]:
+    """The Dutch labels of checked causes, for pages and the export."""
+    return [CAUSES[cause] for cause in causes if cause in CAUSES]

@@ -1,0 +1,127 @@
+"""The coach's dashboard in headless Chromium (Debian's), on the real stack: log in through
+the login page (which asks enrolment), see the participant, log a call, and see an open
+appear on the open dashboard, without a reload, once the mail's pixel is fetched."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+
+from deploy.local.stack import VAR
+from tests.e2e.conftest import (
+    COACHING,
+    ENROLMENT,
+    LICENSOR,
+    MAIL_CLIENT,
+    STAFF_PASSWORD,
+    create_organisation,
+    eventually,
+    mails_to,
+    raw_mail,
+    staff_login,
+    tracking_links,
+    unique_email,
+)
+
+pytestmark = pytest.mark.stack
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+SHOTS = Path(os.environ.get("MEER_SCREENSHOTS", VAR / "screenshots"))
+WAIT_MS = 30_000  # how long a step may take before the test fails, as `eventually` does
+
+
+async def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def test_a_coach_logs_in_logs_a_call_and_sees_an_open_arrive_live(
+    http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    organisation = await create_organisation(http, display_name="Welzijn Aan Zee")
+    coach = await staff_login(http, organisation["id"], role="coach", name="Karin Jansen")
+    email = unique_email()
+    response = await http.post(
+        f"{ENROLMENT}/api/organisations/{organisation['id']}/participants",
+        json={
+            "first_name": "Gerrit",
+            "email": email,
+            "phone": "0612345678",
+            "coach_id": coach["id"],
+            "start_date": str(date.today()),
+            "send_time": "00:00",
+            "timezone": "UTC",
+        },
+        headers=LICENSOR,
+    )
+    assert response.status_code == 201, response.text
+    participant_id = response.json()["id"]
+    mails = await eventually(lambda: mails_to(http, email), what="the day-1 mail at the SMTP catcher")
+    pixel = tracking_links(await raw_mail(http, mails[0]["id"]))["o"]
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            args=FLAGS,
+            headless=True,
+            locale="nl-NL",
+            viewport={"width": 1366, "height": 900},
+        )
+        expect.set_options(timeout=WAIT_MS)
+        page = browser.pages[0] if browser.pages else await browser.new_page()
+        try:
+            # Log in through the login page; coaching asks enrolment and sets the cookie.
+            await page.goto(f"{COACHING}/overzicht")
+            await expect(page).to_have_url(f"{COACHING}/inloggen?next=/overzicht")
+            await page.get_by_label("E-mailadres").fill(coach["email"])
+            await page.get_by_label("Wachtwoord").fill(STAFF_PASSWORD)
+            await page.get_by_role("button", name="Inloggen").click()
+            await expect(page).to_have_url(f"{COACHING}/overzicht")
+            row = page.locator(f"#p-{participant_id}")
+            await expect(row.get_by_role("link", name="Gerrit")).to_be_visible()
+            cookie = next(c for c in await browser.cookies() if c["name"] == "meer_coaching_session")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+            # Log a call on the participant page, beside the call guide.
+            await row.get_by_role("link", name="Gerrit").click()
+            await expect(page.get_by_role("heading", name="Gerrit", level=1)).to_be_visible()
+            await expect(page.get_by_role("complementary")).to_contain_text("Kennismaken")
+            await page.get_by_label("Ja, we hebben gesproken").check()
+            await page.get_by_label("Duur in minuten").fill("15")
+            await page.get_by_label("Aantekeningen").fill("Fijn eerste gesprek; Gerrit wandelt graag.")
+            await page.get_by_label("Volgende afspraak").fill("Over twee weken weer bellen.")
+            await page.get_by_role("button", name="Gesprek opslaan").click()
+            await expect(page.get_by_role("status").first).to_contain_text("Het gesprek is vastgelegd.")
+            await expect(page.locator(".call-log")).to_contain_text("Fijn eerste gesprek")
+            await expect(page.locator("#kerncijfers")).to_contain_text("1 van 4")
+            await shot(page, "participant")
+
+            # Back on the dashboard: the mail is sent, not yet opened; the live stream is connected.
+            await page.goto(f"{COACHING}/overzicht")
+            opened = page.locator(f"#p-{participant_id} [data-field=opened] .num")
+            await expect(opened).to_have_text("0")
+            await expect(page.locator("#live-status[data-live=on]")).to_be_attached()
+            await page.evaluate("window.notReloaded = true")
+
+            # The participant opens the mail: their mail client fetches the pixel.
+            gif = await http.get(pixel, headers=MAIL_CLIENT)
+            assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif"
+            await expect(opened).to_have_text("1")
+            await expect(page.locator("#live-status")).to_contain_text("Gerrit heeft zojuist een mail geopend.")
+            assert await page.evaluate("window.notReloaded === true"), "the open arrived without a reload"
+            await shot(page, "dashboard")
+        finally:
+            await browser.close()

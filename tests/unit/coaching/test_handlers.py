@@ -1,0 +1,206 @@
+"""The handlers on the in-memory store (the one `cli rebuild` uses): events of different
+topics in any order, and redeliveries, end in the same projection."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from services.coaching.handlers import APPLIERS
+from services.coaching.rebuild import MemoryProjectionStore
+from services.coaching.tables import DashboardRow, as_row_dict
+from shared.events import (
+    AssignmentReported,
+    Branding,
+    CallLogged,
+    CoachAdded,
+    Envelope,
+    LinkClicked,
+    MailFailed,
+    MailOpened,
+    MailSent,
+    OrganisationLicensed,
+    ParticipantCoachChanged,
+    ParticipantEnrolled,
+    ParticipantErased,
+    ParticipantPaused,
+    ParticipantResumed,
+    ProgrammeCompleted,
+    UnsubscribeRequested,
+)
+
+T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
+
+
+def journey(org: UUID, coach: UUID, participant: UUID, *, days: int = 12, erase: bool = False) -> list[Envelope]:
+    """A short journey touching every topic coaching projects."""
+    events = [
+        Envelope.wrap(
+            ParticipantEnrolled(
+                first_name="Gerrit",
+                email="g@example.org",
+                phone="06 1",
+                coach_id=coach,
+                start_date=T0.date(),
+                send_time=time(8),
+                timezone="Europe/Amsterdam",
+                variant="standard",
+            ),
+            org_id=org,
+            participant_id=participant,
+            occurred_at=T0 - timedelta(days=1),
+        )
+    ]
+    for day in range(1, days + 1):
+        delivery, sent = uuid4(), T0 + timedelta(days=day - 1)
+        if day == 5:
+            failed = MailFailed(delivery_id=delivery, day=day, reason="550", failed_at=sent)
+            events.append(Envelope.wrap(failed, org_id=org, participant_id=participant, occurred_at=sent))
+            continue
+        mail = MailSent(
+            delivery_id=delivery,
+            day=day,
+            lesson_title=f"Les {day}",
+            pack="p",
+            pack_version="1",
+            message_id="m",
+            sent_at=sent,
+        )
+        events.append(Envelope.wrap(mail, org_id=org, participant_id=participant, occurred_at=sent))
+        if day % 2:
+            for hours, automated in ((0.01, True), (2, False), (5, False)):
+                opened = MailOpened(
+                    delivery_id=delivery,
+                    day=day,
+                    opened_at=sent + timedelta(hours=hours),
+                    first_open=hours < 1,
+                    likely_automated=automated,
+                )
+                events.append(
+                    Envelope.wrap(
+                        opened, org_id=org, participant_id=participant, occurred_at=sent + timedelta(hours=hours)
+                    )
+                )
+        if day % 3 == 0:
+            for score, hours in ((2, 6), (4, 8)):
+                report = AssignmentReported(
+                    delivery_id=delivery,
+                    day=day,
+                    score=score,
+                    note="notitie",
+                    reported_at=sent + timedelta(hours=hours),
+                )
+                events.append(Envelope.wrap(report, org_id=org, participant_id=participant, occurred_at=sent))
+        if day == 4:
+            clicked = LinkClicked(
+                delivery_id=delivery, day=day, url="https://x.example", clicked_at=sent, likely_automated=False
+            )
+            events.append(Envelope.wrap(clicked, org_id=org, participant_id=participant, occurred_at=sent))
+    called = T0 + timedelta(days=1, hours=3)
+    for reached in (False, True):
+        call = CallLogged(
+            call_id=uuid4(), coach_id=coach, called_at=called, reached=reached, duration_minutes=12, planned_call=1
+        )
+        events.append(Envelope.wrap(call, org_id=org, participant_id=participant, occurred_at=called))
+    for payload, at in (
+        (ParticipantPaused(reason=None), T0 + timedelta(days=6)),
+        (ParticipantResumed(), T0 + timedelta(days=7)),
+        (ParticipantCoachChanged(coach_id=coach), T0 + timedelta(days=8)),
+        (UnsubscribeRequested(delivery_id=uuid4(), via="page", requested_at=T0 + timedelta(days=9)), None),
+        (ProgrammeCompleted(days=days, completed_at=T0 + timedelta(days=days)), None),
+    ):
+        events.append(
+            Envelope.wrap(payload, org_id=org, participant_id=participant, occurred_at=at or T0 + timedelta(days=9))
+        )
+    if erase:
+        events.append(
+            Envelope.wrap(
+                ParticipantErased(), org_id=org, participant_id=participant, occurred_at=T0 + timedelta(days=20)
+            )
+        )
+    return events
+
+
+def organisation_events(org: UUID, coach: UUID) -> list[Envelope]:
+    licensed = OrganisationLicensed(
+        name="Org",
+        branding=Branding(display_name="Welzijn"),
+        licence_valid_from=date(2026, 1, 1),
+        licence_valid_until=date(2027, 1, 1),
+        max_active_participants=10,
+        variants=("standard",),
+    )
+    return [Envelope.wrap(licensed, org_id=org), Envelope.wrap(CoachAdded(coach_id=coach, name="Karin"), org_id=org)]
+
+
+async def apply_all(events: Sequence[Envelope]) -> MemoryProjectionStore:
+    store = MemoryProjectionStore()
+    for envelope in events:
+        if store.claim(envelope.event_id):
+            await APPLIERS[envelope.topic][envelope.type](store, envelope)
+    return store
+
+
+def snapshot(store: MemoryProjectionStore) -> dict[str, Any]:
+    return {
+        str(table.__tablename__): sorted(
+            sorted((k, str(v)) for k, v in as_row_dict(row).items()) for row in rows.values()
+        )
+        for table, rows in store.tables.items()
+    }
+
+
+def interleave(events: Sequence[Envelope], rng: random.Random) -> list[Envelope]:
+    """Another arrival order that keeps each topic's own order (as Kafka keeps per-key order)."""
+    queues: dict[str, list[Envelope]] = {}
+    for envelope in events:
+        queues.setdefault(envelope.topic, []).append(envelope)
+    merged: list[Envelope] = []
+    while any(queues.values()):
+        topic = rng.choice([name for name, queue in queues.items() if queue])
+        merged.append(queues[topic].pop(0))
+    return merged
+
+
+async def test_any_interleaving_of_the_topics_gives_the_same_projection() -> None:
+    org, coach = uuid4(), uuid4()
+    events = organisation_events(org, coach) + journey(org, coach, uuid4()) + journey(org, coach, uuid4(), erase=True)
+    expected = snapshot(await apply_all(events))
+    rng = random.Random(8)
+    for _ in range(20):
+        assert snapshot(await apply_all(interleave(events, rng))) == expected
+
+
+async def test_a_redelivered_event_changes_nothing() -> None:
+    org, coach = uuid4(), uuid4()
+    events = organisation_events(org, coach) + journey(org, coach, uuid4())
+    once = snapshot(await apply_all(events))
+    assert snapshot(await apply_all(events + events[3:20] + events[-5:])) == once
+
+
+async def test_the_journey_figures() -> None:
+    org, coach, participant = uuid4(), uuid4(), uuid4()
+    store = await apply_all(organisation_events(org, coach) + journey(org, coach, participant))
+    row = store.tables[DashboardRow][participant]
+    assert isinstance(row, DashboardRow)
+    assert (row.mails_sent, row.mails_failed, row.lesson_day) == (11, 1, 12)
+    assert (row.mails_opened, row.mails_opened_automated_only) == (5, 0)  # odd days but 5, which failed
+    assert (row.calls_attempted, row.calls_reached) == (2, 1)
+    assert row.reports == 4 and row.clicks == 1
+    assert row.status == "completed" and row.unsubscribe_requested_at is not None
+    reports = sorted(await store.reports(participant), key=lambda r: r.day)
+    assert [r.score for r in reports] == [4, 4, 4, 4]  # the later answer of each day wins
+
+
+async def test_erasing_keeps_counts_and_drops_names_phone_and_notes() -> None:
+    org, coach, participant = uuid4(), uuid4(), uuid4()
+    store = await apply_all(organisation_events(org, coach) + journey(org, coach, participant, erase=True))
+    row = store.tables[DashboardRow][participant]
+    assert isinstance(row, DashboardRow)
+    assert (row.first_name, row.phone, row.status) == (None, None, "erased")
+    assert row.mails_sent == 11
+    assert all(report.note is None for report in await store.reports(participant))
+    assert store.erased == {participant}
