@@ -56,6 +56,11 @@ def text_colour_on(background: colors.Color) -> colors.Color:
     return colors.white if luminance < 0.35 else colors.HexColor("#1a1a1a")
 
 
+def tint(colour: colors.Color, share: float) -> colors.Color:
+    """The colour mixed into white (an opaque tint: transparency would also fade the QR code)."""
+    return colors.Color(*(1 - share + share * channel for channel in (colour.red, colour.green, colour.blue)))
+
+
 def qr_image(url: str) -> ImageReader:
     """A QR code for the sign-up link (medium error correction survives a crease or a stain)."""
     code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=10, border=2)
@@ -166,12 +171,12 @@ def recruitment_flyer(organisation: KitOrganisation) -> bytes:
         canvas.setFillColor(colour)
         canvas.circle(left + 0.2 * cm, top - 0.3 * cm, 0.12 * cm, stroke=0, fill=1)
         top = _paragraph(canvas, escape(point), body, left + 0.7 * cm, top, width - 0.7 * cm) - 0.25 * cm
-    # The sign-up block: a tinted panel with the QR code on the right.
-    panel_height = 7.2 * cm
-    panel_bottom = 2.6 * cm
-    canvas.setFillColor(colors.Color(colour.red, colour.green, colour.blue, alpha=0.1))
+    # The sign-up block, right below the points: a tinted panel with the QR code on the right.
+    panel_height = 9.5 * cm
+    panel_bottom = top - 0.6 * cm - panel_height
+    canvas.setFillColor(tint(colour, 0.1))
     canvas.roundRect(left, panel_bottom, width, panel_height, 10, stroke=0, fill=1)
-    qr_size = 6 * cm
+    qr_size = 6.5 * cm
     canvas.drawImage(
         qr_image(organisation.signup_url),
         left + width - qr_size - 0.6 * cm,
@@ -186,7 +191,7 @@ def recruitment_flyer(organisation: KitOrganisation) -> bytes:
     panel_top = _paragraph(
         canvas, "Scan de code met de camera van uw telefoon, of ga naar:", body, left + 0.7 * cm, panel_top, text_width
     )
-    url_style = ParagraphStyle("u", fontName="Helvetica-Bold", fontSize=12, leading=16, textColor=colors.black)
+    url_style = ParagraphStyle("u", fontName="Helvetica-Bold", fontSize=11, leading=15, textColor=colors.black)
     panel_top = _paragraph(
         canvas, escape(organisation.signup_url), url_style, left + 0.7 * cm, panel_top - 0.2 * cm, text_width
     )

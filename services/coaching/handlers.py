@@ -76,9 +76,10 @@ def _changed(row: DashboardRow, envelope: Envelope, *extra_coaches: object) -> P
     )
 
 
-def _lifecycle_entry(envelope: Envelope, by: str | None = None) -> LifecycleSeen:
+def _lifecycle_entry(store: ProjectionStore, envelope: Envelope, by: str | None = None) -> None:
     assert envelope.participant_id is not None
-    return LifecycleSeen(
+    store.add(
+        LifecycleSeen,
         event_id=envelope.event_id,
         participant_id=envelope.participant_id,
         type=envelope.type,
@@ -97,7 +98,7 @@ async def on_participant_enrolled(store: ProjectionStore, envelope: Envelope) ->
         row.first_name, row.phone = payload.first_name, payload.phone
     row.coach_id, row.start_date = payload.coach_id, payload.start_date
     projection.apply_lifecycle(row, envelope.type, envelope.occurred_at)
-    store.put(_lifecycle_entry(envelope))
+    _lifecycle_entry(store, envelope)
     projection.touch(row, envelope.occurred_at)
     return _changed(row, envelope)
 
@@ -114,7 +115,7 @@ async def on_participant_details_changed(store: ProjectionStore, envelope: Envel
 async def _on_lifecycle(store: ProjectionStore, envelope: Envelope, *, by: str | None = None) -> ParticipantChanged:
     row = await _row(store, envelope)
     projection.apply_lifecycle(row, envelope.type, envelope.occurred_at, by=by)
-    store.put(_lifecycle_entry(envelope, by))
+    _lifecycle_entry(store, envelope, by)
     projection.touch(row, envelope.occurred_at)
     return _changed(row, envelope)
 
@@ -144,7 +145,7 @@ async def on_participant_coach_changed(store: ProjectionStore, envelope: Envelop
     row = await _row(store, envelope)
     previous = row.coach_id
     row.coach_id = payload.coach_id
-    store.put(_lifecycle_entry(envelope))
+    _lifecycle_entry(store, envelope)
     projection.touch(row, envelope.occurred_at)
     return _changed(row, envelope, previous)
 
@@ -194,8 +195,9 @@ async def on_mail_sent(store: ProjectionStore, envelope: Envelope) -> Participan
     payload = _parse(envelope, MailSent)
     row = await _row(store, envelope)
     mail = await store.mail(payload.delivery_id, row.participant_id, payload.day)
+    before = projection.mail_counts(mail)
     projection.record_sent(mail, title=payload.lesson_title, sent_at=payload.sent_at)
-    projection.summarise_mails(row, await store.mails(row.participant_id))
+    projection.apply_mail_change(row, before, mail)
     projection.derive_status(row)
     projection.touch(row, envelope.occurred_at)
     return _changed(row, envelope)
@@ -205,8 +207,9 @@ async def on_mail_failed(store: ProjectionStore, envelope: Envelope) -> Particip
     payload = _parse(envelope, MailFailed)
     row = await _row(store, envelope)
     mail = await store.mail(payload.delivery_id, row.participant_id, payload.day)
+    before = projection.mail_counts(mail)
     projection.record_failure(mail, failed_at=payload.failed_at, reason=payload.reason)
-    projection.summarise_mails(row, await store.mails(row.participant_id))
+    projection.apply_mail_change(row, before, mail)
     projection.touch(row, envelope.occurred_at)
     return _changed(row, envelope)
 
@@ -228,18 +231,18 @@ async def on_mail_opened(store: ProjectionStore, envelope: Envelope) -> Particip
     payload = _parse(envelope, MailOpened)
     row = await _row(store, envelope)
     mail = await store.mail(payload.delivery_id, row.participant_id, payload.day)
+    before = projection.mail_counts(mail)
     projection.record_open(mail, payload.opened_at, likely_automated=payload.likely_automated)
-    store.put(
-        OpenSeen(
-            event_id=envelope.event_id,
-            participant_id=row.participant_id,
-            delivery_id=payload.delivery_id,
-            day=payload.day,
-            opened_at=payload.opened_at,
-            likely_automated=payload.likely_automated,
-        )
+    projection.apply_mail_change(row, before, mail)
+    store.add(
+        OpenSeen,
+        event_id=envelope.event_id,
+        participant_id=row.participant_id,
+        delivery_id=payload.delivery_id,
+        day=payload.day,
+        opened_at=payload.opened_at,
+        likely_automated=payload.likely_automated,
     )
-    projection.summarise_mails(row, await store.mails(row.participant_id))
     projection.touch(row, envelope.occurred_at)
     return _changed(row, envelope)
 
@@ -250,8 +253,9 @@ async def on_link_clicked(store: ProjectionStore, envelope: Envelope) -> Partici
         return None  # a scanner following links says nothing about the participant
     row = await _row(store, envelope)
     mail = await store.mail(payload.delivery_id, row.participant_id, payload.day)
+    before = projection.mail_counts(mail)
     projection.record_click(mail, payload.clicked_at)
-    projection.summarise_mails(row, await store.mails(row.participant_id))
+    projection.apply_mail_change(row, before, mail)
     projection.touch(row, envelope.occurred_at)
     return _changed(row, envelope)
 
@@ -259,9 +263,7 @@ async def on_link_clicked(store: ProjectionStore, envelope: Envelope) -> Partici
 async def on_assignment_reported(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
     payload = _parse(envelope, AssignmentReported)
     row = await _row(store, envelope)
-    candidate = ReportSeen(
-        participant_id=row.participant_id,
-        day=payload.day,
+    answer = projection.ReportAnswer(
         delivery_id=payload.delivery_id,
         score=payload.score,
         note=None if row.lifecycle == "erased" else payload.note,
@@ -269,9 +271,11 @@ async def on_assignment_reported(store: ProjectionStore, envelope: Envelope) -> 
         event_id=envelope.event_id,
     )
     current = await store.report(row.participant_id, payload.day)
-    if projection.record_report(current, candidate) is candidate:
-        store.put(candidate)
-    projection.summarise_reports(row, await store.reports(row.participant_id))
+    if current is None:
+        store.add(ReportSeen, participant_id=row.participant_id, day=payload.day, **vars(answer))
+    else:
+        projection.record_report(current, answer)
+    projection.count_report(row, answer.reported_at, new_day=current is None)
     projection.touch(row, envelope.occurred_at)
     return _changed(row, envelope)
 
@@ -291,16 +295,15 @@ async def on_unsubscribe_requested(store: ProjectionStore, envelope: Envelope) -
 async def on_call_logged(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
     payload = _parse(envelope, CallLogged)
     row = await _row(store, envelope)
-    store.put(
-        CallSeen(
-            call_id=payload.call_id,
-            participant_id=row.participant_id,
-            coach_id=payload.coach_id,
-            called_at=payload.called_at,
-            reached=payload.reached,
-            duration_minutes=payload.duration_minutes,
-            planned_call=payload.planned_call,
-        )
+    store.add(
+        CallSeen,
+        call_id=payload.call_id,
+        participant_id=row.participant_id,
+        coach_id=payload.coach_id,
+        called_at=payload.called_at,
+        reached=payload.reached,
+        duration_minutes=payload.duration_minutes,
+        planned_call=payload.planned_call,
     )
     projection.summarise_calls(row, await store.calls(row.participant_id))
     projection.touch(row, envelope.occurred_at)

@@ -30,9 +30,18 @@ RECENT_WINDOW = timedelta(days=7)
 # --- write side -------------------------------------------------------------------------
 
 
+def _later(current: datetime | None, candidate: datetime | None) -> datetime | None:
+    return candidate if current is None or (candidate is not None and candidate > current) else current
+
+
+def _earlier(current: datetime | None, candidate: datetime | None) -> datetime | None:
+    return candidate if current is None or (candidate is not None and candidate < current) else current
+
+
 def touch(row: DashboardRow, occurred_at: datetime) -> DashboardRow:
     """Remember the latest event time (a max, so the order of events does not matter)."""
-    row.updated_at = max(row.updated_at, occurred_at)
+    if occurred_at > row.updated_at:
+        row.updated_at = occurred_at
     return row
 
 
@@ -51,15 +60,14 @@ def record_failure(mail: MailSeen, *, failed_at: datetime, reason: str) -> MailS
 
 
 def record_open(mail: MailSeen, opened_at: datetime, *, likely_automated: bool) -> MailSeen:
-    """Count the open and keep the earliest open of each kind."""
+    """Count the open and keep the earliest open of each kind (and a person's latest)."""
     if likely_automated:
         mail.automated_opens += 1
-        if mail.automated_opened_at is None or opened_at < mail.automated_opened_at:
-            mail.automated_opened_at = opened_at
+        mail.automated_opened_at = _earlier(mail.automated_opened_at, opened_at)
     else:
         mail.human_opens += 1
-        if mail.human_opened_at is None or opened_at < mail.human_opened_at:
-            mail.human_opened_at = opened_at
+        mail.human_opened_at = _earlier(mail.human_opened_at, opened_at)
+        mail.human_last_opened_at = _later(mail.human_last_opened_at, opened_at)
     return mail
 
 
@@ -71,8 +79,52 @@ def record_click(mail: MailSeen, clicked_at: datetime) -> MailSeen:
     return mail
 
 
+@dataclass(frozen=True)
+class MailCounts:
+    """What one mail adds to its participant's counts."""
+
+    sent: int
+    opened: int
+    automated_only: int
+    failed: int
+    clicks: int
+
+
+def mail_counts(mail: MailSeen) -> MailCounts:
+    """One mail's share of the row's counts (a function of the mail alone, so any order adds up the same)."""
+    return MailCounts(
+        sent=int(mail.sent_at is not None),
+        opened=int(mail.human_opened_at is not None),
+        automated_only=int(mail.automated_opened_at is not None and mail.human_opened_at is None),
+        failed=int(mail.failed_at is not None and mail.sent_at is None),
+        clicks=mail.clicks,
+    )
+
+
+def apply_mail_change(row: DashboardRow, before: MailCounts, mail: MailSeen) -> DashboardRow:
+    """Add what changed in one mail to the row: the same result as `summarise_mails` over all
+    mails, without loading them (each event touches one mail; the unit tests hold the two equal)."""
+    after = mail_counts(mail)
+    if after != before:
+        row.mails_sent += after.sent - before.sent
+        row.mails_opened += after.opened - before.opened
+        row.mails_opened_automated_only += after.automated_only - before.automated_only
+        row.mails_failed += after.failed - before.failed
+        row.clicks += after.clicks - before.clicks
+    if mail.human_last_opened_at is not None:
+        row.last_open_at = _later(row.last_open_at, mail.human_last_opened_at)
+    if mail.sent_at is not None:
+        row.first_sent_at = _earlier(row.first_sent_at, mail.sent_at)
+        row.last_sent_at = _later(row.last_sent_at, mail.sent_at)
+    if mail.failed_at is not None:
+        row.last_failed_at = _later(row.last_failed_at, mail.failed_at)
+    if mail.sent_at is not None and (mail.day, mail.lesson_title or "") > (row.lesson_day, row.lesson_title or ""):
+        row.lesson_day, row.lesson_title = mail.day, mail.lesson_title
+    return row
+
+
 def summarise_mails(row: DashboardRow, mails: Iterable[MailSeen]) -> DashboardRow:
-    """Recount sent, opened and failed mails; recounting (not incrementing) keeps redeliveries harmless."""
+    """Recount sent, opened and failed mails from all of them: the definition `apply_mail_change` keeps."""
     mails = list(mails)
     sent = [m for m in mails if m.sent_at is not None]
     row.mails_sent = len(sent)
@@ -82,25 +134,41 @@ def summarise_mails(row: DashboardRow, mails: Iterable[MailSeen]) -> DashboardRo
     )
     row.mails_failed = sum(1 for m in mails if m.failed_at is not None and m.sent_at is None)
     row.clicks = sum(m.clicks for m in mails)
-    row.last_open_at = max((m.human_opened_at for m in mails if m.human_opened_at is not None), default=None)
+    row.last_open_at = max((m.human_last_opened_at for m in mails if m.human_last_opened_at is not None), default=None)
     row.first_sent_at = min((m.sent_at for m in sent if m.sent_at is not None), default=None)
     row.last_sent_at = max((m.sent_at for m in sent if m.sent_at is not None), default=None)
     row.last_failed_at = max((m.failed_at for m in mails if m.failed_at is not None), default=None)
-    latest = max(sent, key=lambda m: m.day, default=None)
+    latest = max(sent, key=lambda m: (m.day, m.lesson_title or ""), default=None)
     if latest is not None:
         row.lesson_day, row.lesson_title = latest.day, latest.lesson_title
     return row
 
 
-def record_report(current: ReportSeen | None, candidate: ReportSeen) -> ReportSeen:
-    """A later answer replaces an earlier one (equal moments are decided by event id, so any
-    order of arrival agrees). Returns the row to keep: `current`, updated, when there is one."""
-    if current is None:
-        return candidate
-    if (candidate.reported_at, str(candidate.event_id)) > (current.reported_at, str(current.event_id)):
-        current.delivery_id, current.score, current.note = candidate.delivery_id, candidate.score, candidate.note
-        current.reported_at, current.event_id = candidate.reported_at, candidate.event_id
+@dataclass(frozen=True)
+class ReportAnswer:
+    """One answer on how a day's assignment went."""
+
+    delivery_id: UUID
+    score: int
+    note: str | None
+    reported_at: datetime
+    event_id: UUID
+
+
+def record_report(current: ReportSeen, answer: ReportAnswer) -> ReportSeen:
+    """A later answer replaces an earlier one; equal moments are decided by event id, so any
+    order of arrival keeps the same answer."""
+    if (answer.reported_at, str(answer.event_id)) > (current.reported_at, str(current.event_id)):
+        current.delivery_id, current.score, current.note = answer.delivery_id, answer.score, answer.note
+        current.reported_at, current.event_id = answer.reported_at, answer.event_id
     return current
+
+
+def count_report(row: DashboardRow, reported_at: datetime, *, new_day: bool) -> DashboardRow:
+    """Count a report: one per day answered, and the latest moment anything was reported."""
+    row.reports += int(new_day)
+    row.last_report_at = _later(row.last_report_at, reported_at)
+    return row
 
 
 def summarise_reports(row: DashboardRow, reports: Iterable[ReportSeen]) -> DashboardRow:
@@ -192,7 +260,7 @@ def open_rate(mails: Iterable[MailSeen]) -> float | None:
 def mail_figures(mails: Sequence[MailSeen], now: datetime) -> MailFigures:
     """Open rates (all and last 7 days), whole days since the last human open, an unresolved failure."""
     recent = [m for m in mails if m.sent_at is not None and now - RECENT_WINDOW < m.sent_at <= now]
-    last_open = max((m.human_opened_at for m in mails if m.human_opened_at is not None), default=None)
+    last_open = max((m.human_last_opened_at for m in mails if m.human_last_opened_at is not None), default=None)
     first_sent = min((m.sent_at for m in mails if m.sent_at is not None), default=None)
     since = last_open or first_sent
     days_without_open = max(0, (now - since) // timedelta(days=1)) if since is not None else None

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from sqlalchemy import func, select, update
@@ -47,8 +47,6 @@ class ProjectionStore(Protocol):
         """One mail of the participant, created if needed."""
         ...
 
-    async def mails(self, participant_id: UUID) -> list[MailSeen]: ...
-
     async def report(self, participant_id: UUID, day: int) -> ReportSeen | None: ...
 
     async def reports(self, participant_id: UUID) -> list[ReportSeen]: ...
@@ -59,7 +57,7 @@ class ProjectionStore(Protocol):
 
     async def coach(self, coach_id: UUID, org_id: UUID) -> CoachView: ...
 
-    def put(self, row: CoachingTable) -> None:
+    def add(self, table: type[RowT], **values: Any) -> RowT:
         """Add a new row; its key is new because it comes from the event just claimed."""
         ...
 
@@ -75,7 +73,11 @@ class SqlProjectionStore:
         self.session = session
 
     async def participant(self, participant_id: UUID, org_id: UUID, *, at: datetime) -> DashboardRow:
-        # Insert-if-missing, then lock: two handlers of one participant (different topics) never race.
+        # Lock the row; when it is missing, insert-if-missing and lock: two handlers of one
+        # participant (events from different topics) never race.
+        row = await self.session.get(DashboardRow, participant_id, with_for_update=True, populate_existing=True)
+        if row is not None:
+            return row
         fresh = DashboardRow(participant_id=participant_id, org_id=org_id, updated_at=at)
         await self.session.execute(insert(DashboardRow).values(as_row_dict(fresh)).on_conflict_do_nothing())
         row = await self.session.get(DashboardRow, participant_id, with_for_update=True, populate_existing=True)
@@ -93,9 +95,6 @@ class SqlProjectionStore:
         await self.session.flush()
         participant = col(table.participant_id)  # type: ignore[attr-defined]
         return list((await self.session.execute(select(table).where(participant == participant_id))).scalars())
-
-    async def mails(self, participant_id: UUID) -> list[MailSeen]:
-        return await self._children(MailSeen, participant_id)
 
     async def report(self, participant_id: UUID, day: int) -> ReportSeen | None:
         return await self.session.get(ReportSeen, (participant_id, day))
@@ -118,8 +117,10 @@ class SqlProjectionStore:
         assert found is not None
         return found
 
-    def put(self, row: CoachingTable) -> None:
+    def add(self, table: type[RowT], **values: Any) -> RowT:
+        row = table(**values)
         self.session.add(row)
+        return row
 
     async def erase_authored(self, participant_id: UUID) -> None:
         await erase_authored_data(self.session, [participant_id])

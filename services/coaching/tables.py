@@ -77,6 +77,7 @@ class MailSeen(CoachingTable, table=True):
     failed_at: datetime | None = None
     failure_reason: str | None = None
     human_opened_at: datetime | None = None
+    human_last_opened_at: datetime | None = None
     automated_opened_at: datetime | None = None
     human_opens: int = 0
     automated_opens: int = 0

@@ -280,6 +280,10 @@ async def login(request: Request) -> Response:
             email=email,
             status_code=401,
         )
+    if answer is not None and answer.status_code == 422:
+        return _login_page(
+            request, next_path=next_path, message="Vul een geldig e-mailadres in.", email=email, status_code=422
+        )
     if answer is not None and answer.status_code == 429:
         return _login_page(
             request,

@@ -213,7 +213,6 @@ async def commit_or_conflict(session: AsyncSession, message: str, field: str) ->
 def _branding_public(organisation: Organisation, base_url: str) -> BrandingPublic:
     return BrandingPublic(
         **operations.branding_of(organisation, base_url).model_dump(),
-        contact_person=organisation.contact_person,
         text_colour=domain.readable_text_colour(organisation.brand_colour),
     )
 

@@ -3,16 +3,21 @@ the figures that need a clock are computed for the moment of reading."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from services.coaching.projection import (
+    ReportAnswer,
     apply_lifecycle,
+    apply_mail_change,
+    mail_counts,
     mail_figures,
     record_click,
     record_failure,
     record_open,
     record_report,
+    record_sent,
     report_trend,
     summarise_mails,
     two_low_scores_in_a_row,
@@ -117,29 +122,14 @@ def test_automated_opens_do_not_count_for_the_open_rate() -> None:
 
 def test_a_later_report_replaces_an_earlier_one_whatever_the_order() -> None:
     participant, delivery = uuid4(), uuid4()
-    first = ReportSeen(
-        participant_id=participant,
-        day=3,
-        delivery_id=delivery,
-        score=2,
-        note="lastig",
-        reported_at=T0,
-        event_id=uuid4(),
+    first = ReportAnswer(delivery_id=delivery, score=2, note="lastig", reported_at=T0, event_id=uuid4())
+    later = ReportAnswer(
+        delivery_id=delivery, score=4, note="toch gelukt", reported_at=T0 + timedelta(hours=2), event_id=uuid4()
     )
-    later = ReportSeen(
-        participant_id=participant,
-        day=3,
-        delivery_id=delivery,
-        score=4,
-        note="toch gelukt",
-        reported_at=T0 + timedelta(hours=2),
-        event_id=uuid4(),
-    )
-    kept = record_report(record_report(None, first), later)
-    assert (kept.score, kept.note) == (4, "toch gelukt")
-    other_order = record_report(None, ReportSeen(**later.model_dump()))
-    other_order = record_report(other_order, ReportSeen(**first.model_dump()))
-    assert (other_order.score, other_order.note) == (4, "toch gelukt")
+    for arrival in ((first, later), (later, first)):
+        kept = ReportSeen(participant_id=participant, day=3, **vars(arrival[0]))
+        record_report(kept, arrival[1])
+        assert (kept.score, kept.note) == (4, "toch gelukt")
 
 
 def test_report_trend_compares_the_latest_scores_with_the_ones_before() -> None:
@@ -179,3 +169,49 @@ def test_a_mail_before_the_enrolment_already_makes_the_participant_active() -> N
     assert participant.status == "active"
     apply_lifecycle(participant, "participant.enrolled", T0 - timedelta(days=1))
     assert participant.status == "active"
+
+
+def test_the_incremental_counts_equal_a_recount_in_any_order() -> None:
+    """apply_mail_change (what the handlers do per event) keeps the row equal to summarise_mails."""
+    rng = random.Random(3)
+    for _ in range(50):
+        mails = {day: mail(day, sent=False) for day in range(1, 9)}
+        changes = []
+        for day, seen in mails.items():
+            changes.append(("sent", seen, T0 + timedelta(days=day)))
+            if day % 3 == 0:
+                changes.append(("failed", seen, T0 + timedelta(days=day, minutes=-5)))
+            for hours in rng.sample(range(1, 30), rng.randint(0, 3)):
+                changes.append(("open", seen, T0 + timedelta(days=day, hours=hours)))
+            if rng.random() < 0.5:
+                changes.append(("scanner", seen, T0 + timedelta(days=day, seconds=4)))
+            if rng.random() < 0.3:
+                changes.append(("click", seen, T0 + timedelta(days=day, hours=3)))
+        rng.shuffle(changes)
+        incremental = row()
+        for kind, seen, at in changes:
+            before = mail_counts(seen)
+            if kind == "sent":
+                record_sent(seen, title=f"Les {seen.day}", sent_at=at)
+            elif kind == "failed":
+                record_failure(seen, failed_at=at, reason="550")
+            elif kind == "click":
+                record_click(seen, at)
+            else:
+                record_open(seen, at, likely_automated=kind == "scanner")
+            apply_mail_change(incremental, before, seen)
+        recounted = summarise_mails(row(), mails.values())
+        fields = (
+            "mails_sent",
+            "mails_opened",
+            "mails_opened_automated_only",
+            "mails_failed",
+            "clicks",
+            "last_open_at",
+            "first_sent_at",
+            "last_sent_at",
+            "last_failed_at",
+            "lesson_day",
+            "lesson_title",
+        )
+        assert [getattr(incremental, f) for f in fields] == [getattr(recounted, f) for f in fields]
