@@ -126,6 +126,35 @@ async def add_coach(http: httpx.AsyncClient, org_id: str, name: str = "Coach Kar
     return dict(response.json())
 
 
+async def enrol_starting_now(http: httpx.AsyncClient, org_id: str, *, first_name: str) -> tuple[uuid.UUID, str]:
+    """Enrol someone whose day-1 mail is due at once (start today at 00:00 UTC): their id and address."""
+    email = unique_email()
+    response = await http.post(
+        f"{ENROLMENT}/api/organisations/{org_id}/participants",
+        json={
+            "first_name": first_name,
+            "email": email,
+            "start_date": str(date.today()),
+            "send_time": "00:00",
+            "timezone": "UTC",
+        },
+        headers=LICENSOR,
+    )
+    assert response.status_code == 201, response.text
+    return uuid.UUID(response.json()["id"]), email
+
+
+async def enrol_and_receive_day_one(
+    http: httpx.AsyncClient, *, first_name: str = "Ria"
+) -> tuple[uuid.UUID, EmailMessage]:
+    """A new organisation, coach and participant, and that participant's day-1 mail as received."""
+    organisation = await create_organisation(http)
+    await add_coach(http, organisation["id"])
+    participant_id, email = await enrol_starting_now(http, organisation["id"], first_name=first_name)
+    mails = await eventually(lambda: mails_to(http, email), timeout=60, what="the day-1 mail")
+    return participant_id, await raw_mail(http, mails[0]["id"])
+
+
 async def mails_to(http: httpx.AsyncClient, address: str) -> list[dict[str, Any]]:
     return list((await http.get(f"{MAILCATCHER}/api/messages", params={"to": address})).json())
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from datetime import date
 from typing import Any
 
 import httpx
@@ -19,12 +18,12 @@ from tests.e2e.conftest import (
     add_coach,
     create_organisation,
     db_fetch,
+    enrol_starting_now,
     events_on,
     eventually,
     mails_to,
     raw_mail,
     staff_login,
-    unique_email,
 )
 
 pytestmark = pytest.mark.stack
@@ -41,19 +40,7 @@ def png(size: tuple[int, int] = (240, 80), colour: tuple[int, int, int] = (11, 1
 
 async def day_one_mail(http: httpx.AsyncClient, org_id: str) -> Any:
     """Enrol someone whose first lesson is due at once; their day-1 mail."""
-    email = unique_email()
-    response = await http.post(
-        f"{ENROLMENT}/api/organisations/{org_id}/participants",
-        json={
-            "first_name": "Ans",
-            "email": email,
-            "start_date": str(date.today()),
-            "send_time": "00:00",
-            "timezone": "UTC",
-        },
-        headers=LICENSOR,
-    )
-    assert response.status_code == 201, response.text
+    _, email = await enrol_starting_now(http, org_id, first_name="Ans")
     mails = await eventually(lambda: mails_to(http, email), timeout=MAIL_TIMEOUT, what="a day-1 mail")
     return await raw_mail(http, mails[0]["id"])
 

@@ -7,7 +7,6 @@ tracking publishes mail.opened → coaching's dashboard shows 1 sent, 1 opened.
 from __future__ import annotations
 
 import re
-from datetime import date
 from uuid import UUID
 
 import httpx
@@ -16,18 +15,16 @@ import pytest
 from shared.events import Envelope, MailOpened, Topic
 from tests.e2e.conftest import (
     COACHING,
-    ENROLMENT,
-    LICENSOR,
     MAIL_CLIENT,
     add_coach,
     create_organisation,
     db_fetch,
+    enrol_starting_now,
     eventually,
     mails_to,
     mint_staff_token,
     raw_mail,
     read_topic,
-    unique_email,
 )
 
 pytestmark = pytest.mark.stack
@@ -48,20 +45,7 @@ async def read_events_back(event_type: str, participant_id: UUID, topic: str) ->
 async def test_enrolled_participant_gets_day_one_and_the_open_reaches_the_coach(http: httpx.AsyncClient) -> None:
     organisation = await create_organisation(http, display_name="Welzijn & Zo <Noord>")
     coach = await add_coach(http, organisation["id"], name="Karin Jansen")
-    email = unique_email()
-    response = await http.post(
-        f"{ENROLMENT}/api/organisations/{organisation['id']}/participants",
-        json={
-            "first_name": "Gerrit",
-            "email": email,
-            "start_date": str(date.today()),
-            "send_time": "00:00",
-            "timezone": "UTC",
-        },
-        headers=LICENSOR,
-    )
-    assert response.status_code == 201, response.text
-    participant_id = UUID(response.json()["id"])
+    participant_id, email = await enrol_starting_now(http, organisation["id"], first_name="Gerrit")
 
     # The day-1 mail arrives at the SMTP catcher, branded and with a signed pixel.
     mails = await eventually(lambda: mails_to(http, email), what="the day-1 mail at the SMTP catcher")

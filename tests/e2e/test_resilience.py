@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import httpx
@@ -18,13 +17,9 @@ from deploy.local import stack as local_stack
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
-    LICENSOR,
     MAILER,
-    add_coach,
-    create_organisation,
+    enrol_and_receive_day_one,
     eventually,
-    mails_to,
-    unique_email,
 )
 
 pytestmark = pytest.mark.stack
@@ -67,25 +62,6 @@ async def readiness(http: httpx.AsyncClient, url: str) -> tuple[int, dict[str, b
     except httpx.HTTPError:
         return 0, {}
     return response.status_code, response.json().get("checks", {})
-
-
-async def enrol_and_receive_day_one(http: httpx.AsyncClient) -> None:
-    organisation = await create_organisation(http)
-    await add_coach(http, organisation["id"])
-    email = unique_email()
-    response = await http.post(
-        f"{ENROLMENT}/api/organisations/{organisation['id']}/participants",
-        json={
-            "first_name": "Wim",
-            "email": email,
-            "start_date": str(date.today()),
-            "send_time": "00:00",
-            "timezone": "UTC",
-        },
-        headers=LICENSOR,
-    )
-    assert response.status_code == 201, response.text
-    await eventually(lambda: mails_to(http, email), timeout=60, what="the day-1 mail after the outage")
 
 
 async def test_lost_postgres_is_reported_and_the_services_recover(http: httpx.AsyncClient) -> None:

@@ -4,8 +4,6 @@ machine's open is recorded and flagged, not dropped; a repeat never counts twice
 from __future__ import annotations
 
 import time
-from datetime import date
-from email.message import EmailMessage
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -14,43 +12,17 @@ import pytest
 
 from shared.events import Envelope, LinkClicked, MailOpened, Topic
 from tests.e2e.conftest import (
-    ENROLMENT,
-    LICENSOR,
     MAIL_CLIENT,
     TRACKING,
-    add_coach,
-    create_organisation,
     db_fetch,
+    enrol_and_receive_day_one,
     eventually,
-    mails_to,
-    raw_mail,
     read_topic,
     tracking_links,
     tracking_token,
-    unique_email,
 )
 
 pytestmark = pytest.mark.stack
-
-
-async def enrol_and_receive_day_one(http: httpx.AsyncClient) -> tuple[UUID, EmailMessage]:
-    organisation = await create_organisation(http)
-    await add_coach(http, organisation["id"])
-    email = unique_email()
-    response = await http.post(
-        f"{ENROLMENT}/api/organisations/{organisation['id']}/participants",
-        json={
-            "first_name": "Ria",
-            "email": email,
-            "start_date": str(date.today()),
-            "send_time": "00:00",
-            "timezone": "UTC",
-        },
-        headers=LICENSOR,
-    )
-    assert response.status_code == 201, response.text
-    mails = await eventually(lambda: mails_to(http, email), timeout=60, what="the day-1 mail")
-    return UUID(response.json()["id"]), await raw_mail(http, mails[0]["id"])
 
 
 async def engagement(event_type: str, participant_id: UUID) -> list[Envelope]:

@@ -4,7 +4,6 @@ Kafka and enrolment), the page asks before it does, and a GET never unsubscribes
 from __future__ import annotations
 
 import re
-from datetime import date
 from email.message import EmailMessage
 from uuid import UUID
 
@@ -13,41 +12,15 @@ import pytest
 
 from shared.events import Envelope, Topic, UnsubscribeRequested
 from tests.e2e.conftest import (
-    ENROLMENT,
-    LICENSOR,
-    add_coach,
-    create_organisation,
     db_count,
     db_fetch,
+    enrol_and_receive_day_one,
     eventually,
-    mails_to,
-    raw_mail,
     read_topic,
-    unique_email,
 )
 
 pytestmark = pytest.mark.stack
 SCANNER = {"User-Agent": "Mozilla/5.0 (compatible; Mimecast URL Protect)"}
-
-
-async def enrol_and_receive_day_one(http: httpx.AsyncClient) -> tuple[UUID, EmailMessage]:
-    organisation = await create_organisation(http)
-    await add_coach(http, organisation["id"])
-    email = unique_email()
-    response = await http.post(
-        f"{ENROLMENT}/api/organisations/{organisation['id']}/participants",
-        json={
-            "first_name": "Kees",
-            "email": email,
-            "start_date": str(date.today()),
-            "send_time": "00:00",
-            "timezone": "UTC",
-        },
-        headers=LICENSOR,
-    )
-    assert response.status_code == 201, response.text
-    mails = await eventually(lambda: mails_to(http, email), timeout=60, what="the day-1 mail")
-    return UUID(response.json()["id"]), await raw_mail(http, mails[0]["id"])
 
 
 def unsubscribe_url(message: EmailMessage) -> str:
