@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -14,8 +14,10 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlmodel.ext.asyncio.session import AsyncSession
 from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from shared.db import Database, claim_event
 from shared.events import Envelope, Topic, UnknownEventError
 from shared.logging import get_logger
 from shared.metrics import EVENTS_DEAD_LETTERED, EVENTS_HANDLED
@@ -24,6 +26,26 @@ log = get_logger(__name__)
 
 EventHandler = Callable[[Envelope], Awaitable[None]]
 """Handles one event in its own unit of work; must be idempotent by event_id."""
+
+Change = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
+"""What one event does to a service's database: (session, envelope, typed payload)."""
+
+
+def once_per_event(database: Database, change: Change, *, after: Callable[[], None] | None = None) -> EventHandler:
+    """An EventHandler that runs `change` in one transaction, at most once per event id
+    (the processed-event row commits with the change); `after` runs after the commit."""
+
+    async def handle(envelope: Envelope) -> None:
+        payload = envelope.parsed()
+        async with database.session() as session:
+            if not await claim_event(session, envelope.event_id):
+                return
+            await change(session, envelope, payload)
+            await session.commit()
+        if after is not None:
+            after()
+
+    return handle
 
 
 def create_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:

@@ -4,7 +4,7 @@ Each runs once per event (idempotent by event id)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, update
@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.mailer.delivery import unschedule_due_deliveries
 from services.mailer.tables import CoachCopy, Delivery, OrganisationCopy, Recipient, TransactionalMail
-from shared.db import Database, claim_event, utcnow
+from shared.db import Database, utcnow
 from shared.events import (
     CoachAdded,
     Envelope,
@@ -28,33 +28,18 @@ from shared.events import (
     ParticipantPaused,
     ParticipantResumed,
     ParticipantStopped,
-    Payload,
     StaffInvited,
     Topic,
 )
-from shared.kafka import EventHandler, subscribe_events
+from shared.kafka import Change, EventHandler, once_per_event, subscribe_events
 from shared.runtime import Runtime
-
-Change = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
 
 
 def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> dict[str, dict[str, EventHandler]]:
     """Handlers by topic and event type."""
 
     def once(change: Change, *, wakes: bool = False) -> EventHandler:
-        """Run `change` in one transaction, at most once per event id."""
-
-        async def handle(envelope: Envelope) -> None:
-            payload: Payload = envelope.parsed()
-            async with database.session() as session:
-                if not await claim_event(session, envelope.event_id):
-                    return
-                await change(session, envelope, payload)
-                await session.commit()
-            if wakes:
-                wake_scheduler()
-
-        return handle
+        return once_per_event(database, change, after=wake_scheduler if wakes else None)
 
     async def upsert_organisation(session: AsyncSession, envelope: Envelope, p: OrganisationLicensed) -> None:
         values = {"name": p.name, "branding": p.branding.model_dump(mode="json")}

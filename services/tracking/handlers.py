@@ -4,6 +4,8 @@ event (idempotent by event id)."""
 
 from __future__ import annotations
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from services.tracking import storage
 from shared.db import Database, claim_event, utcnow
 from shared.events import (
@@ -14,7 +16,7 @@ from shared.events import (
     ParticipantErased,
     Topic,
 )
-from shared.kafka import EventHandler, subscribe_events
+from shared.kafka import EventHandler, once_per_event, subscribe_events
 from shared.runtime import Runtime
 
 
@@ -37,25 +39,11 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
             )
             await session.commit()
 
-    async def on_organisation_licensed(envelope: Envelope) -> None:
-        payload = envelope.parsed()
-        assert isinstance(payload, OrganisationLicensed)
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            branding = payload.branding.model_dump(mode="json")
-            await storage.upsert_branding(session=session, org_id=envelope.org_id, branding=branding, now=utcnow())
-            await session.commit()
-
-    async def on_organisation_branding_changed(envelope: Envelope) -> None:
-        payload = envelope.parsed()
-        assert isinstance(payload, OrganisationBrandingChanged)
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            branding = payload.branding.model_dump(mode="json")
-            await storage.upsert_branding(session=session, org_id=envelope.org_id, branding=branding, now=utcnow())
-            await session.commit()
+    async def keep_branding(
+        session: AsyncSession, envelope: Envelope, payload: OrganisationLicensed | OrganisationBrandingChanged
+    ) -> None:
+        branding = payload.branding.model_dump(mode="json")
+        await storage.upsert_branding(session=session, org_id=envelope.org_id, branding=branding, now=utcnow())
 
     async def on_participant_erased(envelope: Envelope) -> None:
         assert isinstance(envelope.parsed(), ParticipantErased) and envelope.participant_id is not None
@@ -68,8 +56,8 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
     return {
         Topic.MAIL: {MailSent.TYPE: on_mail_sent},
         Topic.ORGANISATION: {
-            OrganisationLicensed.TYPE: on_organisation_licensed,
-            OrganisationBrandingChanged.TYPE: on_organisation_branding_changed,
+            OrganisationLicensed.TYPE: once_per_event(database, keep_branding),
+            OrganisationBrandingChanged.TYPE: once_per_event(database, keep_branding),
         },
         Topic.PARTICIPANT: {ParticipantErased.TYPE: on_participant_erased},
     }
