@@ -12,22 +12,24 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import uvicorn
+import uvloop
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from shared.db import Database
 from shared.events import Topic
-from shared.kafka import create_broker, ensure_topics
+from shared.kafka import EventHandler, create_broker, ensure_topics, subscribe_events
 from shared.logging import configure_logging, get_logger
 from shared.metrics import DEPENDENCY_UP, HttpMetricsMiddleware, metrics_response
 from shared.migrations import upgrade_to_head
@@ -55,8 +57,21 @@ class Runtime:
     def create(cls, service: str, settings: ServiceSettings) -> Runtime:
         database = Database(settings.database_url, pool_size=settings.database_pool_size)
         broker = create_broker(settings.kafka_bootstrap, client_id=f"meer-{service}")
-        relay = OutboxRelay(database, broker, service=service, poll_interval_s=settings.outbox_poll_interval_s)
+        relay = OutboxRelay(
+            database, settings.kafka_bootstrap, service=service, poll_interval_s=settings.outbox_poll_interval_s
+        )
         return cls(service=service, settings=settings, database=database, broker=broker, relay=relay)
+
+    def subscribe(self, handlers: Mapping[str, Mapping[str, EventHandler]]) -> None:
+        """Consume these handlers' topics in the service's consumer group, as its settings say."""
+        subscribe_events(
+            self.broker,
+            handlers,
+            service=self.service,
+            group_id=self.settings.consumer_group,
+            offset_reset=self.settings.kafka_offset_reset,
+            max_attempts=self.settings.handler_max_attempts,
+        )
 
     async def readiness(self) -> dict[str, bool]:
         """Whether PostgreSQL and Kafka answer right now (each within a second)."""
@@ -180,7 +195,7 @@ async def wait_for_dependencies(settings: ServiceSettings, service: str) -> None
 def run_service(
     service: str,
     settings: SettingsT,
-    create_app: Callable[[SettingsT], FastAPI],
+    create_app: Callable[[SettingsT], ASGIApp],
     migrations_dir: Path,
 ) -> None:
     """The start command of every service: wait for dependencies, migrate, serve."""
@@ -196,4 +211,6 @@ def run_service(
         )
         await uvicorn.Server(config).serve()
 
-    asyncio.run(main())
+    # uvloop, as uvicorn picks by itself when it owns the loop: this process starts it.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())

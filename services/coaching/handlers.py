@@ -44,7 +44,7 @@ from shared.events import (
     Topic,
     UnsubscribeRequested,
 )
-from shared.kafka import EventHandler, subscribe_events
+from shared.kafka import EventHandler
 from shared.runtime import Runtime
 
 PayloadT = TypeVar("PayloadT", bound=Payload)
@@ -377,10 +377,4 @@ def build_handlers(database: Database, hub: LiveHub) -> dict[str, dict[str, Even
 
 def register_kafka_handlers(runtime: Runtime, hub: LiveHub) -> None:
     """Subscribe coaching's one consumer to every topic it projects."""
-    subscribe_events(
-        runtime.broker,
-        build_handlers(runtime.database, hub),
-        service=runtime.service,
-        group_id=runtime.settings.consumer_group,
-        max_attempts=runtime.settings.handler_max_attempts,
-    )
+    runtime.subscribe(build_handlers(runtime.database, hub))

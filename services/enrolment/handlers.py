@@ -12,7 +12,7 @@ from services.enrolment import operations, storage
 from services.enrolment.tables import Participant
 from shared.db import Database, claim_event, utcnow
 from shared.events import Envelope, MailSent, ProgrammeCompleted, Topic, UnsubscribeRequested
-from shared.kafka import EventHandler, subscribe_events
+from shared.kafka import EventHandler
 from shared.logging import get_logger
 from shared.runtime import Runtime
 
@@ -78,9 +78,4 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
 
 def register_kafka_handlers(runtime: Runtime) -> None:
     """Subscribe enrolment's handlers with the shared retry and dead-letter rules."""
-    subscribe_events(
-        runtime.broker,
-        build_handlers(runtime.database),
-        service=runtime.service,
-        max_attempts=runtime.settings.handler_max_attempts,
-    )
+    runtime.subscribe(build_handlers(runtime.database))

@@ -31,7 +31,7 @@ from shared.events import (
     StaffInvited,
     Topic,
 )
-from shared.kafka import Change, EventHandler, once_per_event, subscribe_events
+from shared.kafka import Change, EventHandler, once_per_event
 from shared.runtime import Runtime
 
 
@@ -190,11 +190,4 @@ async def _cancel_due_deliveries(session: AsyncSession, envelope: Envelope) -> N
 
 
 def register_kafka_handlers(runtime: Runtime, wake_scheduler: Callable[[], None]) -> None:
-    subscribe_events(
-        runtime.broker,
-        build_handlers(runtime.database, wake_scheduler),
-        service=runtime.service,
-        group_id=runtime.settings.consumer_group,
-        offset_reset=runtime.settings.kafka_offset_reset,
-        max_attempts=runtime.settings.handler_max_attempts,
-    )
+    runtime.subscribe(build_handlers(runtime.database, wake_scheduler))

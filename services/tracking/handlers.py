@@ -16,7 +16,7 @@ from shared.events import (
     ParticipantErased,
     Topic,
 )
-from shared.kafka import EventHandler, once_per_event, subscribe_events
+from shared.kafka import EventHandler, once_per_event
 from shared.runtime import Runtime
 
 
@@ -65,10 +65,4 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
 
 def register_kafka_handlers(runtime: Runtime) -> None:
     """Subscribe tracking's handlers in its consumer group."""
-    subscribe_events(
-        runtime.broker,
-        build_handlers(runtime.database),
-        service=runtime.service,
-        group_id=runtime.settings.consumer_group,
-        max_attempts=runtime.settings.handler_max_attempts,
-    )
+    runtime.subscribe(build_handlers(runtime.database))
