@@ -40,6 +40,7 @@ class Database:
     """One service's database: engine, session factory and after-commit hooks."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,

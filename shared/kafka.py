@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
@@ -48,17 +49,32 @@ def once_per_event(database: Database, change: Change, *, after: Callable[[], No
     return handle
 
 
+# Producers here neither lose nor duplicate what they are asked to publish, and keep going
+# across a short broker outage instead of failing.
+_REQUEST_TIMEOUT_MS = 15_000
+
+
 def create_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
-    """A broker whose producer neither loses nor duplicates what it is asked to publish."""
+    """The service's FastStream broker: its consumers, and a safe producer for dead letters."""
     return KafkaBroker(
         bootstrap,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        # Keep consumers alive across a short broker outage instead of dying.
-        request_timeout_ms=15_000,
+        request_timeout_ms=_REQUEST_TIMEOUT_MS,
         graceful_timeout=30.0,
         logger=None,
+    )
+
+
+def create_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
+    """A plain producer with the same guarantees, for the outbox relay's hot loop."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=_REQUEST_TIMEOUT_MS,
     )
 
 
