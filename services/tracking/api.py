@@ -8,7 +8,6 @@ ordinary FastAPI routes; they answer Dutch pages, never a 500.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -41,7 +40,7 @@ from services.tracking.domain import (
     safe_redirect_url,
     unsubscribe_via,
 )
-from services.tracking.recorder import OpenRecorder, PixelHit
+from services.tracking.recorder import OpenRecorder, PixelHit, PixelHitUnconfirmed
 from shared.db import utcnow
 from shared.events import AssignmentReported, Envelope, LinkClicked, UnsubscribeRequested
 from shared.logging import get_logger
@@ -101,6 +100,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _PIXEL_ROUTE = "/o/{token}.gif"
+_METHODS = ("GET", "HEAD")
 _PIXEL_HEADERS = [
     (b"content-type", b"image/gif"),
     (b"content-length", str(len(TRANSPARENT_GIF)).encode()),
@@ -111,20 +111,25 @@ _PIXEL_HEADERS = [
 class PixelEndpoint:
     """GET /o/<token>.gif: always the same transparent GIF; a valid token records an open."""
 
-    def __init__(self, signer: TokenSigner, recorder: OpenRecorder, *, timeout_s: float, service: str) -> None:
+    _OUTCOMES = ("first", "repeat", "invalid", "head", "timeout", "error")
+
+    def __init__(self, signer: TokenSigner, recorder: OpenRecorder, *, service: str) -> None:
         self.signer = signer
         self.recorder = recorder
-        self.timeout_s = timeout_s
-        self.service = service
+        # Every open of every mail passes here: metric children are looked up once, not per hit.
+        self._hits = {outcome: HITS.labels("open", outcome) for outcome in self._OUTCOMES}
+        self._requests = {method: HTTP_REQUESTS.labels(service, _PIXEL_ROUTE, method, "200") for method in _METHODS}
+        self._latency = HTTP_LATENCY.labels(service, _PIXEL_ROUTE)
+        self._likely_automated = LIKELY_AUTOMATED.labels("open")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         outcome = await self._record(scope)
-        HITS.labels("open", outcome).inc()
+        self._hits[outcome].inc()
         await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_HEADERS})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else TRANSPARENT_GIF})
-        HTTP_REQUESTS.labels(self.service, _PIXEL_ROUTE, scope["method"], "200").inc()
-        HTTP_LATENCY.labels(self.service, _PIXEL_ROUTE).observe(time.perf_counter() - started)
+        self._requests[scope["method"]].inc()
+        self._latency.observe(time.perf_counter() - started)
 
     async def _record(self, scope: Scope) -> str:
         token = pixel_token(scope["path"]) or ""
@@ -137,8 +142,8 @@ class PixelEndpoint:
             return "head"  # a HEAD fetches no image: nobody saw the mail
         hit = PixelHit(token=claims, facts=read_hit_facts("GET", scope["headers"]), received_at=utcnow())
         try:
-            recorded = await asyncio.wait_for(self.recorder.submit(hit), timeout=self.timeout_s)
-        except TimeoutError:
+            recorded = await self.recorder.submit(hit)
+        except PixelHitUnconfirmed:
             # The write goes on and commits or not; the reader's mail client must not wait for it.
             log.warning("pixel hit not confirmed in time", delivery_id=str(claims.delivery_id))
             return "timeout"
@@ -146,19 +151,21 @@ class PixelEndpoint:
             log.warning("pixel hit not recorded", delivery_id=str(claims.delivery_id), error=type(error).__name__)
             return "error"
         if recorded.likely_automated:
-            LIKELY_AUTOMATED.labels("open").inc()
+            self._likely_automated.inc()
         return "first" if recorded.first_open else "repeat"
 
 
 class PixelFastPath:
-    """ASGI middleware that hands pixel requests to the pixel endpoint before anything else."""
+    """The service's outermost ASGI app: pixel requests go straight to the pixel endpoint,
+    everything else (other routes, lifespan) to the FastAPI app, so a pixel hit pays for
+    no framework routing, middleware or telemetry."""
 
     def __init__(self, app: ASGIApp, pixel: PixelEndpoint) -> None:
         self.app = app
         self.pixel = pixel
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and pixel_token(scope["path"]) is not None:
+        if scope["type"] == "http" and scope["method"] in _METHODS and pixel_token(scope["path"]) is not None:
             await self.pixel(scope, receive, send)
             return
         await self.app(scope, receive, send)

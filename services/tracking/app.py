@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import FastAPI
-
 from services.tracking.api import PixelEndpoint, PixelFastPath, TrackingContext, router
 from services.tracking.domain import JudgeRules
 from services.tracking.handlers import register_kafka_handlers
@@ -15,8 +13,10 @@ from shared.runtime import Runtime, create_service_app
 from shared.tracking_tokens import TokenSigner, parse_keys
 
 
-def create_app(settings: TrackingSettings | None = None) -> FastAPI:
-    """The tracking app: pixel, links, report and unsubscribe pages, and its Kafka handlers."""
+def create_app(settings: TrackingSettings | None = None) -> PixelFastPath:
+    """The tracking app: pixel, links, report and unsubscribe pages, and its Kafka handlers.
+
+    The pixel is served in front of the FastAPI app; everything else goes through it."""
     settings = settings or TrackingSettings()
     runtime = Runtime.create("tracking", settings)
     app = create_service_app(
@@ -38,9 +38,10 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
         rules,
         burst_window_s=settings.burst_window_s,
         batch_max=settings.pixel_batch_max,
+        confirm_timeout_s=settings.pixel_record_timeout_s,
         on_commit=runtime.relay.wake,
     )
-    runtime.background += [recorder.run_writer] * settings.pixel_writers
+    runtime.background += [recorder.run_watchdog, *[recorder.run_writer] * settings.pixel_writers]
     app.state.runtime = runtime
     app.state.tracking = TrackingContext(
         runtime=runtime,
@@ -50,8 +51,5 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
         burst_window=timedelta(seconds=settings.burst_window_s),
     )
     app.include_router(router)
-    # Added last, so it is the outermost middleware: a pixel hit skips the rest of the stack.
-    pixel = PixelEndpoint(signer, recorder, timeout_s=settings.pixel_record_timeout_s, service=runtime.service)
-    app.add_middleware(PixelFastPath, pixel=pixel)
     register_kafka_handlers(runtime)
-    return app
+    return PixelFastPath(app, PixelEndpoint(signer, recorder, service=runtime.service))

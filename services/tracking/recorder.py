@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,6 +54,10 @@ class RecordedOpen:
     likely_automated: bool
 
 
+class PixelHitUnconfirmed(Exception):
+    """The hit's transaction did not confirm in time; it may still commit."""
+
+
 class _NotCommitted(Exception):
     """The group failed before its commit was sent: it can be written again safely."""
 
@@ -67,6 +72,7 @@ class OpenRecorder:
         *,
         burst_window_s: float,
         batch_max: int,
+        confirm_timeout_s: float,
         clock: Callable[[], datetime] = utcnow,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
@@ -78,19 +84,37 @@ class OpenRecorder:
         self.clock = clock
         # These commits bypass the service's sessions, so the outbox relay is told directly.
         self.on_commit = on_commit
+        self.confirm_timeout_s = confirm_timeout_s
         self._waiting: list[tuple[PixelHit, asyncio.Future[RecordedOpen]]] = []
         self._wake = asyncio.Event()
+        # Every unanswered hit with its deadline, in submit order (so deadlines ascend).
+        self._unanswered: deque[tuple[float, asyncio.Future[RecordedOpen]]] = deque()
 
     def submit(self, hit: PixelHit) -> asyncio.Future[RecordedOpen]:
         """Queue one hit; the future resolves once its transaction committed (or fails).
 
-        A future, not a coroutine, so waiting for it with a timeout costs no task per hit;
-        a caller that stops waiting does not stop the write of its hit.
+        A future that fails with PixelHitUnconfirmed when its transaction has not confirmed
+        within confirm_timeout_s (see `run_watchdog`: one timer for all hits, not one per hit);
+        the write of the hit goes on regardless.
         """
-        future: asyncio.Future[RecordedOpen] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RecordedOpen] = loop.create_future()
         self._waiting.append((hit, future))
+        self._unanswered.append((loop.time() + self.confirm_timeout_s, future))
         self._wake.set()
         return future
+
+    async def run_watchdog(self) -> None:
+        """Fails the futures of hits waiting longer than confirm_timeout_s, so a slow or stuck
+        database never keeps a mail client waiting."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(0.25, self.confirm_timeout_s / 4))
+            now = loop.time()
+            while self._unanswered and (self._unanswered[0][1].done() or self._unanswered[0][0] <= now):
+                _, future = self._unanswered.popleft()
+                if not future.done():
+                    future.set_exception(PixelHitUnconfirmed())
 
     async def run_writer(self) -> None:
         """One writer: takes whatever hits wait, writes them as one group, repeats."""

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 from sqlalchemy import func, select, update
@@ -68,15 +68,15 @@ _ADD_OPENS_AND_EVENTS = """
     WITH opens AS (
         INSERT INTO open_record
             (id, delivery_id, participant_id, org_id, day, opened_at, first_open, likely_automated, signals)
-        SELECT r.id, r.delivery_id, r.participant_id, r.org_id, r.day, r.opened_at, r.first_open,
+        SELECT gen_random_uuid(), r.delivery_id, r.participant_id, r.org_id, r.day, r.opened_at, r.first_open,
                r.likely_automated, string_to_array(r.signals, ',')
-          FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::integer[], $6::timestamptz[],
-                      $7::boolean[], $8::boolean[], $9::text[])
-            AS r(id, delivery_id, participant_id, org_id, day, opened_at, first_open, likely_automated, signals)
+          FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::integer[], $5::timestamptz[],
+                      $6::boolean[], $7::boolean[], $8::text[])
+            AS r(delivery_id, participant_id, org_id, day, opened_at, first_open, likely_automated, signals)
     )
     INSERT INTO outbox (event_id, topic, key, value, created_at)
-    SELECT e.event_id, e.topic, e.key, e.value, $14
-      FROM unnest($10::text[], $11::text[], $12::text[], $13::bytea[]) AS e(event_id, topic, key, value)
+    SELECT e.event_id, e.topic, e.key, e.value, $13
+      FROM unnest($9::text[], $10::text[], $11::text[], $12::bytea[]) AS e(event_id, topic, key, value)
 """
 
 
@@ -125,7 +125,6 @@ async def add_opens_with_events(*, connection: asyncpg.Connection, opens: Sequen
         return
     await connection.execute(
         _ADD_OPENS_AND_EVENTS,
-        [uuid4() for _ in opens],
         [item.token.delivery_id for item in opens],
         [item.token.participant_id for item in opens],
         [item.token.org_id for item in opens],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from hashlib import sha1
 from uuid import uuid4
 
 import pytest
@@ -28,6 +29,18 @@ def test_token_carries_only_ids() -> None:
     # Anyone can read a token's payload (it is signed, not encrypted): it must hold ids only.
     _, data = URLSafeSerializer("any key").loads_unsafe(signed)
     assert set(data) == {"k", "d", "p", "o", "n", "t"}
+
+
+def test_tokens_signed_compressed_before_still_verify() -> None:
+    # Earlier tokens were zlib-compressed (itsdangerous' default); mails carrying them are out there.
+    claims = token()
+    compressed = URLSafeSerializer("key-a", salt="meer.tracking.v1", signer_kwargs={"digest_method": sha1}).dumps(
+        claims.model_dump(mode="json", by_alias=True, exclude_none=True)
+    )
+    assert compressed.startswith(".")
+    signer = TokenSigner(["key-a"])
+    assert not signer.sign(claims).startswith(".")
+    assert signer.verify(compressed) == claims
 
 
 def test_tampered_token_is_refused() -> None:
