@@ -38,7 +38,7 @@ class TrackingSettings(ServiceSettings):
         default=500, ge=1, description="Most pixel hits written in one transaction (hits that arrive together)."
     )
     pixel_writers: int = Field(
-        default=1, ge=1, le=8, description="Pixel writers, each with its own database connection."
+        default=2, ge=1, le=8, description="Pixel writers, each with its own database connection (two overlap one group's round trips with the next)."
     )
     pixel_record_timeout_s: float = Field(
         default=5.0, gt=0, description="The pixel answers after this long even when the database is slow."

@@ -1,7 +1,9 @@
 """Benchmark of the open pixel: the real tracking service (each hit judged, written with
 its outbox row, published to Kafka) against a bare ASGI endpoint that answers the same
-GIF and records nothing, and a bare FastAPI app with the shared metrics middleware, all
-driven by wrk with many concurrent connections on loopback, in one run.
+GIF and records nothing, all driven by wrk with many concurrent connections on loopback,
+in one run. Three more rows show where the budget goes: a bare FastAPI app with the
+shared metrics middleware, the bare endpoint plus only the token check, and a sketch of
+the cheapest durable pixel (token check and a COPY append, nothing else).
 
     .venv/bin/python -m pytest tests/bench/bench_pixel.py -s -m bench -o norecursedirs=
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import shutil
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -38,7 +42,9 @@ from fastapi.responses import Response
 from deploy.local import stack as local_stack
 from shared.events import Envelope, MailOpened, Topic
 from shared.metrics import HttpMetricsMiddleware
-from shared.tracking_tokens import TokenSigner, TrackingToken, parse_keys
+from services.tracking.domain import pixel_token, read_hit_facts, user_agent_signals
+from shared.db import asyncpg_dsn, utcnow
+from shared.tracking_tokens import InvalidTokenError, TokenSigner, TrackingToken, parse_keys
 from tests.e2e.conftest import KAFKA, db_count, db_fetch, eventually
 
 pytestmark = pytest.mark.bench
@@ -69,6 +75,85 @@ async def bare_app(
         return
     await send({"type": "http.response.start", "status": 200, "headers": _GIF_HEADERS})
     await send({"type": "http.response.body", "body": GIF})
+
+
+_SIGNER = TokenSigner(parse_keys(os.environ.get("MEER_TRACKING_KEYS", "dev-only-tracking-key")))
+
+
+async def _answer_gif(send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": _GIF_HEADERS})
+    await send({"type": "http.response.body", "body": GIF})
+
+
+async def token_check_app(
+    scope: MutableMapping[str, Any],
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+) -> None:
+    """The baseline plus only the token check every pixel hit needs (the tracking service's
+    own verifier): what is left of the budget for recording the open."""
+    if scope["type"] != "http":
+        return
+    with contextlib.suppress(InvalidTokenError):
+        _SIGNER.verify_kind(pixel_token(scope["path"]) or "", "open")
+    await _answer_gif(send)
+
+
+class HitLogSketch:
+    """A sketch of the cheapest durable pixel there is, to measure a design, not to serve:
+    check the token, append the hit's ids and user-agent signals to a table with COPY in
+    group commits, answer after the commit. No first-open claim, no judging against the
+    mail, no open record, no event, no relay: in that design all of it would happen
+    behind the pixel, in another process. Its rate is an upper bound for such a design.
+    """
+
+    def __init__(self) -> None:
+        self.dsn = asyncpg_dsn(local_stack.service_env("tracking")["MEER_DATABASE_URL"])
+        self.waiting: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
+        self.wake = asyncio.Event()
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            writer = asyncio.create_task(self.write())
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            writer.cancel()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        try:
+            claims = _SIGNER.verify_kind(pixel_token(scope["path"]) or "", "open")
+        except InvalidTokenError:
+            await _answer_gif(send)
+            return
+        signals = sorted(user_agent_signals(read_hit_facts("GET", scope["headers"]).user_agent))
+        row = (claims.delivery_id, claims.participant_id, claims.org_id, claims.day, claims.sent_at, utcnow(), signals)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append((row, done))
+        self.wake.set()
+        await done
+        await _answer_gif(send)
+
+    async def write(self) -> None:
+        connection = await asyncpg.connect(self.dsn)
+        await connection.execute(
+            "CREATE TEMP TABLE pixel_hit (delivery_id uuid, participant_id uuid, org_id uuid, day int,"
+            " token_sent_at bigint, received_at timestamptz, signals text[])"
+        )
+        while True:
+            if not self.waiting:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            batch, self.waiting = self.waiting, []
+            await connection.copy_records_to_table("pixel_hit", records=[row for row, _ in batch])
+            for _, done in batch:
+                done.set_result(None)
 
 
 def bare_fastapi_app() -> FastAPI:
@@ -212,7 +297,7 @@ async def opens_since(start: dict[TopicPartition, int], deliveries: set[uuid.UUI
 
 
 def sign_paths(count: int) -> tuple[list[str], set[uuid.UUID]]:
-    signer = TokenSigner(parse_keys(os.environ.get("MEER_TRACKING_KEYS", "dev-only-tracking-key")))
+    signer = _SIGNER
     org = uuid.uuid4()
     deliveries = [uuid.uuid4() for _ in range(count)]
     sent = int(time.time()) - 3600  # sent an hour ago: no "fast after send" signal
@@ -240,29 +325,23 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
     uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]
     results: dict[str, WrkResult] = {}
 
-    bare_port = free_port()
-    bare = start_server([*uvicorn, "--port", str(bare_port), "tests.bench.bench_pixel:bare_app"], {}, workdir / "b.log")
-    try:
-        wait_for_http(f"http://127.0.0.1:{bare_port}/o/x.gif", bare, workdir / "b.log")
-        run_wrk(f"http://127.0.0.1:{bare_port}", paths_file, 2, workdir)  # warm-up
-        results["bare ASGI"] = run_wrk(f"http://127.0.0.1:{bare_port}", paths_file, SECONDS, workdir)
-    finally:
-        stop_server(bare)
-
-    fastapi_port = free_port()
-    fastapi = start_server(
-        [*uvicorn, "--factory", "--port", str(fastapi_port), "tests.bench.bench_pixel:bare_fastapi_app"],
-        {},
-        workdir / "f.log",
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{fastapi_port}/o/x.gif", fastapi, workdir / "f.log")
-        run_wrk(f"http://127.0.0.1:{fastapi_port}", paths_file, 2, workdir)
-        results["bare FastAPI + metrics middleware"] = run_wrk(
-            f"http://127.0.0.1:{fastapi_port}", paths_file, SECONDS, workdir
-        )
-    finally:
-        stop_server(fastapi)
+    # Each baseline and sketch in its own uvicorn process, one after the other.
+    for name, target in (
+        ("bare ASGI", "tests.bench.bench_pixel:bare_app"),
+        ("bare FastAPI + metrics middleware", "tests.bench.bench_pixel:bare_fastapi_app"),
+        ("bare ASGI + token check", "tests.bench.bench_pixel:token_check_app"),
+        ("sketch: token check + COPY append", "tests.bench.bench_pixel:HitLogSketch"),
+    ):
+        port = free_port()
+        factory = ["--factory"] if "fastapi" in target or "Sketch" in target else []
+        log_file = workdir / f"{target.rsplit(':', 1)[1]}.log"
+        server = start_server([*uvicorn, *factory, "--port", str(port), target], {}, log_file)
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/o/x.gif", server, log_file)
+            run_wrk(f"http://127.0.0.1:{port}", paths_file, 2, workdir)  # warm-up
+            results[name] = run_wrk(f"http://127.0.0.1:{port}", paths_file, SECONDS, workdir)
+        finally:
+            stop_server(server)
 
     tracking_port = free_port()
     env = {
