@@ -40,7 +40,7 @@ from services.tracking.domain import (
     safe_redirect_url,
     unsubscribe_via,
 )
-from services.tracking.recorder import OpenRecorder, PixelHit, PixelHitUnconfirmed
+from services.tracking.recorder import OpenRecorder, PixelBufferFull, PixelHit, PixelHitUnconfirmed
 from shared.db import utcnow
 from shared.events import AssignmentReported, Envelope, LinkClicked, UnsubscribeRequested
 from shared.logging import get_logger
@@ -111,7 +111,7 @@ _PIXEL_HEADERS = [
 class PixelEndpoint:
     """GET /o/<token>.gif: always the same transparent GIF; a valid token records an open."""
 
-    _OUTCOMES = ("first", "repeat", "invalid", "head", "timeout", "error")
+    _OUTCOMES = ("first", "repeat", "invalid", "head", "timeout", "dropped", "error")
 
     def __init__(self, signer: TokenSigner, recorder: OpenRecorder, *, service: str) -> None:
         self.signer = signer
@@ -143,9 +143,11 @@ class PixelEndpoint:
         hit = PixelHit(token=claims, facts=read_hit_facts("GET", scope["headers"]), received_at=utcnow())
         try:
             recorded = await self.recorder.submit(hit)
+        # Both are counted, not logged per hit: in an outage that would be a line per open.
+        except PixelBufferFull:
+            return "dropped"
         except PixelHitUnconfirmed:
-            # The write goes on and commits or not; the reader's mail client must not wait for it.
-            log.warning("pixel hit not confirmed in time", delivery_id=str(claims.delivery_id))
+            # The write goes on and commits later; the reader's mail client must not wait for it.
             return "timeout"
         except Exception as error:  # noqa: BLE001 - the GIF is answered whatever happened
             log.warning("pixel hit not recorded", delivery_id=str(claims.delivery_id), error=type(error).__name__)

@@ -39,6 +39,7 @@ def create_app(settings: TrackingSettings | None = None) -> PixelFastPath:
         burst_window_s=settings.burst_window_s,
         batch_max=settings.pixel_batch_max,
         confirm_timeout_s=settings.pixel_record_timeout_s,
+        buffer_max=settings.pixel_buffer_max,
         on_commit=runtime.relay.wake,
     )
     runtime.background += [recorder.run_watchdog, *[recorder.run_writer] * settings.pixel_writers]

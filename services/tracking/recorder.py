@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
-from prometheus_client import Histogram
+from prometheus_client import Gauge, Histogram
 from sqlalchemy.engine import make_url
 
 from services.tracking import storage
@@ -30,6 +30,9 @@ from shared.tracking_tokens import TrackingToken
 
 log = get_logger(__name__)
 
+PIXEL_HITS_WAITING = Gauge(
+    "meer_tracking_pixel_hits_waiting", "Pixel hits in memory, not yet committed (grows while PostgreSQL is away)."
+)
 PIXEL_BATCH_SIZE = Histogram(
     "meer_tracking_pixel_batch_size",
     "Pixel hits written per transaction.",
@@ -54,8 +57,26 @@ class RecordedOpen:
     likely_automated: bool
 
 
+class PixelBufferFull(Exception):
+    """So many hits wait for PostgreSQL that this one is not kept."""
+
+
 class PixelHitUnconfirmed(Exception):
     """The hit's transaction did not confirm in time; it may still commit."""
+
+
+class _DatabaseUnavailable(Exception):
+    """PostgreSQL cannot be reached; the group was not committed and can be written later."""
+
+
+# What a stopped, restarting or unreachable PostgreSQL looks like to asyncpg.
+_CONNECTION_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 
 
 class _NotCommitted(Exception):
@@ -73,6 +94,7 @@ class OpenRecorder:
         burst_window_s: float,
         batch_max: int,
         confirm_timeout_s: float,
+        buffer_max: int = 50_000,
         clock: Callable[[], datetime] = utcnow,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
@@ -85,10 +107,12 @@ class OpenRecorder:
         # These commits bypass the service's sessions, so the outbox relay is told directly.
         self.on_commit = on_commit
         self.confirm_timeout_s = confirm_timeout_s
+        self.buffer_max = buffer_max
         self._waiting: list[tuple[PixelHit, asyncio.Future[RecordedOpen]]] = []
         self._wake = asyncio.Event()
         # Every unanswered hit with its deadline, in submit order (so deadlines ascend).
         self._unanswered: deque[tuple[float, asyncio.Future[RecordedOpen]]] = deque()
+        PIXEL_HITS_WAITING.set_function(lambda: len(self._waiting))
 
     def submit(self, hit: PixelHit) -> asyncio.Future[RecordedOpen]:
         """Queue one hit; the future resolves once its transaction committed (or fails).
@@ -99,6 +123,9 @@ class OpenRecorder:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RecordedOpen] = loop.create_future()
+        if len(self._waiting) >= self.buffer_max:
+            future.set_exception(PixelBufferFull())
+            return future
         self._waiting.append((hit, future))
         self._unanswered.append((loop.time() + self.confirm_timeout_s, future))
         self._wake.set()
@@ -117,8 +144,14 @@ class OpenRecorder:
                     future.set_exception(PixelHitUnconfirmed())
 
     async def run_writer(self) -> None:
-        """One writer: takes whatever hits wait, writes them as one group, repeats."""
+        """One writer: takes whatever hits wait, writes them as one group, repeats.
+
+        While PostgreSQL is away the group goes back to the front of the queue and is
+        written when it returns: the mail clients got their GIF from the watchdog, and
+        their opens are recorded late instead of never (unless the process stops first).
+        """
         connection: asyncpg.Connection | None = None
+        outage_attempts = 0
         try:
             while True:
                 if not self._waiting:
@@ -129,6 +162,19 @@ class OpenRecorder:
                 hits = [hit for hit, _ in batch]
                 try:
                     connection, results = await self._write_with_one_retry(connection, hits)
+                except _DatabaseUnavailable as unavailable:
+                    connection = None
+                    self._waiting[:0] = batch
+                    outage_attempts += 1
+                    if outage_attempts in (1, 10) or outage_attempts % 100 == 0:
+                        log.warning(
+                            "pixel hits wait for PostgreSQL",
+                            waiting=len(self._waiting),
+                            error=type(unavailable.__cause__).__name__,
+                            attempts=outage_attempts,
+                        )
+                    await asyncio.sleep(min(0.1 * 2**outage_attempts, 2.0))
+                    continue
                 except Exception as error:  # noqa: BLE001 - every waiting hit learns of it
                     log.warning("pixel hits not recorded", hits=len(hits), error=type(error).__name__)
                     await _discard(connection)
@@ -137,11 +183,16 @@ class OpenRecorder:
                         if not future.done():
                             future.set_exception(error)
                     continue
+                if outage_attempts:
+                    log.info("PostgreSQL is back; waiting pixel hits are recorded", waiting=len(self._waiting))
+                    outage_attempts = 0
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
         finally:
             await _discard(connection)
+            if self._waiting:
+                log.warning("pixel hits not recorded at shutdown", hits=len(self._waiting))
 
     async def _write_with_one_retry(
         self, connection: asyncpg.Connection | None, hits: list[PixelHit]
@@ -150,15 +201,20 @@ class OpenRecorder:
         # was not committed then, so it is written once more on a new connection.
         for attempt in (1, 2):
             if connection is None or connection.is_closed():
-                connection = await asyncpg.connect(self.dsn, timeout=5)
+                try:
+                    connection = await asyncpg.connect(self.dsn, timeout=5)
+                except _CONNECTION_ERRORS as error:
+                    raise _DatabaseUnavailable() from error
             try:
                 return connection, await self._write(connection, hits)
             except _NotCommitted as error:
                 await _discard(connection)
                 connection = None
                 cause = error.__cause__
-                if attempt == 2 or not isinstance(cause, (asyncpg.InterfaceError, ConnectionError, OSError)):
+                if not isinstance(cause, _CONNECTION_ERRORS):
                     raise cause or error from None
+                if attempt == 2:
+                    raise _DatabaseUnavailable() from cause
         raise AssertionError("unreachable")
 
     async def _write(self, connection: asyncpg.Connection, hits: list[PixelHit]) -> list[RecordedOpen]:

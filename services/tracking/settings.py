@@ -38,7 +38,15 @@ class TrackingSettings(ServiceSettings):
         default=500, ge=1, description="Most pixel hits written in one transaction (hits that arrive together)."
     )
     pixel_writers: int = Field(
-        default=2, ge=1, le=8, description="Pixel writers, each with its own database connection (two overlap one group's round trips with the next)."
+        default=2,
+        ge=1,
+        le=8,
+        description="Pixel writers, each with its own database connection (two overlap their round trips).",
+    )
+    pixel_buffer_max: int = Field(
+        default=50_000,
+        ge=1,
+        description="Most pixel hits kept in memory while PostgreSQL is away; beyond it new hits are not recorded.",
     )
     pixel_record_timeout_s: float = Field(
         default=5.0, gt=0, description="The pixel answers after this long even when the database is slow."

@@ -40,10 +40,10 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from deploy.local import stack as local_stack
-from shared.events import Envelope, MailOpened, Topic
-from shared.metrics import HttpMetricsMiddleware
 from services.tracking.domain import pixel_token, read_hit_facts, user_agent_signals
 from shared.db import asyncpg_dsn, utcnow
+from shared.events import Envelope, MailOpened, Topic
+from shared.metrics import HttpMetricsMiddleware
 from shared.tracking_tokens import InvalidTokenError, TokenSigner, TrackingToken, parse_keys
 from tests.e2e.conftest import KAFKA, db_count, db_fetch, eventually
 
