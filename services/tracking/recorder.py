@@ -2,10 +2,13 @@
 wait for the next, so a single commit carries many opens and their outbox rows.
 
 Every hit still has its open record and its outbox row in the same transaction, and the
-pixel is answered only after that transaction committed: an answered hit is never lost.
-Under light load a group holds one hit. The writers are background loops of the service,
-each with a PostgreSQL connection of its own, so a group costs four round trips (begin,
-claim-and-read, write, commit) and no pool checkout, ping or ORM work.
+pixel is normally answered after that transaction committed. A mail client never waits
+longer than the confirm timeout, though: when PostgreSQL is slow or away the GIF goes out
+first and the hit stays queued in memory (bounded) until it can be written, so an outage
+delays opens instead of losing them; only a process that stops during the outage loses
+what it still holds. Under light load a group holds one hit. The writers are background
+loops of the service, each with a PostgreSQL connection of its own, so a group costs four
+round trips (begin, claim-and-read, write, commit) and no pool checkout, ping or ORM work.
 """
 
 from __future__ import annotations
