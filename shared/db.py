@@ -93,6 +93,16 @@ async def connect_raw(database_url: str) -> asyncpg.Connection:
     return connection
 
 
+POSTGRES_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+"""What a stopped, restarting or unreachable PostgreSQL looks like on an asyncpg connection."""
+
+
 class DedicatedConnection:
     """One asyncpg connection kept by one loop, opened on first use and again after a loss."""
 

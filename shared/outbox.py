@@ -12,13 +12,12 @@ import asyncio
 import contextlib
 from datetime import datetime
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import BigInteger, Column, LargeBinary
 from sqlmodel import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import Database, DedicatedConnection, SharedTable, utcnow
+from shared.db import POSTGRES_UNREACHABLE, Database, DedicatedConnection, SharedTable, utcnow
 from shared.events import Envelope
 from shared.kafka import create_producer
 from shared.logging import get_logger
@@ -162,7 +161,7 @@ class OutboxRelay:
                 published = 0
                 if failures in (1, 10) or failures % 100 == 0:
                     log.warning("outbox relay cannot publish yet", error=type(error).__name__, attempts=failures)
-                if isinstance(error, (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError)):
+                if isinstance(error, POSTGRES_UNREACHABLE):
                     await self.connection.close()  # a lost connection is opened again next time
                 await asyncio.sleep(min(0.2 * 2**failures, 5.0))
                 continue

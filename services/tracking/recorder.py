@@ -22,11 +22,10 @@ from datetime import datetime, timedelta
 
 import asyncpg
 from prometheus_client import Gauge, Histogram
-from sqlalchemy.engine import make_url
 
 from services.tracking import storage
 from services.tracking.domain import HitFacts, JudgeRules, first_open_flags, judge_hit, mail_facts
-from shared.db import utcnow
+from shared.db import POSTGRES_UNREACHABLE, DedicatedConnection, utcnow
 from shared.events import Envelope, MailOpened
 from shared.logging import get_logger
 from shared.tracking_tokens import TrackingToken
@@ -72,16 +71,6 @@ class _DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached; the group was not committed and can be written later."""
 
 
-# What a stopped, restarting or unreachable PostgreSQL looks like to asyncpg.
-_CONNECTION_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-)
-
-
 class _NotCommitted(Exception):
     """The group failed before its commit was sent: it can be written again safely."""
 
@@ -101,8 +90,7 @@ class OpenRecorder:
         clock: Callable[[], datetime] = utcnow,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
-        # The service's SQLAlchemy URL, as asyncpg wants it.
-        self.dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self.database_url = database_url
         self.rules = rules
         self.burst_window = timedelta(seconds=burst_window_s)
         self.batch_max = batch_max
@@ -153,7 +141,7 @@ class OpenRecorder:
         written when it returns: the mail clients got their GIF from the watchdog, and
         their opens are recorded late instead of never (unless the process stops first).
         """
-        connection: asyncpg.Connection | None = None
+        connection = DedicatedConnection(self.database_url)
         outage_attempts = 0
         try:
             while True:
@@ -164,9 +152,8 @@ class OpenRecorder:
                 batch, self._waiting = self._waiting[: self.batch_max], self._waiting[self.batch_max :]
                 hits = [hit for hit, _ in batch]
                 try:
-                    connection, results = await self._write_with_one_retry(connection, hits)
+                    results = await self._write_with_one_retry(connection, hits)
                 except _DatabaseUnavailable as unavailable:
-                    connection = None
                     self._waiting[:0] = batch
                     outage_attempts += 1
                     if outage_attempts in (1, 10) or outage_attempts % 100 == 0:
@@ -180,8 +167,7 @@ class OpenRecorder:
                     continue
                 except Exception as error:  # noqa: BLE001 - every waiting hit learns of it
                     log.warning("pixel hits not recorded", hits=len(hits), error=type(error).__name__)
-                    await _discard(connection)
-                    connection = None
+                    await connection.close()
                     for _, future in batch:
                         if not future.done():
                             future.set_exception(error)
@@ -193,28 +179,24 @@ class OpenRecorder:
                     if not future.done():
                         future.set_result(result)
         finally:
-            await _discard(connection)
+            await connection.close()
             if self._waiting:
                 log.warning("pixel hits not recorded at shutdown", hits=len(self._waiting))
 
-    async def _write_with_one_retry(
-        self, connection: asyncpg.Connection | None, hits: list[PixelHit]
-    ) -> tuple[asyncpg.Connection, list[RecordedOpen]]:
+    async def _write_with_one_retry(self, connection: DedicatedConnection, hits: list[PixelHit]) -> list[RecordedOpen]:
         # A connection that PostgreSQL closed (a restart) shows only when used: the group
         # was not committed then, so it is written once more on a new connection.
         for attempt in (1, 2):
-            if connection is None or connection.is_closed():
-                try:
-                    connection = await asyncpg.connect(self.dsn, timeout=5)
-                except _CONNECTION_ERRORS as error:
-                    raise _DatabaseUnavailable() from error
             try:
-                return connection, await self._write(connection, hits)
+                open_connection = await connection.get()
+            except POSTGRES_UNREACHABLE as error:
+                raise _DatabaseUnavailable() from error
+            try:
+                return await self._write(open_connection, hits)
             except _NotCommitted as error:
-                await _discard(connection)
-                connection = None
+                await connection.close()
                 cause = error.__cause__
-                if not isinstance(cause, _CONNECTION_ERRORS):
+                if not isinstance(cause, POSTGRES_UNREACHABLE):
                     raise cause or error from None
                 if attempt == 2:
                     raise _DatabaseUnavailable() from cause
@@ -269,9 +251,3 @@ class OpenRecorder:
         await transaction.commit()
         self.on_commit()
         return [RecordedOpen(item.first_open, item.verdict.likely_automated) for item in opens]
-
-
-async def _discard(connection: asyncpg.Connection | None) -> None:
-    if connection is not None and not connection.is_closed():
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(connection.close(), timeout=2)
