@@ -65,6 +65,11 @@ _GIF_HEADERS = [
 ]
 
 
+async def _answer_gif(send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": _GIF_HEADERS})
+    await send({"type": "http.response.body", "body": GIF})
+
+
 async def bare_app(
     scope: MutableMapping[str, Any],
     receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
@@ -73,16 +78,10 @@ async def bare_app(
     """The baseline: the same GIF and headers, nothing verified, nothing recorded."""
     if scope["type"] != "http":
         return
-    await send({"type": "http.response.start", "status": 200, "headers": _GIF_HEADERS})
-    await send({"type": "http.response.body", "body": GIF})
+    await _answer_gif(send)
 
 
 _SIGNER = TokenSigner(parse_keys(os.environ.get("MEER_TRACKING_KEYS", "dev-only-tracking-key")))
-
-
-async def _answer_gif(send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> None:
-    await send({"type": "http.response.start", "status": 200, "headers": _GIF_HEADERS})
-    await send({"type": "http.response.body", "body": GIF})
 
 
 async def token_check_app(

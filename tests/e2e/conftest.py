@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.local.stack import Urls
+from shared.events import Envelope, MailOpened, Topic
 
 ENROLMENT = Urls.service("enrolment")
 MAILER = Urls.service("mailer")
@@ -221,6 +222,27 @@ async def staff_login(
 # A person's mail client, so that a test's open or click is judged as a person's.
 MAIL_CLIENT = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Thunderbird/128.0"}
 DEV_TRACKING_KEY = "dev-only-tracking-key"
+
+
+async def opens_on_kafka(participants: set[uuid.UUID], at_least: int) -> list[Envelope] | None:
+    """The mail.opened events of these participants on Kafka, once there are `at_least`."""
+    found = [
+        envelope
+        for record in await read_topic(Topic.ENGAGEMENT)
+        if (envelope := Envelope.model_validate_json(record.value)).type == MailOpened.TYPE
+        and envelope.participant_id in participants
+    ]
+    return found if len(found) >= at_least else None
+
+
+def assert_each_open_once(opens: list[Envelope], *, opened_twice: uuid.UUID) -> None:
+    """One event per hit, none twice; only the first hit of each mail is its first open."""
+    assert len({e.event_id for e in opens}) == len(opens), "every open once, none twice"
+    by_participant: dict[uuid.UUID | None, list[bool]] = {}
+    for envelope in opens:
+        by_participant.setdefault(envelope.participant_id, []).append(envelope.payload["first_open"])
+    assert sorted(by_participant[opened_twice]) == [False, True]
+    assert all(flags == [True] for participant, flags in by_participant.items() if participant != opened_twice)
 
 
 def tracking_token(

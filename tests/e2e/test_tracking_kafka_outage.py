@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import httpx
 import pytest
 
 from deploy.local import stack as local_stack
-from shared.events import Envelope, MailOpened, Topic
-from tests.e2e.conftest import MAIL_CLIENT, TRACKING, db_count, eventually, read_topic, tracking_token
+from tests.e2e.conftest import (
+    MAIL_CLIENT,
+    TRACKING,
+    assert_each_open_once,
+    db_count,
+    eventually,
+    opens_on_kafka,
+    tracking_token,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -35,26 +42,14 @@ async def test_opens_during_a_kafka_outage_all_arrive_afterwards_once(http: http
         await asyncio.to_thread(local_stack.start_kafka)
 
     wanted = set(participants)
-
-    async def all_arrived() -> list[Envelope] | None:
-        found = [
-            envelope
-            for record in await read_topic(Topic.ENGAGEMENT)
-            if (envelope := Envelope.model_validate_json(record.value)).type == MailOpened.TYPE
-            and envelope.participant_id in wanted
-        ]
-        return found if len(found) >= 21 else None
-
-    opens = await eventually(all_arrived, timeout=90, what="every open on Kafka after the outage")
+    opens = await eventually(
+        lambda: opens_on_kafka(wanted, 21), timeout=90, what="every open on Kafka after the outage"
+    )
 
     async def drained() -> bool:
         return await db_count("tracking", "SELECT count(*) FROM outbox") == 0
 
     await eventually(drained, what="the outbox to be empty")
-    opens = await all_arrived() or []
-    assert len(opens) == 21 and len({e.event_id for e in opens}) == 21, "every open once, none twice"
-    by_participant: dict[UUID | None, list[bool]] = {}
-    for envelope in opens:
-        by_participant.setdefault(envelope.participant_id, []).append(envelope.payload["first_open"])
-    assert sorted(by_participant[participants[0]]) == [False, True]
-    assert all(flags == [True] for participant, flags in by_participant.items() if participant != participants[0])
+    opens = await opens_on_kafka(wanted, 21) or []
+    assert len(opens) == 21
+    assert_each_open_once(opens, opened_twice=participants[0])

@@ -4,14 +4,21 @@ every open is recorded and reaches Kafka, once, when the database is back."""
 from __future__ import annotations
 
 import asyncio
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import httpx
 import pytest
 
 from deploy.local import stack as local_stack
-from shared.events import Envelope, MailOpened, Topic
-from tests.e2e.conftest import MAIL_CLIENT, TRACKING, db_count, eventually, read_topic, tracking_token
+from tests.e2e.conftest import (
+    MAIL_CLIENT,
+    TRACKING,
+    assert_each_open_once,
+    db_count,
+    eventually,
+    opens_on_kafka,
+    tracking_token,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -39,21 +46,6 @@ async def test_opens_during_a_postgres_outage_are_recorded_when_it_is_back(http:
         return await db_count("tracking", "SELECT count(*) FROM open_record WHERE org_id = $1", org_id) == 21
 
     await eventually(all_recorded, timeout=60, what="every open recorded once PostgreSQL is back")
-    wanted = set(participants)
-
-    async def all_published() -> list[Envelope] | None:
-        found = [
-            envelope
-            for record in await read_topic(Topic.ENGAGEMENT)
-            if (envelope := Envelope.model_validate_json(record.value)).type == MailOpened.TYPE
-            and envelope.participant_id in wanted
-        ]
-        return found if len(found) >= 21 else None
-
-    opens = await eventually(all_published, timeout=60, what="every open on Kafka")
-    assert len(opens) == 21 and len({e.event_id for e in opens}) == 21, "every open once, none twice"
-    by_participant: dict[UUID | None, list[bool]] = {}
-    for envelope in opens:
-        by_participant.setdefault(envelope.participant_id, []).append(envelope.payload["first_open"])
-    assert sorted(by_participant[participants[0]]) == [False, True]
-    assert all(flags == [True] for participant, flags in by_participant.items() if participant != participants[0])
+    opens = await eventually(lambda: opens_on_kafka(set(participants), 21), timeout=60, what="every open on Kafka")
+    assert len(opens) == 21
+    assert_each_open_once(opens, opened_twice=participants[0])
