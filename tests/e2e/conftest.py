@@ -98,6 +98,12 @@ def unique_email(label: str = "deelnemer") -> str:
     return f"{label}-{uuid.uuid4().hex[:10]}@example.org"
 
 
+def unique_source() -> dict[str, str]:
+    """Headers that make a request come from a client of its own (the stack trusts the loopback
+    proxy), so that tests do not share the public form's per-source sign-up limit."""
+    return {"X-Forwarded-For": f"198.18.{uuid.uuid4().int % 256}.{uuid.uuid4().int % 254 + 1}"}
+
+
 async def create_organisation(http: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
     today = date.today()
     body = {

@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     events_on,
     eventually,
     unique_email,
+    unique_source,
 )
 
 pytestmark = pytest.mark.stack
@@ -36,7 +37,12 @@ async def test_a_participant_signs_up_and_confirms_in_a_browser(http: httpx.Asyn
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, args=FLAGS, headless=True, locale="nl-NL"
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            args=FLAGS,
+            headless=True,
+            locale="nl-NL",
+            extra_http_headers=unique_source(),
         )
         expect.set_options(timeout=WAIT_MS)
         page = browser.pages[0] if browser.pages else await browser.new_page()
