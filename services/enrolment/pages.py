@@ -20,6 +20,7 @@ from services.enrolment.api import SessionDep, SettingsDep
 from services.enrolment.domain import EnrolmentRefused, ParticipantFields
 from services.enrolment.tables import Organisation
 from shared.db import utcnow
+from shared.http_security import csp_nonce
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(
@@ -31,6 +32,7 @@ templates = Jinja2Templates(
         lstrip_blocks=True,
     )
 )
+templates.env.globals["csp_nonce"] = csp_nonce
 SEND_TIMES = [f"{hour:02d}:00" for hour in range(7, 22)]
 NEUTRAL_BRAND = {
     "display_name": "Meer contact",

@@ -43,6 +43,7 @@ from services.tracking.domain import (
 from services.tracking.recorder import OpenRecorder, PixelBufferFull, PixelHit, PixelHitUnconfirmed
 from shared.db import utcnow
 from shared.events import AssignmentReported, Envelope, LinkClicked, UnsubscribeRequested
+from shared.http_security import csp_nonce
 from shared.logging import get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.outbox import add_to_outbox
@@ -74,6 +75,7 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_templates.globals["csp_nonce"] = csp_nonce
 
 
 @dataclass(frozen=True)
