@@ -113,7 +113,7 @@ _PIXEL_HEADERS = [
 class PixelEndpoint:
     """GET /o/<token>.gif: always the same transparent GIF; a valid token records an open."""
 
-    _OUTCOMES = ("first", "repeat", "invalid", "head", "timeout", "dropped", "error")
+    _OUTCOMES = ("first", "repeat", "held", "invalid", "head", "timeout", "dropped", "error")
 
     def __init__(self, signer: TokenSigner, recorder: OpenRecorder, *, service: str) -> None:
         self.signer = signer
@@ -154,6 +154,8 @@ class PixelEndpoint:
         except Exception as error:  # noqa: BLE001 - the GIF is answered whatever happened
             log.warning("pixel hit not recorded", delivery_id=str(claims.delivery_id), error=type(error).__name__)
             return "error"
+        if recorded.held:
+            return "held"  # no mail.sent for this mail (yet): published only once there is
         if recorded.likely_automated:
             self._likely_automated.inc()
         return "first" if recorded.first_open else "repeat"
