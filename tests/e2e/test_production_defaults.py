@@ -109,3 +109,11 @@ async def test_the_recruitment_kit_fetches_no_logo_url_that_is_not_enrolments(
         flyer = await http.get(f"{COACHING}/api/organisation/recruitment-kit/flyer.pdf", headers=admin["headers"])
         assert flyer.status_code == 200 and flyer.content.startswith(b"%PDF")
     assert outside_server.requests == 0, "coaching fetched a logo from a host that is not enrolment"
+
+
+async def test_behind_a_trusted_tls_proxy_coaching_sees_https_and_sets_secure_cookies(http: httpx.AsyncClient) -> None:
+    # The local stack trusts its loopback proxy (MEER_FORWARDED_ALLOW_IPS' default).
+    direct = await http.get(f"{COACHING}/inloggen")
+    assert "secure" not in direct.headers["set-cookie"].lower()
+    proxied = await http.get(f"{COACHING}/inloggen", headers={"X-Forwarded-Proto": "https"})
+    assert "secure" in proxied.headers["set-cookie"].lower()
