@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 
 from shared.db import Database
 from shared.events import Topic
+from shared.http_security import SecurityHeadersMiddleware, bearer_matches
 from shared.kafka import EventHandler, create_broker, ensure_topics, subscribe_events
 from shared.logging import configure_logging, get_logger
 from shared.metrics import DEPENDENCY_UP, HttpMetricsMiddleware, metrics_response
@@ -120,8 +121,17 @@ def create_service_app(runtime: Runtime, *, title: str, description: str) -> Fas
             await runtime.database.dispose()
             log.info("service stopped")
 
-    app = FastAPI(title=title, description=description, lifespan=lifespan)
+    docs = runtime.settings.api_docs_enabled
+    app = FastAPI(
+        title=title,
+        description=description,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.add_middleware(HttpMetricsMiddleware, service=runtime.service)
+    app.add_middleware(SecurityHeadersMiddleware)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -151,7 +161,14 @@ def create_service_app(runtime: Runtime, *, title: str, description: str) -> Fas
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     @app.get("/metrics", tags=["operations"], include_in_schema=False)
-    async def metrics() -> Any:
+    async def metrics(request: Request) -> Any:
+        token = runtime.settings.metrics_token
+        if token and not bearer_matches(request.headers.get("authorization"), token):
+            return JSONResponse(
+                error_body(401, "A bearer token is needed for /metrics."),
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return metrics_response()
 
     return app
@@ -206,8 +223,17 @@ def run_service(
         await asyncio.to_thread(upgrade_to_head, migrations_dir, settings.database_url)
         await ensure_topics(settings.kafka_bootstrap, Topic.ALL, partitions=settings.kafka_partitions)
         app = create_app(settings)
+        # Behind a TLS proxy: the client's address and scheme (Secure cookies, same-origin
+        # checks, per-source limits) come from X-Forwarded-* of these proxies only.
         config = uvicorn.Config(
-            app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False, lifespan="on"
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         )
         await uvicorn.Server(config).serve()
 

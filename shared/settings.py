@@ -43,6 +43,21 @@ class ServiceSettings(BaseSettings):
         default=5, ge=1, description="Tries per event before it goes to the dead-letter topic."
     )
     outbox_poll_interval_s: float = 0.25
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-For/-Proto are believed (comma-separated IPs or networks, or *).",
+    )
+    api_docs: bool | None = Field(
+        default=None, description="Serve /docs and /openapi.json; default: on, except in production."
+    )
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token /metrics asks for; required in production, open when unset."
+    )
+
+    @property
+    def api_docs_enabled(self) -> bool:
+        """Whether the API docs and the OpenAPI document are served."""
+        return self.api_docs if self.api_docs is not None else self.env != "production"
 
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> ServiceSettings:
@@ -50,4 +65,6 @@ class ServiceSettings(BaseSettings):
             for name, value in self:
                 if isinstance(value, str) and value.startswith(DEV_SECRET_PREFIX):
                     raise ValueError(f"MEER_{name.upper()} still has its development default; set a real secret")
+            if not self.metrics_token:
+                raise ValueError("MEER_METRICS_TOKEN must be set in production: /metrics is not public there")
         return self

@@ -3,6 +3,7 @@ and make the flyer and poster for it."""
 
 from __future__ import annotations
 
+import re
 import time
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -19,7 +20,8 @@ CACHE_SECONDS = 600.0
 
 
 class LogoFetcher:
-    """Fetches logos over http(s) with a deadline and a size cap, and remembers them a while."""
+    """Fetches logos over http(s) with a deadline and a size cap, and remembers them a while.
+    It follows no redirect: the URLs it gets are enrolment's own logo addresses."""
 
     def __init__(self, *, timeout_s: float, max_bytes: int) -> None:
         self.timeout_s = timeout_s
@@ -40,7 +42,7 @@ class LogoFetcher:
     async def _download(self, url: str) -> bytes | None:
         try:
             async with (
-                httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=True, max_redirects=3) as client,
+                httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as client,
                 client.stream("GET", url, headers={"Accept": "image/png,image/jpeg,image/gif"}) as response,
             ):
                 if response.status_code != 200 or not response.headers.get("content-type", "").startswith("image/"):
@@ -60,6 +62,28 @@ class LogoFetcher:
         return data if documents.load_logo(data) is not None else None
 
 
+_LOGO_PATH = re.compile(r"/logos/(?P<org>[0-9a-f-]{36})/(?P<name>[0-9a-f]{64}\.(?:png|jpg))$")
+
+
+def enrolment_logo_url(logo_url: str | None, *, org_id: UUID, enrolment_base_url: str) -> str | None:
+    """Where to fetch an organisation's logo: only from enrolment, only that organisation's.
+
+    A logo URL comes from an event; whatever host it names, the logo is fetched from the
+    configured enrolment address (inside a container network that is another address than
+    the public one in the URL), and only when its path is enrolment's logo path of this
+    organisation. Anything else is not fetched, so an event cannot make coaching call out.
+    """
+    if not logo_url:
+        return None
+    parts = urlsplit(logo_url)
+    if parts.scheme not in ("http", "https") or parts.query or parts.fragment:
+        return None
+    match = _LOGO_PATH.search(parts.path)
+    if match is None or match["org"] != str(org_id):
+        return None
+    return f"{enrolment_base_url.rstrip('/')}/logos/{org_id}/{match['name']}"
+
+
 def signup_url(enrolment_base_url: str, org_id: UUID) -> str:
     """Enrolment's public sign-up page of the organisation."""
     return f"{enrolment_base_url.rstrip('/')}/aanmelden/{org_id}"
@@ -77,5 +101,7 @@ async def kit_organisation(
         contact_phone=organisation.contact_phone,
         contact_email=organisation.contact_email,
         website=organisation.website,
-        logo=await logos.fetch(organisation.logo_url),
+        logo=await logos.fetch(
+            enrolment_logo_url(organisation.logo_url, org_id=org_id, enrolment_base_url=enrolment_base_url)
+        ),
     )

@@ -27,5 +27,5 @@ class CoachingSettings(ServiceSettings):
     logo_max_bytes: int = Field(default=2_000_000, gt=0, description="Larger logos are left out of the kit.")
     live_ping_s: float = Field(default=15.0, gt=0, description="Keep-alive interval of the live dashboard stream.")
     cookie_secure: bool | None = Field(
-        default=None, description="Secure flag of the login cookie; default: only when the request came over https."
+        default=None, description="Secure flag of the login cookie; default: always in production, else over https."
     )

@@ -182,8 +182,11 @@ def render(request: Request, name: str, context: Mapping[str, Any], status_code:
 
 
 def _cookie_secure(request: Request) -> bool:
-    configured = _services(request).settings.cookie_secure
-    return configured if configured is not None else request.url.scheme == "https"
+    settings = _services(request).settings
+    if settings.cookie_secure is not None:
+        return settings.cookie_secure
+    # Production always runs behind TLS: Secure even when a proxy's scheme did not reach us.
+    return settings.env == "production" or request.url.scheme == "https"
 
 
 def _check_form(request: Request, viewer: Viewer, form: FormData) -> None:

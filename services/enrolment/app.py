@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.enrolment import operations
+from services.enrolment import operations, storage
 from services.enrolment.api import public_router, router
 from services.enrolment.handlers import register_kafka_handlers
 from services.enrolment.pages import router as pages_router
@@ -35,6 +35,14 @@ async def delete_unconfirmed_signups(database: Database, settings: EnrolmentSett
             return total
 
 
+async def delete_old_signup_counters(database: Database) -> int:
+    """Sign-up counters whose window is long over are deleted (the longest window is a day)."""
+    async with database.session() as session:
+        deleted = await storage.delete_signup_counters(session=session, started_before=utcnow() - timedelta(days=2))
+        await session.commit()
+    return deleted
+
+
 def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
     """The enrolment app: API, public pages, Kafka handlers and the clean-up loop."""
     settings = settings or EnrolmentSettings()
@@ -47,6 +55,7 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
                 deleted = await delete_unconfirmed_signups(runtime.database, settings)
                 if deleted:
                     log.info("deleted unconfirmed sign-ups", count=deleted)
+                await delete_old_signup_counters(runtime.database)
             except Exception as error:  # noqa: BLE001 - try again next round
                 log.warning("could not delete unconfirmed sign-ups", error=type(error).__name__)
             await asyncio.sleep(CLEANUP_INTERVAL_S)

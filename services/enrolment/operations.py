@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.enrolment import domain, security, storage
+from services.enrolment import domain, security, signup_limits, storage
 from services.enrolment.domain import EnrolmentRefused, ParticipantFields, StaffRole, StoppedBy
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import (
@@ -458,6 +458,41 @@ async def enrol_participant(
 SIGNUP_RESEND_AFTER = timedelta(minutes=10)
 
 
+class SignupLimited(Exception):
+    """Too many sign-ups from one source or for one mailbox: nothing is stored or sent."""
+
+    def __init__(self, kind: signup_limits.LimitKind, retry_after_s: int) -> None:
+        super().__init__(f"too many sign-ups per {kind}")
+        self.kind = kind
+        self.retry_after_s = retry_after_s
+
+
+def signup_limits_of(settings: EnrolmentSettings) -> signup_limits.SignupLimits:
+    """The sign-up limits the settings ask for."""
+    return signup_limits.SignupLimits(
+        per_source=settings.signups_per_source_per_hour, per_mailbox=settings.signups_per_mailbox_per_day
+    )
+
+
+async def count_signup(
+    *, session: AsyncSession, kind: signup_limits.LimitKind, value: str, settings: EnrolmentSettings, now: datetime
+) -> None:
+    """Count one sign-up from a source or for a mailbox; SignupLimited when it is one too many.
+
+    The caller commits the count even when it is refused, so a client that keeps trying
+    stays refused until the window ends.
+    """
+    limits = signup_limits_of(settings)
+    window = limits.window(kind)
+    count = await storage.count_signup(
+        session=session,
+        key=signup_limits.counter_key(kind, value),
+        window_start=signup_limits.window_start(now, window),
+    )
+    if signup_limits.over_limit(count, kind, limits):
+        raise SignupLimited(kind, signup_limits.retry_after_s(now, window))
+
+
 async def sign_up(
     *,
     session: AsyncSession,
@@ -475,9 +510,14 @@ async def sign_up(
     coach = domain.choose_coach(
         None, await storage.active_participants_per_coach(session=session, org_id=organisation.id)
     )
-    for earlier in await storage.pending_signups(session=session, org_id=organisation.id, email=fields.email):
+    earlier_sign_ups = await storage.pending_signups(session=session, org_id=organisation.id, email=fields.email)
+    for earlier in earlier_sign_ups:
         if now - earlier.created_at < SIGNUP_RESEND_AFTER:
             return earlier
+    # Only a sign-up that sends a mail counts against the mailbox, in every organisation.
+    mailbox = signup_limits.normalised_mailbox(fields.email)
+    await count_signup(session=session, kind="mailbox", value=mailbox, settings=settings, now=now)
+    for earlier in earlier_sign_ups:
         await forget_sign_up(session=session, participant=earlier)
     token = security.new_link_token()
     participant = Participant(

@@ -15,11 +15,12 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.enrolment import domain, operations, storage
+from services.enrolment import domain, operations, signup_limits, storage
 from services.enrolment.api import SessionDep, SettingsDep
 from services.enrolment.domain import EnrolmentRefused, ParticipantFields
 from services.enrolment.tables import Organisation
 from shared.db import utcnow
+from shared.http_security import csp_nonce
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(
@@ -31,6 +32,7 @@ templates = Jinja2Templates(
         lstrip_blocks=True,
     )
 )
+templates.env.globals["csp_nonce"] = csp_nonce
 SEND_TIMES = [f"{hour:02d}:00" for hour in range(7, 22)]
 NEUTRAL_BRAND = {
     "display_name": "Meer contact",
@@ -212,16 +214,45 @@ async def signup(
             send_times=SEND_TIMES,
             consent_text=consent_text(organisation.display_name),
         )
-    organisation = await storage.get_organisation(session=session, org_id=organisation.id, for_update=True)
-    assert organisation is not None
+    now = utcnow()
     try:
-        await operations.sign_up(
-            session=session, organisation=organisation, fields=fields, settings=settings, now=utcnow()
-        )
+        source = signup_limits.source_of(request.client.host if request.client else None)
+        await operations.count_signup(session=session, kind="source", value=source, settings=settings, now=now)
+        organisation = await storage.get_organisation(session=session, org_id=organisation.id, for_update=True)
+        assert organisation is not None
+        await operations.sign_up(session=session, organisation=organisation, fields=fields, settings=settings, now=now)
     except EnrolmentRefused as refused:
         return _closed(request, brand, refused)
+    except operations.SignupLimited as limited:
+        await session.commit()  # the count itself stays, so that trying again does not help
+        return _too_many(request, brand, limited)
     await session.commit()
     return check_mail
+
+
+def _too_many(request: Request, brand: dict[str, Any], limited: operations.SignupLimited) -> HTMLResponse:
+    """Over a sign-up limit: a clear page, nothing stored and no mail sent."""
+    if limited.kind == "source":
+        paragraphs = (
+            "Vanaf deze internetverbinding zijn net veel aanmeldingen gedaan. Daarom kan aanmelden hier even niet.",
+            "Probeer het over een uur nog eens. Er is nu geen e-mail verstuurd.",
+        )
+    else:
+        paragraphs = (
+            "Voor dit e-mailadres zijn vandaag al een paar aanmeldingen gedaan. "
+            "Kijk in je mail, ook bij de ongewenste e-mail (spam). Daar staat een link om je aanmelding te bevestigen.",
+            "Geen e-mail gevonden? Probeer het morgen nog eens. Er is nu geen nieuwe e-mail verstuurd.",
+        )
+    response = message(
+        request,
+        brand,
+        "Even geduld",
+        *paragraphs,
+        f"Lukt het niet? Neem dan contact op met {brand['display_name']}.",
+        status_code=429,
+    )
+    response.headers["Retry-After"] = str(limited.retry_after_s)
+    return response
 
 
 @router.get("/aanmelden/{org_id}/check-je-mail", response_class=HTMLResponse)
@@ -308,7 +339,8 @@ async def confirm_page(token: str, request: Request, session: SessionDep, settin
         request,
         brand,
         "Bevestig je aanmelding",
-        f"Hallo {participant.first_name}, fijn dat je mee wilt doen met Meer contact.",
+        # No name here: it was typed by whoever filled in the form, maybe not the owner of the mailbox.
+        "Fijn dat je mee wilt doen met Meer contact.",
         "Klik op de knop hieronder. Dan is je aanmelding klaar en begint de training morgen.",
         form_action=f"/bevestigen/{token}",
         button="Ja, ik doe mee",

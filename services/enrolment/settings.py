@@ -38,6 +38,12 @@ class EnrolmentSettings(ServiceSettings):
     logo_max_bytes: int = Field(default=1_000_000, ge=1_000, description="Largest logo file accepted.")
     logo_max_side_px: int = Field(default=2_000, ge=16, description="Largest logo width or height accepted.")
     import_max_bytes: int = Field(default=10_000_000, ge=1_000, description="Largest CSV file accepted by the API.")
+    signups_per_source_per_hour: int = Field(
+        default=10, ge=1, description="Public sign-ups per client (IPv4 address or IPv6 /64) per hour."
+    )
+    signups_per_mailbox_per_day: int = Field(
+        default=3, ge=1, description="Confirmation mails per mailbox (lower case, no +tag) per day, all organisations."
+    )
     consent_text_version: str = Field(
         default="2026-1", max_length=20, description="Version of the consent text on the sign-up page."
     )

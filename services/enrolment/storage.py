@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -20,6 +20,7 @@ from services.enrolment.tables import (
     Logo,
     Organisation,
     Participant,
+    SignupCounter,
     StaffMember,
 )
 
@@ -194,6 +195,24 @@ async def login_throttle(*, session: AsyncSession, email_hash: str) -> LoginThro
     row = await session.get(LoginThrottle, email_hash, with_for_update=True, populate_existing=True)
     assert row is not None
     return row
+
+
+async def count_signup(*, session: AsyncSession, key: str, window_start: datetime) -> int:
+    """Count one sign-up against a counter and return its new value; the row stays locked
+    until commit, so parallel sign-ups are counted one after the other."""
+    statement = (
+        insert(SignupCounter)
+        .values(key=key, window_start=window_start, count=1)
+        .on_conflict_do_update(index_elements=["key", "window_start"], set_={"count": col(SignupCounter.count) + 1})
+        .returning(col(SignupCounter.count))
+    )
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def delete_signup_counters(*, session: AsyncSession, started_before: datetime) -> int:
+    """Delete the counters of windows that started before the given moment."""
+    result = await session.execute(delete(SignupCounter).where(col(SignupCounter.window_start) < started_before))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- participants -------------------------------------------------------------------------------------

@@ -338,6 +338,16 @@ class LoginThrottle(EnrolmentTable, table=True):
     locked_until: datetime | None = None
 
 
+class SignupCounter(EnrolmentTable, table=True):
+    """Public sign-ups per source or mailbox in one fixed window (the key is a digest)."""
+
+    __tablename__ = "signup_counter"
+
+    key: str = Field(primary_key=True, max_length=64)
+    window_start: datetime = Field(primary_key=True)
+    count: int = 0
+
+
 class LoginRequest(BaseModel):
     email: str = Field(max_length=254)
     password: str = Field(max_length=200)

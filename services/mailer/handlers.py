@@ -139,7 +139,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
                 org_id=envelope.org_id,
                 participant_id=envelope.participant_id,
                 to_address=p.email,
-                context={"first_name": p.first_name, "confirm_url": p.confirm_url},
+                context={"confirm_url": p.confirm_url},
             )
         )
 

@@ -43,6 +43,7 @@ from services.tracking.domain import (
 from services.tracking.recorder import OpenRecorder, PixelBufferFull, PixelHit, PixelHitUnconfirmed
 from shared.db import utcnow
 from shared.events import AssignmentReported, Envelope, LinkClicked, UnsubscribeRequested
+from shared.http_security import csp_nonce
 from shared.logging import get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.outbox import add_to_outbox
@@ -74,6 +75,7 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_templates.globals["csp_nonce"] = csp_nonce
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ _PIXEL_HEADERS = [
 class PixelEndpoint:
     """GET /o/<token>.gif: always the same transparent GIF; a valid token records an open."""
 
-    _OUTCOMES = ("first", "repeat", "invalid", "head", "timeout", "dropped", "error")
+    _OUTCOMES = ("first", "repeat", "held", "invalid", "head", "timeout", "dropped", "error")
 
     def __init__(self, signer: TokenSigner, recorder: OpenRecorder, *, service: str) -> None:
         self.signer = signer
@@ -152,6 +154,8 @@ class PixelEndpoint:
         except Exception as error:  # noqa: BLE001 - the GIF is answered whatever happened
             log.warning("pixel hit not recorded", delivery_id=str(claims.delivery_id), error=type(error).__name__)
             return "error"
+        if recorded.held:
+            return "held"  # no mail.sent for this mail (yet): published only once there is
         if recorded.likely_automated:
             self._likely_automated.inc()
         return "first" if recorded.first_open else "repeat"

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from services.tracking.api import PixelEndpoint, PixelFastPath, TrackingContext, router
 from services.tracking.domain import JudgeRules
 from services.tracking.handlers import register_kafka_handlers
-from services.tracking.recorder import OpenRecorder
+from services.tracking.recorder import RELEASE_BATCH, OpenRecorder, release_held_opens
 from services.tracking.settings import TrackingSettings
+from shared.db import utcnow
+from shared.logging import get_logger
 from shared.runtime import Runtime, create_service_app
 from shared.tracking_tokens import TokenSigner, parse_keys
+
+log = get_logger(__name__)
 
 
 def create_app(settings: TrackingSettings | None = None) -> PixelFastPath:
@@ -42,7 +47,19 @@ def create_app(settings: TrackingSettings | None = None) -> PixelFastPath:
         buffer_max=settings.pixel_buffer_max,
         on_commit=runtime.relay.wake,
     )
-    runtime.background += [recorder.run_watchdog, *[recorder.run_writer] * settings.pixel_writers]
+    retention = timedelta(hours=settings.held_open_retention_hours)
+
+    async def release_loop() -> None:
+        """Opens held for a mail not yet seen sent become opens once its mail.sent is in."""
+        while True:
+            try:
+                while await release_held_opens(runtime.database, now=utcnow(), retention=retention) == RELEASE_BATCH:
+                    pass
+            except Exception as error:  # noqa: BLE001 - try again next round
+                log.warning("could not release held opens", error=type(error).__name__)
+            await asyncio.sleep(settings.held_open_release_s)
+
+    runtime.background += [recorder.run_watchdog, *[recorder.run_writer] * settings.pixel_writers, release_loop]
     app.state.runtime = runtime
     app.state.tracking = TrackingContext(
         runtime=runtime,

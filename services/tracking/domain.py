@@ -221,6 +221,12 @@ def first_open_flags(delivery_ids: Sequence[UUID], newly_opened: set[UUID]) -> l
     return flags
 
 
+def was_sent_as_claimed(sent: tuple[UUID, UUID] | None, *, participant_id: UUID, org_id: UUID) -> bool:
+    """Whether tracking saw this mail sent (mail.sent) to the participant and organisation
+    the token names: only then is a hit on it an open of a mail that was really sent."""
+    return sent is not None and sent == (participant_id, org_id)
+
+
 def pixel_token(path: str) -> str | None:
     """The token in a pixel path '/o/<token>.gif', or None for any other path."""
     if not path.startswith("/o/") or not path.endswith(".gif"):

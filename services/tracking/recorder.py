@@ -19,15 +19,25 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import asyncpg
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.tracking import storage
-from services.tracking.domain import HitFacts, JudgeRules, first_open_flags, judge_hit, mail_facts
-from shared.db import POSTGRES_UNREACHABLE, DedicatedConnection, utcnow
+from services.tracking.domain import (
+    HitFacts,
+    JudgeRules,
+    first_open_flags,
+    judge_hit,
+    mail_facts,
+    was_sent_as_claimed,
+)
+from services.tracking.tables import OpenRecord
+from shared.db import POSTGRES_UNREACHABLE, Database, DedicatedConnection, utcnow
 from shared.events import Envelope, MailOpened
 from shared.logging import get_logger
+from shared.outbox import add_to_outbox
 from shared.tracking_tokens import TrackingToken
 
 log = get_logger(__name__)
@@ -57,6 +67,8 @@ class RecordedOpen:
 
     first_open: bool
     likely_automated: bool
+    held: bool = False
+    """The mail was not seen sent (yet): the hit is held, not published (see release_held_opens)."""
 
 
 class PixelBufferFull(Exception):
@@ -204,19 +216,31 @@ class OpenRecorder:
 
     async def _write(self, connection: asyncpg.Connection, hits: list[PixelHit]) -> list[RecordedOpen]:
         PIXEL_BATCH_SIZE.observe(len(hits))
-        delivery_ids = [hit.token.delivery_id for hit in hits]
         transaction = connection.transaction()
         try:
             await transaction.start()
             known = await storage.claim_and_read_mails(
                 connection=connection,
-                delivery_ids=delivery_ids,
+                tokens=[hit.token for hit in hits],
                 opened_at=hits[0].received_at,
                 since=self.clock() - self.burst_window,
             )
+            sent = [
+                was_sent_as_claimed(
+                    known[hit.token.delivery_id].sent_to,
+                    participant_id=hit.token.participant_id,
+                    org_id=hit.token.org_id,
+                )
+                for hit in hits
+            ]
             newly_opened = {delivery_id for delivery_id, mail in known.items() if mail.first_open}
-            opens = []
-            for hit, first_open in zip(hits, first_open_flags(delivery_ids, newly_opened), strict=True):
+            first_opens = iter(
+                first_open_flags(
+                    [hit.token.delivery_id for hit, ok in zip(hits, sent, strict=True) if ok], newly_opened
+                )
+            )
+            opens, held, results = [], [], []
+            for hit, was_sent in zip(hits, sent, strict=True):
                 mail = known[hit.token.delivery_id]
                 facts = mail_facts(
                     hit_at=hit.received_at,
@@ -225,6 +249,12 @@ class OpenRecorder:
                     recent_links=mail.recent_links,
                 )
                 verdict = judge_hit(hit.facts, facts, self.rules, kind="open")
+                if not was_sent:
+                    held.append(storage.HitToHold(token=hit.token, opened_at=hit.received_at, verdict=verdict))
+                    results.append(RecordedOpen(first_open=False, likely_automated=verdict.likely_automated, held=True))
+                    continue
+                first_open = next(first_opens)
+                results.append(RecordedOpen(first_open=first_open, likely_automated=verdict.likely_automated))
                 event = Envelope.wrap(
                     MailOpened(
                         delivery_id=hit.token.delivery_id,
@@ -244,10 +274,68 @@ class OpenRecorder:
                     )
                 )
             await storage.add_opens_with_events(connection=connection, opens=opens)
+            await storage.hold_opens(connection=connection, hits=held)
         except Exception as error:
             with contextlib.suppress(Exception):
                 await transaction.rollback()
             raise _NotCommitted() from error
         await transaction.commit()
         self.on_commit()
-        return [RecordedOpen(item.first_open, item.verdict.likely_automated) for item in opens]
+        return results
+
+
+HELD_OPENS = Counter(
+    "meer_tracking_held_opens_total",
+    "Pixel hits on mails not seen sent: released once mail.sent came, or expired without it.",
+    ["outcome"],
+)
+RELEASE_BATCH = 500
+
+
+async def release_held_opens(database: Database, *, now: datetime, retention: timedelta) -> int:
+    """Turn held hits whose mail is now seen sent into opens (with their mail.opened events),
+    and delete those held longer than the retention; returns how many were released."""
+    async with database.session() as session:
+        held = await storage.take_releasable_held_opens(session=session, limit=RELEASE_BATCH)
+        earliest: dict[UUID, datetime] = {}
+        for item in held:
+            earliest.setdefault(item.delivery_id, item.opened_at)
+        newly_opened = await storage.claim_first_opens(session=session, opened_at=earliest)
+        flags = first_open_flags([item.delivery_id for item in held], newly_opened)
+        for item, first_open in zip(held, flags, strict=True):
+            session.add(
+                OpenRecord(
+                    delivery_id=item.delivery_id,
+                    participant_id=item.participant_id,
+                    org_id=item.org_id,
+                    day=item.day,
+                    opened_at=item.opened_at,
+                    first_open=first_open,
+                    likely_automated=item.likely_automated,
+                    signals=list(item.signals),
+                )
+            )
+            add_to_outbox(
+                session,
+                Envelope.wrap(
+                    MailOpened(
+                        delivery_id=item.delivery_id,
+                        day=item.day,
+                        opened_at=item.opened_at,
+                        first_open=first_open,
+                        likely_automated=item.likely_automated,
+                        signals=tuple(item.signals),
+                    ),
+                    org_id=item.org_id,
+                    participant_id=item.participant_id,
+                    occurred_at=item.opened_at,
+                ),
+            )
+        expired = await storage.delete_expired_held_opens(session=session, opened_before=now - retention)
+        await session.commit()
+    if held:
+        HELD_OPENS.labels("released").inc(len(held))
+    if expired:
+        HELD_OPENS.labels("expired").inc(expired)
+        log.info("held opens expired without their mail being seen sent", count=expired)
+    return len(held)

@@ -48,6 +48,12 @@ class TrackingSettings(ServiceSettings):
         ge=1,
         description="Most pixel hits kept in memory while PostgreSQL is away; beyond it new hits are not recorded.",
     )
+    held_open_release_s: float = Field(
+        default=2.0, gt=0, description="How often opens held for a mail not yet seen sent are checked again."
+    )
+    held_open_retention_hours: float = Field(
+        default=72.0, gt=0, description="Held opens whose mail is never seen sent are deleted after this long."
+    )
     pixel_record_timeout_s: float = Field(
         default=5.0, gt=0, description="The pixel answers after this long even when the database is slow."
     )

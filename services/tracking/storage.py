@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,6 +19,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.tracking.domain import ReportAnswer, Verdict
 from services.tracking.tables import (
     AssignmentReport,
+    FirstOpen,
+    HeldOpen,
     LinkHit,
     OrganisationBranding,
     SentMail,
@@ -38,6 +40,8 @@ class MailKnown:
     """The different links of this mail hit within the burst window."""
     first_open: bool = False
     """This transaction claimed the mail's first open (nobody opened it before)."""
+    sent_to: tuple[UUID, UUID] | None = None
+    """The participant and organisation mail.sent named, or None while tracking has not seen it sent."""
 
 
 # Pixel hits are written on a connection of their own with asyncpg directly (see
@@ -46,20 +50,33 @@ class MailKnown:
 # One round trip for a whole batch of pixel hits: claim the first open of each mail (the
 # primary key decides, also between replicas), and read when each mail was sent and
 # which of its links were hit lately (a scanner's burst).
+# Only a hit on a mail seen sent to the token's participant and organisation claims.
 _CLAIM_AND_READ = """
-    WITH ids AS (SELECT DISTINCT id FROM unnest($1::uuid[]) AS d(id)),
+    WITH hits AS (SELECT DISTINCT id, participant, org
+                    FROM unnest($1::uuid[], $4::uuid[], $5::uuid[]) AS d(id, participant, org)),
+    ids AS (SELECT DISTINCT id FROM hits),
     claimed AS (
         INSERT INTO first_open (delivery_id, opened_at)
-        SELECT id, $2 FROM ids
+        SELECT DISTINCT s.delivery_id, $2::timestamptz
+          FROM hits JOIN sent_mail s ON s.delivery_id = hits.id AND s.participant_id = hits.participant
+                                    AND s.org_id = hits.org
         ON CONFLICT (delivery_id) DO NOTHING
         RETURNING delivery_id
     )
-    SELECT ids.id AS delivery_id, s.sent_at,
+    SELECT ids.id AS delivery_id, s.sent_at, s.participant_id AS sent_participant, s.org_id AS sent_org,
            ARRAY(SELECT DISTINCT h.target FROM link_hit h
                   WHERE h.delivery_id = ids.id AND h.hit_at >= $3) AS links,
            EXISTS (SELECT 1 FROM claimed c WHERE c.delivery_id = ids.id) AS first_open
       FROM ids
       LEFT JOIN sent_mail s ON s.delivery_id = ids.id
+"""
+
+_HOLD_OPENS = """
+    INSERT INTO held_open (id, delivery_id, participant_id, org_id, day, opened_at, likely_automated, signals)
+    SELECT gen_random_uuid(), r.delivery_id, r.participant_id, r.org_id, r.day, r.opened_at, r.likely_automated,
+           string_to_array(r.signals, ',')
+      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::integer[], $5::timestamptz[], $6::boolean[], $7::text[])
+        AS r(delivery_id, participant_id, org_id, day, opened_at, likely_automated, signals)
 """
 
 # The open records of a batch and their outbox rows in one statement. The outbox rows
@@ -81,11 +98,26 @@ _ADD_OPENS_AND_EVENTS = """
 
 
 async def claim_and_read_mails(
-    *, connection: asyncpg.Connection, delivery_ids: Sequence[UUID], opened_at: datetime, since: datetime
+    *, connection: asyncpg.Connection, tokens: Sequence[TrackingToken], opened_at: datetime, since: datetime
 ) -> dict[UUID, MailKnown]:
     """Claim first opens and read what is known of each mail of a batch of pixel hits."""
-    rows = await connection.fetch(_CLAIM_AND_READ, list(set(delivery_ids)), opened_at, since)
-    return {row["delivery_id"]: MailKnown(row["sent_at"], frozenset(row["links"]), row["first_open"]) for row in rows}
+    rows = await connection.fetch(
+        _CLAIM_AND_READ,
+        [token.delivery_id for token in tokens],
+        opened_at,
+        since,
+        [token.participant_id for token in tokens],
+        [token.org_id for token in tokens],
+    )
+    return {
+        row["delivery_id"]: MailKnown(
+            row["sent_at"],
+            frozenset(row["links"]),
+            row["first_open"],
+            (row["sent_participant"], row["sent_org"]) if row["sent_at"] is not None else None,
+        )
+        for row in rows
+    }
 
 
 async def mails_known(*, session: AsyncSession, delivery_ids: Sequence[UUID], since: datetime) -> dict[UUID, MailKnown]:
@@ -139,6 +171,72 @@ async def add_opens_with_events(*, connection: asyncpg.Connection, opens: Sequen
         [item.event.model_dump_json().encode() for item in opens],
         utcnow(),
     )
+
+
+@dataclass(frozen=True)
+class HitToHold:
+    """A judged pixel hit on a mail not (yet) seen sent."""
+
+    token: TrackingToken
+    opened_at: datetime
+    verdict: Verdict
+
+
+async def hold_opens(*, connection: asyncpg.Connection, hits: Sequence[HitToHold]) -> None:
+    """Keep hits on mails not seen sent aside, unpublished, in the batch's transaction."""
+    if not hits:
+        return
+    await connection.execute(
+        _HOLD_OPENS,
+        [hit.token.delivery_id for hit in hits],
+        [hit.token.participant_id for hit in hits],
+        [hit.token.org_id for hit in hits],
+        [hit.token.day for hit in hits],
+        [hit.opened_at for hit in hits],
+        [hit.verdict.likely_automated for hit in hits],
+        [",".join(hit.verdict.signals) for hit in hits],
+    )
+
+
+_TAKE_RELEASABLE = text("""
+    WITH ready AS (
+        SELECT h.id FROM held_open h
+          JOIN sent_mail s ON s.delivery_id = h.delivery_id AND s.participant_id = h.participant_id
+                          AND s.org_id = h.org_id
+         ORDER BY h.opened_at
+         LIMIT :limit
+           FOR UPDATE OF h SKIP LOCKED
+    )
+    DELETE FROM held_open WHERE id IN (SELECT id FROM ready)
+    RETURNING delivery_id, participant_id, org_id, day, opened_at, likely_automated, signals
+""")
+
+
+async def take_releasable_held_opens(*, session: AsyncSession, limit: int) -> list[HeldOpen]:
+    """Remove and return held hits whose mail is now seen sent (oldest first); other
+    replicas skip the rows this transaction took."""
+    rows = (await session.execute(_TAKE_RELEASABLE, {"limit": limit})).mappings().all()
+    held = [HeldOpen(**dict(row)) for row in rows]
+    return sorted(held, key=lambda item: item.opened_at)
+
+
+async def claim_first_opens(*, session: AsyncSession, opened_at: dict[UUID, datetime]) -> set[UUID]:
+    """Claim the first open of these mails (each at its time); the ones nobody had opened before."""
+    if not opened_at:
+        return set()
+    result = await session.execute(
+        pg_insert(FirstOpen)
+        .values([{"delivery_id": delivery_id, "opened_at": at} for delivery_id, at in opened_at.items()])
+        .on_conflict_do_nothing()
+        .returning(col(FirstOpen.delivery_id))
+    )
+    return set(result.scalars().all())
+
+
+async def delete_expired_held_opens(*, session: AsyncSession, opened_before: datetime) -> int:
+    """Delete held hits whose mail was never seen sent."""
+    result = await session.execute(delete(HeldOpen).where(col(HeldOpen.opened_at) < opened_before))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def add_link_hit(

@@ -45,6 +45,24 @@ class OpenRecord(TrackingTable, table=True):
     signals: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(String), nullable=False))
 
 
+class HeldOpen(TrackingTable, table=True):
+    """A pixel hit on a mail tracking has not seen sent (no mail.sent with the token's
+    participant and organisation): held, not published. mail.sent may come a moment after a
+    quick open, so a held hit becomes an open once it does; one that never does was not an
+    open of a sent mail (a leaked key, a fabricated token) and is deleted after a while."""
+
+    __tablename__ = "held_open"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    delivery_id: UUID = Field(index=True)
+    participant_id: UUID
+    org_id: UUID
+    day: int
+    opened_at: datetime = Field(index=True)
+    likely_automated: bool
+    signals: list[str] = Field(default_factory=list, sa_column=Column(ARRAY(String), nullable=False))
+
+
 class LinkHit(TrackingTable, table=True):
     """One GET of a signed link of a mail: a click, or the report or unsubscribe page.
     Kept to see a scanner's burst over all links of one mail, and for clicks' history."""

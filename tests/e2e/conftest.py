@@ -98,6 +98,12 @@ def unique_email(label: str = "deelnemer") -> str:
     return f"{label}-{uuid.uuid4().hex[:10]}@example.org"
 
 
+def unique_source() -> dict[str, str]:
+    """Headers that make a request come from a client of its own (the stack trusts the loopback
+    proxy), so that tests do not share the public form's per-source sign-up limit."""
+    return {"X-Forwarded-For": f"198.18.{uuid.uuid4().int % 256}.{uuid.uuid4().int % 254 + 1}"}
+
+
 async def create_organisation(http: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
     today = date.today()
     body = {
@@ -269,6 +275,39 @@ def tracking_token(
         "u": url,
     }
     return TokenSigner([key]).sign(TrackingToken.model_validate(claims))
+
+
+async def sent_pixel_token(
+    *,
+    delivery_id: uuid.UUID | None = None,
+    participant_id: uuid.UUID | None = None,
+    org_id: uuid.UUID | None = None,
+    day: int = 1,
+    sent_at: float | None = None,
+    key: str = DEV_TRACKING_KEY,
+) -> str:
+    """An open token of a mail that tracking knows was sent (the sent_mail row its mail.sent
+    handler writes): a hit on a mail tracking never saw sent is held, not published."""
+    from datetime import UTC, datetime
+
+    delivery_id, participant_id, org_id = (
+        delivery_id or uuid.uuid4(),
+        participant_id or uuid.uuid4(),
+        org_id or uuid.uuid4(),
+    )
+    sent_at = time.time() - 3600 if sent_at is None else sent_at
+    await db_fetch(
+        "tracking",
+        "INSERT INTO sent_mail (delivery_id, participant_id, org_id, day, sent_at) VALUES ($1, $2, $3, $4, $5)",
+        delivery_id,
+        participant_id,
+        org_id,
+        day,
+        datetime.fromtimestamp(int(sent_at), UTC),
+    )
+    return tracking_token(
+        "open", delivery_id=delivery_id, participant_id=participant_id, org_id=org_id, day=day, sent_at=sent_at, key=key
+    )
 
 
 def tracking_links(message: EmailMessage) -> dict[str, str]:

@@ -82,6 +82,12 @@ async def test_a_coach_logs_in_logs_a_call_and_sees_an_open_arrive_live(
         )
         expect.set_options(timeout=WAIT_MS)
         page = browser.pages[0] if browser.pages else await browser.new_page()
+        # Every page runs under a Content-Security-Policy; the browser reports what it blocks.
+        blocked: list[str] = []
+        page.on(
+            "console",
+            lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None,
+        )
         try:
             # Log in through the login page; coaching asks enrolment and sets the cookie.
             await page.goto(f"{COACHING}/overzicht")
@@ -123,5 +129,6 @@ async def test_a_coach_logs_in_logs_a_call_and_sees_an_open_arrive_live(
             await expect(page.locator("#live-status")).to_contain_text("Gerrit heeft zojuist een mail geopend.")
             assert await page.evaluate("window.notReloaded === true"), "the open arrived without a reload"
             await shot(page, "dashboard")
+            assert not blocked, blocked
         finally:
             await browser.close()

@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     events_on,
     eventually,
     unique_email,
+    unique_source,
 )
 
 pytestmark = pytest.mark.stack
@@ -36,10 +37,21 @@ async def test_a_participant_signs_up_and_confirms_in_a_browser(http: httpx.Asyn
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, args=FLAGS, headless=True, locale="nl-NL"
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            args=FLAGS,
+            headless=True,
+            locale="nl-NL",
+            extra_http_headers=unique_source(),
         )
         expect.set_options(timeout=WAIT_MS)
         page = browser.pages[0] if browser.pages else await browser.new_page()
+        # Every page runs under a Content-Security-Policy; the browser reports what it blocks.
+        blocked: list[str] = []
+        page.on(
+            "console",
+            lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None,
+        )
         try:
             await page.goto(organisation["signup_url"])
             await expect(page.get_by_role("heading", level=1)).to_have_text("Meld je aan voor Meer contact")
@@ -73,6 +85,7 @@ async def test_a_participant_signs_up_and_confirms_in_a_browser(http: httpx.Asyn
             await expect(page.get_by_role("heading", level=1)).to_have_text("Welkom, Gerda!")
             await expect(page.locator("main")).to_contain_text("10:00 uur")
             await page.screenshot(path=str(SHOTS / "enrolment-signup-confirmed.png"), full_page=True)
+            assert not blocked, blocked
         finally:
             await browser.close()
 

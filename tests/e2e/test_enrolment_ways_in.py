@@ -32,6 +32,7 @@ from tests.e2e.conftest import (
     mails_to,
     raw_mail,
     unique_email,
+    unique_source,
 )
 
 pytestmark = pytest.mark.stack
@@ -285,7 +286,7 @@ async def confirmation_url(participant_email: str, org_id: str) -> str | None:
 
 async def sign_up(http: httpx.AsyncClient, org_id: str, email: str, **fields: str) -> httpx.Response:
     form = {"first_name": "Ans", "email": email, "phone": "06 12345678", "send_time": "09:00", "consent": "ja"}
-    return await http.post(f"{ENROLMENT}/aanmelden/{org_id}", data={**form, **fields})
+    return await http.post(f"{ENROLMENT}/aanmelden/{org_id}", data={**form, **fields}, headers=unique_source())
 
 
 async def test_public_sign_up_starts_nothing_before_the_mail_link_is_confirmed(http: httpx.AsyncClient) -> None:

@@ -18,6 +18,7 @@ from tests.e2e.conftest import (
     enrol_and_receive_day_one,
     eventually,
     read_topic,
+    sent_pixel_token,
     tracking_links,
     tracking_token,
 )
@@ -79,7 +80,7 @@ async def test_an_open_and_a_click_reach_coaching_through_kafka(http: httpx.Asyn
 
 async def test_a_repeated_open_is_recorded_as_a_repeat_and_never_a_second_first(http: httpx.AsyncClient) -> None:
     delivery_id, participant_id = uuid4(), uuid4()
-    url = f"{TRACKING}/o/{tracking_token('open', delivery_id=delivery_id, participant_id=participant_id)}.gif"
+    url = f"{TRACKING}/o/{await sent_pixel_token(delivery_id=delivery_id, participant_id=participant_id)}.gif"
     for _ in range(3):
         assert (await http.get(url, headers=MAIL_CLIENT)).status_code == 200
 
@@ -96,16 +97,16 @@ async def test_a_repeated_open_is_recorded_as_a_repeat_and_never_a_second_first(
 async def test_a_machine_like_open_is_recorded_and_flagged(http: httpx.AsyncClient) -> None:
     # Apple's privacy proxy: every image fetched at delivery, with a bare user agent.
     proxied = uuid4()
-    token = tracking_token("open", participant_id=proxied, sent_at=time.time())
+    token = await sent_pixel_token(participant_id=proxied, sent_at=time.time())
     assert (await http.get(f"{TRACKING}/o/{token}.gif", headers={"User-Agent": "Mozilla/5.0"})).status_code == 200
     # A security gateway that follows everything in a mail.
     scanned = uuid4()
-    token = tracking_token("open", participant_id=scanned)
+    token = await sent_pixel_token(participant_id=scanned)
     scanner = {"User-Agent": "Mozilla/5.0 (compatible; Barracuda Sentinel (EE))"}
     assert (await http.get(f"{TRACKING}/o/{token}.gif", headers=scanner)).status_code == 200
     # A person, an hour after the mail was sent.
     person = uuid4()
-    token = tracking_token("open", participant_id=person)
+    token = await sent_pixel_token(participant_id=person)
     assert (await http.get(f"{TRACKING}/o/{token}.gif", headers=MAIL_CLIENT)).status_code == 200
 
     verdicts = {}

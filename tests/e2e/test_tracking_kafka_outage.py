@@ -16,7 +16,7 @@ from tests.e2e.conftest import (
     db_count,
     eventually,
     opens_on_kafka,
-    tracking_token,
+    sent_pixel_token,
 )
 
 pytestmark = pytest.mark.stack
@@ -26,7 +26,7 @@ async def test_opens_during_a_kafka_outage_all_arrive_afterwards_once(http: http
     participants = [uuid4() for _ in range(20)]
     org_id = uuid4()
     pixels = [
-        f"{TRACKING}/o/{tracking_token('open', participant_id=participant, org_id=org_id)}.gif"
+        f"{TRACKING}/o/{await sent_pixel_token(participant_id=participant, org_id=org_id)}.gif"
         for participant in participants
     ]
     await asyncio.to_thread(local_stack.stop_process, "kafka", 30)

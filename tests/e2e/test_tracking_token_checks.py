@@ -18,7 +18,15 @@ import httpx
 import pytest
 
 from deploy.local import stack as local_stack
-from tests.e2e.conftest import DEV_TRACKING_KEY, MAIL_CLIENT, TRACKING, db_count, eventually, tracking_token
+from tests.e2e.conftest import (
+    DEV_TRACKING_KEY,
+    MAIL_CLIENT,
+    TRACKING,
+    db_count,
+    eventually,
+    sent_pixel_token,
+    tracking_token,
+)
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +55,7 @@ def tampered(token: str) -> str:
 
 async def test_a_tampered_token_records_nothing_and_is_counted(http: httpx.AsyncClient) -> None:
     delivery_id = uuid4()
-    good = tracking_token("open", delivery_id=delivery_id)
+    good = await sent_pixel_token(delivery_id=delivery_id)
     before = await metric(http, TRACKING, "meer_tracking_invalid_tokens_total", kind="open", reason="bad_signature")
     for token in (tampered(good), good[:-3] + "AAA", "geen-token"):
         gif = await http.get(f"{TRACKING}/o/{token}.gif", headers=MAIL_CLIENT)
@@ -104,10 +112,10 @@ async def test_a_retired_key_is_refused_and_a_key_in_its_grace_period_is_not(
     before = await metric(
         http, rotated_tracking, "meer_tracking_invalid_tokens_total", kind="open", reason="expired_key"
     )
-    retired_token = tracking_token("open", delivery_id=retired, key="retired-key")
+    retired_token = await sent_pixel_token(delivery_id=retired, key="retired-key")
     gif = await http.get(f"{rotated_tracking}/o/{retired_token}.gif", headers=MAIL_CLIENT)
     assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif"
-    graced_token = tracking_token("open", delivery_id=graced, key="graced-key")
+    graced_token = await sent_pixel_token(delivery_id=graced, key="graced-key")
     await http.get(f"{rotated_tracking}/o/{graced_token}.gif", headers=MAIL_CLIENT)
 
     assert await opens_of(graced) == 1, "an old key verifies during its grace period"

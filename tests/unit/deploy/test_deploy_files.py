@@ -40,6 +40,7 @@ SAMPLE_VARIABLES = {
     "POSTGRES_PASSWORD": "0123456789abcdef",
     "MEER_LICENSOR_SECRET": "licensor-secret-for-the-compose-test",
     "MEER_TRACKING_KEYS": "newest-key,older-key@2030-12-31",
+    "MEER_METRICS_TOKEN": "metrics-token-for-the-compose-test",
 }
 
 # Variables compose hands a service before its settings class reads them, as
@@ -362,8 +363,19 @@ def test_dockerignore_sends_only_what_the_image_copies() -> None:
 
 
 def test_promtool_accepts_the_config() -> None:
-    result = promtool("check", "config", "deploy/prometheus/prometheus.yml")
+    # --syntax-only: the metrics-token file exists only inside the container (compose writes it).
+    result = promtool("check", "config", "--syntax-only", "deploy/prometheus/prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_prometheus_sends_the_metrics_token_that_compose_writes(compose: dict[str, Any], service: str) -> None:
+    scrape = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())["scrape_configs"]
+    job = next(job for job in scrape if job["job_name"] == service)
+    assert job["authorization"]["type"] == "Bearer"
+    prometheus = compose["services"]["prometheus"]
+    assert f"> {job['authorization']['credentials_file']}" in " ".join(prometheus["entrypoint"])
+    assert prometheus["environment"]["METRICS_TOKEN"] == environment(compose, service)["MEER_METRICS_TOKEN"]
 
 
 def test_promtool_accepts_the_rules() -> None:

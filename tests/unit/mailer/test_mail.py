@@ -112,7 +112,7 @@ def test_names_with_markup_are_escaped() -> None:
     [
         (
             "confirmation",
-            {"first_name": "Ans", "confirm_url": "https://e.example/bevestig/abc"},
+            {"confirm_url": "https://e.example/bevestig/abc"},
             "https://e.example/bevestig/abc",
         ),
         (
@@ -153,6 +153,31 @@ def test_transactional_mails_render_in_dutch_with_their_links(
     for part in ("plain", "html"):
         assert expected in message.get_body(preferencelist=(part,)).get_content()  # type: ignore[union-attr]
     assert "Welzijn Zuid" in str(message["Subject"]) or kind == "digest"
+
+
+def test_the_confirmation_mail_carries_no_text_typed_into_the_public_form() -> None:
+    # Whoever fills in the public form may not own the mailbox: a first name like this one
+    # must not reach a stranger in the organisation's branded mail (an older queued mail
+    # may still carry the name in its context).
+    lure = "Uw account is geblokkeerd, bel 0900-1234"
+    message = parsed(
+        to_wire(
+            render_transactional_mail(
+                kind="confirmation",
+                mail_id=uuid4(),
+                to_address="x@example.org",
+                organisation_name="Welzijn Zuid",
+                branding=BRANDING,
+                context={"first_name": lure, "confirm_url": "https://e.example/bevestigen/abc"},
+                settings=SETTINGS,
+                sent_at=datetime.now(UTC),
+            ),
+            SETTINGS,
+        )
+    )
+    for part in ("plain", "html"):
+        body = message.get_body(preferencelist=(part,)).get_content()  # type: ignore[union-attr]
+        assert "https://e.example/bevestigen/abc" in body and "0900" not in body and "geblokkeerd" not in body
 
 
 def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers() -> None:

@@ -226,3 +226,13 @@ def test_pages_show_only_a_plain_colour_and_a_web_logo() -> None:
         page_branding({"brand_colour": "#7A3E9D", "logo_url": "https://x.example/l.png"})["brand_colour"] == "#7A3E9D"
     )
     assert page_branding(None)["display_name"] == "Meer contact"
+
+
+def test_an_open_counts_only_for_a_mail_seen_sent_to_the_tokens_participant_and_organisation() -> None:
+    from services.tracking.domain import was_sent_as_claimed
+
+    participant, org = uuid4(), uuid4()
+    assert was_sent_as_claimed((participant, org), participant_id=participant, org_id=org)
+    assert not was_sent_as_claimed(None, participant_id=participant, org_id=org), "mail.sent not seen (yet)"
+    assert not was_sent_as_claimed((uuid4(), org), participant_id=participant, org_id=org), "another participant's"
+    assert not was_sent_as_claimed((participant, uuid4()), participant_id=participant, org_id=org)
