@@ -597,9 +597,12 @@ def up(demo: bool, restart_services: bool, infra_only: bool = False, postgres_on
     with step("starting the services", f"see the logs in {LOG_DIR} and {again}"):
         start_services(restart_services)
     log(f"stack up in {time.monotonic() - started:.1f}s")
-    # The demo prints its own one-line error; a failed demo leaves the stack running.
-    if demo and subprocess.run([sys.executable, "-m", "deploy.local.demo"], cwd=ROOT).returncode != 0:
-        raise StackError(f"the stack runs, but the demo could not be made; {again} to retry the demo")
+    if demo:
+        # A failed demo leaves the stack running; its one-line reason becomes ours.
+        made = subprocess.run([sys.executable, "-m", "deploy.local.demo"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        if made.returncode != 0:
+            reason = telling_line(made.stderr).removeprefix("[meer] error: ")
+            raise StackError(f"the stack runs, but {reason}")
     print(
         "\nThe Meer contact platform runs on this machine:\n"
         f"  mail catcher (see the daily mail)  {Urls.mailcatcher}\n"
@@ -617,12 +620,12 @@ def down(delete_data: bool = False) -> None:
     home = pg_home()
     stop_parts(PARTS)
     if delete_data:
-        for path in {home, PG_DIR, KAFKA_DIR, RUN_DIR, VAR / "demo.json"}:
+        for path in {home, PG_DIR, KAFKA_DIR, RUN_DIR, VAR / "mail", VAR / "demo.json"}:
             if path.is_dir():
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
-        log(f"deleted the stack's data ({home}, {KAFKA_DIR}); the next './meer up' starts afresh")
+        log(f"deleted the stack's data ({home}, {KAFKA_DIR}, the caught mail); the next './meer up' starts afresh")
 
 
 def status() -> None:
