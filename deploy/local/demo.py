@@ -157,16 +157,22 @@ def upload_logo(client: httpx.Client, org_id: str) -> str:
     return str(checked(response, "uploading the logo")["logo_url"])
 
 
-def create_coach(client: httpx.Client, org_id: str) -> dict[str, str]:
-    coach_email = f"sanne+{org_id[:8]}@welzijnaanzee.example"
-    coach = client.post(f"/api/organisations/{org_id}/coaches", json={"name": "Sanne de Vries", "email": coach_email})
-    coach_id = str(checked(coach, "adding coach Sanne")["id"])
-    # The coach is invited by mail; the demo follows the link's token so Sanne can log in at once.
-    token = eventually("Sanne's invitation mail", lambda: set_password_token(client, coach_email))
+def invite_staff(client: httpx.Client, org_id: str, name: str, email: str, role: str) -> str:
+    """Invite a staff member; the demo follows the invitation mail's link so they can log in at once."""
+    staff = client.post(f"/api/organisations/{org_id}/staff", json={"name": name, "email": email, "role": role})
+    staff_id = str(checked(staff, f"inviting {name}")["id"])
+    token = eventually(f"{name}'s invitation mail", lambda: set_password_token(client, email))
     checked(
         client.post("/api/auth/set-password", json={"token": token, "password": DEMO_PASSWORD}),
-        "setting Sanne's password",
+        f"setting {name}'s password",
     )
+    return staff_id
+
+
+def create_coach(client: httpx.Client, org_id: str) -> dict[str, str]:
+    coach_email = f"sanne+{org_id[:8]}@welzijnaanzee.example"
+    # A coach's staff id is their coach id.
+    coach_id = invite_staff(client, org_id, "Sanne de Vries", coach_email, "coach")
     return {"coach_id": coach_id, "coach_email": coach_email}
 
 
@@ -325,6 +331,12 @@ def make_demo(client: httpx.Client, demo: dict[str, Any], save: Callable[[], Non
     if "coach_id" not in demo:
         demo.update(create_coach(client, demo["org_id"]))
         save()
+    if "admin_email" not in demo:
+        # The organisation's administrator, who downloads the recruitment kit (flyer and poster).
+        admin_email = f"beheer+{demo['org_id'][:8]}@welzijnaanzee.example"
+        invite_staff(client, demo["org_id"], "Mirjam Bakker", admin_email, "org_admin")
+        demo["admin_email"] = admin_email
+        save()
     people = demo.setdefault("participants", {})
     if "participant_id" in demo:  # a demo made before the cohort: Ans is already there
         people.setdefault("Ans", demo.pop("participant_id"))
@@ -397,7 +409,8 @@ def main() -> int:
     if demo.get("logo_url") and demo["logo_url"] not in html:
         print("    (this mail went out before the logo was there; later mails carry it)")
     print(f"  the coach's dashboard:            {COACHING}/inloggen")
-    print(f"    log in as {demo.get('coach_email', '(see the invitation mail)')} with password {DEMO_PASSWORD}")
+    print(f"    log in as {demo['coach_email']} with password {DEMO_PASSWORD}")
+    print(f"    or as the administrator {demo['admin_email']} (same password) for the recruitment kit")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""The demo `./meer up` makes: the organisation's logo in the day-1 mail, on the sign-up page
-and on the dashboard, and a mixed cohort on coach Sanne's dashboard; a second run adds nothing."""
+"""The demo `./meer up` makes: the organisation's logo in the day-1 mail, on the sign-up page,
+on the dashboard and in the recruitment kit, and a mixed cohort on coach Sanne's dashboard;
+a second run adds nothing."""
 
 from __future__ import annotations
 
@@ -67,6 +68,17 @@ async def test_the_demo_shows_the_logo_and_a_coachs_morning(http: httpx.AsyncCli
     async with httpx.AsyncClient(cookies={SESSION_COOKIE: login.json()["access_token"]}) as browser:
         dashboard = await browser.get(f"{COACHING}/overzicht", follow_redirects=False)
     assert dashboard.status_code == 200 and demo["logo_url"] in dashboard.text
+
+    admin = await http.post(
+        f"{ENROLMENT}/api/auth/login", json={"email": demo["admin_email"], "password": DEMO_PASSWORD}
+    )
+    assert admin.status_code == 200, admin.text
+    flyer = await http.get(
+        f"{COACHING}/api/organisation/recruitment-kit/flyer.pdf",
+        headers={"Authorization": f"Bearer {admin.json()['access_token']}"},
+        timeout=30,
+    )
+    assert flyer.status_code == 200 and flyer.content.count(b"/Subtype /Image") == 2, "the QR code and the logo"
 
     second = run_demo()
     assert second.returncode == 0, second.stdout + second.stderr
