@@ -1,5 +1,7 @@
 """Test tiers: tests/unit (no I/O, fast) and tests/e2e (the real local stack: Kafka,
-PostgreSQL, the SMTP catcher and the four services, started here when not running)."""
+PostgreSQL, the SMTP catcher and the four services, started here when not running).
+
+What a test run starts of the stack it stops again at the end; what ran before stays."""
 
 from __future__ import annotations
 
@@ -10,7 +12,24 @@ from pathlib import Path
 
 import pytest
 
+from deploy.local import stack as local_stack
+
 ROOT = Path(__file__).resolve().parents[1]
+_RAN_BEFORE = pytest.StashKey[list[str]]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_RAN_BEFORE] = local_stack.running_parts()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the parts of the stack this run started (by a fixture, a test or a benchmark)."""
+    before = session.config.stash.get(_RAN_BEFORE, None)
+    if before is None or os.environ.get("MEER_TEST_LEAVE_STACK") == "1":
+        return
+    started = [name for name in local_stack.running_parts() if name not in before]
+    if started:
+        local_stack.stop_parts(started)
 
 
 def _stack_up(*args: str) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -25,7 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,23 @@ KEYS_DIR = VAR / "keys"
 KAFKA_PARTITIONS = 3
 
 
+ERROR_WORDS = ("error", "fatal", "denied", "could not", "cannot", "failed", "exception")
+
+
 class StackError(RuntimeError):
-    """A step of the local stack failed; the message says what to do."""
+    """A step of the local stack failed; the message (one line) says what failed and what to do."""
+
+
+@contextlib.contextmanager
+def step(what: str, todo: str) -> Iterator[None]:
+    """Turn any failure inside a start step into one StackError line: what failed, what to do."""
+    try:
+        yield
+    except StackError:
+        raise
+    except Exception as error:  # every failure becomes one readable line
+        detail = telling_line(str(error)) if str(error).strip() else type(error).__name__
+        raise StackError(f"{what} failed ({type(error).__name__}: {detail}); {todo}") from error
 
 
 @dataclass(frozen=True)
@@ -157,10 +173,9 @@ def port_open(port: int, host: str = HOST) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def last_log_lines(name: str, count: int = 5) -> str:
-    path = LOG_DIR / f"{name}.log"
+def last_log_lines_of(path: Path, count: int) -> str:
     lines = path.read_text(errors="replace").splitlines()[-count:] if path.exists() else []
-    return "\n".join(f"    {line[:300]}" for line in lines)
+    return "\n".join(line[:300] for line in lines)
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float, log_name: str) -> None:
@@ -170,9 +185,13 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, log_name: s
         if check():
             return
         if _pid_file(log_name).exists() and running_pid(log_name) is None:
-            raise StackError(f"{what} exited; the end of {LOG_DIR / log_name}.log:\n{last_log_lines(log_name)}")
+            last = telling_line(last_log_lines_of(LOG_DIR / f"{log_name}.log", 20))
+            raise StackError(f"{what} exited at start ({last}); see {LOG_DIR / log_name}.log")
         time.sleep(0.2)
-    raise StackError(f"{what} did not become ready within {timeout:.0f}s; see {LOG_DIR / log_name}.log")
+    raise StackError(
+        f"{what} did not become ready within {timeout:.0f}s; see {LOG_DIR / log_name}.log "
+        "(a busy machine: run './meer up' again)"
+    )
 
 
 # --- Java and Kafka ----------------------------------------------------------
@@ -217,7 +236,10 @@ def ensure_kafka_jars() -> None:
         text=True,
     )
     if result.returncode != 0:
-        raise StackError(f"Maven could not fetch the Kafka jars:\n{result.stdout}{result.stderr}")
+        raise StackError(
+            f"Maven could not fetch the Kafka jars ({telling_line(result.stdout + result.stderr, first=True)}); "
+            "check the internet connection to Maven Central and run './meer up' again"
+        )
     stamp.write_text(digest)
 
 
@@ -293,13 +315,13 @@ def start_kafka() -> None:
     props = KAFKA_DIR / "server.properties"
     props.write_text(kafka_properties())
     if not (KAFKA_DIR / "data" / "meta.properties").exists():
-        cluster_id = (
-            subprocess.run(
-                kafka_java_cmd("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True, check=True
+        made = subprocess.run(kafka_java_cmd("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True)
+        if made.returncode != 0 or not made.stdout.strip():
+            raise StackError(
+                f"Kafka's storage tool did not run ({telling_line(made.stderr + made.stdout)}); "
+                f"delete {KAFKA_LIBS} and run './meer up' again"
             )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        cluster_id = made.stdout.strip().splitlines()[-1]
         result = subprocess.run(
             kafka_java_cmd(
                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"
@@ -308,7 +330,10 @@ def start_kafka() -> None:
             text=True,
         )
         if result.returncode != 0:
-            raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+            raise StackError(
+                f"formatting Kafka's storage in {KAFKA_DIR / 'data'} failed "
+                f"({telling_line(result.stderr + result.stdout)}); delete that folder and run './meer up' again"
+            )
     start_process("kafka", kafka_java_cmd("kafka.Kafka", str(props)))
     wait_until(f"Kafka on {Urls.kafka}", kafka_ready, 60, "kafka")
     log(f"kafka ready on {Urls.kafka}")
@@ -334,6 +359,43 @@ def as_pg_user(argv: list[str]) -> list[str]:
     return argv
 
 
+def postgres_user_home() -> Path:
+    try:
+        return Path(pwd.getpwnam("postgres").pw_dir)
+    except KeyError:
+        raise StackError(
+            "there is no 'postgres' user to run PostgreSQL as root: install it with 'apt-get install -y postgresql'"
+        ) from None
+
+
+def pg_home() -> Path:
+    """The folder with this stack's PostgreSQL data, socket and log.
+
+    As an ordinary user the server runs as that user, in var/pg. As root it runs as the
+    postgres user, who may not enter the checkout (a clone in root's home is 0700), so it
+    lives in the postgres user's home, in a folder named after a hash of the var folder:
+    every stack (MEER_VAR_DIR) keeps its own. A stack whose data was made in var/pg before
+    keeps using it there."""
+    if os.geteuid() != 0 or (PG_DIR / "data" / "PG_VERSION").exists():
+        return PG_DIR
+    digest = hashlib.sha256(str(VAR.resolve()).encode()).hexdigest()[:16]
+    return postgres_user_home() / f"meer-{digest}"
+
+
+def pg_log_file(home: Path) -> Path:
+    return LOG_DIR / "postgres.log" if home == PG_DIR else home / "postgres.log"
+
+
+def telling_line(output: str, *, first: bool = False) -> str:
+    """The line of a tool's output or log that says what went wrong, for a one-line error."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if any(word in line.lower() for word in ERROR_WORDS)]
+    pick = errors or lines
+    if not pick:
+        return "no output"
+    return (pick[0] if first else pick[-1])[:300]
+
+
 def start_postgres() -> None:
     if os.environ.get("DATABASE_URL"):
         log("DATABASE_URL is set: using that PostgreSQL server")
@@ -342,35 +404,47 @@ def start_postgres() -> None:
         log(f"postgres already running on {HOST}:{PG_PORT}")
         return
     initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
-    data = PG_DIR / "data"
+    home = pg_home()
+    data = home / "data"
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            shutil.chown(PG_DIR, "postgres")
-            shutil.chown(data, "postgres")
-        subprocess.run(
+            for folder in (home, data):
+                shutil.chown(folder, "postgres")
+                folder.chmod(0o700)
+        result = subprocess.run(
             as_pg_user([initdb, "-D", str(data), "-U", "meer", "--auth=trust", "-E", "UTF8", "--no-locale"]),
-            check=True,
             capture_output=True,
+            text=True,
         )
-    log_file = LOG_DIR / "postgres.log"
+        if result.returncode != 0:
+            raise StackError(
+                f"initdb could not create the PostgreSQL data folder {data}: "
+                f"{telling_line(result.stderr + result.stdout, first=True)}; "
+                "remove that folder and run './meer up' again"
+            )
+    log_file = pg_log_file(home)
     log_file.touch()
     if os.geteuid() == 0:
         shutil.chown(log_file, "postgres")
-    options = f"-c listen_addresses={HOST} -p {PG_PORT} -k {PG_DIR} -c fsync=off -c max_connections=300"
+    options = f"-c listen_addresses={HOST} -p {PG_PORT} -k {home} -c fsync=off -c max_connections=300"
     result = subprocess.run(
         as_pg_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(log_file), "-w", "-t", "30", "start"]),
         capture_output=True,
         text=True,
     )
     if result.returncode != 0:
-        raise StackError(f"PostgreSQL did not start: {result.stdout}{result.stderr}; see {log_file}")
-    log(f"postgres ready on {HOST}:{PG_PORT}")
+        last = telling_line(last_log_lines_of(log_file, 20) or result.stderr + result.stdout)
+        raise StackError(
+            f"PostgreSQL did not start on port {PG_PORT} ({last}); see {log_file}, "
+            "or start afresh with './meer down --delete-data', and run './meer up' again"
+        )
+    log(f"postgres ready on {HOST}:{PG_PORT} (data in {data})")
 
 
 def stop_postgres() -> None:
-    data = PG_DIR / "data"
+    data = pg_home() / "data"
     if os.environ.get("DATABASE_URL") or not (data / "postmaster.pid").exists():
         return
     subprocess.run(as_pg_user([pg_bin("pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True)
@@ -471,22 +545,68 @@ def start_services(restart: bool) -> None:
 # --- commands -----------------------------------------------------------------
 
 
-def up(demo: bool, restart_services: bool, infra_only: bool = False) -> None:
+PARTS = ("postgres", "kafka", "mailcatcher", *SERVICE_PORTS)
+
+
+def part_ports(name: str) -> list[int]:
+    return {
+        "postgres": [PG_PORT],
+        "kafka": [KAFKA_PORT, KAFKA_CONTROLLER_PORT],
+        "mailcatcher": [SMTP_PORT, MAILCATCHER_HTTP_PORT],
+    }.get(name) or [SERVICE_PORTS[name]]
+
+
+def running_parts() -> list[str]:
+    """The parts of this stack that run now: by the pid files this script keeps, and by their ports."""
+    found = []
+    for name in PARTS:
+        if name == "postgres" and os.environ.get("DATABASE_URL"):
+            continue
+        if (name != "postgres" and running_pid(name)) or any(port_open(port) for port in part_ports(name)):
+            found.append(name)
+    return found
+
+
+def stop_parts(names: Sequence[str]) -> None:
+    """Stop some parts of the stack, services first and PostgreSQL last."""
+    for name in reversed(PARTS):
+        if name not in names:
+            continue
+        if name == "postgres":
+            stop_postgres()
+        else:
+            stop_process(name, timeout=30 if name == "kafka" else 15)
+
+
+def up(demo: bool, restart_services: bool, infra_only: bool = False, postgres_only: bool = False) -> None:
     started = time.monotonic()
-    start_postgres()
-    create_databases()
-    start_kafka()
-    start_mailcatcher()
+    again = "run './meer up' again"
+    with step("starting PostgreSQL", f"see {pg_log_file(pg_home())} and {again}"):
+        start_postgres()
+    with step(f"creating the databases on port {PG_PORT}", f"is another program using that port? then {again}"):
+        create_databases()
+    if postgres_only:
+        return
+    with step("starting Kafka", f"see {LOG_DIR / 'kafka.log'} and {again}"):
+        start_kafka()
+    with step("starting the mail catcher", f"see {LOG_DIR / 'mailcatcher.log'} and {again}"):
+        start_mailcatcher()
     if infra_only:
         log(f"infrastructure up in {time.monotonic() - started:.1f}s")
         return
-    start_services(restart_services)
+    with step("starting the services", f"see the logs in {LOG_DIR} and {again}"):
+        start_services(restart_services)
     log(f"stack up in {time.monotonic() - started:.1f}s")
     if demo:
-        subprocess.run([sys.executable, "-m", "deploy.local.demo"], cwd=ROOT, check=True)
+        # A failed demo leaves the stack running; its one-line reason becomes ours.
+        made = subprocess.run([sys.executable, "-m", "deploy.local.demo"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        if made.returncode != 0:
+            reason = telling_line(made.stderr).removeprefix("[meer] error: ")
+            raise StackError(f"the stack runs, but {reason}")
     print(
         "\nThe Meer contact platform runs on this machine:\n"
         f"  mail catcher (see the daily mail)  {Urls.mailcatcher}\n"
+        f"  coach's dashboard                  {Urls.service('coaching')}/inloggen\n"
         f"  enrolment API                      {Urls.service('enrolment')}/docs\n"
         f"  mailer                             {Urls.service('mailer')}/docs\n"
         f"  tracking                           {Urls.service('tracking')}/docs\n"
@@ -496,17 +616,32 @@ def up(demo: bool, restart_services: bool, infra_only: bool = False) -> None:
     )
 
 
-def down() -> None:
-    for name in [*SERVICE_PORTS, "mailcatcher", "kafka"]:
-        stop_process(name, timeout=30 if name == "kafka" else 15)
-    stop_postgres()
+def down(delete_data: bool = False) -> None:
+    home = pg_home()
+    stop_parts(PARTS)
+    if delete_data:
+        for path in {home, PG_DIR, KAFKA_DIR, RUN_DIR, VAR / "mail", VAR / "demo.json"}:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        log(f"deleted the stack's data ({home}, {KAFKA_DIR}, the caught mail); the next './meer up' starts afresh")
 
 
 def status() -> None:
     for name in [*SERVICE_PORTS, "mailcatcher", "kafka"]:
         pid = running_pid(name)
         print(f"{name:12} {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
-    print(f"{'postgres':12} {'running' if port_open(PG_PORT) else 'stopped'}")
+    print(f"{'postgres':12} {'running' if port_open(PG_PORT) else 'stopped'} (data in {pg_home() / 'data'})")
+
+
+def verify_stopped(keep: Sequence[str]) -> None:
+    """Fail when a part of this stack still runs that is not in keep (it ran before a test run)."""
+    left = [name for name in running_parts() if name not in keep]
+    if left:
+        ports = ", ".join(f"{name} (port {part_ports(name)[0]})" for name in left)
+        raise StackError(f"still running after the tests: {ports}; stop it with './meer down'")
+    log("nothing of the stack is left running" + (f" but what ran before ({', '.join(keep)})" if keep else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -516,18 +651,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     up_parser.add_argument("--no-demo", action="store_true", help="do not create the demo organisation")
     up_parser.add_argument("--restart-services", action="store_true", help="restart the four services")
     up_parser.add_argument("--infra-only", action="store_true", help="only PostgreSQL, Kafka and the mail catcher")
-    sub.add_parser("down", help="stop everything")
+    up_parser.add_argument("--postgres-only", action="store_true", help="only PostgreSQL and the databases")
+    down_parser = sub.add_parser("down", help="stop everything")
+    down_parser.add_argument(
+        "--delete-data", action="store_true", help="also delete the data (PostgreSQL, Kafka, the demo's ids)"
+    )
     sub.add_parser("status", help="show what runs")
+    sub.add_parser("running", help="print the parts that run now, comma-separated")
+    verify_parser = sub.add_parser("verify-stopped", help="fail when a part runs that is not in --keep")
+    verify_parser.add_argument("--keep", default="", help="comma-separated parts that may run (they ran before)")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up(demo=not args.no_demo, restart_services=args.restart_services, infra_only=args.infra_only)
+            up(
+                demo=not args.no_demo,
+                restart_services=args.restart_services,
+                infra_only=args.infra_only,
+                postgres_only=args.postgres_only,
+            )
         elif args.command == "down":
-            down()
+            down(delete_data=args.delete_data)
+        elif args.command == "running":
+            print(",".join(running_parts()))
+        elif args.command == "verify-stopped":
+            verify_stopped([name for name in args.keep.split(",") if name])
         else:
             status()
     except StackError as error:
-        print(f"[stack] error: {error}", file=sys.stderr)
+        print(f"[meer] error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("[meer] interrupted; './meer status' shows what runs, './meer down' stops it", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - never a traceback for a newcomer: one line and where to look
+        print(
+            f"[meer] error: {args.command} failed ({type(error).__name__}: {telling_line(str(error))}); "
+            f"see the logs in {LOG_DIR}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -170,6 +170,7 @@ async def _frame(session: AsyncSession, viewer: Viewer | None, moment: Moment) -
         "coach_name": coach.name if coach else None,
         "organisation": organisation.display_name if organisation else None,
         "brand_colour": organisation.brand_colour if organisation else None,
+        "organisation_logo_url": organisation.logo_url if organisation else None,
         "csrf_token": viewer.csrf_token,
         "fmt": Formatter(moment),
     }

@@ -65,6 +65,21 @@ MAILS = 10
 SYNTHETIC_PARTICIPANTS = 160
 
 
+@pytest.fixture(autouse=True)
+async def coaching_caught_up(stack: None) -> None:
+    """Measure on a settled stack: a backlog an earlier run left (the pixel benchmark's opens)
+    is digested first, and the wait is printed, not counted."""
+    started = time.perf_counter()
+
+    async def caught_up() -> bool:
+        return await consumer_lag("coaching", TOPICS) == 0
+
+    await eventually(caught_up, timeout=1800, what="coaching to digest the backlog of an earlier run")
+    waited = time.perf_counter() - started
+    if waited > 1:
+        print(f"\n(waited {waited:.0f} s for coaching to digest a backlog an earlier run left)")
+
+
 def percentile(values: Sequence[float], share: float) -> float:
     """Nearest-rank percentile."""
     ordered = sorted(values)
@@ -121,7 +136,7 @@ async def kafka_round_trips(count: int) -> list[float]:
         await producer.stop()
 
 
-async def test_pixel_to_projection_latency(stack: None) -> None:
+async def test_open_to_dashboard_latency(stack: None) -> None:
     async with httpx.AsyncClient(timeout=30) as http:
         organisation = await create_organisation(http, display_name="Bench Welzijn")
         coach = await add_coach(http, organisation["id"], name="Bench Coach")
