@@ -213,6 +213,18 @@ class PlannedCallMove(CoachingTable, table=True):
     moved_at: datetime = Field(default_factory=utcnow)
 
 
+class PublishedCall(CoachingTable, table=True):
+    """A planned call as coaching last told the other services (call.planned, call.moved, …)."""
+
+    __tablename__ = "published_call"
+
+    participant_id: UUID = Field(primary_key=True)
+    number: int = Field(primary_key=True)
+    state: str = Field(max_length=20)
+    due_date: date | None = None
+    lapses_after: date | None = None
+
+
 class PlanVersion(CoachingTable, table=True):
     """One saved version of a participant's personal plan; every save is a new row (the history)."""
 

@@ -608,7 +608,9 @@ async def log_call(request: Request, participant_id: UUID, viewer: PageViewer) -
         async with _session(request) as session:
             row = await _participant_row(session, viewer, participant_id)
             try:
-                _, change = await commands.log_call(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
+                _, change = await commands.log_call(
+                    session, viewer=viewer, row=row, body=body, now=svc.clock.now(), tz=svc.moment().tz
+                )
             except commands.Refused as refused:
                 if refused.status in (403, 410):
                     raise PageError(refused.status, refused.dutch) from None
@@ -643,7 +645,7 @@ async def move_planned_call(request: Request, participant_id: UUID, number: int,
         row = await _participant_row(session, viewer, participant_id)
         try:
             await commands.move_planned_call(
-                session, viewer=viewer, row=row, number=number, due_date=due_date, today=moment.today
+                session, viewer=viewer, row=row, number=number, due_date=due_date, moment=moment
             )
         except commands.Refused as refused:
             if refused.status in (403, 404, 410):

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 SCHEDULED_STATUSES = ("enrolled", "active")
-COACH_CALL_DAYS = (1, 14, 35, 58)
-"""The lessons of the v1 pack that tell the participant their coach will call."""
 
 
 @dataclass(frozen=True)
@@ -71,17 +70,6 @@ def next_check_at(schedule: RecipientSchedule, now: datetime, *, programme_days:
     return local_send_moment(earliest, schedule.send_time, schedule.timezone)
 
 
-def lesson_today(schedule: RecipientSchedule, today: date, *, programme_days: int) -> int | None:
-    """The lesson the participant gets (or got) on their local date `today`, if any."""
-    if schedule.last_local_date == today:
-        return schedule.last_day
-    if schedule.status not in SCHEDULED_STATUSES or today < schedule.start_date:
-        return None
-    if schedule.last_day >= programme_days:
-        return None
-    return schedule.last_day + 1
-
-
 def digest_is_due(last_digest_date: date | None, now: datetime, *, local_time: time, timezone: str) -> date | None:
     """The local date a coach's daily digest is due for now, or None if it was sent already."""
     local_now = now.astimezone(ZoneInfo(timezone))
@@ -90,3 +78,20 @@ def digest_is_due(last_digest_date: date | None, now: datetime, *, local_time: t
     if last_digest_date is not None and last_digest_date >= local_now.date():
         return None
     return local_now.date()
+
+
+CallUrgency = Literal["today", "open", "overdue"]
+
+
+def call_urgency(
+    *, state: str, due_date: date | None, overdue_from: date | None, lapses_after: date | None, today: date
+) -> CallUrgency | None:
+    """Whether a planned call (as coaching published it) is on a coach's list on `today`:
+    due today, due earlier and still open, overdue; None when it is not (yet) to be made."""
+    if state != "planned" or due_date is None or due_date > today:
+        return None
+    if lapses_after is not None and today > lapses_after:
+        return None
+    if overdue_from is not None and today >= overdue_from:
+        return "overdue"
+    return "today" if due_date == today else "open"
