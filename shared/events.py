@@ -183,6 +183,17 @@ class OrganisationLicenceChanged(Payload):
 
 
 @event
+class OrganisationSlugChanged(Payload):
+    """An organisation chose the short word of its sign-up address (…/aanmelden/<slug>)."""
+
+    TYPE = "organisation.slug_changed"
+    VERSION = 1
+    TOPIC = Topic.ORGANISATION
+
+    slug: str
+
+
+@event
 class CoachAdded(Payload):
     """An organisation added a coach who can be assigned participants."""
 

@@ -32,6 +32,7 @@ from shared.events import (
     MailSent,
     OrganisationBrandingChanged,
     OrganisationLicensed,
+    OrganisationSlugChanged,
     ParticipantCoachChanged,
     ParticipantCompleted,
     ParticipantDetailsChanged,
@@ -177,6 +178,12 @@ async def on_organisation_licensed(store: ProjectionStore, envelope: Envelope) -
 async def on_organisation_branding_changed(store: ProjectionStore, envelope: Envelope) -> None:
     payload = _parse(envelope, OrganisationBrandingChanged)
     _brand(await store.organisation(envelope.org_id), payload.branding)
+
+
+async def on_organisation_slug_changed(store: ProjectionStore, envelope: Envelope) -> None:
+    payload = _parse(envelope, OrganisationSlugChanged)
+    organisation = await store.organisation(envelope.org_id)
+    organisation.slug = payload.slug
 
 
 def _brand(organisation: OrganisationView, branding: Branding) -> None:
@@ -335,6 +342,7 @@ APPLIERS: Mapping[str, Mapping[str, Applier]] = {
     Topic.ORGANISATION: {
         OrganisationLicensed.TYPE: on_organisation_licensed,
         OrganisationBrandingChanged.TYPE: on_organisation_branding_changed,
+        OrganisationSlugChanged.TYPE: on_organisation_slug_changed,
         CoachAdded.TYPE: on_coach_added,
     },
     Topic.MAIL: {

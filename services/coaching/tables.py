@@ -152,6 +152,7 @@ class OrganisationView(CoachingTable, table=True):
     contact_email: str | None = None
     website: str | None = None
     address: str | None = None
+    slug: str | None = Field(default=None, max_length=40, description="Short word of the sign-up address.")
 
 
 class CoachView(CoachingTable, table=True):

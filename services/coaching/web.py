@@ -744,12 +744,15 @@ async def materials_page(request: Request, viewer: PageViewer) -> HTMLResponse:
     moment = svc.moment()
     async with _session(request) as session:
         frame = await _frame(session, viewer, moment)
+        organisation = await storage.organisation(session, org_id=viewer.claims.org_id)
     return render(
         request,
         "materials.html.j2",
         {
             **frame,
-            "signup_url": signup_url(svc.settings.enrolment_base_url, viewer.claims.org_id),
+            "signup_url": signup_url(
+                svc.settings.enrolment_base_url, viewer.claims.org_id, organisation.slug if organisation else None
+            ),
             "active": "materialen",
         },
     )

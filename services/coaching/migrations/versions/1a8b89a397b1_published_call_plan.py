@@ -1,4 +1,4 @@
-"""published call plan
+"""published call plan; organisation slug
 
 Revision ID: 1a8b89a397b1
 Revises: 2b0babe66cb0
@@ -28,7 +28,9 @@ def upgrade() -> None:
         sa.Column('lapses_after', sa.Date(), nullable=True),
         sa.PrimaryKeyConstraint('participant_id', 'number'),
     )
+    op.add_column('organisation_view', sa.Column('slug', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column('organisation_view', 'slug')
     op.drop_table('published_call')
