@@ -519,3 +519,31 @@ class CallCancelled(PlannedCallState):
     TYPE = "call.cancelled"
     VERSION = 1
     TOPIC = Topic.COACHING
+
+
+AlertCode = Literal["no_open_3_days", "low_scores", "mail_failed"]
+
+
+@event
+class AlertRaised(Payload):
+    """A participant needs the coach's attention by a dashboard rule (from holds_from on, when set)."""
+
+    TYPE = "alert.raised"
+    VERSION = 1
+    TOPIC = Topic.COACHING
+
+    code: AlertCode
+    holds_from: AwareDatetime | None = Field(
+        default=None, description="For 'no_open_3_days': from when, unless an open comes first; else already."
+    )
+
+
+@event
+class AlertCleared(Payload):
+    """A participant's alert no longer holds."""
+
+    TYPE = "alert.cleared"
+    VERSION = 1
+    TOPIC = Topic.COACHING
+
+    code: AlertCode

@@ -1,9 +1,11 @@
-"""Publishing the call plan: after every change that can move a planned call, coaching
-compares the four calls with what it last told the other services and puts the
-differences in the outbox (call.planned, call.moved, call.suspended, call.cancelled).
+"""Publishing what the coach's morning mail needs: the call plan and the alerts.
 
-A call that is done needs no event of its own: call.logged (reached, with its planned
-call) says so. The events carry ids, numbers and dates only.
+After every change that can move a planned call, coaching compares the four calls with
+what it last told the other services and puts the differences in the outbox
+(call.planned, call.moved, call.suspended, call.cancelled). A call that is done needs no
+event of its own: call.logged (reached, with its planned call) says so. In the same way
+the dashboard's alerts that travel (no open for 3 days, two low scores, a failed mail)
+go out as alert.raised and alert.cleared. The events carry ids, codes and dates only.
 """
 
 from __future__ import annotations
@@ -18,15 +20,23 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching import storage
+from services.coaching.alerts import standing_alerts
 from services.coaching.calls import CallFact, CallPlanEntry, call_plan
-from services.coaching.tables import DashboardRow, PublishedCall
+from services.coaching.projection import failure_unresolved, reports_in_order, without_open_since
+from services.coaching.storage import Children
+from services.coaching.tables import DashboardRow, PublishedAlert, PublishedCall
 from shared.events import (
+    AlertCleared,
+    AlertRaised,
+    AssignmentReported,
     CallCancelled,
     CallLogged,
     CallMoved,
     CallPlanned,
     CallSuspended,
     Envelope,
+    MailFailed,
+    MailOpened,
     MailSent,
     ParticipantCompleted,
     ParticipantEnrolled,
@@ -53,6 +63,30 @@ PLAN_CHANGING_EVENTS: frozenset[str] = frozenset(
     }
 )
 """The events after which a planned call may have another state or day."""
+
+ALERT_CHANGING_EVENTS: frozenset[str] = frozenset(
+    {
+        ParticipantEnrolled.TYPE,
+        ParticipantPaused.TYPE,
+        ParticipantResumed.TYPE,
+        ParticipantStopped.TYPE,
+        ParticipantCompleted.TYPE,
+        ParticipantErased.TYPE,
+        MailSent.TYPE,
+        MailFailed.TYPE,
+        MailOpened.TYPE,
+        ProgrammeCompleted.TYPE,
+        AssignmentReported.TYPE,
+    }
+)
+"""The events after which a published alert may start or stop to hold."""
+
+
+def changes_what_is_published(envelope: Envelope) -> bool:
+    """Whether after this event the plan or the alerts may have changed (an automated open changes neither)."""
+    if envelope.type == MailOpened.TYPE and envelope.payload.get("likely_automated", False):
+        return False
+    return envelope.type in PLAN_CHANGING_EVENTS or envelope.type in ALERT_CHANGING_EVENTS
 
 
 @dataclass(frozen=True)
@@ -91,9 +125,8 @@ def plan_events(told: Mapping[int, Told], plan: Sequence[CallPlanEntry], *, move
     return found
 
 
-async def current_plan(session: AsyncSession, *, row: DashboardRow, tz: ZoneInfo) -> list[CallPlanEntry]:
+def current_plan(row: DashboardRow, kids: Children, tz: ZoneInfo) -> list[CallPlanEntry]:
     """The four calls of one participant from the stored rows, with the dashboard's own inputs."""
-    kids = await storage.children(session, participant_ids=[row.participant_id])
     ended = row.completed_at or row.programme_completed_at
     return call_plan(
         start_date=row.start_date,
@@ -112,11 +145,13 @@ async def current_plan(session: AsyncSession, *, row: DashboardRow, tz: ZoneInfo
 async def publish_call_plan(
     session: AsyncSession, *, participant_id: UUID, tz: ZoneInfo, now: datetime, moved: int | None = None
 ) -> int:
-    """Stage the events for what changed in a participant's call plan; returns how many."""
+    """Stage the events for what changed in a participant's call plan and alerts; returns how many."""
     row = await session.get(DashboardRow, participant_id)
     if row is None or (row.start_date is None and row.status != "erased"):
-        return 0  # not enrolled yet (a mail may arrive before the enrolment): no plan to tell
-    plan = await current_plan(session, row=row, tz=tz)
+        return 0  # not enrolled yet (a mail may arrive before the enrolment): nothing to tell
+    kids = await storage.children(session, participant_ids=[participant_id])
+    staged = await _publish_alerts(session, row=row, kids=kids, now=now)
+    plan = current_plan(row, kids, tz)
     stored = {
         told.number: told
         for told in (
@@ -131,5 +166,47 @@ async def publish_call_plan(
     for payload in events:
         add_to_outbox(
             session, Envelope.wrap(payload, org_id=row.org_id, participant_id=participant_id, occurred_at=now)
+        )
+    return staged + len(events)
+
+
+def alert_events(
+    told: Mapping[str, datetime | None], standing: Mapping[str, datetime | None]
+) -> list[AlertRaised | AlertCleared]:
+    """The events that bring the other services from the alerts `told` to those `standing`."""
+    found: list[AlertRaised | AlertCleared] = []
+    for code, holds_from in standing.items():
+        if code not in told or told[code] != holds_from:
+            found.append(AlertRaised(code=code, holds_from=holds_from))
+    found += [AlertCleared(code=code) for code in told if code not in standing]
+    return found
+
+
+async def _publish_alerts(session: AsyncSession, *, row: DashboardRow, kids: Children, now: datetime) -> int:
+    mails = kids.mails.get(row.participant_id, [])
+    standing = standing_alerts(
+        status=row.status,
+        without_open_since=without_open_since(mails),
+        scores=[report.score for report in reports_in_order(kids.reports.get(row.participant_id, []))],
+        failure_unresolved=failure_unresolved(mails),
+    )
+    stored = {
+        told.code: told
+        for told in (
+            await session.execute(
+                select(PublishedAlert).where(col(PublishedAlert.participant_id) == row.participant_id)
+            )
+        ).scalars()
+    }
+    events = alert_events({code: told.holds_from for code, told in stored.items()}, standing)
+    for code, holds_from in standing.items():
+        told = stored.get(code) or PublishedAlert(participant_id=row.participant_id, code=code)
+        told.holds_from = holds_from
+        session.add(told)
+    for code in set(stored) - set(standing):
+        await session.delete(stored[code])
+    for payload in events:
+        add_to_outbox(
+            session, Envelope.wrap(payload, org_id=row.org_id, participant_id=row.participant_id, occurred_at=now)
         )
     return len(events)

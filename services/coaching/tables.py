@@ -226,6 +226,16 @@ class PublishedCall(CoachingTable, table=True):
     lapses_after: date | None = None
 
 
+class PublishedAlert(CoachingTable, table=True):
+    """An alert as coaching last told the other services (alert.raised; the row goes on alert.cleared)."""
+
+    __tablename__ = "published_alert"
+
+    participant_id: UUID = Field(primary_key=True)
+    code: str = Field(primary_key=True, max_length=30)
+    holds_from: datetime | None = None
+
+
 class PlanVersion(CoachingTable, table=True):
     """One saved version of a participant's personal plan; every save is a new row (the history)."""
 

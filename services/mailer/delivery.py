@@ -40,6 +40,7 @@ from services.mailer.programme import ProgrammePack
 from services.mailer.scheduling import (
     SCHEDULED_STATUSES,
     RecipientSchedule,
+    attention_text,
     call_urgency,
     digest_is_due,
     next_check_at,
@@ -47,6 +48,7 @@ from services.mailer.scheduling import (
 )
 from services.mailer.smtp import MailTransport, SmtpRefused, SmtpUnavailable
 from services.mailer.tables import (
+    AlertCopy,
     CoachCopy,
     Delivery,
     OrganisationCopy,
@@ -195,7 +197,8 @@ async def schedule_digests(
                     }
                 )
             calls.sort(key=lambda call: call["urgency"] != "overdue")
-            if calls:
+            attention = await _attention(session, coach.coach_id, now, coaching_base_url)
+            if calls or attention:
                 session.add(
                     TransactionalMail(
                         kind="digest",
@@ -204,7 +207,7 @@ async def schedule_digests(
                         context={
                             "coach_name": coach.name,
                             "calls": calls,
-                            "attention": [],
+                            "attention": attention,
                             "date": today.strftime("%d-%m-%Y"),
                         },
                     )
@@ -212,6 +215,36 @@ async def schedule_digests(
                 queued += 1
         await session.commit()
     return queued
+
+
+async def _attention(
+    session: AsyncSession, coach_id: Any, now: datetime, coaching_base_url: str
+) -> list[dict[str, str]]:
+    """One line per participant of this coach with an alert that holds now (from the alert copy)."""
+    rows = (
+        await session.execute(
+            select(AlertCopy, Recipient)
+            .join(Recipient, col(Recipient.participant_id) == col(AlertCopy.participant_id))
+            .where(col(Recipient.coach_id) == coach_id)
+        )
+    ).all()
+    alerts: dict[Any, dict[str, datetime | None]] = {}
+    recipients: dict[Any, Recipient] = {}
+    for alert, recipient in rows:
+        alerts.setdefault(recipient.participant_id, {})[alert.code] = alert.holds_from
+        recipients[recipient.participant_id] = recipient
+    lines = []
+    for participant_id, codes in alerts.items():
+        text = attention_text(codes, now)
+        if text is not None:
+            lines.append(
+                {
+                    "first_name": recipients[participant_id].first_name,
+                    "text": text,
+                    "url": f"{coaching_base_url}/deelnemers/{participant_id}",
+                }
+            )
+    return sorted(lines, key=lambda line: line["first_name"])
 
 
 async def measure_backlog(database: Database, now: datetime) -> None:

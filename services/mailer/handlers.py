@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.mailer.delivery import unschedule_due_deliveries
 from services.mailer.tables import (
+    AlertCopy,
     CoachCopy,
     Delivery,
     OrganisationCopy,
@@ -23,6 +24,8 @@ from services.mailer.tables import (
 )
 from shared.db import Database, utcnow
 from shared.events import (
+    AlertCleared,
+    AlertRaised,
     CallCancelled,
     CallLogged,
     CallMoved,
@@ -142,6 +145,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         await session.execute(
             delete(PlannedCallCopy).where(col(PlannedCallCopy.participant_id) == envelope.participant_id)
         )
+        await session.execute(delete(AlertCopy).where(col(AlertCopy.participant_id) == envelope.participant_id))
         await session.execute(
             delete(TransactionalMail).where(col(TransactionalMail.participant_id) == envelope.participant_id)
         )
@@ -174,6 +178,21 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
                 )
                 .values(state="done", updated_at=utcnow())
             )
+
+    async def raise_alert(session: AsyncSession, envelope: Envelope, p: AlertRaised) -> None:
+        values = {"org_id": envelope.org_id, "holds_from": p.holds_from}
+        await session.execute(
+            insert(AlertCopy)
+            .values(participant_id=envelope.participant_id, code=p.code, **values)
+            .on_conflict_do_update(index_elements=["participant_id", "code"], set_=values)
+        )
+
+    async def clear_alert(session: AsyncSession, envelope: Envelope, p: AlertCleared) -> None:
+        await session.execute(
+            delete(AlertCopy).where(
+                col(AlertCopy.participant_id) == envelope.participant_id, col(AlertCopy.code) == p.code
+            )
+        )
 
     async def request_confirmation(
         session: AsyncSession, envelope: Envelope, p: ParticipantConfirmationRequested
@@ -221,6 +240,8 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             CallSuspended.TYPE: once(copy_planned_call),
             CallCancelled.TYPE: once(copy_planned_call),
             CallLogged.TYPE: once(mark_call_done),
+            AlertRaised.TYPE: once(raise_alert),
+            AlertCleared.TYPE: once(clear_alert),
         },
     }
 

@@ -3,6 +3,7 @@ participant's own send time, in their own time zone (zoneinfo handles DST). No I
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -95,3 +96,29 @@ def call_urgency(
     if overdue_from is not None and today >= overdue_from:
         return "overdue"
     return "today" if due_date == today else "open"
+
+
+ALERT_TEXTS = {
+    "mail_failed": "een mail kwam niet aan (klopt het e-mailadres nog?)",
+    "no_open_3_days": "heeft al {days} dagen geen mail geopend",
+    "low_scores": "de laatste twee opdrachten gingen moeilijk",
+}
+"""What the coach's morning mail says per alert code, in the dashboard's order."""
+NO_OPEN_DAYS = 3
+
+
+def holding_alerts(alerts: Mapping[str, datetime | None], now: datetime) -> list[str]:
+    """The codes of the alerts (as coaching published them) that hold at `now`, in the dashboard's order."""
+    return [
+        code for code in ALERT_TEXTS if code in alerts and ((holds_from := alerts[code]) is None or holds_from <= now)
+    ]
+
+
+def attention_text(alerts: Mapping[str, datetime | None], now: datetime) -> str | None:
+    """One line about a participant's alerts that hold at `now`, or None."""
+    parts = []
+    for code in holding_alerts(alerts, now):
+        holds_from = alerts[code]
+        days = NO_OPEN_DAYS + ((now - holds_from) // timedelta(days=1) if holds_from is not None else 0)
+        parts.append(ALERT_TEXTS[code].format(days=days))
+    return "; ".join(parts) + "." if parts else None

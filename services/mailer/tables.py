@@ -80,6 +80,17 @@ class PlannedCallCopy(MailerTable, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class AlertCopy(MailerTable, table=True):
+    """A participant's alert from coaching's alert.* events (a code and from when it holds)."""
+
+    __tablename__ = "alert_copy"
+
+    participant_id: UUID = Field(primary_key=True)
+    code: str = Field(primary_key=True, max_length=30)
+    org_id: UUID
+    holds_from: datetime | None = None
+
+
 class Delivery(MailerTable, table=True):
     """One programme mail: unique per participant and day, and per participant and local date."""
 

@@ -1,6 +1,7 @@
 """The coach's morning mail follows coaching's call plan on the real stack: a call moved to
 today is listed, an overdue one as overdue, a logged one no longer; the mail lists the same
-calls as the dashboard; no mail when there is nothing to call about.
+calls as the dashboard; no mail when there is nothing to call about; a participant who
+needs attention by the dashboard's alert rules gets one line.
 
 "The next morning" is brought forward by setting the coach's last digest date in the
 mailer's database back one day (the local stack sends digests from 00:00 local time).
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from shared.events import AssignmentReported, Envelope
 from tests.e2e.conftest import (
     COACHING,
     add_coach,
@@ -26,6 +28,7 @@ from tests.e2e.conftest import (
     eventually,
     mails_to,
     mint_staff_token,
+    publish,
     raw_mail,
 )
 
@@ -62,11 +65,7 @@ async def new_digest(http: httpx.AsyncClient, address: str, seen: int) -> list[d
     mails = await eventually(
         lambda: _more_than(http, address, seen), timeout=60, what=f"digest number {seen + 1} to the coach"
     )
-    message = await raw_mail(http, max(mails, key=lambda mail: mail["id"])["id"])
-    assert "Wie bel je vandaag" in str(message["Subject"])
-    plain = message.get_body(preferencelist=("plain",))
-    assert plain is not None
-    text = plain.get_content()
+    text = await _plain(http, max(mails, key=lambda mail: mail["id"])["id"])
     return [{**m.groupdict(), "line": line} for line in text.splitlines() if (m := DIGEST_LINE.match(line.strip()))]
 
 
@@ -123,7 +122,7 @@ async def test_the_morning_mail_lists_the_calls_of_the_plan_as_the_dashboard_doe
 
     async def moved() -> bool:
         copy = await planned_copy(participant_id)
-        return copy[2]["due_date"] == today and copy[1]["due_date"] == today - timedelta(days=6)
+        return bool(copy[2]["due_date"] == today and copy[1]["due_date"] == today - timedelta(days=6))
 
     await eventually(moved, what="call.moved in the mailer's copy")
     await next_morning(coach_id)
@@ -163,10 +162,45 @@ async def test_the_morning_mail_lists_the_calls_of_the_plan_as_the_dashboard_doe
     assert len(await digests_to(http, address)) == 2
     assert await dashboard_calls(http, participant_id, headers) == set()
 
+    # Two assignments that went badly: the dashboard's alert travels to the mail as one attention line.
+    org_id = uuid.UUID(organisation["id"])
+    now = datetime.now(UTC)
+    await publish(
+        Envelope.wrap(
+            AssignmentReported(delivery_id=uuid.uuid4(), day=day, score=score, reported_at=now),
+            org_id=org_id,
+            participant_id=participant_id,
+        )
+        for day, score in ((1, 2), (2, 1))
+    )
+    await eventually(lambda: _alert(participant_id, "low_scores"), what="alert.raised in the mailer's copy")
+    await next_morning(coach_id)
+    mails = await eventually(lambda: _more_than(http, address, 2), timeout=60, what="the third digest")
+    text = await _plain(http, max(mails, key=lambda mail: mail["id"])["id"])
+    assert "Extra aandacht:" in text
+    assert "- Ria: de laatste twee opdrachten gingen moeilijk." in text
+    assert "Vandaag geen gesprekken." in text
+    response = await http.get(f"{COACHING}/api/participants/{participant_id}", headers=headers)
+    assert "low_scores" in [alert["code"] for alert in response.json()["summary"]["alerts"]]
+
 
 async def _four(participant_id: uuid.UUID) -> bool:
     return len(await planned_copy(participant_id)) == 4
 
 
+async def _alert(participant_id: uuid.UUID, code: str) -> bool:
+    rows = await db_fetch(
+        "mailer", "SELECT 1 FROM alert_copy WHERE participant_id = $1 AND code = $2", participant_id, code
+    )
+    return bool(rows)
+
+
+async def _plain(http: httpx.AsyncClient, mail_id: int) -> str:
+    message = await raw_mail(http, mail_id)
+    plain = message.get_body(preferencelist=("plain",))
+    assert plain is not None
+    return str(plain.get_content())
+
+
 async def _state(participant_id: uuid.UUID, number: int, state: str) -> bool:
-    return (await planned_copy(participant_id)).get(number, {}).get("state") == state
+    return bool((await planned_copy(participant_id)).get(number, {}).get("state") == state)

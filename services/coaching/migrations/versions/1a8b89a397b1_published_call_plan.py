@@ -1,4 +1,4 @@
-"""published call plan; organisation slug
+"""published call plan and alerts; organisation slug
 
 Revision ID: 1a8b89a397b1
 Revises: 2b0babe66cb0
@@ -28,9 +28,17 @@ def upgrade() -> None:
         sa.Column('lapses_after', sa.Date(), nullable=True),
         sa.PrimaryKeyConstraint('participant_id', 'number'),
     )
+    op.create_table(
+        'published_alert',
+        sa.Column('participant_id', sa.Uuid(), nullable=False),
+        sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=False),
+        sa.Column('holds_from', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint('participant_id', 'code'),
+    )
     op.add_column('organisation_view', sa.Column('slug', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=True))
 
 
 def downgrade() -> None:
     op.drop_column('organisation_view', 'slug')
+    op.drop_table('published_alert')
     op.drop_table('published_call')

@@ -1,4 +1,4 @@
-"""planned call copy
+"""planned call and alert copies
 
 Revision ID: e56c22190710
 Revises: 54b1abd62755
@@ -32,7 +32,16 @@ def upgrade() -> None:
         sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint('participant_id', 'number'),
     )
+    op.create_table(
+        'alert_copy',
+        sa.Column('participant_id', sa.Uuid(), nullable=False),
+        sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=False),
+        sa.Column('org_id', sa.Uuid(), nullable=False),
+        sa.Column('holds_from', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.PrimaryKeyConstraint('participant_id', 'code'),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('alert_copy')
     op.drop_table('planned_call_copy')
