@@ -13,18 +13,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.coaching import storage
 from services.coaching.alerts import standing_alerts
 from services.coaching.calls import CallFact, CallPlanEntry, call_plan
 from services.coaching.projection import failure_unresolved, reports_in_order, without_open_since
 from services.coaching.storage import Children
-from services.coaching.tables import DashboardRow, PublishedAlert, PublishedCall
+from services.coaching.tables import (
+    CallSeen,
+    CoachingTable,
+    DashboardRow,
+    MailSeen,
+    PlannedCallMove,
+    PublishedAlert,
+    PublishedCall,
+    ReportSeen,
+)
 from shared.events import (
     AlertCleared,
     AlertRaised,
@@ -48,6 +57,8 @@ from shared.events import (
     ProgrammeCompleted,
 )
 from shared.outbox import add_to_outbox
+
+RowT = TypeVar("RowT", bound=CoachingTable)
 
 PLAN_CHANGING_EVENTS: frozenset[str] = frozenset(
     {
@@ -82,11 +93,25 @@ ALERT_CHANGING_EVENTS: frozenset[str] = frozenset(
 """The events after which a published alert may start or stop to hold."""
 
 
-def changes_what_is_published(envelope: Envelope) -> bool:
-    """Whether after this event the plan or the alerts may have changed (an automated open changes neither)."""
+@dataclass(frozen=True)
+class Publish:
+    """What may have changed after an event: the call plan, the alerts, or both."""
+
+    plan: bool
+    alerts: bool
+
+    def __bool__(self) -> bool:
+        return self.plan or self.alerts
+
+
+EVERYTHING = Publish(plan=True, alerts=True)
+
+
+def what_may_change(envelope: Envelope) -> Publish:
+    """After this event, may the call plan or the alerts have changed? (An automated open changes neither.)"""
     if envelope.type == MailOpened.TYPE and envelope.payload.get("likely_automated", False):
-        return False
-    return envelope.type in PLAN_CHANGING_EVENTS or envelope.type in ALERT_CHANGING_EVENTS
+        return Publish(plan=False, alerts=False)
+    return Publish(plan=envelope.type in PLAN_CHANGING_EVENTS, alerts=envelope.type in ALERT_CHANGING_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -142,15 +167,36 @@ def current_plan(row: DashboardRow, kids: Children, tz: ZoneInfo) -> list[CallPl
     )
 
 
+async def _rows(session: AsyncSession, table: type[RowT], participant_id: UUID, wanted: bool) -> list[RowT]:
+    if not wanted:
+        return []
+    participant = col(table.participant_id)  # type: ignore[attr-defined]
+    return list((await session.execute(select(table).where(participant == participant_id))).scalars())
+
+
 async def publish_call_plan(
-    session: AsyncSession, *, participant_id: UUID, tz: ZoneInfo, now: datetime, moved: int | None = None
+    session: AsyncSession,
+    *,
+    participant_id: UUID,
+    tz: ZoneInfo,
+    now: datetime,
+    moved: int | None = None,
+    what: Publish = EVERYTHING,
 ) -> int:
     """Stage the events for what changed in a participant's call plan and alerts; returns how many."""
     row = await session.get(DashboardRow, participant_id)
-    if row is None or (row.start_date is None and row.status != "erased"):
+    if not what or row is None or (row.start_date is None and row.status != "erased"):
         return 0  # not enrolled yet (a mail may arrive before the enrolment): nothing to tell
-    kids = await storage.children(session, participant_ids=[participant_id])
-    staged = await _publish_alerts(session, row=row, kids=kids, now=now)
+    # Only the rows the rules need (a human open needs the mails only).
+    kids = Children(
+        mails={participant_id: await _rows(session, MailSeen, participant_id, True)},
+        reports={participant_id: await _rows(session, ReportSeen, participant_id, what.alerts)},
+        calls={participant_id: await _rows(session, CallSeen, participant_id, what.plan)},
+        moves={participant_id: await _rows(session, PlannedCallMove, participant_id, what.plan)},
+    )
+    staged = await _publish_alerts(session, row=row, kids=kids, now=now) if what.alerts else 0
+    if not what.plan:
+        return staged
     plan = current_plan(row, kids, tz)
     stored = {
         told.number: told

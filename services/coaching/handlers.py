@@ -15,7 +15,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from services.coaching import projection
-from services.coaching.callplan import changes_what_is_published, publish_call_plan
+from services.coaching.callplan import publish_call_plan, what_may_change
 from services.coaching.live import LiveHub, ParticipantChanged
 from services.coaching.storage import ProjectionStore, SqlProjectionStore
 from services.coaching.tables import CallSeen, DashboardRow, LifecycleSeen, OpenSeen, OrganisationView, ReportSeen
@@ -374,9 +374,9 @@ def build_handlers(database: Database, hub: LiveHub, tz: ZoneInfo) -> dict[str, 
                 if not await claim_event(session, envelope.event_id):
                     return
                 change = await apply(SqlProjectionStore(session), envelope)
-                if change is not None and changes_what_is_published(envelope):
+                if change is not None and (what := what_may_change(envelope)):
                     await publish_call_plan(
-                        session, participant_id=change.participant_id, tz=tz, now=envelope.occurred_at
+                        session, participant_id=change.participant_id, tz=tz, now=envelope.occurred_at, what=what
                     )
                 await session.commit()
             if change is not None:
