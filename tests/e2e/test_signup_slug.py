@@ -1,6 +1,6 @@
 """Short sign-up addresses on the real stack: the licensor (or the organisation's admin) picks a
 slug; the flyer's and poster's QR codes (decoded from the rendered PDF) lead to it; that address
-shows the organisation's sign-up page, the old id address still works, an unknown slug gets
+shows the organisation's sign-up page (and takes a sign-up), the old id address still works, an unknown slug gets
 the 404 page; bad or taken slugs are refused with a reason."""
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
     LICENSOR,
+    add_coach,
     create_organisation,
     db_fetch,
     eventually,
     mint_staff_token,
+    unique_email,
 )
 
 pytestmark = pytest.mark.stack
@@ -81,6 +83,14 @@ async def test_the_flyer_and_poster_lead_to_the_short_address_of_the_sign_up_pag
     assert f'action="/aanmelden/{slug}"' in page.text
     old = await http.get(f"{ENROLMENT}/aanmelden/{org_id}")
     assert old.status_code == 200 and "Welzijn Kortweg" in old.text
+
+    await add_coach(http, org_id)
+    form = {"first_name": "Ans", "email": unique_email(), "send_time": "09:00", "consent": "ja"}
+    signed_up = await http.post(f"{ENROLMENT}/aanmelden/{slug}", data=form)
+    assert signed_up.status_code == 303, signed_up.text
+    assert signed_up.headers["location"] == f"/aanmelden/{slug}/check-je-mail"
+    check = await http.get(f"{ENROLMENT}{signed_up.headers['location']}")
+    assert check.status_code == 200 and "Kijk in je mail" in check.text
 
     unknown = await http.get(f"{ENROLMENT}/aanmelden/bestaat-niet-{uuid.uuid4().hex[:6]}")
     assert unknown.status_code == 404
