@@ -9,22 +9,29 @@ mailer's database back one day (the local stack sends digests from 00:00 local t
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
-from shared.events import AssignmentReported, Envelope
+from deploy.local.stack import Urls, database_url
+from shared.events import AssignmentReported, Envelope, Topic
 from tests.e2e.conftest import (
     COACHING,
     add_coach,
     create_organisation,
+    db_count,
     db_fetch,
     enrol_starting_now,
+    events_on,
     eventually,
     mails_to,
     mint_staff_token,
@@ -204,3 +211,37 @@ async def _plain(http: httpx.AsyncClient, mail_id: int) -> str:
 
 async def _state(participant_id: uuid.UUID, number: int, state: str) -> bool:
     return bool((await planned_copy(participant_id)).get(number, {}).get("state") == state)
+
+
+async def test_publish_plans_tells_the_mailer_again_what_it_does_not_have(http: httpx.AsyncClient) -> None:
+    organisation = await create_organisation(http)
+    await add_coach(http, organisation["id"])
+    participant_id, _ = await enrol_starting_now(http, organisation["id"], first_name="Kees")
+    await eventually(lambda: _four(participant_id), what="the mailer's copy of the four planned calls")
+    # As after an upgrade: coaching never told, the mailer never heard.
+    await db_fetch("coaching", "DELETE FROM published_call WHERE participant_id = $1", participant_id)
+    await db_fetch("mailer", "DELETE FROM planned_call_copy WHERE participant_id = $1", participant_id)
+
+    for _ in range(2):  # the second time there is nothing left to tell
+        result = run_publish_plans()
+        assert result.returncode == 0, result.stdout + result.stderr
+    await eventually(lambda: _four(participant_id), what="the four planned calls published again")
+    await eventually(lambda: _outbox_empty(), what="coaching's outbox relayed")
+    planned = await events_on(Topic.COACHING, key=str(participant_id), event_type="call.planned")
+    assert sorted(event["payload"]["number"] for event in planned) == [1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def run_publish_plans() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.coaching.cli", "publish-plans"],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "MEER_DATABASE_URL": database_url("coaching"), "MEER_KAFKA_BOOTSTRAP": Urls.kafka},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+async def _outbox_empty() -> bool:
+    return await db_count("coaching", "SELECT count(*) FROM outbox") == 0
