@@ -205,6 +205,8 @@ async def publish_call_plan(
         ).scalars()
     }
     events = plan_events({n: Told(t.state, t.due_date, t.lapses_after) for n, t in stored.items()}, plan, moved=moved)
+    if row.status == "erased":
+        events = []  # participant.erased itself tells the other services to forget the plan
     for entry in plan:
         told = stored.get(entry.number) or PublishedCall(participant_id=participant_id, number=entry.number, state="")
         told.state, told.due_date, told.lapses_after = entry.state, entry.due_date, entry.lapses_after
