@@ -183,6 +183,17 @@ class OrganisationLicenceChanged(Payload):
 
 
 @event
+class OrganisationSlugChanged(Payload):
+    """An organisation chose the short word of its sign-up address (…/aanmelden/<slug>)."""
+
+    TYPE = "organisation.slug_changed"
+    VERSION = 1
+    TOPIC = Topic.ORGANISATION
+
+    slug: str
+
+
+@event
 class CoachAdded(Payload):
     """An organisation added a coach who can be assigned participants."""
 
@@ -462,3 +473,77 @@ class PlanUpdated(Payload):
 
     coach_id: UUID
     plan_version: int = Field(ge=1)
+
+
+class PlannedCallState(Payload):
+    """One of the four planned calls as coaching plans it; ids and dates only."""
+
+    number: int = Field(ge=1, le=4, description="Which of the four planned calls.")
+    lesson_day: int = Field(ge=1, description="The lesson the call goes with.")
+    due_date: date | None = Field(default=None, description="The day the call is due (coaches' time zone).")
+    overdue_from: date | None = Field(default=None, description="From this day on the call is overdue.")
+    lapses_after: date | None = Field(default=None, description="After this day the call no longer counts.")
+
+
+@event
+class CallPlanned(PlannedCallState):
+    """Coaching planned a call or its expected day changed (enrolment, lessons sent, resume, completion)."""
+
+    TYPE = "call.planned"
+    VERSION = 1
+    TOPIC = Topic.COACHING
+
+
+@event
+class CallMoved(PlannedCallState):
+    """A coach moved a planned call to another day."""
+
+    TYPE = "call.moved"
+    VERSION = 1
+    TOPIC = Topic.COACHING
+
+
+@event
+class CallSuspended(PlannedCallState):
+    """The participant paused: a planned call whose day is not fixed waits until they resume."""
+
+    TYPE = "call.suspended"
+    VERSION = 1
+    TOPIC = Topic.COACHING
+
+
+@event
+class CallCancelled(PlannedCallState):
+    """The participant stopped or was erased: a planned call that was not done is off."""
+
+    TYPE = "call.cancelled"
+    VERSION = 1
+    TOPIC = Topic.COACHING
+
+
+AlertCode = Literal["no_open_3_days", "low_scores", "mail_failed"]
+
+
+@event
+class AlertRaised(Payload):
+    """A participant needs the coach's attention by a dashboard rule (from holds_from on, when set)."""
+
+    TYPE = "alert.raised"
+    VERSION = 1
+    TOPIC = Topic.COACHING
+
+    code: AlertCode
+    holds_from: AwareDatetime | None = Field(
+        default=None, description="For 'no_open_3_days': from when, unless an open comes first; else already."
+    )
+
+
+@event
+class AlertCleared(Payload):
+    """A participant's alert no longer holds."""
+
+    TYPE = "alert.cleared"
+    VERSION = 1
+    TOPIC = Topic.COACHING
+
+    code: AlertCode

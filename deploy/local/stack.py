@@ -516,6 +516,9 @@ def service_env(name: str) -> dict[str, str]:
     if name == "enrolment":
         keys["MEER_STAFF_TOKEN_PRIVATE_KEY_PATH"] = str(private_key)
     base_urls = {f"MEER_{other.upper()}_BASE_URL": Urls.service(other) for other in SERVICE_PORTS}
+    if name == "mailer":
+        # Locally the coaches' morning mail may go at any hour (the demo and the tests see it at once).
+        keys["MEER_DIGEST_LOCAL_TIME"] = "00:00"
     return {
         **keys,
         **base_urls,

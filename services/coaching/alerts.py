@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.coaching.calls import PlannedCall
 from services.coaching.projection import two_low_scores_in_a_row
@@ -50,4 +50,26 @@ def alerts_for(
         found.append(Alert("no_open_3_days", f"Heeft al {days_without_open} dagen geen mail geopend."))
     if status not in ("erased",) and two_low_scores_in_a_row(scores):
         found.append(Alert("low_scores", "De laatste twee opdrachten gingen moeilijk (score 2 of lager)."))
+    return found
+
+
+PUBLISHED_ALERTS: tuple[str, ...] = ("no_open_3_days", "low_scores", "mail_failed")
+"""The alerts that travel as events (the coach's morning mail lists them)."""
+
+
+def standing_alerts(
+    *, status: str, without_open_since: datetime | None, scores: Sequence[int], failure_unresolved: bool
+) -> Mapping[str, datetime | None]:
+    """The published alerts that hold, by code, with the moment from which each holds (None: now).
+
+    The same rules as `alerts_for`, without a clock: no open for three days holds from three
+    days after the last open (or the first mail) while nothing else changes.
+    """
+    found: dict[str, datetime | None] = {}
+    if status == "active" and without_open_since is not None:
+        found["no_open_3_days"] = without_open_since + timedelta(days=NO_OPEN_DAYS)
+    if status not in ("erased",) and two_low_scores_in_a_row(scores):
+        found["low_scores"] = None
+    if failure_unresolved and status not in ("stopped", "erased"):
+        found["mail_failed"] = None
     return found

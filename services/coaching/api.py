@@ -164,7 +164,9 @@ async def log_call(
     """Log a call, reached or not (an unreached attempt does not count as a contact); publishes call.logged."""
     row = await visible_participant(session, viewer, participant_id)
     try:
-        call, change = await commands.log_call(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
+        call, change = await commands.log_call(
+            session, viewer=viewer, row=row, body=body, now=svc.clock.now(), tz=svc.moment().tz
+        )
     except commands.Refused as error:
         raise refused(error) from None
     svc.hub.publish(change)
@@ -185,7 +187,7 @@ async def move_planned_call(
     moment = svc.moment()
     try:
         await commands.move_planned_call(
-            session, viewer=viewer, row=row, number=number, due_date=body.due_date, today=moment.today
+            session, viewer=viewer, row=row, number=number, due_date=body.due_date, moment=moment
         )
     except commands.Refused as error:
         raise refused(error) from None

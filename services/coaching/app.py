@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -25,7 +26,7 @@ def create_app(settings: CoachingSettings | None = None, *, clock: Clock | None 
     settings = settings or CoachingSettings()
     runtime = Runtime.create("coaching", settings)
     hub = LiveHub()
-    register_kafka_handlers(runtime, hub)
+    register_kafka_handlers(runtime, hub, ZoneInfo(settings.display_timezone))
     app = create_service_app(
         runtime,
         title="Meer contact — coaching",

@@ -16,7 +16,7 @@ from typing import Literal
 
 CallStatus = Literal["done", "upcoming", "due", "overdue", "cancelled", "unknown"]
 
-PLANNED_CALL_DAYS: Mapping[int, int] = {1: 2, 2: 14, 3: 35, 4: 57}
+PLANNED_CALL_DAYS: Mapping[int, int] = {1: 2, 2: 14, 3: 35, 4: 58}
 """Call number → the lesson day it goes with: around the start, day 14, day 35, near the end."""
 DUE_FROM = timedelta(days=3)
 """A call shows as due this many days before its day."""
@@ -137,3 +137,80 @@ def calls_due_so_far(planned: Sequence[PlannedCall], today: date) -> tuple[int, 
         if p.status == "overdue" or (p.status == "due" and p.due_date is not None and p.due_date <= today)
     )
     return done, done + come
+
+
+PlanState = Literal["planned", "done", "suspended", "cancelled"]
+
+
+@dataclass(frozen=True)
+class CallPlanEntry:
+    """A planned call as coaching tells other services: a state and dates, no clock needed.
+
+    What the dashboard decides at read time follows from it: a call is on the day's list when
+    it is planned, its day has come and it has not lapsed, and overdue from `overdue_from`.
+    """
+
+    number: int
+    lesson_day: int
+    state: PlanState
+    due_date: date | None
+    overdue_from: date | None
+    lapses_after: date | None
+    moved: bool
+
+
+def call_plan(
+    *,
+    start_date: date | None,
+    sent_dates: Mapping[int, date],
+    moves: Mapping[int, date],
+    calls: Sequence[CallFact],
+    status: str,
+    completed_on: date | None = None,
+) -> list[CallPlanEntry]:
+    """The four calls as published: the same rules as `planned_calls`, without a 'today'.
+
+    While paused, a call whose day is neither moved nor already sent has no fixed day (the
+    dashboard projects it from today, never earlier than tomorrow): it is suspended.
+    """
+    entries: list[CallPlanEntry] = []
+    for number, lesson_day in PLANNED_CALL_DAYS.items():
+        done = any(c.reached and c.planned_call == number for c in calls)
+        due: date | None
+        if number in moves:
+            due = moves[number]
+        elif status == "paused":
+            due = sent_dates.get(lesson_day)
+        else:
+            # Not paused: the projection does not depend on today.
+            due = expected_lesson_date(
+                lesson_day, start_date=start_date, sent_dates=sent_dates, paused=False, today=date.min
+            )
+        state: PlanState
+        if done:
+            state = "done"
+        elif status in ("stopped", "erased"):
+            state = "cancelled"
+        elif status == "paused" and due is None:
+            state = "suspended"
+        else:
+            state = "planned"
+        entries.append(
+            CallPlanEntry(
+                number=number,
+                lesson_day=lesson_day,
+                state=state,
+                due_date=due,
+                overdue_from=due + OVERDUE_AFTER + timedelta(days=1) if due is not None else None,
+                lapses_after=completed_on + AFTER_COMPLETION
+                if status == "completed" and completed_on is not None
+                else None,
+                moved=number in moves,
+            )
+        )
+    return entries
+
+
+def to_call_today(planned: Sequence[PlannedCall], today: date) -> list[PlannedCall]:
+    """The dashboard's calls to make on `today`: due or overdue, and their day has come."""
+    return [p for p in planned if p.status in ("due", "overdue") and p.due_date is not None and p.due_date <= today]

@@ -1,15 +1,22 @@
 """Coaching's command line: `python -m services.coaching.cli rebuild` recomputes the
-projection from the topics, from the beginning (see rebuild.py for how)."""
+projection from the topics, from the beginning (see rebuild.py for how);
+`publish-plans` tells the other services every participant's call plan and alerts again
+where they differ from what was told (after an upgrade or a rebuild)."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import typer
+from sqlmodel import col, select
 from tqdm import tqdm
 
+from services.coaching.callplan import publish_call_plan
 from services.coaching.rebuild import Rebuild, RebuildResult
 from services.coaching.settings import CoachingSettings
+from services.coaching.tables import DashboardRow
 from shared.db import Database
 from shared.logging import configure_logging
 
@@ -31,6 +38,33 @@ async def _rebuild(settings: CoachingSettings, show_progress: bool) -> RebuildRe
         await database.dispose()
 
 
+async def _publish_plans(settings: CoachingSettings, batch: int = 200) -> tuple[int, int]:
+    """(participants looked at, events staged); one short transaction per participant."""
+    database = Database(settings.database_url, pool_size=1)
+    tz, seen, staged, after = ZoneInfo(settings.display_timezone), 0, 0, None
+    try:
+        while True:
+            async with database.session() as session:
+                query = select(DashboardRow.participant_id).order_by(col(DashboardRow.participant_id)).limit(batch)
+                if after is not None:
+                    query = query.where(col(DashboardRow.participant_id) > after)
+                ids = list((await session.execute(query)).scalars())
+            for participant_id in ids:
+                async with database.session() as session:
+                    # Locked like the live handlers do, so a concurrent event waits for this one.
+                    await session.get(DashboardRow, participant_id, with_for_update=True)
+                    staged += await publish_call_plan(
+                        session, participant_id=participant_id, tz=tz, now=datetime.now(UTC)
+                    )
+                    await session.commit()
+            seen += len(ids)
+            if len(ids) < batch:
+                return seen, staged
+            after = ids[-1]
+    finally:
+        await database.dispose()
+
+
 @app.callback()
 def main() -> None:
     """Coaching service tools."""
@@ -49,6 +83,16 @@ def rebuild(progress: bool = typer.Option(True, help="Show a progress bar.")) ->
         f"{result.events_per_second:,.0f} events/s"
     )
     typer.echo("rows: " + ", ".join(f"{name} {count}" for name, count in result.rows.items()))
+
+
+@app.command("publish-plans")
+def publish_plans() -> None:
+    """Publish every participant's call plan and alerts where they differ from what was published
+    (the running service's outbox relay sends them)."""
+    settings = CoachingSettings()
+    configure_logging("coaching-cli", "WARNING")
+    seen, staged = asyncio.run(_publish_plans(settings))
+    typer.echo(f"looked at {seen} participants; staged {staged} events")
 
 
 if __name__ == "__main__":

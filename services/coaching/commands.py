@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching import plan as plan_rules
 from services.coaching import storage
 from services.coaching.auth import Viewer
+from services.coaching.callplan import publish_call_plan
+from services.coaching.dashboard import Moment
 from services.coaching.handlers import on_call_logged, on_plan_updated
 from services.coaching.live import ParticipantChanged
 from services.coaching.storage import SqlProjectionStore
@@ -54,7 +57,7 @@ def _writer(viewer: Viewer, row: DashboardRow) -> UUID:
 
 
 async def log_call(
-    session: AsyncSession, *, viewer: Viewer, row: DashboardRow, body: CallCreate, now: datetime
+    session: AsyncSession, *, viewer: Viewer, row: DashboardRow, body: CallCreate, now: datetime, tz: ZoneInfo
 ) -> tuple[CallLog, ParticipantChanged]:
     """Log a call (reached or not): the notes stay here, call.logged goes out."""
     coach_id = _writer(viewer, row)
@@ -103,15 +106,17 @@ async def log_call(
     session.add(call)
     change = await on_call_logged(SqlProjectionStore(session), envelope)
     add_to_outbox(session, envelope)
+    await publish_call_plan(session, participant_id=row.participant_id, tz=tz, now=now)
     await session.commit()
     return call, change
 
 
 async def move_planned_call(
-    session: AsyncSession, *, viewer: Viewer, row: DashboardRow, number: int, due_date: date, today: date
+    session: AsyncSession, *, viewer: Viewer, row: DashboardRow, number: int, due_date: date, moment: Moment
 ) -> PlannedCallMove:
-    """Move one of the four planned calls to another day."""
+    """Move one of the four planned calls to another day; call.moved goes out."""
     _writer(viewer, row)
+    today = moment.today
     if number not in (1, 2, 3, 4):
         raise Refused(404, "There are four planned calls, 1 to 4.", "Er zijn vier geplande gesprekken.", "number")
     if not today - MOVE_WINDOW <= due_date <= today + MOVE_WINDOW:
@@ -124,7 +129,11 @@ async def move_planned_call(
         moved_by=viewer.claims.staff_id,
     )
     move.due_date, move.moved_by = due_date, viewer.claims.staff_id
+    # Lock the participant so the plan is compared and published once at a time.
+    await storage.lock_participant(session, participant_id=row.participant_id)
     session.add(move)
+    await session.flush()
+    await publish_call_plan(session, participant_id=row.participant_id, tz=moment.tz, now=moment.now, moved=number)
     await session.commit()
     return move
 

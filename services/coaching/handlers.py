@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
+from zoneinfo import ZoneInfo
 
 from services.coaching import projection
+from services.coaching.callplan import publish_call_plan, what_may_change
 from services.coaching.live import LiveHub, ParticipantChanged
 from services.coaching.storage import ProjectionStore, SqlProjectionStore
 from services.coaching.tables import CallSeen, DashboardRow, LifecycleSeen, OpenSeen, OrganisationView, ReportSeen
@@ -30,6 +32,7 @@ from shared.events import (
     MailSent,
     OrganisationBrandingChanged,
     OrganisationLicensed,
+    OrganisationSlugChanged,
     ParticipantCoachChanged,
     ParticipantCompleted,
     ParticipantDetailsChanged,
@@ -175,6 +178,12 @@ async def on_organisation_licensed(store: ProjectionStore, envelope: Envelope) -
 async def on_organisation_branding_changed(store: ProjectionStore, envelope: Envelope) -> None:
     payload = _parse(envelope, OrganisationBrandingChanged)
     _brand(await store.organisation(envelope.org_id), payload.branding)
+
+
+async def on_organisation_slug_changed(store: ProjectionStore, envelope: Envelope) -> None:
+    payload = _parse(envelope, OrganisationSlugChanged)
+    organisation = await store.organisation(envelope.org_id)
+    organisation.slug = payload.slug
 
 
 def _brand(organisation: OrganisationView, branding: Branding) -> None:
@@ -333,6 +342,7 @@ APPLIERS: Mapping[str, Mapping[str, Applier]] = {
     Topic.ORGANISATION: {
         OrganisationLicensed.TYPE: on_organisation_licensed,
         OrganisationBrandingChanged.TYPE: on_organisation_branding_changed,
+        OrganisationSlugChanged.TYPE: on_organisation_slug_changed,
         CoachAdded.TYPE: on_coach_added,
     },
     Topic.MAIL: {
@@ -354,8 +364,9 @@ APPLIERS: Mapping[str, Mapping[str, Applier]] = {
 """Every event coaching applies, by topic and type (the live consumer and the rebuild share it)."""
 
 
-def build_handlers(database: Database, hub: LiveHub) -> dict[str, dict[str, EventHandler]]:
-    """Handlers by topic and event type: one unit of work per event, then the live push."""
+def build_handlers(database: Database, hub: LiveHub, tz: ZoneInfo) -> dict[str, dict[str, EventHandler]]:
+    """Handlers by topic and event type: one unit of work per event (with the call plan's
+    events when the plan changed), then the live push."""
 
     def unit_of_work(apply: Applier) -> EventHandler:
         async def handle(envelope: Envelope) -> None:
@@ -363,6 +374,10 @@ def build_handlers(database: Database, hub: LiveHub) -> dict[str, dict[str, Even
                 if not await claim_event(session, envelope.event_id):
                     return
                 change = await apply(SqlProjectionStore(session), envelope)
+                if change is not None and (what := what_may_change(envelope)):
+                    await publish_call_plan(
+                        session, participant_id=change.participant_id, tz=tz, now=envelope.occurred_at, what=what
+                    )
                 await session.commit()
             if change is not None:
                 hub.publish(change)
@@ -375,6 +390,6 @@ def build_handlers(database: Database, hub: LiveHub) -> dict[str, dict[str, Even
     }
 
 
-def register_kafka_handlers(runtime: Runtime, hub: LiveHub) -> None:
+def register_kafka_handlers(runtime: Runtime, hub: LiveHub, tz: ZoneInfo) -> None:
     """Subscribe coaching's one consumer to every topic it projects."""
-    runtime.subscribe(build_handlers(runtime.database, hub))
+    runtime.subscribe(build_handlers(runtime.database, hub, tz))

@@ -84,9 +84,9 @@ def enrolment_logo_url(logo_url: str | None, *, org_id: UUID, enrolment_base_url
     return f"{enrolment_base_url.rstrip('/')}/logos/{org_id}/{match['name']}"
 
 
-def signup_url(enrolment_base_url: str, org_id: UUID) -> str:
-    """Enrolment's public sign-up page of the organisation."""
-    return f"{enrolment_base_url.rstrip('/')}/aanmelden/{org_id}"
+def signup_url(enrolment_base_url: str, org_id: UUID, slug: str | None = None) -> str:
+    """Enrolment's public sign-up page of the organisation: its short address once it chose one."""
+    return f"{enrolment_base_url.rstrip('/')}/aanmelden/{slug or org_id}"
 
 
 async def kit_organisation(
@@ -96,7 +96,7 @@ async def kit_organisation(
     organisation = organisation or OrganisationView(org_id=org_id)
     return documents.KitOrganisation(
         display_name=organisation.display_name or organisation.name or "Meer contact",
-        signup_url=signup_url(enrolment_base_url, org_id),
+        signup_url=signup_url(enrolment_base_url, org_id, organisation.slug),
         brand_colour=organisation.brand_colour,
         contact_phone=organisation.contact_phone,
         contact_email=organisation.contact_email,

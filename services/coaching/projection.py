@@ -260,19 +260,28 @@ def open_rate(mails: Iterable[MailSeen]) -> float | None:
 def mail_figures(mails: Sequence[MailSeen], now: datetime) -> MailFigures:
     """Open rates (all and last 7 days), whole days since the last human open, an unresolved failure."""
     recent = [m for m in mails if m.sent_at is not None and now - RECENT_WINDOW < m.sent_at <= now]
-    last_open = max((m.human_last_opened_at for m in mails if m.human_last_opened_at is not None), default=None)
-    first_sent = min((m.sent_at for m in mails if m.sent_at is not None), default=None)
-    since = last_open or first_sent
+    since = without_open_since(mails)
     days_without_open = max(0, (now - since) // timedelta(days=1)) if since is not None else None
-    last_failed = max((m.failed_at for m in mails if m.failed_at is not None), default=None)
-    last_sent = max((m.sent_at for m in mails if m.sent_at is not None), default=None)
-    failure_unresolved = last_failed is not None and (last_sent is None or last_sent < last_failed)
     return MailFigures(
         open_rate=open_rate(mails),
         open_rate_7d=open_rate(recent),
         days_without_open=days_without_open,
-        failure_unresolved=failure_unresolved,
+        failure_unresolved=failure_unresolved(mails),
     )
+
+
+def without_open_since(mails: Sequence[MailSeen]) -> datetime | None:
+    """Since when the participant opened nothing: the latest human open, else the first mail sent."""
+    last_open = max((m.human_last_opened_at for m in mails if m.human_last_opened_at is not None), default=None)
+    first_sent = min((m.sent_at for m in mails if m.sent_at is not None), default=None)
+    return last_open or first_sent
+
+
+def failure_unresolved(mails: Sequence[MailSeen]) -> bool:
+    """A mail failed and no mail was sent after it."""
+    last_failed = max((m.failed_at for m in mails if m.failed_at is not None), default=None)
+    last_sent = max((m.sent_at for m in mails if m.sent_at is not None), default=None)
+    return last_failed is not None and (last_sent is None or last_sent < last_failed)
 
 
 def reports_in_order(reports: Iterable[ReportSeen]) -> list[ReportSeen]:

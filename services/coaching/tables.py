@@ -152,6 +152,7 @@ class OrganisationView(CoachingTable, table=True):
     contact_email: str | None = None
     website: str | None = None
     address: str | None = None
+    slug: str | None = Field(default=None, max_length=40, description="Short word of the sign-up address.")
 
 
 class CoachView(CoachingTable, table=True):
@@ -211,6 +212,28 @@ class PlannedCallMove(CoachingTable, table=True):
     due_date: date
     moved_by: UUID
     moved_at: datetime = Field(default_factory=utcnow)
+
+
+class PublishedCall(CoachingTable, table=True):
+    """A planned call as coaching last told the other services (call.planned, call.moved, …)."""
+
+    __tablename__ = "published_call"
+
+    participant_id: UUID = Field(primary_key=True)
+    number: int = Field(primary_key=True)
+    state: str = Field(max_length=20)
+    due_date: date | None = None
+    lapses_after: date | None = None
+
+
+class PublishedAlert(CoachingTable, table=True):
+    """An alert as coaching last told the other services (alert.raised; the row goes on alert.cleared)."""
+
+    __tablename__ = "published_alert"
+
+    participant_id: UUID = Field(primary_key=True)
+    code: str = Field(primary_key=True, max_length=30)
+    holds_from: datetime | None = None
 
 
 class PlanVersion(CoachingTable, table=True):

@@ -612,7 +612,9 @@ async def log_call(request: Request, participant_id: UUID, viewer: PageViewer) -
         async with _session(request) as session:
             row = await _participant_row(session, viewer, participant_id)
             try:
-                _, change = await commands.log_call(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
+                _, change = await commands.log_call(
+                    session, viewer=viewer, row=row, body=body, now=svc.clock.now(), tz=svc.moment().tz
+                )
             except commands.Refused as refused:
                 if refused.status in (403, 410):
                     raise PageError(refused.status, refused.dutch) from None
@@ -647,7 +649,7 @@ async def move_planned_call(request: Request, participant_id: UUID, number: int,
         row = await _participant_row(session, viewer, participant_id)
         try:
             await commands.move_planned_call(
-                session, viewer=viewer, row=row, number=number, due_date=due_date, today=moment.today
+                session, viewer=viewer, row=row, number=number, due_date=due_date, moment=moment
             )
         except commands.Refused as refused:
             if refused.status in (403, 404, 410):
@@ -746,12 +748,15 @@ async def materials_page(request: Request, viewer: PageViewer) -> HTMLResponse:
     moment = svc.moment()
     async with _session(request) as session:
         frame = await _frame(session, viewer, moment)
+        organisation = await storage.organisation(session, org_id=viewer.claims.org_id)
     return render(
         request,
         "materials.html.j2",
         {
             **frame,
-            "signup_url": signup_url(svc.settings.enrolment_base_url, viewer.claims.org_id),
+            "signup_url": signup_url(
+                svc.settings.enrolment_base_url, viewer.claims.org_id, organisation.slug if organisation else None
+            ),
             "active": "materialen",
         },
     )

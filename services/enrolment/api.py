@@ -47,6 +47,7 @@ from services.enrolment.tables import (
     ParticipantUpdate,
     PauseRequest,
     SetPasswordRequest,
+    SlugUpdate,
     StaffCreate,
     StaffMember,
     StaffPublic,
@@ -355,6 +356,19 @@ async def update_branding(
     )
     await session.commit()
     return _branding_public(organisation, settings.enrolment_base_url)
+
+
+@router.put("/organisations/{org_id}/slug", tags=["branding"], responses=_errors(401, 403, 404, 409, 422))
+async def set_slug(
+    org_id: UUID, body: SlugUpdate, caller: Caller, session: SessionDep, settings: SettingsDep
+) -> OrganisationPublic:
+    """Choose the short word of the sign-up address (…/aanmelden/<slug>) used on the flyer, poster and
+    QR code; the old address with the organisation's id keeps working."""
+    allow(caller, org_id, "org_admin")
+    organisation = await organisation_or_404(session, org_id, for_update=True)
+    await refused_as_error(operations.set_slug(session=session, organisation=organisation, slug=body.slug))
+    await commit_or_conflict(session, f"The slug '{body.slug}' is taken by another organisation.", "slug")
+    return operations.organisation_public(organisation, settings.enrolment_base_url)
 
 
 @router.put("/organisations/{org_id}/logo", tags=["branding"], responses=_errors(401, 403, 404, 413, 415, 422))

@@ -705,3 +705,42 @@ def plan_import(rows: Iterable[CsvRow], context: ImportContext) -> ImportPlan:
         capacity -= 1
         plan.accepted.append(AcceptedRow(row.number, fields, coach_id, start, variant))
     return plan
+
+
+# --- short sign-up addresses ----------------------------------------------------------
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+SLUG_MIN, SLUG_MAX = 3, 40
+RESERVED_SLUGS = frozenset(
+    {
+        "aanmelden", "admin", "api", "beheer", "bevestigen", "check-je-mail", "docs", "healthz", "help",
+        "inloggen", "login", "meer", "meer-contact", "meercontact", "metrics", "readyz", "static", "support",
+        "test", "uitloggen", "www",
+    }
+)  # fmt: skip
+"""Words no organisation can take: the platform's own names and paths."""
+
+
+def check_slug(slug: str) -> str:
+    """The organisation's short address word, or EnrolmentRefused(422) saying what is wrong with it."""
+    if not SLUG_MIN <= len(slug) <= SLUG_MAX:
+        raise EnrolmentRefused(422, f"A slug has {SLUG_MIN} to {SLUG_MAX} characters.", "slug")
+    if not SLUG_PATTERN.match(slug):
+        raise EnrolmentRefused(
+            422,
+            "A slug has lowercase letters, digits and single hyphens between them (e.g. 'welzijn-aan-zee').",
+            "slug",
+        )
+    if slug in RESERVED_SLUGS:
+        raise EnrolmentRefused(422, f"'{slug}' is reserved; choose another slug.", "slug")
+    if _looks_like_uuid(slug):
+        raise EnrolmentRefused(422, "A slug cannot look like an organisation id.", "slug")
+    return slug
+
+
+def _looks_like_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True

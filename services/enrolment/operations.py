@@ -45,6 +45,7 @@ from shared.events import (
     OrganisationBrandingChanged,
     OrganisationLicenceChanged,
     OrganisationLicensed,
+    OrganisationSlugChanged,
     ParticipantCoachChanged,
     ParticipantCompleted,
     ParticipantConfirmationRequested,
@@ -87,13 +88,18 @@ def branding_of(organisation: Organisation, base_url: str) -> Branding:
     )
 
 
+def signup_url(organisation: Organisation, base_url: str) -> str:
+    """The public sign-up page: the short address when the organisation chose one (the id link keeps working)."""
+    return f"{base_url.rstrip('/')}/aanmelden/{organisation.slug or organisation.id}"
+
+
 def organisation_public(organisation: Organisation, base_url: str) -> OrganisationPublic:
     """The organisation as the API shows it."""
     return OrganisationPublic.model_validate(
         {
             **organisation.model_dump(),
             "logo_url": logo_url(organisation, base_url),
-            "signup_url": f"{base_url.rstrip('/')}/aanmelden/{organisation.id}",
+            "signup_url": signup_url(organisation, base_url),
         }
     )
 
@@ -202,6 +208,20 @@ def update_branding(
     if changed:
         _branding_changed(session, organisation, base_url, now)
     return changed
+
+
+async def set_slug(*, session: AsyncSession, organisation: Organisation, slug: str) -> bool:
+    """Give the organisation its short sign-up address (organisation.slug_changed); False if unchanged.
+    A slug another organisation has is refused with 409 (the unique index catches a race)."""
+    slug = domain.check_slug(slug.strip())
+    if organisation.slug == slug:
+        return False
+    holder = await storage.organisation_by_slug(session=session, slug=slug)
+    if holder is not None and holder.id != organisation.id:
+        raise EnrolmentRefused(409, f"The slug '{slug}' is taken by another organisation.", "slug")
+    organisation.slug = slug
+    _publish_org(session, organisation, OrganisationSlugChanged(slug=slug))
+    return True
 
 
 async def set_logo(

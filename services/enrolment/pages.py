@@ -105,11 +105,19 @@ def message(
 
 
 async def _organisation(session: AsyncSession, org_id: str) -> Organisation | None:
+    """The organisation of a sign-up address: its short slug, or its id (the old links)."""
     try:
         parsed = UUID(org_id)
     except ValueError:
-        return None
+        if len(org_id) > domain.SLUG_MAX or not domain.SLUG_PATTERN.match(org_id):
+            return None
+        return await storage.organisation_by_slug(session=session, slug=org_id)
     return await storage.get_organisation(session=session, org_id=parsed)
+
+
+def _address(organisation: Organisation) -> str:
+    """The path of the sign-up page as the organisation prints it."""
+    return f"/aanmelden/{organisation.slug or organisation.id}"
 
 
 def _closed(request: Request, brand: dict[str, Any], refused: EnrolmentRefused) -> HTMLResponse:
@@ -147,7 +155,7 @@ async def signup_form(org_id: str, request: Request, session: SessionDep, settin
         request,
         "signup.html.j2",
         brand,
-        action=f"/aanmelden/{organisation.id}",
+        action=_address(organisation),
         values={"first_name": "", "email": "", "phone": "", "send_time": "08:00", "consent": False},
         errors={},
         send_times=SEND_TIMES,
@@ -173,7 +181,7 @@ async def signup(
     if organisation is None:
         return _not_found(request)
     brand = brand_of(organisation, settings.enrolment_base_url)
-    check_mail = RedirectResponse(f"/aanmelden/{organisation.id}/check-je-mail", status_code=303)
+    check_mail = RedirectResponse(f"{_address(organisation)}/check-je-mail", status_code=303)
     if website:
         # Only robots fill in the hidden field; they get the same answer and nothing is sent.
         return check_mail
@@ -208,7 +216,7 @@ async def signup(
             "signup.html.j2",
             brand,
             422,
-            action=f"/aanmelden/{organisation.id}",
+            action=_address(organisation),
             values=values,
             errors=errors,
             send_times=SEND_TIMES,

@@ -33,6 +33,12 @@ async def get_organisation(*, session: AsyncSession, org_id: UUID, for_update: b
     return await session.get(Organisation, org_id, with_for_update=for_update)
 
 
+async def organisation_by_slug(*, session: AsyncSession, slug: str) -> Organisation | None:
+    """The organisation with this short sign-up address, if any."""
+    result = await session.execute(select(Organisation).where(col(Organisation.slug) == slug))
+    return result.scalars().first()
+
+
 async def list_organisations(*, session: AsyncSession, limit: int, offset: int) -> tuple[list[Organisation], int]:
     """One page of organisations by name, and the total."""
     total = (await session.execute(select(func.count()).select_from(Organisation))).scalar_one()

@@ -176,6 +176,7 @@ class Organisation(EnrolmentTable, table=True):
     reply_to: str | None = None
     logo_sha256: str | None = Field(default=None, max_length=64)
     logo_format: str | None = Field(default=None, max_length=10)
+    slug: str | None = Field(default=None, max_length=40, unique=True, description="Short sign-up address word.")
     licence_valid_from: date
     licence_valid_until: date
     max_active_participants: int
@@ -197,6 +198,7 @@ class OrganisationPublic(BaseModel):
     sender_name: str | None
     reply_to: str | None
     logo_url: str | None
+    slug: str | None = Field(default=None, description="The short word of the sign-up address, when chosen.")
     signup_url: str = Field(description="The organisation's public Dutch sign-up page.")
     licence_valid_from: date
     licence_valid_until: date
@@ -293,6 +295,12 @@ class StaffPublic(BaseModel):
     email: str
     has_password: bool = Field(description="False until the invitation was used.")
     created_at: datetime
+
+
+class SlugUpdate(SQLModel):
+    """The short word of the organisation's sign-up address: …/aanmelden/<slug>."""
+
+    slug: str = Field(max_length=200, description="3-40 lowercase letters, digits and hyphens, e.g. 'welzijn-aan-zee'.")
 
 
 class CoachCreate(SQLModel):

@@ -73,6 +73,7 @@ def create_app(settings: MailerSettings | None = None, clock: Clock = system_clo
                     now,
                     local_time=settings.digest_local_time,
                     timezone=settings.digest_timezone,
+                    coaching_base_url=settings.coaching_base_url.rstrip("/"),
                 )
                 if created:
                     wake(senders_wake)

@@ -38,16 +38,24 @@ from services.mailer.mail import (
 from services.mailer.metrics import DUE_BACKLOG, MAILS, OLDEST_DUE_SECONDS, SMTP_SECONDS
 from services.mailer.programme import ProgrammePack
 from services.mailer.scheduling import (
-    COACH_CALL_DAYS,
     SCHEDULED_STATUSES,
     RecipientSchedule,
+    attention_text,
+    call_urgency,
     digest_is_due,
-    lesson_today,
     next_check_at,
     next_due_lesson,
 )
 from services.mailer.smtp import MailTransport, SmtpRefused, SmtpUnavailable
-from services.mailer.tables import CoachCopy, Delivery, OrganisationCopy, Recipient, TransactionalMail
+from services.mailer.tables import (
+    AlertCopy,
+    CoachCopy,
+    Delivery,
+    OrganisationCopy,
+    PlannedCallCopy,
+    Recipient,
+    TransactionalMail,
+)
 from shared.db import Database, DedicatedConnection
 from shared.events import Envelope, MailFailed, MailSent, ProgrammeCompleted
 from shared.logging import get_logger
@@ -67,17 +75,6 @@ def retry_delay(attempts: int) -> timedelta:
     """Exponential backoff with jitter: about 30 s, 1 min, 2 min … capped at one hour."""
     base = min(30 * 2 ** (attempts - 1), 3600)
     return timedelta(seconds=base * random.uniform(0.75, 1.25))  # noqa: S311 - jitter, not security
-
-
-def _schedule_of(recipient: Recipient) -> RecipientSchedule:
-    return RecipientSchedule(
-        start_date=recipient.start_date,
-        send_time=recipient.send_time,
-        timezone=recipient.timezone,
-        status=recipient.status,
-        last_day=recipient.last_day,
-        last_local_date=recipient.last_local_date,
-    )
 
 
 async def schedule_due_deliveries(
@@ -143,9 +140,16 @@ async def unschedule_due_deliveries(session: AsyncSession, recipient: Recipient)
 
 
 async def schedule_digests(
-    database: Database, pack: ProgrammePack, now: datetime, *, local_time: Any, timezone: str
+    database: Database,
+    pack: ProgrammePack,
+    now: datetime,
+    *,
+    local_time: Any,
+    timezone: str,
+    coaching_base_url: str = "",
 ) -> int:
-    """Queue today's "wie bel ik vandaag" mail for every coach who has someone to call."""
+    """Queue today's "wie bel ik vandaag" mail for every coach who has a call to make: the
+    planned calls due today, still open or overdue, from the mailer's copy of coaching's call plan."""
     queued = 0
     async with database.session() as session:
         coaches = (
@@ -158,33 +162,89 @@ async def schedule_digests(
             if today is None:
                 continue
             coach.last_digest_date = today
-            recipients = (
+            rows = (
                 await session.execute(
-                    select(Recipient).where(
-                        col(Recipient.coach_id) == coach.coach_id, col(Recipient.status).in_(SCHEDULED_STATUSES)
+                    select(PlannedCallCopy, Recipient)
+                    .join(Recipient, col(Recipient.participant_id) == col(PlannedCallCopy.participant_id))
+                    .where(
+                        col(Recipient.coach_id) == coach.coach_id,
+                        col(PlannedCallCopy.state) == "planned",
+                        col(PlannedCallCopy.due_date) <= today,
                     )
+                    .order_by(col(PlannedCallCopy.due_date), col(PlannedCallCopy.number))
                 )
-            ).scalars()
+            ).all()
             calls = []
-            for recipient in recipients:
-                day = lesson_today(_schedule_of(recipient), today, programme_days=pack.days)
-                if day in COACH_CALL_DAYS:
-                    lesson = pack.lesson(recipient.variant, day)
-                    calls.append(
-                        {"first_name": recipient.first_name, "day": day, "days": pack.days, "title": lesson.title}
-                    )
-            if calls:
+            for planned, recipient in rows:
+                urgency = call_urgency(
+                    state=planned.state,
+                    due_date=planned.due_date,
+                    overdue_from=planned.overdue_from,
+                    lapses_after=planned.lapses_after,
+                    today=today,
+                )
+                if urgency is None or planned.due_date is None:
+                    continue
+                calls.append(
+                    {
+                        "first_name": recipient.first_name,
+                        "number": planned.number,
+                        "urgency": urgency,
+                        "due_date": planned.due_date.strftime("%d-%m"),
+                        "day": recipient.last_day,
+                        "days": pack.days,
+                        "url": f"{coaching_base_url}/deelnemers/{recipient.participant_id}",
+                    }
+                )
+            calls.sort(key=lambda call: call["urgency"] != "overdue")
+            attention = await _attention(session, coach.coach_id, now, coaching_base_url)
+            if calls or attention:
                 session.add(
                     TransactionalMail(
                         kind="digest",
                         org_id=coach.org_id,
                         to_address=coach.email,
-                        context={"coach_name": coach.name, "calls": calls, "date": today.strftime("%d-%m-%Y")},
+                        context={
+                            "coach_name": coach.name,
+                            "calls": calls,
+                            "attention": attention,
+                            "date": today.strftime("%d-%m-%Y"),
+                        },
                     )
                 )
                 queued += 1
         await session.commit()
     return queued
+
+
+async def _attention(
+    session: AsyncSession, coach_id: Any, now: datetime, coaching_base_url: str
+) -> list[dict[str, str]]:
+    """One line per participant of this coach with an alert that holds now (from the alert copy)."""
+    rows = (
+        await session.execute(
+            select(AlertCopy, Recipient)
+            .join(Recipient, col(Recipient.participant_id) == col(AlertCopy.participant_id))
+            .where(col(Recipient.coach_id) == coach_id)
+        )
+    ).all()
+    alerts: dict[Any, dict[str, datetime | None]] = {}
+    recipients: dict[Any, Recipient] = {}
+    for alert, recipient in rows:
+        alerts.setdefault(recipient.participant_id, {})[alert.code] = alert.holds_from
+        recipients[recipient.participant_id] = recipient
+    lines = []
+    for participant_id, codes in alerts.items():
+        text = attention_text(codes, now)
+        if text is not None:
+            lines.append(
+                {
+                    "first_name": recipients[participant_id].first_name,
+                    "text": text,
+                    "url": f"{coaching_base_url}/deelnemers/{participant_id}",
+                }
+            )
+    return sorted(lines, key=lambda line: line["first_name"])
 
 
 async def measure_backlog(database: Database, now: datetime) -> None:

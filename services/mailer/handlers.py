@@ -13,9 +13,24 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.mailer.delivery import unschedule_due_deliveries
-from services.mailer.tables import CoachCopy, Delivery, OrganisationCopy, Recipient, TransactionalMail
+from services.mailer.tables import (
+    AlertCopy,
+    CoachCopy,
+    Delivery,
+    OrganisationCopy,
+    PlannedCallCopy,
+    Recipient,
+    TransactionalMail,
+)
 from shared.db import Database, utcnow
 from shared.events import (
+    AlertCleared,
+    AlertRaised,
+    CallCancelled,
+    CallLogged,
+    CallMoved,
+    CallPlanned,
+    CallSuspended,
     CoachAdded,
     Envelope,
     OrganisationBrandingChanged,
@@ -28,6 +43,7 @@ from shared.events import (
     ParticipantPaused,
     ParticipantResumed,
     ParticipantStopped,
+    PlannedCallState,
     StaffInvited,
     Topic,
 )
@@ -127,7 +143,55 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         await _cancel_due_deliveries(session, envelope)
         await session.execute(delete(Recipient).where(col(Recipient.participant_id) == envelope.participant_id))
         await session.execute(
+            delete(PlannedCallCopy).where(col(PlannedCallCopy.participant_id) == envelope.participant_id)
+        )
+        await session.execute(delete(AlertCopy).where(col(AlertCopy.participant_id) == envelope.participant_id))
+        await session.execute(
             delete(TransactionalMail).where(col(TransactionalMail.participant_id) == envelope.participant_id)
+        )
+
+    async def copy_planned_call(session: AsyncSession, envelope: Envelope, p: PlannedCallState) -> None:
+        states = {CallPlanned: "planned", CallMoved: "planned", CallSuspended: "suspended", CallCancelled: "cancelled"}
+        values = {
+            "org_id": envelope.org_id,
+            "lesson_day": p.lesson_day,
+            "state": states[type(p)],
+            "due_date": p.due_date,
+            "overdue_from": p.overdue_from,
+            "lapses_after": p.lapses_after,
+            "updated_at": utcnow(),
+        }
+        await session.execute(
+            insert(PlannedCallCopy)
+            .values(participant_id=envelope.participant_id, number=p.number, **values)
+            .on_conflict_do_update(index_elements=["participant_id", "number"], set_=values)
+        )
+
+    async def mark_call_done(session: AsyncSession, envelope: Envelope, p: CallLogged) -> None:
+        # Only a call in which the participant was reached completes a planned call.
+        if p.reached and p.planned_call is not None:
+            await session.execute(
+                update(PlannedCallCopy)
+                .where(
+                    col(PlannedCallCopy.participant_id) == envelope.participant_id,
+                    col(PlannedCallCopy.number) == p.planned_call,
+                )
+                .values(state="done", updated_at=utcnow())
+            )
+
+    async def raise_alert(session: AsyncSession, envelope: Envelope, p: AlertRaised) -> None:
+        values = {"org_id": envelope.org_id, "holds_from": p.holds_from}
+        await session.execute(
+            insert(AlertCopy)
+            .values(participant_id=envelope.participant_id, code=p.code, **values)
+            .on_conflict_do_update(index_elements=["participant_id", "code"], set_=values)
+        )
+
+    async def clear_alert(session: AsyncSession, envelope: Envelope, p: AlertCleared) -> None:
+        await session.execute(
+            delete(AlertCopy).where(
+                col(AlertCopy.participant_id) == envelope.participant_id, col(AlertCopy.code) == p.code
+            )
         )
 
     async def request_confirmation(
@@ -170,6 +234,15 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             ParticipantConfirmationRequested.TYPE: once(request_confirmation, wakes=True),
         },
         Topic.STAFF: {StaffInvited.TYPE: once(invite_staff, wakes=True)},
+        Topic.COACHING: {
+            CallPlanned.TYPE: once(copy_planned_call),
+            CallMoved.TYPE: once(copy_planned_call),
+            CallSuspended.TYPE: once(copy_planned_call),
+            CallCancelled.TYPE: once(copy_planned_call),
+            CallLogged.TYPE: once(mark_call_done),
+            AlertRaised.TYPE: once(raise_alert),
+            AlertCleared.TYPE: once(clear_alert),
+        },
     }
 
 

@@ -3,13 +3,13 @@ participant's own send time, in their own time zone (zoneinfo handles DST). No I
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 SCHEDULED_STATUSES = ("enrolled", "active")
-COACH_CALL_DAYS = (1, 14, 35, 58)
-"""The lessons of the v1 pack that tell the participant their coach will call."""
 
 
 @dataclass(frozen=True)
@@ -71,17 +71,6 @@ def next_check_at(schedule: RecipientSchedule, now: datetime, *, programme_days:
     return local_send_moment(earliest, schedule.send_time, schedule.timezone)
 
 
-def lesson_today(schedule: RecipientSchedule, today: date, *, programme_days: int) -> int | None:
-    """The lesson the participant gets (or got) on their local date `today`, if any."""
-    if schedule.last_local_date == today:
-        return schedule.last_day
-    if schedule.status not in SCHEDULED_STATUSES or today < schedule.start_date:
-        return None
-    if schedule.last_day >= programme_days:
-        return None
-    return schedule.last_day + 1
-
-
 def digest_is_due(last_digest_date: date | None, now: datetime, *, local_time: time, timezone: str) -> date | None:
     """The local date a coach's daily digest is due for now, or None if it was sent already."""
     local_now = now.astimezone(ZoneInfo(timezone))
@@ -90,3 +79,46 @@ def digest_is_due(last_digest_date: date | None, now: datetime, *, local_time: t
     if last_digest_date is not None and last_digest_date >= local_now.date():
         return None
     return local_now.date()
+
+
+CallUrgency = Literal["today", "open", "overdue"]
+
+
+def call_urgency(
+    *, state: str, due_date: date | None, overdue_from: date | None, lapses_after: date | None, today: date
+) -> CallUrgency | None:
+    """Whether a planned call (as coaching published it) is on a coach's list on `today`:
+    due today, due earlier and still open, overdue; None when it is not (yet) to be made."""
+    if state != "planned" or due_date is None or due_date > today:
+        return None
+    if lapses_after is not None and today > lapses_after:
+        return None
+    if overdue_from is not None and today >= overdue_from:
+        return "overdue"
+    return "today" if due_date == today else "open"
+
+
+ALERT_TEXTS = {
+    "mail_failed": "een mail kwam niet aan (klopt het e-mailadres nog?)",
+    "no_open_3_days": "heeft al {days} dagen geen mail geopend",
+    "low_scores": "de laatste twee opdrachten gingen moeilijk",
+}
+"""What the coach's morning mail says per alert code, in the dashboard's order."""
+NO_OPEN_DAYS = 3
+
+
+def holding_alerts(alerts: Mapping[str, datetime | None], now: datetime) -> list[str]:
+    """The codes of the alerts (as coaching published them) that hold at `now`, in the dashboard's order."""
+    return [
+        code for code in ALERT_TEXTS if code in alerts and ((holds_from := alerts[code]) is None or holds_from <= now)
+    ]
+
+
+def attention_text(alerts: Mapping[str, datetime | None], now: datetime) -> str | None:
+    """One line about a participant's alerts that hold at `now`, or None."""
+    parts = []
+    for code in holding_alerts(alerts, now):
+        holds_from = alerts[code]
+        days = NO_OPEN_DAYS + ((now - holds_from) // timedelta(days=1) if holds_from is not None else 0)
+        parts.append(ALERT_TEXTS[code].format(days=days))
+    return "; ".join(parts) + "." if parts else None

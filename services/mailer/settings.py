@@ -38,6 +38,9 @@ class MailerSettings(ServiceSettings):
     dkim_private_key_path: Path | None = None
     digest_local_time: time = Field(default=time(7, 30), description="When coaches get 'wie bel ik vandaag'.")
     digest_timezone: str = "Europe/Amsterdam"
+    coaching_base_url: str = Field(
+        default="http://127.0.0.1:8004", description="Coaching's address: the digest links to participant pages."
+    )
     licensor_secret: str = Field(
         default=f"{DEV_SECRET_PREFIX}licensor-secret", description="Bearer secret of the licensor."
     )

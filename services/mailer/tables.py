@@ -64,6 +64,33 @@ class CoachCopy(MailerTable, table=True):
     last_digest_date: date | None = None
 
 
+class PlannedCallCopy(MailerTable, table=True):
+    """One of a participant's four planned calls, from coaching's call.* events (ids and dates only)."""
+
+    __tablename__ = "planned_call_copy"
+
+    participant_id: UUID = Field(primary_key=True)
+    number: int = Field(primary_key=True)
+    org_id: UUID
+    lesson_day: int
+    state: str = Field(max_length=20, description="planned, done, suspended or cancelled.")
+    due_date: date | None = None
+    overdue_from: date | None = None
+    lapses_after: date | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AlertCopy(MailerTable, table=True):
+    """A participant's alert from coaching's alert.* events (a code and from when it holds)."""
+
+    __tablename__ = "alert_copy"
+
+    participant_id: UUID = Field(primary_key=True)
+    code: str = Field(primary_key=True, max_length=30)
+    org_id: UUID
+    holds_from: datetime | None = None
+
+
 class Delivery(MailerTable, table=True):
     """One programme mail: unique per participant and day, and per participant and local date."""
 

@@ -247,14 +247,14 @@ def synthetic_journeys(participants: int) -> list[Envelope]:
                     delivery_id=delivery, day=day, score=1 + day % 5, note="ok", reported_at=sent + timedelta(hours=5)
                 )
                 events.append(Envelope.wrap(report, org_id=org, participant_id=participant, occurred_at=sent))
-            if day in (2, 14, 35, 57):
+            if day in (2, 14, 35, 58):
                 call = CallLogged(
                     call_id=uuid4(),
                     coach_id=coach,
                     called_at=sent,
                     reached=True,
                     duration_minutes=20,
-                    planned_call=(2, 14, 35, 57).index(day) + 1,
+                    planned_call=(2, 14, 35, 58).index(day) + 1,
                 )
                 events.append(Envelope.wrap(call, org_id=org, participant_id=participant, occurred_at=sent))
     return events

@@ -23,8 +23,8 @@ def sent(days: int, *, shift: int = 0, from_day: int = 1) -> dict[int, date]:
 
 def test_calls_are_planned_around_the_start_day_14_day_35_and_near_the_end() -> None:
     planned = planned_calls(start_date=START, sent_dates={}, moves={}, calls=[], status="enrolled", today=START)
-    assert [(p.number, p.lesson_day) for p in planned] == [(1, 2), (2, 14), (3, 35), (4, 57)]
-    assert [p.due_date for p in planned] == [START + timedelta(days=d - 1) for d in (2, 14, 35, 57)]
+    assert [(p.number, p.lesson_day) for p in planned] == [(1, 2), (2, 14), (3, 35), (4, 58)]
+    assert [p.due_date for p in planned] == [START + timedelta(days=d - 1) for d in (2, 14, 35, 58)]
 
 
 def test_a_pause_moves_the_calls_that_are_still_to_come() -> None:

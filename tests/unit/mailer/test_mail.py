@@ -126,9 +126,20 @@ def test_names_with_markup_are_escaped() -> None:
             {
                 "coach_name": "Sanne",
                 "date": "23-11-2026",
-                "calls": [{"first_name": "Ans", "day": 14, "days": 60, "title": "Twee weken onderweg"}],
+                "calls": [
+                    {
+                        "first_name": "Ans",
+                        "number": 2,
+                        "urgency": "overdue",
+                        "due_date": "20-11",
+                        "day": 14,
+                        "days": 60,
+                        "url": "https://coaching.example/deelnemers/1",
+                    }
+                ],
+                "attention": [],
             },
-            "Ans",
+            "gesprek 2 van 4",
         ),
     ],
 )

@@ -9,7 +9,6 @@ import pytest
 from services.mailer.scheduling import (
     RecipientSchedule,
     digest_is_due,
-    lesson_today,
     local_send_moment,
     next_check_at,
     next_due_lesson,
@@ -91,14 +90,6 @@ def test_nothing_before_the_start_date_and_nothing_after_the_last_day() -> None:
     assert next_due_lesson(schedule(start_date=date(2026, 4, 1)), utc(2026, 3, 31, 12, 0), programme_days=60) is None
     done = schedule(last_day=60, last_local_date=date(2026, 5, 25))
     assert next_due_lesson(done, utc(2026, 6, 1, 12, 0), programme_days=60) is None
-
-
-def test_lesson_today_is_the_one_sent_today_or_the_next_one() -> None:
-    sent_today = schedule(last_day=13, last_local_date=date(2026, 4, 9))
-    assert lesson_today(sent_today, date(2026, 4, 9), programme_days=60) == 13
-    assert lesson_today(sent_today, date(2026, 4, 10), programme_days=60) == 14
-    assert lesson_today(schedule(status="paused", last_day=13), date(2026, 4, 10), programme_days=60) is None
-    assert lesson_today(schedule(last_day=60), date(2026, 6, 1), programme_days=60) is None
 
 
 def test_digest_is_due_once_per_local_day_after_its_time() -> None:

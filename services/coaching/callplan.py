@@ -1,0 +1,260 @@
+"""Publishing what the coach's morning mail needs: the call plan and the alerts.
+
+After every change that can move a planned call, coaching compares the four calls with
+what it last told the other services and puts the differences in the outbox
+(call.planned, call.moved, call.suspended, call.cancelled). A call that is done needs no
+event of its own: call.logged (reached, with its planned call) says so. In the same way
+the dashboard's alerts that travel (no open for 3 days, two low scores, a failed mail)
+go out as alert.raised and alert.cleared. The events carry ids, codes and dates only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TypeVar
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.coaching.alerts import standing_alerts
+from services.coaching.calls import CallFact, CallPlanEntry, call_plan
+from services.coaching.projection import failure_unresolved, reports_in_order, without_open_since
+from services.coaching.storage import Children
+from services.coaching.tables import (
+    CallSeen,
+    CoachingTable,
+    DashboardRow,
+    MailSeen,
+    PlannedCallMove,
+    PublishedAlert,
+    PublishedCall,
+    ReportSeen,
+)
+from shared.events import (
+    AlertCleared,
+    AlertRaised,
+    AssignmentReported,
+    CallCancelled,
+    CallLogged,
+    CallMoved,
+    CallPlanned,
+    CallSuspended,
+    Envelope,
+    MailFailed,
+    MailOpened,
+    MailSent,
+    ParticipantCompleted,
+    ParticipantEnrolled,
+    ParticipantErased,
+    ParticipantPaused,
+    ParticipantResumed,
+    ParticipantStopped,
+    Payload,
+    ProgrammeCompleted,
+)
+from shared.outbox import add_to_outbox
+
+RowT = TypeVar("RowT", bound=CoachingTable)
+
+PLAN_CHANGING_EVENTS: frozenset[str] = frozenset(
+    {
+        ParticipantEnrolled.TYPE,
+        ParticipantPaused.TYPE,
+        ParticipantResumed.TYPE,
+        ParticipantStopped.TYPE,
+        ParticipantCompleted.TYPE,
+        ParticipantErased.TYPE,
+        MailSent.TYPE,
+        ProgrammeCompleted.TYPE,
+        CallLogged.TYPE,
+    }
+)
+"""The events after which a planned call may have another state or day."""
+
+ALERT_CHANGING_EVENTS: frozenset[str] = frozenset(
+    {
+        ParticipantEnrolled.TYPE,
+        ParticipantPaused.TYPE,
+        ParticipantResumed.TYPE,
+        ParticipantStopped.TYPE,
+        ParticipantCompleted.TYPE,
+        ParticipantErased.TYPE,
+        MailSent.TYPE,
+        MailFailed.TYPE,
+        MailOpened.TYPE,
+        ProgrammeCompleted.TYPE,
+        AssignmentReported.TYPE,
+    }
+)
+"""The events after which a published alert may start or stop to hold."""
+
+
+@dataclass(frozen=True)
+class Publish:
+    """What may have changed after an event: the call plan, the alerts, or both."""
+
+    plan: bool
+    alerts: bool
+
+    def __bool__(self) -> bool:
+        return self.plan or self.alerts
+
+
+EVERYTHING = Publish(plan=True, alerts=True)
+
+
+def what_may_change(envelope: Envelope) -> Publish:
+    """After this event, may the call plan or the alerts have changed? (An automated open changes neither.)"""
+    if envelope.type == MailOpened.TYPE and envelope.payload.get("likely_automated", False):
+        return Publish(plan=False, alerts=False)
+    return Publish(plan=envelope.type in PLAN_CHANGING_EVENTS, alerts=envelope.type in ALERT_CHANGING_EVENTS)
+
+
+@dataclass(frozen=True)
+class Told:
+    """What was last published about one planned call."""
+
+    state: str
+    due_date: date | None
+    lapses_after: date | None
+
+
+def plan_events(told: Mapping[int, Told], plan: Sequence[CallPlanEntry], *, moved: int | None = None) -> list[Payload]:
+    """The events that bring the other services from `told` to `plan` (nothing when nothing changed)."""
+    found: list[Payload] = []
+    for entry in plan:
+        before = told.get(entry.number)
+        if before == Told(entry.state, entry.due_date, entry.lapses_after):
+            continue
+        if entry.state == "done" or (before is None and entry.state == "cancelled"):
+            continue  # call.logged tells it; or nobody ever heard of this call
+        fields = {
+            "number": entry.number,
+            "lesson_day": entry.lesson_day,
+            "due_date": entry.due_date,
+            "overdue_from": entry.overdue_from,
+            "lapses_after": entry.lapses_after,
+        }
+        if entry.state == "cancelled":
+            found.append(CallCancelled(**fields))
+        elif entry.state == "suspended":
+            found.append(CallSuspended(**fields))
+        elif entry.number == moved:
+            found.append(CallMoved(**fields))
+        else:
+            found.append(CallPlanned(**fields))
+    return found
+
+
+def current_plan(row: DashboardRow, kids: Children, tz: ZoneInfo) -> list[CallPlanEntry]:
+    """The four calls of one participant from the stored rows, with the dashboard's own inputs."""
+    ended = row.completed_at or row.programme_completed_at
+    return call_plan(
+        start_date=row.start_date,
+        sent_dates={
+            m.day: m.sent_at.astimezone(tz).date()
+            for m in kids.mails.get(row.participant_id, [])
+            if m.sent_at is not None
+        },
+        moves={move.number: move.due_date for move in kids.moves.get(row.participant_id, [])},
+        calls=[CallFact(c.called_at, c.reached, c.planned_call) for c in kids.calls.get(row.participant_id, [])],
+        status=row.status,
+        completed_on=ended.astimezone(tz).date() if ended else None,
+    )
+
+
+async def _rows(session: AsyncSession, table: type[RowT], participant_id: UUID, wanted: bool) -> list[RowT]:
+    if not wanted:
+        return []
+    participant = col(table.participant_id)  # type: ignore[attr-defined]
+    return list((await session.execute(select(table).where(participant == participant_id))).scalars())
+
+
+async def publish_call_plan(
+    session: AsyncSession,
+    *,
+    participant_id: UUID,
+    tz: ZoneInfo,
+    now: datetime,
+    moved: int | None = None,
+    what: Publish = EVERYTHING,
+) -> int:
+    """Stage the events for what changed in a participant's call plan and alerts; returns how many."""
+    row = await session.get(DashboardRow, participant_id)
+    if not what or row is None or (row.start_date is None and row.status != "erased"):
+        return 0  # not enrolled yet (a mail may arrive before the enrolment): nothing to tell
+    # Only the rows the rules need (a human open needs the mails only).
+    kids = Children(
+        mails={participant_id: await _rows(session, MailSeen, participant_id, True)},
+        reports={participant_id: await _rows(session, ReportSeen, participant_id, what.alerts)},
+        calls={participant_id: await _rows(session, CallSeen, participant_id, what.plan)},
+        moves={participant_id: await _rows(session, PlannedCallMove, participant_id, what.plan)},
+    )
+    staged = await _publish_alerts(session, row=row, kids=kids, now=now) if what.alerts else 0
+    if not what.plan:
+        return staged
+    plan = current_plan(row, kids, tz)
+    stored = {
+        told.number: told
+        for told in (
+            await session.execute(select(PublishedCall).where(col(PublishedCall.participant_id) == participant_id))
+        ).scalars()
+    }
+    events = plan_events({n: Told(t.state, t.due_date, t.lapses_after) for n, t in stored.items()}, plan, moved=moved)
+    if row.status == "erased":
+        events = []  # participant.erased itself tells the other services to forget the plan
+    for entry in plan:
+        told = stored.get(entry.number) or PublishedCall(participant_id=participant_id, number=entry.number, state="")
+        told.state, told.due_date, told.lapses_after = entry.state, entry.due_date, entry.lapses_after
+        session.add(told)
+    for payload in events:
+        add_to_outbox(
+            session, Envelope.wrap(payload, org_id=row.org_id, participant_id=participant_id, occurred_at=now)
+        )
+    return staged + len(events)
+
+
+def alert_events(
+    told: Mapping[str, datetime | None], standing: Mapping[str, datetime | None]
+) -> list[AlertRaised | AlertCleared]:
+    """The events that bring the other services from the alerts `told` to those `standing`."""
+    found: list[AlertRaised | AlertCleared] = []
+    for code, holds_from in standing.items():
+        if code not in told or told[code] != holds_from:
+            found.append(AlertRaised(code=code, holds_from=holds_from))
+    found += [AlertCleared(code=code) for code in told if code not in standing]
+    return found
+
+
+async def _publish_alerts(session: AsyncSession, *, row: DashboardRow, kids: Children, now: datetime) -> int:
+    mails = kids.mails.get(row.participant_id, [])
+    standing = standing_alerts(
+        status=row.status,
+        without_open_since=without_open_since(mails),
+        scores=[report.score for report in reports_in_order(kids.reports.get(row.participant_id, []))],
+        failure_unresolved=failure_unresolved(mails),
+    )
+    stored = {
+        told.code: told
+        for told in (
+            await session.execute(
+                select(PublishedAlert).where(col(PublishedAlert.participant_id) == row.participant_id)
+            )
+        ).scalars()
+    }
+    events = alert_events({code: told.holds_from for code, told in stored.items()}, standing)
+    for code, holds_from in standing.items():
+        told = stored.get(code) or PublishedAlert(participant_id=row.participant_id, code=code)
+        told.holds_from = holds_from
+        session.add(told)
+    for code in set(stored) - set(standing):
+        await session.delete(stored[code])
+    for payload in events:
+        add_to_outbox(
+            session, Envelope.wrap(payload, org_id=row.org_id, participant_id=row.participant_id, occurred_at=now)
+        )
+    return len(events)
