@@ -48,11 +48,27 @@ def check_multi_line(value: str) -> str:
     return value
 
 
+def _single_line_input(value: object) -> object:
+    return check_single_line(value) if isinstance(value, str) else value
+
+
+def _multi_line_input(value: object) -> object:
+    value = _normalise_line_ends(value)
+    return check_multi_line(value) if isinstance(value, str) else value
+
+
+def _normalised_multi_line(value: str) -> str:
+    return check_multi_line(value.replace("\r\n", "\n").replace("\r", "\n"))
+
+
 SINGLE_LINE = AfterValidator(check_single_line)
 """Put last in an Annotated[str, ...] that has other constraints (length, pattern)."""
-MULTI_LINE = (BeforeValidator(_normalise_line_ends), AfterValidator(check_multi_line))
+MULTI_LINE = AfterValidator(_normalised_multi_line)
+"""The same for multi-line text (line ends become LF)."""
 
-SingleLineText = Annotated[str, SINGLE_LINE]
+# Checked before the str schema, so that Field(max_length=…) on a field of these types still
+# applies to the string itself (same message, same JSON schema).
+SingleLineText = Annotated[str, BeforeValidator(_single_line_input)]
 """A name, title, address line …: no control characters at all."""
-MultiLineText = Annotated[str, BeforeValidator(_normalise_line_ends), AfterValidator(check_multi_line)]
+MultiLineText = Annotated[str, BeforeValidator(_multi_line_input)]
 """A note or plan text: line feeds (CRLF and CR become LF) and tabs, no other control characters."""
