@@ -23,6 +23,7 @@ from services.mailer.mail import (
     to_wire,
 )
 from services.mailer.programme import load_pack
+from services.mailer.smtp import SmtpRefused, without_addresses
 from shared.tracking_tokens import TokenSigner
 
 PACK = load_pack()
@@ -214,3 +215,12 @@ def test_a_control_character_in_a_header_value_is_refused_not_sent(field: str, b
             settings=SETTINGS,
             sent_at=datetime(2026, 11, 23, 8, tzinfo=UTC),
         )
+
+
+def test_smtp_replies_are_kept_without_the_addresses_they_quote() -> None:
+    assert str(SmtpRefused(550, "5.1.1 <ans@example.org>: Recipient address rejected")) == (
+        "550 5.1.1 <address>: Recipient address rejected"
+    )
+    assert (
+        without_addresses("4.2.2 mailbox of ans.devries+x@mail.example.org full") == "4.2.2 mailbox of <address> full"
+    )
