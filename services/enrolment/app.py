@@ -61,9 +61,10 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
             "Licensed organisations, their branding, staff accounts and participants. "
             'Errors always have the shape {"error": {"status", "message", "fields": [{"field", "reason"}]}}.'
         ),
+        # Uploads up to twice their limit reach the route, which names the field at fault.
         body_limits={
-            r"/api/organisations/[^/]+/logo": settings.logo_max_bytes + MULTIPART_OVERHEAD_BYTES,
-            r"/api/organisations/[^/]+/participants/import": settings.import_max_bytes + MULTIPART_OVERHEAD_BYTES,
+            r"/api/organisations/[^/]+/logo": 2 * settings.logo_max_bytes + MULTIPART_OVERHEAD_BYTES,
+            r"/api/organisations/[^/]+/participants/import": 2 * settings.import_max_bytes + MULTIPART_OVERHEAD_BYTES,
         },
     )
     app.state.runtime = runtime
