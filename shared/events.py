@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from shared.text import SingleLineText
+from shared.text import CleanedLine
 
 
 class Topic:
@@ -127,21 +127,21 @@ def known_event_types() -> list[tuple[str, int]]:
 
 
 class Branding(BaseModel):
-    """What every mail of an organisation carries. Its texts go into mail headers, so a consumer
-    refuses control characters here too (enrolment refuses them at input)."""
+    """What every mail of an organisation carries. Its texts go into mail headers: enrolment
+    refuses control characters, and a consumer turns any in an older event into spaces."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    display_name: SingleLineText
-    contact_person: SingleLineText | None = Field(default=None, description="Whom participants can ask for.")
-    contact_phone: SingleLineText | None = None
-    contact_email: SingleLineText | None = None
-    website: SingleLineText | None = None
-    address: SingleLineText | None = None
-    brand_colour: SingleLineText = "#1f5f8b"
-    logo_url: SingleLineText | None = None
-    sender_name: SingleLineText | None = None
-    reply_to: SingleLineText | None = None
+    display_name: CleanedLine
+    contact_person: CleanedLine | None = Field(default=None, description="Whom participants can ask for.")
+    contact_phone: CleanedLine | None = None
+    contact_email: CleanedLine | None = None
+    website: CleanedLine | None = None
+    address: CleanedLine | None = None
+    brand_colour: CleanedLine = "#1f5f8b"
+    logo_url: CleanedLine | None = None
+    sender_name: CleanedLine | None = None
+    reply_to: CleanedLine | None = None
 
 
 @event

@@ -13,6 +13,7 @@ from pydantic_core import PydanticCustomError
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators (they end a line too), and
 # lone surrogates (JSON can carry them; they cannot be encoded as UTF-8, so cannot be stored).
 _SINGLE_LINE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_CONTROL_RUNS = re.compile(f"(?:{_SINGLE_LINE_FORBIDDEN.pattern})+")
 _MULTI_LINE_FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 SINGLE_LINE_REASON = "must be one line without control characters (no line breaks, tabs or NUL)"
@@ -61,6 +62,12 @@ def _normalised_multi_line(value: str) -> str:
     return check_multi_line(value.replace("\r\n", "\n").replace("\r", "\n"))
 
 
+def as_single_line(value: object) -> object:
+    """Each run of control characters becomes one space: for text already stored or published
+    (events are history, a consumer must still read an old one), where refusing is too late."""
+    return _CONTROL_RUNS.sub(" ", value).strip() if isinstance(value, str) else value
+
+
 SINGLE_LINE = AfterValidator(check_single_line)
 """Put last in an Annotated[str, ...] that has other constraints (length, pattern)."""
 MULTI_LINE = AfterValidator(_normalised_multi_line)
@@ -72,3 +79,5 @@ SingleLineText = Annotated[str, BeforeValidator(_single_line_input)]
 """A name, title, address line …: no control characters at all."""
 MultiLineText = Annotated[str, BeforeValidator(_multi_line_input)]
 """A note or plan text: line feeds (CRLF and CR become LF) and tabs, no other control characters."""
+CleanedLine = Annotated[str, BeforeValidator(as_single_line)]
+"""Text from history (an event, a stored copy) made single-line instead of refused."""
