@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from deploy.local.stack import Urls
+from shared.events import Envelope
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
@@ -22,6 +23,8 @@ from tests.e2e.conftest import (
     enrol_starting_now,
     eventually,
     mint_staff_token,
+    publish,
+    read_topic,
     staff_login,
     unique_email,
 )
@@ -205,3 +208,29 @@ async def test_uploads_keep_their_own_larger_limits(http: httpx.AsyncClient) -> 
         method="PUT",
     )
     assert status == 413 and str(2 * 1_000_000 + 65536) in body
+
+
+async def test_a_dead_lettered_event_has_a_reason_without_its_values(http: httpx.AsyncClient) -> None:
+    participant = uuid.uuid4()
+    broken = Envelope(
+        type="participant.enrolled",
+        version=1,
+        occurred_at=datetime.now(UTC),
+        org_id=uuid.uuid4(),
+        participant_id=participant,
+        payload={"first_name": ["Ans van Dijk"], "email": "ans.vandijk@example.org", "phone": 612345678},
+    )
+    await publish([broken])
+
+    async def dead_letters() -> list[dict[str, str]] | None:
+        found = [
+            {key: value.decode() for key, value in record.headers}
+            for record in await read_topic("meer.participant.dlt")
+            if record.key == str(participant).encode()
+        ]
+        return found if {h["dlt-consumer"] for h in found} >= {"mailer", "coaching"} else None
+
+    for headers in await eventually(dead_letters, timeout=60, what="the event on the dead-letter topic"):
+        reason = headers["dlt-reason"]
+        assert reason.startswith("ValidationError: ") and "first_name string_type" in reason, reason
+        assert "Ans" not in reason and "vandijk" not in reason and "612345678" not in reason, reason
