@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 from aiolimiter import AsyncLimiter
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -48,7 +49,7 @@ from services.mailer.scheduling import (
 )
 from services.mailer.smtp import MailTransport, SmtpRefused, SmtpUnavailable
 from services.mailer.tables import CoachCopy, Delivery, OrganisationCopy, Recipient, TransactionalMail
-from shared.db import Database, DedicatedConnection
+from shared.db import POSTGRES_UNREACHABLE, Database, DedicatedConnection
 from shared.events import Envelope, MailFailed, MailSent, ProgrammeCompleted, TransactionalMailFailed
 from shared.logging import get_logger
 from shared.outbox import RAW_INSERT_SQL, add_to_outbox, raw_outbox_row
@@ -59,6 +60,7 @@ log = get_logger(__name__)
 Clock = Callable[[], datetime]
 
 MAX_SEND_ATTEMPTS = 8
+_DATABASE_AWAY: tuple[type[BaseException], ...] = (*POSTGRES_UNREACHABLE, OperationalError, InterfaceError)
 WAIT_FOR_COPIES = timedelta(seconds=30)
 """A delivery whose organisation or coach the mailer has not heard of yet waits this long."""
 
@@ -263,7 +265,7 @@ class DeliveryWorker:
                 if claimed is None:
                     return False
                 staged = await self._deliver(raw, claimed, now)
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+        except POSTGRES_UNREACHABLE:
             await self.connection.close()
             raise
         except Exception as error:
@@ -425,8 +427,8 @@ class DeliveryWorker:
                 mail, organisation = claimed
                 claimed_id = mail.id
                 await self._send_transactional(session, mail, organisation, now)
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
-            raise
+        except _DATABASE_AWAY:
+            raise  # PostgreSQL is away: nothing to say about this mail
         except Exception as error:
             if claimed_id is None:
                 raise
