@@ -48,6 +48,8 @@ class Database:
             # A connection lost while PostgreSQL restarted is replaced, not handed out.
             pool_pre_ping=True,
             connect_args={"timeout": 5, "command_timeout": 30},
+            # Parameters are personal data (names, addresses, plan text): never in errors or logs.
+            hide_parameters=True,
         )
         # A Session subclass of our own, so after-commit hooks fire for this database only.
         self._session_class: type[Session] = type("ServiceSession", (Session,), {})

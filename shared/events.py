@@ -12,6 +12,8 @@ from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from shared.text import CleanedLine
+
 
 class Topic:
     """Kafka topics. Events of one participant share a key, so they keep their order."""
@@ -125,20 +127,21 @@ def known_event_types() -> list[tuple[str, int]]:
 
 
 class Branding(BaseModel):
-    """What every mail of an organisation carries."""
+    """What every mail of an organisation carries. Its texts go into mail headers: enrolment
+    refuses control characters, and a consumer turns any in an older event into spaces."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    display_name: str
-    contact_person: str | None = Field(default=None, description="Whom participants can ask for.")
-    contact_phone: str | None = None
-    contact_email: str | None = None
-    website: str | None = None
-    address: str | None = None
-    brand_colour: str = "#1f5f8b"
-    logo_url: str | None = None
-    sender_name: str | None = None
-    reply_to: str | None = None
+    display_name: CleanedLine
+    contact_person: CleanedLine | None = Field(default=None, description="Whom participants can ask for.")
+    contact_phone: CleanedLine | None = None
+    contact_email: CleanedLine | None = None
+    website: CleanedLine | None = None
+    address: CleanedLine | None = None
+    brand_colour: CleanedLine = "#1f5f8b"
+    logo_url: CleanedLine | None = None
+    sender_name: CleanedLine | None = None
+    reply_to: CleanedLine | None = None
 
 
 @event
@@ -365,6 +368,20 @@ class MailFailed(Payload):
 
     delivery_id: UUID
     day: int = Field(ge=1)
+    reason: str = Field(description="SMTP code and reply, or why it was given up; no personal data.")
+    failed_at: AwareDatetime
+
+
+@event
+class TransactionalMailFailed(Payload):
+    """A one-off mail (confirmation, invitation, stop confirmation, digest) was given up."""
+
+    TYPE = "transactional_mail.failed"
+    VERSION = 1
+    TOPIC = Topic.MAIL
+
+    mail_id: UUID
+    kind: str = Field(description="confirmation, invitation, stop_confirmation or digest.")
     reason: str = Field(description="SMTP code and reply, or why it was given up; no personal data.")
     failed_at: AwareDatetime
 

@@ -141,7 +141,7 @@ def subscribe_events(
         try:
             envelope = Envelope.model_validate_json(message.body)
         except ValidationError as error:
-            reason = f"not a valid envelope: {error.error_count()} errors"
+            reason = f"not a valid envelope: {dead_letter_reason(error)}"
             await _dead_letter(broker, message, service, "invalid", reason)
             return
         handler = handlers.get(topic, {}).get(envelope.type)
@@ -168,9 +168,23 @@ def subscribe_events(
                 )
                 await asyncio.sleep(1.0)  # the redelivery comes at once; do not spin
                 raise
-            await _dead_letter(broker, message, service, envelope.type, f"{type(error).__name__}: {error}"[:500])
+            await _dead_letter(broker, message, service, envelope.type, dead_letter_reason(error))
             return
         EVENTS_HANDLED.labels(service, topic, envelope.type, "ok").inc()
+
+
+def dead_letter_reason(error: BaseException) -> str:
+    """Why an event was dead-lettered: the error's type and, for a validation error, where and
+    which rule; never a value (pydantic's input_value and most messages quote the payload)."""
+    if isinstance(error, ValidationError):
+        places = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc']) or '(root)'} {issue['type']}"
+            for issue in error.errors(include_url=False, include_context=False, include_input=False)
+        )
+        return f"ValidationError: {error.error_count()} errors: {places}"[:500]
+    if isinstance(error, UnknownEventError):  # names only the event type and version
+        return f"UnknownEventError: {error}"[:500]
+    return type(error).__name__
 
 
 async def _dead_letter(broker: KafkaBroker, message: KafkaMessage, service: str, event_type: str, reason: str) -> None:

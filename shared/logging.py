@@ -4,8 +4,43 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
+from typing import Any
 
 import structlog
+from structlog.types import EventDict, WrappedLogger
+
+
+def describe_exception(error: BaseException) -> str:
+    """A traceback with every exception's type and frames but not its message: messages quote
+    values (SQL parameters, pydantic's input_value, a refused address), which may be personal data."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    lines: list[str] = []
+    for link in reversed(chain):
+        if lines:
+            lines.append("\nwhich led to:\n")
+        lines.append("Traceback (most recent call last):\n")
+        lines.extend(
+            f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+            for frame in traceback.extract_tb(link.__traceback__)
+        )
+        lines.append(f"{type(link).__module__}.{type(link).__qualname__} (message not logged)\n")
+    return "".join(lines)
+
+
+def _exception_without_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Instead of structlog's format_exc_info: the exception as describe_exception renders it."""
+    exc_info: Any = event_dict.pop("exc_info", None)
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    error = exc_info if isinstance(exc_info, BaseException) else (exc_info[1] if exc_info else None)
+    if error is not None:
+        event_dict["exception"] = describe_exception(error)
+    return event_dict
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
@@ -25,7 +60,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         foreign_pre_chain=shared_processors,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
+            _exception_without_values,
             structlog.processors.JSONRenderer(),
         ],
     )

@@ -52,6 +52,7 @@ def run_env(service_metadata: MetaData) -> None:
             context.config.get_section(context.config.config_ini_section, {}),
             prefix="sqlalchemy.",
             poolclass=pool.NullPool,
+            hide_parameters=True,
         )
         async with engine.connect() as connection:
             await connection.run_sync(run)

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp
 
 from shared.db import Database
 from shared.events import Topic
+from shared.http import BodySizeLimit
 from shared.http_security import SecurityHeadersMiddleware, bearer_matches
 from shared.kafka import EventHandler, create_broker, ensure_topics, subscribe_events
 from shared.logging import configure_logging, get_logger
@@ -102,8 +103,12 @@ def api_error(status: int, message: str, field: str | None = None) -> HTTPExcept
     return HTTPException(status, {"message": message, "fields": fields})
 
 
-def create_service_app(runtime: Runtime, *, title: str, description: str) -> FastAPI:
-    """A FastAPI app with health, readiness, metrics, error shape and the Kafka lifespan."""
+def create_service_app(
+    runtime: Runtime, *, title: str, description: str, body_limits: Mapping[str, int] | None = None
+) -> FastAPI:
+    """A FastAPI app with health, readiness, metrics, error shape and the Kafka lifespan.
+    Request bodies are capped (shared.http.BodySizeLimit); `body_limits` raises the cap for
+    the paths (regular expressions) that take uploads."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -130,6 +135,7 @@ def create_service_app(runtime: Runtime, *, title: str, description: str) -> Fas
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
+    app.add_middleware(BodySizeLimit, limits=body_limits or {})
     app.add_middleware(HttpMetricsMiddleware, service=runtime.service)
     app.add_middleware(SecurityHeadersMiddleware)
 

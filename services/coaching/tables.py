@@ -5,14 +5,16 @@ shapes the JSON API returns."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
+from pydantic import StringConstraints
 from sqlalchemy import JSON, Column, Text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from shared.db import utcnow
+from shared.text import MULTI_LINE, SINGLE_LINE
 
 
 class CoachingTable(SQLModel, registry=registry()):
@@ -334,6 +336,9 @@ class ParticipantSummary(SQLModel):
     updated_at: datetime
 
 
+PlanText = Annotated[str, StringConstraints(max_length=4000), MULTI_LINE]
+
+
 class CallCreate(SQLModel):
     """What a coach logs about one call."""
 
@@ -342,8 +347,8 @@ class CallCreate(SQLModel):
     duration_minutes: int = Field(ge=0, le=600)
     planned_call: int | None = Field(default=None, ge=1, le=4, description="Which planned call; null: an extra.")
     lessons_discussed: list[int] = Field(default_factory=list, description="Lesson days discussed.")
-    notes: str | None = Field(default=None, max_length=5000)
-    next_agreement: str | None = Field(default=None, max_length=2000)
+    notes: Annotated[str, StringConstraints(max_length=5000), MULTI_LINE] | None = None
+    next_agreement: Annotated[str, StringConstraints(max_length=2000), MULTI_LINE] | None = None
 
 
 class CallPublic(CallCreate):
@@ -359,12 +364,14 @@ class PlannedCallMoveCreate(SQLModel):
 class PlanCreate(SQLModel):
     """A new version of the personal plan (signal, discuss, own question, causes, goals and steps)."""
 
-    noticed_how: str | None = Field(default=None, max_length=4000, description="How the loneliness was noticed.")
-    own_question: str | None = Field(default=None, max_length=4000, description="The question in their own words.")
-    causes: list[str] = Field(default_factory=list, description="Keys from the causes checklist.")
-    causes_other: str | None = Field(default=None, max_length=4000)
-    goals: str | None = Field(default=None, max_length=4000)
-    steps: str | None = Field(default=None, max_length=4000, description="The agreed steps.")
+    noticed_how: PlanText | None = Field(default=None, description="How the loneliness was noticed.")
+    own_question: PlanText | None = Field(default=None, description="The question in their own words.")
+    causes: list[Annotated[str, StringConstraints(max_length=100), SINGLE_LINE]] = Field(
+        default_factory=list, description="Keys from the causes checklist."
+    )
+    causes_other: PlanText | None = None
+    goals: PlanText | None = None
+    steps: PlanText | None = Field(default=None, description="The agreed steps.")
 
 
 class PlanPublic(PlanCreate):

@@ -541,6 +541,7 @@ def _text(form: FormData, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
+UNSTORABLE_TEXT = "Deze tekst bevat een onzichtbaar teken dat niet kan worden bewaard. Typ de tekst opnieuw."
 CALL_FIELD_MESSAGES = {
     "called_at": "Vul een geldige datum en tijd in.",
     "duration_minutes": "Vul de duur in hele minuten in (0 tot 600).",
@@ -597,7 +598,11 @@ def _parse_call(form: FormData, tz: ZoneInfo) -> tuple[dict[str, Any], CallCreat
     except ValidationError as error:
         for issue in error.errors():
             field = str(issue["loc"][0]) if issue["loc"] else "called_at"
-            errors[field] = CALL_FIELD_MESSAGES.get(field, "Controleer dit veld.")
+            errors[field] = (
+                UNSTORABLE_TEXT
+                if issue["type"] == "control_character"
+                else CALL_FIELD_MESSAGES.get(field, "Controleer dit veld.")
+            )
         return entered, None, errors
     return entered, body, errors
 
@@ -681,13 +686,15 @@ async def save_plan(request: Request, participant_id: UUID, viewer: PageViewer) 
     try:
         body = PlanCreate.model_validate(entered)
     except ValidationError as error:
-        field = str(error.errors()[0]["loc"][0])
+        issue = error.errors()[0]
+        field = str(issue["loc"][0])
+        too_long = "Dit deel is te lang (hooguit 4000 tekens)."
         return await _participant_page(
             request,
             viewer,
             participant_id,
             plan_form=entered,
-            errors={field: "Dit deel is te lang (hooguit 4000 tekens)."},
+            errors={field: UNSTORABLE_TEXT if issue["type"] == "control_character" else too_long},
             error_section="plan",
             status_code=422,
         )

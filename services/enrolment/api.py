@@ -8,6 +8,7 @@ organisation API key (X-Api-Key) enrols and reads participants of its organisati
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -55,6 +56,7 @@ from services.enrolment.tables import (
     TokenResponse,
 )
 from shared.db import utcnow
+from shared.http import Limit, Offset
 from shared.runtime import Runtime, api_error
 from shared.staff_tokens import InvalidStaffTokenError
 
@@ -63,6 +65,7 @@ public_router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="The licensor secret or a staff access token.")
 
 T = TypeVar("T")
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -103,8 +106,6 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[EnrolmentSettings, Depends(settings_of)]
-Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
 
 # --- who is asking ----------------------------------------------------------------------------------
 
@@ -411,8 +412,10 @@ async def remove_logo(org_id: UUID, caller: Caller, session: SessionDep, setting
 async def logo(org_id: UUID, filename: str, session: SessionDep) -> Response:
     """An organisation's logo, public (mails show it). The name is the image's SHA-256."""
     sha256, _, extension = filename.partition(".")
+    if not _SHA256.fullmatch(sha256) or extension not in ("png", "jpg", "jpeg"):
+        raise api_error(404, "There is no such logo.")
     found = await storage.get_logo(session=session, org_id=org_id, sha256=sha256.lower())
-    if found is None or extension not in ("png", "jpg", "jpeg"):
+    if found is None:
         raise api_error(404, "There is no such logo.")
     return Response(
         found.data,

@@ -14,6 +14,7 @@ from services.enrolment.pages import router as pages_router
 from services.enrolment.security import TokenKeys
 from services.enrolment.settings import EnrolmentSettings
 from shared.db import Database, utcnow
+from shared.http import MULTIPART_OVERHEAD_BYTES
 from shared.logging import get_logger
 from shared.runtime import Runtime, create_service_app
 
@@ -69,6 +70,11 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
             "Licensed organisations, their branding, staff accounts and participants. "
             'Errors always have the shape {"error": {"status", "message", "fields": [{"field", "reason"}]}}.'
         ),
+        # Uploads up to twice their limit reach the route, which names the field at fault.
+        body_limits={
+            r"/api/organisations/[^/]+/logo": 2 * settings.logo_max_bytes + MULTIPART_OVERHEAD_BYTES,
+            r"/api/organisations/[^/]+/participants/import": 2 * settings.import_max_bytes + MULTIPART_OVERHEAD_BYTES,
+        },
     )
     app.state.runtime = runtime
     app.state.token_keys = TokenKeys.load(settings.staff_token_private_key_path, settings.staff_token_public_key_path)

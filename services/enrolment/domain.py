@@ -20,6 +20,8 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints, ValidationError
 from pydantic_core import PydanticCustomError
 
+from shared.text import SINGLE_LINE
+
 DEFAULT_SEND_TIME = time(8, 0)
 DEFAULT_TIMEZONE = "Europe/Amsterdam"
 DEFAULT_PHONE_REGION = "NL"
@@ -95,13 +97,13 @@ def _empty_to_none(value: object) -> object:
     return value
 
 
-FirstName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Email = Annotated[str, StringConstraints(max_length=254), AfterValidator(normalise_email)]
+FirstName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SINGLE_LINE]
+Email = Annotated[str, StringConstraints(max_length=254), SINGLE_LINE, AfterValidator(normalise_email)]
 Phone = Annotated[
-    Annotated[str, StringConstraints(max_length=40), AfterValidator(normalise_phone)] | None,
+    Annotated[str, StringConstraints(max_length=40), SINGLE_LINE, AfterValidator(normalise_phone)] | None,
     BeforeValidator(_empty_to_none),
 ]
-TimeZoneName = Annotated[str, AfterValidator(known_timezone)]
+TimeZoneName = Annotated[str, SINGLE_LINE, AfterValidator(known_timezone)]
 Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 
 
@@ -562,7 +564,7 @@ class ParticipantFields(BaseModel):
     send_time: time = DEFAULT_SEND_TIME
     timezone: TimeZoneName = DEFAULT_TIMEZONE
     start_date: date | None = None
-    variant: str | None = None
+    variant: Annotated[str, SINGLE_LINE] | None = None
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,17 @@ from services.enrolment.domain import (
     display_phone,
 )
 from shared.db import utcnow
+from shared.text import MULTI_LINE, SINGLE_LINE
 
 
 class EnrolmentTable(SQLModel, registry=registry()):
     """Base of enrolment's own tables (its own metadata, for its own migrations)."""
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SINGLE_LINE]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300), SINGLE_LINE]
 Variant = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9][a-z0-9-]{0,49}$")]
+Reason = Annotated[str, StringConstraints(max_length=500), MULTI_LINE]
 
 
 def _empty_to_none(value: object) -> object:
@@ -54,11 +56,12 @@ OptionalText = Annotated[ShortText | None, BeforeValidator(_empty_to_none)]
 OptionalName = Annotated[Name | None, BeforeValidator(_empty_to_none)]
 OptionalEmail = Annotated[Email | None, BeforeValidator(_empty_to_none)]
 ContactPhone = Annotated[
-    Annotated[str, StringConstraints(max_length=40), AfterValidator(display_phone)] | None,
+    Annotated[str, StringConstraints(max_length=40), SINGLE_LINE, AfterValidator(display_phone)] | None,
     BeforeValidator(_empty_to_none),
 ]
 Website = Annotated[
-    Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_website)] | None,
+    Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), SINGLE_LINE, AfterValidator(_website)]
+    | None,
     BeforeValidator(_empty_to_none),
 ]
 
@@ -357,8 +360,8 @@ class SignupCounter(EnrolmentTable, table=True):
 
 
 class LoginRequest(BaseModel):
-    email: str = Field(max_length=254)
-    password: str = Field(max_length=200)
+    email: Annotated[str, SINGLE_LINE] = Field(max_length=254)
+    password: Annotated[str, SINGLE_LINE] = Field(max_length=200)
 
 
 class TokenResponse(BaseModel):
@@ -368,8 +371,8 @@ class TokenResponse(BaseModel):
 
 
 class SetPasswordRequest(BaseModel):
-    token: str = Field(max_length=200)
-    password: str = Field(max_length=200)
+    token: Annotated[str, SINGLE_LINE] = Field(max_length=200)
+    password: Annotated[str, SINGLE_LINE] = Field(max_length=200)
 
 
 class Me(BaseModel):
@@ -392,7 +395,9 @@ class ParticipantCreate(SQLModel):
     start_date: date | None = Field(default=None, description="Default: tomorrow in the participant's time zone.")
     send_time: time = DEFAULT_SEND_TIME
     timezone: TimeZoneName = DEFAULT_TIMEZONE
-    variant: str | None = Field(default=None, description="Default: the licence's first variant.")
+    variant: Annotated[str, SINGLE_LINE] | None = Field(
+        default=None, description="Default: the licence's first variant."
+    )
 
 
 class ParticipantUpdate(SQLModel):
@@ -465,11 +470,11 @@ class ParticipantPublic(BaseModel):
 
 
 class PauseRequest(BaseModel):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Reason | None = None
 
 
 class StopRequest(BaseModel):
-    reason: str | None = Field(default=None, max_length=500, description="Required when a coach stops someone.")
+    reason: Reason | None = Field(default=None, description="Required when a coach stops someone.")
 
 
 class CoachChange(BaseModel):

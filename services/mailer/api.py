@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.mailer.mail import MailContext, MailSettings, render_programme_mail, to_wire
-from services.mailer.programme import PackError, ProgrammePack
+from services.mailer.mail import MailContext, MailSettings, UnsafeHeaderError, render_programme_mail, to_wire
+from services.mailer.programme import Lesson, PackError, ProgrammePack
 from services.mailer.settings import MailerSettings
 from services.mailer.tables import OrganisationCopy
 from shared.runtime import Runtime, api_error
@@ -50,7 +50,10 @@ def require_org_access(
     tags=["preview"],
     response_class=HTMLResponse,
     response_model=None,
-    responses={404: {"description": "Unknown organisation, day or variant"}},
+    responses={
+        404: {"description": "Unknown organisation, day or variant"},
+        422: {"description": "The organisation's branding cannot be used in a mail"},
+    },
 )
 async def preview(
     org_id: UUID,
@@ -72,11 +75,29 @@ async def preview(
         raise api_error(404, str(error), "day" if variant in pack.variants else "variant") from None
     mail_settings: MailSettings = request.app.state.mail_settings
     signer: TokenSigner = request.app.state.signer
+    try:
+        parsed = _rendered(pack, lesson, organisation, day, mail_settings, signer)
+    except UnsafeHeaderError as error:
+        raise api_error(422, f"The organisation's branding cannot be used in a mail: {error}.", "branding") from None
+    body = parsed.get_body(preferencelist=(part,))
+    assert body is not None
+    content = str(body.get_content())
+    return HTMLResponse(content) if part == "html" else PlainTextResponse(content)
+
+
+def _rendered(
+    pack: ProgrammePack,
+    lesson: Lesson,
+    organisation: OrganisationCopy,
+    day: int,
+    mail_settings: MailSettings,
+    signer: TokenSigner,
+) -> EmailMessage:
     message = render_programme_mail(
         MailContext(
             delivery_id=uuid4(),
             participant_id=uuid4(),
-            org_id=org_id,
+            org_id=organisation.org_id,
             to_address="voorbeeld@example.org",
             first_name="Voorbeeld",
             coach_name="je coach",
@@ -92,7 +113,4 @@ async def preview(
     )
     parsed = message_from_bytes(to_wire(message, mail_settings), policy=policy.default)
     assert isinstance(parsed, EmailMessage)
-    body = parsed.get_body(preferencelist=(part,))
-    assert body is not None
-    content = str(body.get_content())
-    return HTMLResponse(content) if part == "html" else PlainTextResponse(content)
+    return parsed

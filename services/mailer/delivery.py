@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 from aiolimiter import AsyncLimiter
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -56,10 +57,10 @@ from services.mailer.tables import (
     Recipient,
     TransactionalMail,
 )
-from shared.db import Database, DedicatedConnection
-from shared.events import Envelope, MailFailed, MailSent, ProgrammeCompleted
+from shared.db import POSTGRES_UNREACHABLE, Database, DedicatedConnection
+from shared.events import Envelope, MailFailed, MailSent, ProgrammeCompleted, TransactionalMailFailed
 from shared.logging import get_logger
-from shared.outbox import RAW_INSERT_SQL, raw_outbox_row
+from shared.outbox import RAW_INSERT_SQL, add_to_outbox, raw_outbox_row
 from shared.tracking_tokens import TokenSigner
 
 log = get_logger(__name__)
@@ -67,6 +68,7 @@ log = get_logger(__name__)
 Clock = Callable[[], datetime]
 
 MAX_SEND_ATTEMPTS = 8
+_DATABASE_AWAY: tuple[type[BaseException], ...] = (*POSTGRES_UNREACHABLE, OperationalError, InterfaceError)
 WAIT_FOR_COPIES = timedelta(seconds=30)
 """A delivery whose organisation or coach the mailer has not heard of yet waits this long."""
 
@@ -316,18 +318,44 @@ class DeliveryWorker:
         """Claim one due programme mail, send it, record the outcome; all in one transaction."""
         now = self.clock()
         raw = await self.connection.get()
+        claimed: storage.ClaimedDelivery | None = None
         try:
             async with raw.transaction():
                 claimed = await storage.claim_due_delivery(raw, now)
                 if claimed is None:
                     return False
                 staged = await self._deliver(raw, claimed, now)
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+        except POSTGRES_UNREACHABLE:
             await self.connection.close()
             raise
+        except Exception as error:
+            if claimed is None:
+                raise
+            # Whatever went wrong with this one mail, it must not be claimed first again and again.
+            staged = await self._count_failed_attempt(raw, claimed.id, error, now)
         if staged:
             self.on_commit()
         return True
+
+    async def _count_failed_attempt(
+        self, raw: asyncpg.Connection, delivery_id: Any, error: Exception, now: datetime
+    ) -> bool:
+        """After an unexpected error (its transaction rolled back): count the attempt and try again
+        later (behind the other due mails), or fail the delivery after MAX_SEND_ATTEMPTS."""
+        reason = f"error: {type(error).__name__}"
+        async with raw.transaction():
+            claimed = await storage.claim_delivery_again(raw, delivery_id)
+            if claimed is None:  # another worker has it, or it is no longer due
+                return False
+            if claimed.attempts < MAX_SEND_ATTEMPTS:
+                await raw.execute(
+                    storage.POSTPONE, claimed.id, claimed.attempts, now + retry_delay(claimed.attempts), reason
+                )
+                MAILS.labels("programme", "retried", "error").inc()
+                log.warning("mail attempt failed; postponed", mail_id=str(claimed.id), error=type(error).__name__)
+                return False
+            await self._fail(raw, claimed, f"gave up after {claimed.attempts} attempts: {reason}", now, "error")
+            return True
 
     async def _deliver(self, raw: asyncpg.Connection, claimed: storage.ClaimedDelivery, now: datetime) -> bool:
         """Handle one claimed delivery inside its transaction; True when events were staged."""
@@ -358,11 +386,13 @@ class DeliveryWorker:
                 self.mail_settings,
                 self.signer,
             )
+            wire = to_wire(message, self.mail_settings)
         except Exception as error:  # noqa: BLE001 - a mail that cannot be rendered must not block the rest
+            # Rendering is deterministic: the same data fails again, so this attempt is the last.
             await self._fail(raw, claimed, f"cannot render: {type(error).__name__}", now, "render")
             return True
         try:
-            await self._send(to_wire(message, self.mail_settings), recipient=claimed.email, org_id=claimed.org_id)
+            await self._send(wire, recipient=claimed.email, org_id=claimed.org_id)
         except SmtpUnavailable as error:
             if claimed.attempts < MAX_SEND_ATTEMPTS:
                 await raw.execute(
@@ -437,25 +467,43 @@ class DeliveryWorker:
         log.warning("mail failed", mail_id=str(claimed.id), reason=label)
 
     async def send_next_transactional(self) -> bool:
+        """Claim one due transactional mail, send it, record the outcome; all in one transaction."""
         now = self.clock()
-        async with self.database.session() as session:
-            claimed = (
-                await session.execute(
-                    select(TransactionalMail, OrganisationCopy)
-                    .outerjoin(OrganisationCopy, col(OrganisationCopy.org_id) == col(TransactionalMail.org_id))
-                    .where(col(TransactionalMail.status) == "due", col(TransactionalMail.due_at) <= now)
-                    .order_by(col(TransactionalMail.due_at))
-                    .limit(1)
-                    .with_for_update(of=TransactionalMail, skip_locked=True)
-                )
-            ).first()
-            if claimed is None:
-                return False
-            mail, organisation = claimed
-            if organisation is None or mail.to_address is None:
-                mail.due_at = now + WAIT_FOR_COPIES
-                await session.commit()
-                return True
+        claimed_id: Any = None
+        try:
+            async with self.database.session() as session:
+                claimed = (
+                    await session.execute(
+                        select(TransactionalMail, OrganisationCopy)
+                        .outerjoin(OrganisationCopy, col(OrganisationCopy.org_id) == col(TransactionalMail.org_id))
+                        .where(col(TransactionalMail.status) == "due", col(TransactionalMail.due_at) <= now)
+                        .order_by(col(TransactionalMail.due_at))
+                        .limit(1)
+                        .with_for_update(of=TransactionalMail, skip_locked=True)
+                    )
+                ).first()
+                if claimed is None:
+                    return False
+                mail, organisation = claimed
+                claimed_id = mail.id
+                await self._send_transactional(session, mail, organisation, now)
+        except _DATABASE_AWAY:
+            raise  # PostgreSQL is away: nothing to say about this mail
+        except Exception as error:
+            if claimed_id is None:
+                raise
+            await self._count_failed_transactional_attempt(claimed_id, error, now)
+        return True
+
+    async def _send_transactional(
+        self, session: AsyncSession, mail: TransactionalMail, organisation: OrganisationCopy | None, now: datetime
+    ) -> None:
+        if organisation is None or mail.to_address is None:
+            mail.due_at = now + WAIT_FOR_COPIES
+            await session.commit()
+            return
+        mail.attempts += 1
+        try:
             message = render_transactional_mail(
                 kind=mail.kind,
                 mail_id=mail.id,
@@ -466,24 +514,66 @@ class DeliveryWorker:
                 settings=self.mail_settings,
                 sent_at=now,
             )
-            mail.attempts += 1
-            try:
-                await self._send(to_wire(message, self.mail_settings), recipient=mail.to_address, org_id=mail.org_id)
-            except (SmtpUnavailable, SmtpRefused) as error:
-                if isinstance(error, SmtpUnavailable) and mail.attempts < MAX_SEND_ATTEMPTS:
-                    mail.due_at, mail.error = now + retry_delay(mail.attempts), str(error)[:300]
-                    MAILS.labels(mail.kind, "retried", "unavailable").inc()
-                else:
-                    mail.status, mail.error = "failed", str(error)[:300]
-                    MAILS.labels(mail.kind, "failed", f"smtp_{getattr(error, 'code', 'gave_up')}").inc()
-                await session.commit()
-                return True
-            # Keep that it was sent, not to whom or with which link.
-            mail.status, mail.sent_at, mail.to_address, mail.context = "sent", now, None, None
-            mail.message_id = message_id(mail.id, self.mail_settings.message_id_domain, mail.kind)
+            wire = to_wire(message, self.mail_settings)
+        except Exception as error:  # noqa: BLE001 - a mail that cannot be rendered must not block the rest
+            self._fail_transactional(session, mail, f"cannot render: {type(error).__name__}", now, "render")
             await session.commit()
+            return
+        try:
+            await self._send(wire, recipient=mail.to_address, org_id=mail.org_id)
+        except (SmtpUnavailable, SmtpRefused) as error:
+            if isinstance(error, SmtpUnavailable) and mail.attempts < MAX_SEND_ATTEMPTS:
+                mail.due_at, mail.error = now + retry_delay(mail.attempts), str(error)[:300]
+                MAILS.labels(mail.kind, "retried", "unavailable").inc()
+            else:
+                label = f"smtp_{getattr(error, 'code', 'gave_up')}"
+                self._fail_transactional(session, mail, str(error), now, label)
+            await session.commit()
+            return
+        # Keep that it was sent, not to whom or with which link.
+        mail.status, mail.sent_at, mail.to_address, mail.context = "sent", now, None, None
+        mail.message_id = message_id(mail.id, self.mail_settings.message_id_domain, mail.kind)
+        await session.commit()
         MAILS.labels(mail.kind, "sent", "").inc()
-        return True
+
+    def _fail_transactional(
+        self, session: AsyncSession, mail: TransactionalMail, reason: str, now: datetime, label: str
+    ) -> None:
+        """Give the mail up (the address and link are dropped) and stage transactional_mail.failed."""
+        mail.status, mail.error, mail.to_address, mail.context = "failed", reason[:300], None, None
+        add_to_outbox(
+            session,
+            Envelope.wrap(
+                TransactionalMailFailed(mail_id=mail.id, kind=mail.kind, reason=reason[:300], failed_at=now),
+                org_id=mail.org_id,
+                participant_id=mail.participant_id,
+            ),
+        )
+        MAILS.labels(mail.kind, "failed", label).inc()
+        log.warning("mail failed", mail_id=str(mail.id), kind=mail.kind, reason=label)
+
+    async def _count_failed_transactional_attempt(self, mail_id: Any, error: Exception, now: datetime) -> None:
+        """Like _count_failed_attempt, for a transactional mail."""
+        reason = f"error: {type(error).__name__}"
+        async with self.database.session() as session:
+            mail = (
+                await session.execute(
+                    select(TransactionalMail)
+                    .where(col(TransactionalMail.id) == mail_id, col(TransactionalMail.status) == "due")
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalar_one_or_none()
+            if mail is None:
+                return
+            mail.attempts += 1
+            if mail.attempts < MAX_SEND_ATTEMPTS:
+                mail.due_at, mail.error = now + retry_delay(mail.attempts), reason
+                MAILS.labels(mail.kind, "retried", "error").inc()
+                log.warning("mail attempt failed; postponed", mail_id=str(mail.id), error=type(error).__name__)
+            else:
+                gave_up = f"gave up after {mail.attempts} attempts: {reason}"
+                self._fail_transactional(session, mail, gave_up, now, "error")
+            await session.commit()
 
     async def run(self, wake: asyncio.Event) -> None:
         """Send until cancelled; sleep until woken (or a second passes) when nothing is due."""

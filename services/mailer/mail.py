@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from services.mailer.programme import Lesson, render_markdown
 from shared.events import Branding
+from shared.text import is_single_line
 from shared.tracking_tokens import TokenKind, TokenSigner, TrackingToken
 
 _templates = Environment(
@@ -108,6 +109,17 @@ def _message(text: str, html: str) -> MIMEMultipart:
     return message
 
 
+class UnsafeHeaderError(ValueError):
+    """A header value holds a control character (a CR/LF would start a header of its own)."""
+
+
+def _header_value(name: str, value: str) -> str:
+    # Never trust the copy: data written before input was checked, or by a path that skipped it.
+    if not is_single_line(value):
+        raise UnsafeHeaderError(f"the {name} header would contain a control character")
+    return value
+
+
 def _headers(
     message: MIMEMultipart,
     *,
@@ -119,10 +131,12 @@ def _headers(
     sent_at: datetime,
     msg_id: str,
 ) -> None:
+    sender_name, to = _header_value("From", sender_name), _header_value("To", to)
+    subject = _header_value("Subject", subject)
     message["From"] = formataddr((sender_name, settings.from_address), charset="utf-8")
     message["To"] = to
     if reply_to:
-        message["Reply-To"] = reply_to
+        message["Reply-To"] = _header_value("Reply-To", reply_to)
     message["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
     message["Date"] = format_datetime(sent_at)
     message["Message-ID"] = msg_id

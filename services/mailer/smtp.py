@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 import aiosmtplib
+
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
+
+
+def without_addresses(reply: str) -> str:
+    """An SMTP reply as kept in delivery errors and mail.failed: servers often quote the
+    recipient's address ("550 5.1.1 <ans@example.org>: unknown"); that is personal data."""
+    return _ADDRESS.sub("<address>", reply)
 
 
 class MailTransport(Protocol):
@@ -19,7 +28,7 @@ class SmtpRefused(Exception):
     """The server refused this message for good (5xx): do not try again."""
 
     def __init__(self, code: int, reply: str) -> None:
-        super().__init__(f"{code} {reply}")
+        super().__init__(f"{code} {without_addresses(reply)}")
         self.code = code
 
 
@@ -54,12 +63,12 @@ class SmtpClient:
             refusal = error.recipients[0]
             if refusal.code >= 500:
                 raise SmtpRefused(refusal.code, refusal.message) from None
-            raise SmtpUnavailable(f"{refusal.code} {refusal.message}") from None
+            raise SmtpUnavailable(f"{refusal.code} {without_addresses(refusal.message)}") from None
         except aiosmtplib.SMTPResponseException as error:
             if error.code >= 500:
                 raise SmtpRefused(error.code, error.message) from None
             await self._reset()
-            raise SmtpUnavailable(f"{error.code} {error.message}") from None
+            raise SmtpUnavailable(f"{error.code} {without_addresses(error.message)}") from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             await self._reset()
             raise SmtpUnavailable(type(error).__name__) from None

@@ -25,6 +25,15 @@ SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
    FOR UPDATE OF d SKIP LOCKED
 """
 
+CLAIM_DELIVERY_AGAIN = """
+SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
+       NULL AS status, NULL AS email, NULL AS first_name, NULL AS variant, NULL AS organisation_name,
+       NULL::jsonb AS branding, NULL AS coach_name
+  FROM delivery d
+ WHERE d.id = $1 AND d.status = 'due'
+   FOR UPDATE SKIP LOCKED
+"""
+
 MARK_SENT = """
 UPDATE delivery SET status = 'sent', attempts = $2, sent_at = $3, error = NULL, message_id = $4,
        pack = $5, pack_version = $6, lesson_title = $7
@@ -80,7 +89,16 @@ class ClaimedDelivery:
 
 
 async def claim_due_delivery(connection: asyncpg.Connection, now: datetime) -> ClaimedDelivery | None:
-    row = await connection.fetchrow(CLAIM_DUE_DELIVERY, now)
+    """Lock the delivery that is due first (a postponed one is due later, so others go first)."""
+    return _claimed(await connection.fetchrow(CLAIM_DUE_DELIVERY, now))
+
+
+async def claim_delivery_again(connection: asyncpg.Connection, delivery_id: UUID) -> ClaimedDelivery | None:
+    """Lock one delivery by id, still due, with its attempts (recipient and copies left out)."""
+    return _claimed(await connection.fetchrow(CLAIM_DELIVERY_AGAIN, delivery_id))
+
+
+def _claimed(row: asyncpg.Record | None) -> ClaimedDelivery | None:
     if row is None:
         return None
     return ClaimedDelivery(

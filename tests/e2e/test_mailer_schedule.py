@@ -19,7 +19,7 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import select, text
 
-from services.mailer.delivery import DeliveryWorker, RateLimits, schedule_due_deliveries
+from services.mailer.delivery import MAX_SEND_ATTEMPTS, DeliveryWorker, RateLimits, schedule_due_deliveries
 from services.mailer.handlers import build_handlers
 from services.mailer.mail import MailSettings
 from services.mailer.programme import load_pack
@@ -263,3 +263,37 @@ async def test_mail_has_one_click_unsubscribe_and_tracked_links(rig: MailerRig) 
     assert "http://tracking.test/o/" in html and "http://tracking.test/r/" in html
     assert "Opdracht gedaan?" in html and "Afmelden" in html
     assert "links@test.example" not in message["List-Unsubscribe"]
+
+
+@dataclass
+class BrokenFor:
+    """A transport that fails in an unforeseen way (not an SMTP answer) for one address."""
+
+    transport: Any
+    address: str
+
+    async def send(self, raw: bytes, *, sender: str, recipient: str) -> None:
+        if recipient == self.address:
+            raise RuntimeError("unforeseen")
+        await self.transport.send(raw, sender=sender, recipient=recipient)
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+
+async def test_an_unforeseen_error_counts_as_an_attempt_and_never_blocks_other_mail(rig: MailerRig) -> None:
+    rig.worker.transport = BrokenFor(rig.worker.transport, "broken@test.example")
+    broken = await rig.enrol(start=date(2026, 8, 1), send_time=time(7, 0), timezone="UTC", email="broken@test.example")
+    await rig.enrol(start=date(2026, 8, 1), send_time=time(8, 0), timezone="UTC", email="fine@test.example")
+    assert await rig.at(utc(2026, 8, 1, 9, 0)) == 1  # the broken one is due first, the other is still sent
+    (delivery,) = await rig.deliveries(broken)
+    assert delivery.status == "due" and delivery.attempts == 1 and delivery.error == "error: RuntimeError"
+    assert delivery.due_at > utc(2026, 8, 1, 9, 0)  # behind mails that are due now
+    for _ in range(MAX_SEND_ATTEMPTS - 1):
+        await rig.at(delivery.due_at + timedelta(seconds=1))
+        (delivery,) = await rig.deliveries(broken)
+    assert delivery.status == "failed" and delivery.attempts == MAX_SEND_ATTEMPTS
+    async with rig.database.session() as session:
+        values = [v for (v,) in await session.execute(text("SELECT convert_from(value, 'UTF8') FROM outbox"))]
+    failed = [Envelope.model_validate_json(v) for v in values if '"mail.failed"' in v and str(broken) in v]
+    assert len(failed) == 1 and failed[0].payload["reason"].endswith("error: RuntimeError")

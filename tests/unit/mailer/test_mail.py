@@ -17,11 +17,13 @@ from services.mailer.mail import (
     DkimSigner,
     MailContext,
     MailSettings,
+    UnsafeHeaderError,
     render_programme_mail,
     render_transactional_mail,
     to_wire,
 )
 from services.mailer.programme import load_pack
+from services.mailer.smtp import SmtpRefused, without_addresses
 from shared.tracking_tokens import TokenSigner
 
 PACK = load_pack()
@@ -232,3 +234,29 @@ def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers() -> None:
     assert "list-unsubscribe" in signature.lower() and "list-unsubscribe-post" in signature.lower()
     tampered = raw.replace(b"Dag 3 van 60", b"Dag 4 van 60", 1)
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+@pytest.mark.parametrize("field", ["sender_name", "display_name", "reply_to"])
+@pytest.mark.parametrize("bad", ["Zuid\r\nBcc: iedereen@example.org", "Zuid\nX", "Zuid\x00", "Zuid\u2028X"])
+def test_a_control_character_in_a_header_value_is_refused_not_sent(field: str, bad: str) -> None:
+    branding = {**BRANDING, field: bad}
+    with pytest.raises(UnsafeHeaderError):
+        render_transactional_mail(
+            kind="invitation",
+            mail_id=uuid4(),
+            to_address="karin@example.org",
+            organisation_name="Welzijn Zuid",
+            branding=branding,
+            context={"name": "Karin", "role": "coach", "set_password_url": "https://e.example/w/x"},
+            settings=SETTINGS,
+            sent_at=datetime(2026, 11, 23, 8, tzinfo=UTC),
+        )
+
+
+def test_smtp_replies_are_kept_without_the_addresses_they_quote() -> None:
+    assert str(SmtpRefused(550, "5.1.1 <ans@example.org>: Recipient address rejected")) == (
+        "550 5.1.1 <address>: Recipient address rejected"
+    )
+    assert (
+        without_addresses("4.2.2 mailbox of ans.devries+x@mail.example.org full") == "4.2.2 mailbox of <address> full"
+    )
