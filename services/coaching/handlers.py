@@ -13,11 +13,25 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from services.coaching import projection
 from services.coaching.live import LiveHub, ParticipantChanged
 from services.coaching.storage import ProjectionStore, SqlProjectionStore
-from services.coaching.tables import CallSeen, DashboardRow, LifecycleSeen, OpenSeen, OrganisationView, ReportSeen
-from shared.db import Database, claim_event
+from services.coaching.tables import (
+    CallSeen,
+    CoachView,
+    DashboardRow,
+    LifecycleSeen,
+    OpenSeen,
+    OrganisationView,
+    ReportSeen,
+    StaffAccessCopy,
+)
+from shared.db import Database, claim_event, utcnow
 from shared.events import (
     AssignmentReported,
     Branding,
@@ -41,6 +55,7 @@ from shared.events import (
     Payload,
     PlanUpdated,
     ProgrammeCompleted,
+    StaffAccessChanged,
     Topic,
     UnsubscribeRequested,
 )
@@ -354,6 +369,31 @@ APPLIERS: Mapping[str, Mapping[str, Applier]] = {
 """Every event coaching applies, by topic and type (the live consumer and the rebuild share it)."""
 
 
+async def record_staff_access(session: AsyncSession, envelope: Envelope) -> None:
+    """staff.access_changed: keep the newest access (highest token version) of a staff
+    member, so their older tokens are refused; a removed coach's name goes too. Not part
+    of the projection: a rebuild leaves it alone."""
+    payload = envelope.parsed()
+    if not isinstance(payload, StaffAccessChanged):
+        raise TypeError(f"expected {StaffAccessChanged.TYPE}, got {envelope.type}")
+    values = {
+        "org_id": envelope.org_id,
+        "token_version": payload.token_version,
+        "active": payload.active,
+        "updated_at": utcnow(),
+    }
+    statement = insert(StaffAccessCopy).values(staff_id=payload.staff_id, **values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["staff_id"],
+            set_=values,
+            where=col(StaffAccessCopy.token_version) < statement.excluded.token_version,
+        )
+    )
+    if payload.removed:
+        await session.execute(update(CoachView).where(col(CoachView.coach_id) == payload.staff_id).values(name=None))
+
+
 def build_handlers(database: Database, hub: LiveHub) -> dict[str, dict[str, EventHandler]]:
     """Handlers by topic and event type: one unit of work per event, then the live push."""
 
@@ -370,9 +410,18 @@ def build_handlers(database: Database, hub: LiveHub) -> dict[str, dict[str, Even
         handle.__name__ = apply.__name__
         return handle
 
-    return {
+    async def on_staff_access_changed(envelope: Envelope) -> None:
+        async with database.session() as session:
+            if not await claim_event(session, envelope.event_id):
+                return
+            await record_staff_access(session, envelope)
+            await session.commit()
+
+    handlers = {
         topic: {kind: unit_of_work(apply) for kind, apply in by_type.items()} for topic, by_type in APPLIERS.items()
     }
+    handlers[Topic.STAFF] = {StaffAccessChanged.TYPE: on_staff_access_changed}
+    return handlers
 
 
 def register_kafka_handlers(runtime: Runtime, hub: LiveHub) -> None:

@@ -154,6 +154,19 @@ class OrganisationView(CoachingTable, table=True):
     address: str | None = None
 
 
+class StaffAccessCopy(CoachingTable, table=True):
+    """What enrolment last said of a staff member's access (staff.access_changed): tokens
+    with a lower version, or of an inactive member, are refused. No row: never changed."""
+
+    __tablename__ = "staff_access"
+
+    staff_id: UUID = Field(primary_key=True)
+    org_id: UUID
+    token_version: int
+    active: bool
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class CoachView(CoachingTable, table=True):
     """A coach's name, so pages can say whose participants they show."""
 

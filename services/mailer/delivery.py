@@ -47,7 +47,14 @@ from services.mailer.scheduling import (
     next_due_lesson,
 )
 from services.mailer.smtp import MailTransport, SmtpRefused, SmtpUnavailable
-from services.mailer.tables import CoachCopy, Delivery, OrganisationCopy, Recipient, TransactionalMail
+from services.mailer.tables import (
+    CoachCopy,
+    Delivery,
+    OrganisationCopy,
+    Recipient,
+    StaffAccessCopy,
+    TransactionalMail,
+)
 from shared.db import Database, DedicatedConnection
 from shared.events import Envelope, MailFailed, MailSent, ProgrammeCompleted
 from shared.logging import get_logger
@@ -150,7 +157,15 @@ async def schedule_digests(
     async with database.session() as session:
         coaches = (
             await session.execute(
-                select(CoachCopy).where(col(CoachCopy.email).is_not(None)).with_for_update(skip_locked=True)
+                select(CoachCopy)
+                .where(
+                    col(CoachCopy.email).is_not(None),
+                    # A deactivated coach gets no more names of participants.
+                    col(CoachCopy.coach_id).not_in(
+                        select(col(StaffAccessCopy.staff_id)).where(col(StaffAccessCopy.active).is_(False))
+                    ),
+                )
+                .with_for_update(skip_locked=True)
             )
         ).scalars()
         for coach in coaches:

@@ -13,7 +13,14 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.mailer.delivery import unschedule_due_deliveries
-from services.mailer.tables import CoachCopy, Delivery, OrganisationCopy, Recipient, TransactionalMail
+from services.mailer.tables import (
+    CoachCopy,
+    Delivery,
+    OrganisationCopy,
+    Recipient,
+    StaffAccessCopy,
+    TransactionalMail,
+)
 from shared.db import Database, utcnow
 from shared.events import (
     CoachAdded,
@@ -28,6 +35,7 @@ from shared.events import (
     ParticipantPaused,
     ParticipantResumed,
     ParticipantStopped,
+    StaffAccessChanged,
     StaffInvited,
     Topic,
 )
@@ -153,6 +161,14 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             )
         )
 
+    async def change_staff_access(session: AsyncSession, envelope: Envelope, p: StaffAccessChanged) -> None:
+        await record_staff_access(session, envelope, p)
+        if p.removed:
+            # The coach's name and address go with their account; the id stays for the records.
+            await session.execute(
+                update(CoachCopy).where(col(CoachCopy.coach_id) == p.staff_id).values(name="", email=None)
+            )
+
     return {
         Topic.ORGANISATION: {
             OrganisationLicensed.TYPE: once(upsert_organisation),
@@ -169,8 +185,24 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             ParticipantErased.TYPE: once(erase),
             ParticipantConfirmationRequested.TYPE: once(request_confirmation, wakes=True),
         },
-        Topic.STAFF: {StaffInvited.TYPE: once(invite_staff, wakes=True)},
+        Topic.STAFF: {
+            StaffInvited.TYPE: once(invite_staff, wakes=True),
+            StaffAccessChanged.TYPE: once(change_staff_access),
+        },
     }
+
+
+async def record_staff_access(session: AsyncSession, envelope: Envelope, p: StaffAccessChanged) -> None:
+    """Keep the newest access of a staff member (the highest token version wins)."""
+    values = {"org_id": envelope.org_id, "token_version": p.token_version, "active": p.active, "updated_at": utcnow()}
+    statement = insert(StaffAccessCopy).values(staff_id=p.staff_id, **values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["staff_id"],
+            set_=values,
+            where=col(StaffAccessCopy.token_version) < statement.excluded.token_version,
+        )
+    )
 
 
 async def _update_recipient(session: AsyncSession, envelope: Envelope, **values: Any) -> None:
