@@ -333,6 +333,7 @@ class StaffAccessChanged(Payload):
     TOPIC = Topic.STAFF
 
     staff_id: UUID
+    role: Literal["org_admin", "coach"]
     token_version: int = Field(ge=1, description="Tokens with a lower version are refused.")
     active: bool = Field(description="False: every token of this member is refused.")
     removed: bool = Field(default=False, description="Removed: copies of the member's name and address go too.")

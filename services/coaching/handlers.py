@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
-from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,7 +22,6 @@ from services.coaching.live import LiveHub, ParticipantChanged
 from services.coaching.storage import ProjectionStore, SqlProjectionStore
 from services.coaching.tables import (
     CallSeen,
-    CoachView,
     DashboardRow,
     LifecycleSeen,
     OpenSeen,
@@ -71,7 +69,7 @@ def _parse(envelope: Envelope, kind: type[PayloadT]) -> PayloadT:
     payload = envelope.parsed()
     if not isinstance(payload, kind):
         raise TypeError(f"expected {kind.TYPE}, got {envelope.type}")
-    if kind.TOPIC != Topic.ORGANISATION and envelope.participant_id is None:
+    if kind.TOPIC not in (Topic.ORGANISATION, Topic.STAFF) and envelope.participant_id is None:
         raise ValueError(f"{envelope.type} without a participant_id")
     return payload
 
@@ -200,7 +198,21 @@ def _brand(organisation: OrganisationView, branding: Branding) -> None:
 async def on_coach_added(store: ProjectionStore, envelope: Envelope) -> None:
     payload = _parse(envelope, CoachAdded)
     coach = await store.coach(payload.coach_id, envelope.org_id)
-    coach.name = payload.name
+    if not coach.removed:
+        coach.name = payload.name
+
+
+async def on_staff_access_changed(store: ProjectionStore, envelope: Envelope) -> None:
+    """The newest access (highest token version) says whether the coach is active; a
+    removal erases the name for good, whichever of coach.added and this came first."""
+    payload = _parse(envelope, StaffAccessChanged)
+    if payload.role != "coach":
+        return
+    coach = await store.coach(payload.staff_id, envelope.org_id)
+    if payload.token_version > coach.access_version:
+        coach.access_version, coach.active = payload.token_version, payload.active
+    if payload.removed:
+        coach.removed, coach.active, coach.name = True, False, None
 
 
 # --- mail.* -----------------------------------------------------------------------------
@@ -350,6 +362,9 @@ APPLIERS: Mapping[str, Mapping[str, Applier]] = {
         OrganisationBrandingChanged.TYPE: on_organisation_branding_changed,
         CoachAdded.TYPE: on_coach_added,
     },
+    Topic.STAFF: {
+        StaffAccessChanged.TYPE: on_staff_access_changed,
+    },
     Topic.MAIL: {
         MailSent.TYPE: on_mail_sent,
         MailFailed.TYPE: on_mail_failed,
@@ -371,8 +386,8 @@ APPLIERS: Mapping[str, Mapping[str, Applier]] = {
 
 async def record_staff_access(session: AsyncSession, envelope: Envelope) -> None:
     """staff.access_changed: keep the newest access (highest token version) of a staff
-    member, so their older tokens are refused; a removed coach's name goes too. Not part
-    of the projection: a rebuild leaves it alone."""
+    member, so their older tokens are refused. Not part of the projection: a rebuild
+    leaves it alone."""
     payload = envelope.parsed()
     if not isinstance(payload, StaffAccessChanged):
         raise TypeError(f"expected {StaffAccessChanged.TYPE}, got {envelope.type}")
@@ -390,8 +405,6 @@ async def record_staff_access(session: AsyncSession, envelope: Envelope) -> None
             where=col(StaffAccessCopy.token_version) < statement.excluded.token_version,
         )
     )
-    if payload.removed:
-        await session.execute(update(CoachView).where(col(CoachView.coach_id) == payload.staff_id).values(name=None))
 
 
 def build_handlers(database: Database, hub: LiveHub) -> dict[str, dict[str, EventHandler]]:
@@ -410,17 +423,18 @@ def build_handlers(database: Database, hub: LiveHub) -> dict[str, dict[str, Even
         handle.__name__ = apply.__name__
         return handle
 
-    async def on_staff_access_changed(envelope: Envelope) -> None:
+    async def on_access_changed(envelope: Envelope) -> None:
         async with database.session() as session:
             if not await claim_event(session, envelope.event_id):
                 return
             await record_staff_access(session, envelope)
+            await on_staff_access_changed(SqlProjectionStore(session), envelope)
             await session.commit()
 
     handlers = {
         topic: {kind: unit_of_work(apply) for kind, apply in by_type.items()} for topic, by_type in APPLIERS.items()
     }
-    handlers[Topic.STAFF] = {StaffAccessChanged.TYPE: on_staff_access_changed}
+    handlers[Topic.STAFF] = {StaffAccessChanged.TYPE: on_access_changed}
     return handlers
 
 

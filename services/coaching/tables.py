@@ -175,6 +175,9 @@ class CoachView(CoachingTable, table=True):
     coach_id: UUID = Field(primary_key=True)
     org_id: UUID = Field(index=True)
     name: str | None = None
+    active: bool = Field(default=True, description="False once deactivated or removed (staff.access_changed).")
+    access_version: int = Field(default=0, description="Token version of the newest staff.access_changed applied.")
+    removed: bool = Field(default=False, description="Removed for good: the name stays erased.")
 
 
 PROJECTION_TABLES: tuple[type[CoachingTable], ...] = (
@@ -443,6 +446,13 @@ class WeeklyOpenRate(SQLModel):
     open_rate: float | None
 
 
+class ParticipantToReassign(SQLModel):
+    participant_id: UUID
+    first_name: str | None
+    coach_id: UUID
+    coach_name: str | None
+
+
 class OrganisationOverview(SQLModel):
     """What an organisation admin sees: per coach, and the organisation's open rate by week."""
 
@@ -450,6 +460,9 @@ class OrganisationOverview(SQLModel):
     display_name: str | None
     coaches: list[CoachFigures]
     weekly_open_rate: list[WeeklyOpenRate]
+    to_reassign: list[ParticipantToReassign] = Field(
+        default_factory=list, description="Running participants whose coach was deactivated or removed."
+    )
 
 
 class Me(SQLModel):

@@ -35,6 +35,7 @@ from services.coaching.auth import (
     check_form,
     check_login_form,
     safe_next,
+    still_allowed,
 )
 from services.coaching.dashboard import Moment, Summarised
 from services.coaching.guide import GUIDE
@@ -461,6 +462,7 @@ async def live(request: Request, viewer: FragmentViewer) -> EventSourceResponse:
         coach_id=viewer.scope.coach_id,
         token=viewer.token,
         ping_s=svc.settings.live_ping_s,
+        still_allowed=lambda: still_allowed(request, viewer.claims),
     )
 
 

@@ -313,7 +313,11 @@ def _access_changed(session: AsyncSession, staff: StaffMember, *, removed: bool 
         session,
         Envelope.wrap(
             StaffAccessChanged(
-                staff_id=staff.id, token_version=staff.token_version, active=staff.active, removed=removed
+                staff_id=staff.id,
+                role="coach" if staff.role == "coach" else "org_admin",
+                token_version=staff.token_version,
+                active=staff.active,
+                removed=removed,
             ),
             org_id=staff.org_id,
         ),

@@ -5,6 +5,7 @@ participants wait for the admin to give them another coach."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -104,13 +105,32 @@ async def test_a_deactivated_coach_is_refused_everywhere_and_their_participants_
 
     # The event says who and which version, nothing personal.
     (event,) = await eventually(lambda: access_events(org_id, coach["id"]), what="staff.access_changed")
-    assert event["payload"] == {"staff_id": coach["id"], "token_version": 2, "active": False, "removed": False}
+    assert event["payload"] == {
+        "staff_id": coach["id"],
+        "role": "coach",
+        "token_version": 2,
+        "active": False,
+        "removed": False,
+    }
     assert coach["email"] not in str(event) and "Vertrekt" not in str(event)
 
     # The admin sees whom to give another coach; the deactivated coach can no longer be chosen.
     to_reassign = f"{ENROLMENT}/api/organisations/{org_id}/participants-to-reassign"
     waiting = await http.get(to_reassign, headers=admin["headers"])
     assert waiting.status_code == 200 and [p["id"] for p in waiting.json()["items"]] == [participant["id"]]
+
+    # Coaching's organisation page shows them too, in Dutch, for the admin.
+    async def on_the_organisation_page() -> bool:
+        page = await http.get(f"{COACHING}/organisatie", headers={"Cookie": f"meer_coaching_session={admin['token']}"})
+        return (
+            page.status_code == 200
+            and "nieuwe coach nodig" in page.text
+            and f"/deelnemers/{participant['id']}" in page.text
+        )
+
+    await eventually(on_the_organisation_page, what="the participant on coaching's organisation page")
+    overview = await http.get(f"{COACHING}/api/organisation", headers=admin["headers"])
+    assert [p["participant_id"] for p in overview.json()["to_reassign"]] == [participant["id"]]
     coaches = await http.get(f"{ENROLMENT}/api/organisations/{org_id}/coaches", headers=admin["headers"])
     assert [c["id"] for c in coaches.json()["items"]] == [other["id"]]
     coach_url = f"{ENROLMENT}/api/organisations/{org_id}/participants/{participant['id']}/coach"
@@ -119,6 +139,12 @@ async def test_a_deactivated_coach_is_refused_everywhere_and_their_participants_
     moved = await http.put(coach_url, json={"coach_id": other["id"]}, headers=admin["headers"])
     assert moved.status_code == 200 and moved.json()["coach_id"] == other["id"]
     assert (await http.get(to_reassign, headers=admin["headers"])).json()["total"] == 0
+
+    async def reassigned_in_coaching() -> bool:
+        overview = await http.get(f"{COACHING}/api/organisation", headers=admin["headers"])
+        return overview.json()["to_reassign"] == []
+
+    await eventually(reassigned_in_coaching, what="coaching seeing the new coach")
 
     # Reactivation lets the coach log in again; the token from before stays refused.
     assert (await http.post(f"{staff_url}/reactivate", headers=admin["headers"])).status_code == 200
@@ -242,3 +268,28 @@ async def test_an_admin_cannot_lock_themselves_or_the_organisation_out(http: htt
     foreign = await http.post(f"{own}/deactivate", headers=stranger["headers"])
     assert foreign.status_code == 403
     assert (await http.get(f"{ENROLMENT}/api/auth/me", headers=admin["headers"])).status_code == 200
+
+
+async def test_an_open_live_stream_ends_when_the_coach_is_deactivated(http: httpx.AsyncClient) -> None:
+    organisation = await create_organisation(http)
+    org_id = organisation["id"]
+    admin = await staff_login(http, org_id)
+    coach = await staff_login(http, org_id, role="coach")
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(10, read=40)) as client,
+        client.stream("GET", f"{COACHING}/api/live", headers=coach["headers"]) as stream,
+    ):
+        assert stream.status_code == 200
+        lines = stream.aiter_lines()
+        assert await anext(lines) == "event: ready"
+        url = f"{ENROLMENT}/api/organisations/{org_id}/staff/{coach['id']}/deactivate"
+        assert (await http.post(url, headers=admin["headers"])).status_code == 200
+
+        async def ended() -> bool:
+            async for line in lines:
+                if line == "event: expired":
+                    return True
+            return False
+
+        # The stream rechecks the login every few seconds; the event must reach coaching first.
+        assert await asyncio.wait_for(ended(), timeout=40), "the stream ended without saying why"

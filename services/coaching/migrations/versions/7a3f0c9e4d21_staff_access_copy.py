@@ -1,4 +1,5 @@
-"""staff access copy: token version and active flag per staff member, from staff.access_changed
+"""staff access copy: token version and active flag per staff member, from staff.access_changed;
+whether each coach is active or removed, in the projection
 
 Revision ID: 7a3f0c9e4d21
 Revises: 2b0babe66cb0
@@ -26,7 +27,12 @@ def upgrade() -> None:
     sa.Column('updated_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('staff_id')
     )
+    op.add_column('coach_view', sa.Column('active', sa.Boolean(), server_default=sa.true(), nullable=False))
+    op.add_column('coach_view', sa.Column('access_version', sa.Integer(), server_default=sa.text('0'), nullable=False))
+    op.add_column('coach_view', sa.Column('removed', sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade() -> None:
+    for column in ('removed', 'access_version', 'active'):
+        op.drop_column('coach_view', column)
     op.drop_table('staff_access')
