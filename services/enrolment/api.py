@@ -566,7 +566,9 @@ async def resend_invitation(
 
 
 async def staff_or_404(session: AsyncSession, org_id: UUID, staff_id: UUID) -> StaffMember:
-    """A staff member of this organisation, locked until commit, or a 404."""
+    """A staff member of this organisation, locked until commit, or a 404. The organisation
+    is locked first, so two admins cannot deactivate each other at the same moment."""
+    await organisation_or_404(session, org_id, for_update=True)
     staff = await storage.get_staff(session=session, staff_id=staff_id, for_update=True)
     if staff is None or staff.org_id != org_id:
         raise api_error(404, f"Staff member {staff_id} does not exist in this organisation.")
