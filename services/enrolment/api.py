@@ -128,13 +128,14 @@ def _unauthorised(message: str) -> Exception:
 async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    session: SessionDep,
     x_api_key: Annotated[str | None, Header(description="An organisation API key.")] = None,
 ) -> Principal:
-    """The caller, from a licensor secret, a staff token or an organisation API key."""
+    """The caller, from a licensor secret, a staff token or an organisation API key.
+    (The request's own session: FastAPI hands the route the same one.)"""
     settings = settings_of(request)
     if x_api_key is not None:
-        async with runtime(request).database.session() as session:
-            org_id = await storage.org_of_api_key(session=session, key_hash=security.digest(x_api_key))
+        org_id = await storage.org_of_api_key(session=session, key_hash=security.digest(x_api_key))
         if org_id is None:
             raise _unauthorised("The API key is not valid (it may have been rotated).")
         return Principal(kind="api_key", org_id=org_id)
@@ -149,8 +150,7 @@ async def principal(
     except security.KeysMissingError:
         raise _unauthorised("Staff tokens cannot be checked: the public key is not configured.") from None
     # One primary-key lookup: a signature alone does not survive logout, reset or offboarding.
-    async with runtime(request).database.session() as session:
-        staff = await storage.get_staff(session=session, staff_id=claims.staff_id)
+    staff = await storage.get_staff(session=session, staff_id=claims.staff_id)
     access = None if staff is None else StaffAccess(token_version=staff.token_version, active=staff.active)
     if staff is None or staff.org_id != claims.org_id or not token_allowed(claims, access):
         raise _unauthorised("This session has ended (logged out, password reset or account deactivated); log in again.")

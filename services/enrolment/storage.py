@@ -115,8 +115,10 @@ async def revoke_api_keys(*, session: AsyncSession, org_id: UUID, now: datetime)
 
 
 async def get_staff(*, session: AsyncSession, staff_id: UUID, for_update: bool = False) -> StaffMember | None:
-    """A staff member by id (locked until commit with for_update)."""
-    return await session.get(StaffMember, staff_id, with_for_update=for_update or None)
+    """A staff member by id (locked until commit, and read afresh, with for_update)."""
+    if for_update:
+        return await session.get(StaffMember, staff_id, with_for_update=True, populate_existing=True)
+    return await session.get(StaffMember, staff_id)
 
 
 async def get_staff_by_email(*, session: AsyncSession, email: str) -> StaffMember | None:
