@@ -338,6 +338,21 @@ class StaffInvited(Payload):
     set_password_url: str
 
 
+@event
+class StaffAccessChanged(Payload):
+    """Logout, password reset, deactivation or removal: tokens below token_version, or of an inactive member, stop."""
+
+    TYPE = "staff.access_changed"
+    VERSION = 1
+    TOPIC = Topic.STAFF
+
+    staff_id: UUID
+    role: Literal["org_admin", "coach"]
+    token_version: int = Field(ge=1, description="Tokens with a lower version are refused.")
+    active: bool = Field(description="False: every token of this member is refused.")
+    removed: bool = Field(default=False, description="Removed: copies of the member's name and address go too.")
+
+
 # --- mail.* ----------------------------------------------------------------------------
 
 

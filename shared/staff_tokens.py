@@ -2,11 +2,16 @@
 and the services that trust them (coaching) with the public key only.
 
 Tokens are short-lived JWTs signed with Ed25519 (EdDSA, PyJWT). They carry the staff
-member's id, role and organisation; never a name or an e-mail address.
+member's id, role, organisation and token version; never a name or an e-mail address.
+A signature alone is not enough: enrolment bumps a member's token version on logout,
+password reset, deactivation and removal and publishes `staff.access_changed`; every
+service keeps that (version, active) per staff member and refuses older tokens
+(`token_allowed`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -33,6 +38,22 @@ class StaffClaims(BaseModel):
     role: StaffRole
     org_id: UUID
     coach_id: UUID | None = None
+    token_version: int = 0
+
+
+@dataclass(frozen=True)
+class StaffAccess:
+    """What a service knows of a staff member's access: the lowest token version still
+    valid, and whether the member may log in at all."""
+
+    token_version: int
+    active: bool
+
+
+def token_allowed(claims: StaffClaims, access: StaffAccess | None) -> bool:
+    """A verified token still counts: its member is active and it is not older than the
+    last revocation. None (no change ever heard of) leaves it to the signature."""
+    return access is None or (access.active and claims.token_version >= access.token_version)
 
 
 class InvalidStaffTokenError(ValueError):
@@ -53,6 +74,7 @@ def issue_staff_token(
         "role": claims.role,
         "org": str(claims.org_id),
         "coach": str(claims.coach_id) if claims.coach_id else None,
+        "ver": claims.token_version,
     }
     return jwt.encode(payload, serialization.load_pem_private_key(private_key_pem, password=None), algorithm=ALGORITHM)  # type: ignore[arg-type]
 
@@ -68,7 +90,13 @@ def verify_staff_token(token: str, public_key_pem: bytes) -> StaffClaims:
             issuer=ISSUER,
             options={"require": ["exp", "iat", "sub", "aud", "iss"]},
         )
-        return StaffClaims(staff_id=data["sub"], role=data["role"], org_id=data["org"], coach_id=data.get("coach"))
+        return StaffClaims(
+            staff_id=data["sub"],
+            role=data["role"],
+            org_id=data["org"],
+            coach_id=data.get("coach"),
+            token_version=data.get("ver", 0),
+        )
     except (jwt.PyJWTError, ValidationError, KeyError, ValueError) as error:
         raise InvalidStaffTokenError(type(error).__name__) from None
 

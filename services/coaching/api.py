@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sse_starlette import EventSourceResponse
 
 from services.coaching import commands, dashboard, documents, kit, storage
-from services.coaching.auth import ApiViewer, Viewer
+from services.coaching.auth import ApiViewer, Viewer, still_allowed
 from services.coaching.dashboard import Clock, Moment
 from services.coaching.guide import GUIDE
 from services.coaching.live import LiveHub, stream_changes
@@ -343,7 +343,7 @@ async def recruitment_kit(
     response_class=EventSourceResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def live(viewer: ApiViewer, svc: ServicesDep) -> EventSourceResponse:
+async def live(request: Request, viewer: ApiViewer, svc: ServicesDep) -> EventSourceResponse:
     """`participant` events ({participant_id, event_type}) for the participants the token may see."""
     return stream_changes(
         svc.hub,
@@ -351,4 +351,5 @@ async def live(viewer: ApiViewer, svc: ServicesDep) -> EventSourceResponse:
         coach_id=viewer.scope.coach_id,
         token=viewer.token,
         ping_s=svc.settings.live_ping_s,
+        still_allowed=lambda: still_allowed(request, viewer.claims),
     )

@@ -1,6 +1,9 @@
 """Who is asking: staff tokens from enrolment, as a bearer header (JSON API) or as the
 login cookie (web pages), and the CSRF checks of the web forms.
 
+A signature alone is not enough: a token older than the member's last logout, password
+reset or deactivation (staff.access_changed, kept in staff_access) is refused.
+
 A coach sees only their own participants, an organisation admin the whole organisation,
 nobody anything of another organisation: every read goes through the viewer's Scope.
 """
@@ -18,9 +21,12 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.coaching.storage import Scope
-from shared.staff_tokens import InvalidStaffTokenError, StaffClaims, verify_staff_token
+from services.coaching.tables import StaffAccessCopy
+from shared.runtime import Runtime
+from shared.staff_tokens import InvalidStaffTokenError, StaffAccess, StaffClaims, token_allowed, verify_staff_token
 
 SESSION_COOKIE = "meer_coaching_session"
+DEVICE_COOKIE = "meer_coaching_device"
 LOGIN_CSRF_COOKIE = "meer_coaching_login"
 CSRF_FIELD = "csrf_token"
 
@@ -82,6 +88,15 @@ def _verifier(request: Request) -> StaffTokenVerifier:
     return verifier
 
 
+async def still_allowed(request: Request, claims: StaffClaims) -> bool:
+    """The member is not deactivated and the token is not older than their last revocation
+    (one primary-key lookup in coaching's own copy)."""
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.database.session() as session:
+        known = await session.get(StaffAccessCopy, claims.staff_id)
+    return token_allowed(claims, None if known is None else StaffAccess(known.token_version, known.active))
+
+
 async def api_viewer(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Viewer:
@@ -97,6 +112,12 @@ async def api_viewer(
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "The staff token is not valid or has expired.", headers=challenge
         ) from None
+    if not await still_allowed(request, claims):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "This session has ended (logged out, password reset or account deactivated).",
+            headers=challenge,
+        )
     return Viewer(claims=claims, token=credentials.credentials)
 
 
@@ -117,22 +138,25 @@ class LoginRequired(Exception):
         return f"/inloggen?next={quote(self.next_path, safe='/')}{reason}"
 
 
-def _cookie_viewer(request: Request) -> Viewer | bool | None:
+async def _cookie_viewer(request: Request) -> Viewer | bool | None:
     """The viewer from the login cookie; None without a cookie, False when it is no longer valid."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
     try:
-        return Viewer(claims=_verifier(request).verify(token), token=token)
+        claims = _verifier(request).verify(token)
     except StaffAuthNotConfigured:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "Inloggen is hier nog niet ingesteld.") from None
     except InvalidStaffTokenError:
         return False
+    if not await still_allowed(request, claims):
+        return False
+    return Viewer(claims=claims, token=token)
 
 
 async def page_viewer(request: Request) -> Viewer:
     """The viewer of a web page; without a valid login cookie, off to the login page."""
-    found = _cookie_viewer(request)
+    found = await _cookie_viewer(request)
     if isinstance(found, Viewer):
         return found
     raise LoginRequired(next_path=request.url.path, expired=found is False)
@@ -140,7 +164,7 @@ async def page_viewer(request: Request) -> Viewer:
 
 async def fragment_viewer(request: Request) -> Viewer:
     """The viewer of a piece of page fetched by script (live updates): a 401, no redirect."""
-    found = _cookie_viewer(request)
+    found = await _cookie_viewer(request)
     if isinstance(found, Viewer):
         return found
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Log opnieuw in.")

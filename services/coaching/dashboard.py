@@ -39,6 +39,7 @@ from services.coaching.tables import (
     OrganisationOverview,
     ParticipantDetail,
     ParticipantSummary,
+    ParticipantToReassign,
     PlannedCallMove,
     PlannedCallPublic,
     ReportPublic,
@@ -288,12 +289,24 @@ async def organisation_overview(session: AsyncSession, *, org_id: UUID, moment: 
         for line in lines
     ]
     organisation = await storage.organisation(session, org_id=org_id)
+    inactive = await storage.inactive_coaches(session, org_id=org_id)
+    to_reassign = [
+        ParticipantToReassign(
+            participant_id=row.participant_id,
+            first_name=row.first_name,
+            coach_id=row.coach_id,
+            coach_name=inactive[row.coach_id],
+        )
+        for row in rows.values()
+        if row.coach_id in inactive and row.status not in ("stopped", "completed", "erased")
+    ]
     coaches = coach_lines(facts, names, now=moment.now, today=moment.today)
     weeks = weekly_open_rate([mail for line in lines for mail in line.mails], today=moment.today, tz=moment.tz)
     return OrganisationOverview(
         org_id=org_id,
         display_name=organisation.display_name if organisation else None,
         coaches=[CoachFigures(**vars(line)) for line in coaches],
+        to_reassign=sorted(to_reassign, key=lambda p: (p.first_name or "", str(p.participant_id))),
         weekly_open_rate=[
             WeeklyOpenRate(
                 week_start=week.week_start,

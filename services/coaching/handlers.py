@@ -14,12 +14,24 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from services.coaching import projection
 from services.coaching.callplan import publish_call_plan, what_may_change
 from services.coaching.live import LiveHub, ParticipantChanged
 from services.coaching.storage import ProjectionStore, SqlProjectionStore
-from services.coaching.tables import CallSeen, DashboardRow, LifecycleSeen, OpenSeen, OrganisationView, ReportSeen
-from shared.db import Database, claim_event
+from services.coaching.tables import (
+    CallSeen,
+    DashboardRow,
+    LifecycleSeen,
+    OpenSeen,
+    OrganisationView,
+    ReportSeen,
+    StaffAccessCopy,
+)
+from shared.db import Database, claim_event, utcnow
 from shared.events import (
     AssignmentReported,
     Branding,
@@ -44,6 +56,7 @@ from shared.events import (
     Payload,
     PlanUpdated,
     ProgrammeCompleted,
+    StaffAccessChanged,
     Topic,
     UnsubscribeRequested,
 )
@@ -59,7 +72,7 @@ def _parse(envelope: Envelope, kind: type[PayloadT]) -> PayloadT:
     payload = envelope.parsed()
     if not isinstance(payload, kind):
         raise TypeError(f"expected {kind.TYPE}, got {envelope.type}")
-    if kind.TOPIC != Topic.ORGANISATION and envelope.participant_id is None:
+    if kind.TOPIC not in (Topic.ORGANISATION, Topic.STAFF) and envelope.participant_id is None:
         raise ValueError(f"{envelope.type} without a participant_id")
     return payload
 
@@ -194,7 +207,21 @@ def _brand(organisation: OrganisationView, branding: Branding) -> None:
 async def on_coach_added(store: ProjectionStore, envelope: Envelope) -> None:
     payload = _parse(envelope, CoachAdded)
     coach = await store.coach(payload.coach_id, envelope.org_id)
-    coach.name = payload.name
+    if not coach.removed:
+        coach.name = payload.name
+
+
+async def on_staff_access_changed(store: ProjectionStore, envelope: Envelope) -> None:
+    """The newest access (highest token version) says whether the coach is active; a
+    removal erases the name for good, whichever of coach.added and this came first."""
+    payload = _parse(envelope, StaffAccessChanged)
+    if payload.role != "coach":
+        return
+    coach = await store.coach(payload.staff_id, envelope.org_id)
+    if payload.token_version > coach.access_version:
+        coach.access_version, coach.active = payload.token_version, payload.active
+    if payload.removed:
+        coach.removed, coach.active, coach.name = True, False, None
 
 
 # --- mail.* -----------------------------------------------------------------------------
@@ -345,6 +372,9 @@ APPLIERS: Mapping[str, Mapping[str, Applier]] = {
         OrganisationSlugChanged.TYPE: on_organisation_slug_changed,
         CoachAdded.TYPE: on_coach_added,
     },
+    Topic.STAFF: {
+        StaffAccessChanged.TYPE: on_staff_access_changed,
+    },
     Topic.MAIL: {
         MailSent.TYPE: on_mail_sent,
         MailFailed.TYPE: on_mail_failed,
@@ -362,6 +392,29 @@ APPLIERS: Mapping[str, Mapping[str, Applier]] = {
     },
 }
 """Every event coaching applies, by topic and type (the live consumer and the rebuild share it)."""
+
+
+async def record_staff_access(session: AsyncSession, envelope: Envelope) -> None:
+    """staff.access_changed: keep the newest access (highest token version) of a staff
+    member, so their older tokens are refused. Not part of the projection: a rebuild
+    leaves it alone."""
+    payload = envelope.parsed()
+    if not isinstance(payload, StaffAccessChanged):
+        raise TypeError(f"expected {StaffAccessChanged.TYPE}, got {envelope.type}")
+    values = {
+        "org_id": envelope.org_id,
+        "token_version": payload.token_version,
+        "active": payload.active,
+        "updated_at": utcnow(),
+    }
+    statement = insert(StaffAccessCopy).values(staff_id=payload.staff_id, **values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["staff_id"],
+            set_=values,
+            where=col(StaffAccessCopy.token_version) < statement.excluded.token_version,
+        )
+    )
 
 
 def build_handlers(database: Database, hub: LiveHub, tz: ZoneInfo) -> dict[str, dict[str, EventHandler]]:
@@ -385,9 +438,19 @@ def build_handlers(database: Database, hub: LiveHub, tz: ZoneInfo) -> dict[str, 
         handle.__name__ = apply.__name__
         return handle
 
-    return {
+    async def on_access_changed(envelope: Envelope) -> None:
+        async with database.session() as session:
+            if not await claim_event(session, envelope.event_id):
+                return
+            await record_staff_access(session, envelope)
+            await on_staff_access_changed(SqlProjectionStore(session), envelope)
+            await session.commit()
+
+    handlers = {
         topic: {kind: unit_of_work(apply) for kind, apply in by_type.items()} for topic, by_type in APPLIERS.items()
     }
+    handlers[Topic.STAFF] = {StaffAccessChanged.TYPE: on_access_changed}
+    return handlers
 
 
 def register_kafka_handlers(runtime: Runtime, hub: LiveHub, tz: ZoneInfo) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -89,6 +89,10 @@ class LiveHub:
                     subscriber.queue.put_nowait(None)
 
 
+ACCESS_RECHECK_S = 5.0
+"""How often an open stream checks that its login was not revoked."""
+
+
 def _seconds_left(token: str) -> float:
     """Seconds until the (already verified) token expires."""
     expires = jwt.decode(token, options={"verify_signature": False}).get("exp", 0)
@@ -96,24 +100,37 @@ def _seconds_left(token: str) -> float:
 
 
 def stream_changes(
-    hub: LiveHub, *, org_id: UUID, coach_id: UUID | None, token: str, ping_s: float
+    hub: LiveHub,
+    *,
+    org_id: UUID,
+    coach_id: UUID | None,
+    token: str,
+    ping_s: float,
+    still_allowed: Callable[[], Awaitable[bool]],
 ) -> EventSourceResponse:
-    """A Server-Sent Events stream of participant changes for one viewer, until their login expires.
+    """A Server-Sent Events stream of participant changes for one viewer, until their login
+    expires or is revoked (logout, reset, deactivation: checked every few seconds).
 
     Events: `ready` once; `participant` with {"participant_id", "event_type"} per change;
     `reload` when the stream fell behind; `expired` when the login ran out (then it ends).
     """
     deadline = time.monotonic() + _seconds_left(token)
+    recheck_s = min(ping_s, ACCESS_RECHECK_S)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         async with hub.subscribe(org_id=org_id, coach_id=coach_id) as subscriber:
             yield ServerSentEvent(event="ready", data="{}", retry=3000)
+            next_check = time.monotonic() + recheck_s
             while True:
+                wait = max(0.0, min(deadline, next_check) - time.monotonic())
                 try:
-                    change = await asyncio.wait_for(subscriber.queue.get(), timeout=deadline - time.monotonic())
+                    change = await asyncio.wait_for(subscriber.queue.get(), timeout=wait)
                 except TimeoutError:
-                    yield ServerSentEvent(event="expired", data="{}")
-                    return
+                    if time.monotonic() >= deadline or not await still_allowed():
+                        yield ServerSentEvent(event="expired", data="{}")
+                        return
+                    next_check = time.monotonic() + recheck_s
+                    continue
                 if change is None:
                     return
                 if subscriber.overflowed:

@@ -255,6 +255,14 @@ async def coach_names(session: AsyncSession, *, org_id: UUID) -> dict[UUID, str 
     return {coach.coach_id: coach.name for coach in result.scalars()}
 
 
+async def inactive_coaches(session: AsyncSession, *, org_id: UUID) -> dict[UUID, str | None]:
+    """The organisation's deactivated or removed coaches, with their names where kept."""
+    result = await session.execute(
+        select(CoachView).where(col(CoachView.org_id) == org_id, col(CoachView.active).is_(False))
+    )
+    return {coach.coach_id: coach.name for coach in result.scalars()}
+
+
 async def coach(session: AsyncSession, *, coach_id: UUID) -> CoachView | None:
     return await session.get(CoachView, coach_id)
 

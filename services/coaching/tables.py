@@ -157,6 +157,19 @@ class OrganisationView(CoachingTable, table=True):
     slug: str | None = Field(default=None, max_length=40, description="Short word of the sign-up address.")
 
 
+class StaffAccessCopy(CoachingTable, table=True):
+    """What enrolment last said of a staff member's access (staff.access_changed): tokens
+    with a lower version, or of an inactive member, are refused. No row: never changed."""
+
+    __tablename__ = "staff_access"
+
+    staff_id: UUID = Field(primary_key=True)
+    org_id: UUID
+    token_version: int
+    active: bool
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class CoachView(CoachingTable, table=True):
     """A coach's name, so pages can say whose participants they show."""
 
@@ -165,6 +178,9 @@ class CoachView(CoachingTable, table=True):
     coach_id: UUID = Field(primary_key=True)
     org_id: UUID = Field(index=True)
     name: str | None = None
+    active: bool = Field(default=True, description="False once deactivated or removed (staff.access_changed).")
+    access_version: int = Field(default=0, description="Token version of the newest staff.access_changed applied.")
+    removed: bool = Field(default=False, description="Removed for good: the name stays erased.")
 
 
 PROJECTION_TABLES: tuple[type[CoachingTable], ...] = (
@@ -460,6 +476,13 @@ class WeeklyOpenRate(SQLModel):
     open_rate: float | None
 
 
+class ParticipantToReassign(SQLModel):
+    participant_id: UUID
+    first_name: str | None
+    coach_id: UUID
+    coach_name: str | None
+
+
 class OrganisationOverview(SQLModel):
     """What an organisation admin sees: per coach, and the organisation's open rate by week."""
 
@@ -467,6 +490,9 @@ class OrganisationOverview(SQLModel):
     display_name: str | None
     coaches: list[CoachFigures]
     weekly_open_rate: list[WeeklyOpenRate]
+    to_reassign: list[ParticipantToReassign] = Field(
+        default_factory=list, description="Running participants whose coach was deactivated or removed."
+    )
 
 
 class Me(SQLModel):

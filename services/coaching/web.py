@@ -26,6 +26,7 @@ from services.coaching import commands, dashboard, storage
 from services.coaching.api import PDF_HEADERS, Services, plan_pdf_bytes, recruitment_pdf
 from services.coaching.auth import (
     CSRF_FIELD,
+    DEVICE_COOKIE,
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     FragmentViewer,
@@ -34,6 +35,7 @@ from services.coaching.auth import (
     check_form,
     check_login_form,
     safe_next,
+    still_allowed,
 )
 from services.coaching.dashboard import Moment, Summarised
 from services.coaching.guide import GUIDE
@@ -47,6 +49,8 @@ from shared.staff_tokens import InvalidStaffTokenError
 
 log = get_logger(__name__)
 router = APIRouter(include_in_schema=False)
+DEVICE_COOKIE_MAX_AGE = 180 * 24 * 3600
+"""Enrolment's device token carries its own expiry; the cookie need not outlive its default."""
 
 WEEKDAYS = ("ma", "di", "wo", "do", "vr", "za", "zo")
 MONTHS = ("jan", "feb", "mrt", "apr", "mei", "jun", "jul", "aug", "sep", "okt", "nov", "dec")
@@ -270,9 +274,13 @@ async def login(request: Request) -> Response:
         )
     svc = _services(request)
     url = f"{svc.settings.enrolment_base_url.rstrip('/')}/api/auth/login"
+    # Enrolment limits failed logins per client address and lets a browser that logged in
+    # before through (its device token): pass both on, as a proxy does.
+    body = {"email": email, "password": password, "device_token": request.cookies.get(DEVICE_COOKIE)}
+    forwarded = {"X-Forwarded-For": request.client.host} if request.client else {}
     try:
         async with httpx.AsyncClient(timeout=svc.settings.login_timeout_s) as client:
-            answer = await client.post(url, json={"email": email, "password": password})
+            answer = await client.post(url, json=body, headers=forwarded)
     except httpx.HTTPError as error:
         log.warning("login service unreachable", error=type(error).__name__)
         answer = None
@@ -292,7 +300,7 @@ async def login(request: Request) -> Response:
         return _login_page(
             request,
             next_path=next_path,
-            message="Er is te vaak geprobeerd in te loggen. Wacht een kwartier en probeer het dan opnieuw.",
+            message=f"Er is te vaak geprobeerd in te loggen. Probeer het {_wait_text(answer)} opnieuw.",
             email=email,
             status_code=429,
         )
@@ -317,8 +325,29 @@ async def login(request: Request) -> Response:
     response.set_cookie(
         SESSION_COOKIE, token, max_age=max_age, httponly=True, samesite="lax", secure=_cookie_secure(request)
     )
+    device_token = answer.json().get("device_token") if answer is not None else None
+    if isinstance(device_token, str) and device_token:
+        response.set_cookie(
+            DEVICE_COOKIE,
+            device_token,
+            max_age=DEVICE_COOKIE_MAX_AGE,
+            path="/inloggen",
+            httponly=True,
+            samesite="strict",
+            secure=_cookie_secure(request),
+        )
     response.delete_cookie(LOGIN_CSRF_COOKIE)
     return response
+
+
+def _wait_text(answer: httpx.Response) -> str:
+    """ "over een minuut", "over 5 minuten": how long enrolment says to wait."""
+    try:
+        seconds = int(answer.headers.get("Retry-After", "900"))
+    except ValueError:
+        seconds = 900
+    minutes = max(1, -(-seconds // 60))
+    return "over een minuut" if minutes == 1 else f"over {minutes} minuten"
 
 
 def _token_from(answer: httpx.Response | None) -> str | None:
@@ -336,6 +365,16 @@ def _token_from(answer: httpx.Response | None) -> str | None:
 @router.post("/uitloggen")
 async def logout(request: Request, viewer: PageViewer) -> RedirectResponse:
     _check_form(request, viewer, await request.form())
+    # Enrolment ends the session everywhere (staff.access_changed); the cookie goes either way.
+    svc = _services(request)
+    url = f"{svc.settings.enrolment_base_url.rstrip('/')}/api/auth/logout"
+    try:
+        async with httpx.AsyncClient(timeout=svc.settings.login_timeout_s) as client:
+            answer = await client.post(url, headers={"Authorization": f"Bearer {viewer.token}"})
+        if answer.status_code != 204:
+            log.warning("logout answered unexpectedly", status=answer.status_code)
+    except httpx.HTTPError as error:
+        log.warning("logout service unreachable", error=type(error).__name__)
     response = RedirectResponse("/inloggen?reden=uitgelogd", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -427,6 +466,7 @@ async def live(request: Request, viewer: FragmentViewer) -> EventSourceResponse:
         coach_id=viewer.scope.coach_id,
         token=viewer.token,
         ping_s=svc.settings.live_ping_s,
+        still_allowed=lambda: still_allowed(request, viewer.claims),
     )
 
 

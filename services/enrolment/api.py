@@ -58,7 +58,7 @@ from services.enrolment.tables import (
 from shared.db import utcnow
 from shared.http import Limit, Offset
 from shared.runtime import Runtime, api_error
-from shared.staff_tokens import InvalidStaffTokenError
+from shared.staff_tokens import InvalidStaffTokenError, StaffAccess, token_allowed
 
 router = APIRouter(prefix="/api")
 public_router = APIRouter()
@@ -130,13 +130,14 @@ def _unauthorised(message: str) -> Exception:
 async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    session: SessionDep,
     x_api_key: Annotated[str | None, Header(description="An organisation API key.")] = None,
 ) -> Principal:
-    """The caller, from a licensor secret, a staff token or an organisation API key."""
+    """The caller, from a licensor secret, a staff token or an organisation API key.
+    (The request's own session: FastAPI hands the route the same one.)"""
     settings = settings_of(request)
     if x_api_key is not None:
-        async with runtime(request).database.session() as session:
-            org_id = await storage.org_of_api_key(session=session, key_hash=security.digest(x_api_key))
+        org_id = await storage.org_of_api_key(session=session, key_hash=security.digest(x_api_key))
         if org_id is None:
             raise _unauthorised("The API key is not valid (it may have been rotated).")
         return Principal(kind="api_key", org_id=org_id)
@@ -150,6 +151,11 @@ async def principal(
         raise _unauthorised("The access token is not valid or has expired; log in again.") from None
     except security.KeysMissingError:
         raise _unauthorised("Staff tokens cannot be checked: the public key is not configured.") from None
+    # One primary-key lookup: a signature alone does not survive logout, reset or offboarding.
+    staff = await storage.get_staff(session=session, staff_id=claims.staff_id)
+    access = None if staff is None else StaffAccess(token_version=staff.token_version, active=staff.active)
+    if staff is None or staff.org_id != claims.org_id or not token_allowed(claims, access):
+        raise _unauthorised("This session has ended (logged out, password reset or account deactivated); log in again.")
     return Principal(kind=claims.role, org_id=claims.org_id, staff_id=claims.staff_id)
 
 
@@ -220,22 +226,56 @@ def _branding_public(organisation: Organisation, base_url: str) -> BrandingPubli
 
 
 def _staff_public(staff: StaffMember) -> StaffPublic:
-    return StaffPublic.model_validate({**staff.model_dump(), "has_password": staff.password_hash is not None})
+    return StaffPublic.model_validate(
+        {**staff.model_dump(), "has_password": staff.password_hash is not None, "active": staff.active}
+    )
 
 
 # --- login and staff accounts -------------------------------------------------------------------------
 
 
-@router.post("/auth/login", tags=["auth"], responses=_errors(401, 429, 503))
-async def login(body: LoginRequest, request: Request, session: SessionDep, settings: SettingsDep) -> TokenResponse:
-    """Log in with e-mail address and password; returns a short-lived staff access token."""
-    policy = domain.LoginPolicy(
-        attempts_per_window=settings.login_attempts_per_minute,
-        failures_before_lock=settings.login_failures_before_lock,
-        lock_for=timedelta(minutes=settings.login_lock_minutes),
+DEVICE_COOKIE = "meer_device"
+
+
+def login_policy(settings: EnrolmentSettings) -> domain.LoginPolicy:
+    """The login limits of the settings."""
+    return domain.LoginPolicy(
+        failures_per_source=settings.login_failures_per_source,
+        failures_per_subnet=settings.login_failures_per_subnet,
+        failures_per_account_source=settings.login_failures_before_lock,
+        failures_per_account=settings.login_failures_per_account,
+        failures_per_device=settings.login_failures_before_lock,
+        longest_delay=timedelta(minutes=settings.login_lock_minutes),
     )
+
+
+def client_address(request: Request) -> str:
+    """The client's address as uvicorn determined it: X-Forwarded-For counts only from the
+    trusted proxies (uvicorn's forwarded_allow_ips; coaching's login form forwards its client's)."""
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/auth/login", tags=["auth"], responses=_errors(401, 429, 503))
+async def login(
+    body: LoginRequest, request: Request, response: Response, session: SessionDep, settings: SettingsDep
+) -> TokenResponse:
+    """Log in with e-mail address and password; returns a short-lived staff access token.
+
+    Failed logins are limited per client address, per network, per account and address,
+    and per account; a browser that logged in before (device token or cookie) is held only
+    to its own limit, so others' failures cannot lock it out."""
     now = utcnow()
-    outcome = await operations.login(session=session, email=body.email, password=body.password, now=now, policy=policy)
+    keys: security.TokenKeys = request.app.state.token_keys
+    outcome = await operations.login(
+        session=session,
+        email=body.email,
+        password=body.password,
+        source=client_address(request),
+        device_token=body.device_token or request.cookies.get(DEVICE_COOKIE),
+        keys=keys,
+        now=now,
+        policy=login_policy(settings),
+    )
     await session.commit()
     if outcome.claims is None:
         error = api_error(outcome.status, outcome.message)
@@ -243,10 +283,35 @@ async def login(body: LoginRequest, request: Request, session: SessionDep, setti
             error.headers = {"Retry-After": str(max(1, int((outcome.retry_at - now).total_seconds()) + 1))}
         raise error
     try:
-        token = request.app.state.token_keys.issue(outcome.claims, timedelta(seconds=settings.staff_token_ttl_s))
+        token = keys.issue(outcome.claims, timedelta(seconds=settings.staff_token_ttl_s))
+        device_ttl = timedelta(days=settings.device_cookie_days)
+        device_token = keys.issue_device(outcome.email_key, device_ttl)
     except security.KeysMissingError:
         raise api_error(503, "Staff login is not configured: the signing key is missing.") from None
-    return TokenResponse(access_token=token, expires_in=settings.staff_token_ttl_s)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        device_token,
+        max_age=int(device_ttl.total_seconds()),
+        path="/api/auth",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return TokenResponse(access_token=token, expires_in=settings.staff_token_ttl_s, device_token=device_token)
+
+
+@router.post("/auth/logout", status_code=204, tags=["auth"], responses=_errors(401, 403))
+async def logout(caller: Caller, session: SessionDep) -> Response:
+    """End every session of the logged-in staff member: their tokens stop working here and,
+    through staff.access_changed, in coaching and the mailer."""
+    if caller.staff_id is None:
+        raise api_error(403, "Only a staff token can be logged out.")
+    staff = await storage.get_staff(session=session, staff_id=caller.staff_id, for_update=True)
+    if staff is None:
+        raise _unauthorised("This account no longer exists.")
+    operations.revoke_sessions(session=session, staff=staff)
+    await session.commit()
+    return Response(status_code=204)
 
 
 @router.post("/auth/set-password", status_code=204, tags=["auth"], responses=_errors(404, 410, 422))
@@ -272,8 +337,8 @@ async def me(caller: Caller, session: SessionDep) -> Me:
         org_id=staff.org_id,
         role="coach" if staff.role == "coach" else "org_admin",
         coach_id=staff.id if staff.role == "coach" else None,
-        name=staff.name,
-        email=staff.email,
+        name=staff.name or "",
+        email=staff.email or "",
     )
 
 
@@ -509,12 +574,62 @@ async def resend_invitation(
 ) -> InvitationSent:
     """Send a new set-password link (also to reset a forgotten password); older links stop working."""
     allow(caller, org_id, "org_admin")
-    staff = await storage.get_staff(session=session, staff_id=staff_id)
-    if staff is None or staff.org_id != org_id:
-        raise api_error(404, f"Staff member {staff_id} does not exist in this organisation.")
-    expires_at = await operations.resend_invitation(session=session, staff=staff, settings=settings, now=utcnow())
+    staff = await staff_or_404(session, org_id, staff_id)
+    expires_at = await refused_as_error(
+        operations.resend_invitation(session=session, staff=staff, settings=settings, now=utcnow())
+    )
     await session.commit()
     return InvitationSent(staff_id=staff.id, expires_at=expires_at)
+
+
+async def staff_or_404(session: AsyncSession, org_id: UUID, staff_id: UUID) -> StaffMember:
+    """A staff member of this organisation, locked until commit, or a 404. The organisation
+    is locked first, so two admins cannot deactivate each other at the same moment."""
+    await organisation_or_404(session, org_id, for_update=True)
+    staff = await storage.get_staff(session=session, staff_id=staff_id, for_update=True)
+    if staff is None or staff.org_id != org_id:
+        raise api_error(404, f"Staff member {staff_id} does not exist in this organisation.")
+    return staff
+
+
+StaffPath = "/organisations/{org_id}/staff/{staff_id}"
+
+
+@router.post(f"{StaffPath}/deactivate", tags=["staff"], responses=_errors(401, 403, 404, 409))
+async def deactivate_staff(org_id: UUID, staff_id: UUID, caller: Caller, session: SessionDep) -> StaffPublic:
+    """Offboard a coach or admin: no login any more, and every token of theirs is refused
+    from now on, here and in coaching and the mailer. A coach's running participants are
+    listed under GET …/participants-to-reassign until each has another coach."""
+    allow(caller, org_id, "org_admin")
+    staff = await staff_or_404(session, org_id, staff_id)
+    await refused_as_error(
+        operations.deactivate_staff(session=session, staff=staff, by_staff_id=caller.staff_id, now=utcnow())
+    )
+    await session.commit()
+    return _staff_public(staff)
+
+
+@router.post(f"{StaffPath}/reactivate", tags=["staff"], responses=_errors(401, 403, 404, 409))
+async def reactivate_staff(org_id: UUID, staff_id: UUID, caller: Caller, session: SessionDep) -> StaffPublic:
+    """Undo a deactivation: the member logs in again with their own password."""
+    allow(caller, org_id, "org_admin")
+    staff = await staff_or_404(session, org_id, staff_id)
+    await refused_as_error(operations.reactivate_staff(session=session, staff=staff))
+    await session.commit()
+    return _staff_public(staff)
+
+
+@router.delete(StaffPath, tags=["staff"], responses=_errors(401, 403, 404, 409))
+async def remove_staff(org_id: UUID, staff_id: UUID, caller: Caller, session: SessionDep) -> StaffPublic:
+    """Remove a member for good: deactivated, and name, address and password erased; the id
+    stays, so calls and plans they logged keep their author."""
+    allow(caller, org_id, "org_admin")
+    staff = await staff_or_404(session, org_id, staff_id)
+    await refused_as_error(
+        operations.remove_staff(session=session, staff=staff, by_staff_id=caller.staff_id, now=utcnow())
+    )
+    await session.commit()
+    return _staff_public(staff)
 
 
 @router.post(
@@ -545,10 +660,12 @@ async def add_coach(
 async def list_coaches(
     org_id: UUID, caller: Caller, session: SessionDep, limit: Limit = 50, offset: Offset = 0
 ) -> Page[CoachPublic]:
-    """The organisation's coaches, to choose one when enrolling."""
+    """The organisation's active coaches, to choose one when enrolling."""
     allow(caller, org_id, "org_admin", "coach", "api_key")
     await organisation_or_404(session, org_id)
-    items, total = await storage.list_staff(session=session, org_id=org_id, role="coach", limit=limit, offset=offset)
+    items, total = await storage.list_staff(
+        session=session, org_id=org_id, role="coach", limit=limit, offset=offset, active_only=True
+    )
     return Page(items=[CoachPublic.model_validate(s) for s in items], total=total, limit=limit, offset=offset)
 
 
@@ -639,6 +756,20 @@ async def list_participants(
     items, total = await storage.list_participants(
         session=session, org_id=org_id, status=status, coach_id=coach_id, limit=limit, offset=offset
     )
+    return Page(items=[ParticipantPublic.model_validate(p) for p in items], total=total, limit=limit, offset=offset)
+
+
+@router.get(
+    "/organisations/{org_id}/participants-to-reassign", tags=["participants"], responses=_errors(401, 403, 404, 422)
+)
+async def participants_to_reassign(
+    org_id: UUID, caller: Caller, session: SessionDep, limit: Limit = 50, offset: Offset = 0
+) -> Page[ParticipantPublic]:
+    """Running participants whose coach was deactivated or removed: give each another coach
+    with PUT …/participants/{participant_id}/coach."""
+    allow(caller, org_id, "org_admin")
+    await organisation_or_404(session, org_id)
+    items, total = await storage.participants_to_reassign(session=session, org_id=org_id, limit=limit, offset=offset)
     return Page(items=[ParticipantPublic.model_validate(p) for p in items], total=total, limit=limit, offset=offset)
 
 

@@ -20,6 +20,8 @@ from shared.runtime import Runtime, create_service_app
 
 log = get_logger(__name__)
 CLEANUP_INTERVAL_S = 3600.0
+LOGIN_LIMIT_MEMORY = timedelta(hours=2)
+"""Login limits older than this (a window is an hour, a delay at most the lock time) are forgotten."""
 
 
 async def delete_unconfirmed_signups(database: Database, settings: EnrolmentSettings) -> int:
@@ -59,6 +61,12 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
                 await delete_old_signup_counters(runtime.database)
             except Exception as error:  # noqa: BLE001 - try again next round
                 log.warning("could not delete unconfirmed sign-ups", error=type(error).__name__)
+            try:
+                async with runtime.database.session() as session:
+                    await storage.delete_stale_login_limits(session=session, before=utcnow() - LOGIN_LIMIT_MEMORY)
+                    await session.commit()
+            except Exception as error:  # noqa: BLE001 - try again next round
+                log.warning("could not forget old login limits", error=type(error).__name__)
             await asyncio.sleep(CLEANUP_INTERVAL_S)
 
     runtime.background.append(cleanup_loop)

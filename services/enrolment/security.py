@@ -1,5 +1,6 @@
 """Secrets of the enrolment service: password hashes (argon2), one-time link tokens,
-organisation API keys and the staff access tokens it signs."""
+organisation API keys, the staff access tokens it signs and the device tokens of browsers
+that logged in before."""
 
 from __future__ import annotations
 
@@ -7,18 +8,21 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography.hazmat.primitives import serialization
 
-from shared.staff_tokens import StaffClaims, issue_staff_token, verify_staff_token
+from shared.staff_tokens import ALGORITHM, ISSUER, StaffClaims, issue_staff_token, verify_staff_token
 
 _hasher = PasswordHasher()
 # Checked against when an address has no account, so a login takes as long either way.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 API_KEY_PREFIX = "meer_"
+DEVICE_AUDIENCE = "meer-login-device"
 
 
 def hash_password(password: str) -> str:
@@ -98,3 +102,38 @@ class TokenKeys:
         if self.public_pem is None:
             raise KeysMissingError("MEER_STAFF_TOKEN_PUBLIC_KEY_PATH is not set: enrolment cannot check staff tokens")
         return verify_staff_token(token, self.public_pem)
+
+    def issue_device(self, email_key: str, ttl: timedelta) -> str:
+        """A device token for a browser that just logged in to this account (by its address
+        hash): later failures of others do not lock that browser out."""
+        if self.private_pem is None:
+            raise KeysMissingError("MEER_STAFF_TOKEN_PRIVATE_KEY_PATH is not set: enrolment cannot sign device tokens")
+        now = datetime.now(UTC)
+        payload = {
+            "iss": ISSUER,
+            "aud": DEVICE_AUDIENCE,
+            "iat": now,
+            "exp": now + ttl,
+            "sub": email_key,
+            "jti": secrets.token_urlsafe(12),
+        }
+        key = serialization.load_pem_private_key(self.private_pem, password=None)
+        return jwt.encode(payload, key, algorithm=ALGORITHM)  # type: ignore[arg-type]
+
+    def device_id(self, token: str | None, email_key: str) -> str | None:
+        """The id of a valid device token for this account, else None."""
+        if not token or self.public_pem is None or len(token) > 1000:
+            return None
+        try:
+            data = jwt.decode(
+                token,
+                serialization.load_pem_public_key(self.public_pem),  # type: ignore[arg-type]
+                algorithms=[ALGORITHM],
+                audience=DEVICE_AUDIENCE,
+                issuer=ISSUER,
+                options={"require": ["exp", "sub", "jti"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        jti = data.get("jti")
+        return jti if data.get("sub") == email_key and isinstance(jti, str) and len(jti) <= 40 else None

@@ -32,9 +32,26 @@ class EnrolmentSettings(ServiceSettings):
     unconfirmed_retention_days: int = Field(
         default=7, ge=1, description="Unconfirmed sign-ups are deleted this long after their link expired."
     )
-    login_attempts_per_minute: int = Field(default=10, ge=1, description="Login attempts per address per minute.")
-    login_failures_before_lock: int = Field(default=5, ge=1, description="Failures in a row that lock an address.")
-    login_lock_minutes: int = Field(default=15, ge=1, description="How long a locked address must wait.")
+    login_failures_per_source: int = Field(
+        default=10, ge=1, description="Failed logins from one address in an hour before delays start."
+    )
+    login_failures_per_subnet: int = Field(
+        default=30, ge=1, description="Failed logins from one /24 (IPv4) or /64 (IPv6) in an hour before delays start."
+    )
+    login_failures_before_lock: int = Field(
+        default=5,
+        ge=1,
+        description="Failed logins of one account from one address (or one known browser) before delays.",
+    )
+    login_failures_per_account: int = Field(
+        default=50, ge=1, description="Failed logins of one account from unknown browsers before delays start."
+    )
+    login_lock_minutes: int = Field(
+        default=15, ge=1, description="Longest delay; delays start at a second and double with each failure."
+    )
+    device_cookie_days: int = Field(
+        default=180, ge=1, description="How long a browser that logged in is exempt from others' failures."
+    )
     logo_max_bytes: int = Field(default=1_000_000, ge=1_000, description="Largest logo file accepted.")
     logo_max_side_px: int = Field(default=2_000, ge=16, description="Largest logo width or height accepted.")
     import_max_bytes: int = Field(default=10_000_000, ge=1_000, description="Largest CSV file accepted by the API.")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -16,7 +16,7 @@ from services.enrolment.domain import ACTIVE_STATUSES
 from services.enrolment.tables import (
     ApiKey,
     Invitation,
-    LoginThrottle,
+    LoginLimit,
     Logo,
     Organisation,
     Participant,
@@ -121,8 +121,10 @@ async def revoke_api_keys(*, session: AsyncSession, org_id: UUID, now: datetime)
 # --- staff ---------------------------------------------------------------------------------------------
 
 
-async def get_staff(*, session: AsyncSession, staff_id: UUID) -> StaffMember | None:
-    """A staff member by id."""
+async def get_staff(*, session: AsyncSession, staff_id: UUID, for_update: bool = False) -> StaffMember | None:
+    """A staff member by id (locked until commit, and read afresh, with for_update)."""
+    if for_update:
+        return await session.get(StaffMember, staff_id, with_for_update=True, populate_existing=True)
     return await session.get(StaffMember, staff_id)
 
 
@@ -133,12 +135,14 @@ async def get_staff_by_email(*, session: AsyncSession, email: str) -> StaffMembe
 
 
 async def list_staff(
-    *, session: AsyncSession, org_id: UUID, role: str | None, limit: int, offset: int
+    *, session: AsyncSession, org_id: UUID, role: str | None, limit: int, offset: int, active_only: bool = False
 ) -> tuple[list[StaffMember], int]:
     """One page of the organisation's staff by name, and the total."""
     where = [col(StaffMember.org_id) == org_id]
     if role is not None:
         where.append(col(StaffMember.role) == role)
+    if active_only:
+        where += [col(StaffMember.deactivated_at).is_(None), col(StaffMember.removed_at).is_(None)]
     total = (await session.execute(select(func.count()).select_from(StaffMember).where(*where))).scalar_one()
     rows = await session.execute(
         select(StaffMember)
@@ -161,7 +165,12 @@ async def active_participants_per_coach(*, session: AsyncSession, org_id: UUID) 
     rows = await session.execute(
         select(col(StaffMember.id), func.coalesce(running.c.n, 0))
         .outerjoin(running, running.c.coach_id == col(StaffMember.id))
-        .where(col(StaffMember.org_id) == org_id, col(StaffMember.role) == "coach")
+        .where(
+            col(StaffMember.org_id) == org_id,
+            col(StaffMember.role) == "coach",
+            col(StaffMember.deactivated_at).is_(None),
+            col(StaffMember.removed_at).is_(None),
+        )
     )
     return {coach_id: int(count) for coach_id, count in rows.all()}
 
@@ -170,12 +179,16 @@ async def coach_lookup(*, session: AsyncSession, org_id: UUID) -> dict[str, UUID
     """The organisation's coaches by lower-cased e-mail address and by id as text."""
     rows = await session.execute(
         select(col(StaffMember.id), col(StaffMember.email)).where(
-            col(StaffMember.org_id) == org_id, col(StaffMember.role) == "coach"
+            col(StaffMember.org_id) == org_id,
+            col(StaffMember.role) == "coach",
+            col(StaffMember.deactivated_at).is_(None),
+            col(StaffMember.removed_at).is_(None),
         )
     )
     lookup: dict[str, UUID] = {}
     for coach_id, email in rows.all():
-        lookup[email.lower()] = coach_id
+        if email is not None:
+            lookup[email.lower()] = coach_id
         lookup[str(coach_id)] = coach_id
     return lookup
 
@@ -194,13 +207,68 @@ async def retire_invitations(*, session: AsyncSession, staff_id: UUID, now: date
     )
 
 
-async def login_throttle(*, session: AsyncSession, email_hash: str) -> LoginThrottle:
-    """The throttle row of an address, created if needed and locked until commit, so that
-    parallel attempts are counted one after the other."""
-    await session.execute(insert(LoginThrottle).values(email_hash=email_hash).on_conflict_do_nothing())
-    row = await session.get(LoginThrottle, email_hash, with_for_update=True, populate_existing=True)
-    assert row is not None
-    return row
+async def login_limits(*, session: AsyncSession, keys: Iterable[str]) -> dict[str, LoginLimit]:
+    """The limit rows of these keys, created if needed and locked until commit (in key
+    order, so parallel attempts wait for each other and never deadlock)."""
+    ordered = sorted(set(keys))
+    await session.execute(insert(LoginLimit).values([{"key": key} for key in ordered]).on_conflict_do_nothing())
+    rows = await session.execute(
+        select(LoginLimit)
+        .where(col(LoginLimit.key).in_(ordered))
+        .order_by(col(LoginLimit.key))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {row.key: row for row in rows.scalars()}
+
+
+async def delete_stale_login_limits(*, session: AsyncSession, before: datetime) -> None:
+    """Forget limits whose window and block both ended before `before`."""
+    await session.execute(
+        delete(LoginLimit).where(
+            or_(col(LoginLimit.window_started_at).is_(None), col(LoginLimit.window_started_at) < before),
+            or_(col(LoginLimit.blocked_until).is_(None), col(LoginLimit.blocked_until) < before),
+        )
+    )
+
+
+async def participants_to_reassign(
+    *, session: AsyncSession, org_id: UUID, limit: int, offset: int
+) -> tuple[list[Participant], int]:
+    """Running participants whose coach was deactivated or removed, oldest first."""
+    inactive = select(col(StaffMember.id)).where(
+        col(StaffMember.org_id) == org_id,
+        or_(col(StaffMember.deactivated_at).is_not(None), col(StaffMember.removed_at).is_not(None)),
+    )
+    where = [
+        col(Participant.org_id) == org_id,
+        col(Participant.status).in_(ACTIVE_STATUSES),
+        col(Participant.coach_id).in_(inactive),
+    ]
+    total = (await session.execute(select(func.count()).select_from(Participant).where(*where))).scalar_one()
+    rows = await session.execute(
+        select(Participant)
+        .where(*where)
+        .order_by(col(Participant.created_at), col(Participant.id))
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows.scalars()), int(total)
+
+
+async def active_admins(*, session: AsyncSession, org_id: UUID) -> int:
+    """How many active organisation admins the organisation has."""
+    query = (
+        select(func.count())
+        .select_from(StaffMember)
+        .where(
+            col(StaffMember.org_id) == org_id,
+            col(StaffMember.role) == "org_admin",
+            col(StaffMember.deactivated_at).is_(None),
+            col(StaffMember.removed_at).is_(None),
+        )
+    )
+    return int((await session.execute(query)).scalar_one())
 
 
 async def count_signup(*, session: AsyncSession, key: str, window_start: datetime) -> int:

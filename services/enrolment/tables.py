@@ -275,11 +275,19 @@ class StaffMember(EnrolmentTable, table=True):
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     org_id: UUID = Field(foreign_key="organisation.id", index=True)
     role: str = Field(default="coach", max_length=20)
-    name: str
-    email: str = Field(unique=True)
+    name: str | None = Field(default=None, description="None once the member was removed.")
+    email: str | None = Field(default=None, unique=True, description="None once the member was removed.")
     password_hash: str | None = None
     password_set_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    token_version: int = Field(default=1, sa_column_kwargs={"server_default": text("1")})
+    """Tokens signed with a lower version are refused (logout, reset, deactivation bump it)."""
+    deactivated_at: datetime | None = None
+    removed_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.deactivated_at is None and self.removed_at is None
 
 
 class StaffCreate(SQLModel):
@@ -294,10 +302,13 @@ class StaffPublic(BaseModel):
     id: UUID
     org_id: UUID
     role: StaffRole
-    name: str
-    email: str
+    name: str | None = Field(description="None once the member was removed.")
+    email: str | None = Field(description="None once the member was removed.")
     has_password: bool = Field(description="False until the invitation was used.")
+    active: bool = Field(description="False once deactivated or removed: every token and login is refused.")
     created_at: datetime
+    deactivated_at: datetime | None = None
+    removed_at: datetime | None = None
 
 
 class SlugUpdate(SQLModel):
@@ -316,8 +327,8 @@ class CoachPublic(BaseModel):
 
     id: UUID
     org_id: UUID
-    name: str
-    email: str
+    name: str | None
+    email: str | None
 
 
 class Invitation(EnrolmentTable, table=True):
@@ -337,16 +348,16 @@ class InvitationSent(BaseModel):
     expires_at: datetime
 
 
-class LoginThrottle(EnrolmentTable, table=True):
-    """Recent login attempts per e-mail address (hashed: the address itself is not kept)."""
+class LoginLimit(EnrolmentTable, table=True):
+    """Recent failed logins of one source, subnet, account+source, account or device
+    (the key is a hash: no address or e-mail address is kept)."""
 
-    __tablename__ = "login_throttle"
+    __tablename__ = "login_limit"
 
-    email_hash: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=64)
     window_started_at: datetime | None = None
-    attempts: int = 0
-    consecutive_failures: int = 0
-    locked_until: datetime | None = None
+    failures: int = 0
+    blocked_until: datetime | None = Field(default=None, index=True)
 
 
 class SignupCounter(EnrolmentTable, table=True):
@@ -362,12 +373,18 @@ class SignupCounter(EnrolmentTable, table=True):
 class LoginRequest(BaseModel):
     email: Annotated[str, SINGLE_LINE] = Field(max_length=254)
     password: Annotated[str, SINGLE_LINE] = Field(max_length=200)
+    device_token: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="The device token of an earlier login (or the meer_device cookie): exempt from others' failures.",
+    )
 
 
 class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int = Field(description="Seconds until the token expires.")
+    device_token: str | None = Field(default=None, description="Send it with later logins of this account.")
 
 
 class SetPasswordRequest(BaseModel):

@@ -16,16 +16,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from services.mailer.mail import MailContext, MailSettings, UnsafeHeaderError, render_programme_mail, to_wire
 from services.mailer.programme import Lesson, PackError, ProgrammePack
 from services.mailer.settings import MailerSettings
-from services.mailer.tables import OrganisationCopy
+from services.mailer.tables import OrganisationCopy, StaffAccessCopy
 from shared.runtime import Runtime, api_error
-from shared.staff_tokens import InvalidStaffTokenError, verify_staff_token
+from shared.staff_tokens import InvalidStaffTokenError, StaffAccess, token_allowed, verify_staff_token
 from shared.tracking_tokens import TokenSigner
 
 router = APIRouter(prefix="/api")
 bearer = HTTPBearer(auto_error=False)
 
 
-def require_org_access(
+async def require_org_access(
     org_id: UUID, request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> None:
     """The licensor, or staff of this organisation (a staff token verified with the public key)."""
@@ -40,6 +40,12 @@ def require_org_access(
         claims = verify_staff_token(credentials.credentials, settings.staff_token_public_key_path.read_bytes())
     except InvalidStaffTokenError:
         raise api_error(401, "The token is not valid or has expired.") from None
+    runtime: Runtime = request.app.state.runtime
+    async with runtime.database.session() as session:
+        known = await session.get(StaffAccessCopy, claims.staff_id)
+    access = None if known is None else StaffAccess(token_version=known.token_version, active=known.active)
+    if not token_allowed(claims, access):
+        raise api_error(401, "This session has ended (logged out, password reset or account deactivated).")
     if claims.org_id != org_id:
         raise api_error(403, "This token is for another organisation.")
 

@@ -55,6 +55,7 @@ from services.mailer.tables import (
     OrganisationCopy,
     PlannedCallCopy,
     Recipient,
+    StaffAccessCopy,
     TransactionalMail,
 )
 from shared.db import POSTGRES_UNREACHABLE, Database, DedicatedConnection
@@ -156,7 +157,15 @@ async def schedule_digests(
     async with database.session() as session:
         coaches = (
             await session.execute(
-                select(CoachCopy).where(col(CoachCopy.email).is_not(None)).with_for_update(skip_locked=True)
+                select(CoachCopy)
+                .where(
+                    col(CoachCopy.email).is_not(None),
+                    # A deactivated coach gets no more names of participants.
+                    col(CoachCopy.coach_id).not_in(
+                        select(col(StaffAccessCopy.staff_id)).where(col(StaffAccessCopy.active).is_(False))
+                    ),
+                )
+                .with_for_update(skip_locked=True)
             )
         ).scalars()
         for coach in coaches:

@@ -20,6 +20,7 @@ from services.mailer.tables import (
     OrganisationCopy,
     PlannedCallCopy,
     Recipient,
+    StaffAccessCopy,
     TransactionalMail,
 )
 from shared.db import Database, utcnow
@@ -44,6 +45,7 @@ from shared.events import (
     ParticipantResumed,
     ParticipantStopped,
     PlannedCallState,
+    StaffAccessChanged,
     StaffInvited,
     Topic,
 )
@@ -217,6 +219,14 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             )
         )
 
+    async def change_staff_access(session: AsyncSession, envelope: Envelope, p: StaffAccessChanged) -> None:
+        await record_staff_access(session, envelope, p)
+        if p.removed:
+            # The coach's name and address go with their account; the id stays for the records.
+            await session.execute(
+                update(CoachCopy).where(col(CoachCopy.coach_id) == p.staff_id).values(name="", email=None)
+            )
+
     return {
         Topic.ORGANISATION: {
             OrganisationLicensed.TYPE: once(upsert_organisation),
@@ -233,7 +243,10 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             ParticipantErased.TYPE: once(erase),
             ParticipantConfirmationRequested.TYPE: once(request_confirmation, wakes=True),
         },
-        Topic.STAFF: {StaffInvited.TYPE: once(invite_staff, wakes=True)},
+        Topic.STAFF: {
+            StaffInvited.TYPE: once(invite_staff, wakes=True),
+            StaffAccessChanged.TYPE: once(change_staff_access),
+        },
         Topic.COACHING: {
             CallPlanned.TYPE: once(copy_planned_call),
             CallMoved.TYPE: once(copy_planned_call),
@@ -244,6 +257,19 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             AlertCleared.TYPE: once(clear_alert),
         },
     }
+
+
+async def record_staff_access(session: AsyncSession, envelope: Envelope, p: StaffAccessChanged) -> None:
+    """Keep the newest access of a staff member (the highest token version wins)."""
+    values = {"org_id": envelope.org_id, "token_version": p.token_version, "active": p.active, "updated_at": utcnow()}
+    statement = insert(StaffAccessCopy).values(staff_id=p.staff_id, **values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["staff_id"],
+            set_=values,
+            where=col(StaffAccessCopy.token_version) < statement.excluded.token_version,
+        )
+    )
 
 
 async def _update_recipient(session: AsyncSession, envelope: Envelope, **values: Any) -> None:

@@ -91,6 +91,19 @@ class AlertCopy(MailerTable, table=True):
     holds_from: datetime | None = None
 
 
+class StaffAccessCopy(MailerTable, table=True):
+    """What enrolment last said of a staff member's access (staff.access_changed): tokens
+    with a lower version, or of an inactive member, are refused. No row: never changed."""
+
+    __tablename__ = "staff_access"
+
+    staff_id: UUID = Field(primary_key=True)
+    org_id: UUID
+    token_version: int
+    active: bool
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class Delivery(MailerTable, table=True):
     """One programme mail: unique per participant and day, and per participant and local date."""
 

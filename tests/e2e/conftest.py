@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -192,6 +193,13 @@ async def events_on(topic: str, *, key: str | None = None, event_type: str | Non
     return found
 
 
+def client_address() -> dict[str, str]:
+    """A fresh client address (enrolment trusts X-Forwarded-For from 127.0.0.1, as from a
+    proxy): one test's failed logins never count against the next test's logins."""
+    a, b, c = (secrets.randbelow(254) + 1 for _ in range(3))
+    return {"X-Forwarded-For": f"10.{a}.{b}.{c}"}
+
+
 async def staff_login(
     http: httpx.AsyncClient, org_id: str, *, role: str = "org_admin", name: str = "Medewerker Test"
 ) -> dict[str, Any]:
@@ -217,10 +225,17 @@ async def staff_login(
         f"{ENROLMENT}/api/auth/set-password", json={"token": url.rsplit("/", 1)[1], "password": STAFF_PASSWORD}
     )
     assert response.status_code == 204, response.text
-    response = await http.post(f"{ENROLMENT}/api/auth/login", json={"email": email, "password": STAFF_PASSWORD})
+    response = await http.post(
+        f"{ENROLMENT}/api/auth/login", json={"email": email, "password": STAFF_PASSWORD}, headers=client_address()
+    )
     assert response.status_code == 200, response.text
     token = response.json()["access_token"]
-    return {**staff, "token": token, "headers": {"Authorization": f"Bearer {token}"}}
+    return {
+        **staff,
+        "token": token,
+        "headers": {"Authorization": f"Bearer {token}"},
+        "device_token": response.json()["device_token"],
+    }
 
 
 # --- tracking: signed links in the mails (appended by tracking-dev) ---------------------------------

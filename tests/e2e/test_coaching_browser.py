@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     LICENSOR,
     MAIL_CLIENT,
     STAFF_PASSWORD,
+    client_address,
     create_organisation,
     eventually,
     mails_to,
@@ -79,6 +80,8 @@ async def test_a_coach_logs_in_logs_a_call_and_sees_an_open_arrive_live(
             headless=True,
             locale="nl-NL",
             viewport={"width": 1366, "height": 900},
+            # A client address of its own: failed logins elsewhere in the suite do not count for it.
+            extra_http_headers=client_address(),
         )
         expect.set_options(timeout=WAIT_MS)
         page = browser.pages[0] if browser.pages else await browser.new_page()
@@ -100,6 +103,9 @@ async def test_a_coach_logs_in_logs_a_call_and_sees_an_open_arrive_live(
             await expect(row.get_by_role("link", name="Gerrit")).to_be_visible()
             cookie = next(c for c in await browser.cookies() if c["name"] == "meer_coaching_session")
             assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+            # The browser is remembered, so others' failed logins cannot lock it out later.
+            device = next(c for c in await browser.cookies() if c["name"] == "meer_coaching_device")
+            assert device["httpOnly"] and device["sameSite"] == "Strict" and device["path"] == "/inloggen"
 
             # Log a call on the participant page, beside the call guide.
             await row.get_by_role("link", name="Gerrit").click()

@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 
 from services.coaching.handlers import APPLIERS
 from services.coaching.rebuild import MemoryProjectionStore
+from services.coaching.tables import CoachView
 from shared.events import (
     AssignmentReported,
     Branding,
@@ -28,6 +29,7 @@ from shared.events import (
     ParticipantPaused,
     ParticipantResumed,
     ProgrammeCompleted,
+    StaffAccessChanged,
     UnsubscribeRequested,
 )
 
@@ -202,3 +204,31 @@ async def test_erasing_keeps_counts_and_drops_names_phone_and_notes() -> None:
     assert row.mails_sent == 11
     assert all(report.note is None for report in await store.reports(participant))
     assert store.erased == {participant}
+
+
+async def test_a_coach_s_access_ends_the_same_whichever_event_comes_first() -> None:
+    """staff.access_changed (topic meer.staff) and coach.added (meer.organisation) may
+    arrive in any order: the newest version says whether the coach is active, and a
+    removal keeps the name erased."""
+    org, coach, admin = uuid4(), uuid4(), uuid4()
+    added = organisation_events(org, coach)
+    deactivated = Envelope.wrap(
+        StaffAccessChanged(staff_id=coach, role="coach", token_version=2, active=False), org_id=org
+    )
+    reactivated = Envelope.wrap(
+        StaffAccessChanged(staff_id=coach, role="coach", token_version=3, active=True), org_id=org
+    )
+    removed = Envelope.wrap(
+        StaffAccessChanged(staff_id=coach, role="coach", token_version=4, active=False, removed=True), org_id=org
+    )
+    admin_out = Envelope.wrap(
+        StaffAccessChanged(staff_id=admin, role="org_admin", token_version=2, active=True), org_id=org
+    )
+    for order in ([*added, deactivated, reactivated], [reactivated, deactivated, *added]):
+        view = (await apply_all(order)).tables[CoachView][coach]
+        assert (view.name, view.active, view.access_version) == ("Karin", True, 3)
+    for order in ([*added, removed, reactivated], [removed, *added, deactivated]):
+        store = await apply_all([*order, admin_out])
+        view = store.tables[CoachView][coach]
+        assert (view.name, view.active, view.removed) == (None, False, True)
+        assert admin not in store.tables[CoachView], "an admin is no coach"
