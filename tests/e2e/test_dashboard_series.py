@@ -1,5 +1,5 @@
-"""Every series the Grafana dashboard and the alert rules query is one the services really
-export: after the walking-skeleton flow (enrol → day-1 mail → pixel open → coaching), each
+"""Every series the Grafana dashboard, the alert rules and the runbook query is one the
+services really export: after the walking-skeleton flow (enrol → day-1 mail → pixel open → coaching), each
 service's /metrics is scraped and every selector in every PromQL expression must match a
 sample there. Selectors that only see data when something goes wrong (a failed mail, a 5xx,
 a dead letter) must at least name a metric some service declares.
@@ -37,6 +37,7 @@ pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+RUNBOOK = ROOT / "deploy" / "RUNBOOK.md"
 SERVICES = {"enrolment": ENROLMENT, "mailer": MAILER, "tracking": TRACKING, "coaching": COACHING}
 PIXEL = re.compile(r'src="(http://[^"]+/o/[^"]+\.gif)"')
 
@@ -56,7 +57,7 @@ Sample = tuple[str, dict[str, str]]
 
 
 def queries() -> Iterator[tuple[str, str]]:
-    """(where, PromQL expression) of every dashboard panel target and alert rule."""
+    """(where, PromQL expression) of every dashboard panel target, alert rule and runbook query."""
     for path in sorted(DASHBOARDS.glob("*.json")):
         for panel in json.loads(path.read_text())["panels"]:
             for target in panel.get("targets", []):
@@ -64,6 +65,8 @@ def queries() -> Iterator[tuple[str, str]]:
     for group in yaml.safe_load(ALERTS.read_text())["groups"]:
         for rule in group["rules"]:
             yield f"alerts.yml: {rule.get('alert') or rule.get('record')}", rule["expr"]
+    for block in re.findall(r"```promql\n(.*?)```", RUNBOOK.read_text(), flags=re.DOTALL):
+        yield "RUNBOOK.md", block.strip()
 
 
 def failure_only(selector: Selector) -> str | None:
@@ -110,7 +113,8 @@ async def walking_skeleton(http: httpx.AsyncClient) -> None:
 def test_the_reader_sees_every_query_and_the_failure_allowances_are_used() -> None:
     found = list(queries())
     assert len([q for q in found if q[0].startswith("alerts.yml")]) >= 10
-    assert len([q for q in found if not q[0].startswith("alerts.yml")]) >= 15
+    assert len([q for q in found if q[0].endswith(".json") or ".json:" in q[0]]) >= 15
+    assert len([q for q in found if q[0] == "RUNBOOK.md"]) >= 12
     every = [s for _, expression in found for s in selectors(expression)]
     for key, (_, why) in FAILURE_ONLY.items():
         assert any(failure_only(s) == why for s in every), f"unused allowance {key}: remove it"
