@@ -255,7 +255,11 @@ def test_deployment_runs_the_service_with_probes_and_resources(service: str) -> 
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, "time to wait for dependencies and migrate"
     assert {"cpu", "memory"} <= set(spec["resources"]["requests"]) and "memory" in spec["resources"]["limits"]
     pod = deployment["spec"]["template"]["spec"]
+    # The "restricted" Pod Security Standard, and the image's user (deploy/Dockerfile).
     assert pod["securityContext"]["runAsUser"] == 10001 and pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["securityContext"]["allowPrivilegeEscalation"] is False
+    assert spec["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert deployment["spec"]["replicas"] >= 2
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     budget = of_kind("PodDisruptionBudget")[service]["spec"]
