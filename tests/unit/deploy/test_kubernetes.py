@@ -154,6 +154,14 @@ def test_the_strimzi_check_refuses_a_misspelt_field() -> None:
 
 # --- Kafka -------------------------------------------------------------------------------------
 
+# Broker options Strimzi manages itself and refuses in spec.kafka.config (KafkaClusterSpec's
+# FORBIDDEN_PREFIXES in Strimzi 1.2.0, the ZooKeeper and quota-plugin ones left out).
+STRIMZI_FORBIDDEN_PREFIXES = (
+    "listeners", "advertised.", "broker.", "listener.", "host.name", "port", "inter.broker.listener.name",
+    "sasl.", "ssl.", "security.", "password.", "log.dir", "authorizer.", "super.user",
+    "node.id", "process.roles", "controller.", "metadata.log.dir",
+)  # fmt: skip
+
 
 def test_kafka_runs_in_kraft_mode_with_three_replicated_brokers() -> None:
     [kafka] = of_kind("Kafka").values()
@@ -167,6 +175,8 @@ def test_kafka_runs_in_kraft_mode_with_three_replicated_brokers() -> None:
     config = kafka["spec"]["kafka"]["config"]
     assert config["default.replication.factor"] == 3 and config["min.insync.replicas"] == 2
     assert config["auto.create.topics.enable"] is False
+    refused = [key for key in config if key.startswith(STRIMZI_FORBIDDEN_PREFIXES)]
+    assert not refused, f"Strimzi manages these itself and refuses them: {refused}"
 
 
 def test_services_reach_the_strimzi_bootstrap_service() -> None:
