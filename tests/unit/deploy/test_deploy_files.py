@@ -41,6 +41,7 @@ SAMPLE_VARIABLES = {
     "MEER_LICENSOR_SECRET": "licensor-secret-for-the-compose-test",
     "MEER_TRACKING_KEYS": "newest-key,older-key@2030-12-31",
     "MEER_METRICS_TOKEN": "metrics-token-for-the-compose-test",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-password-for-the-compose-test",
 }
 
 # Variables compose hands a service before its settings class reads them, as
