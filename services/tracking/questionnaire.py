@@ -108,6 +108,67 @@ def read_answer(raw: str | None) -> Answer | None:
     return answer
 
 
+def valid_answers(form: Mapping[str, str]) -> dict[str, Answer | None]:
+    """The answers of a refused form that are valid, to show the form again without the rest."""
+    return {item: _ANSWER_BY_VALUE.get(form.get(item) or "") for item in ITEM_ORDER}
+
+
 def read_answers(form: Mapping[str, str]) -> dict[str, Answer | None]:
     """All six items from a form (absent or empty: no answer); AnswerRefused for anything else."""
     return {item: read_answer(form.get(item)) for item in ITEM_ORDER}
+
+
+# --- the form: one question per page, the answers so far carried in the form itself --------
+
+QUESTION_COUNT: Final = len(ITEM_ORDER)
+FormAction = Literal["next", "skip", "back"]
+
+
+@dataclass(frozen=True)
+class FormStep:
+    """Where the participant is after one press: the answers so far and the page to show.
+
+    `show` is 0 for the introduction, 1-6 for a question, and 7 when all six are done."""
+
+    answers: dict[str, Answer | None]
+    show: int
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.show > QUESTION_COUNT
+
+
+class FormRefused(ValueError):
+    """The form is not one this page made (a step out of range, an unknown action)."""
+
+
+def read_step(form: Mapping[str, str]) -> FormStep:
+    """The next page after a press on question `step` (0: the introduction's start button);
+    with `error` set the same question is shown again with what to change.
+
+    "next" needs an answer to the current question, "skip" leaves it unanswered (the
+    questionnaire is voluntary, every question too), "back" returns to the previous one."""
+    raw_step, action = form.get("step", ""), form.get("action", "next")
+    if not raw_step.isdigit() or int(raw_step) > QUESTION_COUNT:
+        raise FormRefused("Deze pagina klopt niet meer. Open de link in de mail opnieuw.")
+    if action not in ("next", "skip", "back"):
+        raise FormRefused("Deze knop kennen we niet. Open de link in de mail opnieuw.")
+    step = int(raw_step)
+    try:
+        answers = read_answers(form)
+    except AnswerRefused as refused:
+        # Show the question again with the valid answers kept; nothing is stored.
+        return FormStep(valid_answers(form), max(step, 1), str(refused))
+    if step == 0:
+        return FormStep(answers, 1)
+    item = ITEM_ORDER[step - 1]
+    if action == "back":
+        return FormStep(answers, step - 1 if step > 1 else 1)
+    if action == "skip":
+        answers[item] = None
+    elif answers[item] is None:
+        return FormStep(
+            answers, step, "Kies een antwoord. Wil je deze vraag liever niet beantwoorden? Kies dan 'Sla over'."
+        )
+    return FormStep(answers, step + 1)

@@ -76,3 +76,24 @@ def test_a_form_gives_the_six_items_and_refuses_an_unknown_answer() -> None:
         read_answers({"e1": "misschien"})
     with pytest.raises(AnswerRefused):
         read_answers({"s3": "4"})
+
+
+def test_the_form_goes_one_question_at_a_time_and_may_skip_or_go_back() -> None:
+    from services.tracking.questionnaire import FormRefused, read_step
+
+    start = read_step({"step": "0", "action": "next"})
+    assert start.show == 1 and not start.done and set(start.answers.values()) == {None}
+    assert read_step({"step": "1", "e1": "ja"}).show == 2
+    unanswered = read_step({"step": "2", "e1": "ja", "action": "next"})
+    assert unanswered.show == 2 and unanswered.error is not None and "Sla over" in unanswered.error
+    skipped = read_step({"step": "2", "e1": "ja", "e2": "nee", "action": "skip"})
+    assert skipped.show == 3 and skipped.answers["e2"] is None and skipped.answers["e1"] == "ja"
+    assert read_step({"step": "3", "e1": "ja", "action": "back"}).show == 2
+    last = read_step({"step": "6", "e1": "ja", "s3": "nee"})
+    assert last.done and last.answers == {"e1": "ja", "e2": None, "e3": None, "s1": None, "s2": None, "s3": "nee"}
+    out_of_range = read_step({"step": "4", "e1": "ja", "s1": "7"})
+    assert out_of_range.show == 4 and out_of_range.error is not None and not out_of_range.done
+    assert out_of_range.answers["e1"] == "ja" and out_of_range.answers["s1"] is None
+    for bad in ({"step": "7"}, {"step": "-1"}, {"step": "x"}, {"step": "1", "action": "submit-all"}):
+        with pytest.raises(FormRefused):
+            read_step(bad)
