@@ -476,6 +476,30 @@ class UnsubscribeRequested(Payload):
     requested_at: AwareDatetime
 
 
+@event
+class QuestionnaireAnswered(Payload):
+    """A participant answered the loneliness questionnaire for one moment (a later answer replaces it)."""
+
+    TYPE = "questionnaire.answered"
+    VERSION = 1
+    TOPIC = Topic.ENGAGEMENT
+
+    participant_id: UUID
+    moment: Literal["intake", "end", "follow_up"]
+    scale_version: Literal["djg6-2006"]
+    answers: dict[str, Literal["ja", "min_of_meer", "nee"] | None] = Field(
+        description="Keys e1, e2, e3 (emotional) and s1, s2, s3 (social); None: not answered."
+    )
+    emotional: int | None = Field(ge=0, le=3, description="None when any emotional item is missing.")
+    social: int | None = Field(ge=0, le=3, description="None when any social item is missing.")
+    total: int | None = Field(ge=0, le=6, description="None when more than one item is missing.")
+    total_imputed: bool = Field(description="Exactly one item was missing and the total was imputed.")
+    category: Literal["not_lonely", "moderately_lonely", "severely_lonely"] | None = Field(
+        description="From the total: 0-1, 2-4, 5-6."
+    )
+    answered_at: AwareDatetime
+
+
 # --- coaching ----------------------------------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """Tracking tokens: the contract between the mailer, which signs them into every mail,
-and tracking, which verifies them when a pixel or link is fetched.
+and tracking, which verifies them when a pixel or link is fetched. Questionnaire links are
+signed with the same keys under a salt of their own (one participant, one moment).
 
 A token carries ids only (never an address or a name), is bound to one delivery, and is
 signed with HMAC (itsdangerous). Keys rotate: the first key signs, every other key that
@@ -38,6 +39,19 @@ class TrackingToken(BaseModel):
     day: int = Field(alias="n", ge=1)
     sent_at: int = Field(alias="t", description="Unix time the mail was rendered for sending.")
     url: str | None = Field(default=None, alias="u", description="Redirect target, click tokens only.")
+
+
+QuestionnaireMoment = Literal["intake", "end", "follow_up"]
+
+
+class QuestionnaireToken(BaseModel):
+    """A link to the loneliness questionnaire: one participant, one moment, ids only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    participant_id: UUID = Field(alias="p")
+    org_id: UUID = Field(alias="o")
+    moment: QuestionnaireMoment = Field(alias="m")
 
 
 class InvalidTokenError(ValueError):
@@ -110,6 +124,8 @@ class TokenSigner:
     """Signs with the first key and verifies with every key that has not expired."""
 
     _SALT = "meer.tracking.v1"
+    # Its own salt: no tracking token opens the questionnaire, and no questionnaire token a pixel.
+    _QUESTIONNAIRE_SALT = "meer.questionnaire.v1"
 
     def __init__(self, keys: Sequence[str | TrackingKey]) -> None:
         if not keys:
@@ -123,14 +139,39 @@ class TokenSigner:
         ]
         # Made once: every open of every mail is verified, and a signer is not free to build.
         self._signers = [serializer.make_signer() for serializer in self._serializers]
+        self._questionnaire_serializers = [
+            _UncompressedSerializer(key.secret, salt=self._QUESTIONNAIRE_SALT, signer_kwargs=fast_sha1)
+            for key in self._keys
+        ]
+        self._questionnaire_signers = [serializer.make_signer() for serializer in self._questionnaire_serializers]
 
     def sign(self, token: TrackingToken) -> str:
         return str(self._serializers[0].dumps(token.model_dump(mode="json", by_alias=True, exclude_none=True)))
 
     def verify(self, signed: str, *, now: datetime | None = None) -> TrackingToken:
         """The token's claims; InvalidTokenError (with a reason) when it must not count."""
+        data = self._load(signed, self._serializers, self._signers, now)
+        try:
+            return TrackingToken.model_validate(data)
+        except ValidationError:
+            raise InvalidTokenError("malformed") from None
+
+    def sign_questionnaire(self, token: QuestionnaireToken) -> str:
+        return str(self._questionnaire_serializers[0].dumps(token.model_dump(mode="json", by_alias=True)))
+
+    def verify_questionnaire(self, signed: str, *, now: datetime | None = None) -> QuestionnaireToken:
+        """A questionnaire link's claims; InvalidTokenError when it is forged, retired or malformed."""
+        data = self._load(signed, self._questionnaire_serializers, self._questionnaire_signers, now)
+        try:
+            return QuestionnaireToken.model_validate(data)
+        except ValidationError:
+            raise InvalidTokenError("malformed") from None
+
+    def _load(
+        self, signed: str, serializers: Sequence[URLSafeSerializer], signers: Sequence[Any], now: datetime | None
+    ) -> Any:
         moment = now or datetime.now(UTC)
-        for key, serializer, signer in zip(self._keys, self._serializers, self._signers, strict=True):
+        for key, serializer, signer in zip(self._keys, serializers, signers, strict=True):
             try:
                 payload = signer.unsign(signed)
             except BadSignature:
@@ -144,10 +185,7 @@ class TokenSigner:
             # The signature is genuine; a key past its grace period still counts as refused.
             if key.expired(moment):
                 raise InvalidTokenError("expired_key")
-            try:
-                return TrackingToken.model_validate(data)
-            except ValidationError:
-                raise InvalidTokenError("malformed") from None
+            return data
         raise InvalidTokenError("bad_signature")
 
     def verify_kind(self, signed: str, kind: TokenKind, *, now: datetime | None = None) -> TrackingToken:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 CAUSES: Mapping[str, str] = {
     "loss_of_partner": "Verlies van een partner of dierbare",
@@ -92,3 +94,66 @@ def changed(previous: PlanContent | None, new: PlanContent) -> bool:
 def cause_labels(causes: Sequence[str]) -> list[str]:
     """The Dutch labels of checked causes, for pages and the export."""
     return [CAUSES[cause] for cause in causes if cause in CAUSES]
+
+
+# --- the loneliness scores beside the plan ----------------------------------------------------
+
+MOMENT_LABELS: Mapping[str, str] = {
+    "intake": "Bij de start",
+    "end": "Aan het eind van de training",
+    "follow_up": "Drie maanden later",
+}
+CATEGORY_LABELS: Mapping[str, str] = {
+    "not_lonely": "niet eenzaam (0-1)",
+    "moderately_lonely": "matig eenzaam (2-4)",
+    "severely_lonely": "(zeer) ernstig eenzaam (5-6)",
+}
+
+
+class AnsweredScores(Protocol):
+    """One moment's scores as coaching keeps them."""
+
+    @property
+    def moment(self) -> str: ...
+    @property
+    def total(self) -> int | None: ...
+    @property
+    def emotional(self) -> int | None: ...
+    @property
+    def social(self) -> int | None: ...
+    @property
+    def total_imputed(self) -> bool: ...
+    @property
+    def category(self) -> str | None: ...
+    @property
+    def answered_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class QuestionnaireRow:
+    """One line of the scores table on the participant page."""
+
+    moment: str
+    total: int | None
+    emotional: int | None
+    social: int | None
+    total_imputed: bool
+    category: str | None
+    answered_at: datetime
+
+
+def questionnaire_rows(answers: Sequence[AnsweredScores]) -> list[QuestionnaireRow]:
+    """The participant's scores per moment, in the programme's order, with Dutch labels."""
+    order = list(MOMENT_LABELS)
+    return [
+        QuestionnaireRow(
+            moment=MOMENT_LABELS.get(answer.moment, answer.moment),
+            total=answer.total,
+            emotional=answer.emotional,
+            social=answer.social,
+            total_imputed=answer.total_imputed,
+            category=CATEGORY_LABELS.get(answer.category) if answer.category else None,
+            answered_at=answer.answered_at,
+        )
+        for answer in sorted(answers, key=lambda a: order.index(a.moment) if a.moment in order else len(order))
+    ]

@@ -114,6 +114,22 @@ class ReportSeen(CoachingTable, table=True):
     event_id: UUID = Field(description="Breaks ties between two answers given at the same moment.")
 
 
+class QuestionnaireAnswerSeen(CoachingTable, table=True):
+    """The participant's latest loneliness scores for one moment (questionnaire.answered)."""
+
+    __tablename__ = "questionnaire_answer_seen"
+
+    participant_id: UUID = Field(primary_key=True)
+    moment: str = Field(primary_key=True, max_length=20, description="intake, end or follow_up.")
+    org_id: UUID = Field(index=True)
+    total: int | None = None
+    emotional: int | None = None
+    social: int | None = None
+    total_imputed: bool = False
+    category: str | None = Field(default=None, max_length=20)
+    answered_at: datetime
+
+
 class CallSeen(CoachingTable, table=True):
     """A call as the call.logged event tells it (no notes: those stay in call_log)."""
 
@@ -192,6 +208,7 @@ PROJECTION_TABLES: tuple[type[CoachingTable], ...] = (
     LifecycleSeen,
     OrganisationView,
     CoachView,
+    QuestionnaireAnswerSeen,
 )
 """Everything `cli rebuild` empties and recomputes from the topics."""
 

@@ -41,7 +41,7 @@ from services.coaching.dashboard import Moment, Summarised
 from services.coaching.guide import GUIDE
 from services.coaching.kit import signup_url
 from services.coaching.live import stream_changes
-from services.coaching.plan import CAUSES, cause_labels
+from services.coaching.plan import CAUSES, cause_labels, questionnaire_rows
 from services.coaching.tables import CallCreate, DashboardRow, ParticipantDetail, PlanCreate
 from shared.logging import get_logger
 from shared.runtime import Runtime
@@ -518,6 +518,7 @@ async def _participant_page(
         row = await _participant_row(session, viewer, participant_id)
         detail = await dashboard.detail(session, row=row, moment=moment)
         versions = await storage.plan_versions(session, participant_id=participant_id)
+        answers = await storage.questionnaire_answers(session, participant_id=participant_id)
         frame = await _frame(session, viewer, moment)
     call_form = call_form or _call_defaults(detail, moment)
     chosen_call = guide_number or (int(call_form["planned_call"]) if call_form["planned_call"].isdigit() else None)
@@ -536,6 +537,7 @@ async def _participant_page(
             "call_form": call_form,
             "plan_form": plan_form or _plan_defaults(versions),
             "versions": versions,
+            "questionnaire": questionnaire_rows(answers),
             "cause_labels": cause_labels,
             "errors": errors or {},
             "error_section": error_section,

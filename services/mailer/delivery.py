@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 from aiolimiter import AsyncLimiter
@@ -32,6 +33,7 @@ from services.mailer.mail import (
     MailContext,
     MailSettings,
     message_id,
+    questionnaire_url,
     render_programme_mail,
     render_transactional_mail,
     to_wire,
@@ -46,6 +48,7 @@ from services.mailer.scheduling import (
     digest_is_due,
     next_check_at,
     next_due_lesson,
+    questionnaire_follow_up,
 )
 from services.mailer.smtp import MailTransport, SmtpRefused, SmtpUnavailable
 from services.mailer.tables import (
@@ -444,6 +447,8 @@ class DeliveryWorker:
         completed = claimed.day >= self.pack.days
         if completed:
             events.append(ProgrammeCompleted(days=self.pack.days, completed_at=now))  # type: ignore[arg-type]
+        if completed:
+            await self._schedule_follow_up_questionnaire(raw, claimed, now)
         if completed or claimed.recipient_status == "enrolled":
             await raw.execute(
                 storage.SET_RECIPIENT_STATUS, claimed.participant_id, "completed" if completed else "active", now
@@ -457,6 +462,28 @@ class DeliveryWorker:
         )
         MAILS.labels("programme", "sent", "").inc()
         return True
+
+    async def _schedule_follow_up_questionnaire(
+        self, raw: asyncpg.Connection, claimed: storage.ClaimedDelivery, now: datetime
+    ) -> None:
+        """Three months after the last lesson one mail asks the questionnaire again, and a week
+        later one reminder (cancelled when questionnaire.answered for the follow-up comes in)."""
+        follow_up_at, reminder_at = questionnaire_follow_up(now)
+        url = questionnaire_url(
+            self.mail_settings,
+            self.signer,
+            participant_id=claimed.participant_id,
+            org_id=claimed.org_id,
+            moment="follow_up",
+        )
+        context = {"first_name": claimed.first_name or "", "questionnaire_url": url}
+        await raw.executemany(
+            storage.INSERT_TRANSACTIONAL,
+            [
+                (uuid4(), kind, claimed.org_id, claimed.participant_id, claimed.email, context, due_at, now)
+                for kind, due_at in (("questionnaire_follow_up", follow_up_at), ("questionnaire_reminder", reminder_at))
+            ],
+        )
 
     async def _fail(
         self, raw: asyncpg.Connection, claimed: storage.ClaimedDelivery, reason: str, now: datetime, label: str

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import Text, Update, cast, delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -45,12 +45,15 @@ from shared.events import (
     ParticipantResumed,
     ParticipantStopped,
     PlannedCallState,
+    QuestionnaireAnswered,
     StaffAccessChanged,
     StaffInvited,
     Topic,
 )
 from shared.kafka import Change, EventHandler, once_per_event
 from shared.runtime import Runtime
+
+QUESTIONNAIRE_MAILS = ("questionnaire_follow_up", "questionnaire_reminder")
 
 
 def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> dict[str, dict[str, EventHandler]]:
@@ -106,6 +109,24 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         await _update_recipient(
             session, envelope, first_name=p.first_name, email=p.email, send_time=p.send_time, timezone=p.timezone
         )
+        # The follow-up questionnaire, months later, goes to the address the participant has then.
+        await session.execute(
+            _due_questionnaire_mails(envelope, QUESTIONNAIRE_MAILS).values(
+                to_address=p.email,
+                context=func.jsonb_set(
+                    col(TransactionalMail.context), "{first_name}", func.to_jsonb(cast(p.first_name, Text))
+                ),
+            )
+        )
+
+    async def questionnaire_answered(session: AsyncSession, envelope: Envelope, p: QuestionnaireAnswered) -> None:
+        # Answered: the one reminder of the follow-up is not needed any more.
+        if p.moment == "follow_up":
+            await session.execute(
+                _due_questionnaire_mails(envelope, ("questionnaire_reminder",)).values(
+                    status="cancelled", to_address=None, context=None
+                )
+            )
 
     async def pause(session: AsyncSession, envelope: Envelope, _: ParticipantPaused) -> None:
         recipient = await session.get(Recipient, envelope.participant_id, with_for_update=True)
@@ -126,6 +147,11 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         recipient = await session.get(Recipient, envelope.participant_id)
         await _update_recipient(session, envelope, status="stopped")
         await _cancel_due_deliveries(session, envelope)
+        await session.execute(
+            _due_questionnaire_mails(envelope, QUESTIONNAIRE_MAILS).values(
+                status="cancelled", to_address=None, context=None
+            )
+        )
         if p.by == "participant" and recipient is not None:
             session.add(
                 TransactionalMail(
@@ -247,6 +273,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             StaffInvited.TYPE: once(invite_staff, wakes=True),
             StaffAccessChanged.TYPE: once(change_staff_access),
         },
+        Topic.ENGAGEMENT: {QuestionnaireAnswered.TYPE: once(questionnaire_answered)},
         Topic.COACHING: {
             CallPlanned.TYPE: once(copy_planned_call),
             CallMoved.TYPE: once(copy_planned_call),
@@ -277,6 +304,14 @@ async def _update_recipient(session: AsyncSession, envelope: Envelope, **values:
         update(Recipient)
         .where(col(Recipient.participant_id) == envelope.participant_id)
         .values(**values, next_check_at=None, updated_at=utcnow())
+    )
+
+
+def _due_questionnaire_mails(envelope: Envelope, kinds: tuple[str, ...]) -> Update:
+    return update(TransactionalMail).where(
+        col(TransactionalMail.participant_id) == envelope.participant_id,
+        col(TransactionalMail.kind).in_(kinds),
+        col(TransactionalMail.status) == "due",
     )
 
 

@@ -22,7 +22,7 @@ from markupsafe import Markup
 from services.mailer.programme import Lesson, render_markdown
 from shared.events import Branding
 from shared.text import is_single_line
-from shared.tracking_tokens import TokenKind, TokenSigner, TrackingToken
+from shared.tracking_tokens import QuestionnaireMoment, QuestionnaireToken, TokenKind, TokenSigner, TrackingToken
 
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -170,6 +170,15 @@ def render_programme_mail(context: MailContext, settings: MailSettings, signer: 
         return f"{settings.tracking_base_url}/{kind[0]}/{signer.sign(token)}{suffix}"
 
     unsubscribe_url = link("unsubscribe")
+    # The loneliness questionnaire: at intake in the first mail, at the end in the last one.
+    moment: QuestionnaireMoment | None = (
+        "intake" if context.day == 1 else "end" if context.day == context.programme_days else None
+    )
+    questionnaire = (
+        questionnaire_url(settings, signer, participant_id=context.participant_id, org_id=context.org_id, moment=moment)
+        if moment
+        else None
+    )
     subject = f"Dag {context.day} van {context.programme_days}: {context.lesson.title}"
     template_values = {
         "ctx": context,
@@ -184,6 +193,8 @@ def render_programme_mail(context: MailContext, settings: MailSettings, signer: 
         "pixel_url": link("open", suffix=".gif"),
         "report_url": link("report"),
         "unsubscribe_url": unsubscribe_url,
+        "questionnaire_url": questionnaire,
+        "questionnaire_moment": moment,
         "website_url": link("click", brand["website"]) if brand.get("website") else None,
     }
     message = _message(
@@ -206,11 +217,21 @@ def render_programme_mail(context: MailContext, settings: MailSettings, signer: 
     return message
 
 
+def questionnaire_url(
+    settings: MailSettings, signer: TokenSigner, *, participant_id: UUID, org_id: UUID, moment: QuestionnaireMoment
+) -> str:
+    """The signed link to tracking's questionnaire page for one participant and one moment."""
+    token = QuestionnaireToken(p=participant_id, o=org_id, m=moment)
+    return f"{settings.tracking_base_url}/q/{signer.sign_questionnaire(token)}"
+
+
 TRANSACTIONAL_SUBJECTS = {
     "confirmation": "Bevestig je aanmelding bij {organisation}",
     "invitation": "Je account voor Meer contact bij {organisation}",
     "stop_confirmation": "Je ontvangt geen mails meer van {organisation}",
     "digest": "Wie bel je vandaag? Je overzicht van {date}",
+    "questionnaire_follow_up": "Hoe gaat het nu met je? Zes korte vragen van {organisation}",
+    "questionnaire_reminder": "Nog even: zes korte vragen van {organisation}",
 }
 
 

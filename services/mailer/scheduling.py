@@ -122,3 +122,19 @@ def attention_text(alerts: Mapping[str, datetime | None], now: datetime) -> str 
         days = NO_OPEN_DAYS + ((now - holds_from) // timedelta(days=1) if holds_from is not None else 0)
         parts.append(ALERT_TEXTS[code].format(days=days))
     return "; ".join(parts) + "." if parts else None
+
+
+FOLLOW_UP_MONTHS = 3
+FOLLOW_UP_REMINDER_AFTER = timedelta(days=7)
+
+
+def questionnaire_follow_up(completed_at: datetime) -> tuple[datetime, datetime]:
+    """When the follow-up questionnaire mail goes out (three calendar months after the last
+    lesson, at the same time of day; the 31st falls back to the month's last day), and when
+    its one reminder goes out unless the participant answered before."""
+    month_index = completed_at.month - 1 + FOLLOW_UP_MONTHS
+    year, month = completed_at.year + month_index // 12, month_index % 12 + 1
+    next_month_first = date(year + month // 12, month % 12 + 1, 1)
+    day = min(completed_at.day, (next_month_first - timedelta(days=1)).day)
+    follow_up = completed_at.replace(year=year, month=month, day=day)
+    return follow_up, follow_up + FOLLOW_UP_REMINDER_AFTER

@@ -151,3 +151,11 @@ async def update_schedules(connection: asyncpg.Connection, updates: Sequence[Sch
             [u.last_local_date for u in updates],
             [u.next_check_at for u in updates],
         )
+
+
+INSERT_TRANSACTIONAL = """
+INSERT INTO transactional_mail
+    (id, kind, org_id, participant_id, to_address, context, status, attempts, due_at, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, 'due', 0, $7, $8)
+"""
+"""A transactional mail due later (the follow-up questionnaire and its reminder)."""

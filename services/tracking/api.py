@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.tracking import storage
+from services.tracking import questionnaire, storage
 from services.tracking.domain import (
     NOTE_MAX_LENGTH,
     PAGE_CONFIRM_FIELD,
@@ -40,15 +40,17 @@ from services.tracking.domain import (
     safe_redirect_url,
     unsubscribe_via,
 )
+from services.tracking.questionnaire import FormRefused, FormStep, read_step
 from services.tracking.recorder import OpenRecorder, PixelBufferFull, PixelHit, PixelHitUnconfirmed
+from services.tracking.tables import QuestionnaireAnswer
 from shared.db import utcnow
-from shared.events import AssignmentReported, Envelope, LinkClicked, UnsubscribeRequested
+from shared.events import AssignmentReported, Envelope, LinkClicked, QuestionnaireAnswered, UnsubscribeRequested
 from shared.http_security import csp_nonce
 from shared.logging import get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.outbox import add_to_outbox
 from shared.runtime import Runtime
-from shared.tracking_tokens import InvalidTokenError, TokenKind, TokenSigner, TrackingToken
+from shared.tracking_tokens import InvalidTokenError, QuestionnaireToken, TokenKind, TokenSigner, TrackingToken
 
 log = get_logger(__name__)
 router = APIRouter()
@@ -433,3 +435,137 @@ async def unsubscribe(token: str, request: Request) -> Response:
         # RFC 8058: answer the mail client with 200 and no redirect.
         return PlainTextResponse("Je bent afgemeld. Je krijgt geen mails meer.", headers=NO_CACHE)
     return _page("unsubscribed.html.j2", brand=brand)
+
+
+# --- the loneliness questionnaire ------------------------------------------------------------
+
+MOMENT_WORDS = {"intake": "bij de start", "end": "aan het eind van de training", "follow_up": "drie maanden later"}
+
+
+def _verify_questionnaire(context: TrackingContext, token: str, metric_kind: str) -> QuestionnaireToken | None:
+    try:
+        return context.signer.verify_questionnaire(token)
+    except InvalidTokenError as error:
+        INVALID_TOKENS.labels("questionnaire", error.reason).inc()
+        HITS.labels(metric_kind, "invalid").inc()
+        return None
+
+
+def _questionnaire_page(
+    claims: QuestionnaireToken, brand: dict[str, str | None], step: FormStep, *, status: int = 200, **values: Any
+) -> HTMLResponse:
+    return _page(
+        "questionnaire.html.j2",
+        status,
+        brand=brand,
+        moment=claims.moment,
+        moment_words=MOMENT_WORDS[claims.moment],
+        items=questionnaire.ITEMS,
+        item_order=questionnaire.ITEM_ORDER,
+        choices=questionnaire.ANSWERS,
+        count=questionnaire.QUESTION_COUNT,
+        answers=step.answers,
+        show=step.show,
+        error=step.error,
+        **{"previous": False, "refused": None, **values},
+    )
+
+
+@router.api_route("/q/{token}", methods=["GET", "HEAD"], tags=["pages"], summary="Loneliness questionnaire")
+async def questionnaire_page(token: str, request: Request) -> Response:
+    """The branded introduction to the six questions (voluntary, under two minutes)."""
+    context = _context(request)
+    claims = _verify_questionnaire(context, token, "questionnaire_page")
+    if claims is None:
+        return _not_found()
+    try:
+        async with context.runtime.database.session() as session:
+            brand = page_branding(await storage.get_branding(session=session, org_id=claims.org_id))
+            if await storage.questionnaire_closed(session=session, participant_id=claims.participant_id):
+                return _page("questionnaire_closed.html.j2", 410, brand=brand)
+            previous = await storage.get_questionnaire_answer(
+                session=session, participant_id=claims.participant_id, moment=claims.moment
+            )
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("questionnaire page unavailable", error=type(error).__name__)
+        HITS.labels("questionnaire_page", "error").inc()
+        return _unavailable(page_branding(None))
+    HITS.labels("questionnaire_page", "shown").inc()
+    empty = FormStep(dict.fromkeys(questionnaire.ITEM_ORDER), 0)
+    return _questionnaire_page(claims, brand, empty, previous=previous is not None)
+
+
+@router.post("/q/{token}", tags=["pages"], summary="One step of the loneliness questionnaire")
+async def questionnaire_step(token: str, request: Request) -> Response:
+    """Show the next question; after the sixth, store the answers (replacing earlier ones for
+    this moment) and publish questionnaire.answered."""
+    context = _context(request)
+    claims = _verify_questionnaire(context, token, "questionnaire")
+    if claims is None:
+        return _not_found()
+    form = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    now = utcnow()
+    try:
+        async with context.runtime.database.session() as session:
+            brand = page_branding(await storage.get_branding(session=session, org_id=claims.org_id))
+            if await storage.questionnaire_closed(session=session, participant_id=claims.participant_id):
+                HITS.labels("questionnaire", "closed").inc()
+                return _page("questionnaire_closed.html.j2", 410, brand=brand)
+            if form.get("moment") != claims.moment:
+                HITS.labels("questionnaire", "wrong_moment").inc()
+                return _page(
+                    "questionnaire_refused.html.j2", 409, brand=brand, moment_words=MOMENT_WORDS[claims.moment]
+                )
+            try:
+                step = read_step(form)
+            except FormRefused as refused:
+                HITS.labels("questionnaire", "refused").inc()
+                empty = FormStep(dict.fromkeys(questionnaire.ITEM_ORDER), 0)
+                return _questionnaire_page(claims, brand, empty, status=400, refused=str(refused))
+            if not step.done:
+                return _questionnaire_page(claims, brand, step, status=422 if step.error else 200)
+            scores = questionnaire.score(step.answers)
+            replaced = await storage.save_questionnaire_answer(
+                session=session,
+                row=QuestionnaireAnswer(
+                    participant_id=claims.participant_id,
+                    moment=claims.moment,
+                    org_id=claims.org_id,
+                    scale_version=questionnaire.SCALE_VERSION,
+                    answers=step.answers,
+                    emotional=scores.emotional,
+                    social=scores.social,
+                    total=scores.total,
+                    total_imputed=scores.total_imputed,
+                    category=scores.category,
+                    answered_at=now,
+                ),
+            )
+            add_to_outbox(
+                session,
+                Envelope.wrap(
+                    QuestionnaireAnswered(
+                        participant_id=claims.participant_id,
+                        moment=claims.moment,
+                        scale_version=questionnaire.SCALE_VERSION,
+                        answers=step.answers,
+                        emotional=scores.emotional,
+                        social=scores.social,
+                        total=scores.total,
+                        total_imputed=scores.total_imputed,
+                        category=scores.category,
+                        answered_at=now,
+                    ),
+                    org_id=claims.org_id,
+                    participant_id=claims.participant_id,
+                    occurred_at=now,
+                ),
+            )
+            await session.commit()
+    except (SQLAlchemyError, OSError) as error:
+        log.warning("questionnaire not recorded", error=type(error).__name__)
+        HITS.labels("questionnaire", "error").inc()
+        return _unavailable(page_branding(None))
+    HITS.labels("questionnaire", "replaced" if replaced else "recorded").inc()
+    answered = sum(answer is not None for answer in step.answers.values())
+    return _page("questionnaire_thanks.html.j2", brand=brand, replaced=replaced, answered=answered)

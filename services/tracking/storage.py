@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -19,10 +19,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.tracking.domain import ReportAnswer, Verdict
 from services.tracking.tables import (
     AssignmentReport,
+    ErasedParticipant,
     FirstOpen,
     HeldOpen,
     LinkHit,
     OrganisationBranding,
+    QuestionnaireAnswer,
     SentMail,
     UnsubscribeRequest,
 )
@@ -352,7 +354,35 @@ async def get_branding(*, session: AsyncSession, org_id: UUID) -> dict[str, Any]
 
 
 async def erase_participant(*, session: AsyncSession, participant_id: UUID) -> None:
-    """Remove what a participant wrote (their notes); the ids left say nothing about a person."""
+    """Remove what a participant wrote (their notes, their questionnaire answers) and close their
+    questionnaire links; the ids left say nothing about a person."""
     await session.execute(
         update(AssignmentReport).where(col(AssignmentReport.participant_id) == participant_id).values(note=None)
     )
+    await session.execute(delete(QuestionnaireAnswer).where(col(QuestionnaireAnswer.participant_id) == participant_id))
+    await session.execute(
+        pg_insert(ErasedParticipant).values(participant_id=participant_id, erased_at=utcnow()).on_conflict_do_nothing()
+    )
+
+
+async def questionnaire_closed(*, session: AsyncSession, participant_id: UUID) -> bool:
+    """True when the participant was erased: their links accept no new answers."""
+    return await session.get(ErasedParticipant, participant_id) is not None
+
+
+async def get_questionnaire_answer(
+    *, session: AsyncSession, participant_id: UUID, moment: str
+) -> QuestionnaireAnswer | None:
+    return await session.get(QuestionnaireAnswer, (participant_id, moment))
+
+
+async def save_questionnaire_answer(*, session: AsyncSession, row: QuestionnaireAnswer) -> bool:
+    """Store the answers for the moment, replacing earlier ones; True when there were earlier ones."""
+    values = row.model_dump(exclude={"participant_id", "moment"})
+    inserted = await session.execute(
+        pg_insert(QuestionnaireAnswer)
+        .values(participant_id=row.participant_id, moment=row.moment, **values)
+        .on_conflict_do_update(index_elements=["participant_id", "moment"], set_=values)
+        .returning(literal_column("(xmax = 0)"))
+    )
+    return not bool(inserted.scalar_one())

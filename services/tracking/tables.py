@@ -129,3 +129,30 @@ class OrganisationBranding(TrackingTable, table=True):
     org_id: UUID = Field(primary_key=True)
     branding: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class QuestionnaireAnswer(TrackingTable, table=True):
+    """A participant's latest answers to the loneliness questionnaire for one moment, and the scores."""
+
+    __tablename__ = "questionnaire_answer"
+
+    participant_id: UUID = Field(primary_key=True)
+    moment: str = Field(primary_key=True, max_length=20)
+    org_id: UUID = Field(index=True)
+    scale_version: str = Field(max_length=20)
+    answers: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+    emotional: int | None = None
+    social: int | None = None
+    total: int | None = None
+    total_imputed: bool = False
+    category: str | None = Field(default=None, max_length=20)
+    answered_at: datetime = Field(default_factory=utcnow)
+
+
+class ErasedParticipant(TrackingTable, table=True):
+    """A participant erased (participant.erased): their questionnaire links accept no new answers."""
+
+    __tablename__ = "erased_participant"
+
+    participant_id: UUID = Field(primary_key=True)
+    erased_at: datetime = Field(default_factory=utcnow)

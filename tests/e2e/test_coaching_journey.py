@@ -60,6 +60,7 @@ PROJECTION = {
     "lifecycle_seen": "event_id",
     "organisation_view": "org_id",
     "coach_view": "coach_id",
+    "questionnaire_answer_seen": "participant_id, moment",
 }
 AUTHORED = {
     "call_log": "call_id",

@@ -35,6 +35,7 @@ from shared.events import (
     ParticipantPaused,
     ParticipantResumed,
     Payload,
+    QuestionnaireAnswered,
 )
 from shared.tracking_tokens import TokenSigner
 from tests.support.databases import fresh_database
@@ -297,3 +298,73 @@ async def test_an_unforeseen_error_counts_as_an_attempt_and_never_blocks_other_m
         values = [v for (v,) in await session.execute(text("SELECT convert_from(value, 'UTF8') FROM outbox"))]
     failed = [Envelope.model_validate_json(v) for v in values if '"mail.failed"' in v and str(broken) in v]
     assert len(failed) == 1 and failed[0].payload["reason"].endswith("error: RuntimeError")
+
+
+def questionnaire_links(raw: bytes) -> list[str]:
+    import re
+
+    message = message_from_bytes(raw, policy=policy.default)
+    html = message.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    return re.findall(r'"http://tracking\.test/q/([A-Za-z0-9_.\-]+)"', html)
+
+
+async def test_the_questionnaire_is_asked_at_day_one_at_the_end_and_three_months_later_with_one_reminder(
+    rig: MailerRig,
+) -> None:
+    signer = TokenSigner(["test-key"])
+    answers, reminded = "answers@test.example", "reminded@test.example"
+    start = date(2026, 5, 1)
+    participants = {
+        address: await rig.enrol(start=start, send_time=time(7, 0), timezone="UTC", email=address)
+        for address in (answers, reminded)
+    }
+    for offset in range(61):
+        await rig.at(datetime.combine(start + timedelta(days=offset), time(7, 0), tzinfo=UTC))
+    mails = rig.sink.handler.to(answers)
+    assert len(mails) == 60
+    moments = {
+        day: [signer.verify_questionnaire(token).moment for token in questionnaire_links(mails[day - 1].raw)]
+        for day in (1, 2, 30, 59, 60)
+    }
+    assert moments == {1: ["intake"], 2: [], 30: [], 59: [], 60: ["end"]}
+
+    async def send_transactional_at(moment: datetime) -> None:
+        rig.clock.now = moment
+        while await rig.worker.send_next_transactional():
+            pass
+
+    completed = datetime.combine(start + timedelta(days=59), time(7, 0), tzinfo=UTC)
+    await send_transactional_at(completed + timedelta(days=91))
+    assert [len(rig.sink.handler.to(address)) for address in (answers, reminded)] == [60, 60], "not yet"
+    await send_transactional_at(datetime(2026, 9, 29, 7, 0, tzinfo=UTC))  # three calendar months after 29 June
+    for address, participant in participants.items():
+        follow_up = rig.sink.handler.to(address)[-1]
+        assert "Hoe gaat het nu met je?" in follow_up.subject
+        (token,) = questionnaire_links(follow_up.raw)
+        claims = signer.verify_questionnaire(token)
+        assert (claims.participant_id, claims.moment) == (participant, "follow_up")
+
+    # One of them answers the follow-up: only the other gets the one reminder a week later.
+    now = rig.clock.now
+    await rig.deliver(
+        QuestionnaireAnswered(
+            participant_id=participants[answers],
+            moment="follow_up",
+            scale_version="djg6-2006",
+            answers=dict.fromkeys(("e1", "e2", "e3", "s1", "s2", "s3"), "nee"),
+            emotional=0,
+            social=3,
+            total=3,
+            total_imputed=False,
+            category="moderately_lonely",
+            answered_at=now,
+        ),
+        participants[answers],
+    )
+    await send_transactional_at(now + timedelta(days=7))
+    await send_transactional_at(now + timedelta(days=60))
+    assert len(rig.sink.handler.to(answers)) == 61
+    reminders = rig.sink.handler.to(reminded)[61:]
+    assert [m.subject.startswith("Nog even") for m in reminders] == [True]
+    (token,) = questionnaire_links(reminders[0].raw)
+    assert signer.verify_questionnaire(token).moment == "follow_up"

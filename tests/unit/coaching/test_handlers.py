@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 
 from services.coaching.handlers import APPLIERS
 from services.coaching.rebuild import MemoryProjectionStore
-from services.coaching.tables import CoachView
+from services.coaching.tables import CoachView, QuestionnaireAnswerSeen
 from shared.events import (
     AssignmentReported,
     Branding,
@@ -29,6 +29,7 @@ from shared.events import (
     ParticipantPaused,
     ParticipantResumed,
     ProgrammeCompleted,
+    QuestionnaireAnswered,
     StaffAccessChanged,
     UnsubscribeRequested,
 )
@@ -232,3 +233,38 @@ async def test_a_coach_s_access_ends_the_same_whichever_event_comes_first() -> N
         view = store.tables[CoachView][coach]
         assert (view.name, view.active, view.removed) == (None, False, True)
         assert admin not in store.tables[CoachView], "an admin is no coach"
+
+
+def answered(org: UUID, participant: UUID, moment: str, total: int | None, at: datetime) -> Envelope:
+    scores = QuestionnaireAnswered(
+        participant_id=participant,
+        moment=moment,  # type: ignore[arg-type]
+        scale_version="djg6-2006",
+        answers={"e1": "ja", "e2": "ja", "e3": None, "s1": "nee", "s2": "nee", "s3": "nee"},
+        emotional=None,
+        social=3,
+        total=total,
+        total_imputed=True,
+        category="severely_lonely",
+        answered_at=at,
+    )
+    return Envelope.wrap(scores, org_id=org, participant_id=participant, occurred_at=at)
+
+
+async def test_questionnaire_scores_are_kept_per_moment_the_latest_wins_and_erasure_removes_them() -> None:
+    org, coach, participant = uuid4(), uuid4(), uuid4()
+    base = organisation_events(org, coach) + journey(org, coach, participant, days=2)
+    first = answered(org, participant, "intake", 6, T0)
+    again = answered(org, participant, "intake", 5, T0 + timedelta(minutes=5))
+    end = answered(org, participant, "end", 2, T0 + timedelta(days=60))
+    # a late redelivery of the older answer does not undo the newer one
+    store = await apply_all([*base, first, again, end, answered(org, participant, "intake", 6, T0)])
+    seen = store.tables[QuestionnaireAnswerSeen]
+    assert {key: row.total for key, row in seen.items()} == {(participant, "intake"): 5, (participant, "end"): 2}
+    assert seen[(participant, "intake")].org_id == org and seen[(participant, "intake")].total_imputed
+    erased = Envelope.wrap(ParticipantErased(), org_id=org, participant_id=participant, occurred_at=T0)
+    store = await apply_all([*base, first, end, erased])
+    assert store.tables[QuestionnaireAnswerSeen] == {}
+    # an answer that arrives after the erasure (another topic) is not kept either
+    store = await apply_all([*base, erased, first])
+    assert store.tables[QuestionnaireAnswerSeen] == {}

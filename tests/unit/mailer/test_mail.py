@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -123,6 +124,16 @@ def test_names_with_markup_are_escaped() -> None:
             "https://e.example/pw/x",
         ),
         ("stop_confirmation", {"first_name": "Ans"}, "geen mails meer"),
+        (
+            "questionnaire_follow_up",
+            {"first_name": "Ans", "questionnaire_url": "https://t.meer.test/q/abc"},
+            "https://t.meer.test/q/abc",
+        ),
+        (
+            "questionnaire_reminder",
+            {"first_name": "Ans", "questionnaire_url": "https://t.meer.test/q/abc"},
+            "vrijwillig",
+        ),
         (
             "digest",
             {
@@ -260,3 +271,19 @@ def test_smtp_replies_are_kept_without_the_addresses_they_quote() -> None:
     assert (
         without_addresses("4.2.2 mailbox of ans.devries+x@mail.example.org full") == "4.2.2 mailbox of <address> full"
     )
+
+
+def _questionnaire_links(message: EmailMessage) -> list[str]:
+    text = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    return re.findall(r"https://t\.meer\.test/q/(\S+)", text)
+
+
+def test_the_first_mail_asks_the_intake_questionnaire_and_the_last_the_end_one() -> None:
+    first, middle, last = programme(day=1), programme(day=30), programme(day=PACK.days)
+    (intake,) = _questionnaire_links(first)
+    assert SIGNER.verify_questionnaire(intake).moment == "intake"
+    html = first.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert "/q/" in html and "vrijwillig" in html and "minder dan twee minuten" in html
+    assert _questionnaire_links(middle) == []
+    (end,) = _questionnaire_links(last)
+    assert SIGNER.verify_questionnaire(end).moment == "end"

@@ -12,6 +12,7 @@ from services.mailer.scheduling import (
     local_send_moment,
     next_check_at,
     next_due_lesson,
+    questionnaire_follow_up,
 )
 
 
@@ -116,3 +117,19 @@ def test_next_check_is_the_next_possible_send_moment() -> None:
     assert moment is not None
     assert next_due_lesson(behind, moment - timedelta(seconds=1), programme_days=60) is None
     assert next_due_lesson(behind, moment, programme_days=60) is not None
+
+
+@pytest.mark.parametrize(
+    ("completed", "follow_up"),
+    [
+        (datetime(2026, 11, 23, 8, tzinfo=UTC), datetime(2027, 2, 23, 8, tzinfo=UTC)),
+        (datetime(2026, 11, 30, 8, tzinfo=UTC), datetime(2027, 2, 28, 8, tzinfo=UTC)),
+        (datetime(2027, 11, 30, 8, tzinfo=UTC), datetime(2028, 2, 29, 8, tzinfo=UTC)),
+        (datetime(2026, 9, 30, 8, tzinfo=UTC), datetime(2026, 12, 30, 8, tzinfo=UTC)),
+        (datetime(2026, 10, 31, 8, tzinfo=UTC), datetime(2027, 1, 31, 8, tzinfo=UTC)),
+    ],
+)
+def test_the_follow_up_questionnaire_comes_three_months_later_and_its_reminder_a_week_after(
+    completed: datetime, follow_up: datetime
+) -> None:
+    assert questionnaire_follow_up(completed) == (follow_up, follow_up + timedelta(days=7))

@@ -9,7 +9,7 @@ from uuid import uuid4
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from shared.tracking_tokens import InvalidTokenError, TokenSigner, TrackingToken, parse_keys
+from shared.tracking_tokens import InvalidTokenError, QuestionnaireToken, TokenSigner, TrackingToken, parse_keys
 
 
 def token(**overrides: object) -> TrackingToken:
@@ -138,3 +138,21 @@ def test_tokens_signed_before_the_grace_period_syntax_still_verify() -> None:
 def test_bad_key_specs_are_refused_with_a_reason(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_keys(spec)
+
+
+def test_questionnaire_token_carries_ids_and_moment_and_is_not_a_tracking_token() -> None:
+    signer = TokenSigner(["key-a"])
+    claims = QuestionnaireToken(p=uuid4(), o=uuid4(), m="end")
+    signed = signer.sign_questionnaire(claims)
+    assert signer.verify_questionnaire(signed) == claims
+    _, data = URLSafeSerializer("any key").loads_unsafe(signed)
+    assert set(data) == {"p", "o", "m"}
+    # the salts differ: neither kind of token opens the other's door
+    with pytest.raises(InvalidTokenError):
+        signer.verify(signed)
+    with pytest.raises(InvalidTokenError):
+        signer.verify_questionnaire(signer.sign(token(k="report")))
+    with pytest.raises(InvalidTokenError):
+        TokenSigner(["key-b"]).verify_questionnaire(signed)
+    with pytest.raises(InvalidTokenError):
+        signer.verify_questionnaire(signed[:-2] + ("AA" if not signed.endswith("AA") else "BB"))
