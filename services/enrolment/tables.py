@@ -8,8 +8,7 @@ from uuid import UUID, uuid4
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, HttpUrl, StringConstraints, TypeAdapter
 from pydantic_core import PydanticCustomError
-from sqlalchemy import ARRAY, Column, Index, LargeBinary, String, Text, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import ARRAY, JSON, Column, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -549,7 +548,8 @@ class ExportRequest(EnrolmentTable, table=True):
     )
     expected_parts: list[str] = Field(sa_column=Column(ARRAY(String), nullable=False))
     completed_at: datetime | None = None
-    bundle: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
+    # json, not jsonb: the download keeps the bundle's order (enrolment first, then each service).
+    bundle: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     delete_after: datetime = Field(index=True, description="The request, its key and bundle are deleted then.")
 
 

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision: str = 'b7811e020dc6'
 down_revision: str | None = '5c1e7d2a9b30'
@@ -30,7 +29,7 @@ def upgrade() -> None:
     sa.Column('private_key', sa.LargeBinary(), nullable=True),
     sa.Column('expected_parts', sa.ARRAY(sa.String()), nullable=False),
     sa.Column('completed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
-    sa.Column('bundle', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    sa.Column('bundle', sa.JSON(), nullable=True),
     sa.Column('delete_after', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.ForeignKeyConstraint(['org_id'], ['organisation.id'], ),
     sa.PrimaryKeyConstraint('id')
