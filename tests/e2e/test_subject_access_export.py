@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
 
-from shared.events import Topic
+from shared.events import Envelope, ExportPartProvided, ExportRequested, Topic
+from shared.export_parts import new_key_pair, unseal
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
@@ -27,6 +28,7 @@ from tests.e2e.conftest import (
     eventually,
     mails_to,
     mint_staff_token,
+    publish,
     raw_mail,
     read_topic,
     staff_login,
@@ -210,3 +212,54 @@ async def test_only_the_organisations_admin_gets_an_export(http: httpx.AsyncClie
     assert (await http.post(f"{ENROLMENT}{request_path}", headers=other_admin["headers"])).status_code == 403
     missing = f"{ENROLMENT}/api/organisations/{org_id}/exports/not-an-id"
     assert (await http.get(missing, headers=LICENSOR)).status_code == 422
+
+
+async def _parts_of(export_id: UUID, private_key: bytes) -> dict[str, dict[str, Any]] | None:
+    """The opened parts of an export on the topic, once mailer, tracking and coaching answered."""
+    found = {}
+    for record in await read_topic(Topic.EXPORT):
+        envelope = Envelope.model_validate_json(record.value or b"{}")
+        if envelope.type == ExportPartProvided.TYPE and envelope.payload["export_id"] == str(export_id):
+            found[envelope.payload["service"]] = unseal(private_key, envelope.payload["sealed"])
+    return found if len(found) == 3 else None
+
+
+async def test_a_service_answers_with_an_empty_part_for_whom_it_does_not_know_in_that_organisation(
+    http: httpx.AsyncClient,
+) -> None:
+    organisation = await create_organisation(http)
+    org_id = UUID(organisation["id"])
+    await add_coach(http, str(org_id))
+    participant_id, _ = await enrol_starting_now(http, str(org_id), first_name="Marijke")
+
+    async def known_to_mailer_and_coaching() -> bool:
+        mailer = await db_count("mailer", "SELECT count(*) FROM recipient WHERE participant_id = $1", participant_id)
+        coaching = "SELECT count(*) FROM dashboard_row WHERE participant_id = $1"
+        return mailer == 1 and await db_count("coaching", coaching, participant_id) == 1
+
+    await eventually(known_to_mailer_and_coaching, what="the enrolment at the mailer and coaching")
+    private_key, public_key = new_key_pair()
+    never_known, other_org = uuid4(), uuid4()
+    requests = {
+        uuid4(): (never_known, org_id),  # nobody knows this participant
+        uuid4(): (participant_id, other_org),  # known, but in another organisation than the request says
+        uuid4(): (participant_id, org_id),  # the real thing, for contrast
+    }
+    await publish(
+        Envelope.wrap(ExportRequested(export_id=export_id, public_key=public_key), org_id=org, participant_id=person)
+        for export_id, (person, org) in requests.items()
+    )
+    answers = {}
+    for export_id in requests:
+        answers[export_id] = await eventually(
+            lambda export_id=export_id: _parts_of(export_id, private_key), timeout=60, what="three parts"
+        )
+    never, foreign, real = (answers[export_id] for export_id in requests)
+    for parts in (never, foreign):
+        assert {service: part["tables"] for service, part in parts.items()} == {
+            "mailer": {},
+            "tracking": {},
+            "coaching": {},
+        }
+    assert real["mailer"]["tables"]["recipient"][0]["first_name"] == "Marijke"
+    assert real["coaching"]["tables"]["dashboard_row"][0]["first_name"] == "Marijke"
