@@ -263,3 +263,40 @@ async def test_a_service_answers_with_an_empty_part_for_whom_it_does_not_know_in
         }
     assert real["mailer"]["tables"]["recipient"][0]["first_name"] == "Marijke"
     assert real["coaching"]["tables"]["dashboard_row"][0]["first_name"] == "Marijke"
+
+
+async def test_an_export_past_its_retention_is_deleted_with_its_key(http: httpx.AsyncClient) -> None:
+    from deploy.local.stack import database_url
+    from services.enrolment.exports import delete_expired_exports
+    from shared.db import Database, utcnow
+
+    organisation = await create_organisation(http)
+    org_id = organisation["id"]
+    await add_coach(http, org_id)
+    participant_id, _ = await enrol_starting_now(http, org_id, first_name="Hendrika")
+    requested = await http.post(
+        f"{ENROLMENT}/api/organisations/{org_id}/participants/{participant_id}/exports", headers=LICENSOR
+    )
+    assert requested.status_code == 202, requested.text
+    kept = requested.json()["id"]
+    requested = await http.post(
+        f"{ENROLMENT}/api/organisations/{org_id}/participants/{participant_id}/exports", headers=LICENSOR
+    )
+    assert requested.status_code == 202, requested.text
+    expired = requested.json()["id"]
+    await db_fetch(
+        "enrolment", "UPDATE export_request SET delete_after = now() - interval '1 second' WHERE id = $1", UUID(expired)
+    )
+
+    database = Database(database_url("enrolment"), pool_size=1)
+    try:
+        async with database.session() as session:
+            assert await delete_expired_exports(session=session, now=utcnow()) >= 1
+            await session.commit()
+    finally:
+        await database.dispose()
+    rows = await db_fetch("enrolment", "SELECT id FROM export_request WHERE participant_id = $1", participant_id)
+    assert [str(row["id"]) for row in rows] == [kept]
+    url = f"{ENROLMENT}/api/organisations/{org_id}/exports"
+    assert (await http.get(f"{url}/{expired}", headers=LICENSOR)).status_code == 404
+    assert (await http.get(f"{url}/{kept}", headers=LICENSOR)).status_code == 200
