@@ -108,7 +108,13 @@ async def download_export_json(org_id: UUID, export_id: UUID, caller: Caller, se
     )
 
 
-@router.get(f"{ExportPath}.html", response_class=HTMLResponse, responses=_errors(401, 403, 404, 409))
+@router.get(
+    f"{ExportPath}.html",
+    responses={
+        200: {"description": "The Dutch page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+        **_errors(401, 403, 404, 409),
+    },
+)
 async def download_export_html(org_id: UUID, export_id: UUID, caller: Caller, session: SessionDep) -> HTMLResponse:
     """The complete export as a readable Dutch page (for the participant)."""
     bundle = _bundle_or_409(await _export_or_404(session, caller, org_id, export_id))
