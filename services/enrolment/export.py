@@ -226,6 +226,36 @@ LABELS = {
 }
 
 
+VALUE_WORDS = {
+    "status": {
+        "pending": "wacht op bevestiging",
+        "enrolled": "aangemeld",
+        "active": "bezig",
+        "paused": "gepauzeerd",
+        "completed": "afgerond",
+        "stopped": "gestopt",
+        "erased": "gewist",
+        "due": "nog te versturen",
+        "sent": "verstuurd",
+        "failed": "niet aangekomen",
+        "cancelled": "niet meer versturen",
+    },
+    "source": {"admin": "de organisatie", "api": "de organisatie (koppeling)", "signup": "het aanmeldformulier"},
+    "stopped_by": {"participant": "jijzelf", "coach": "je coach", "organisation": "de organisatie"},
+    "kind": {"click": "link", "report": "opdrachtpagina", "unsubscribe": "afmeldpagina"},
+}
+"""Stored words in Dutch, per column; others are shown as stored."""
+
+
+def display_field(column: str, value: Any) -> str:
+    """A stored value of a column as a person reads it (Dutch words for known codes)."""
+    if isinstance(value, str) and value in VALUE_WORDS.get(column, {}):
+        return VALUE_WORDS[column][value]
+    if column == "send_time" and isinstance(value, str) and len(value) == 8:  # hh:mm:ss
+        return value[:5]
+    return display_value(value)
+
+
 def display_value(value: Any) -> str:
     """A stored value as a person reads it: ja/nee, Dutch dates in Dutch time, lists joined."""
     if value is None or value == "" or value == []:
@@ -254,7 +284,7 @@ def _table_view(rows: list[dict[str, Any]], columns: Sequence[str]) -> dict[str,
     )
     return {
         "headers": [LABELS.get(column, column) for column in shown],
-        "rows": [[display_value(row.get(column)) for column in shown] for row in rows],
+        "rows": [[display_field(column, row.get(column)) for column in shown] for row in rows],
     }
 
 
@@ -272,7 +302,7 @@ def page_view(bundle: Mapping[str, Any]) -> dict[str, Any]:
     for section in SECTIONS:
         rows = rows_of(section.service, section.table)
         if section.table == "participant":
-            fields = [(LABELS.get(c, c), display_value(participant.get(c))) for c in section.columns]
+            fields = [(LABELS.get(c, c), display_field(c, participant.get(c))) for c in section.columns]
             sections.append({"title": section.title, "fields": fields, "table": None, "empty": None})
         else:
             table = _table_view(rows, section.columns) if rows else None

@@ -10,6 +10,7 @@ from services.enrolment.export import (
     BUNDLE_FORMAT,
     EXPECTED_PARTS,
     build_bundle,
+    display_field,
     display_value,
     enrolment_part,
     export_status,
@@ -125,3 +126,10 @@ def test_values_read_as_a_person_reads_them() -> None:
         "01-12-2026",
         "3",
     ]
+
+
+def test_stored_codes_read_in_dutch() -> None:
+    assert display_field("status", "sent") == "verstuurd"
+    assert display_field("stopped_by", "coach") == "je coach"
+    assert display_field("send_time", "08:30:00") == "08:30"
+    assert display_field("note", "sent") == "sent"  # only known codes of known columns
