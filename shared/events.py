@@ -6,11 +6,12 @@ know); changing what a field means is a new version of that event.
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar, Literal, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.text import CleanedLine
 
@@ -30,8 +31,10 @@ class Topic:
     """call.* and plan.*, keyed by participant id."""
     STAFF = "meer.staff"
     """staff.*, keyed by organisation id."""
+    EXPORT = "meer.export"
+    """export.* (subject-access exports; parts sealed to the export's key), keyed by participant id."""
 
-    ALL: ClassVar[tuple[str, ...]] = (ORGANISATION, PARTICIPANT, MAIL, ENGAGEMENT, COACHING, STAFF)
+    ALL: ClassVar[tuple[str, ...]] = (ORGANISATION, PARTICIPANT, MAIL, ENGAGEMENT, COACHING, STAFF, EXPORT)
 
     @staticmethod
     def dead_letter(topic: str) -> str:
@@ -603,3 +606,39 @@ class AlertCleared(Payload):
     TOPIC = Topic.COACHING
 
     code: AlertCode
+
+
+# --- export.* ----------------------------------------------------------------------------
+
+
+@event
+class ExportRequested(Payload):
+    """Enrolment asks every service for its part of a participant's subject-access export."""
+
+    TYPE = "export.requested"
+    VERSION = 1
+    TOPIC = Topic.EXPORT
+
+    export_id: UUID
+    public_key: str = Field(description="The export's X25519 public key (base64); parts are sealed to it.")
+
+    @field_validator("public_key")
+    @classmethod
+    def _is_x25519_public_key(cls, value: str) -> str:
+        if len(base64.b64decode(value, validate=True)) != 32:  # an X25519 key is 32 bytes
+            raise ValueError("not an X25519 public key")
+        return value
+
+
+@event
+class ExportPartProvided(Payload):
+    """A service answered an export request with what it holds, sealed to the export's key."""
+
+    TYPE = "export.part_provided"
+    VERSION = 1
+    TOPIC = Topic.EXPORT
+
+    export_id: UUID
+    service: str = Field(max_length=40)
+    schema_version: int = Field(ge=1, description="Version of the part's (decrypted) JSON shape.")
+    sealed: str = Field(description="The part as a NaCl sealed box (base64); only the export's private key opens it.")

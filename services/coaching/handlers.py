@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching import projection
 from services.coaching.callplan import publish_call_plan, what_may_change
+from services.coaching.export import build_export_handlers
 from services.coaching.live import LiveHub, ParticipantChanged
 from services.coaching.storage import ProjectionStore, SqlProjectionStore
 from services.coaching.tables import (
@@ -489,4 +490,4 @@ def build_handlers(database: Database, hub: LiveHub, tz: ZoneInfo) -> dict[str, 
 
 def register_kafka_handlers(runtime: Runtime, hub: LiveHub, tz: ZoneInfo) -> None:
     """Subscribe coaching's one consumer to every topic it projects."""
-    runtime.subscribe(build_handlers(runtime.database, hub, tz))
+    runtime.subscribe({**build_handlers(runtime.database, hub, tz), **build_export_handlers(runtime.database)})

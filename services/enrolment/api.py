@@ -20,7 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.enrolment import domain, operations, security, storage
+from services.enrolment import domain, exports, operations, security, storage
 from services.enrolment.domain import EnrolmentRefused, ParticipantFields
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import (
@@ -856,6 +856,7 @@ async def _erase(org_id: UUID, participant_id: UUID, caller: Caller, session: As
     allow(caller, org_id, "org_admin")
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
     refusing(lambda: operations.erase(session=session, participant=participant, now=utcnow()))
+    await exports.forget_participant_exports(session=session, participant_id=participant.id)
     await session.commit()
     return ParticipantPublic.model_validate(participant)
 

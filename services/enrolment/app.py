@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.enrolment import operations, storage
+from services.enrolment import exports, operations, storage
 from services.enrolment.api import public_router, router
+from services.enrolment.export_api import router as export_router
 from services.enrolment.handlers import register_kafka_handlers
 from services.enrolment.pages import router as pages_router
 from services.enrolment.security import TokenKeys
@@ -20,6 +21,7 @@ from shared.runtime import Runtime, create_service_app
 
 log = get_logger(__name__)
 CLEANUP_INTERVAL_S = 3600.0
+EXPORT_RETENTION_INTERVAL_S = 300.0
 LOGIN_LIMIT_MEMORY = timedelta(hours=2)
 """Login limits older than this (a window is an hour, a delay at most the lock time) are forgotten."""
 
@@ -69,7 +71,20 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
                 log.warning("could not forget old login limits", error=type(error).__name__)
             await asyncio.sleep(CLEANUP_INTERVAL_S)
 
-    runtime.background.append(cleanup_loop)
+    async def export_retention_loop() -> None:
+        """Delete subject-access exports past their retention (with their bundle or key)."""
+        while True:
+            try:
+                async with runtime.database.session() as session:
+                    deleted = await exports.delete_expired_exports(session=session, now=utcnow())
+                    await session.commit()
+                if deleted:
+                    log.info("deleted expired exports", count=deleted)
+            except Exception as error:  # noqa: BLE001 - try again next round
+                log.warning("could not delete expired exports", error=type(error).__name__)
+            await asyncio.sleep(EXPORT_RETENTION_INTERVAL_S)
+
+    runtime.background += [cleanup_loop, export_retention_loop]
     register_kafka_handlers(runtime)
     app = create_service_app(
         runtime,
@@ -86,6 +101,7 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.token_keys = TokenKeys.load(settings.staff_token_private_key_path, settings.staff_token_public_key_path)
+    app.include_router(export_router)
     app.include_router(router)
     app.include_router(public_router)
     app.include_router(pages_router)

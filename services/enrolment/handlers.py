@@ -5,10 +5,13 @@ changes nothing."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import operations, storage
+from services.enrolment.exports import build_export_handlers
+from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import Participant
 from shared.db import Database, claim_event, utcnow
 from shared.events import Envelope, MailSent, ProgrammeCompleted, Topic, UnsubscribeRequested
@@ -78,4 +81,9 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
 
 def register_kafka_handlers(runtime: Runtime) -> None:
     """Subscribe enrolment's handlers with the shared retry and dead-letter rules."""
-    runtime.subscribe(build_handlers(runtime.database))
+    settings = runtime.settings
+    assert isinstance(settings, EnrolmentSettings)
+    retention = timedelta(days=settings.export_retention_days)
+    runtime.subscribe(
+        {**build_handlers(runtime.database), **build_export_handlers(runtime.database, retention=retention)}
+    )

@@ -64,3 +64,9 @@ class EnrolmentSettings(ServiceSettings):
     consent_text_version: str = Field(
         default="2026-1", max_length=20, description="Version of the consent text on the sign-up page."
     )
+    export_timeout_minutes: int = Field(
+        default=30, ge=1, description="A subject-access export whose parts are not all in by then shows them missing."
+    )
+    export_retention_days: int = Field(
+        default=7, ge=1, description="A subject-access export (its key and bundle) is deleted this long after it."
+    )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, HttpUrl, StringConstraints, TypeAdapter
 from pydantic_core import PydanticCustomError
-from sqlalchemy import ARRAY, Column, Index, LargeBinary, String, text
+from sqlalchemy import ARRAY, JSON, Column, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -526,3 +526,58 @@ class ImportReport(BaseModel):
     rejected: list[RejectedRowPublic]
     ignored_columns: list[str]
     would_import: int = Field(description="Rows that pass every check (equals len(imported) unless a dry run).")
+
+
+# --- subject-access exports ------------------------------------------------------------------------
+
+
+class ExportRequest(EnrolmentTable, table=True):
+    """A subject-access export of one participant: the private key its parts are sealed to
+    (destroyed once the bundle is built) and, for the retention period, the bundle itself."""
+
+    __tablename__ = "export_request"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    org_id: UUID = Field(foreign_key="organisation.id", index=True)
+    participant_id: UUID = Field(index=True)
+    requested_by: str = Field(max_length=20, description="licensor or org_admin.")
+    requested_by_staff_id: UUID | None = None
+    requested_at: datetime = Field(default_factory=utcnow)
+    private_key: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, nullable=True), description="None once destroyed."
+    )
+    expected_parts: list[str] = Field(sa_column=Column(ARRAY(String), nullable=False))
+    completed_at: datetime | None = None
+    # json, not jsonb: the download keeps the bundle's order (enrolment first, then each service).
+    bundle: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    delete_after: datetime = Field(index=True, description="The request, its key and bundle are deleted then.")
+
+
+class ExportPart(EnrolmentTable, table=True):
+    """A service's sealed part of an export, kept until the bundle is built."""
+
+    __tablename__ = "export_part"
+
+    export_id: UUID = Field(foreign_key="export_request.id", primary_key=True, ondelete="CASCADE")
+    service: str = Field(primary_key=True, max_length=40)
+    schema_version: int
+    sealed: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class ExportPublic(BaseModel):
+    """Where an export stands: which parts are in and, when complete, where to download it."""
+
+    id: UUID
+    org_id: UUID
+    participant_id: UUID
+    status: Literal["pending", "complete", "timed_out"] = Field(
+        description="timed_out: not every part came within the time limit; `missing` names them."
+    )
+    parts_received: list[str]
+    missing: list[str]
+    requested_at: datetime
+    completed_at: datetime | None
+    delete_after: datetime = Field(description="The export (and its bundle) is deleted then.")
+    json_url: str | None = Field(description="The bundle as JSON, once complete.")
+    html_url: str | None = Field(description="The bundle as a readable Dutch page, once complete.")

@@ -13,6 +13,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.mailer.delivery import unschedule_due_deliveries
+from services.mailer.export import build_export_handlers
 from services.mailer.tables import (
     AlertCopy,
     CoachCopy,
@@ -324,4 +325,4 @@ async def _cancel_due_deliveries(session: AsyncSession, envelope: Envelope) -> N
 
 
 def register_kafka_handlers(runtime: Runtime, wake_scheduler: Callable[[], None]) -> None:
-    runtime.subscribe(build_handlers(runtime.database, wake_scheduler))
+    runtime.subscribe({**build_handlers(runtime.database, wake_scheduler), **build_export_handlers(runtime.database)})

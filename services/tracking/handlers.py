@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.tracking import storage
+from services.tracking.export import build_export_handlers
 from shared.db import Database, claim_event, utcnow
 from shared.events import (
     Envelope,
@@ -65,4 +66,4 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
 
 def register_kafka_handlers(runtime: Runtime) -> None:
     """Subscribe tracking's handlers in its consumer group."""
-    runtime.subscribe(build_handlers(runtime.database))
+    runtime.subscribe({**build_handlers(runtime.database), **build_export_handlers(runtime.database)})

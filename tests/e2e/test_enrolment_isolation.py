@@ -76,6 +76,10 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("PUT", P + "/coach", {"json": {"coach_id": "COACH"}}),
     ("POST", P + "/erase", {}),
     ("DELETE", P, {}),
+    ("POST", P + "/exports", {}),
+    ("GET", "/api/organisations/{org_id}/exports/{export_id}", {}),
+    ("GET", "/api/organisations/{org_id}/exports/{export_id}.json", {}),
+    ("GET", "/api/organisations/{org_id}/exports/{export_id}.html", {}),
 ]
 # Not about one organisation: only the licensor may use them.
 LICENSOR_ONLY: list[tuple[str, str, dict[str, Any]]] = [
@@ -117,6 +121,7 @@ async def snapshot(org_id: str) -> dict[str, list[dict[str, Any]]]:
         "api_key": "SELECT * FROM api_key WHERE org_id = $1 ORDER BY id",
         "logo": "SELECT org_id, sha256 FROM logo WHERE org_id = $1 ORDER BY sha256",
         "invitation": "SELECT i.* FROM invitation i JOIN staff s ON s.id = i.staff_id WHERE s.org_id = $1 ORDER BY 1",
+        "export_request": "SELECT id, participant_id FROM export_request WHERE org_id = $1 ORDER BY id",
     }
     return {name: [dict(row) for row in await db_fetch("enrolment", query, org)] for name, query in queries.items()}
 
@@ -134,10 +139,10 @@ async def outbox_empty() -> bool:
 
 
 def request(
-    case: tuple[str, str, dict[str, Any]], *, org: str, participant: str, staff: str, coach: str
+    case: tuple[str, str, dict[str, Any]], *, org: str, participant: str, staff: str, coach: str, export: str = ""
 ) -> dict[str, Any]:
     method, template, options = case
-    url = ENROLMENT + template.format(org_id=org, participant_id=participant, staff_id=staff)
+    url = ENROLMENT + template.format(org_id=org, participant_id=participant, staff_id=staff, export_id=export)
     options = {**options}
     if "json" in options:
         body = {
@@ -176,6 +181,8 @@ async def test_credentials_of_organisation_a_read_and_change_nothing_of_organisa
         )
     ).json()
     key_b = (await http.post(f"{ENROLMENT}/api/organisations/{b}/api-key", headers=LICENSOR)).json()["api_key"]
+    exports_b = f"{ENROLMENT}/api/organisations/{b}/participants/{participant_b['id']}/exports"
+    export_b = (await http.post(exports_b, headers=LICENSOR)).json()["id"]
     assert (
         await http.put(f"{ENROLMENT}/api/organisations/{b}/logo", files={"file": ("b.png", logo())}, headers=LICENSOR)
     ).status_code == 200
@@ -190,20 +197,29 @@ async def test_credentials_of_organisation_a_read_and_change_nothing_of_organisa
         "API key of A": {"X-Api-Key": key_a["api_key"]},
     }
     targets = {
-        "B's ids": {"org": b, "participant": participant_b["id"], "staff": coach_b["id"], "coach": coach_b["id"]},
+        "B's ids": {
+            "org": b,
+            "participant": participant_b["id"],
+            "staff": coach_b["id"],
+            "coach": coach_b["id"],
+            "export": export_b,
+        },
         # A's own organisation in the path, B's participant or staff member behind it.
         "A's path, B's ids": {
             "org": a,
             "participant": participant_b["id"],
             "staff": coach_b["id"],
             "coach": coach_a["id"],
+            "export": export_b,
         },
     }
     failures = []
     for who, headers in credentials.items():
         for what, ids in targets.items():
             for case in CASES:
-                if what == "A's path, B's ids" and "{participant_id}" not in case[1] and "{staff_id}" not in case[1]:
+                if what == "A's path, B's ids" and not any(
+                    f"{{{name}}}" in case[1] for name in ("participant_id", "staff_id", "export_id")
+                ):
                     continue  # the same as A using its own organisation: allowed where the role allows it
                 response = await http.request(**request(case, **ids), headers=headers)
                 leaked = [s for s in secrets if s in response.text]

@@ -1,0 +1,14 @@
+"""Tracking's part of a subject-access export: every row of its own tables that names the
+participant (opens, link hits, assignment reports, unsubscribe requests, sent mails)."""
+
+from __future__ import annotations
+
+from services.tracking.tables import TrackingTable
+from shared.db import Database
+from shared.export_parts import export_part_handlers
+from shared.kafka import EventHandler
+
+
+def build_export_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
+    """Tracking's handler of export.requested."""
+    return export_part_handlers(database, service="tracking", metadata=TrackingTable.metadata)
