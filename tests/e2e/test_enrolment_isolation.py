@@ -45,6 +45,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("PATCH", "/api/organisations/{org_id}/branding", {"json": {"display_name": "Gekaapt"}}),
     ("PUT", "/api/organisations/{org_id}/logo", {"files": {"file": ("x.png", logo(), "image/png")}}),
     ("DELETE", "/api/organisations/{org_id}/logo", {}),
+    ("PUT", "/api/organisations/{org_id}/slug", {"json": {"slug": "gekaapt-adres"}}),
     ("GET", "/api/organisations/{org_id}/api-key", {}),
     ("POST", "/api/organisations/{org_id}/api-key", {}),
     ("DELETE", "/api/organisations/{org_id}/api-key", {}),
