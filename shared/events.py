@@ -579,3 +579,29 @@ class AlertCleared(Payload):
     TOPIC = Topic.COACHING
 
     code: AlertCode
+
+
+# --- questionnaire ---------------------------------------------------------------------
+
+
+LonelinessAnswer = Literal["ja", "min_of_meer", "nee"]
+
+
+@event
+class QuestionnaireAnswered(Payload):
+    """A participant answered the loneliness questionnaire for one moment (a later answer for it replaces it)."""
+
+    TYPE = "questionnaire.answered"
+    VERSION = 1
+    TOPIC = Topic.ENGAGEMENT
+
+    participant_id: UUID
+    moment: Literal["intake", "end", "follow_up"]
+    scale_version: Literal["djg6-2006"]
+    answers: dict[str, LonelinessAnswer | None] = Field(description="Keys e1, e2, e3 (emotional), s1, s2, s3 (social).")
+    emotional: int | None = Field(ge=0, le=3)
+    social: int | None = Field(ge=0, le=3)
+    total: int | None = Field(ge=0, le=6, description="None when more than one item is missing.")
+    total_imputed: bool
+    category: Literal["not_lonely", "moderately_lonely", "severely_lonely"] | None
+    answered_at: AwareDatetime

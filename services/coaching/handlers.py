@@ -28,6 +28,7 @@ from services.coaching.tables import (
     LifecycleSeen,
     OpenSeen,
     OrganisationView,
+    QuestionnaireAnswerSeen,
     ReportSeen,
     StaffAccessCopy,
 )
@@ -56,6 +57,7 @@ from shared.events import (
     Payload,
     PlanUpdated,
     ProgrammeCompleted,
+    QuestionnaireAnswered,
     StaffAccessChanged,
     Topic,
     UnsubscribeRequested,
@@ -174,6 +176,7 @@ async def on_participant_erased(store: ProjectionStore, envelope: Envelope) -> P
     for report in await store.reports(row.participant_id):
         report.note = None
     await store.erase_authored(row.participant_id)
+    await store.erase_questionnaire_answers(row.participant_id)
     projection.touch(row, envelope.occurred_at)
     return _changed(row, envelope)
 
@@ -316,6 +319,31 @@ async def on_assignment_reported(store: ProjectionStore, envelope: Envelope) -> 
     return _changed(row, envelope)
 
 
+async def on_questionnaire_answered(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged | None:
+    """Keep the scores (not the item answers) of the latest answer per moment; nothing once erased."""
+    payload = _parse(envelope, QuestionnaireAnswered)
+    row = await _row(store, envelope)
+    if row.lifecycle == "erased":
+        return None
+    scores = {
+        "org_id": row.org_id,
+        "total": payload.total,
+        "emotional": payload.emotional,
+        "social": payload.social,
+        "total_imputed": payload.total_imputed,
+        "category": payload.category,
+        "answered_at": payload.answered_at,
+    }
+    current = await store.questionnaire_answer(row.participant_id, payload.moment)
+    if current is None:
+        store.add(QuestionnaireAnswerSeen, participant_id=row.participant_id, moment=payload.moment, **scores)
+    elif payload.answered_at >= current.answered_at:
+        for name, value in scores.items():
+            setattr(current, name, value)
+    projection.touch(row, envelope.occurred_at)
+    return _changed(row, envelope)
+
+
 async def on_unsubscribe_requested(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
     payload = _parse(envelope, UnsubscribeRequested)
     row = await _row(store, envelope)
@@ -385,6 +413,7 @@ APPLIERS: Mapping[str, Mapping[str, Applier]] = {
         LinkClicked.TYPE: on_link_clicked,
         AssignmentReported.TYPE: on_assignment_reported,
         UnsubscribeRequested.TYPE: on_unsubscribe_requested,
+        QuestionnaireAnswered.TYPE: on_questionnaire_answered,
     },
     Topic.COACHING: {
         CallLogged.TYPE: on_call_logged,

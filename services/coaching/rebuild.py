@@ -38,6 +38,7 @@ from services.coaching.tables import (
     DashboardRow,
     MailSeen,
     OrganisationView,
+    QuestionnaireAnswerSeen,
     ReportSeen,
 )
 from shared.db import Database, ProcessedEvent, utcnow
@@ -141,6 +142,14 @@ class MemoryProjectionStore:
 
     async def erase_authored(self, participant_id: UUID) -> None:
         self.erased.add(participant_id)
+
+    async def questionnaire_answer(self, participant_id: UUID, moment: str) -> QuestionnaireAnswerSeen | None:
+        return cast(QuestionnaireAnswerSeen | None, self.tables[QuestionnaireAnswerSeen].get((participant_id, moment)))
+
+    async def erase_questionnaire_answers(self, participant_id: UUID) -> None:
+        answers = self.tables[QuestionnaireAnswerSeen]
+        for key in [key for key in answers if key[0] == participant_id]:
+            del answers[key]
 
 
 @dataclass

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import col
@@ -29,6 +29,7 @@ from services.coaching.tables import (
     OrganisationView,
     PlannedCallMove,
     PlanVersion,
+    QuestionnaireAnswerSeen,
     ReportSeen,
     as_row_dict,
 )
@@ -63,6 +64,12 @@ class ProjectionStore(Protocol):
 
     async def erase_authored(self, participant_id: UUID) -> None:
         """Erase the person's data from what coaches wrote (notes, plan text), keeping the rows."""
+        ...
+
+    async def questionnaire_answer(self, participant_id: UUID, moment: str) -> QuestionnaireAnswerSeen | None: ...
+
+    async def erase_questionnaire_answers(self, participant_id: UUID) -> None:
+        """Delete the participant's questionnaire scores (erasure)."""
         ...
 
 
@@ -124,6 +131,14 @@ class SqlProjectionStore:
 
     async def erase_authored(self, participant_id: UUID) -> None:
         await erase_authored_data(self.session, [participant_id])
+
+    async def questionnaire_answer(self, participant_id: UUID, moment: str) -> QuestionnaireAnswerSeen | None:
+        return await self.session.get(QuestionnaireAnswerSeen, (participant_id, moment))
+
+    async def erase_questionnaire_answers(self, participant_id: UUID) -> None:
+        await self.session.execute(
+            delete(QuestionnaireAnswerSeen).where(col(QuestionnaireAnswerSeen.participant_id) == participant_id)
+        )
 
 
 async def erase_authored_data(session: AsyncSession, participant_ids: Sequence[UUID]) -> None:

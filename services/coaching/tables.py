@@ -183,6 +183,22 @@ class CoachView(CoachingTable, table=True):
     removed: bool = Field(default=False, description="Removed for good: the name stays erased.")
 
 
+class QuestionnaireAnswerSeen(CoachingTable, table=True):
+    """A participant's latest loneliness scores for one moment (questionnaire.answered; latest answered_at wins)."""
+
+    __tablename__ = "questionnaire_answer_seen"
+
+    participant_id: UUID = Field(primary_key=True)
+    moment: str = Field(primary_key=True, max_length=20, description="intake, end or follow_up.")
+    org_id: UUID = Field(index=True)
+    total: int | None = None
+    emotional: int | None = None
+    social: int | None = None
+    total_imputed: bool = False
+    category: str | None = Field(default=None, max_length=30)
+    answered_at: datetime
+
+
 PROJECTION_TABLES: tuple[type[CoachingTable], ...] = (
     DashboardRow,
     MailSeen,
@@ -192,6 +208,7 @@ PROJECTION_TABLES: tuple[type[CoachingTable], ...] = (
     LifecycleSeen,
     OrganisationView,
     CoachView,
+    QuestionnaireAnswerSeen,
 )
 """Everything `cli rebuild` empties and recomputes from the topics."""
 
