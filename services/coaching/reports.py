@@ -120,6 +120,10 @@ def percent(value: float | None) -> str:
 # --- the PDF --------------------------------------------------------------------------------
 
 
+PDF_COHORTS = 12
+"""The most recent cohorts the one page has room for."""
+
+
 def outcome_pdf(
     group: GroupReport,
     cohorts: Sequence[GroupReport],
@@ -174,7 +178,10 @@ def outcome_pdf(
             ),
         ]
         if cohorts:
-            story += [Paragraph("Per groep (maand van start)", sub), _table(_cohort_rows(cohorts), accent, None)]
+            shown = list(cohorts)[-PDF_COHORTS:]
+            story += [Paragraph("Per groep (maand van start)", sub), _table(_cohort_rows(shown), accent, None)]
+            if len(shown) < len(cohorts):
+                story.append(Paragraph(f"De laatste {PDF_COHORTS} groepen; alle groepen staan in de CSV.", small))
     story += [
         Spacer(1, 6),
         Paragraph(
@@ -250,9 +257,17 @@ def _cohort_rows(cohorts: Sequence[GroupReport]) -> list[list[str]]:
 
 def _table(rows: list[list[str]], accent: colors.Color, widths: list[float] | None) -> Table:
     table = Table(rows, colWidths=[w * cm for w in widths] if widths else None, hAlign="LEFT")
+    # "te weinig deelnemers" takes the rest of its row.
+    spans = [
+        ("SPAN", (column, index), (-1, index))
+        for index, row in enumerate(rows)
+        for column, cell in enumerate(row)
+        if cell == outcomes.TOO_FEW
+    ]
     table.setStyle(
         TableStyle(
             [
+                *spans,
                 ("FONT", (0, 0), (-1, -1), "Helvetica", 8.5),
                 ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
                 ("TEXTCOLOR", (0, 0), (-1, 0), text_colour_on(accent)),

@@ -228,3 +228,23 @@ def test_csv_in_both_dialects_parses_back() -> None:
     assert dutch[0]["gem_totaal"] == "3,5" and plain[0]["gem_totaal"] == "3.5"
     assert dutch[1]["verschil_totaal"] == "-1,5" and plain[1]["verschil_totaal"] == "-1.5"
     assert dutch[3]["opmerking"] == "te weinig deelnemers" and dutch[3]["ingeschreven"] == ""
+
+
+def test_the_report_pdf_is_one_page_also_with_many_cohorts() -> None:
+    from services.coaching.reports import outcome_pdf
+
+    starts = [date(2021 + i // 12 % 5, 1 + i % 12, 1) for i in range(400)]
+    members = [person(4, 2, completed_on=date(2026, 5, 1), start=start) for start in starts]
+    report = outcomes.organisation_report(members, org_id=ORG, label="Welzijn", coach_names={}, today=TODAY)
+    assert len(report.cohorts) == 60
+    pdf = outcome_pdf(report.overall, report.cohorts, organisation="Welzijn", colour="#ffee00", today=TODAY)
+    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") == 1
+
+
+def test_production_refuses_the_development_research_export_key() -> None:
+    from services.coaching.settings import CoachingSettings
+
+    real = {"env": "production", "metrics_token": "m" * 20, "licensor_secret": "l" * 20}
+    with pytest.raises(ValueError, match="MEER_RESEARCH_EXPORT_KEY"):
+        CoachingSettings(**real)  # type: ignore[arg-type]
+    assert CoachingSettings(**real, research_export_key="r" * 32).research_export_key == "r" * 32  # type: ignore[arg-type]
