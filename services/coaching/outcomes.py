@@ -14,7 +14,9 @@ Rules, written down once:
   later − intake (negative = less lonely). 95% interval: mean ± t(0.975, n−1) · sd / √n,
   sd with n−1. Effect size: Cohen's d_z = mean difference / sd of the differences.
 - Small cells: a group with fewer than MIN_CELL participants is not shown at all, and a
-  figure that rests on fewer than MIN_CELL participants is suppressed (None).
+  figure that rests on fewer than MIN_CELL participants is suppressed (None). Beside a small
+  group the smallest other group is hidden too when the whole minus the shown groups would
+  reveal fewer than MIN_CELL participants (complementary suppression, see `breakdown`).
 """
 
 from __future__ import annotations
@@ -244,6 +246,30 @@ def _grouped(
     return dict(sorted(groups.items()))
 
 
+def _hidden(group: GroupReport) -> GroupReport:
+    return GroupReport(
+        kind=group.kind, key=group.key, label=group.label, enrolled=None, completed=None, suppressed=True
+    )
+
+
+def breakdown(
+    parent_size: int,
+    members: Mapping[str, Sequence[ParticipantOutcome]],
+    make: Callable[[str, Sequence[ParticipantOutcome]], GroupReport],
+) -> tuple[GroupReport, ...]:
+    """Groups of one breakdown of a parent, with complementary suppression: when the hidden
+    participants (small groups, or in no group) number 1 to MIN_CELL − 1, the parent's figures
+    minus the shown groups would reveal them, so the smallest shown groups are hidden too."""
+    groups = [make(key, found) for key, found in members.items()]
+    while True:
+        shown = [g for g in groups if not g.suppressed]
+        hidden = parent_size - sum(g.enrolled or 0 for g in shown)
+        if not shown or hidden == 0 or hidden >= MIN_CELL:
+            return tuple(groups)
+        smallest = min(shown, key=lambda g: (g.enrolled or 0, g.key))
+        groups = [_hidden(g) if g is smallest else g for g in groups]
+
+
 @dataclass(frozen=True)
 class OrganisationReport:
     """An organisation: the whole, per cohort (start month) and per coach."""
@@ -267,15 +293,17 @@ def organisation_report(
     coaches = _grouped(own, lambda p: str(p.coach_id) if p.coach_id else None)
     return OrganisationReport(
         overall=group_report(own, kind="organisation", key=str(org_id), label=label, today=today),
-        cohorts=tuple(
-            group_report(members, kind="cohort", key=k, label=cohort_label(k), today=today)
-            for k, members in cohorts.items()
+        cohorts=breakdown(
+            len(own),
+            cohorts,
+            lambda k, members: group_report(members, kind="cohort", key=k, label=cohort_label(k), today=today),
         ),
-        coaches=tuple(
-            group_report(
+        coaches=breakdown(
+            len(own),
+            coaches,
+            lambda k, members: group_report(
                 members, kind="coach", key=k, label=coach_names.get(UUID(k)) or "Coach (naam onbekend)", today=today
-            )
-            for k, members in coaches.items()
+            ),
         ),
     )
 
@@ -294,15 +322,16 @@ def licensor_report(
     by_org = _grouped(participants, lambda p: str(p.org_id))
     return LicensorReport(
         overall=group_report(participants, kind="all", key="all", label="Alle organisaties", today=today),
-        organisations=tuple(
-            group_report(
+        organisations=breakdown(
+            len(participants),
+            by_org,
+            lambda k, members: group_report(
                 members,
                 kind="organisation",
                 key=k,
                 label=organisation_names.get(UUID(k)) or "Organisatie (naam onbekend)",
                 today=today,
-            )
-            for k, members in by_org.items()
+            ),
         ),
     )
 

@@ -48,20 +48,25 @@ FLAGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-# (coach, intake total, end total) per participant; None: did not answer.
-KARIN = "karin"
-PIET = "piet"
-COHORT: list[tuple[str, int | None, int | None]] = [
-    (KARIN, 5, 3),
-    (KARIN, 4, 2),
-    (KARIN, 6, 5),
-    (KARIN, 3, 3),
-    (KARIN, 4, 1),
-    (KARIN, None, 2),  # no intake: not in the paired change
-    (PIET, 2, 2),
-    (PIET, 5, None),  # no end answer: not in the paired change
+# (coach, intake total, end total, finished the programme) per participant; None: no answer.
+KARIN, LOTTE, PIET = "karin", "lotte", "piet"
+COHORT: list[tuple[str, int | None, int | None, bool]] = [
+    (KARIN, 5, 3, True),
+    (KARIN, 4, 2, True),
+    (KARIN, 6, 5, True),
+    (KARIN, 3, 3, True),
+    (KARIN, 4, 1, True),
+    (KARIN, None, 2, True),  # no intake: not in the paired change
+    (LOTTE, 2, 2, True),
+    (LOTTE, 5, None, True),  # no end answer: not in the paired change
+    (LOTTE, 6, 4, True),
+    (LOTTE, 3, 4, True),
+    (LOTTE, None, None, False),  # still running, never answered
+    (PIET, 4, 3, True),
+    (PIET, 1, None, False),
 ]
-COMPLETED = 7  # the first seven finished the programme
+NAMES = ("Ans", "Joop", "Fatima", "Henk", "Greet", "Kees", "Mieke", "Jan", "Wim", "Truus", "Bep", "Gerrit", "Sjaak")
+ENROLLED, COMPLETED = len(COHORT), sum(1 for *_, done in COHORT if done)
 
 
 def category(total: int) -> str:
@@ -114,12 +119,10 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
     org_id = uuid.UUID(organisation["id"])
     coaches = {
         KARIN: await add_coach(http, organisation["id"], "Karin Jansen"),
+        LOTTE: await add_coach(http, organisation["id"], "Lotte Visser"),
         PIET: await add_coach(http, organisation["id"], "Piet de Boer"),
     }
-    names = ("Ans", "Joop", "Fatima", "Henk", "Greet", "Kees", "Mieke", "Jan")
-    ids = [
-        await enrol(http, organisation["id"], coaches[c]["id"], n) for (c, _, _), n in zip(COHORT, names, strict=True)
-    ]
+    ids = [await enrol(http, organisation["id"], coaches[c[0]]["id"], n) for c, n in zip(COHORT, NAMES, strict=True)]
 
     async def all_projected() -> bool:
         count = await db_count(
@@ -131,19 +134,19 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
 
     start = datetime.now(UTC) - timedelta(days=70)
     envelopes: list[Envelope] = []
-    for participant_id, (_, intake, end) in zip(ids, COHORT, strict=True):
+    for participant_id, (_, intake, end, done) in zip(ids, COHORT, strict=True):
         if intake is not None:
             # A first answer, replaced by a later one for the same moment.
             envelopes.append(answered(org_id, participant_id, "intake", 0, start))
             envelopes.append(answered(org_id, participant_id, "intake", intake, start + timedelta(hours=1)))
         if end is not None:
             envelopes.append(answered(org_id, participant_id, "end", end, start + timedelta(days=60)))
-    for participant_id in ids[:COMPLETED]:
-        completed = ProgrammeCompleted(days=60, completed_at=start + timedelta(days=60))
-        envelopes.append(Envelope.wrap(completed, org_id=org_id, participant_id=participant_id))
+        if done:
+            completed = ProgrammeCompleted(days=60, completed_at=start + timedelta(days=60))
+            envelopes.append(Envelope.wrap(completed, org_id=org_id, participant_id=participant_id))
     await publish(envelopes)
 
-    answers_expected = sum(1 for _, i, _ in COHORT if i is not None) + sum(1 for _, _, e in COHORT if e is not None)
+    answers_expected = sum((i is not None) + (e is not None) for _, i, e, _ in COHORT)
 
     async def all_answers_in() -> bool:
         found = await db_count(
@@ -159,9 +162,9 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
     await eventually(all_answers_in, timeout=60, what="coaching to apply the answers and completions")
 
     # --- expected figures, computed here from the script (not by the code under test) ---
-    intakes = [i for _, i, _ in COHORT if i is not None]
-    ends = [e for _, _, e in COHORT if e is not None]
-    pairs = [(i, e) for _, i, e in COHORT if i is not None and e is not None]
+    intakes = [i for _, i, _, _ in COHORT if i is not None]
+    ends = [e for _, _, e, _ in COHORT if e is not None]
+    pairs = [(i, e) for _, i, e, _ in COHORT if i is not None and e is not None]
     before, after = [p[0] for p in pairs], [p[1] for p in pairs]
     t_test = stats.ttest_rel(after, before)
     interval = t_test.confidence_interval(0.95)
@@ -174,28 +177,33 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
     assert response.status_code == 200, response.text
     report = response.json()
     overall = report["overall"]
-    assert (overall["enrolled"], overall["completed"], overall["suppressed"]) == (8, 7, False)
+    assert (overall["enrolled"], overall["completed"], overall["suppressed"]) == (ENROLLED, COMPLETED, False)
     moments = {m["moment"]: m for m in overall["moments"]}
-    assert (moments["intake"]["responded"], moments["intake"]["asked"]) == (len(intakes), 8)
+    assert (moments["intake"]["responded"], moments["intake"]["asked"]) == (len(intakes), ENROLLED)
     assert (moments["end"]["responded"], moments["end"]["asked"]) == (len(ends), COMPLETED)
     assert moments["intake"]["scores"]["total"]["mean"] == pytest.approx(sum(intakes) / len(intakes))
     assert moments["end"]["scores"]["total"]["mean"] == pytest.approx(sum(ends) / len(ends))
     severe_at_intake = sum(1 for t in intakes if t >= 5) / len(intakes)
     assert moments["intake"]["category_shares"]["severely_lonely"] == pytest.approx(severe_at_intake)
     change = next(c for c in overall["changes"] if c["moment"] == "end" and c["score"] == "total")
-    assert change["n"] == len(pairs) == 6
+    assert change["n"] == len(pairs) == 9
     assert change["mean_difference"] == pytest.approx(mean_difference)
     assert change["ci_low"] == pytest.approx(interval.low)
     assert change["ci_high"] == pytest.approx(interval.high)
     assert change["effect_size_dz"] == pytest.approx(d_z)
     follow_up = next(c for c in overall["changes"] if c["moment"] == "follow_up" and c["score"] == "total")
     assert follow_up["suppressed"] is True and follow_up["mean_difference"] is None
-    # Per coach: Karin's six are shown, Piet's two are a small cell.
+    # Per coach: Karin's six are shown; Piet's two are a small cell, and Lotte's five are
+    # hidden too, or the organisation minus Karin and Lotte would tell Piet's figures.
     by_coach = {c["label"]: c for c in report["coaches"]}
     assert by_coach["Karin Jansen"]["enrolled"] == 6 and not by_coach["Karin Jansen"]["suppressed"]
-    assert by_coach["Piet de Boer"]["suppressed"] is True and by_coach["Piet de Boer"]["enrolled"] is None
-    assert by_coach["Piet de Boer"]["moments"] == [] and by_coach["Piet de Boer"]["changes"] == []
-    assert [c["enrolled"] for c in report["cohorts"]] == [8]
+    karin_intakes = [i for c, i, _, _ in COHORT if c == KARIN and i is not None]
+    karin_moments = {m["moment"]: m for m in by_coach["Karin Jansen"]["moments"]}
+    assert karin_moments["intake"]["scores"]["total"]["mean"] == pytest.approx(sum(karin_intakes) / 5)
+    for hidden in ("Piet de Boer", "Lotte Visser"):
+        assert by_coach[hidden]["suppressed"] is True and by_coach[hidden]["enrolled"] is None
+        assert by_coach[hidden]["moments"] == [] and by_coach[hidden]["changes"] == []
+    assert [c["enrolled"] for c in report["cohorts"]] == [ENROLLED]
 
     # --- the page, in headless Chromium ---
     http.cookies.set("meer_coaching_session", admin["token"])
@@ -204,7 +212,7 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
     assert f"{dutch(interval.low, 2)} tot {dutch(interval.high, 2)}" in html
     assert dutch(mean_difference, 2) in html and dutch(sum(intakes) / len(intakes), 1) in html
     assert "Piet de Boer" in html and "te weinig deelnemers" in html
-    assert "Ans" not in html and "Joop" not in html  # no names on the report
+    assert not any(f">{n}<" in html or f" {n} " in html for n in NAMES)  # no participant names
     await screenshot_page(admin["token"], SCREENSHOT_DIR / "outcome-report.png")
 
     # --- CSV in both dialects ---
@@ -214,7 +222,7 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
         rows = list(csv.DictReader(io.StringIO(answer.content.decode("utf-8-sig")), delimiter=delimiter))
         organisation_rows = {r["moment"]: r for r in rows if r["groep_soort"] == "organisatie"}
         end_row = organisation_rows["end"]
-        assert end_row["ingeschreven"] == "8" and end_row["gepaard_n"] == "6"
+        assert end_row["ingeschreven"] == str(ENROLLED) and end_row["gepaard_n"] == "9"
         assert end_row["verschil_totaal"] == str(round(mean_difference, 2)).replace(".", decimal)
         assert end_row["ci95_laag"] == str(round(interval.low, 2)).replace(".", decimal)
         piet = next(r for r in rows if r["groep"] == "Piet de Boer")
@@ -234,10 +242,10 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
     second = await http.get(f"{COACHING}/api/outcomes/research-export.csv", headers=admin["headers"])
     assert first.status_code == 200 and first.content == second.content  # stable pseudonyms
     exported = list(csv.DictReader(io.StringIO(first.text)))
-    assert len(exported) == 8
+    assert len(exported) == ENROLLED
     text = first.text
     assert all(str(i) not in text for i in ids) and organisation["id"] not in text
-    assert not any(n in text for n in names) and "@" not in text
+    assert not any(n in text for n in NAMES) and "@" not in text
     assert sorted(int(r["intake_total"]) for r in exported if r["intake_total"]) == sorted(intakes)
 
     await check_who_sees_what(http, org_id, coaches, report)
@@ -269,7 +277,7 @@ async def check_who_sees_what(
     ours = next(g for g in licensor["organisations"] if g["key"] == str(org_id))
     assert ours["moments"] == report["overall"]["moments"] and ours["changes"] == report["overall"]["changes"]
     everything = await http.get(f"{COACHING}/api/licensor/outcomes/research-export.csv", headers=LICENSOR)
-    assert everything.status_code == 200 and len(list(csv.DictReader(io.StringIO(everything.text)))) >= 8
+    assert everything.status_code == 200 and len(list(csv.DictReader(io.StringIO(everything.text)))) >= ENROLLED
 
 
 async def screenshot_page(token: str, path: Path) -> None:

@@ -168,30 +168,56 @@ def test_subscale_means_leave_missing_scores_out() -> None:
 
 
 def test_organisation_report_groups_by_cohort_and_coach_and_ignores_other_organisations() -> None:
-    other_coach = UUID(int=11)
-    march = [person(3, 2) for _ in range(5)]
-    april = [person(4, 3, start=date(2026, 4, 10), coach=other_coach) for _ in range(3)]
+    other_coach, third_coach = UUID(int=11), UUID(int=12)
+    march = [person(3, 2) for _ in range(6)]
+    april = [person(4, 3, start=date(2026, 4, 10), coach=other_coach) for _ in range(5)]
+    may = [person(4, 3, start=date(2026, 5, 10), coach=third_coach) for _ in range(5)]
     stranger = [person(6, 6, org=OTHER_ORG) for _ in range(10)]
     report = outcomes.organisation_report(
-        march + april + stranger, org_id=ORG, label="Org", coach_names={COACH: "Sanne"}, today=TODAY
+        march + april + may + stranger, org_id=ORG, label="Org", coach_names={COACH: "Sanne"}, today=TODAY
     )
-    assert report.overall.enrolled == 8
-    assert [(c.key, c.label, c.suppressed) for c in report.cohorts] == [
-        ("2026-03", "Gestart in maart 2026", False),
-        ("2026-04", "Gestart in april 2026", True),
+    assert report.overall.enrolled == 16
+    assert [(c.key, c.label, c.enrolled) for c in report.cohorts] == [
+        ("2026-03", "Gestart in maart 2026", 6),
+        ("2026-04", "Gestart in april 2026", 5),
+        ("2026-05", "Gestart in mei 2026", 5),
     ]
-    labels = {c.key: (c.label, c.suppressed) for c in report.coaches}
-    assert labels == {str(COACH): ("Sanne", False), str(other_coach): ("Coach (naam onbekend)", True)}
+    labels = {c.key: (c.label, c.enrolled) for c in report.coaches}
+    assert labels[str(COACH)] == ("Sanne", 6) and labels[str(other_coach)] == ("Coach (naam onbekend)", 5)
+
+
+def test_a_small_group_hides_the_smallest_other_group_too() -> None:
+    """Otherwise the whole minus the shown groups tells the small group's figures."""
+    big = [person(3, 2, start=date(2026, 3, 1)) for _ in range(7)]
+    middle = [person(5, 1, start=date(2026, 4, 1)) for _ in range(5)]
+    small = [person(6, 6, start=date(2026, 5, 1)) for _ in range(2)]
+    report = outcomes.organisation_report(big + middle + small, org_id=ORG, label="O", coach_names={}, today=TODAY)
+    assert [(c.key, c.suppressed, c.enrolled) for c in report.cohorts] == [
+        ("2026-03", False, 7),
+        ("2026-04", True, None),
+        ("2026-05", True, None),
+    ]
+    # Two groups of which one is small: both are hidden, only the whole is shown.
+    two = outcomes.organisation_report(big + small, org_id=ORG, label="O", coach_names={}, today=TODAY)
+    assert two.overall.enrolled == 9 and [c.suppressed for c in two.cohorts] == [True, True]
+    # Participants without a coach count as hidden too.
+    without = [person(3, 2, coach=None) for _ in range(3)]
+    coaches = outcomes.organisation_report(big + without, org_id=ORG, label="O", coach_names={}, today=TODAY).coaches
+    assert [c.suppressed for c in coaches] == [True]
+    # Hidden groups that together are five or more need nothing more.
+    five_hidden = [person(2, 2, start=date(2026, 6, 1)) for _ in range(3)]
+    ok = outcomes.organisation_report(big + small + five_hidden, org_id=ORG, label="O", coach_names={}, today=TODAY)
+    assert [c.suppressed for c in ok.cohorts] == [False, True, True]
 
 
 def test_licensor_report_across_and_per_organisation() -> None:
-    members = [person(3, 2) for _ in range(5)] + [person(5, 5, org=OTHER_ORG) for _ in range(2)]
-    report = outcomes.licensor_report(members, organisation_names={ORG: "A"}, today=TODAY)
-    assert report.overall.enrolled == 7
-    assert [(g.label, g.suppressed) for g in report.organisations] == [
-        ("A", False),
-        ("Organisatie (naam onbekend)", True),
-    ]
+    third = UUID(int=3)
+    members = [person(3, 2) for _ in range(5)] + [person(5, 5, org=OTHER_ORG) for _ in range(6)]
+    members += [person(5, 5, org=third) for _ in range(2)]
+    report = outcomes.licensor_report(members, organisation_names={ORG: "A", OTHER_ORG: "B"}, today=TODAY)
+    assert report.overall.enrolled == 13
+    shown = [(g.label, g.enrolled) for g in report.organisations]
+    assert shown == [("A", None), ("B", 6), ("Organisatie (naam onbekend)", None)]
 
 
 def test_pseudonyms_are_stable_per_key_and_differ_between_keys() -> None:
