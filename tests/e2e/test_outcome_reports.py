@@ -267,6 +267,17 @@ async def check_who_sees_what(
     assert own["overall"]["enrolled"] == 6 and own["coaches"] == []
     for path in ("/api/outcomes.pdf", "/api/outcomes/research-export.csv"):
         assert (await http.get(f"{COACHING}{path}", headers=karin)).status_code == 403
+    karin_cookie = {"meer_coaching_session": karin["Authorization"].removeprefix("Bearer ")}
+    async with httpx.AsyncClient(timeout=10, cookies=karin_cookie) as browser:
+        page = await browser.get(f"{COACHING}/uitkomsten")
+        assert page.status_code == 200 and "Uw deelnemers" in page.text
+        assert "Lotte Visser" not in page.text and "Per coach" not in page.text
+        assert (await browser.get(f"{COACHING}/uitkomsten.pdf")).status_code == 403
+        assert (await browser.get(f"{COACHING}/uitkomsten/onderzoek.csv")).status_code == 403
+    stranger_cookie = {"meer_coaching_session": stranger["Authorization"].removeprefix("Bearer ")}
+    async with httpx.AsyncClient(timeout=10, cookies=stranger_cookie) as browser:
+        page = await browser.get(f"{COACHING}/uitkomsten")
+        assert page.status_code == 200 and "Nog geen cijfers" in page.text and "Karin Jansen" not in page.text
     piet = {"Authorization": f"Bearer {mint_staff_token('coach', org_id, uuid.UUID(coaches[PIET]['id']))}"}
     assert (await http.get(f"{COACHING}/api/outcomes", headers=piet)).json()["overall"]["suppressed"] is True
 
