@@ -324,3 +324,26 @@ def check_pdf(content: bytes, png: Path) -> None:
     subprocess.run(["pdftoppm", "-png", "-r", "80", "-singlefile", str(pdf), str(png.with_suffix(""))], check=True)
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert "Welzijn Uitkomstdorp" in text and "Gepaard" in text
+
+
+async def test_erasure_removes_the_questionnaire_scores(http: httpx.AsyncClient) -> None:
+    organisation = await create_organisation(http, display_name="Welzijn Vergeetdorp")
+    org_id = uuid.UUID(organisation["id"])
+    coach = await add_coach(http, organisation["id"], "Karin Jansen")
+    participant_id = await enrol(http, organisation["id"], coach["id"], "Ans")
+    await publish([answered(org_id, participant_id, "intake", 4, datetime.now(UTC))])
+
+    async def scores() -> int:
+        query = "SELECT count(*) FROM questionnaire_answer_seen WHERE participant_id = $1"
+        return await db_count("coaching", query, participant_id)
+
+    await eventually(scores, what="coaching to keep the intake scores")
+    response = await http.post(
+        f"{ENROLMENT}/api/organisations/{org_id}/participants/{participant_id}/erase", headers=LICENSOR
+    )
+    assert response.status_code == 200, response.text
+
+    async def gone() -> bool:
+        return await scores() == 0
+
+    await eventually(gone, what="participant.erased to delete the scores")
