@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.settings import DEV_SECRET_PREFIX, ServiceSettings
 
 
 class CoachingSettings(ServiceSettings):
@@ -28,4 +28,13 @@ class CoachingSettings(ServiceSettings):
     live_ping_s: float = Field(default=15.0, gt=0, description="Keep-alive interval of the live dashboard stream.")
     cookie_secure: bool | None = Field(
         default=None, description="Secure flag of the login cookie; default: always in production, else over https."
+    )
+    licensor_secret: str = Field(
+        default=f"{DEV_SECRET_PREFIX}licensor-secret",
+        description="Bearer secret of the licensor: the outcome reports across organisations.",
+    )
+    research_export_key: str = Field(
+        default=f"{DEV_SECRET_PREFIX}research-export-key",
+        min_length=16,
+        description="HMAC key of the researchers' export: one stable pseudonym per participant per key.",
     )

@@ -42,6 +42,7 @@ SAMPLE_VARIABLES = {
     "MEER_TRACKING_KEYS": "newest-key,older-key@2030-12-31",
     "MEER_METRICS_TOKEN": "metrics-token-for-the-compose-test",
     "GRAFANA_ADMIN_PASSWORD": "grafana-password-for-the-compose-test",
+    "MEER_RESEARCH_EXPORT_KEY": "research-export-key-for-the-compose-test",
 }
 
 # Variables compose hands a service before its settings class reads them, as

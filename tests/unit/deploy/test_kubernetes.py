@@ -41,6 +41,7 @@ SAMPLE_SECRET_VALUES = {
     ("meer-metrics-token", "token"): "metrics-token-for-the-k8s-test",
     ("meer-smtp", "username"): "relay-user",
     ("meer-smtp", "password"): "relay-password",
+    ("meer-research-export-key", "key"): "research-export-key-for-the-k8s-test",
 }
 
 

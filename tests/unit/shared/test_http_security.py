@@ -76,7 +76,9 @@ def test_bearer_check() -> None:
 
 
 async def test_in_production_the_coaching_login_cookies_are_secure_behind_a_plain_http_proxy_hop() -> None:
-    production = create_coaching_app(CoachingSettings(env="production", metrics_token=TOKEN))
+    production = create_coaching_app(
+        CoachingSettings(env="production", metrics_token=TOKEN, licensor_secret="l" * 32, research_export_key="r" * 32)
+    )
     page = await get(production, "/inloggen")
     assert page.status_code == 200 and "secure" in page.headers["set-cookie"].lower()
     development = await get(create_coaching_app(CoachingSettings()), "/inloggen")
