@@ -31,7 +31,7 @@ from shared.db import Database
 from shared.events import Topic
 from shared.http_security import SecurityHeadersMiddleware, bearer_matches
 from shared.kafka import EventHandler, create_broker, ensure_topics, subscribe_events
-from shared.logging import configure_logging, get_logger
+from shared.logging import KAFKA_OUTAGE, configure_logging, get_logger, log_recovery
 from shared.metrics import DEPENDENCY_UP, HttpMetricsMiddleware, metrics_response
 from shared.migrations import upgrade_to_head
 from shared.outbox import OutboxRelay
@@ -90,6 +90,21 @@ class Runtime:
             DEPENDENCY_UP.labels(self.service, dependency).set(1 if up else 0)
         return checks
 
+    async def watch_kafka_outage(self, interval_s: float = 2.0) -> None:
+        """While the Kafka client reports an outage, check Kafka every few seconds and log
+        the outage's end once it answers again (the client itself says nothing then)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if not KAFKA_OUTAGE.in_outage:
+                continue
+            try:
+                up = await self.broker.ping(timeout=1.0)
+            except Exception:  # noqa: BLE001 - still away
+                up = False
+            DEPENDENCY_UP.labels(self.service, "kafka").set(1 if up else 0)
+            if up:
+                log_recovery(KAFKA_OUTAGE, time.monotonic())
+
 
 def error_body(status: int, message: str, fields: Sequence[dict[str, str]] = ()) -> dict[str, Any]:
     """The one error shape of every API: {"error": {"status", "message", "fields": [...]}}."""
@@ -109,6 +124,7 @@ def create_service_app(runtime: Runtime, *, title: str, description: str) -> Fas
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.broker.start()
         tasks = [asyncio.create_task(runtime.relay.run(), name="outbox-relay")]
+        tasks.append(asyncio.create_task(runtime.watch_kafka_outage(), name="kafka-outage-watch"))
         tasks += [asyncio.create_task(loop(), name=getattr(loop, "__name__", "loop")) for loop in runtime.background]
         log.info("service started", http_port=runtime.settings.http_port)
         try:
