@@ -30,7 +30,7 @@ from starlette.types import ASGIApp
 from shared.db import Database
 from shared.events import Topic
 from shared.http_security import SecurityHeadersMiddleware, bearer_matches
-from shared.kafka import EventHandler, create_broker, ensure_topics, subscribe_events
+from shared.kafka import EventHandler, create_broker, ensure_topics, report_consumer_lag, subscribe_events
 from shared.logging import KAFKA_OUTAGE, configure_logging, get_logger, log_recovery
 from shared.metrics import DEPENDENCY_UP, HttpMetricsMiddleware, metrics_response
 from shared.migrations import upgrade_to_head
@@ -64,15 +64,22 @@ class Runtime:
         return cls(service=service, settings=settings, database=database, broker=broker, relay=relay)
 
     def subscribe(self, handlers: Mapping[str, Mapping[str, EventHandler]]) -> None:
-        """Consume these handlers' topics in the service's consumer group, as its settings say."""
-        subscribe_events(
+        """Consume these handlers' topics in the service's consumer group, as its settings say,
+        and report that group's lag on the partitions this process consumes."""
+        group = self.settings.consumer_group or self.service
+        subscriber = subscribe_events(
             self.broker,
             handlers,
             service=self.service,
-            group_id=self.settings.consumer_group,
+            group_id=group,
             offset_reset=self.settings.kafka_offset_reset,
             max_attempts=self.settings.handler_max_attempts,
         )
+
+        async def consumer_lag_report() -> None:
+            await report_consumer_lag(subscriber, service=self.service, group=group)
+
+        self.background.append(consumer_lag_report)
 
     async def readiness(self) -> dict[str, bool]:
         """Whether PostgreSQL and Kafka answer right now (each within a second)."""
