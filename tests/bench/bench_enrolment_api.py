@@ -83,9 +83,18 @@ def workdir() -> Iterator[Path]:
         yield Path(name)
 
 
-async def drive(base_url: str, org_id: str, api_key: str, total: int, run: str) -> tuple[float, list[float]]:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(
+    base_url: str, org_id: str, api_key: str, total: int, run: str, server_pid: int | None = None
+) -> tuple[float, list[float], float]:
     """`total` enrolments from CLIENTS concurrent clients (each its own connection); the
-    seconds taken and each request's latency. Every answer must be 201."""
+    seconds taken, each request's latency and the server's CPU seconds meanwhile (a figure
+    that other load on the machine changes much less than the rate). Every answer must be 201."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
         queue.put_nowait(i)
@@ -102,9 +111,12 @@ async def drive(base_url: str, org_id: str, api_key: str, total: int, run: str) 
                 latencies.append(time.perf_counter() - started)
                 assert response.status_code == 201, response.text
 
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(CLIENTS)))
-    return time.perf_counter() - started, sorted(latencies)
+    seconds = time.perf_counter() - started
+    cpu = cpu_seconds(server_pid) - cpu_before if server_pid else 0.0
+    return seconds, sorted(latencies), cpu
 
 
 def p99(latencies: list[float]) -> float:
@@ -144,7 +156,7 @@ async def test_enrolment_api_against_a_bare_insert_endpoint(stack: None, workdir
     finally:
         await conn.close()
 
-    results: dict[str, tuple[float, list[float]]] = {}
+    results: dict[str, tuple[float, list[float], float]] = {}
     port = free_port()
     log_file = workdir / "bare.log"
     uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]
@@ -156,12 +168,15 @@ async def test_enrolment_api_against_a_bare_insert_endpoint(stack: None, workdir
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", bare, log_file)
         await drive(f"http://127.0.0.1:{port}", org_id, api_key, 200, run + "w")  # warm-up
-        results["bare FastAPI + one INSERT"] = await drive(f"http://127.0.0.1:{port}", org_id, api_key, ENROLMENTS, run)
+        results["bare FastAPI + one INSERT"] = await drive(
+            f"http://127.0.0.1:{port}", org_id, api_key, ENROLMENTS, run, bare.pid
+        )
     finally:
         stop_server(bare)
 
     await drive(ENROLMENT, org_id, api_key, 200, run + "w")  # warm-up
-    results["enrolment API (API key)"] = await drive(ENROLMENT, org_id, api_key, ENROLMENTS, run)
+    service_pid = int((local_stack.RUN_DIR / "enrolment.pid").read_text())
+    results["enrolment API (API key)"] = await drive(ENROLMENT, org_id, api_key, ENROLMENTS, run, service_pid)
 
     stored = await db_count(
         "enrolment", "SELECT count(*) FROM participant WHERE org_id = $1 AND source = 'api'", uuid.UUID(org_id)
@@ -172,8 +187,15 @@ async def test_enrolment_api_against_a_bare_insert_endpoint(stack: None, workdir
         return ENROLMENTS / results[name][0]
 
     print(f"\nEnrolment API, {ENROLMENTS} enrolments from {CLIENTS} concurrent clients, one organisation:")
-    for name, (seconds, latencies) in results.items():
-        print(f"  {name:28s} {seconds:6.2f} s  {rate(name):7.0f} /s  p99 {p99(latencies):6.1f} ms")
+    for name, (seconds, latencies, cpu) in results.items():
+        print(
+            f"  {name:28s} {seconds:6.2f} s  {rate(name):7.0f} /s  p99 {p99(latencies):6.1f} ms"
+            f"  server CPU {1000 * cpu / ENROLMENTS:5.2f} ms per request"
+        )
     service = rate("enrolment API (API key)")
-    print(f"  enrolment API / bare endpoint {service / rate('bare FastAPI + one INSERT'):5.2f}")
+    bare_cpu = results["bare FastAPI + one INSERT"][2]
+    service_cpu = results["enrolment API (API key)"][2]
+    print(f"  enrolment API / bare endpoint {service / rate('bare FastAPI + one INSERT'):5.2f} of the rate")
+    if service_cpu:
+        print(f"  bare endpoint / enrolment API {bare_cpu / service_cpu:5.2f} of the server CPU per request")
     print(f"  target: enrolment API >= {TARGET} enrolments/s  -> {'met' if service >= TARGET else 'NOT met'}")
