@@ -8,11 +8,12 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.subscriber.usecase import LogicSubscriber
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,7 +22,7 @@ from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_atte
 from shared.db import Database, claim_event
 from shared.events import Envelope, Topic, UnknownEventError
 from shared.logging import get_logger
-from shared.metrics import EVENTS_DEAD_LETTERED, EVENTS_HANDLED
+from shared.metrics import CONSUMER_LAG, EVENTS_DEAD_LETTERED, EVENTS_HANDLED
 
 log = get_logger(__name__)
 
@@ -116,7 +117,7 @@ def subscribe_events(
     group_id: str | None = None,
     offset_reset: Literal["earliest", "latest"] = "earliest",
     max_attempts: int = 5,
-) -> None:
+) -> LogicSubscriber[Any]:
     """Consume the topics in `handlers` ({topic: {event type: handler}}) with one consumer
     in the service's consumer group (one consumer: one group join, no rebalance storm).
 
@@ -125,15 +126,17 @@ def subscribe_events(
     `<topic>.dlt` with the reason, so one bad event never blocks the others. When a
     dependency is down the event is not dead-lettered: it is redelivered until it works.
     Types without a handler are acknowledged and skipped (newer producers, other readers).
+    Returns the subscriber, whose aiokafka consumer report_consumer_lag reads.
     """
-
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         *handlers,
         group_id=group_id or service,
         auto_offset_reset=offset_reset,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         title=f"{service}-events",
     )
+
+    @subscriber
     async def on_event(message: KafkaMessage) -> None:
         record = message.raw_message
         assert not isinstance(record, tuple)
@@ -171,6 +174,47 @@ def subscribe_events(
             await _dead_letter(broker, message, service, envelope.type, dead_letter_reason(error))
             return
         EVENTS_HANDLED.labels(service, topic, envelope.type, "ok").inc()
+
+    return subscriber
+
+
+async def consumer_lag(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
+    """For each partition assigned to this consumer: records not yet handled by its group,
+    the partition's end offset minus the group's committed offset (the start of the
+    partition when the group has committed nothing there yet)."""
+    assigned = sorted(consumer.assignment())
+    if not assigned:
+        return {}
+    ends = await consumer.end_offsets(assigned)
+    lags = {}
+    for tp in assigned:
+        committed = await consumer.committed(tp)
+        if committed is None:
+            committed = (await consumer.beginning_offsets([tp]))[tp]
+        lags[tp] = max(0, ends[tp] - committed)
+    return lags
+
+
+async def report_consumer_lag(
+    subscriber: LogicSubscriber[Any], *, service: str, group: str, interval_s: float = 5.0
+) -> None:
+    """Keep meer_consumer_lag{service, group, topic, partition} up to date for the partitions
+    this process consumes; partitions that moved to another replica are no longer reported."""
+    reported: set[TopicPartition] = set()
+    while True:
+        await asyncio.sleep(interval_s)
+        consumer = getattr(subscriber, "consumer", None)
+        try:
+            lags = await consumer_lag(consumer) if isinstance(consumer, AIOKafkaConsumer) else {}
+        except Exception as error:  # noqa: BLE001 - Kafka away or rebalancing: keep the last figures
+            log.debug("consumer lag not measured", error=type(error).__name__)
+            continue
+        for tp in reported - lags.keys():
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(service, group, tp.topic, str(tp.partition))
+        for tp, lag in lags.items():
+            CONSUMER_LAG.labels(service, group, tp.topic, str(tp.partition)).set(lag)
+        reported = set(lags)
 
 
 def dead_letter_reason(error: BaseException) -> str:

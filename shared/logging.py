@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -66,10 +68,12 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
+    # While Kafka is away its client logs every reconnect attempt (~100 lines/s per service).
+    handler.addFilter(DependencyOutageFilter(KAFKA_OUTAGE, "aiokafka", time.monotonic))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The Kafka client logs every reconnect attempt at INFO/ERROR; readiness already reports it.
+    # The Kafka client logs every reconnect attempt at INFO; its warnings go through the outage filter.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     structlog.contextvars.bind_contextvars(service=service)
@@ -78,3 +82,113 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+class DependencyOutageLog:
+    """Turns a client library's flood of error lines during a dependency outage into three
+    kinds of line: one when the outage starts (with the first error), a summary at most
+    every `summary_interval_s` while it lasts (how many lines were held back), and one when
+    it ends. For `settle_s` after the end, the client's lines about settling down again
+    (a consumer group rejoining) are dropped instead of announcing a new outage. The clock
+    is passed in, so the rules are plain and testable."""
+
+    def __init__(self, dependency: str, *, summary_interval_s: float = 60.0, settle_s: float = 15.0) -> None:
+        self.dependency = dependency
+        self.summary_interval_s = summary_interval_s
+        self.settle_s = settle_s
+        self.started_at: float | None = None
+        self._ended_at: float | None = None
+        self._summary_at = 0.0
+        self._held_back = 0
+        self._held_back_total = 0
+        self._last_error = ""
+
+    @property
+    def in_outage(self) -> bool:
+        return self.started_at is not None
+
+    def failed(self, error: str, now: float) -> tuple[str, dict[str, Any]] | None:
+        """One error line from the client: the line to log instead of it, or None to drop it."""
+        self._last_error = error[:300]
+        if self.started_at is None and self._ended_at is not None and now - self._ended_at < self.settle_s:
+            return None
+        if self.started_at is None:
+            self.started_at = self._summary_at = now
+            self._held_back = self._held_back_total = 0
+            return "dependency outage started", {"dependency": self.dependency, "first_error": self._last_error}
+        self._held_back += 1
+        self._held_back_total += 1
+        if now - self._summary_at < self.summary_interval_s:
+            return None
+        line = (
+            "dependency outage continues",
+            {
+                "dependency": self.dependency,
+                "outage_s": round(now - self.started_at, 1),
+                "lines_held_back": self._held_back,
+                "last_error": self._last_error,
+            },
+        )
+        self._summary_at, self._held_back = now, 0
+        return line
+
+    def recovered(self, now: float) -> tuple[str, dict[str, Any]] | None:
+        """The dependency answers again: the line that ends the outage, or None if there was none."""
+        if self.started_at is None:
+            return None
+        line = (
+            "dependency outage ended",
+            {
+                "dependency": self.dependency,
+                "outage_s": round(now - self.started_at, 1),
+                "lines_held_back": self._held_back_total,
+            },
+        )
+        self.started_at, self._ended_at = None, now
+        return line
+
+
+class DependencyOutageFilter(logging.Filter):
+    """A handler filter: WARNING and ERROR lines of the dependency's client loggers (for Kafka:
+    `aiokafka.*`) go through `outage`, which keeps one line at the start, a summary at most
+    once a minute (logged by `shared.outage`), and the runtime logs the end; lines of every
+    other logger pass unchanged."""
+
+    def __init__(
+        self,
+        outage: DependencyOutageLog,
+        logger_prefix: str,
+        clock: Callable[[], float],
+        emit: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.outage = outage
+        self.logger_prefix = logger_prefix
+        self.clock = clock
+        self.emit = emit or _log_outage_line
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not (
+            record.name == self.logger_prefix or record.name.startswith(self.logger_prefix + ".")
+        ):
+            return True
+        line = self.outage.failed(record.getMessage(), self.clock())
+        if line is not None:
+            self.emit(*line)
+        return False
+
+
+def _log_outage_line(message: str, fields: dict[str, Any]) -> None:
+    get_logger("shared.outage").warning(message, **fields)
+
+
+KAFKA_OUTAGE = DependencyOutageLog("kafka")
+"""This process's Kafka outage log: fed by the aiokafka loggers, ended by the runtime's Kafka check."""
+
+
+def log_recovery(outage: DependencyOutageLog, now: float) -> None:
+    """Log the end of an outage, if one was going on."""
+    line = outage.recovered(now)
+    if line is not None:
+        message, fields = line
+        get_logger("shared.outage").info(message, **fields)

@@ -25,6 +25,12 @@ EVENTS_DEAD_LETTERED = Counter(
 )
 OUTBOX_PUBLISHED = Counter("meer_outbox_published_total", "Outbox rows published to Kafka.", ["service"])
 OUTBOX_BACKLOG = Gauge("meer_outbox_backlog", "Outbox rows committed and not yet published.", ["service"])
+CONSUMER_LAG = Gauge(
+    "meer_consumer_lag",
+    "Records on a partition assigned to this process not yet handled by its consumer group (end offset minus "
+    "committed offset).",
+    ["service", "group", "topic", "partition"],
+)
 DEPENDENCY_UP = Gauge(
     "meer_dependency_up", "1 when a dependency answered the last readiness check.", ["service", "dependency"]
 )

@@ -31,8 +31,8 @@ from shared.db import Database
 from shared.events import Topic
 from shared.http import BodySizeLimit
 from shared.http_security import SecurityHeadersMiddleware, bearer_matches
-from shared.kafka import EventHandler, create_broker, ensure_topics, subscribe_events
-from shared.logging import configure_logging, get_logger
+from shared.kafka import EventHandler, create_broker, ensure_topics, report_consumer_lag, subscribe_events
+from shared.logging import KAFKA_OUTAGE, configure_logging, get_logger, log_recovery
 from shared.metrics import DEPENDENCY_UP, HttpMetricsMiddleware, metrics_response
 from shared.migrations import upgrade_to_head
 from shared.outbox import OutboxRelay
@@ -65,15 +65,22 @@ class Runtime:
         return cls(service=service, settings=settings, database=database, broker=broker, relay=relay)
 
     def subscribe(self, handlers: Mapping[str, Mapping[str, EventHandler]]) -> None:
-        """Consume these handlers' topics in the service's consumer group, as its settings say."""
-        subscribe_events(
+        """Consume these handlers' topics in the service's consumer group, as its settings say,
+        and report that group's lag on the partitions this process consumes."""
+        group = self.settings.consumer_group or self.service
+        subscriber = subscribe_events(
             self.broker,
             handlers,
             service=self.service,
-            group_id=self.settings.consumer_group,
+            group_id=group,
             offset_reset=self.settings.kafka_offset_reset,
             max_attempts=self.settings.handler_max_attempts,
         )
+
+        async def consumer_lag_report() -> None:
+            await report_consumer_lag(subscriber, service=self.service, group=group)
+
+        self.background.append(consumer_lag_report)
 
     async def readiness(self) -> dict[str, bool]:
         """Whether PostgreSQL and Kafka answer right now (each within a second)."""
@@ -90,6 +97,21 @@ class Runtime:
         for dependency, up in checks.items():
             DEPENDENCY_UP.labels(self.service, dependency).set(1 if up else 0)
         return checks
+
+    async def watch_kafka_outage(self, interval_s: float = 2.0) -> None:
+        """While the Kafka client reports an outage, check Kafka every few seconds and log
+        the outage's end once it answers again (the client itself says nothing then)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if not KAFKA_OUTAGE.in_outage:
+                continue
+            try:
+                up = await self.broker.ping(timeout=1.0)
+            except Exception:  # noqa: BLE001 - still away
+                up = False
+            DEPENDENCY_UP.labels(self.service, "kafka").set(1 if up else 0)
+            if up:
+                log_recovery(KAFKA_OUTAGE, time.monotonic())
 
 
 def error_body(status: int, message: str, fields: Sequence[dict[str, str]] = ()) -> dict[str, Any]:
@@ -114,6 +136,7 @@ def create_service_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.broker.start()
         tasks = [asyncio.create_task(runtime.relay.run(), name="outbox-relay")]
+        tasks.append(asyncio.create_task(runtime.watch_kafka_outage(), name="kafka-outage-watch"))
         tasks += [asyncio.create_task(loop(), name=getattr(loop, "__name__", "loop")) for loop in runtime.background]
         log.info("service started", http_port=runtime.settings.http_port)
         try:

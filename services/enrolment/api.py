@@ -137,6 +137,7 @@ async def principal(
     (The request's own session: FastAPI hands the route the same one.)"""
     settings = settings_of(request)
     if x_api_key is not None:
+        # In the request's own session: no second pool checkout, ping and transaction per call.
         org_id = await storage.org_of_api_key(session=session, key_hash=security.digest(x_api_key))
         if org_id is None:
             raise _unauthorised("The API key is not valid (it may have been rotated).")
@@ -172,9 +173,13 @@ def allow(caller: Principal, org_id: UUID | None, *kinds: Kind) -> None:
         raise api_error(403, "You have no access to this organisation.")
 
 
-async def organisation_or_404(session: AsyncSession, org_id: UUID, *, for_update: bool = False) -> Organisation:
+async def organisation_or_404(
+    session: AsyncSession, org_id: UUID, *, for_update: bool = False, key_share: bool = False
+) -> Organisation:
     """The organisation, or a 404 in the error shape."""
-    organisation = await storage.get_organisation(session=session, org_id=org_id, for_update=for_update)
+    organisation = await storage.get_organisation(
+        session=session, org_id=org_id, for_update=for_update, key_share=key_share
+    )
     if organisation is None:
         raise api_error(404, f"Organisation {org_id} does not exist.")
     return organisation
@@ -683,18 +688,29 @@ async def enrol_participant(
 ) -> ParticipantPublic:
     """Enrol a participant; their programme starts on start_date (default: tomorrow)."""
     allow(caller, org_id, "org_admin", "api_key")
-    organisation = await organisation_or_404(session, org_id, for_update=True)
     fields = ParticipantFields.model_validate(body.model_dump(exclude={"coach_id"}))
-    participant = await refused_as_error(
-        operations.enrol_participant(
-            session=session,
-            organisation=organisation,
-            fields=fields,
-            coach_id=body.coach_id,
-            source="api" if caller.kind == "api_key" else "admin",
-            now=utcnow(),
+    now = utcnow()
+
+    async def enrol(*, in_turn: bool) -> Participant:
+        # Side by side, enrolments into one organisation do not queue behind each other's commit.
+        organisation = await organisation_or_404(session, org_id, for_update=in_turn, key_share=not in_turn)
+        return await refused_as_error(
+            operations.enrol_participant(
+                session=session,
+                organisation=organisation,
+                fields=fields,
+                coach_id=body.coach_id,
+                source="api" if caller.kind == "api_key" else "admin",
+                now=now,
+                in_turn=in_turn,
+            )
         )
-    )
+
+    try:
+        participant = await enrol(in_turn=False)
+    except operations.EnrolInTurn:
+        await session.rollback()
+        participant = await enrol(in_turn=True)
     await commit_or_conflict(session, "This e-mail address is already enrolled here.", "email")
     return ParticipantPublic.model_validate(participant)
 

@@ -535,6 +535,10 @@ async def _capacity(*, session: AsyncSession, organisation: Organisation, now: d
     )
 
 
+class EnrolInTurn(Exception):
+    """The licence is nearly full: roll back and enrol again in turn (organisation FOR UPDATE)."""
+
+
 async def enrol_participant(
     *,
     session: AsyncSession,
@@ -543,19 +547,34 @@ async def enrol_participant(
     coach_id: UUID | None,
     source: Literal["api", "admin"],
     now: datetime,
+    in_turn: bool = True,
 ) -> Participant:
-    """Enrol someone for the organisation (participant.enrolled). The caller locked the
-    organisation row (get_organisation(for_update=True)), so the licence check holds."""
-    await _capacity(session=session, organisation=organisation, now=now)
+    """Enrol someone for the organisation (participant.enrolled).
+
+    in_turn: the caller locked the organisation row FOR UPDATE, so enrolments take turns
+    and the licence check holds exactly. Otherwise the caller locked it FOR KEY SHARE
+    (get_organisation(key_share=True)): enrolments run side by side, which is safe while
+    more places are left than transactions can run at once; when fewer are left this
+    raises EnrolInTurn and the caller rolls back and comes again in turn. The caller
+    commits with commit_or_conflict: an address already running here is refused then.
+    """
+    counts = await storage.enrolment_counts(session=session, org_id=organisation.id)
+    remaining = domain.remaining_capacity(
+        valid_from=organisation.licence_valid_from,
+        valid_until=organisation.licence_valid_until,
+        maximum=organisation.max_active_participants,
+        running=counts.running,
+        today=domain.licence_today(now),
+    )
+    if not in_turn and not domain.capacity_holds_side_by_side(remaining, counts.concurrent_transactions):
+        raise EnrolInTurn
     variant = domain.check_variant(fields.variant, tuple(organisation.variants))
     start = domain.check_start_date(
         fields.start_date or domain.default_start_date(now, fields.timezone), now, fields.timezone
     )
-    coach = domain.choose_coach(
-        coach_id, await storage.active_participants_per_coach(session=session, org_id=organisation.id)
-    )
-    if await storage.has_running_enrolment(session=session, org_id=organisation.id, email=fields.email):
-        raise EnrolmentRefused(409, "This e-mail address is already enrolled here.", "email")
+    coach = domain.choose_coach(coach_id, counts.per_coach)
+    # A running enrolment of the same address is refused by the unique index
+    # uq_participant_active_email at commit (the caller turns it into a 409 on email).
     participant = Participant(
         org_id=organisation.id,
         coach_id=coach,

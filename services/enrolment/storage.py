@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -27,9 +28,15 @@ from services.enrolment.tables import (
 # --- organisations ----------------------------------------------------------------------------
 
 
-async def get_organisation(*, session: AsyncSession, org_id: UUID, for_update: bool = False) -> Organisation | None:
+async def get_organisation(
+    *, session: AsyncSession, org_id: UUID, for_update: bool = False, key_share: bool = False
+) -> Organisation | None:
     """The organisation; with for_update its row stays locked until commit, which makes
-    enrolments into one organisation take turns (so two cannot both take the last place)."""
+    enrolments into one organisation take turns (so two cannot both take the last place).
+    With key_share the row is locked FOR KEY SHARE: such holders run side by side, while a
+    for_update holder (licence change, import, an enrolment in turn) waits for them all."""
+    if key_share:
+        return await session.get(Organisation, org_id, with_for_update={"read": True, "key_share": True})
     return await session.get(Organisation, org_id, with_for_update=for_update)
 
 
@@ -62,6 +69,39 @@ async def running_count(*, session: AsyncSession, org_id: UUID) -> int:
     """Enrolled, active and paused participants: what the licence counts."""
     counts = await participants_per_status(session=session, org_id=org_id)
     return sum(counts.get(status, 0) for status in ACTIVE_STATUSES)
+
+
+@dataclass(frozen=True)
+class EnrolmentCounts:
+    """What an enrolment decides on: the licence's running participants, each coach's
+    running participants (0 included), and how many transactions the server runs at once."""
+
+    running: int
+    per_coach: dict[UUID, int]
+    concurrent_transactions: int
+
+
+_ENROLMENT_COUNTS = text(
+    """
+    SELECT s.id AS coach_id, coalesce(r.n, 0) AS n, lim.max_connections
+    FROM (SELECT current_setting('max_connections')::int AS max_connections) AS lim
+    LEFT JOIN (
+        (SELECT coach_id, count(*) AS n FROM participant
+         WHERE org_id = :org_id AND status = ANY(:statuses) GROUP BY coach_id) AS r
+        FULL JOIN (SELECT id FROM staff WHERE org_id = :org_id AND role = 'coach') AS s ON s.id = r.coach_id
+    ) ON true
+    """
+)
+
+
+async def enrolment_counts(*, session: AsyncSession, org_id: UUID) -> EnrolmentCounts:
+    """The counts of one enrolment in one round trip (the hot path of the enrolment API)."""
+    rows = (await session.execute(_ENROLMENT_COUNTS, {"org_id": org_id, "statuses": list(ACTIVE_STATUSES)})).all()
+    return EnrolmentCounts(
+        running=sum(int(n) for _, n, _ in rows),
+        per_coach={coach_id: int(n) for coach_id, n, _ in rows if coach_id is not None},
+        concurrent_transactions=int(rows[0][2]),
+    )
 
 
 async def get_logo(*, session: AsyncSession, org_id: UUID, sha256: str) -> Logo | None:

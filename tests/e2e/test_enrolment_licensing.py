@@ -4,6 +4,7 @@ running participants go on."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -222,3 +223,35 @@ async def test_the_cli_licenses_an_organisation(http: httpx.AsyncClient) -> None
     )
     assert bad.returncode == 1
     assert "licence_valid_from" in bad.stderr and "max_active_participants" in bad.stderr
+
+
+async def test_parallel_enrolments_fill_a_licence_exactly_and_never_beyond(http: httpx.AsyncClient) -> None:
+    """Enrolments into one organisation run side by side while many places are left (more than
+    PostgreSQL's max_connections, 300 on the local stack) and take turns near the end."""
+    organisation = await create_organisation(http, max_active_participants=330)
+    org_id = organisation["id"]
+    await add_coach(http, org_id)
+    rows = ["Voornaam;E-mailadres"] + [f"Bestaand {i};{unique_email()}" for i in range(20)]
+    imported = await http.post(
+        f"{ENROLMENT}/api/organisations/{org_id}/participants/import",
+        headers=LICENSOR,
+        files={"file": ("deelnemers.csv", "\n".join(rows).encode(), "text/csv")},
+    )
+    assert imported.status_code == 200, imported.text
+    assert (await licence(http, org_id))["available"] == 310
+
+    answers: list[httpx.Response] = []
+
+    async def client() -> None:
+        async with httpx.AsyncClient(timeout=60) as own:
+            for _ in range(20):
+                answers.append(await enrol(own, org_id))
+
+    await asyncio.gather(*(client() for _ in range(16)))
+
+    statuses = sorted(answer.status_code for answer in answers)
+    assert statuses.count(201) == 310 and statuses.count(409) == 10, statuses
+    assert all("full" in a.json()["error"]["message"] for a in answers if a.status_code == 409)
+    stored = await db_count("enrolment", "SELECT count(*) FROM participant WHERE org_id = $1", uuid.UUID(org_id))
+    assert stored == 330
+    assert (await licence(http, org_id))["available"] == 0

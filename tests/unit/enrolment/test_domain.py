@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from services.enrolment.domain import (
     EnrolmentRefused,
     ParticipantFields,
+    capacity_holds_side_by_side,
     check_start_date,
     check_stop_reason,
     check_variant,
@@ -211,3 +212,9 @@ def test_text_on_the_brand_colour_is_readable() -> None:
     for grey in range(0, 256, 5):
         for colour in (f"#{grey:02x}{grey:02x}{grey:02x}", f"#{grey:02x}8000", f"#00{grey:02x}ff", f"#ff{grey:02x}00"):
             assert contrast_ratio(colour, readable_text_colour(colour)) >= 4.5, colour
+
+
+def test_enrolments_go_side_by_side_only_while_more_places_are_left_than_transactions_can_run() -> None:
+    assert capacity_holds_side_by_side(remaining=301, concurrent_transactions=300)
+    assert not capacity_holds_side_by_side(remaining=300, concurrent_transactions=300)
+    assert not capacity_holds_side_by_side(remaining=1, concurrent_transactions=300)
