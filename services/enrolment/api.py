@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,7 +30,6 @@ from services.enrolment.tables import (
     CoachChange,
     CoachCreate,
     CoachPublic,
-    ErrorResponse,
     ImportReport,
     InvitationSent,
     LicencePublic,
@@ -54,12 +53,13 @@ from services.enrolment.tables import (
     TokenResponse,
 )
 from shared.db import utcnow
-from shared.runtime import Runtime, api_error
+from shared.runtime import Runtime, api_error, error_responses
 from shared.staff_tokens import InvalidStaffTokenError
 
 router = APIRouter(prefix="/api")
 public_router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="The licensor secret or a staff access token.")
+api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="An organisation API key.")
 
 T = TypeVar("T")
 
@@ -78,7 +78,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "Staff login is not configured on this server.",
     }
     # Every route validates its input, so 422 (in our error shape, not FastAPI's) is always possible.
-    return {status: {"model": ErrorResponse, "description": described[status]} for status in {*statuses, 422}}
+    return error_responses({status: described[status] for status in sorted({*statuses, 422})})
 
 
 def runtime(request: Request) -> Runtime:
@@ -128,7 +128,7 @@ def _unauthorised(message: str) -> Exception:
 async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    x_api_key: Annotated[str | None, Header(description="An organisation API key.")] = None,
+    x_api_key: Annotated[str | None, Depends(api_key_header)],
 ) -> Principal:
     """The caller, from a licensor secret, a staff token or an organisation API key."""
     settings = settings_of(request)

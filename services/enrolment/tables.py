@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time
 from typing import Annotated, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, HttpUrl, StringConstraints, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    HttpUrl,
+    StringConstraints,
+    TypeAdapter,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 from sqlalchemy import ARRAY, Column, Index, LargeBinary, String, text
 from sqlalchemy.orm import registry
@@ -15,14 +25,20 @@ from sqlmodel import Field, SQLModel
 from services.enrolment.domain import (
     DEFAULT_SEND_TIME,
     DEFAULT_TIMEZONE,
+    EMAIL_SCHEMA,
+    MIN_PASSWORD_LENGTH,
+    PHONE_SCHEMA,
     Colour,
     Email,
     FirstName,
     LicenceState,
+    LocalTime,
     Phone,
     StaffRole,
     TimeZoneName,
     display_phone,
+    optional_schema,
+    phone_characters,
 )
 from shared.db import utcnow
 
@@ -43,8 +59,11 @@ def _empty_to_none(value: object) -> object:
 _URL = TypeAdapter(HttpUrl)
 
 
+WEBSITE_PATTERN = r"^\s*https?://[^\s/?#]+[^\s]*\s*$"
+
+
 def _website(value: str) -> str:
-    if not value.startswith(("https://", "http://")):
+    if not re.fullmatch(WEBSITE_PATTERN, value):
         raise PydanticCustomError("value_error", "a website address starts with https://")
     _URL.validate_python(value)
     return value
@@ -52,35 +71,20 @@ def _website(value: str) -> str:
 
 OptionalText = Annotated[ShortText | None, BeforeValidator(_empty_to_none)]
 OptionalName = Annotated[Name | None, BeforeValidator(_empty_to_none)]
-OptionalEmail = Annotated[Email | None, BeforeValidator(_empty_to_none)]
+OptionalEmail = Annotated[Email | None, BeforeValidator(_empty_to_none), optional_schema(EMAIL_SCHEMA)]
 ContactPhone = Annotated[
-    Annotated[str, StringConstraints(max_length=40), AfterValidator(display_phone)] | None,
+    Annotated[str, AfterValidator(phone_characters), AfterValidator(display_phone)] | None,
     BeforeValidator(_empty_to_none),
+    optional_schema(PHONE_SCHEMA),
 ]
 Website = Annotated[
     Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_website)] | None,
     BeforeValidator(_empty_to_none),
+    optional_schema({"type": "string", "pattern": WEBSITE_PATTERN, "maxLength": 200}),
 ]
 
 
 # --- errors and pages -------------------------------------------------------------------------
-
-
-class FieldError(BaseModel):
-    field: str = Field(description="The input field at fault, e.g. 'email' or 'licence'.")
-    reason: str
-
-
-class ErrorDetail(BaseModel):
-    status: int
-    message: str = Field(description="What went wrong, in one sentence.")
-    fields: list[FieldError] = Field(default_factory=list)
-
-
-class ErrorResponse(BaseModel):
-    """The one error shape of every endpoint."""
-
-    error: ErrorDetail
 
 
 ItemT = TypeVar("ItemT")
@@ -349,9 +353,25 @@ class TokenResponse(BaseModel):
     expires_in: int = Field(description="Seconds until the token expires.")
 
 
+# Documented here, checked by the domain rule (which says what is wrong in its own words).
+NewPassword = Annotated[
+    str,
+    StringConstraints(max_length=200),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": MIN_PASSWORD_LENGTH,
+            "maxLength": 200,
+            "pattern": r"\S",
+            "description": f"At least {MIN_PASSWORD_LENGTH} characters, not only spaces.",
+        }
+    ),
+]
+
+
 class SetPasswordRequest(BaseModel):
     token: str = Field(max_length=200)
-    password: str = Field(max_length=200)
+    password: NewPassword
 
 
 class Me(BaseModel):
@@ -369,10 +389,10 @@ class Me(BaseModel):
 class ParticipantCreate(SQLModel):
     first_name: FirstName
     email: Email
-    phone: Phone = Field(default=None, description="Normalised to E.164; without a country code read as Dutch.")
+    phone: Phone = None
     coach_id: UUID | None = Field(default=None, description="Default: the organisation's least busy coach.")
     start_date: date | None = Field(default=None, description="Default: tomorrow in the participant's time zone.")
-    send_time: time = DEFAULT_SEND_TIME
+    send_time: LocalTime = DEFAULT_SEND_TIME
     timezone: TimeZoneName = DEFAULT_TIMEZONE
     variant: str | None = Field(default=None, description="Default: the licence's first variant.")
 
@@ -383,7 +403,7 @@ class ParticipantUpdate(SQLModel):
     first_name: FirstName | None = None
     email: Email | None = None
     phone: Phone = None
-    send_time: time | None = None
+    send_time: LocalTime | None = None
     timezone: TimeZoneName | None = None
 
 
@@ -437,7 +457,7 @@ class ParticipantPublic(BaseModel):
     email: str | None
     phone: str | None
     start_date: date
-    send_time: time
+    send_time: LocalTime
     timezone: str
     variant: str
     status: str

@@ -17,7 +17,7 @@ from services.mailer.mail import MailContext, MailSettings, render_programme_mai
 from services.mailer.programme import PackError, ProgrammePack
 from services.mailer.settings import MailerSettings
 from services.mailer.tables import OrganisationCopy
-from shared.runtime import Runtime, api_error
+from shared.runtime import Runtime, api_error, error_responses
 from shared.staff_tokens import InvalidStaffTokenError, verify_staff_token
 from shared.tracking_tokens import TokenSigner
 
@@ -50,7 +50,19 @@ def require_org_access(
     tags=["preview"],
     response_class=HTMLResponse,
     response_model=None,
-    responses={404: {"description": "Unknown organisation, day or variant"}},
+    responses={
+        200: {
+            "description": "The html part (text/html) or the text part (text/plain).",
+            "content": {"text/html": {"schema": {"type": "string"}}, "text/plain": {"schema": {"type": "string"}}},
+        },
+        **error_responses(
+            {
+                401: "No licensor secret or staff token, or it is not valid or has expired.",
+                403: "The staff token is for another organisation.",
+                404: "Unknown organisation, day or variant.",
+            }
+        ),
+    },
 )
 async def preview(
     org_id: UUID,

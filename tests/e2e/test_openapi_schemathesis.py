@@ -1,0 +1,153 @@
+"""Each service's OpenAPI spec is true: a bounded schemathesis run against the running stack, as the
+licensor, as an organisation admin and without credentials, finds no 5xx and no response that
+the spec does not describe (status, content type, body schema, headers, Allow on 405).
+
+The runs use their own organisation (a small licence, so enrolments and their mails stay few)
+and otherwise whatever the licensor run creates itself. Every run is bounded in time
+(`--max-time`; schemathesis keeps generating until its budget is spent), and the runs of one
+service go in parallel.
+
+Not checked: `positive_data_acceptance` (that every schema-valid input is accepted): a valid
+phone number or e-mail address is more than a JSON Schema can say, and 409 (licence full,
+already stopped) is a correct answer to valid input. Its mirror, `negative_data_rejection`
+(input the spec calls invalid is refused), is checked. GET /api/live is an endless event stream.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import (
+    COACHING,
+    ENROLMENT,
+    LICENSOR,
+    MAILER,
+    TRACKING,
+    add_coach,
+    create_organisation,
+    enrol_starting_now,
+    eventually,
+    staff_login,
+)
+
+pytestmark = pytest.mark.stack
+
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+SKIPPED_CHECKS = "positive_data_acceptance"
+LOGIN_PATHS = ("/api/auth/login", "/api/auth/set-password")
+# Failed logins count against the caller's address (127.0.0.1, like every other test): they are
+# tried once, without credentials, with the coverage phase's bounded set of cases only.
+FEW_LOGINS = """
+[[operations]]
+include-path-regex = "^/api/auth/(login|set-password)$"
+phases.fuzzing.enabled = false
+phases.stateful.enabled = false
+"""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One schemathesis run: who asks, how long, and which parameters are fixed."""
+
+    name: str
+    budget_s: int
+    authorization: str | None = None
+    parameters: dict[str, str] | None = None
+    exclude_paths: tuple[str, ...] = ()
+
+
+@pytest.fixture(scope="module")
+async def own_organisation(stack: None) -> dict[str, Any]:
+    """An organisation with an admin, a coach and two participants (one for enrolment's run to
+    change, stop and erase; one for coaching's run to read and log against)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        organisation = await create_organisation(http, max_active_participants=25)
+        org_id = organisation["id"]
+        await add_coach(http, org_id)
+        admin = await staff_login(http, org_id)
+        for_enrolment, _ = await enrol_starting_now(http, org_id, first_name="Schema")
+        for_coaching, _ = await enrol_starting_now(http, org_id, first_name="Thesis")
+
+        async def known_to_coaching() -> bool:
+            response = await http.get(f"{COACHING}/api/participants/{for_coaching}", headers=admin["headers"])
+            return response.status_code == 200
+
+        await eventually(known_to_coaching, what="coaching to know the participant")
+    return {
+        "org_id": org_id,
+        "admin": f"Bearer {admin['token']}",
+        "enrolment_participant": str(for_enrolment),
+        "coaching_participant": str(for_coaching),
+    }
+
+
+def _runs(service: str, own: dict[str, Any]) -> list[Run]:
+    admin_enrolment = {"org_id": own["org_id"], "participant_id": own["enrolment_participant"]}
+    licensor = LICENSOR["Authorization"]
+    return {
+        "enrolment": [
+            Run("licensor", 45, licensor, exclude_paths=LOGIN_PATHS),
+            Run("org admin", 45, own["admin"], admin_enrolment, LOGIN_PATHS),
+            Run("no credentials", 25),
+        ],
+        "mailer": [
+            Run("licensor", 15, licensor),
+            Run("org admin", 15, own["admin"], {"org_id": own["org_id"]}),
+            Run("no credentials", 10),
+        ],
+        "tracking": [Run("no credentials", 20)],
+        "coaching": [
+            Run("org admin", 35, own["admin"], {"participant_id": own["coaching_participant"]}, ("/api/live",)),
+            Run("no credentials", 15, exclude_paths=("/api/live",)),
+        ],
+    }[service]
+
+
+def _command(base_url: str, run: Run, config: Path) -> list[str]:
+    command = [str(SCHEMATHESIS), "--no-color", "--config-file", str(config), "run", f"{base_url}/openapi.json"]
+    command += ["--max-time", str(run.budget_s), "--max-examples", "25", "--exclude-checks", SKIPPED_CHECKS]
+    command += ["--request-timeout", "10", "--generation-database", "none", "--max-failures", "20"]
+    # Only the credentials given here: no generated Authorization or X-Api-Key values.
+    command += ["--generation-with-security-parameters", "false"]
+    command += ["--wait-for-schema", "30"]
+    if run.authorization:
+        command += ["--header", f"Authorization: {run.authorization}"]
+    for path in run.exclude_paths:
+        command += ["--exclude-path", path]
+    return command
+
+
+def _config(run: Run) -> str:
+    lines = ["[parameters]"] + [f'{name} = "{value}"' for name, value in (run.parameters or {}).items()]
+    return "\n".join(lines) + "\n" + FEW_LOGINS
+
+
+@pytest.mark.parametrize(
+    ("service", "base_url"),
+    [("enrolment", ENROLMENT), ("mailer", MAILER), ("tracking", TRACKING), ("coaching", COACHING)],
+)
+def test_the_openapi_spec_holds_under_schemathesis(
+    service: str, base_url: str, own_organisation: dict[str, Any], tmp_path: Path
+) -> None:
+    started: list[tuple[Run, subprocess.Popen[str]]] = []
+    for run in _runs(service, own_organisation):
+        name = f"{service}-{run.name.replace(' ', '-')}-{uuid.uuid4().hex[:6]}"
+        config = tmp_path / f"{name}.toml"
+        config.write_text(_config(run))
+        command = _command(base_url, run, config)
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        started.append((run, process))
+    failed = []
+    for run, process in started:
+        output, _ = process.communicate(timeout=run.budget_s + 120)
+        if process.returncode != 0:
+            failed.append(f"===== {service} as {run.name}: exit {process.returncode}\n{output[-12000:]}")
+    assert not failed, "\n".join(failed)
