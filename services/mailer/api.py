@@ -104,7 +104,8 @@ async def preview(
     )
     parsed = message_from_bytes(to_wire(message, mail_settings), policy=policy.default)
     assert isinstance(parsed, EmailMessage)
-    body = parsed.get_body(preferencelist=(part,))
+    # The e-mail package names the parts by subtype: "html" and "plain".
+    body = parsed.get_body(preferencelist=("html" if part == "html" else "plain",))
     assert body is not None
     content = str(body.get_content())
     return HTMLResponse(content) if part == "html" else PlainTextResponse(content)
