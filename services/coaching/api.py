@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -390,7 +390,7 @@ async def recruitment_pdf(session: AsyncSession, svc: Services, org_id: UUID, ki
     responses={200: {"content": {"application/pdf": {}}}, **error_responses({403: "Organisation admins only."})},
 )
 async def recruitment_kit(
-    kind: Annotated[str, Path(pattern="^(flyer|poster)$")], viewer: ApiViewer, session: SessionDep, svc: ServicesDep
+    kind: Annotated[Literal["flyer", "poster"], Path()], viewer: ApiViewer, session: SessionDep, svc: ServicesDep
 ) -> Response:
     """Organisation admins only."""
     require_admin(viewer)

@@ -6,7 +6,7 @@ import hmac
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -69,7 +69,7 @@ async def preview(
     request: Request,
     day: Annotated[int, Query(ge=1, le=366, description="Programme day")] = 1,
     variant: Annotated[str, Query(max_length=40)] = "standaard",
-    part: Annotated[str, Query(pattern="^(html|text)$", description="html or text part")] = "html",
+    part: Annotated[Literal["html", "text"], Query(description="html or text part")] = "html",
 ) -> Response:
     """Render one day of one variant for an organisation, with example names, as the participant sees it."""
     runtime: Runtime = request.app.state.runtime

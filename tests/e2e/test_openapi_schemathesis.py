@@ -47,11 +47,16 @@ SKIPPED_CHECKS = "positive_data_acceptance"
 LOGIN_PATHS = ("/api/auth/login", "/api/auth/set-password")
 # Failed logins count against the caller's address (127.0.0.1, like every other test): they are
 # tried once, without credentials, with the coverage phase's bounded set of cases only.
-FEW_LOGINS = """
+PER_OPERATION = """
 [[operations]]
 include-path-regex = "^/api/auth/(login|set-password)$"
 phases.fuzzing.enabled = false
 phases.stateful.enabled = false
+
+# A new organisation has no API key and no logo yet: these 404s are answers, not lost resources.
+[[operations]]
+include-path = ["/api/organisations/{org_id}/api-key", "/logos/{org_id}/{filename}"]
+checks.ensure_resource_availability.enabled = false
 """
 
 
@@ -69,27 +74,24 @@ class Run:
 
 @pytest.fixture(scope="module")
 async def own_organisation(stack: None) -> dict[str, Any]:
-    """An organisation with an admin, a coach and two participants (one for enrolment's run to
-    change, stop and erase; one for coaching's run to read and log against)."""
+    """An organisation with an admin, a coach and two participants, known to coaching.
+
+    The admin's runs reach its participants through the lists' answers (schemathesis follows
+    ids it has seen); only org_id is fixed, because a fixed path parameter confuses schemathesis's
+    negative checks when the path also holds a typed one (e.g. call-guide/{number})."""
     async with httpx.AsyncClient(timeout=10) as http:
         organisation = await create_organisation(http, max_active_participants=25)
         org_id = organisation["id"]
         await add_coach(http, org_id)
         admin = await staff_login(http, org_id)
-        for_enrolment, _ = await enrol_starting_now(http, org_id, first_name="Schema")
-        for_coaching, _ = await enrol_starting_now(http, org_id, first_name="Thesis")
+        participants = [(await enrol_starting_now(http, org_id, first_name=name))[0] for name in ("Schema", "Thesis")]
 
         async def known_to_coaching() -> bool:
-            response = await http.get(f"{COACHING}/api/participants/{for_coaching}", headers=admin["headers"])
-            return response.status_code == 200
+            response = await http.get(f"{COACHING}/api/participants", headers=admin["headers"])
+            return {str(p) for p in participants} <= {row["participant_id"] for row in response.json()}
 
-        await eventually(known_to_coaching, what="coaching to know the participant")
-    return {
-        "org_id": org_id,
-        "admin": f"Bearer {admin['token']}",
-        "enrolment_participant": str(for_enrolment),
-        "coaching_participant": str(for_coaching),
-    }
+        await eventually(known_to_coaching, what="coaching to know the participants")
+    return {"org_id": org_id, "admin": f"Bearer {admin['token']}"}
 
 
 # The licensor's list of every organisation is the one way to learn other organisations' ids;
@@ -98,23 +100,23 @@ EVERY_ORGANISATION = "list_organisations_api_organisations_get"
 
 
 def _runs(service: str, own: dict[str, Any]) -> list[Run]:
-    admin_enrolment = {"org_id": own["org_id"], "participant_id": own["enrolment_participant"]}
+    own_org = {"org_id": own["org_id"]}
     licensor = LICENSOR["Authorization"]
     return {
         "enrolment": [
             Run("licensor", 40, licensor, None, LOGIN_PATHS, ("--exclude-operation-id", EVERY_ORGANISATION)),
             Run("licensor, list only", 5, licensor, filters=("--include-operation-id", EVERY_ORGANISATION)),
-            Run("org admin", 40, own["admin"], admin_enrolment, LOGIN_PATHS),
+            Run("org admin", 40, own["admin"], own_org, LOGIN_PATHS),
             Run("no credentials", 20),
         ],
         "mailer": [
             Run("licensor", 10, licensor),
-            Run("org admin", 10, own["admin"], {"org_id": own["org_id"]}),
+            Run("org admin", 10, own["admin"], own_org),
             Run("no credentials", 8),
         ],
         "tracking": [Run("no credentials", 15)],
         "coaching": [
-            Run("org admin", 30, own["admin"], {"participant_id": own["coaching_participant"]}, ("/api/live",)),
+            Run("org admin", 30, own["admin"], exclude_paths=("/api/live",)),
             Run("no credentials", 12, exclude_paths=("/api/live",)),
         ],
     }[service]
@@ -136,7 +138,7 @@ def _command(base_url: str, run: Run, config: Path) -> list[str]:
 
 def _config(run: Run) -> str:
     lines = ["[parameters]"] + [f'{name} = "{value}"' for name, value in (run.parameters or {}).items()]
-    return "\n".join(lines) + "\n" + FEW_LOGINS
+    return "\n".join(lines) + "\n" + PER_OPERATION
 
 
 @pytest.mark.parametrize(
