@@ -625,7 +625,8 @@ async def list_participants(
     return Page(items=[ParticipantPublic.model_validate(p) for p in items], total=total, limit=limit, offset=offset)
 
 
-ParticipantPath = "/organisations/{org_id}/participants/{participant_id}"
+# A UUID by its convertor, so that ".../participants/import" never reaches these routes (PATCH on it is a 405).
+ParticipantPath = "/organisations/{org_id}/participants/{participant_id:uuid}"
 
 
 @router.get(ParticipantPath, tags=["participants"], responses=_errors(401, 403, 404))

@@ -40,6 +40,7 @@ from services.enrolment.domain import (
     optional_schema,
     phone_characters,
 )
+from shared.api_types import IsoDate
 from shared.db import utcnow
 
 
@@ -69,8 +70,14 @@ def _website(value: str) -> str:
     return value
 
 
-OptionalText = Annotated[ShortText | None, BeforeValidator(_empty_to_none)]
-OptionalName = Annotated[Name | None, BeforeValidator(_empty_to_none)]
+OptionalText = Annotated[
+    ShortText | None,
+    BeforeValidator(_empty_to_none),
+    optional_schema({"type": "string", "minLength": 1, "maxLength": 300}),
+]
+OptionalName = Annotated[
+    Name | None, BeforeValidator(_empty_to_none), optional_schema({"type": "string", "minLength": 1, "maxLength": 100})
+]
 OptionalEmail = Annotated[Email | None, BeforeValidator(_empty_to_none), optional_schema(EMAIL_SCHEMA)]
 ContactPhone = Annotated[
     Annotated[str, AfterValidator(phone_characters), AfterValidator(display_phone)] | None,
@@ -145,8 +152,8 @@ class BrandingPublic(BaseModel):
 
 
 class LicenceFields(SQLModel):
-    licence_valid_from: date
-    licence_valid_until: date
+    licence_valid_from: IsoDate
+    licence_valid_until: IsoDate
     max_active_participants: int = Field(gt=0, le=100_000)
     variants: list[Variant] = Field(default_factory=lambda: ["standaard", "op-afstand"], min_length=1, max_length=20)
 
@@ -158,8 +165,8 @@ class OrganisationCreate(BrandingFields, LicenceFields):
 class LicenceUpdate(SQLModel):
     """Only the fields sent change."""
 
-    licence_valid_from: date | None = None
-    licence_valid_until: date | None = None
+    licence_valid_from: IsoDate | None = None
+    licence_valid_until: IsoDate | None = None
     max_active_participants: int | None = Field(default=None, gt=0, le=100_000)
     variants: list[Variant] | None = Field(default=None, min_length=1, max_length=20)
 
@@ -391,7 +398,7 @@ class ParticipantCreate(SQLModel):
     email: Email
     phone: Phone = None
     coach_id: UUID | None = Field(default=None, description="Default: the organisation's least busy coach.")
-    start_date: date | None = Field(default=None, description="Default: tomorrow in the participant's time zone.")
+    start_date: IsoDate | None = Field(default=None, description="Default: tomorrow in the participant's time zone.")
     send_time: LocalTime = DEFAULT_SEND_TIME
     timezone: TimeZoneName = DEFAULT_TIMEZONE
     variant: str | None = Field(default=None, description="Default: the licence's first variant.")
