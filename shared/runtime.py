@@ -24,7 +24,9 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from faststream.kafka import KafkaBroker
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp
 
 from shared.db import Database
@@ -119,6 +121,79 @@ def error_body(status: int, message: str, fields: Sequence[dict[str, str]] = ())
     return {"error": {"status": status, "message": message, "fields": list(fields)}}
 
 
+class FieldError(BaseModel):
+    field: str = Field(description="The input field at fault, e.g. 'email' or 'licence'.")
+    reason: str
+
+
+class ErrorDetail(BaseModel):
+    status: int
+    message: str = Field(description="What went wrong, in one sentence.")
+    fields: list[FieldError] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    """The one error shape of every endpoint."""
+
+    error: ErrorDetail
+
+
+def error_responses(described: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each in the one error shape."""
+    return {status: {"model": ErrorResponse, "description": text} for status, text in described.items()}
+
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+_UNPARSABLE_BODY = "The body could not be parsed (not JSON, not UTF-8, or broken multipart data)."
+_BODY_TOO_LARGE = "The body is larger than this route accepts (shared.http.BodySizeLimit)."
+
+
+def document_common_errors(spec: dict[str, Any]) -> dict[str, Any]:
+    """Make the spec say what the app's shared handlers answer: every error in the one error shape
+    as JSON, 422 included (not FastAPI's own shape), and a 400 and a 413 wherever a request body is parsed."""
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in (("ErrorResponse", ErrorResponse), ("ErrorDetail", ErrorDetail), ("FieldError", FieldError)):
+        if name not in components:
+            components[name] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components[name].pop("$defs", None)
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for response in responses.values():
+                # The one error shape is JSON also on routes whose own answer is a page or a file.
+                content = response.get("content", {})
+                for media_type in [m for m, body in content.items() if body.get("schema") == _ERROR_REF]:
+                    content["application/json"] = content.pop(media_type)
+            json_422 = responses.get("422", {}).get("content", {}).get("application/json", {})
+            if json_422.get("schema") == {"$ref": "#/components/schemas/HTTPValidationError"}:
+                json_422["schema"] = dict(_ERROR_REF)
+            if "requestBody" in operation and "400" not in responses:
+                responses["400"] = {
+                    "description": _UNPARSABLE_BODY,
+                    "content": {"application/json": {"schema": dict(_ERROR_REF)}},
+                }
+            if "requestBody" in operation and "413" not in responses:
+                responses["413"] = {
+                    "description": _BODY_TOO_LARGE,
+                    "content": {"application/json": {"schema": dict(_ERROR_REF)}},
+                }
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return spec
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this request's path (Starlette's 405 names only the first route's)."""
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.routes)
+    ]
+
+
 def api_error(status: int, message: str, field: str | None = None) -> HTTPException:
     """An HTTP error in the one error shape, optionally naming the field at fault."""
     fields = [{"field": field, "reason": message}] if field else []
@@ -171,19 +246,34 @@ def create_service_app(
         return JSONResponse(error_body(422, "The request is not valid.", fields), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         detail = error.detail
         if isinstance(detail, dict):
             body = error_body(error.status_code, str(detail.get("message")), detail.get("fields", []))
         else:
             body = error_body(error.status_code, str(detail))
-        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return JSONResponse(body, status_code=error.status_code, headers=headers or None)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_common_errors(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": runtime.service}
 
-    @app.get("/readyz", tags=["operations"], summary="PostgreSQL and Kafka are reachable")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="PostgreSQL and Kafka are reachable",
+        responses={503: {"description": "PostgreSQL or Kafka is not reachable; `checks` says which."}},
+    )
     async def readyz() -> JSONResponse:
         checks = await runtime.readiness()
         ready = all(checks.values())

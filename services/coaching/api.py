@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -43,9 +43,23 @@ from services.coaching.tables import (
     PlanPublic,
     PlanVersion,
 )
-from shared.runtime import Runtime, api_error
+from shared.runtime import Runtime, api_error, error_responses
 
-router = APIRouter(prefix="/api")
+router = APIRouter(
+    prefix="/api",
+    responses=error_responses(
+        {
+            401: "No staff token, or it is not valid or has expired.",
+            503: "Staff login is not configured on this server.",
+        }
+    ),
+)
+
+_FORBIDDEN = {403: "Not for this role (an admin-only page, or another coach's participants)."}
+_NOT_YOURS = {404: "No such participant among yours (whether they exist elsewhere is not told)."}
+_ERASED = {410: "This participant's data was erased."}
+PARTICIPANT_ERRORS = error_responses({**_NOT_YOURS, **_ERASED})
+WRITE_ERRORS = error_responses({403: "Only a coach can log calls and keep plans.", **_NOT_YOURS, **_ERASED})
 
 PDF_HEADERS = {"Cache-Control": "no-store"}
 
@@ -113,7 +127,12 @@ async def me(viewer: ApiViewer, session: SessionDep) -> Me:
     )
 
 
-@router.get("/participants", tags=["dashboard"], summary="The dashboard: participants with their figures")
+@router.get(
+    "/participants",
+    tags=["dashboard"],
+    summary="The dashboard: participants with their figures",
+    responses=error_responses({403: "A coach asked for another coach's participants."}),
+)
 async def participants(
     viewer: ApiViewer,
     session: SessionDep,
@@ -127,7 +146,12 @@ async def participants(
     return [line.summary for line in lines]
 
 
-@router.get("/coaches/{coach_id}/participants", tags=["dashboard"], summary="One coach's stored dashboard rows")
+@router.get(
+    "/coaches/{coach_id}/participants",
+    tags=["dashboard"],
+    summary="One coach's stored dashboard rows",
+    responses=error_responses({**_FORBIDDEN, 404: "There is no such coach in your organisation."}),
+)
 async def coach_dashboard(coach_id: UUID, viewer: ApiViewer, session: SessionDep) -> list[DashboardRowPublic]:
     """The participants of one coach, as stored (a coach may ask for their own; an admin for their organisation's)."""
     if viewer.is_admin:
@@ -140,7 +164,12 @@ async def coach_dashboard(coach_id: UUID, viewer: ApiViewer, session: SessionDep
     return [DashboardRowPublic.model_validate(row, from_attributes=True) for row in rows]
 
 
-@router.get("/participants/{participant_id}", tags=["participants"], summary="The participant page")
+@router.get(
+    "/participants/{participant_id}",
+    tags=["participants"],
+    summary="The participant page",
+    responses=PARTICIPANT_ERRORS,
+)
 async def participant(
     participant_id: ParticipantId, viewer: ApiViewer, session: SessionDep, svc: ServicesDep
 ) -> ParticipantDetail:
@@ -149,7 +178,9 @@ async def participant(
     return await dashboard.detail(session, row=row, moment=svc.moment())
 
 
-@router.get("/participants/{participant_id}/calls", tags=["calls"], summary="The call log")
+@router.get(
+    "/participants/{participant_id}/calls", tags=["calls"], summary="The call log", responses=PARTICIPANT_ERRORS
+)
 async def calls(
     participant_id: ParticipantId, viewer: ApiViewer, session: SessionDep, svc: ServicesDep
 ) -> list[CallPublic]:
@@ -157,7 +188,13 @@ async def calls(
     return (await dashboard.detail(session, row=row, moment=svc.moment())).calls
 
 
-@router.post("/participants/{participant_id}/calls", status_code=201, tags=["calls"], summary="Log a call")
+@router.post(
+    "/participants/{participant_id}/calls",
+    status_code=201,
+    tags=["calls"],
+    summary="Log a call",
+    responses=WRITE_ERRORS,
+)
 async def log_call(
     participant_id: ParticipantId, body: CallCreate, viewer: ApiViewer, session: SessionDep, svc: ServicesDep
 ) -> CallPublic:
@@ -173,7 +210,12 @@ async def log_call(
     return CallPublic.model_validate(call, from_attributes=True)
 
 
-@router.put("/participants/{participant_id}/planned-calls/{number}", tags=["calls"], summary="Move a planned call")
+@router.put(
+    "/participants/{participant_id}/planned-calls/{number}",
+    tags=["calls"],
+    summary="Move a planned call",
+    responses=WRITE_ERRORS,
+)
 async def move_planned_call(
     participant_id: ParticipantId,
     number: Annotated[int, Path(ge=1, le=4)],
@@ -199,7 +241,12 @@ def _plan_public(version: PlanVersion) -> PlanPublic:
     return PlanPublic.model_validate(version, from_attributes=True)
 
 
-@router.get("/participants/{participant_id}/plan", tags=["plan"], summary="The personal plan and its history")
+@router.get(
+    "/participants/{participant_id}/plan",
+    tags=["plan"],
+    summary="The personal plan and its history",
+    responses=PARTICIPANT_ERRORS,
+)
 async def plan(participant_id: ParticipantId, viewer: ApiViewer, session: SessionDep) -> PlanHistory:
     row = await visible_participant(session, viewer, participant_id)
     versions = [_plan_public(v) for v in await storage.plan_versions(session, participant_id=row.participant_id)]
@@ -211,7 +258,13 @@ async def plan(participant_id: ParticipantId, viewer: ApiViewer, session: Sessio
     )
 
 
-@router.post("/participants/{participant_id}/plan", status_code=201, tags=["plan"], summary="Save a new plan version")
+@router.post(
+    "/participants/{participant_id}/plan",
+    status_code=201,
+    tags=["plan"],
+    summary="Save a new plan version",
+    responses={**WRITE_ERRORS, **error_responses({409: "Nothing changed in the plan."})},
+)
 async def save_plan(
     participant_id: ParticipantId, body: PlanCreate, viewer: ApiViewer, session: SessionDep, svc: ServicesDep
 ) -> PlanPublic:
@@ -255,7 +308,11 @@ async def plan_pdf_bytes(session: AsyncSession, row: DashboardRow, version: int 
     tags=["plan"],
     summary="The plan as a PDF for the participant",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}}}},
+    responses={
+        200: {"content": {"application/pdf": {}}},
+        **error_responses({404: "No such participant or plan version."}),
+        **error_responses(_ERASED),
+    },
 )
 async def plan_pdf(
     participant_id: ParticipantId,
@@ -272,7 +329,10 @@ async def plan_pdf(
 
 
 @router.get(
-    "/participants/{participant_id}/call-guide/{number}", tags=["calls"], summary="The call guide beside the call form"
+    "/participants/{participant_id}/call-guide/{number}",
+    tags=["calls"],
+    summary="The call guide beside the call form",
+    responses=PARTICIPANT_ERRORS,
 )
 async def call_guide(
     participant_id: ParticipantId,
@@ -304,7 +364,12 @@ async def call_guide_all(viewer: ApiViewer) -> list[CallGuidePublic]:
     ]
 
 
-@router.get("/organisation", tags=["organisation"], summary="Per coach: calls done ratio and open rates")
+@router.get(
+    "/organisation",
+    tags=["organisation"],
+    summary="Per coach: calls done ratio and open rates",
+    responses=error_responses({403: "Organisation admins only."}),
+)
 async def organisation_overview(viewer: ApiViewer, session: SessionDep, svc: ServicesDep) -> OrganisationOverview:
     """Organisation admins only."""
     require_admin(viewer)
@@ -324,10 +389,10 @@ async def recruitment_pdf(session: AsyncSession, svc: Services, org_id: UUID, ki
     tags=["organisation"],
     summary="The recruitment flyer or poster (A4 PDF with logo, sign-up link and QR code)",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}}}},
+    responses={200: {"content": {"application/pdf": {}}}, **error_responses({403: "Organisation admins only."})},
 )
 async def recruitment_kit(
-    kind: Annotated[str, Path(pattern="^(flyer|poster)$")], viewer: ApiViewer, session: SessionDep, svc: ServicesDep
+    kind: Annotated[Literal["flyer", "poster"], Path()], viewer: ApiViewer, session: SessionDep, svc: ServicesDep
 ) -> Response:
     """Organisation admins only."""
     require_admin(viewer)

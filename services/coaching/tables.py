@@ -13,6 +13,7 @@ from sqlalchemy import JSON, Column, Text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from shared.api_types import IsoDate, IsoDateTime
 from shared.db import utcnow
 from shared.text import MULTI_LINE, SINGLE_LINE
 
@@ -375,7 +376,7 @@ PlanText = Annotated[str, StringConstraints(max_length=4000), MULTI_LINE]
 class CallCreate(SQLModel):
     """What a coach logs about one call."""
 
-    called_at: datetime = Field(description="When the call was (with a time zone).")
+    called_at: IsoDateTime = Field(description="When the call was (with a time zone).")
     reached: bool
     duration_minutes: int = Field(ge=0, le=600)
     planned_call: int | None = Field(default=None, ge=1, le=4, description="Which planned call; null: an extra.")
@@ -391,7 +392,7 @@ class CallPublic(CallCreate):
 
 
 class PlannedCallMoveCreate(SQLModel):
-    due_date: date
+    due_date: IsoDate
 
 
 class PlanCreate(SQLModel):

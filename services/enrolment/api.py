@@ -15,8 +15,8 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, File, Header, Query, Request, Response, UploadFile
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -31,7 +31,6 @@ from services.enrolment.tables import (
     CoachChange,
     CoachCreate,
     CoachPublic,
-    ErrorResponse,
     ImportReport,
     InvitationSent,
     LicencePublic,
@@ -57,12 +56,13 @@ from services.enrolment.tables import (
 )
 from shared.db import utcnow
 from shared.http import Limit, Offset
-from shared.runtime import Runtime, api_error
+from shared.runtime import Runtime, api_error, error_responses
 from shared.staff_tokens import InvalidStaffTokenError, StaffAccess, token_allowed
 
 router = APIRouter(prefix="/api")
 public_router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="The licensor secret or a staff access token.")
+api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="An organisation API key.")
 
 T = TypeVar("T")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -82,7 +82,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "Staff login is not configured on this server.",
     }
     # Every route validates its input, so 422 (in our error shape, not FastAPI's) is always possible.
-    return {status: {"model": ErrorResponse, "description": described[status]} for status in {*statuses, 422}}
+    return error_responses({status: described[status] for status in sorted({*statuses, 422})})
 
 
 def runtime(request: Request) -> Runtime:
@@ -131,7 +131,7 @@ async def principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     session: SessionDep,
-    x_api_key: Annotated[str | None, Header(description="An organisation API key.")] = None,
+    x_api_key: Annotated[str | None, Depends(api_key_header)],
 ) -> Principal:
     """The caller, from a licensor secret, a staff token or an organisation API key.
     (The request's own session: FastAPI hands the route the same one.)"""
@@ -789,7 +789,8 @@ async def participants_to_reassign(
     return Page(items=[ParticipantPublic.model_validate(p) for p in items], total=total, limit=limit, offset=offset)
 
 
-ParticipantPath = "/organisations/{org_id}/participants/{participant_id}"
+# A UUID by its convertor, so that ".../participants/import" never reaches these routes (PATCH on it is a 405).
+ParticipantPath = "/organisations/{org_id}/participants/{participant_id:uuid}"
 
 
 @router.get(ParticipantPath, tags=["participants"], responses=_errors(401, 403, 404))

@@ -18,7 +18,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from PIL import Image, UnidentifiedImageError
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 
 from shared.text import SINGLE_LINE
@@ -98,11 +106,47 @@ def _empty_to_none(value: object) -> object:
     return value
 
 
+PHONE_PATTERN = r"^\+?[0-9 ()./-]{6,40}$"
+"""What a phone number may look like before libphonenumber checks it: digits and separators."""
+CLOCK_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
+"""A local time of day as people write it: HH:MM (or HH:MM:SS), no time zone."""
+BLANK = {"type": "string", "pattern": r"^\s*$", "description": "Blank: the same as null."}
+EMAIL_SCHEMA = {"type": "string", "format": "email", "maxLength": 254}
+
+
+def optional_schema(schema: dict[str, Any]) -> WithJsonSchema:
+    """The JSON Schema of an optional field whose blank value means null, as the API accepts it."""
+    return WithJsonSchema({"anyOf": [schema, BLANK, {"type": "null"}]})
+
+
+def phone_characters(value: str) -> str:
+    """Only digits and the usual separators, so that the API refuses what its schema refuses."""
+    if not re.fullmatch(PHONE_PATTERN, value):
+        raise _invalid("not a phone number (digits, spaces and + ( ) - . / only)")
+    return value
+
+
+def clock_time(value: object) -> object:
+    """A time of day written HH:MM or HH:MM:SS; anything else (a zone, fractions) is refused."""
+    if isinstance(value, str) and not re.fullmatch(CLOCK_TIME_PATTERN, value):
+        raise _invalid("a time of day is written as HH:MM, for example 08:30")
+    return value
+
+
 FirstName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SINGLE_LINE]
-Email = Annotated[str, StringConstraints(max_length=254), SINGLE_LINE, AfterValidator(normalise_email)]
+Email = Annotated[
+    str, StringConstraints(max_length=254), SINGLE_LINE, AfterValidator(normalise_email), WithJsonSchema(EMAIL_SCHEMA)
+]
+PHONE_SCHEMA = {"type": "string", "pattern": PHONE_PATTERN, "maxLength": 40}
 Phone = Annotated[
-    Annotated[str, StringConstraints(max_length=40), SINGLE_LINE, AfterValidator(normalise_phone)] | None,
+    Annotated[str, SINGLE_LINE, AfterValidator(phone_characters), AfterValidator(normalise_phone)] | None,
     BeforeValidator(_empty_to_none),
+    optional_schema({**PHONE_SCHEMA, "description": "Normalised to E.164; without a country code read as Dutch."}),
+]
+LocalTime = Annotated[
+    time,
+    BeforeValidator(clock_time),
+    WithJsonSchema({"type": "string", "pattern": CLOCK_TIME_PATTERN, "examples": ["08:00"]}),
 ]
 TimeZoneName = Annotated[str, SINGLE_LINE, AfterValidator(known_timezone)]
 Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
@@ -600,7 +644,7 @@ class ParticipantFields(BaseModel):
     first_name: FirstName
     email: Email
     phone: Phone = None
-    send_time: time = DEFAULT_SEND_TIME
+    send_time: LocalTime = DEFAULT_SEND_TIME
     timezone: TimeZoneName = DEFAULT_TIMEZONE
     start_date: date | None = None
     variant: Annotated[str, SINGLE_LINE] | None = None

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, HttpUrl, StringConstraints, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    HttpUrl,
+    StringConstraints,
+    TypeAdapter,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError
 from sqlalchemy import ARRAY, JSON, Column, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import registry
@@ -15,15 +25,22 @@ from sqlmodel import Field, SQLModel
 from services.enrolment.domain import (
     DEFAULT_SEND_TIME,
     DEFAULT_TIMEZONE,
+    EMAIL_SCHEMA,
+    MIN_PASSWORD_LENGTH,
+    PHONE_SCHEMA,
     Colour,
     Email,
     FirstName,
     LicenceState,
+    LocalTime,
     Phone,
     StaffRole,
     TimeZoneName,
     display_phone,
+    optional_schema,
+    phone_characters,
 )
+from shared.api_types import IsoDate
 from shared.db import utcnow
 from shared.text import MULTI_LINE, SINGLE_LINE
 
@@ -45,45 +62,39 @@ def _empty_to_none(value: object) -> object:
 _URL = TypeAdapter(HttpUrl)
 
 
+WEBSITE_PATTERN = r"^\s*https?://[^\s/?#]+[^\s]*\s*$"
+
+
 def _website(value: str) -> str:
-    if not value.startswith(("https://", "http://")):
+    if not re.fullmatch(WEBSITE_PATTERN, value):
         raise PydanticCustomError("value_error", "a website address starts with https://")
     _URL.validate_python(value)
     return value
 
 
-OptionalText = Annotated[ShortText | None, BeforeValidator(_empty_to_none)]
-OptionalName = Annotated[Name | None, BeforeValidator(_empty_to_none)]
-OptionalEmail = Annotated[Email | None, BeforeValidator(_empty_to_none)]
-ContactPhone = Annotated[
-    Annotated[str, StringConstraints(max_length=40), SINGLE_LINE, AfterValidator(display_phone)] | None,
+OptionalText = Annotated[
+    ShortText | None,
     BeforeValidator(_empty_to_none),
+    optional_schema({"type": "string", "minLength": 1, "maxLength": 300}),
+]
+OptionalName = Annotated[
+    Name | None, BeforeValidator(_empty_to_none), optional_schema({"type": "string", "minLength": 1, "maxLength": 100})
+]
+OptionalEmail = Annotated[Email | None, BeforeValidator(_empty_to_none), optional_schema(EMAIL_SCHEMA)]
+ContactPhone = Annotated[
+    Annotated[str, SINGLE_LINE, AfterValidator(phone_characters), AfterValidator(display_phone)] | None,
+    BeforeValidator(_empty_to_none),
+    optional_schema(PHONE_SCHEMA),
 ]
 Website = Annotated[
     Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), SINGLE_LINE, AfterValidator(_website)]
     | None,
     BeforeValidator(_empty_to_none),
+    optional_schema({"type": "string", "pattern": WEBSITE_PATTERN, "maxLength": 200}),
 ]
 
 
 # --- errors and pages -------------------------------------------------------------------------
-
-
-class FieldError(BaseModel):
-    field: str = Field(description="The input field at fault, e.g. 'email' or 'licence'.")
-    reason: str
-
-
-class ErrorDetail(BaseModel):
-    status: int
-    message: str = Field(description="What went wrong, in one sentence.")
-    fields: list[FieldError] = Field(default_factory=list)
-
-
-class ErrorResponse(BaseModel):
-    """The one error shape of every endpoint."""
-
-    error: ErrorDetail
 
 
 ItemT = TypeVar("ItemT")
@@ -144,8 +155,8 @@ class BrandingPublic(BaseModel):
 
 
 class LicenceFields(SQLModel):
-    licence_valid_from: date
-    licence_valid_until: date
+    licence_valid_from: IsoDate
+    licence_valid_until: IsoDate
     max_active_participants: int = Field(gt=0, le=100_000)
     variants: list[Variant] = Field(default_factory=lambda: ["standaard", "op-afstand"], min_length=1, max_length=20)
 
@@ -157,8 +168,8 @@ class OrganisationCreate(BrandingFields, LicenceFields):
 class LicenceUpdate(SQLModel):
     """Only the fields sent change."""
 
-    licence_valid_from: date | None = None
-    licence_valid_until: date | None = None
+    licence_valid_from: IsoDate | None = None
+    licence_valid_until: IsoDate | None = None
     max_active_participants: int | None = Field(default=None, gt=0, le=100_000)
     variants: list[Variant] | None = Field(default=None, min_length=1, max_length=20)
 
@@ -387,9 +398,26 @@ class TokenResponse(BaseModel):
     device_token: str | None = Field(default=None, description="Send it with later logins of this account.")
 
 
+# Documented here, checked by the domain rule (which says what is wrong in its own words).
+NewPassword = Annotated[
+    str,
+    StringConstraints(max_length=200),
+    SINGLE_LINE,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": MIN_PASSWORD_LENGTH,
+            "maxLength": 200,
+            "pattern": r"\S",
+            "description": f"At least {MIN_PASSWORD_LENGTH} characters, not only spaces.",
+        }
+    ),
+]
+
+
 class SetPasswordRequest(BaseModel):
     token: Annotated[str, SINGLE_LINE] = Field(max_length=200)
-    password: Annotated[str, SINGLE_LINE] = Field(max_length=200)
+    password: NewPassword
 
 
 class Me(BaseModel):
@@ -407,10 +435,10 @@ class Me(BaseModel):
 class ParticipantCreate(SQLModel):
     first_name: FirstName
     email: Email
-    phone: Phone = Field(default=None, description="Normalised to E.164; without a country code read as Dutch.")
+    phone: Phone = None
     coach_id: UUID | None = Field(default=None, description="Default: the organisation's least busy coach.")
-    start_date: date | None = Field(default=None, description="Default: tomorrow in the participant's time zone.")
-    send_time: time = DEFAULT_SEND_TIME
+    start_date: IsoDate | None = Field(default=None, description="Default: tomorrow in the participant's time zone.")
+    send_time: LocalTime = DEFAULT_SEND_TIME
     timezone: TimeZoneName = DEFAULT_TIMEZONE
     variant: Annotated[str, SINGLE_LINE] | None = Field(
         default=None, description="Default: the licence's first variant."
@@ -423,7 +451,7 @@ class ParticipantUpdate(SQLModel):
     first_name: FirstName | None = None
     email: Email | None = None
     phone: Phone = None
-    send_time: time | None = None
+    send_time: LocalTime | None = None
     timezone: TimeZoneName | None = None
 
 
@@ -477,7 +505,7 @@ class ParticipantPublic(BaseModel):
     email: str | None
     phone: str | None
     start_date: date
-    send_time: time
+    send_time: LocalTime
     timezone: str
     variant: str
     status: str

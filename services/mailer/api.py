@@ -6,7 +6,7 @@ import hmac
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,7 +17,7 @@ from services.mailer.mail import MailContext, MailSettings, UnsafeHeaderError, r
 from services.mailer.programme import Lesson, PackError, ProgrammePack
 from services.mailer.settings import MailerSettings
 from services.mailer.tables import OrganisationCopy, StaffAccessCopy
-from shared.runtime import Runtime, api_error
+from shared.runtime import Runtime, api_error, error_responses
 from shared.staff_tokens import InvalidStaffTokenError, StaffAccess, token_allowed, verify_staff_token
 from shared.tracking_tokens import TokenSigner
 
@@ -57,8 +57,18 @@ async def require_org_access(
     response_class=HTMLResponse,
     response_model=None,
     responses={
-        404: {"description": "Unknown organisation, day or variant"},
-        422: {"description": "The organisation's branding cannot be used in a mail"},
+        200: {
+            "description": "The html part (text/html) or the text part (text/plain).",
+            "content": {"text/html": {"schema": {"type": "string"}}, "text/plain": {"schema": {"type": "string"}}},
+        },
+        **error_responses(
+            {
+                401: "No licensor secret or staff token, or it is not valid or has expired.",
+                403: "The staff token is for another organisation.",
+                404: "Unknown organisation, day or variant.",
+                422: "The organisation's branding cannot be used in a mail.",
+            }
+        ),
     },
 )
 async def preview(
@@ -66,7 +76,7 @@ async def preview(
     request: Request,
     day: Annotated[int, Query(ge=1, le=366, description="Programme day")] = 1,
     variant: Annotated[str, Query(max_length=40)] = "standaard",
-    part: Annotated[str, Query(pattern="^(html|text)$", description="html or text part")] = "html",
+    part: Annotated[Literal["html", "text"], Query(description="html or text part")] = "html",
 ) -> Response:
     """Render one day of one variant for an organisation, with example names, as the participant sees it."""
     runtime: Runtime = request.app.state.runtime
@@ -85,7 +95,8 @@ async def preview(
         parsed = _rendered(pack, lesson, organisation, day, mail_settings, signer)
     except UnsafeHeaderError as error:
         raise api_error(422, f"The organisation's branding cannot be used in a mail: {error}.", "branding") from None
-    body = parsed.get_body(preferencelist=(part,))
+    # The e-mail package names the parts by subtype: "html" and "plain".
+    body = parsed.get_body(preferencelist=("html" if part == "html" else "plain",))
     assert body is not None
     content = str(body.get_content())
     return HTMLResponse(content) if part == "html" else PlainTextResponse(content)

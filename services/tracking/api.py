@@ -181,6 +181,26 @@ class PixelFastPath:
 
 # --- links and pages ---------------------------------------------------------------------------
 
+Responses = dict[int | str, dict[str, Any]]
+_HTML: dict[str, Any] = {"text/html": {"schema": {"type": "string"}}}
+_TEXT: dict[str, Any] = {"text/plain": {"schema": {"type": "string"}}}
+_JSON_ERROR: dict[str, Any] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_PAGE: Responses = {200: {"description": "A Dutch page in the organisation's branding.", "content": _HTML}}
+_PAGE_ERRORS: Responses = {
+    404: {"description": "A Dutch page: the link is not valid (forged, tampered or unknown).", "content": _HTML},
+    503: {"description": "A Dutch page: try again later (the database is away).", "content": _HTML},
+}
+_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+            }
+        },
+    }
+}
+
 
 def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(_templates.get_template(name).render(**values), status_code=status, headers=PAGE_HEADERS)
@@ -252,8 +272,31 @@ async def _record_link_hit(
         LIKELY_AUTOMATED.labels(claims.kind).inc()
 
 
-@router.api_route(
-    "/c/{token}", methods=["GET", "HEAD"], tags=["tracking"], summary="Signed link: records a click and redirects"
+_LINK_RESPONSES: Responses = {
+    302: {
+        "description": "To the URL the mailer signed into the token.",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    },
+    404: _PAGE_ERRORS[404],
+}
+_LINK_SUMMARY = "Signed link: records a click and redirects"
+
+
+@router.get(
+    "/c/{token}",
+    tags=["tracking"],
+    summary=_LINK_SUMMARY,
+    status_code=302,
+    response_class=Response,
+    responses=_LINK_RESPONSES,
+)
+@router.head(
+    "/c/{token}",
+    tags=["tracking"],
+    summary=_LINK_SUMMARY,
+    status_code=302,
+    response_class=Response,
+    responses=_LINK_RESPONSES,
 )
 async def follow_link(token: str, request: Request) -> Response:
     """Redirect to the URL the mailer signed into the token, and nowhere else."""
@@ -281,7 +324,20 @@ def _report_values(claims: TrackingToken, brand: dict[str, str | None], **values
     return {"brand": brand, "day": claims.day, "scale": REPORT_SCALE, "note_max": NOTE_MAX_LENGTH, **values}
 
 
-@router.api_route("/r/{token}", methods=["GET", "HEAD"], tags=["pages"], summary="Assignment report page")
+@router.get(
+    "/r/{token}",
+    tags=["pages"],
+    summary="Assignment report page",
+    response_class=HTMLResponse,
+    responses={**_PAGE, **_PAGE_ERRORS},
+)
+@router.head(
+    "/r/{token}",
+    tags=["pages"],
+    summary="Assignment report page",
+    response_class=HTMLResponse,
+    responses={**_PAGE, **_PAGE_ERRORS},
+)
 async def report_page(token: str, request: Request) -> Response:
     """The branded page where the participant says how the day's assignment went."""
     context = _context(request)
@@ -313,7 +369,19 @@ async def report_page(token: str, request: Request) -> Response:
     )
 
 
-@router.post("/r/{token}", tags=["pages"], summary="Record an assignment report")
+@router.post(
+    "/r/{token}",
+    tags=["pages"],
+    summary="Record an assignment report",
+    response_class=HTMLResponse,
+    openapi_extra=_FORM,
+    responses={
+        **_PAGE,
+        400: {"description": "The form data could not be read.", "content": _JSON_ERROR},
+        422: {"description": "A Dutch page: the form again, with what to correct.", "content": _HTML},
+        **_PAGE_ERRORS,
+    },
+)
 async def submit_report(token: str, request: Request) -> Response:
     """Store the answer (a second answer for the same day replaces the first) and publish it."""
     context = _context(request)
@@ -372,7 +440,20 @@ async def submit_report(token: str, request: Request) -> Response:
     )  # fmt: skip
 
 
-@router.api_route("/u/{token}", methods=["GET", "HEAD"], tags=["pages"], summary="Unsubscribe: asks to confirm")
+@router.get(
+    "/u/{token}",
+    tags=["pages"],
+    summary="Unsubscribe: asks to confirm",
+    response_class=HTMLResponse,
+    responses={**_PAGE, **_PAGE_ERRORS},
+)
+@router.head(
+    "/u/{token}",
+    tags=["pages"],
+    summary="Unsubscribe: asks to confirm",
+    response_class=HTMLResponse,
+    responses={**_PAGE, **_PAGE_ERRORS},
+)
 async def unsubscribe_page(token: str, request: Request) -> Response:
     """Ask before stopping anything: a link scanner's GET must never unsubscribe anyone."""
     context = _context(request)
@@ -393,7 +474,22 @@ async def unsubscribe_page(token: str, request: Request) -> Response:
     return _page("unsubscribe.html.j2", brand=page_branding(branding), already=already, field=PAGE_CONFIRM_FIELD)
 
 
-@router.post("/u/{token}", tags=["pages"], summary="Unsubscribe (RFC 8058 one-click, or the page's button)")
+@router.post(
+    "/u/{token}",
+    tags=["pages"],
+    summary="Unsubscribe (RFC 8058 one-click, or the page's button)",
+    response_class=HTMLResponse,
+    openapi_extra=_FORM,
+    responses={
+        200: {"description": "A Dutch page, or plain text for a one-click request.", "content": {**_HTML, **_TEXT}},
+        400: {
+            "description": "Neither 'List-Unsubscribe=One-Click' nor the page's confirmation (plain text), "
+            "or form data that could not be read (the error shape).",
+            "content": {**_TEXT, **_JSON_ERROR},
+        },
+        **_PAGE_ERRORS,
+    },
+)
 async def unsubscribe(token: str, request: Request) -> Response:
     """Record the request and publish it once; enrolment stops the participant and confirms by mail."""
     context = _context(request)
