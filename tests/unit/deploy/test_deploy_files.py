@@ -40,6 +40,7 @@ SAMPLE_VARIABLES = {
     "POSTGRES_PASSWORD": "0123456789abcdef",
     "MEER_LICENSOR_SECRET": "licensor-secret-for-the-compose-test",
     "MEER_TRACKING_KEYS": "newest-key,older-key@2030-12-31",
+    "MEER_MAILER_LINK_KEYS": "newest-link-key,older-link-key",
     "MEER_METRICS_TOKEN": "metrics-token-for-the-compose-test",
     "GRAFANA_ADMIN_PASSWORD": "grafana-password-for-the-compose-test",
 }
@@ -258,6 +259,13 @@ def test_mailer_and_tracking_share_the_tracking_keys(compose: dict[str, Any]) ->
     # Different keys would make every link and pixel in every mail fail verification.
     signing, verifying = (environment(compose, s)["MEER_TRACKING_KEYS"] for s in ("mailer", "tracking"))
     assert signing == verifying
+
+
+def test_only_enrolment_and_mailer_hold_the_mailer_link_keys(compose: dict[str, Any]) -> None:
+    # Whoever holds them can open the one-time links on Kafka; different ones break every link.
+    holders = {s: environment(compose, s).get("MEER_MAILER_LINK_KEYS") for s in APP_SERVICES}
+    assert {s for s, keys in holders.items() if keys} == {"enrolment", "mailer"}
+    assert holders["enrolment"] == holders["mailer"]
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)

@@ -38,6 +38,7 @@ KUBERNETES_VERSIONS = ("1.32.0", "1.37.0")
 SAMPLE_SECRET_VALUES = {
     ("meer-licensor", "secret"): "licensor-secret-for-the-k8s-test",
     ("meer-tracking-keys", "keys"): "newest-key,older-key@2030-12-31",
+    ("meer-mailer-link-keys", "keys"): "newest-link-key,older-link-key",
     ("meer-metrics-token", "token"): "metrics-token-for-the-k8s-test",
     ("meer-smtp", "username"): "relay-user",
     ("meer-smtp", "password"): "relay-password",
