@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import ValidationError
@@ -78,8 +78,25 @@ def create_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
     )
 
 
+DOMAIN_RETENTION_MS = -1
+"""Events are kept as long as the topic exists: coaching rebuilds its projection by replaying
+every topic from the start, and a consumer group that was away must find what it missed."""
+DEAD_LETTER_RETENTION_MS = 14 * 24 * 3_600_000
+"""Dead letters are kept 14 days: time to fix the cause and replay them, yet finite."""
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """The per-topic configuration of a platform topic, the same wherever it is created: here
+    (ensure_topics: the local stack and compose), and deploy/k8s/topics.yaml (Strimzi);
+    tests/unit/deploy/test_topics.py checks that they agree."""
+    if topic.endswith(".dlt"):
+        return {"cleanup.policy": "delete", "retention.ms": str(DEAD_LETTER_RETENTION_MS)}
+    return {"cleanup.policy": "delete", "retention.ms": str(DOMAIN_RETENTION_MS)}
+
+
 async def ensure_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: int) -> None:
-    """Create the platform's topics and their dead-letter topics if they do not exist."""
+    """Create the platform's topics and their dead-letter topics, with topic_config(), if they
+    do not exist. A topic that exists keeps its configuration (deploy/README.md: retention)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
@@ -88,9 +105,18 @@ async def ensure_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: 
         if wanted:
             # Another service may create the same topic at the same moment.
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in wanted]
+                response = await admin.create_topics(
+                    [
+                        NewTopic(
+                            name, num_partitions=partitions, replication_factor=1, topic_configs=topic_config(name)
+                        )
+                        for name in wanted
+                    ]
                 )
+                for name, code, *_ in response.topic_errors:
+                    # With ACLs (deploy/k8s) the deployment creates the topics, not the services.
+                    if code not in (0, TopicAlreadyExistsError.errno):
+                        log.warning("topic not created", topic=name, error=for_code(code).__name__)
     finally:
         await admin.close()
 

@@ -264,7 +264,8 @@ def kafka_properties() -> str:
             "share.coordinator.state.topic.replication.factor=1",
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
-            "log.retention.hours=-1",
+            # Topics made by a producer, not ensure_topics(), keep events as long (shared.kafka.topic_config).
+            "log.retention.ms=-1",
             "",
         ]
     )
