@@ -6,6 +6,7 @@ container files set the values per process (see the README's table).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -27,6 +28,15 @@ class ServiceSettings(BaseSettings):
     database_pool_size: int = 10
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_partitions: int = Field(default=3, ge=1, description="Partitions for topics this service creates.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How to reach Kafka: PLAINTEXT only on loopback (the local stack)."
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = Field(default=None, description="The service's Kafka user (SASL_*).")
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="CA certificate(s) that signed the brokers' (SSL, SASL_SSL); default: the system's."
+    )
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"
@@ -58,6 +68,14 @@ class ServiceSettings(BaseSettings):
     def api_docs_enabled(self) -> bool:
         """Whether the API docs and the OpenAPI document are served."""
         return self.api_docs if self.api_docs is not None else self.env != "production"
+
+    @model_validator(mode="after")
+    def _kafka_login_with_sasl(self) -> ServiceSettings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError("MEER_KAFKA_SASL_USERNAME and MEER_KAFKA_SASL_PASSWORD are needed with SASL")
+        return self
 
     @model_validator(mode="after")
     def _no_dev_secrets_in_production(self) -> ServiceSettings:
