@@ -32,13 +32,18 @@ def test_strimzi_topics_have_the_services_topic_config(name: str) -> None:
     assert config == topic_config(name)
 
 
-def test_the_brokers_default_is_the_domain_retention_in_compose_and_the_local_stack() -> None:
+def test_the_brokers_default_is_the_domain_retention_in_compose_the_local_stack_and_strimzi() -> None:
     # A topic a producer makes by itself (auto.create) gets the broker's default.
     environment = load_compose()["services"]["kafka"]["environment"]
     retention = {key: value for key, value in environment.items() if key.startswith("KAFKA_LOG_RETENTION")}
     assert retention == {"KAFKA_LOG_RETENTION_MS": DOMAIN_RETENTION_MS}
     local = [line for line in kafka_properties().splitlines() if line.startswith("log.retention")]
     assert local == [f"log.retention.ms={DOMAIN_RETENTION_MS}"]
+    [strimzi] = of_kind("Kafka").values()
+    config = strimzi["spec"]["kafka"]["config"]
+    assert {key: value for key, value in config.items() if key.startswith("log.retention")} == {
+        "log.retention.ms": DOMAIN_RETENTION_MS
+    }
 
 
 class FakeAdmin:
