@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.security import parse_security
@@ -143,8 +143,10 @@ async def ensure_topics(
                     ]
                 )
                 for name, code, *_ in response.topic_errors:
-                    # With ACLs (deploy/k8s) the deployment creates the topics, not the services.
-                    if code not in (0, TopicAlreadyExistsError.errno):
+                    # With ACLs (compose, deploy/k8s) the deployment makes the topics, not the services.
+                    if code == TopicAuthorizationFailedError.errno:
+                        log.info("topic left to the deployment (no permission to create it)", topic=name)
+                    elif code not in (0, TopicAlreadyExistsError.errno):
                         log.warning("topic not created", topic=name, error=for_code(code).__name__)
     finally:
         await admin.close()

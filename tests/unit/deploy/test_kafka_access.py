@@ -15,7 +15,8 @@ import pytest
 
 from shared import events
 from shared.events import Payload, Topic
-from tests.unit.deploy.test_deploy_files import APP_SERVICES
+from shared.kafka import topic_config
+from tests.unit.deploy.test_deploy_files import APP_SERVICES, load_compose
 from tests.unit.deploy.test_kubernetes import of_kind
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -73,12 +74,7 @@ def acls(service: str) -> dict[tuple[str, str], set[str]]:
 def test_the_kafka_user_allows_exactly_what_the_service_code_does(service: str) -> None:
     produced, consumed = produced_topics(service), consumed_topics(service)
     assert produced and consumed and (produced | consumed) <= set(Topic.ALL)
-    expected: dict[tuple[str, str], set[str]] = {("group", service): {"Read"}}
-    for topic in produced | {Topic.dead_letter(t) for t in consumed}:
-        expected.setdefault(("topic", topic), set()).update({"Describe", "Write"})
-    for topic in consumed:
-        expected.setdefault(("topic", topic), set()).update({"Describe", "Read"})
-    assert acls(service) == expected
+    assert acls(service) == expected_acls(service)
 
 
 def test_the_services_log_in_as_their_own_kafka_user_over_tls() -> None:
@@ -97,3 +93,80 @@ def test_the_services_log_in_as_their_own_kafka_user_over_tls() -> None:
             "name": f"meer-{service}",
             "key": "password",
         }
+
+
+# --- compose: the same users, ACLs and topics, made by the kafka-setup container ----------------
+
+SETUP_SCRIPT = ROOT / "deploy" / "kafka-setup.sh"
+
+
+def expected_acls(service: str) -> dict[tuple[str, str], set[str]]:
+    """What the service's code needs: its groups and topics with their operations."""
+    produced, consumed = produced_topics(service), consumed_topics(service)
+    expected: dict[tuple[str, str], set[str]] = {("group", service): {"Read"}}
+    for topic in produced | {Topic.dead_letter(t) for t in consumed}:
+        expected.setdefault(("topic", topic), set()).update({"Describe", "Write"})
+    for topic in consumed:
+        expected.setdefault(("topic", topic), set()).update({"Describe", "Read"})
+    return expected
+
+
+def setup_script() -> str:
+    """deploy/kafka-setup.sh as the code asks for it (regenerate: python -m tests.unit.deploy.test_kafka_access)."""
+    lines = [
+        "#!/bin/sh",
+        "# Makes compose's Kafka topics, SCRAM users and ACLs; run by the kafka-setup container over",
+        "# the broker's loopback listener. Generated from the code (the handlers each service registers,",
+        "# the events it constructs, shared.kafka.topic_config) by tests/unit/deploy/test_kafka_access.py:",
+        "#   python -m tests.unit.deploy.test_kafka_access > deploy/kafka-setup.sh",
+        "set -eu",
+        'bootstrap="--bootstrap-server 127.0.0.1:9094"',
+        "bin=/opt/kafka/bin",
+        "topic() {",
+        '  name=$1; shift; "$bin/kafka-topics.sh" $bootstrap --create --if-not-exists --topic "$name" \\',
+        '    --partitions "${MEER_KAFKA_PARTITIONS:-6}" --replication-factor 1 "$@"',
+        "}",
+        'user() { "$bin/kafka-configs.sh" $bootstrap --alter --entity-type users --entity-name "$1" \\',
+        '  --add-config "SCRAM-SHA-512=[password=$2]"; }',
+        'allow() { principal=$1; shift; "$bin/kafka-acls.sh" $bootstrap --add \\',
+        '  --allow-principal "User:$principal" "$@"; }',
+    ]
+    for topic in sorted(name for t in Topic.ALL for name in (t, Topic.dead_letter(t))):
+        configs = " ".join(f"--config {key}={value}" for key, value in sorted(topic_config(topic).items()))
+        lines.append(f"topic {topic} {configs}")
+    for service in APP_SERVICES:
+        user = f"meer-{service}"
+        lines.append(f'user {user} "$MEER_KAFKA_PASSWORD_{service.upper()}"')
+        for (kind, name), operations in sorted(expected_acls(service).items()):
+            ops = " ".join(f"--operation {op}" for op in sorted(operations))
+            lines.append(f"allow {user} --{kind} {name} {ops}")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_compose_setup_script_is_generated_from_the_code() -> None:
+    assert SETUP_SCRIPT.read_text() == setup_script(), "regenerate it: see its header"
+
+
+def test_compose_services_log_in_as_their_own_user_and_wait_for_the_setup() -> None:
+    compose = load_compose()
+    kafka = compose["services"]["kafka"]["environment"]
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert str(kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"]) == "false"
+    # Only the loopback listener (inside the Kafka container) and the controller are anonymous.
+    assert "SASL_PLAINTEXT://kafka:9092" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    setup = compose["services"]["kafka-setup"]
+    assert setup["network_mode"] == "service:kafka"
+    for service in APP_SERVICES:
+        spec = compose["services"][service]
+        env = spec["environment"]
+        assert env["MEER_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["MEER_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["MEER_KAFKA_SASL_USERNAME"] == f"meer-{service}"
+        variable = f"MEER_KAFKA_PASSWORD_{service.upper()}"
+        assert env["MEER_KAFKA_SASL_PASSWORD"].startswith(f"${{{variable}:?")
+        assert setup["environment"][variable] == env["MEER_KAFKA_SASL_PASSWORD"]
+        assert spec["depends_on"]["kafka-setup"] == {"condition": "service_completed_successfully"}
+
+
+if __name__ == "__main__":
+    print(setup_script(), end="")
