@@ -257,10 +257,13 @@ def kafka_properties() -> str:
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
             # The services use PLAINTEXT on loopback; this listener only lets tests log in with
-            # SCRAM as the deployments do (tests/e2e/test_kafka_sasl.py).
+            # SCRAM and be held to ACLs as in the deployments (tests/e2e/test_kafka_sasl.py).
+            # The plaintext listeners' anonymous clients (everything else here) may do anything.
             "sasl.enabled.mechanisms=SCRAM-SHA-512",
             "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
             "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:ANONYMOUS",
             f"log.dirs={KAFKA_DIR / 'data'}",
             f"num.partitions={KAFKA_PARTITIONS}",
             "auto.create.topics.enable=true",
