@@ -25,7 +25,7 @@ from shared.db import Database, claim_event
 from shared.events import Envelope, Topic, UnknownEventError
 from shared.logging import get_logger
 from shared.metrics import EVENTS_DEAD_LETTERED, EVENTS_HANDLED
-from shared.settings import ServiceSettings
+from shared.settings import KafkaClientSettings
 
 log = get_logger(__name__)
 
@@ -58,7 +58,7 @@ def once_per_event(database: Database, change: Change, *, after: Callable[[], No
 _REQUEST_TIMEOUT_MS = 15_000
 
 
-def kafka_security(settings: ServiceSettings) -> BaseSecurity | None:
+def kafka_security(settings: KafkaClientSettings) -> BaseSecurity | None:
     """How the service authenticates to Kafka and checks the brokers (MEER_KAFKA_SECURITY_PROTOCOL
     and friends), as FastStream's security object; client_options() gives aiokafka's form."""
     protocol = settings.kafka_security_protocol

@@ -47,3 +47,13 @@ def test_sasl_plaintext_with_scram_256() -> None:
 def test_sasl_without_a_login_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="MEER_KAFKA_SASL_USERNAME"):
         ServiceSettings(kafka_security_protocol="SASL_SSL")
+
+
+def test_the_dead_letters_tool_logs_in_like_a_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.deadletters import DeadLetterSettings
+
+    monkeypatch.setenv("MEER_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("MEER_KAFKA_SASL_USERNAME", "meer-operations")
+    monkeypatch.setenv("MEER_KAFKA_SASL_PASSWORD", "geheim")
+    options = client_options(kafka_security(DeadLetterSettings()))
+    assert (options["security_protocol"], options["sasl_plain_username"]) == ("SASL_SSL", "meer-operations")
