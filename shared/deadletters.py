@@ -22,15 +22,18 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.events import Topic
+from shared.kafka import client_options, kafka_security
+from shared.settings import KafkaClientSettings
 
 DLT_SUFFIX = Topic.dead_letter("")
 # The headers shared/kafka.py's dead-lettering writes.
@@ -42,17 +45,16 @@ REASON, CONSUMER, ORIGINAL_TOPIC, ORIGINAL_PARTITION, ORIGINAL_OFFSET = (
     "dlt-offset",
 )
 REPLAYED_FROM = "dlt-replayed-from"
+NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+"""aiokafka's security options when there is no login (plaintext on loopback)."""
 # The one reason shared/kafka.py writes itself, with counts only; every other reason is
 # "<ExceptionClass>: <message>", and the message may quote payload values.
 _OWN_REASON = "not a valid envelope"
 
 
-class DeadLetterSettings(BaseSettings):
-    """Only what this tool needs, from the same variables as the services."""
-
-    model_config = SettingsConfigDict(env_prefix="MEER_", extra="ignore")
-
-    kafka_bootstrap: str = "127.0.0.1:19092"
+class DeadLetterSettings(KafkaClientSettings):
+    """Only what this tool needs, from the same variables as the services (with an operator's
+    Kafka login where the broker asks for one: MEER_KAFKA_SASL_USERNAME=meer-operations, ...)."""
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,11 @@ def parse_address(text: str) -> tuple[str, int, int]:
     return topic, int(partition), int(rest)
 
 
-async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
+async def partitions_of(
+    bootstrap: str, topics: Sequence[str], *, client: Mapping[str, Any] = NO_OPTIONS
+) -> list[TopicPartition]:
     """The partitions of those topics that exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **client)
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -150,13 +154,15 @@ async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPart
     )
 
 
-async def read_dead_letters(bootstrap: str, topics: Sequence[str]) -> list[DeadLetter]:
+async def read_dead_letters(
+    bootstrap: str, topics: Sequence[str], *, client: Mapping[str, Any] = NO_OPTIONS
+) -> list[DeadLetter]:
     """Every record on the given dead-letter topics now, read without a consumer group."""
     found: list[DeadLetter] = []
-    partitions = await partitions_of(bootstrap, topics)
+    partitions = await partitions_of(bootstrap, topics, client=client)
     if not partitions:
         return found
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client)
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -187,16 +193,18 @@ async def _fetch(consumer: AIOKafkaConsumer, topic: str, partition: int, offset:
                 raise LookupError(f"{topic}:{partition} has no record at offset {offset}")
 
 
-async def replay(bootstrap: str, addresses: Sequence[str]) -> list[tuple[str, str, int, int]]:
+async def replay(
+    bootstrap: str, addresses: Sequence[str], *, client: Mapping[str, Any] = NO_OPTIONS
+) -> list[tuple[str, str, int, int]]:
     """Publish each addressed dead letter to its original topic, unchanged; returns
     (address, topic, partition, offset) of each replayed record in the original topic."""
     wanted = [parse_address(address) for address in addresses]
-    existing = set(await partitions_of(bootstrap, sorted({topic for topic, _, _ in wanted})))
+    existing = set(await partitions_of(bootstrap, sorted({topic for topic, _, _ in wanted}), client=client))
     for topic, partition, _ in wanted:
         if TopicPartition(topic, partition) not in existing:
             raise LookupError(f"no partition {partition} of {topic}")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **client)
     await consumer.start()
     await producer.start()
     replayed = []
@@ -244,11 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay_parser = sub.add_parser("replay", help="publish dead letters to their original topic again")
     replay_parser.add_argument("records", nargs="+", metavar="TOPIC.dlt:PARTITION:OFFSET")
     args = parser.parse_args(argv)
-    bootstrap = args.bootstrap or DeadLetterSettings().kafka_bootstrap
+    settings = DeadLetterSettings()
+    bootstrap = args.bootstrap or settings.kafka_bootstrap
+    client = client_options(kafka_security(settings))
 
     if args.command == "list":
         topics = args.topic or [Topic.dead_letter(topic) for topic in Topic.ALL]
-        letters = asyncio.run(read_dead_letters(bootstrap, topics))
+        letters = asyncio.run(read_dead_letters(bootstrap, topics, client=client))
         if args.json:
             for letter in letters:
                 print(json.dumps({"record": letter.address, **asdict(letter)}))
@@ -258,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"no dead letters on {', '.join(topics)}")
         return 0
     try:
-        replayed = asyncio.run(replay(bootstrap, args.records))
+        replayed = asyncio.run(replay(bootstrap, args.records, client=client))
     except (ValueError, LookupError) as error:
         print(f"nothing replayed: {error}", file=sys.stderr)
         return 2

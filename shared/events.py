@@ -234,9 +234,8 @@ class ParticipantEnrolled(Payload):
 
 
 @event
-class ParticipantConfirmationRequested(Payload):
-    """Someone signed up on the public page; they must confirm by mail before anything starts.
-    The mailer sends the confirmation mail (double opt-in)."""
+class ParticipantConfirmationRequestedV1(Payload):
+    """Version 1 carried the live link; read only so events published before version 2 are mailed."""
 
     TYPE = "participant.confirmation_requested"
     VERSION = 1
@@ -245,6 +244,20 @@ class ParticipantConfirmationRequested(Payload):
     first_name: str
     email: str
     confirm_url: str = Field(description="One-time link that confirms the sign-up.")
+
+
+@event
+class ParticipantConfirmationRequested(Payload):
+    """Someone signed up on the public page; they must confirm by mail before anything starts.
+    The mailer sends the confirmation mail (double opt-in)."""
+
+    TYPE = "participant.confirmation_requested"
+    VERSION = 2
+    TOPIC = Topic.PARTICIPANT
+
+    first_name: str
+    email: str
+    sealed_link: str = Field(description="The one-time confirm link, sealed for the mailer (mailer_links.py).")
 
 
 @event
@@ -327,8 +340,8 @@ class ParticipantErased(Payload):
 
 
 @event
-class StaffInvited(Payload):
-    """An organisation admin or coach was invited; the mailer sends the set-password link."""
+class StaffInvitedV1(Payload):
+    """Version 1 carried the live link; read only so events published before version 2 are mailed."""
 
     TYPE = "staff.invited"
     VERSION = 1
@@ -339,6 +352,23 @@ class StaffInvited(Payload):
     email: str
     role: Literal["org_admin", "coach"]
     set_password_url: str
+
+
+@event
+class StaffInvited(Payload):
+    """An organisation admin or coach was invited; the mailer sends the set-password link."""
+
+    TYPE = "staff.invited"
+    VERSION = 2
+    TOPIC = Topic.STAFF
+
+    staff_id: UUID
+    name: str
+    email: str
+    role: Literal["org_admin", "coach"]
+    sealed_link: str = Field(
+        description="The one-time set-password link, sealed for the mailer (shared/mailer_links.py)."
+    )
 
 
 @event

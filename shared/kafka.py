@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.security import parse_security
 from faststream.kafka.subscriber.usecase import LogicSubscriber
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,6 +26,7 @@ from shared.db import Database, claim_event
 from shared.events import Envelope, Topic, UnknownEventError
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, EVENTS_DEAD_LETTERED, EVENTS_HANDLED
+from shared.settings import KafkaClientSettings
 
 log = get_logger(__name__)
 
@@ -55,10 +59,32 @@ def once_per_event(database: Database, change: Change, *, after: Callable[[], No
 _REQUEST_TIMEOUT_MS = 15_000
 
 
-def create_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
+def kafka_security(settings: KafkaClientSettings) -> BaseSecurity | None:
+    """How the service authenticates to Kafka and checks the brokers (MEER_KAFKA_SECURITY_PROTOCOL
+    and friends), as FastStream's security object; client_options() gives aiokafka's form."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    tls = protocol.endswith("SSL")
+    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile) if tls else None
+    if protocol == "SSL":
+        return BaseSecurity(ssl_context=context, use_ssl=True)
+    assert settings.kafka_sasl_username is not None and settings.kafka_sasl_password is not None
+    login = {"username": settings.kafka_sasl_username, "password": settings.kafka_sasl_password}
+    sasl = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+    return sasl[settings.kafka_sasl_mechanism](**login, ssl_context=context, use_ssl=tls)
+
+
+def client_options(security: BaseSecurity | None) -> dict[str, Any]:
+    """The aiokafka keyword arguments (security_protocol, sasl_*, ssl_context) for the same security."""
+    return parse_security(security)
+
+
+def create_broker(bootstrap: str, *, client_id: str, security: BaseSecurity | None = None) -> KafkaBroker:
     """The service's FastStream broker: its consumers, and a safe producer for dead letters."""
     return KafkaBroker(
         bootstrap,
+        security=security,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -68,10 +94,11 @@ def create_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
     )
 
 
-def create_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
+def create_producer(bootstrap: str, *, client_id: str, security: BaseSecurity | None = None) -> AIOKafkaProducer:
     """A plain producer with the same guarantees, for the outbox relay's hot loop."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **client_options(security),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -79,9 +106,28 @@ def create_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: int) -> None:
-    """Create the platform's topics and their dead-letter topics if they do not exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+DOMAIN_RETENTION_MS = -1
+"""Events are kept as long as the topic exists: coaching rebuilds its projection by replaying
+every topic from the start, and a consumer group that was away must find what it missed."""
+DEAD_LETTER_RETENTION_MS = 14 * 24 * 3_600_000
+"""Dead letters are kept 14 days: time to fix the cause and replay them, yet finite."""
+
+
+def topic_config(topic: str) -> dict[str, str]:
+    """The per-topic configuration of a platform topic, the same wherever it is created: here
+    (ensure_topics: the local stack and compose), and deploy/k8s/topics.yaml (Strimzi);
+    tests/unit/deploy/test_topics.py checks that they agree."""
+    if topic.endswith(".dlt"):
+        return {"cleanup.policy": "delete", "retention.ms": str(DEAD_LETTER_RETENTION_MS)}
+    return {"cleanup.policy": "delete", "retention.ms": str(DOMAIN_RETENTION_MS)}
+
+
+async def ensure_topics(
+    bootstrap: str, topics: tuple[str, ...], *, partitions: int, security: BaseSecurity | None = None
+) -> None:
+    """Create the platform's topics and their dead-letter topics, with topic_config(), if they
+    do not exist. A topic that exists keeps its configuration (deploy/README.md: retention)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000, **client_options(security))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -89,9 +135,20 @@ async def ensure_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: 
         if wanted:
             # Another service may create the same topic at the same moment.
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(
-                    [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in wanted]
+                response = await admin.create_topics(
+                    [
+                        NewTopic(
+                            name, num_partitions=partitions, replication_factor=1, topic_configs=topic_config(name)
+                        )
+                        for name in wanted
+                    ]
                 )
+                for name, code, *_ in response.topic_errors:
+                    # With ACLs (compose, deploy/k8s) the deployment makes the topics, not the services.
+                    if code == TopicAuthorizationFailedError.errno:
+                        log.info("topic left to the deployment (no permission to create it)", topic=name)
+                    elif code not in (0, TopicAlreadyExistsError.errno):
+                        log.warning("topic not created", topic=name, error=for_code(code).__name__)
     finally:
         await admin.close()
 

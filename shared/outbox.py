@@ -13,6 +13,7 @@ import contextlib
 from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
+from faststream.security import BaseSecurity
 from sqlalchemy import BigInteger, Column, LargeBinary
 from sqlmodel import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -84,12 +85,14 @@ class OutboxRelay:
         service: str,
         batch_size: int = 1000,
         poll_interval_s: float = 0.25,
+        security: BaseSecurity | None = None,
     ) -> None:
         self.connection = DedicatedConnection(database.url)
         self.kafka_bootstrap = kafka_bootstrap
         self.service = service
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
+        self.security = security
         self._producer: AIOKafkaProducer | None = None
         self._wake = asyncio.Event()
         database.on_commit(self.wake)
@@ -100,7 +103,9 @@ class OutboxRelay:
 
     async def _started_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = create_producer(self.kafka_bootstrap, client_id=f"meer-{self.service}-relay")
+            producer = create_producer(
+                self.kafka_bootstrap, client_id=f"meer-{self.service}-relay", security=self.security
+            )
             try:
                 await producer.start()
             except BaseException:

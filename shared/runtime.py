@@ -33,7 +33,15 @@ from shared.db import Database
 from shared.events import Topic
 from shared.http import BodySizeLimit
 from shared.http_security import SecurityHeadersMiddleware, bearer_matches
-from shared.kafka import EventHandler, create_broker, ensure_topics, report_consumer_lag, subscribe_events
+from shared.kafka import (
+    EventHandler,
+    client_options,
+    create_broker,
+    ensure_topics,
+    kafka_security,
+    report_consumer_lag,
+    subscribe_events,
+)
 from shared.logging import KAFKA_OUTAGE, configure_logging, get_logger, log_recovery
 from shared.metrics import DEPENDENCY_UP, HttpMetricsMiddleware, metrics_response
 from shared.migrations import upgrade_to_head
@@ -60,9 +68,14 @@ class Runtime:
     @classmethod
     def create(cls, service: str, settings: ServiceSettings) -> Runtime:
         database = Database(settings.database_url, pool_size=settings.database_pool_size)
-        broker = create_broker(settings.kafka_bootstrap, client_id=f"meer-{service}")
+        security = kafka_security(settings)
+        broker = create_broker(settings.kafka_bootstrap, client_id=f"meer-{service}", security=security)
         relay = OutboxRelay(
-            database, settings.kafka_bootstrap, service=service, poll_interval_s=settings.outbox_poll_interval_s
+            database,
+            settings.kafka_bootstrap,
+            service=service,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            security=security,
         )
         return cls(service=service, settings=settings, database=database, broker=broker, relay=relay)
 
@@ -298,7 +311,11 @@ async def wait_for_dependencies(settings: ServiceSettings, service: str) -> None
     deadline = time.monotonic() + settings.startup_timeout_s
 
     async def kafka_ping() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=3000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap,
+            request_timeout_ms=3000,
+            **client_options(kafka_security(settings)),
+        )
         try:
             await admin.start()
             await admin.describe_cluster()
@@ -340,7 +357,12 @@ def run_service(
     async def main() -> None:
         await wait_for_dependencies(settings, service)
         await asyncio.to_thread(upgrade_to_head, migrations_dir, settings.database_url)
-        await ensure_topics(settings.kafka_bootstrap, Topic.ALL, partitions=settings.kafka_partitions)
+        await ensure_topics(
+            settings.kafka_bootstrap,
+            Topic.ALL,
+            partitions=settings.kafka_partitions,
+            security=kafka_security(settings),
+        )
         app = create_app(settings)
         # Behind a TLS proxy: the client's address and scheme (Secure cookies, same-origin
         # checks, per-source limits) come from X-Forwarded-* of these proxies only.

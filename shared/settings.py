@@ -6,6 +6,7 @@ container files set the values per process (see the README's table).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -14,7 +15,32 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_SECRET_PREFIX = "dev-only-"  # noqa: S105 - marks defaults that production refuses
 
 
-class ServiceSettings(BaseSettings):
+class KafkaClientSettings(BaseSettings):
+    """Where Kafka is and how to log in: the services and the operators' tools (dead letters)."""
+
+    model_config = SettingsConfigDict(env_prefix="MEER_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How to reach Kafka: PLAINTEXT only on loopback (the local stack)."
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = Field(default=None, description="The service's Kafka user (SASL_*).")
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="CA certificate(s) that signed the brokers' (SSL, SASL_SSL); default: the system's."
+    )
+
+    @model_validator(mode="after")
+    def _kafka_login_with_sasl(self) -> KafkaClientSettings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError("MEER_KAFKA_SASL_USERNAME and MEER_KAFKA_SASL_PASSWORD are needed with SASL")
+        return self
+
+
+class ServiceSettings(KafkaClientSettings):
     """Database, Kafka, HTTP and start-up settings of one service process."""
 
     model_config = SettingsConfigDict(env_prefix="MEER_", extra="ignore")
@@ -25,7 +51,6 @@ class ServiceSettings(BaseSettings):
         description="SQLAlchemy URL of this service's own database (asyncpg driver).",
     )
     database_pool_size: int = 10
-    kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_partitions: int = Field(default=3, ge=1, description="Partitions for topics this service creates.")
     http_host: str = "127.0.0.1"
     http_port: int = 8000

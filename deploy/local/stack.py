@@ -44,6 +44,7 @@ HOST = "127.0.0.1"
 PORT_OFFSET = int(os.environ.get("MEER_LOCAL_PORT_OFFSET", "0"))
 KAFKA_PORT = 19092 + PORT_OFFSET
 KAFKA_CONTROLLER_PORT = 19093 + PORT_OFFSET
+KAFKA_SASL_PORT = 19094 + PORT_OFFSET  # SCRAM logins, for the test of the services' Kafka security settings
 PG_PORT = 55432 + PORT_OFFSET
 SMTP_PORT = 1025 + PORT_OFFSET
 MAILCATCHER_HTTP_PORT = 8025 + PORT_OFFSET
@@ -249,11 +250,20 @@ def kafka_properties() -> str:
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{HOST}:{KAFKA_CONTROLLER_PORT}",
-            f"listeners=PLAINTEXT://{HOST}:{KAFKA_PORT},CONTROLLER://{HOST}:{KAFKA_CONTROLLER_PORT}",
-            f"advertised.listeners=PLAINTEXT://{HOST}:{KAFKA_PORT}",
+            f"listeners=PLAINTEXT://{HOST}:{KAFKA_PORT},CONTROLLER://{HOST}:{KAFKA_CONTROLLER_PORT},"
+            f"SASL_PLAINTEXT://{HOST}:{KAFKA_SASL_PORT}",
+            f"advertised.listeners=PLAINTEXT://{HOST}:{KAFKA_PORT},SASL_PLAINTEXT://{HOST}:{KAFKA_SASL_PORT}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            # The services use PLAINTEXT on loopback; this listener only lets tests log in with
+            # SCRAM and be held to ACLs as in the deployments (tests/e2e/test_kafka_sasl.py).
+            # The plaintext listeners' anonymous clients (everything else here) may do anything.
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users=User:ANONYMOUS",
             f"log.dirs={KAFKA_DIR / 'data'}",
             f"num.partitions={KAFKA_PARTITIONS}",
             "auto.create.topics.enable=true",
@@ -264,7 +274,8 @@ def kafka_properties() -> str:
             "share.coordinator.state.topic.replication.factor=1",
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
-            "log.retention.hours=-1",
+            # Topics made by a producer, not ensure_topics(), keep events as long (shared.kafka.topic_config).
+            "log.retention.ms=-1",
             "",
         ]
     )
@@ -554,7 +565,7 @@ PARTS = ("postgres", "kafka", "mailcatcher", *SERVICE_PORTS)
 def part_ports(name: str) -> list[int]:
     return {
         "postgres": [PG_PORT],
-        "kafka": [KAFKA_PORT, KAFKA_CONTROLLER_PORT],
+        "kafka": [KAFKA_PORT, KAFKA_CONTROLLER_PORT, KAFKA_SASL_PORT],
         "mailcatcher": [SMTP_PORT, MAILCATCHER_HTTP_PORT],
     }.get(name) or [SERVICE_PORTS[name]]
 

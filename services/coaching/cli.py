@@ -18,6 +18,7 @@ from services.coaching.rebuild import Rebuild, RebuildResult
 from services.coaching.settings import CoachingSettings
 from services.coaching.tables import DashboardRow
 from shared.db import Database
+from shared.kafka import kafka_security
 from shared.logging import configure_logging
 
 app = typer.Typer(help="Coaching service tools.", no_args_is_help=True, add_completion=False)
@@ -32,7 +33,8 @@ async def _rebuild(settings: CoachingSettings, show_progress: bool) -> RebuildRe
         bar.refresh()
 
     try:
-        return await Rebuild(database, settings.kafka_bootstrap, progress=bar.update).run(on_total=on_total)
+        rebuild = Rebuild(database, settings.kafka_bootstrap, progress=bar.update, security=kafka_security(settings))
+        return await rebuild.run(on_total=on_total)
     finally:
         bar.close()
         await database.dispose()

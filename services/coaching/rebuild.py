@@ -23,6 +23,7 @@ from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from faststream.security import BaseSecurity
 from pydantic import ValidationError
 from pydantic_core import PydanticUndefined
 from sqlalchemy import text
@@ -43,6 +44,7 @@ from services.coaching.tables import (
 )
 from shared.db import Database, ProcessedEvent, utcnow
 from shared.events import Envelope
+from shared.kafka import client_options
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -178,16 +180,24 @@ class RebuildResult:
 class Rebuild:
     """One rebuild run: fold the topics in memory, then swap the projection in one transaction."""
 
-    def __init__(self, database: Database, bootstrap: str, *, progress: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        bootstrap: str,
+        *,
+        progress: Callable[[int], None] | None = None,
+        security: BaseSecurity | None = None,
+    ) -> None:
         self.database = database
         self.bootstrap = bootstrap
+        self.security = client_options(security)
         self.progress = progress or (lambda _: None)
         self.store = MemoryProjectionStore()
         self.result = RebuildResult()
         self._total = 0
 
     async def _partitions(self) -> list[TopicPartition]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000, **self.security)
         await admin.start()
         try:
             described = await admin.describe_topics(list(TOPICS))
@@ -238,7 +248,11 @@ class Rebuild:
         """Read everything, then write the new projection in one transaction."""
         partitions = await self._partitions()
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+            **self.security,
         )
         await consumer.start()
         try:

@@ -59,6 +59,7 @@ from shared.events import (
     StaffAccessChanged,
     StaffInvited,
 )
+from shared.mailer_links import link_keys, seal_link
 from shared.outbox import add_to_outbox
 from shared.staff_tokens import StaffClaims
 
@@ -283,7 +284,12 @@ def _invite(*, session: AsyncSession, staff: StaffMember, settings: EnrolmentSet
                 name=staff.name,
                 email=staff.email,
                 role="coach" if staff.role == "coach" else "org_admin",
-                set_password_url=f"{settings.enrolment_base_url.rstrip('/')}/set-password/{token}",
+                sealed_link=seal_link(
+                    f"{settings.enrolment_base_url.rstrip('/')}/set-password/{token}",
+                    keys=link_keys(settings.mailer_link_keys),
+                    expires_at=expires_at,
+                    now=now,
+                ),
             ),
             org_id=staff.org_id,
         ),
@@ -660,6 +666,7 @@ async def sign_up(
     for earlier in earlier_sign_ups:
         await forget_sign_up(session=session, participant=earlier)
     token = security.new_link_token()
+    confirm_expires_at = now + timedelta(hours=settings.confirmation_ttl_hours)
     participant = Participant(
         org_id=organisation.id,
         coach_id=coach,
@@ -673,7 +680,7 @@ async def sign_up(
         status="pending",
         source="signup",
         confirm_token_hash=security.digest(token),
-        confirm_expires_at=now + timedelta(hours=settings.confirmation_ttl_hours),
+        confirm_expires_at=confirm_expires_at,
         consent_text_version=settings.consent_text_version,
         consented_at=now,
         created_at=now,
@@ -686,7 +693,12 @@ async def sign_up(
         ParticipantConfirmationRequested(
             first_name=fields.first_name,
             email=fields.email,
-            confirm_url=f"{settings.enrolment_base_url.rstrip('/')}/bevestigen/{token}",
+            sealed_link=seal_link(
+                f"{settings.enrolment_base_url.rstrip('/')}/bevestigen/{token}",
+                keys=link_keys(settings.mailer_link_keys),
+                expires_at=confirm_expires_at,
+                now=now,
+            ),
         ),
     )
     return participant

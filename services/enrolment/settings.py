@@ -16,6 +16,10 @@ class EnrolmentSettings(ServiceSettings):
         default=f"{DEV_SECRET_PREFIX}licensor-secret",
         description="Bearer secret of the licensor (platform admin).",
     )
+    mailer_link_keys: str = Field(
+        default=f"{DEV_SECRET_PREFIX}mailer-link-key",
+        description="Keys that seal set-password and confirm links for the mailer, newest first; same as the mailer's.",
+    )
     enrolment_base_url: str = Field(
         default="http://127.0.0.1:8001",
         description="Public URL of this service: logo URLs, set-password and confirmation links start with it.",

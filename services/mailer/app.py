@@ -25,6 +25,7 @@ from services.mailer.settings import MailerSettings
 from services.mailer.smtp import SmtpClient
 from shared.db import DedicatedConnection
 from shared.logging import get_logger
+from shared.mailer_links import link_keys
 from shared.runtime import Runtime, create_service_app
 from shared.tracking_tokens import TokenSigner, parse_keys
 
@@ -102,6 +103,7 @@ def create_app(settings: MailerSettings | None = None, clock: Clock = system_clo
             mail_settings,
             clock,
             limits,
+            link_keys(settings.mailer_link_keys),
             on_commit=runtime.relay.wake,
         )
 

@@ -23,6 +23,7 @@ from uuid import uuid4
 
 import asyncpg
 from aiolimiter import AsyncLimiter
+from cryptography.fernet import MultiFernet
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import col
@@ -37,6 +38,7 @@ from services.mailer.mail import (
     render_programme_mail,
     render_transactional_mail,
     to_wire,
+    with_opened_link,
 )
 from services.mailer.metrics import DUE_BACKLOG, MAILS, OLDEST_DUE_SECONDS, SMTP_SECONDS
 from services.mailer.programme import ProgrammePack
@@ -307,6 +309,8 @@ class DeliveryWorker:
     mail_settings: MailSettings
     clock: Clock
     limits: RateLimits
+    link_keys: MultiFernet
+    """Open the one-time links enrolment sealed for the mailer (shared/mailer_links.py)."""
     on_commit: Callable[[], None] = lambda: None
     """Told after a commit that staged events (wakes the outbox relay)."""
     _transactional_check_at: float = field(default=0.0, init=False)
@@ -546,7 +550,7 @@ class DeliveryWorker:
                 to_address=mail.to_address,
                 organisation_name=organisation.name,
                 branding=organisation.branding,
-                context=mail.context or {},
+                context=with_opened_link(mail.kind, mail.context or {}, keys=self.link_keys, now=now),
                 settings=self.mail_settings,
                 sent_at=now,
             )

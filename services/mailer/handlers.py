@@ -39,6 +39,7 @@ from shared.events import (
     OrganisationLicensed,
     ParticipantCoachChanged,
     ParticipantConfirmationRequested,
+    ParticipantConfirmationRequestedV1,
     ParticipantDetailsChanged,
     ParticipantEnrolled,
     ParticipantErased,
@@ -49,6 +50,7 @@ from shared.events import (
     QuestionnaireAnswered,
     StaffAccessChanged,
     StaffInvited,
+    StaffInvitedV1,
     Topic,
 )
 from shared.kafka import Change, EventHandler, once_per_event
@@ -223,26 +225,37 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             )
         )
 
+    # The link stays sealed in the stored context; the sender opens it only to render the mail.
     async def request_confirmation(
-        session: AsyncSession, envelope: Envelope, p: ParticipantConfirmationRequested
+        session: AsyncSession,
+        envelope: Envelope,
+        p: ParticipantConfirmationRequested | ParticipantConfirmationRequestedV1,
     ) -> None:
+        link = (
+            {"sealed_link": p.sealed_link}
+            if isinstance(p, ParticipantConfirmationRequested)
+            else {"confirm_url": p.confirm_url}
+        )
         session.add(
             TransactionalMail(
                 kind="confirmation",
                 org_id=envelope.org_id,
                 participant_id=envelope.participant_id,
                 to_address=p.email,
-                context={"confirm_url": p.confirm_url},
+                context=link,
             )
         )
 
-    async def invite_staff(session: AsyncSession, envelope: Envelope, p: StaffInvited) -> None:
+    async def invite_staff(session: AsyncSession, envelope: Envelope, p: StaffInvited | StaffInvitedV1) -> None:
+        link = (
+            {"sealed_link": p.sealed_link} if isinstance(p, StaffInvited) else {"set_password_url": p.set_password_url}
+        )
         session.add(
             TransactionalMail(
                 kind="invitation",
                 org_id=envelope.org_id,
                 to_address=p.email,
-                context={"name": p.name, "role": p.role, "set_password_url": p.set_password_url},
+                context={"name": p.name, "role": p.role, **link},
             )
         )
 

@@ -16,11 +16,13 @@ from typing import Any
 from uuid import UUID
 
 import dkim
+from cryptography.fernet import MultiFernet
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from services.mailer.programme import Lesson, render_markdown
 from shared.events import Branding
+from shared.mailer_links import open_link
 from shared.text import is_single_line
 from shared.tracking_tokens import QuestionnaireMoment, QuestionnaireToken, TokenKind, TokenSigner, TrackingToken
 
@@ -233,6 +235,18 @@ TRANSACTIONAL_SUBJECTS = {
     "questionnaire_follow_up": "Hoe gaat het nu met je? Zes korte vragen van {organisation}",
     "questionnaire_reminder": "Nog even: zes korte vragen van {organisation}",
 }
+
+
+LINK_FIELDS = {"invitation": "set_password_url", "confirmation": "confirm_url"}
+"""The template variable each kind's sealed link is opened into."""
+
+
+def with_opened_link(kind: str, context: dict[str, Any], *, keys: MultiFernet, now: datetime) -> dict[str, Any]:
+    """The context with its sealed link (if any) opened, for rendering only; never stored."""
+    if "sealed_link" not in context:
+        return context
+    rest = {name: value for name, value in context.items() if name != "sealed_link"}
+    return {**rest, LINK_FIELDS[kind]: open_link(str(context["sealed_link"]), keys=keys, now=now)}
 
 
 def render_transactional_mail(

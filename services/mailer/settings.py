@@ -26,6 +26,10 @@ class MailerSettings(ServiceSettings):
         default=f"{DEV_SECRET_PREFIX}tracking-key",
         description="HMAC keys for tracking tokens, newest first (the newest signs); same value as tracking's.",
     )
+    mailer_link_keys: str = Field(
+        default=f"{DEV_SECRET_PREFIX}mailer-link-key",
+        description="Keys that open the links enrolment sealed for the mailer, newest first; same as enrolment's.",
+    )
     pack_dir: Path | None = Field(default=None, description="Programme pack folder; default: the built-in v1 pack.")
     schedule_interval_s: float = Field(default=5.0, gt=0, description="How often due mails are looked for.")
     sender_concurrency: int = Field(default=4, ge=1, le=64, description="Mails in flight at once (SMTP connections).")

@@ -27,6 +27,7 @@ from services.mailer.mail import MailContext, MailSettings, render_programme_mai
 from services.mailer.programme import load_pack
 from services.mailer.smtp import SmtpClient
 from shared.db import Database, DedicatedConnection
+from shared.mailer_links import link_keys
 from shared.tracking_tokens import TokenSigner
 from tests.e2e.test_mailer_replicas import seed
 from tests.e2e.test_mailer_schedule import free_port
@@ -102,6 +103,7 @@ async def test_mailer_throughput_against_a_bare_smtp_loop(infrastructure: None, 
                 settings,
                 system_clock,
                 limits,
+                link_keys("bench-link-key"),
             )
             for _ in range(CONCURRENCY)
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 import uuid
@@ -174,6 +175,26 @@ async def raw_mail(http: httpx.AsyncClient, mail_id: int) -> EmailMessage:
     return message
 
 
+async def mailed_links(http: httpx.AsyncClient, address: str, marker: str) -> list[str]:
+    """The links containing `marker` in the plain text of the mails to an address, oldest first.
+    One-time links reach tests as they reach people, by mail: events carry them sealed."""
+    links: list[str] = []
+    for summary in reversed(await mails_to(http, address)):
+        part = (await raw_mail(http, summary["id"])).get_body(preferencelist=("plain",))
+        links += re.findall(rf"https?://\S*{re.escape(marker)}\S*", str(part.get_content()) if part else "")
+    return links
+
+
+async def mailed_link(http: httpx.AsyncClient, address: str, marker: str, *, count: int = 1) -> str:
+    """The newest link containing `marker` once at least `count` such mails reached the address."""
+
+    async def found() -> str | None:
+        links = await mailed_links(http, address, marker)
+        return links[-1] if len(links) >= count else None
+
+    return await eventually(found, timeout=75, what=f"a mail with a {marker} link")
+
+
 # --- enrolment: events and staff logins (appended by enrolment-dev) ---------------------------------
 
 STAFF_PASSWORD = "een lange zin als wachtwoord"
@@ -214,13 +235,7 @@ async def staff_login(
     assert response.status_code == 201, response.text
     staff = dict(response.json())
 
-    async def set_password_url() -> str | None:
-        for envelope in await events_on("meer.staff", key=org_id, event_type="staff.invited"):
-            if envelope["payload"]["email"] == email:
-                return str(envelope["payload"]["set_password_url"])
-        return None
-
-    url = await eventually(set_password_url, what=f"staff.invited for a new {role}")
+    url = await mailed_link(http, email, "/set-password/")
     response = await http.post(
         f"{ENROLMENT}/api/auth/set-password", json={"token": url.rsplit("/", 1)[1], "password": STAFF_PASSWORD}
     )

@@ -16,8 +16,7 @@ from tests.e2e.conftest import (
     add_coach,
     create_organisation,
     db_fetch,
-    events_on,
-    eventually,
+    mailed_link,
     unique_email,
     unique_source,
 )
@@ -73,13 +72,7 @@ async def test_a_participant_signs_up_and_confirms_in_a_browser(http: httpx.Asyn
             await page.keyboard.press("Enter")
             await expect(page.get_by_role("heading", level=1)).to_have_text("Kijk in je mail")
 
-            async def link() -> str | None:
-                for event in await events_on("meer.participant", event_type="participant.confirmation_requested"):
-                    if event["payload"]["email"] == email:
-                        return str(event["payload"]["confirm_url"])
-                return None
-
-            url = await eventually(link, what="the confirmation link")
+            url = await mailed_link(http, email, "/bevestigen/")
             await page.goto(url)
             await page.get_by_role("button", name="Ja, ik doe mee").click()
             await expect(page.get_by_role("heading", level=1)).to_have_text("Welkom, Gerda!")

@@ -37,6 +37,7 @@ from shared.events import (
     Payload,
     QuestionnaireAnswered,
 )
+from shared.mailer_links import link_keys
 from shared.tracking_tokens import TokenSigner
 from tests.support.databases import fresh_database
 from tests.support.smtp_sink import SmtpSink
@@ -115,6 +116,9 @@ async def database_url(infrastructure: None) -> AsyncIterator[str]:
         yield url
 
 
+TEST_LINK_KEYS = "test-link-key"
+
+
 @pytest.fixture
 async def rig(database_url: str) -> AsyncIterator[MailerRig]:
     database = Database(database_url, pool_size=2)
@@ -130,6 +134,7 @@ async def rig(database_url: str) -> AsyncIterator[MailerRig]:
             mail_settings=MailSettings("training@test.example", "test.example", "http://tracking.test"),
             clock=clock,
             limits=RateLimits(1000, 1000),
+            link_keys=link_keys(TEST_LINK_KEYS),
         )
         rig = MailerRig(database, sink, clock, worker, build_handlers(database, lambda: None))
         await rig.deliver(

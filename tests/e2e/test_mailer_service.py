@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from uuid import uuid4
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from services.mailer.settings import MailerSettings
 from shared.events import (
     Branding,
     Envelope,
     OrganisationLicensed,
     ParticipantConfirmationRequested,
+    ParticipantConfirmationRequestedV1,
     Payload,
     StaffInvited,
 )
-from tests.e2e.conftest import KAFKA, LICENSOR, MAILER, eventually, mails_to, raw_mail, unique_email
+from shared.mailer_links import link_keys, seal_link
+from tests.e2e.conftest import KAFKA, LICENSOR, MAILER, db_fetch, eventually, mails_to, raw_mail, unique_email
 
 pytestmark = pytest.mark.stack
+# The local stack's mailer runs with the development keys.
+LINK_KEYS = link_keys(MailerSettings.model_fields["mailer_link_keys"].default)
+
+
+def sealed(url: str, *, expires_in: timedelta = timedelta(hours=72)) -> str:
+    now = datetime.now(UTC)
+    return seal_link(url, keys=LINK_KEYS, expires_at=now + expires_in, now=now)
 
 
 async def publish(*envelopes: Envelope) -> None:
@@ -47,6 +57,7 @@ def licensed(org_id: object) -> Envelope:
 async def test_invitation_and_confirmation_mails_are_sent_from_their_events(http: httpx.AsyncClient) -> None:
     org_id = uuid4()
     coach_address, participant_address = unique_email("coach"), unique_email("aanmelder")
+    earlier_address, expired_address = unique_email("v1-aanmelder"), unique_email("te-laat")
     await publish(
         licensed(org_id),
         Envelope.wrap(
@@ -55,13 +66,31 @@ async def test_invitation_and_confirmation_mails_are_sent_from_their_events(http
                 name="Karin",
                 email=coach_address,
                 role="coach",
-                set_password_url="http://enrolment.test/wachtwoord/eenmalig",
+                sealed_link=sealed("http://enrolment.test/wachtwoord/eenmalig"),
             ),
             org_id=org_id,
         ),
         Envelope.wrap(
             ParticipantConfirmationRequested(
-                first_name="Joop", email=participant_address, confirm_url="http://enrolment.test/bevestig/xyz"
+                first_name="Joop", email=participant_address, sealed_link=sealed("http://enrolment.test/bevestig/xyz")
+            ),
+            org_id=org_id,
+            participant_id=uuid4(),
+        ),
+        # A link that expired before the mail went is not sent: it would only disappoint.
+        Envelope.wrap(
+            ParticipantConfirmationRequested(
+                first_name="Bep",
+                email=expired_address,
+                sealed_link=sealed("http://enrolment.test/bevestig/oud", expires_in=timedelta(seconds=-1)),
+            ),
+            org_id=org_id,
+            participant_id=uuid4(),
+        ),
+        # Version 1 (published before links were sealed) is still mailed during an upgrade.
+        Envelope.wrap(
+            ParticipantConfirmationRequestedV1(
+                first_name="Truus", email=earlier_address, confirm_url="http://enrolment.test/bevestig/v1"
             ),
             org_id=org_id,
             participant_id=uuid4(),
@@ -76,6 +105,23 @@ async def test_invitation_and_confirmation_mails_are_sent_from_their_events(http
     assert "Joop" not in text, "the name typed into the public form is not repeated to the mailbox"
     text = (await raw_mail(http, invitation["id"])).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     assert "http://enrolment.test/wachtwoord/eenmalig" in text and "coach" in text
+    earlier = (await eventually(lambda: mails_to(http, earlier_address), what="the version-1 confirmation"))[0]
+    text = (await raw_mail(http, earlier["id"])).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "http://enrolment.test/bevestig/v1" in text
+    failed = await eventually(
+        lambda: db_fetch(
+            "mailer",
+            "SELECT error, coalesce(context, 'null') = 'null' AS dropped, to_address FROM transactional_mail"
+            " WHERE status = 'failed' AND org_id = $1",
+            org_id,
+        ),
+        what="the expired link's mail given up",
+    )
+    # Given up with its address and sealed link dropped (JSON null), like a sent mail.
+    assert [(row["error"], row["dropped"], row["to_address"]) for row in failed] == [
+        ("cannot render: SealedLinkError", True, None)
+    ]
+    assert not await mails_to(http, expired_address)
 
 
 async def test_preview_shows_any_day_for_the_licensor_and_refuses_bad_input(http: httpx.AsyncClient) -> None:

@@ -40,6 +40,8 @@ SAMPLE_VARIABLES = {
     "POSTGRES_PASSWORD": "0123456789abcdef",
     "MEER_LICENSOR_SECRET": "licensor-secret-for-the-compose-test",
     "MEER_TRACKING_KEYS": "newest-key,older-key@2030-12-31",
+    "MEER_MAILER_LINK_KEYS": "newest-link-key,older-link-key",
+    **{f"MEER_KAFKA_PASSWORD_{s.upper()}": f"kafka{s}0123" for s in ("enrolment", "mailer", "tracking", "coaching")},
     "MEER_METRICS_TOKEN": "metrics-token-for-the-compose-test",
     "GRAFANA_ADMIN_PASSWORD": "grafana-password-for-the-compose-test",
     "MEER_RESEARCH_EXPORT_KEY": "research-export-key-for-the-compose-test",
@@ -261,6 +263,13 @@ def test_mailer_and_tracking_share_the_tracking_keys(compose: dict[str, Any]) ->
     assert signing == verifying
 
 
+def test_only_enrolment_and_mailer_hold_the_mailer_link_keys(compose: dict[str, Any]) -> None:
+    # Whoever holds them can open the one-time links on Kafka; different ones break every link.
+    holders = {s: environment(compose, s).get("MEER_MAILER_LINK_KEYS") for s in APP_SERVICES}
+    assert {s for s, keys in holders.items() if keys} == {"enrolment", "mailer"}
+    assert holders["enrolment"] == holders["mailer"]
+
+
 @pytest.mark.parametrize("service", APP_SERVICES)
 def test_key_paths_point_at_mounted_secrets(compose: dict[str, Any], service: str) -> None:
     mounted = compose["services"][service].get("secrets", [])
@@ -316,12 +325,12 @@ def test_kafka_runs_in_kraft_mode(compose: dict[str, Any]) -> None:
     env = {key: str(value) for key, value in kafka["environment"].items()}
     assert kafka["image"].startswith("apache/kafka:")
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
-    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@localhost:9093"
     assert not [key for key in env if "ZOOKEEPER" in key]
     assert not [name for name in compose["services"] if "zookeeper" in name]
     # The storage format step rejects anything but a base64url UUID.
     assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16
-    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert "SASL_PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
     assert kafka["volumes"] == [f"kafka-data:{env['KAFKA_LOG_DIRS']}"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from uuid import uuid4
@@ -22,9 +22,11 @@ from services.mailer.mail import (
     render_programme_mail,
     render_transactional_mail,
     to_wire,
+    with_opened_link,
 )
 from services.mailer.programme import load_pack
 from services.mailer.smtp import SmtpRefused, without_addresses
+from shared.mailer_links import SealedLinkError, link_keys, seal_link
 from shared.tracking_tokens import TokenSigner
 
 PACK = load_pack()
@@ -287,3 +289,19 @@ def test_the_first_mail_asks_the_intake_questionnaire_and_the_last_the_end_one()
     assert _questionnaire_links(middle) == []
     (end,) = _questionnaire_links(last)
     assert SIGNER.verify_questionnaire(end).moment == "end"
+
+
+def test_a_sealed_link_is_opened_into_the_kinds_template_variable_only_for_rendering() -> None:
+    keys = link_keys("test-link-key")
+    now = datetime(2026, 11, 23, 8, tzinfo=UTC)
+    sealed = seal_link("https://e.example/set-password/abc", keys=keys, expires_at=now + timedelta(hours=1), now=now)
+    stored = {"name": "Karin", "role": "coach", "sealed_link": sealed}
+    opened = with_opened_link("invitation", stored, keys=keys, now=now)
+    assert opened == {"name": "Karin", "role": "coach", "set_password_url": "https://e.example/set-password/abc"}
+    assert stored["sealed_link"] == sealed  # the stored context keeps only the sealed form
+    assert with_opened_link("confirmation", {"sealed_link": sealed}, keys=keys, now=now) == {
+        "confirm_url": "https://e.example/set-password/abc"
+    }
+    assert with_opened_link("digest", {"coach_name": "Sanne"}, keys=keys, now=now) == {"coach_name": "Sanne"}
+    with pytest.raises(SealedLinkError):
+        with_opened_link("invitation", stored, keys=keys, now=now + timedelta(hours=1))
