@@ -18,6 +18,8 @@ topic meer.coaching --config cleanup.policy=delete --config retention.ms=-1
 topic meer.coaching.dlt --config cleanup.policy=delete --config retention.ms=1209600000
 topic meer.engagement --config cleanup.policy=delete --config retention.ms=-1
 topic meer.engagement.dlt --config cleanup.policy=delete --config retention.ms=1209600000
+topic meer.export --config cleanup.policy=delete --config retention.ms=604800000
+topic meer.export.dlt --config cleanup.policy=delete --config retention.ms=1209600000
 topic meer.mail --config cleanup.policy=delete --config retention.ms=-1
 topic meer.mail.dlt --config cleanup.policy=delete --config retention.ms=1209600000
 topic meer.organisation --config cleanup.policy=delete --config retention.ms=-1
@@ -30,6 +32,8 @@ user meer-enrolment "$MEER_KAFKA_PASSWORD_ENROLMENT"
 allow meer-enrolment --group enrolment --operation Read
 allow meer-enrolment --topic meer.engagement --operation Describe --operation Read
 allow meer-enrolment --topic meer.engagement.dlt --operation Describe --operation Write
+allow meer-enrolment --topic meer.export --operation Describe --operation Read --operation Write
+allow meer-enrolment --topic meer.export.dlt --operation Describe --operation Write
 allow meer-enrolment --topic meer.mail --operation Describe --operation Read
 allow meer-enrolment --topic meer.mail.dlt --operation Describe --operation Write
 allow meer-enrolment --topic meer.organisation --operation Describe --operation Write
@@ -39,6 +43,10 @@ user meer-mailer "$MEER_KAFKA_PASSWORD_MAILER"
 allow meer-mailer --group mailer --operation Read
 allow meer-mailer --topic meer.coaching --operation Describe --operation Read
 allow meer-mailer --topic meer.coaching.dlt --operation Describe --operation Write
+allow meer-mailer --topic meer.engagement --operation Describe --operation Read
+allow meer-mailer --topic meer.engagement.dlt --operation Describe --operation Write
+allow meer-mailer --topic meer.export --operation Describe --operation Read --operation Write
+allow meer-mailer --topic meer.export.dlt --operation Describe --operation Write
 allow meer-mailer --topic meer.mail --operation Describe --operation Write
 allow meer-mailer --topic meer.organisation --operation Describe --operation Read
 allow meer-mailer --topic meer.organisation.dlt --operation Describe --operation Write
@@ -49,6 +57,8 @@ allow meer-mailer --topic meer.staff.dlt --operation Describe --operation Write
 user meer-tracking "$MEER_KAFKA_PASSWORD_TRACKING"
 allow meer-tracking --group tracking --operation Read
 allow meer-tracking --topic meer.engagement --operation Describe --operation Write
+allow meer-tracking --topic meer.export --operation Describe --operation Read --operation Write
+allow meer-tracking --topic meer.export.dlt --operation Describe --operation Write
 allow meer-tracking --topic meer.mail --operation Describe --operation Read
 allow meer-tracking --topic meer.mail.dlt --operation Describe --operation Write
 allow meer-tracking --topic meer.organisation --operation Describe --operation Read
@@ -61,6 +71,8 @@ allow meer-coaching --topic meer.coaching --operation Describe --operation Read 
 allow meer-coaching --topic meer.coaching.dlt --operation Describe --operation Write
 allow meer-coaching --topic meer.engagement --operation Describe --operation Read
 allow meer-coaching --topic meer.engagement.dlt --operation Describe --operation Write
+allow meer-coaching --topic meer.export --operation Describe --operation Read --operation Write
+allow meer-coaching --topic meer.export.dlt --operation Describe --operation Write
 allow meer-coaching --topic meer.mail --operation Describe --operation Read
 allow meer-coaching --topic meer.mail.dlt --operation Describe --operation Write
 allow meer-coaching --topic meer.organisation --operation Describe --operation Read

@@ -111,6 +111,8 @@ DOMAIN_RETENTION_MS = -1
 every topic from the start, and a consumer group that was away must find what it missed."""
 DEAD_LETTER_RETENTION_MS = 14 * 24 * 3_600_000
 """Dead letters are kept 14 days: time to fix the cause and replay them, yet finite."""
+EXPORT_RETENTION_MS = 7 * 24 * 3_600_000
+"""Subject-access exports travel sealed and are bundled in minutes: a week covers any delay."""
 
 
 def topic_config(topic: str) -> dict[str, str]:
@@ -119,6 +121,9 @@ def topic_config(topic: str) -> dict[str, str]:
     tests/unit/deploy/test_topics.py checks that they agree."""
     if topic.endswith(".dlt"):
         return {"cleanup.policy": "delete", "retention.ms": str(DEAD_LETTER_RETENTION_MS)}
+    if topic == Topic.EXPORT:
+        # Export requests and their sealed parts are done with in minutes and no rebuild reads them.
+        return {"cleanup.policy": "delete", "retention.ms": str(EXPORT_RETENTION_MS)}
     return {"cleanup.policy": "delete", "retention.ms": str(DOMAIN_RETENTION_MS)}
 
 

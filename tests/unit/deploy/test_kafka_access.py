@@ -28,11 +28,18 @@ PAYLOADS = {
 
 
 def produced_topics(service: str) -> set[str]:
-    """Topics of the event payloads the service's code constructs (every event goes through its outbox)."""
+    """Topics of the event payloads the service's code constructs (every event goes through its
+    outbox), including in the shared modules it imports (e.g. shared.export_parts answers exports)."""
     found = set()
-    for path in (ROOT / "services" / service).rglob("*.py"):
-        if "migrations" in path.parts:
-            continue
+    sources = [path for path in (ROOT / "services" / service).rglob("*.py") if "migrations" not in path.parts]
+    shared_modules = {
+        node.module
+        for path in sources
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("shared.")
+    }
+    sources += [ROOT / (module.replace(".", "/") + ".py") for module in sorted(shared_modules)]
+    for path in sources:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in PAYLOADS:
                 found.add(PAYLOADS[node.func.id].TOPIC)
@@ -42,8 +49,9 @@ def produced_topics(service: str) -> set[str]:
 class RecordingRuntime:
     """Enough of shared.runtime.Runtime for register_kafka_handlers: records what is subscribed."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Any) -> None:
         self.database: Any = None
+        self.settings = settings
         self.topics: set[str] = set()
 
     def subscribe(self, handlers: dict[str, Any]) -> None:
@@ -53,7 +61,8 @@ class RecordingRuntime:
 def consumed_topics(service: str) -> set[str]:
     """The topics the service's register_kafka_handlers subscribes to."""
     module = importlib.import_module(f"services.{service}.handlers")
-    runtime = RecordingRuntime()
+    settings_module = importlib.import_module(f"services.{service}.settings")
+    runtime = RecordingRuntime(getattr(settings_module, f"{service.capitalize()}Settings")())
     extra: dict[str, tuple[Any, ...]] = {"mailer": (lambda: None,), "coaching": (None, ZoneInfo("Europe/Amsterdam"))}
     module.register_kafka_handlers(runtime, *extra.get(service, ()))
     return runtime.topics
