@@ -30,7 +30,14 @@ def start_service_with(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "services.tracking"],
         cwd=ROOT,
-        env={**os.environ, "MEER_HTTP_PORT": "18993", "MEER_STARTUP_TIMEOUT_S": "3", **env},
+        # This stack's settings (ports shift with MEER_LOCAL_PORT_OFFSET), then the one broken dependency.
+        env={
+            **os.environ,
+            **local_stack.service_env("tracking"),
+            "MEER_HTTP_PORT": "18993",
+            "MEER_STARTUP_TIMEOUT_S": "3",
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=60,

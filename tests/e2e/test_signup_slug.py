@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     db_fetch,
     eventually,
     mint_staff_token,
+    staff_login,
     unique_email,
 )
 
@@ -114,11 +115,12 @@ async def test_a_slug_is_validated_unique_and_only_for_the_licensor_or_the_organ
         assert refused.status_code == 422, bad
         assert _error_fields(refused.json()) == ["slug"], refused.text
 
-    coach = {"Authorization": f"Bearer {mint_staff_token('coach', uuid.UUID(second['id']), uuid.uuid4())}"}
+    # Real staff members: enrolment refuses tokens of staff it does not know (offboarding).
+    coach = (await staff_login(http, second["id"], role="coach"))["headers"]
     assert (await put_slug(http, second["id"], f"mijn-{uuid.uuid4().hex[:6]}", coach)).status_code == 403
-    other_admin = {"Authorization": f"Bearer {mint_staff_token('org_admin', uuid.UUID(first['id']))}"}
+    other_admin = (await staff_login(http, first["id"]))["headers"]
     assert (await put_slug(http, second["id"], f"niet-{uuid.uuid4().hex[:6]}", other_admin)).status_code == 403
-    own_admin = {"Authorization": f"Bearer {mint_staff_token('org_admin', uuid.UUID(second['id']))}"}
+    own_admin = (await staff_login(http, second["id"]))["headers"]
     chosen = f"eigen-{uuid.uuid4().hex[:6]}"
     response = await put_slug(http, second["id"], chosen, own_admin)
     assert response.status_code == 200, response.text
