@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Text, Update, cast, delete, func, update
+from sqlalchemy import Update, delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -113,14 +113,18 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             session, envelope, first_name=p.first_name, email=p.email, send_time=p.send_time, timezone=p.timezone
         )
         # The follow-up questionnaire, months later, goes to the address the participant has then.
-        await session.execute(
-            _due_questionnaire_mails(envelope, QUESTIONNAIRE_MAILS).values(
-                to_address=p.email,
-                context=func.jsonb_set(
-                    col(TransactionalMail.context), "{first_name}", func.to_jsonb(cast(p.first_name, Text))
-                ),
+        waiting = await session.execute(
+            select(TransactionalMail)
+            .where(
+                col(TransactionalMail.participant_id) == envelope.participant_id,
+                col(TransactionalMail.kind).in_(QUESTIONNAIRE_MAILS),
+                col(TransactionalMail.status) == "due",
             )
+            .with_for_update()
         )
+        for mail in waiting.scalars():
+            mail.to_address = p.email
+            mail.context = {**(mail.context or {}), "first_name": p.first_name}
 
     async def questionnaire_answered(session: AsyncSession, envelope: Envelope, p: QuestionnaireAnswered) -> None:
         # Answered: the one reminder of the follow-up is not needed any more.
