@@ -19,9 +19,21 @@ from services.coaching.api import Services, SessionDep, require_admin, services
 from services.coaching.auth import ApiViewer, PageViewer, Viewer, bearer
 from services.coaching.outcomes import CsvDialect, OrganisationReport
 from services.coaching.web import PageError, _frame, render
-from shared.runtime import Runtime, api_error
+from shared.runtime import Runtime, api_error, error_responses
 
-api_router = APIRouter(prefix="/api", tags=["outcomes"])
+api_router = APIRouter(
+    prefix="/api",
+    tags=["outcomes"],
+    responses=error_responses(
+        {
+            401: "No staff token (or licensor secret), or it is not valid or has expired.",
+            403: "Organisation admins only (the PDF and the research export).",
+            503: "Staff login is not configured on this server.",
+        }
+    ),
+)
+_CSV_ANSWER: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}
+_PDF_ANSWER: dict[int | str, dict[str, Any]] = {200: {"content": {"application/pdf": {}}}}
 web_router = APIRouter(include_in_schema=False)
 
 DialectQuery = Annotated[
@@ -73,7 +85,7 @@ async def outcome_report(
     return dataclasses.asdict(await viewer_report(session, svc, viewer))
 
 
-@api_router.get("/outcomes.csv", summary="Outcome report as CSV")
+@api_router.get("/outcomes.csv", responses=_CSV_ANSWER, summary="Outcome report as CSV")
 async def outcome_csv(
     viewer: ApiViewer, session: SessionDep, svc: Annotated[Services, Depends(services)], dialect: DialectQuery = "nl"
 ) -> Response:
@@ -81,7 +93,9 @@ async def outcome_csv(
     return _csv(outcomes.csv_text(rows, outcomes.REPORT_COLUMNS, dialect), dialect, "meer-contact-resultaten.csv")
 
 
-@api_router.get("/outcomes/research-export.csv", summary="Pseudonymised export for researchers (admins)")
+@api_router.get(
+    "/outcomes/research-export.csv", responses=_CSV_ANSWER, summary="Pseudonymised export for researchers (admins)"
+)
 async def research_export(
     viewer: ApiViewer, session: SessionDep, svc: Annotated[Services, Depends(services)], dialect: DialectQuery = "en"
 ) -> Response:
@@ -92,7 +106,7 @@ async def research_export(
     return _csv(outcomes.csv_text(rows, outcomes.RESEARCH_COLUMNS, dialect), dialect, "meer-contact-onderzoek.csv")
 
 
-@api_router.get("/outcomes.pdf", summary="One-page PDF of the organisation's outcomes (admins)")
+@api_router.get("/outcomes.pdf", responses=_PDF_ANSWER, summary="One-page PDF of the organisation's outcomes (admins)")
 async def outcome_pdf(viewer: ApiViewer, session: SessionDep, svc: Annotated[Services, Depends(services)]) -> Response:
     require_admin(viewer)
     return await _pdf_response(session, svc, viewer)
@@ -143,7 +157,7 @@ async def licensor_outcomes(
     return dataclasses.asdict(await _licensor_report(session, svc))
 
 
-@api_router.get("/licensor/outcomes.csv", summary="The licensor's outcome report as CSV")
+@api_router.get("/licensor/outcomes.csv", responses=_CSV_ANSWER, summary="The licensor's outcome report as CSV")
 async def licensor_outcomes_csv(
     _: Licensor, session: SessionDep, svc: Annotated[Services, Depends(services)], dialect: DialectQuery = "nl"
 ) -> Response:
@@ -152,7 +166,9 @@ async def licensor_outcomes_csv(
     return _csv(outcomes.csv_text(rows, outcomes.REPORT_COLUMNS, dialect), dialect, "meer-contact-resultaten-alle.csv")
 
 
-@api_router.get("/licensor/outcomes/research-export.csv", summary="Pseudonymised export of all organisations")
+@api_router.get(
+    "/licensor/outcomes/research-export.csv", responses=_CSV_ANSWER, summary="Pseudonymised export of all organisations"
+)
 async def licensor_research_export(
     _: Licensor, session: SessionDep, svc: Annotated[Services, Depends(services)], dialect: DialectQuery = "en"
 ) -> Response:

@@ -567,7 +567,19 @@ def _questionnaire_page(
     )
 
 
-@router.api_route("/q/{token}", methods=["GET", "HEAD"], tags=["pages"], summary="Loneliness questionnaire")
+_QUESTIONNAIRE_CLOSED: Responses = {
+    410: {"description": "A Dutch page: the participant's data was erased; nothing is stored.", "content": _HTML},
+}
+
+
+@router.api_route(
+    "/q/{token}",
+    methods=["GET", "HEAD"],
+    tags=["pages"],
+    summary="Loneliness questionnaire",
+    response_class=HTMLResponse,
+    responses={**_PAGE, **_QUESTIONNAIRE_CLOSED, **_PAGE_ERRORS},
+)
 async def questionnaire_page(token: str, request: Request) -> Response:
     """The branded introduction to the six questions (voluntary, under two minutes)."""
     context = _context(request)
@@ -591,7 +603,24 @@ async def questionnaire_page(token: str, request: Request) -> Response:
     return _questionnaire_page(claims, brand, empty, previous=previous is not None)
 
 
-@router.post("/q/{token}", tags=["pages"], summary="One step of the loneliness questionnaire")
+@router.post(
+    "/q/{token}",
+    tags=["pages"],
+    summary="One step of the loneliness questionnaire",
+    response_class=HTMLResponse,
+    openapi_extra=_FORM,
+    responses={
+        **_PAGE,
+        400: {
+            "description": "A Dutch page: the form data could not be read; the first question again.",
+            "content": _HTML,
+        },
+        409: {"description": "A Dutch page: this form is for another moment; nothing changed.", "content": _HTML},
+        422: {"description": "A Dutch page: the question again, with what to correct.", "content": _HTML},
+        **_QUESTIONNAIRE_CLOSED,
+        **_PAGE_ERRORS,
+    },
+)
 async def questionnaire_step(token: str, request: Request) -> Response:
     """Show the next question; after the sixth, store the answers (replacing earlier ones for
     this moment) and publish questionnaire.answered."""
