@@ -30,8 +30,11 @@ class Topic:
     """call.* and plan.*, keyed by participant id."""
     STAFF = "meer.staff"
     """staff.*, keyed by organisation id."""
+    CONTACT = "meer.contact"
+    """Compacted: contact.details_set keyed by the person's id; erasure is a tombstone (null value)."""
 
-    ALL: ClassVar[tuple[str, ...]] = (ORGANISATION, PARTICIPANT, MAIL, ENGAGEMENT, COACHING, STAFF)
+    ALL: ClassVar[tuple[str, ...]] = (ORGANISATION, PARTICIPANT, MAIL, ENGAGEMENT, COACHING, STAFF, CONTACT)
+    COMPACTED: ClassVar[tuple[str, ...]] = (CONTACT,)
 
     @staticmethod
     def dead_letter(topic: str) -> str:
@@ -47,6 +50,8 @@ class Payload(BaseModel):
     TYPE: ClassVar[str]
     VERSION: ClassVar[int]
     TOPIC: ClassVar[str]
+    KEY_FIELD: ClassVar[str | None] = None
+    """A payload field whose value is the Kafka key (instead of the participant or organisation id)."""
 
 
 PayloadT = TypeVar("PayloadT", bound=Payload)
@@ -104,7 +109,10 @@ class Envelope(BaseModel):
 
     @property
     def key(self) -> bytes:
-        """Kafka key: the participant id, or the organisation id for organisation events."""
+        """Kafka key: the payload's KEY_FIELD, else the participant id, else the organisation id."""
+        key_field = payload_class(self.type, self.version).KEY_FIELD
+        if key_field is not None:
+            return str(self.payload[key_field]).encode()
         return str(self.participant_id or self.org_id).encode()
 
     def parsed(self) -> Payload:
@@ -198,15 +206,23 @@ class OrganisationSlugChanged(Payload):
 
 @event
 class CoachAdded(Payload):
-    """An organisation added a coach who can be assigned participants."""
+    """An organisation added a coach who can be assigned participants (name and address: meer.contact)."""
 
     TYPE = "coach.added"
-    VERSION = 1
+    VERSION = 2
     TOPIC = Topic.ORGANISATION
 
     coach_id: UUID
-    name: str
-    email: str | None = Field(default=None, description="Work address, for the coach's daily digest.")
+
+
+@event
+class CoachAddedV1(CoachAdded):
+    """Old form, with the coach's name and address; still parsed on replay, consumers ignore both."""
+
+    VERSION = 1
+
+    name: str = ""
+    email: str | None = None
 
 
 # --- participant.* ------------------------------------------------------------------
@@ -217,12 +233,9 @@ class ParticipantEnrolled(Payload):
     """A participant was enrolled and (where needed) confirmed: the programme may start."""
 
     TYPE = "participant.enrolled"
-    VERSION = 1
+    VERSION = 2
     TOPIC = Topic.PARTICIPANT
 
-    first_name: str
-    email: str
-    phone: str | None = None
     coach_id: UUID
     start_date: date
     send_time: time
@@ -231,32 +244,49 @@ class ParticipantEnrolled(Payload):
 
 
 @event
+class ParticipantEnrolledV1(ParticipantEnrolled):
+    """Old form, with contact details; still parsed on replay, consumers ignore them (see meer.contact)."""
+
+    VERSION = 1
+
+    first_name: str = ""
+    email: str = ""
+    phone: str | None = None
+
+
+@event
 class ParticipantConfirmationRequested(Payload):
     """Someone signed up on the public page; they must confirm by mail before anything starts.
     The mailer sends the confirmation mail (double opt-in)."""
 
     TYPE = "participant.confirmation_requested"
-    VERSION = 1
+    VERSION = 2
     TOPIC = Topic.PARTICIPANT
 
-    first_name: str
-    email: str
     confirm_url: str = Field(description="One-time link that confirms the sign-up.")
 
 
 @event
 class ParticipantDetailsChanged(Payload):
-    """A participant's contact details or mail preferences changed."""
+    """A participant's mail preferences changed (contact details: contact.details_set on meer.contact)."""
 
     TYPE = "participant.details_changed"
-    VERSION = 1
+    VERSION = 2
     TOPIC = Topic.PARTICIPANT
 
-    first_name: str
-    email: str
-    phone: str | None = None
     send_time: time
     timezone: str
+
+
+@event
+class ParticipantDetailsChangedV1(ParticipantDetailsChanged):
+    """Old form, with contact details; still parsed on replay, consumers ignore them."""
+
+    VERSION = 1
+
+    first_name: str = ""
+    email: str = ""
+    phone: str | None = None
 
 
 @event
@@ -328,12 +358,10 @@ class StaffInvited(Payload):
     """An organisation admin or coach was invited; the mailer sends the set-password link."""
 
     TYPE = "staff.invited"
-    VERSION = 1
+    VERSION = 2
     TOPIC = Topic.STAFF
 
     staff_id: UUID
-    name: str
-    email: str
     role: Literal["org_admin", "coach"]
     set_password_url: str
 
@@ -351,6 +379,25 @@ class StaffAccessChanged(Payload):
     token_version: int = Field(ge=1, description="Tokens with a lower version are refused.")
     active: bool = Field(description="False: every token of this member is refused.")
     removed: bool = Field(default=False, description="Removed: copies of the member's name and address go too.")
+
+
+# --- contact.* (meer.contact, compacted) ------------------------------------------------
+
+
+@event
+class ContactDetailsSet(Payload):
+    """A person's current contact details; the newest per person_id is what counts (a tombstone erases it)."""
+
+    TYPE = "contact.details_set"
+    VERSION = 1
+    TOPIC = Topic.CONTACT
+    KEY_FIELD = "person_id"
+
+    person_id: UUID = Field(description="Participant id or staff id; the Kafka key.")
+    kind: Literal["participant", "staff"]
+    name: str = Field(description="First name of a participant, full name of a staff member.")
+    email: str | None = None
+    phone: str | None = None
 
 
 # --- mail.* ----------------------------------------------------------------------------

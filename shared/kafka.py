@@ -28,6 +28,10 @@ log = get_logger(__name__)
 EventHandler = Callable[[Envelope], Awaitable[None]]
 """Handles one event in its own unit of work; must be idempotent by event_id."""
 
+TombstoneHandler = Callable[[str], Awaitable[None]]
+"""Handles a tombstone (a record with a null value) on a compacted topic, given its key;
+deletes what the service keeps for that key (idempotent by nature)."""
+
 Change = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
 """What one event does to a service's database: (session, envelope, typed payload)."""
 
@@ -78,8 +82,23 @@ def create_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
     )
 
 
+COMPACTED_TOPIC_CONFIG: dict[str, str] = {
+    "cleanup.policy": "compact",
+    # The active segment is never cleaned: roll daily so an overwritten or erased value can go.
+    "segment.ms": str(24 * 3_600_000),
+    # Clean a segment at the latest a day after it was written, however little of the log is dirty...
+    "max.compaction.lag.ms": str(24 * 3_600_000),
+    # ...and sooner once a tenth is dirty (default half: a rarely changing topic would wait long).
+    "min.cleanable.dirty.ratio": "0.1",
+    # A tombstone stays a day after cleaning, so a consumer that was down for hours still sees it.
+    "delete.retention.ms": str(24 * 3_600_000),
+}
+"""The contact topic: the newest value per person, and an erasure gone from disk within about three days."""
+
+
 async def ensure_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: int) -> None:
-    """Create the platform's topics and their dead-letter topics if they do not exist."""
+    """Create the platform's topics and their dead-letter topics if they do not exist
+    (those in Topic.COMPACTED compacted; their dead-letter topics keep the broker's retention)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     await admin.start()
     try:
@@ -89,7 +108,15 @@ async def ensure_topics(bootstrap: str, topics: tuple[str, ...], *, partitions: 
             # Another service may create the same topic at the same moment.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
-                    [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in wanted]
+                    [
+                        NewTopic(
+                            name,
+                            num_partitions=partitions,
+                            replication_factor=1,
+                            topic_configs=COMPACTED_TOPIC_CONFIG if name in Topic.COMPACTED else {},
+                        )
+                        for name in wanted
+                    ]
                 )
     finally:
         await admin.close()
@@ -116,6 +143,7 @@ def subscribe_events(
     group_id: str | None = None,
     offset_reset: Literal["earliest", "latest"] = "earliest",
     max_attempts: int = 5,
+    tombstones: Mapping[str, TombstoneHandler] | None = None,
 ) -> None:
     """Consume the topics in `handlers` ({topic: {event type: handler}}) with one consumer
     in the service's consumer group (one consumer: one group join, no rebalance storm).
@@ -125,10 +153,13 @@ def subscribe_events(
     `<topic>.dlt` with the reason, so one bad event never blocks the others. When a
     dependency is down the event is not dead-lettered: it is redelivered until it works.
     Types without a handler are acknowledged and skipped (newer producers, other readers).
+    A tombstone (null value) on a topic in `tombstones` goes to that topic's handler with its key.
     """
+    tombstone_handlers = dict(tombstones or {})
+    topics = list(dict.fromkeys([*handlers, *tombstone_handlers]))
 
     @broker.subscriber(
-        *handlers,
+        *topics,
         group_id=group_id or service,
         auto_offset_reset=offset_reset,
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -138,6 +169,9 @@ def subscribe_events(
         record = message.raw_message
         assert not isinstance(record, tuple)
         topic = record.topic
+        if record.value is None and topic in tombstone_handlers:
+            await _handle_tombstone(tombstone_handlers[topic], record.key, service=service, topic=topic)
+            return
         try:
             envelope = Envelope.model_validate_json(message.body)
         except ValidationError as error:
@@ -171,6 +205,21 @@ def subscribe_events(
             await _dead_letter(broker, message, service, envelope.type, dead_letter_reason(error))
             return
         EVENTS_HANDLED.labels(service, topic, envelope.type, "ok").inc()
+
+
+async def _handle_tombstone(handler: TombstoneHandler, key: bytes | None, *, service: str, topic: str) -> None:
+    if key is None:
+        EVENTS_HANDLED.labels(service, topic, "tombstone", "ignored").inc()
+        return
+    try:
+        await handler(key.decode())
+    except Exception as error:
+        # Nothing to dead-letter (no value); an erasure must not be skipped: redeliver.
+        EVENTS_HANDLED.labels(service, topic, "tombstone", "retry_later").inc()
+        log.warning("tombstone not handled yet; will be redelivered", topic=topic, error=type(error).__name__)
+        await asyncio.sleep(1.0)
+        raise
+    EVENTS_HANDLED.labels(service, topic, "tombstone", "ok").inc()
 
 
 def dead_letter_reason(error: BaseException) -> str:

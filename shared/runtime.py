@@ -31,7 +31,7 @@ from shared.db import Database
 from shared.events import Topic
 from shared.http import BodySizeLimit
 from shared.http_security import SecurityHeadersMiddleware, bearer_matches
-from shared.kafka import EventHandler, create_broker, ensure_topics, subscribe_events
+from shared.kafka import EventHandler, TombstoneHandler, create_broker, ensure_topics, subscribe_events
 from shared.logging import configure_logging, get_logger
 from shared.metrics import DEPENDENCY_UP, HttpMetricsMiddleware, metrics_response
 from shared.migrations import upgrade_to_head
@@ -64,7 +64,11 @@ class Runtime:
         )
         return cls(service=service, settings=settings, database=database, broker=broker, relay=relay)
 
-    def subscribe(self, handlers: Mapping[str, Mapping[str, EventHandler]]) -> None:
+    def subscribe(
+        self,
+        handlers: Mapping[str, Mapping[str, EventHandler]],
+        tombstones: Mapping[str, TombstoneHandler] | None = None,
+    ) -> None:
         """Consume these handlers' topics in the service's consumer group, as its settings say."""
         subscribe_events(
             self.broker,
@@ -73,6 +77,7 @@ class Runtime:
             group_id=self.settings.consumer_group,
             offset_reset=self.settings.kafka_offset_reset,
             max_attempts=self.settings.handler_max_attempts,
+            tombstones=tombstones,
         )
 
     async def readiness(self) -> dict[str, bool]:

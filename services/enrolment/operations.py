@@ -41,6 +41,7 @@ from shared.db import utcnow
 from shared.events import (
     Branding,
     CoachAdded,
+    ContactDetailsSet,
     Envelope,
     OrganisationBrandingChanged,
     OrganisationLicenceChanged,
@@ -58,8 +59,9 @@ from shared.events import (
     Payload,
     StaffAccessChanged,
     StaffInvited,
+    Topic,
 )
-from shared.outbox import add_to_outbox
+from shared.outbox import add_to_outbox, add_tombstone_to_outbox
 from shared.staff_tokens import StaffClaims
 
 # --- organisations ------------------------------------------------------------------------------
@@ -280,8 +282,6 @@ def _invite(*, session: AsyncSession, staff: StaffMember, settings: EnrolmentSet
         Envelope.wrap(
             StaffInvited(
                 staff_id=staff.id,
-                name=staff.name,
-                email=staff.email,
                 role="coach" if staff.role == "coach" else "org_admin",
                 set_password_url=f"{settings.enrolment_base_url.rstrip('/')}/set-password/{token}",
             ),
@@ -307,8 +307,14 @@ async def invite_staff(
     staff = StaffMember(org_id=organisation.id, role=role, name=name, email=email, created_at=now)
     session.add(staff)
     await session.flush()
+    add_to_outbox(
+        session,
+        Envelope.wrap(
+            ContactDetailsSet(person_id=staff.id, kind="staff", name=name, email=email), org_id=organisation.id
+        ),
+    )
     if role == "coach":
-        _publish_org(session, organisation, CoachAdded(coach_id=staff.id, name=name, email=email))
+        _publish_org(session, organisation, CoachAdded(coach_id=staff.id))
     return staff, _invite(session=session, staff=staff, settings=settings, now=now)
 
 
@@ -342,6 +348,8 @@ def _access_changed(session: AsyncSession, staff: StaffMember, *, removed: bool 
             org_id=staff.org_id,
         ),
     )
+    if removed:  # the member's name and address go from meer.contact too
+        add_tombstone_to_outbox(session, Topic.CONTACT, str(staff.id))
 
 
 def revoke_sessions(*, session: AsyncSession, staff: StaffMember) -> None:
@@ -511,12 +519,26 @@ def _publish(session: AsyncSession, participant: Participant, payload: Payload) 
     add_to_outbox(session, Envelope.wrap(payload, org_id=participant.org_id, participant_id=participant.id))
 
 
-def _enrolled_event(participant: Participant) -> ParticipantEnrolled:
+def _publish_contact(session: AsyncSession, participant: Participant) -> None:
+    """The participant's current contact details on meer.contact (the only place they travel)."""
     assert participant.first_name is not None and participant.email is not None
+    _publish(
+        session,
+        participant,
+        _contact_event(participant.id, participant.first_name, participant.email, participant.phone),
+    )
+
+
+def _contact_event(participant_id: UUID, first_name: str, email: str, phone: str | None) -> ContactDetailsSet:
+    return ContactDetailsSet(person_id=participant_id, kind="participant", name=first_name, email=email, phone=phone)
+
+
+def _erase_contact(session: AsyncSession, participant: Participant) -> None:
+    add_tombstone_to_outbox(session, Topic.CONTACT, str(participant.id))
+
+
+def _enrolled_event(participant: Participant) -> ParticipantEnrolled:
     return ParticipantEnrolled(
-        first_name=participant.first_name,
-        email=participant.email,
-        phone=participant.phone,
         coach_id=participant.coach_id,
         start_date=participant.start_date,
         send_time=participant.send_time,
@@ -572,6 +594,7 @@ async def enrol_participant(
         updated_at=now,
     )
     session.add(participant)
+    _publish_contact(session, participant)
     _publish(session, participant, _enrolled_event(participant))
     return participant
 
@@ -661,12 +684,11 @@ async def sign_up(
         updated_at=now,
     )
     session.add(participant)
+    _publish_contact(session, participant)
     _publish(
         session,
         participant,
         ParticipantConfirmationRequested(
-            first_name=fields.first_name,
-            email=fields.email,
             confirm_url=f"{settings.enrolment_base_url.rstrip('/')}/bevestigen/{token}",
         ),
     )
@@ -677,6 +699,7 @@ async def forget_sign_up(*, session: AsyncSession, participant: Participant) -> 
     """Delete an unconfirmed sign-up (replaced, or never confirmed): nothing started, nothing
     is kept. participant.erased lets the mailer drop its copy for the confirmation mail."""
     _publish(session, participant, ParticipantErased())
+    _erase_contact(session, participant)
     await session.delete(participant)
 
 
@@ -728,6 +751,7 @@ async def confirm_sign_up(
     participant.start_date = domain.default_start_date(now, participant.timezone)
     participant.confirmed_at = participant.updated_at = now
     session.add(participant)
+    _publish_contact(session, participant)
     _publish(session, participant, _enrolled_event(participant))
     return participant, "confirmed"
 
@@ -755,14 +779,12 @@ async def change_details(
         raise EnrolmentRefused(409, "This e-mail address is already enrolled here.", "email")
     participant.updated_at = now
     session.add(participant)
-    if participant.status != "pending":  # nothing was published yet: confirming sends the details
+    _publish_contact(session, participant)  # for a pending sign-up: the confirmation mail's address
+    if participant.status != "pending":
         _publish(
             session,
             participant,
             ParticipantDetailsChanged(
-                first_name=participant.first_name,
-                email=participant.email,
-                phone=participant.phone,
                 send_time=participant.send_time,
                 timezone=participant.timezone,
             ),
@@ -847,6 +869,7 @@ def erase(*, session: AsyncSession, participant: Participant, now: datetime) -> 
     participant.erased_at = participant.updated_at = now
     session.add(participant)
     _publish(session, participant, ParticipantErased())
+    _erase_contact(session, participant)
 
 
 # --- CSV import ---------------------------------------------------------------------------------------
@@ -907,10 +930,11 @@ async def write_import(
                 "updated_at": now,
             }
         )
+        contact = _contact_event(participant_id, fields.first_name, fields.email, fields.phone)
+        add_to_outbox(
+            session, Envelope.wrap(contact, org_id=organisation.id, participant_id=participant_id, occurred_at=now)
+        )
         enrolled = ParticipantEnrolled(
-            first_name=fields.first_name,
-            email=fields.email,
-            phone=fields.phone,
             coach_id=row.coach_id,
             start_date=row.start_date,
             send_time=fields.send_time,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
@@ -16,6 +17,7 @@ from services.mailer.delivery import unschedule_due_deliveries
 from services.mailer.tables import (
     AlertCopy,
     CoachCopy,
+    ContactCopy,
     Delivery,
     OrganisationCopy,
     PlannedCallCopy,
@@ -33,6 +35,7 @@ from shared.events import (
     CallPlanned,
     CallSuspended,
     CoachAdded,
+    ContactDetailsSet,
     Envelope,
     OrganisationBrandingChanged,
     OrganisationLicensed,
@@ -49,7 +52,7 @@ from shared.events import (
     StaffInvited,
     Topic,
 )
-from shared.kafka import Change, EventHandler, once_per_event
+from shared.kafka import Change, EventHandler, TombstoneHandler, once_per_event
 from shared.runtime import Runtime
 
 
@@ -76,7 +79,9 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         )
 
     async def add_coach(session: AsyncSession, envelope: Envelope, p: CoachAdded) -> None:
-        values = {"name": p.name, "email": p.email}
+        # Name and address come from meer.contact, before or after this event.
+        contact = await session.get(ContactCopy, p.coach_id)
+        values = {"name": contact.name if contact else None, "email": contact.email if contact else None}
         await session.execute(
             insert(CoachCopy)
             .values(coach_id=p.coach_id, org_id=envelope.org_id, **values)
@@ -84,11 +89,12 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         )
 
     async def enrol(session: AsyncSession, envelope: Envelope, p: ParticipantEnrolled) -> None:
+        contact = await session.get(ContactCopy, envelope.participant_id)
         values = {
             "org_id": envelope.org_id,
             "coach_id": p.coach_id,
-            "first_name": p.first_name,
-            "email": p.email,
+            "first_name": contact.name if contact else None,
+            "email": contact.email if contact else None,
             "start_date": p.start_date,
             "send_time": p.send_time,
             "timezone": p.timezone,
@@ -103,9 +109,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         )
 
     async def change_details(session: AsyncSession, envelope: Envelope, p: ParticipantDetailsChanged) -> None:
-        await _update_recipient(
-            session, envelope, first_name=p.first_name, email=p.email, send_time=p.send_time, timezone=p.timezone
-        )
+        await _update_recipient(session, envelope, send_time=p.send_time, timezone=p.timezone)
 
     async def pause(session: AsyncSession, envelope: Envelope, _: ParticipantPaused) -> None:
         recipient = await session.get(Recipient, envelope.participant_id, with_for_update=True)
@@ -132,8 +136,8 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
                     kind="stop_confirmation",
                     org_id=envelope.org_id,
                     participant_id=envelope.participant_id,
-                    to_address=recipient.email,
-                    context={"first_name": recipient.first_name},
+                    contact_id=envelope.participant_id,
+                    context={},
                 )
             )
 
@@ -151,6 +155,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         await session.execute(
             delete(TransactionalMail).where(col(TransactionalMail.participant_id) == envelope.participant_id)
         )
+        await session.execute(delete(ContactCopy).where(col(ContactCopy.person_id) == envelope.participant_id))
 
     async def copy_planned_call(session: AsyncSession, envelope: Envelope, p: PlannedCallState) -> None:
         states = {CallPlanned: "planned", CallMoved: "planned", CallSuspended: "suspended", CallCancelled: "cancelled"}
@@ -204,7 +209,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
                 kind="confirmation",
                 org_id=envelope.org_id,
                 participant_id=envelope.participant_id,
-                to_address=p.email,
+                contact_id=envelope.participant_id,
                 context={"confirm_url": p.confirm_url},
             )
         )
@@ -214,8 +219,8 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             TransactionalMail(
                 kind="invitation",
                 org_id=envelope.org_id,
-                to_address=p.email,
-                context={"name": p.name, "role": p.role, "set_password_url": p.set_password_url},
+                contact_id=p.staff_id,
+                context={"role": p.role, "set_password_url": p.set_password_url},
             )
         )
 
@@ -227,7 +232,26 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
                 update(CoachCopy).where(col(CoachCopy.coach_id) == p.staff_id).values(name="", email=None)
             )
 
+    async def set_contact(session: AsyncSession, envelope: Envelope, p: ContactDetailsSet) -> None:
+        values = {"org_id": envelope.org_id, "kind": p.kind, "name": p.name, "email": p.email, "updated_at": utcnow()}
+        await session.execute(
+            insert(ContactCopy)
+            .values(person_id=p.person_id, **values)
+            .on_conflict_do_update(index_elements=["person_id"], set_=values)
+        )
+        if p.kind == "participant":
+            await session.execute(
+                update(Recipient)
+                .where(col(Recipient.participant_id) == p.person_id)
+                .values(first_name=p.name, email=p.email, next_check_at=None, updated_at=utcnow())
+            )
+        else:
+            await session.execute(
+                update(CoachCopy).where(col(CoachCopy.coach_id) == p.person_id).values(name=p.name, email=p.email)
+            )
+
     return {
+        Topic.CONTACT: {ContactDetailsSet.TYPE: once(set_contact, wakes=True)},
         Topic.ORGANISATION: {
             OrganisationLicensed.TYPE: once(upsert_organisation),
             OrganisationBrandingChanged.TYPE: once(change_branding),
@@ -257,6 +281,30 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             AlertCleared.TYPE: once(clear_alert),
         },
     }
+
+
+def build_tombstone_handlers(database: Database) -> dict[str, TombstoneHandler]:
+    """A tombstone on meer.contact: the person's address and name go from every copy."""
+
+    async def erase_contact(key: str) -> None:
+        person_id = UUID(key)
+        async with database.session() as session:
+            await session.execute(delete(ContactCopy).where(col(ContactCopy.person_id) == person_id))
+            await session.execute(
+                update(Recipient).where(col(Recipient.participant_id) == person_id).values(first_name=None, email=None)
+            )
+            await session.execute(
+                update(CoachCopy).where(col(CoachCopy.coach_id) == person_id).values(name="", email=None)
+            )
+            # A mail to this person that was still waiting for the address will never have one.
+            await session.execute(
+                delete(TransactionalMail).where(
+                    col(TransactionalMail.contact_id) == person_id, col(TransactionalMail.status) == "due"
+                )
+            )
+            await session.commit()
+
+    return {Topic.CONTACT: erase_contact}
 
 
 async def record_staff_access(session: AsyncSession, envelope: Envelope, p: StaffAccessChanged) -> None:
@@ -289,4 +337,4 @@ async def _cancel_due_deliveries(session: AsyncSession, envelope: Envelope) -> N
 
 
 def register_kafka_handlers(runtime: Runtime, wake_scheduler: Callable[[], None]) -> None:
-    runtime.subscribe(build_handlers(runtime.database, wake_scheduler))
+    runtime.subscribe(build_handlers(runtime.database, wake_scheduler), build_tombstone_handlers(runtime.database))
