@@ -265,6 +265,8 @@ def kafka_properties() -> str:
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
             "log.retention.hours=-1",
+            # The log cleaner looks for compactable logs every second (default 15 s): tests wait less.
+            "log.cleaner.backoff.ms=1000",
             "",
         ]
     )
