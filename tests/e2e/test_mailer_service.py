@@ -11,13 +11,14 @@ from aiokafka import AIOKafkaProducer
 
 from shared.events import (
     Branding,
+    ContactDetailsSet,
     Envelope,
     OrganisationLicensed,
     ParticipantConfirmationRequested,
     Payload,
     StaffInvited,
 )
-from tests.e2e.conftest import KAFKA, LICENSOR, MAILER, eventually, mails_to, raw_mail, unique_email
+from tests.e2e.conftest import KAFKA, LICENSOR, MAILER, db_fetch, eventually, mails_to, raw_mail, unique_email
 
 pytestmark = pytest.mark.stack
 
@@ -45,26 +46,26 @@ def licensed(org_id: object) -> Envelope:
 
 
 async def test_invitation_and_confirmation_mails_are_sent_from_their_events(http: httpx.AsyncClient) -> None:
-    org_id = uuid4()
+    org_id, staff_id, participant_id = uuid4(), uuid4(), uuid4()
     coach_address, participant_address = unique_email("coach"), unique_email("aanmelder")
     await publish(
         licensed(org_id),
         Envelope.wrap(
-            StaffInvited(
-                staff_id=uuid4(),
-                name="Karin",
-                email=coach_address,
-                role="coach",
-                set_password_url="http://enrolment.test/wachtwoord/eenmalig",
-            ),
+            ContactDetailsSet(person_id=staff_id, kind="staff", name="Karin", email=coach_address), org_id=org_id
+        ),
+        Envelope.wrap(
+            ContactDetailsSet(person_id=participant_id, kind="participant", name="Joop", email=participant_address),
+            org_id=org_id,
+            participant_id=participant_id,
+        ),
+        Envelope.wrap(
+            StaffInvited(staff_id=staff_id, role="coach", set_password_url="http://enrolment.test/wachtwoord/eenmalig"),
             org_id=org_id,
         ),
         Envelope.wrap(
-            ParticipantConfirmationRequested(
-                first_name="Joop", email=participant_address, confirm_url="http://enrolment.test/bevestig/xyz"
-            ),
+            ParticipantConfirmationRequested(confirm_url="http://enrolment.test/bevestig/xyz"),
             org_id=org_id,
-            participant_id=uuid4(),
+            participant_id=participant_id,
         ),
     )
     invitation = (await eventually(lambda: mails_to(http, coach_address), what="the staff invitation"))[0]
@@ -76,6 +77,39 @@ async def test_invitation_and_confirmation_mails_are_sent_from_their_events(http
     assert "Joop" not in text, "the name typed into the public form is not repeated to the mailbox"
     text = (await raw_mail(http, invitation["id"])).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     assert "http://enrolment.test/wachtwoord/eenmalig" in text and "coach" in text
+
+
+async def test_an_invitation_waits_for_the_address_from_the_contact_topic_and_goes_once_it_arrives(
+    http: httpx.AsyncClient,
+) -> None:
+    """Order between topics is not guaranteed: the mail waits in the mailer, never fails or is lost."""
+    org_id, staff_id, address = uuid4(), uuid4(), unique_email("later")
+    await publish(
+        licensed(org_id),
+        Envelope.wrap(
+            StaffInvited(staff_id=staff_id, role="org_admin", set_password_url="http://e.test/w/1"), org_id=org_id
+        ),
+    )
+
+    async def waiting() -> bool:
+        rows = await db_fetch(
+            "mailer", "SELECT status, attempts FROM transactional_mail WHERE contact_id = $1", staff_id
+        )
+        return bool(rows) and rows[0]["status"] == "due"
+
+    await eventually(waiting, what="the invitation, queued without an address")
+    await publish(
+        Envelope.wrap(
+            ContactDetailsSet(person_id=staff_id, kind="staff", name="Ineke Later", email=address), org_id=org_id
+        )
+    )
+    [mail] = await eventually(lambda: mails_to(http, address), timeout=90, what="the invitation once the address came")
+    text = (await raw_mail(http, mail["id"])).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "http://e.test/w/1" in text
+    [row] = await db_fetch(
+        "mailer", "SELECT status, to_address FROM transactional_mail WHERE contact_id = $1", staff_id
+    )
+    assert (row["status"], row["to_address"]) == ("sent", None), "only the fact that it was sent stays"
 
 
 async def test_preview_shows_any_day_for_the_licensor_and_refuses_bad_input(http: httpx.AsyncClient) -> None:
