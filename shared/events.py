@@ -110,7 +110,8 @@ class Envelope(BaseModel):
     @property
     def key(self) -> bytes:
         """Kafka key: the payload's KEY_FIELD, else the participant id, else the organisation id."""
-        key_field = payload_class(self.type, self.version).KEY_FIELD
+        known = _REGISTRY.get((self.type, self.version))  # an unknown type (a newer producer) keys as before
+        key_field = known.KEY_FIELD if known is not None else None
         if key_field is not None:
             return str(self.payload[key_field]).encode()
         return str(self.participant_id or self.org_id).encode()

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID, uuid4
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, security, signup_limits, storage
@@ -870,6 +871,44 @@ def erase(*, session: AsyncSession, participant: Participant, now: datetime) -> 
     session.add(participant)
     _publish(session, participant, ParticipantErased())
     _erase_contact(session, participant)
+
+
+async def republish_contacts(*, session: AsyncSession, batch: int = 1000) -> int:
+    """Put every current participant's and staff member's contact details on meer.contact again
+    (once, when moving to the contact topic; or to rebuild it). Commits per batch; returns how many."""
+    published = 0
+    last = UUID(int=0)
+    while participants := list(
+        (
+            await session.exec(
+                select(Participant)
+                .where(col(Participant.email).is_not(None), col(Participant.id) > last)
+                .order_by(col(Participant.id))
+                .limit(batch)
+            )
+        ).all()
+    ):
+        for participant in participants:
+            _publish_contact(session, participant)
+        await session.commit()
+        published, last = published + len(participants), participants[-1].id
+    last = UUID(int=0)
+    while staff := list(
+        (
+            await session.exec(
+                select(StaffMember)
+                .where(col(StaffMember.email).is_not(None), col(StaffMember.id) > last)
+                .order_by(col(StaffMember.id))
+                .limit(batch)
+            )
+        ).all()
+    ):
+        for member in staff:
+            details = ContactDetailsSet(person_id=member.id, kind="staff", name=member.name or "", email=member.email)
+            add_to_outbox(session, Envelope.wrap(details, org_id=member.org_id))
+        await session.commit()
+        published, last = published + len(staff), staff[-1].id
+    return published
 
 
 # --- CSV import ---------------------------------------------------------------------------------------

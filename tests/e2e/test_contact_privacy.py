@@ -342,3 +342,40 @@ def test_the_patterns_find_what_people_type_and_leave_ids_alone() -> None:
         assert EMAIL.search(text.encode()) or PHONE.search(text.encode()), text
     for text in (str(uuid.UUID(int=0x0612345678)), "2026-11-30T09:00:00+00:00", "09:00:00", "Path"):
         assert not EMAIL.search(text.encode()) and not PHONE.search(text.encode()), text
+
+
+async def test_publish_contacts_puts_everyone_s_current_details_on_the_contact_topic_again(
+    http: httpx.AsyncClient,
+) -> None:
+    """The migration step: details that reached consumers through the old events are on meer.contact."""
+    from tests.e2e.test_enrolment_ways_in import cli
+
+    organisation = await create_organisation(http)
+    coach = await add_coach(http, organisation["id"])
+    first_name, email = unique_letters(), unique_email("opnieuw")
+    response = await http.post(
+        f"{ENROLMENT}/api/organisations/{organisation['id']}/participants",
+        json={"first_name": first_name, "email": email},
+        headers=LICENSOR,
+    )
+    assert response.status_code == 201, response.text
+    participant_id = response.json()["id"]
+
+    async def details_set(person_id: str) -> list[dict[str, Any]]:
+        return [
+            json.loads(record.value)["payload"]
+            for record in await read_topic(Topic.CONTACT)
+            if (record.key or b"").decode() == person_id and record.value is not None
+        ]
+
+    await eventually(lambda: details_set(participant_id), what="the enrolment's contact.details_set")
+    done = cli("publish-contacts")
+    assert done.returncode == 0, done.stderr
+    assert "contact details staged" in done.stdout
+
+    async def twice() -> bool:
+        found = await details_set(participant_id)
+        return len(found) >= 2 and found[-1] == found[0] and bool(await details_set(coach["id"]))
+
+    await eventually(twice, what="the participant's details published again, unchanged, and the coach's")
+    assert (await details_set(participant_id))[-1]["name"] == first_name

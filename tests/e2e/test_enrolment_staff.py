@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     STAFF_PASSWORD,
     add_coach,
     client_address,
+    contact_of,
     create_organisation,
     db_fetch,
     events_on,
@@ -55,10 +56,11 @@ async def invite(http: httpx.AsyncClient, org_id: str, role: str = "org_admin") 
         headers=LICENSOR,
     )
     assert response.status_code == 201, response.text
+    staff_id = response.json()["id"]
 
     async def url() -> str | None:
         for envelope in await events_on("meer.staff", key=org_id, event_type="staff.invited"):
-            if envelope["payload"]["email"] == email:
+            if envelope["payload"]["staff_id"] == staff_id:
                 return str(envelope["payload"]["set_password_url"])
         return None
 
@@ -147,7 +149,9 @@ async def test_a_coach_logs_in_with_their_coach_id_in_the_token(http: httpx.Asyn
         what="coach.added on Kafka",
     )
     assert [event["payload"]["coach_id"] for event in added] == [coach["id"]]
-    assert added[0]["payload"]["name"] == "Coach Kees"
+    assert "name" not in added[0]["payload"], "the name travels on meer.contact only"
+    contact = await eventually(lambda: contact_of(coach["id"]), what="the coach's details on meer.contact")
+    assert (contact["kind"], contact["name"], contact["email"]) == ("staff", "Coach Kees", coach["email"])
 
 
 async def test_expired_unknown_and_replaced_invitation_links_get_a_clear_page(http: httpx.AsyncClient) -> None:
@@ -170,15 +174,15 @@ async def test_expired_unknown_and_replaced_invitation_links_get_a_clear_page(ht
     )
     assert resent.status_code == 201
     urls = await eventually(
-        lambda: _invitation_urls(organisation["id"], staff["email"], at_least=2), what="a second staff.invited"
+        lambda: _invitation_urls(organisation["id"], staff["id"], at_least=2), what="a second staff.invited"
     )
     assert urls[-1] != url
     assert (await http.get(urls[-1])).status_code == 200
 
 
-async def _invitation_urls(org_id: str, email: str, *, at_least: int) -> list[str] | None:
+async def _invitation_urls(org_id: str, staff_id: str, *, at_least: int) -> list[str] | None:
     events = await events_on("meer.staff", key=org_id, event_type="staff.invited")
-    urls = [e["payload"]["set_password_url"] for e in events if e["payload"]["email"] == email]
+    urls = [e["payload"]["set_password_url"] for e in events if e["payload"]["staff_id"] == staff_id]
     return urls if len(urls) >= at_least else None
 
 
