@@ -880,13 +880,15 @@ async def republish_contacts(*, session: AsyncSession, batch: int = 1000) -> int
     last = UUID(int=0)
     while participants := list(
         (
-            await session.exec(
+            await session.execute(
                 select(Participant)
                 .where(col(Participant.email).is_not(None), col(Participant.id) > last)
                 .order_by(col(Participant.id))
                 .limit(batch)
             )
-        ).all()
+        )
+        .scalars()
+        .all()
     ):
         for participant in participants:
             _publish_contact(session, participant)
@@ -895,13 +897,15 @@ async def republish_contacts(*, session: AsyncSession, batch: int = 1000) -> int
     last = UUID(int=0)
     while staff := list(
         (
-            await session.exec(
+            await session.execute(
                 select(StaffMember)
                 .where(col(StaffMember.email).is_not(None), col(StaffMember.id) > last)
                 .order_by(col(StaffMember.id))
                 .limit(batch)
             )
-        ).all()
+        )
+        .scalars()
+        .all()
     ):
         for member in staff:
             details = ContactDetailsSet(person_id=member.id, kind="staff", name=member.name or "", email=member.email)
