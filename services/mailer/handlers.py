@@ -239,11 +239,31 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             .values(person_id=p.person_id, **values)
             .on_conflict_do_update(index_elements=["person_id"], set_=values)
         )
+        # A mail that waited for this address goes now, not after WAIT_FOR_COPIES.
+        await session.execute(
+            update(TransactionalMail)
+            .where(
+                col(TransactionalMail.contact_id) == p.person_id,
+                col(TransactionalMail.status) == "due",
+                col(TransactionalMail.to_address).is_(None),
+            )
+            .values(due_at=utcnow())
+        )
         if p.kind == "participant":
             await session.execute(
                 update(Recipient)
                 .where(col(Recipient.participant_id) == p.person_id)
                 .values(first_name=p.name, email=p.email, next_check_at=None, updated_at=utcnow())
+            )
+            await session.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.participant_id) == p.person_id,
+                    col(Delivery.status) == "due",
+                    col(Delivery.error).is_(None),  # postponed for copies, not backing off after an error
+                    col(Delivery.due_at) > utcnow(),
+                )
+                .values(due_at=utcnow())
             )
         else:
             await session.execute(
