@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.mailer.delivery import unschedule_due_deliveries
+from services.mailer.delivery import WAIT_FOR_COPIES, unschedule_due_deliveries
 from services.mailer.export import build_export_handlers
 from services.mailer.tables import (
     AlertCopy,
@@ -284,8 +284,8 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
                 col(TransactionalMail.contact_id) == p.person_id,
                 col(TransactionalMail.status) == "due",
                 col(TransactionalMail.to_address).is_(None),
-                # The follow-up questionnaire waits for its own day, months ahead.
-                col(TransactionalMail.kind).not_in(QUESTIONNAIRE_MAILS),
+                # Only mails postponed for it; the follow-up questionnaire keeps its own day, months ahead.
+                col(TransactionalMail.due_at) <= utcnow() + WAIT_FOR_COPIES,
             )
             .values(due_at=utcnow())
         )
