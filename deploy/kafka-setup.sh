@@ -16,6 +16,8 @@ allow() { principal=$1; shift; "$bin/kafka-acls.sh" $bootstrap --add \
   --allow-principal "User:$principal" "$@"; }
 topic meer.coaching --config cleanup.policy=delete --config retention.ms=-1
 topic meer.coaching.dlt --config cleanup.policy=delete --config retention.ms=1209600000
+topic meer.contact --config cleanup.policy=compact --config delete.retention.ms=86400000 --config max.compaction.lag.ms=86400000 --config min.cleanable.dirty.ratio=0.1 --config segment.ms=86400000
+topic meer.contact.dlt --config cleanup.policy=delete --config retention.ms=1209600000
 topic meer.engagement --config cleanup.policy=delete --config retention.ms=-1
 topic meer.engagement.dlt --config cleanup.policy=delete --config retention.ms=1209600000
 topic meer.export --config cleanup.policy=delete --config retention.ms=604800000
@@ -30,6 +32,7 @@ topic meer.staff --config cleanup.policy=delete --config retention.ms=-1
 topic meer.staff.dlt --config cleanup.policy=delete --config retention.ms=1209600000
 user meer-enrolment "$MEER_KAFKA_PASSWORD_ENROLMENT"
 allow meer-enrolment --group enrolment --operation Read
+allow meer-enrolment --topic meer.contact --operation Describe --operation Write
 allow meer-enrolment --topic meer.engagement --operation Describe --operation Read
 allow meer-enrolment --topic meer.engagement.dlt --operation Describe --operation Write
 allow meer-enrolment --topic meer.export --operation Describe --operation Read --operation Write
@@ -43,6 +46,8 @@ user meer-mailer "$MEER_KAFKA_PASSWORD_MAILER"
 allow meer-mailer --group mailer --operation Read
 allow meer-mailer --topic meer.coaching --operation Describe --operation Read
 allow meer-mailer --topic meer.coaching.dlt --operation Describe --operation Write
+allow meer-mailer --topic meer.contact --operation Describe --operation Read
+allow meer-mailer --topic meer.contact.dlt --operation Describe --operation Write
 allow meer-mailer --topic meer.engagement --operation Describe --operation Read
 allow meer-mailer --topic meer.engagement.dlt --operation Describe --operation Write
 allow meer-mailer --topic meer.export --operation Describe --operation Read --operation Write
@@ -69,6 +74,8 @@ user meer-coaching "$MEER_KAFKA_PASSWORD_COACHING"
 allow meer-coaching --group coaching --operation Read
 allow meer-coaching --topic meer.coaching --operation Describe --operation Read --operation Write
 allow meer-coaching --topic meer.coaching.dlt --operation Describe --operation Write
+allow meer-coaching --topic meer.contact --operation Describe --operation Read
+allow meer-coaching --topic meer.contact.dlt --operation Describe --operation Write
 allow meer-coaching --topic meer.engagement --operation Describe --operation Read
 allow meer-coaching --topic meer.engagement.dlt --operation Describe --operation Write
 allow meer-coaching --topic meer.export --operation Describe --operation Read --operation Write

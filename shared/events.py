@@ -33,8 +33,11 @@ class Topic:
     """staff.*, keyed by organisation id."""
     EXPORT = "meer.export"
     """export.* (subject-access exports; parts sealed to the export's key), keyed by participant id."""
+    CONTACT = "meer.contact"
+    """Compacted: contact.details_set keyed by the person's id; erasure is a tombstone (null value)."""
 
-    ALL: ClassVar[tuple[str, ...]] = (ORGANISATION, PARTICIPANT, MAIL, ENGAGEMENT, COACHING, STAFF, EXPORT)
+    ALL: ClassVar[tuple[str, ...]] = (ORGANISATION, PARTICIPANT, MAIL, ENGAGEMENT, COACHING, STAFF, EXPORT, CONTACT)
+    COMPACTED: ClassVar[tuple[str, ...]] = (CONTACT,)
 
     @staticmethod
     def dead_letter(topic: str) -> str:
@@ -50,6 +53,8 @@ class Payload(BaseModel):
     TYPE: ClassVar[str]
     VERSION: ClassVar[int]
     TOPIC: ClassVar[str]
+    KEY_FIELD: ClassVar[str | None] = None
+    """A payload field whose value is the Kafka key (instead of the participant or organisation id)."""
 
 
 PayloadT = TypeVar("PayloadT", bound=Payload)
@@ -107,7 +112,11 @@ class Envelope(BaseModel):
 
     @property
     def key(self) -> bytes:
-        """Kafka key: the participant id, or the organisation id for organisation events."""
+        """Kafka key: the payload's KEY_FIELD, else the participant id, else the organisation id."""
+        known = _REGISTRY.get((self.type, self.version))  # an unknown type (a newer producer) keys as before
+        key_field = known.KEY_FIELD if known is not None else None
+        if key_field is not None:
+            return str(self.payload[key_field]).encode()
         return str(self.participant_id or self.org_id).encode()
 
     def parsed(self) -> Payload:
@@ -201,15 +210,23 @@ class OrganisationSlugChanged(Payload):
 
 @event
 class CoachAdded(Payload):
-    """An organisation added a coach who can be assigned participants."""
+    """An organisation added a coach who can be assigned participants (name and address: meer.contact)."""
 
     TYPE = "coach.added"
-    VERSION = 1
+    VERSION = 2
     TOPIC = Topic.ORGANISATION
 
     coach_id: UUID
-    name: str
-    email: str | None = Field(default=None, description="Work address, for the coach's daily digest.")
+
+
+@event
+class CoachAddedV1(CoachAdded):
+    """Old form, with the coach's name and address; still parsed on replay, consumers ignore both."""
+
+    VERSION = 1
+
+    name: str = ""
+    email: str | None = None
 
 
 # --- participant.* ------------------------------------------------------------------
@@ -220,12 +237,9 @@ class ParticipantEnrolled(Payload):
     """A participant was enrolled and (where needed) confirmed: the programme may start."""
 
     TYPE = "participant.enrolled"
-    VERSION = 1
+    VERSION = 2
     TOPIC = Topic.PARTICIPANT
 
-    first_name: str
-    email: str
-    phone: str | None = None
     coach_id: UUID
     start_date: date
     send_time: time
@@ -234,8 +248,19 @@ class ParticipantEnrolled(Payload):
 
 
 @event
+class ParticipantEnrolledV1(ParticipantEnrolled):
+    """Old form, with contact details; still parsed on replay, consumers ignore them (see meer.contact)."""
+
+    VERSION = 1
+
+    first_name: str = ""
+    email: str = ""
+    phone: str | None = None
+
+
+@event
 class ParticipantConfirmationRequestedV1(Payload):
-    """Version 1 carried the live link; read only so events published before version 2 are mailed."""
+    """Version 1 carried the address and the live link; read only so events published before version 2 are mailed."""
 
     TYPE = "participant.confirmation_requested"
     VERSION = 1
@@ -249,30 +274,36 @@ class ParticipantConfirmationRequestedV1(Payload):
 @event
 class ParticipantConfirmationRequested(Payload):
     """Someone signed up on the public page; they must confirm by mail before anything starts.
-    The mailer sends the confirmation mail (double opt-in)."""
+    The mailer sends the confirmation mail (double opt-in) to the address on meer.contact."""
 
     TYPE = "participant.confirmation_requested"
     VERSION = 2
     TOPIC = Topic.PARTICIPANT
 
-    first_name: str
-    email: str
     sealed_link: str = Field(description="The one-time confirm link, sealed for the mailer (mailer_links.py).")
 
 
 @event
 class ParticipantDetailsChanged(Payload):
-    """A participant's contact details or mail preferences changed."""
+    """A participant's mail preferences changed (contact details: contact.details_set on meer.contact)."""
 
     TYPE = "participant.details_changed"
-    VERSION = 1
+    VERSION = 2
     TOPIC = Topic.PARTICIPANT
 
-    first_name: str
-    email: str
-    phone: str | None = None
     send_time: time
     timezone: str
+
+
+@event
+class ParticipantDetailsChangedV1(ParticipantDetailsChanged):
+    """Old form, with contact details; still parsed on replay, consumers ignore them."""
+
+    VERSION = 1
+
+    first_name: str = ""
+    email: str = ""
+    phone: str | None = None
 
 
 @event
@@ -341,7 +372,7 @@ class ParticipantErased(Payload):
 
 @event
 class StaffInvitedV1(Payload):
-    """Version 1 carried the live link; read only so events published before version 2 are mailed."""
+    """Version 1 carried the address and the live link; read only so events published before version 2 are mailed."""
 
     TYPE = "staff.invited"
     VERSION = 1
@@ -356,15 +387,13 @@ class StaffInvitedV1(Payload):
 
 @event
 class StaffInvited(Payload):
-    """An organisation admin or coach was invited; the mailer sends the set-password link."""
+    """An organisation admin or coach was invited; the mailer sends the set-password link (address: meer.contact)."""
 
     TYPE = "staff.invited"
     VERSION = 2
     TOPIC = Topic.STAFF
 
     staff_id: UUID
-    name: str
-    email: str
     role: Literal["org_admin", "coach"]
     sealed_link: str = Field(
         description="The one-time set-password link, sealed for the mailer (shared/mailer_links.py)."
@@ -384,6 +413,25 @@ class StaffAccessChanged(Payload):
     token_version: int = Field(ge=1, description="Tokens with a lower version are refused.")
     active: bool = Field(description="False: every token of this member is refused.")
     removed: bool = Field(default=False, description="Removed: copies of the member's name and address go too.")
+
+
+# --- contact.* (meer.contact, compacted) ------------------------------------------------
+
+
+@event
+class ContactDetailsSet(Payload):
+    """A person's current contact details; the newest per person_id is what counts (a tombstone erases it)."""
+
+    TYPE = "contact.details_set"
+    VERSION = 1
+    TOPIC = Topic.CONTACT
+    KEY_FIELD = "person_id"
+
+    person_id: UUID = Field(description="Participant id or staff id; the Kafka key.")
+    kind: Literal["participant", "staff"]
+    name: str = Field(description="First name of a participant, full name of a staff member.")
+    email: str | None = None
+    phone: str | None = None
 
 
 # --- mail.* ----------------------------------------------------------------------------

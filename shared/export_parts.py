@@ -75,12 +75,22 @@ def make_part(service: str, tables: Mapping[str, list[dict[str, Any]]]) -> Part:
     }
 
 
+PERSON_COLUMNS = ("participant_id", "person_id")
+"""Columns that name a participant: their id, or a person id (copies of meer.contact)."""
+
+
 def participant_tables(metadata: MetaData, *, exclude_tables: Iterable[str] = ()) -> list[Table]:
-    """The service's tables that hold rows of one participant (a participant_id column)."""
+    """The service's tables that hold rows of one participant (a participant_id or person_id column)."""
     skipped = set(exclude_tables)
     return [
-        table for name, table in sorted(metadata.tables.items()) if "participant_id" in table.c and name not in skipped
+        table
+        for name, table in sorted(metadata.tables.items())
+        if any(column in table.c for column in PERSON_COLUMNS) and name not in skipped
     ]
+
+
+def _person_column(table: Table) -> Any:
+    return next(table.c[column] for column in PERSON_COLUMNS if column in table.c)
 
 
 async def collect_part(
@@ -100,7 +110,7 @@ async def collect_part(
     tables = participant_tables(metadata, exclude_tables=exclude_tables)
     for table in tables:
         if "org_id" in table.c:
-            statement = select(table.c.org_id).where(table.c.participant_id == participant_id, table.c.org_id != org_id)
+            statement = select(table.c.org_id).where(_person_column(table) == participant_id, table.c.org_id != org_id)
             if (await session.execute(statement.limit(1))).first() is not None:
                 log.warning("export requested for another organisation's participant", service=service)
                 return make_part(service, {})
@@ -108,7 +118,7 @@ async def collect_part(
     found: dict[str, list[dict[str, Any]]] = {}
     for table in tables:
         columns = [column for column in table.c if column.name not in dropped.get(table.name, set())]
-        rows = await session.execute(select(*columns).where(table.c.participant_id == participant_id))
+        rows = await session.execute(select(*columns).where(_person_column(table) == participant_id))
         found[table.name] = [to_jsonable_python(dict(row._mapping)) for row in rows]
     return make_part(service, found)
 

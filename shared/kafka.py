@@ -33,6 +33,10 @@ log = get_logger(__name__)
 EventHandler = Callable[[Envelope], Awaitable[None]]
 """Handles one event in its own unit of work; must be idempotent by event_id."""
 
+TombstoneHandler = Callable[[str], Awaitable[None]]
+"""Handles a tombstone (a record with a null value) on a compacted topic, given its key;
+deletes what the service keeps for that key (idempotent by nature)."""
+
 Change = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
 """What one event does to a service's database: (session, envelope, typed payload)."""
 
@@ -113,6 +117,18 @@ DEAD_LETTER_RETENTION_MS = 14 * 24 * 3_600_000
 """Dead letters are kept 14 days: time to fix the cause and replay them, yet finite."""
 EXPORT_RETENTION_MS = 7 * 24 * 3_600_000
 """Subject-access exports travel sealed and are bundled in minutes: a week covers any delay."""
+COMPACTED_TOPIC_CONFIG: dict[str, str] = {
+    "cleanup.policy": "compact",
+    # The active segment is never cleaned: roll daily so an overwritten or erased value can go.
+    "segment.ms": str(24 * 3_600_000),
+    # Clean a segment at the latest a day after it was written, however little of the log is dirty...
+    "max.compaction.lag.ms": str(24 * 3_600_000),
+    # ...and sooner once a tenth is dirty (default half: a rarely changing topic would wait long).
+    "min.cleanable.dirty.ratio": "0.1",
+    # A tombstone stays a day after cleaning, so a consumer that was down for hours still sees it.
+    "delete.retention.ms": str(24 * 3_600_000),
+}
+"""The contact topic: the newest value per person, and an erasure gone from disk within about three days."""
 
 
 def topic_config(topic: str) -> dict[str, str]:
@@ -121,6 +137,8 @@ def topic_config(topic: str) -> dict[str, str]:
     tests/unit/deploy/test_topics.py checks that they agree."""
     if topic.endswith(".dlt"):
         return {"cleanup.policy": "delete", "retention.ms": str(DEAD_LETTER_RETENTION_MS)}
+    if topic in Topic.COMPACTED:
+        return dict(COMPACTED_TOPIC_CONFIG)
     if topic == Topic.EXPORT:
         # Export requests and their sealed parts are done with in minutes and no rebuild reads them.
         return {"cleanup.policy": "delete", "retention.ms": str(EXPORT_RETENTION_MS)}
@@ -179,6 +197,7 @@ def subscribe_events(
     group_id: str | None = None,
     offset_reset: Literal["earliest", "latest"] = "earliest",
     max_attempts: int = 5,
+    tombstones: Mapping[str, TombstoneHandler] | None = None,
 ) -> LogicSubscriber[Any]:
     """Consume the topics in `handlers` ({topic: {event type: handler}}) with one consumer
     in the service's consumer group (one consumer: one group join, no rebalance storm).
@@ -188,10 +207,13 @@ def subscribe_events(
     `<topic>.dlt` with the reason, so one bad event never blocks the others. When a
     dependency is down the event is not dead-lettered: it is redelivered until it works.
     Types without a handler are acknowledged and skipped (newer producers, other readers).
+    A tombstone (null value) on a topic in `tombstones` goes to that topic's handler with its key.
     Returns the subscriber, whose aiokafka consumer report_consumer_lag reads.
     """
+    tombstone_handlers = dict(tombstones or {})
+    topics = list(dict.fromkeys([*handlers, *tombstone_handlers]))
     subscriber = broker.subscriber(
-        *handlers,
+        *topics,
         group_id=group_id or service,
         auto_offset_reset=offset_reset,
         ack_policy=AckPolicy.NACK_ON_ERROR,
@@ -203,6 +225,9 @@ def subscribe_events(
         record = message.raw_message
         assert not isinstance(record, tuple)
         topic = record.topic
+        if record.value is None and topic in tombstone_handlers:
+            await _handle_tombstone(tombstone_handlers[topic], record.key, service=service, topic=topic)
+            return
         try:
             envelope = Envelope.model_validate_json(message.body)
         except ValidationError as error:
@@ -277,6 +302,21 @@ async def report_consumer_lag(
         for tp, lag in lags.items():
             CONSUMER_LAG.labels(service, group, tp.topic, str(tp.partition)).set(lag)
         reported = set(lags)
+
+
+async def _handle_tombstone(handler: TombstoneHandler, key: bytes | None, *, service: str, topic: str) -> None:
+    if key is None:
+        EVENTS_HANDLED.labels(service, topic, "tombstone", "ignored").inc()
+        return
+    try:
+        await handler(key.decode())
+    except Exception as error:
+        # Nothing to dead-letter (no value); an erasure must not be skipped: redeliver.
+        EVENTS_HANDLED.labels(service, topic, "tombstone", "retry_later").inc()
+        log.warning("tombstone not handled yet; will be redelivered", topic=topic, error=type(error).__name__)
+        await asyncio.sleep(1.0)
+        raise
+    EVENTS_HANDLED.labels(service, topic, "tombstone", "ok").inc()
 
 
 def dead_letter_reason(error: BaseException) -> str:

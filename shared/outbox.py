@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime
+from uuid import uuid4
 
 from aiokafka import AIOKafkaProducer
 from faststream.security import BaseSecurity
@@ -57,6 +58,13 @@ def add_to_outbox(session: AsyncSession, envelope: Envelope) -> None:
             value=envelope.model_dump_json().encode(),
         )
     )
+    session.info["wrote_outbox"] = True
+
+
+def add_tombstone_to_outbox(session: AsyncSession, topic: str, key: str) -> None:
+    """Stage a tombstone (the key with a null value) for a compacted topic: after compaction,
+    nothing of that key is left. In the outbox it is the one row with an empty value."""
+    session.add(OutboxMessage(event_id=str(uuid4()), topic=topic, key=key, value=b""))
     session.info["wrote_outbox"] = True
 
 
@@ -132,7 +140,8 @@ class OutboxRelay:
                 return 0
             producer = await self._started_producer()
             # Send the whole batch, then wait: the idempotent producer keeps per-partition order.
-            sent = [await producer.send(row["topic"], row["value"], key=row["key"].encode()) for row in rows]
+            # An empty value is a tombstone (no envelope is empty): Kafka gets a null value.
+            sent = [await producer.send(row["topic"], row["value"] or None, key=row["key"].encode()) for row in rows]
             await asyncio.gather(*sent)
             await connection.execute(_DELETE_SQL, [row["id"] for row in rows])
         OUTBOX_PUBLISHED.labels(service=self.service).inc(len(rows))

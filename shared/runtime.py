@@ -35,6 +35,7 @@ from shared.http import BodySizeLimit
 from shared.http_security import SecurityHeadersMiddleware, bearer_matches
 from shared.kafka import (
     EventHandler,
+    TombstoneHandler,
     client_options,
     create_broker,
     ensure_topics,
@@ -79,7 +80,11 @@ class Runtime:
         )
         return cls(service=service, settings=settings, database=database, broker=broker, relay=relay)
 
-    def subscribe(self, handlers: Mapping[str, Mapping[str, EventHandler]]) -> None:
+    def subscribe(
+        self,
+        handlers: Mapping[str, Mapping[str, EventHandler]],
+        tombstones: Mapping[str, TombstoneHandler] | None = None,
+    ) -> None:
         """Consume these handlers' topics in the service's consumer group, as its settings say,
         and report that group's lag on the partitions this process consumes."""
         group = self.settings.consumer_group or self.service
@@ -90,6 +95,7 @@ class Runtime:
             group_id=group,
             offset_reset=self.settings.kafka_offset_reset,
             max_attempts=self.settings.handler_max_attempts,
+            tombstones=tombstones,
         )
 
         async def consumer_lag_report() -> None:

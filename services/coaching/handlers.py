@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.dialects.postgresql import insert
@@ -25,6 +26,8 @@ from services.coaching.live import LiveHub, ParticipantChanged
 from services.coaching.storage import ProjectionStore, SqlProjectionStore
 from services.coaching.tables import (
     CallSeen,
+    CoachView,
+    ContactView,
     DashboardRow,
     LifecycleSeen,
     OpenSeen,
@@ -39,6 +42,7 @@ from shared.events import (
     Branding,
     CallLogged,
     CoachAdded,
+    ContactDetailsSet,
     Envelope,
     LinkClicked,
     MailFailed,
@@ -63,7 +67,7 @@ from shared.events import (
     Topic,
     UnsubscribeRequested,
 )
-from shared.kafka import EventHandler
+from shared.kafka import EventHandler, TombstoneHandler
 from shared.runtime import Runtime
 
 PayloadT = TypeVar("PayloadT", bound=Payload)
@@ -75,7 +79,7 @@ def _parse(envelope: Envelope, kind: type[PayloadT]) -> PayloadT:
     payload = envelope.parsed()
     if not isinstance(payload, kind):
         raise TypeError(f"expected {kind.TYPE}, got {envelope.type}")
-    if kind.TOPIC not in (Topic.ORGANISATION, Topic.STAFF) and envelope.participant_id is None:
+    if kind.TOPIC not in (Topic.ORGANISATION, Topic.STAFF, Topic.CONTACT) and envelope.participant_id is None:
         raise ValueError(f"{envelope.type} without a participant_id")
     return payload
 
@@ -113,8 +117,9 @@ def _lifecycle_entry(store: ProjectionStore, envelope: Envelope, by: str | None 
 async def on_participant_enrolled(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
     payload = _parse(envelope, ParticipantEnrolled)
     row = await _row(store, envelope)
-    if row.lifecycle != "erased":
-        row.first_name, row.phone = payload.first_name, payload.phone
+    contact = await store.find(ContactView, row.participant_id)
+    if row.lifecycle != "erased" and contact is not None:  # else the name comes with contact.details_set
+        row.first_name, row.phone = contact.name, contact.phone
     row.coach_id, row.start_date = payload.coach_id, payload.start_date
     projection.apply_lifecycle(row, envelope.type, envelope.occurred_at)
     _lifecycle_entry(store, envelope)
@@ -123,10 +128,8 @@ async def on_participant_enrolled(store: ProjectionStore, envelope: Envelope) ->
 
 
 async def on_participant_details_changed(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged:
-    payload = _parse(envelope, ParticipantDetailsChanged)
+    _parse(envelope, ParticipantDetailsChanged)  # mail preferences only: coaching keeps none of them
     row = await _row(store, envelope)
-    if row.lifecycle != "erased":
-        row.first_name, row.phone = payload.first_name, payload.phone
     projection.touch(row, envelope.occurred_at)
     return _changed(row, envelope)
 
@@ -174,6 +177,7 @@ async def on_participant_erased(store: ProjectionStore, envelope: Envelope) -> P
     row = await _row(store, envelope)
     projection.apply_lifecycle(row, envelope.type, envelope.occurred_at)
     projection.erase_personal_data(row)
+    await store.remove(ContactView, row.participant_id)
     for report in await store.reports(row.participant_id):
         report.note = None
     await store.erase_authored(row.participant_id)
@@ -211,8 +215,59 @@ def _brand(organisation: OrganisationView, branding: Branding) -> None:
 async def on_coach_added(store: ProjectionStore, envelope: Envelope) -> None:
     payload = _parse(envelope, CoachAdded)
     coach = await store.coach(payload.coach_id, envelope.org_id)
-    if not coach.removed:
-        coach.name = payload.name
+    contact = await store.find(ContactView, payload.coach_id)
+    if not coach.removed and contact is not None:  # else the name comes with contact.details_set
+        coach.name = contact.name
+
+
+# --- contact.* (meer.contact) -----------------------------------------------------------
+
+
+async def on_contact_details_set(store: ProjectionStore, envelope: Envelope) -> ParticipantChanged | None:
+    """Keep the person's name and phone; put them on the participant's row or the coach, when known."""
+    payload = _parse(envelope, ContactDetailsSet)
+    row = await store.find(DashboardRow, payload.person_id) if payload.kind == "participant" else None
+    if row is not None and row.lifecycle == "erased":
+        return None  # erased before these details arrived: they are not kept
+    contact = await store.find(ContactView, payload.person_id)
+    if contact is None:
+        store.add(
+            ContactView,
+            person_id=payload.person_id,
+            org_id=envelope.org_id,
+            kind=payload.kind,
+            name=payload.name,
+            phone=payload.phone,
+        )
+    else:
+        contact.name, contact.phone = payload.name, payload.phone
+    if payload.kind == "staff":
+        coach = await store.find(CoachView, payload.person_id)
+        if coach is not None and not coach.removed:
+            coach.name = payload.name
+        return None
+    if row is None:
+        return None  # not enrolled yet: participant.enrolled takes the name from here
+    row.first_name, row.phone = payload.name, payload.phone
+    return _changed(row, envelope)
+
+
+async def on_contact_tombstone(store: ProjectionStore, key: str) -> None:
+    """The person's details are erased from meer.contact: from every copy here too."""
+    person_id = UUID(key)
+    await store.remove(ContactView, person_id)
+    row = await store.find(DashboardRow, person_id)
+    if row is not None:
+        projection.erase_personal_data(row)
+    coach = await store.find(CoachView, person_id)
+    if coach is not None:
+        coach.name = None
+
+
+TOMBSTONE_APPLIERS: Mapping[str, Callable[[ProjectionStore, str], Awaitable[None]]] = {
+    Topic.CONTACT: on_contact_tombstone
+}
+"""What a tombstone (null value) on a compacted topic does, by topic (live consumer and rebuild)."""
 
 
 async def on_staff_access_changed(store: ProjectionStore, envelope: Envelope) -> None:
@@ -425,6 +480,9 @@ APPLIERS: Mapping[str, Mapping[str, Applier]] = {
         CallLogged.TYPE: on_call_logged,
         PlanUpdated.TYPE: on_plan_updated,
     },
+    Topic.CONTACT: {
+        ContactDetailsSet.TYPE: on_contact_details_set,
+    },
 }
 """Every event coaching applies, by topic and type (the live consumer and the rebuild share it)."""
 
@@ -488,6 +546,23 @@ def build_handlers(database: Database, hub: LiveHub, tz: ZoneInfo) -> dict[str, 
     return handlers
 
 
+def build_tombstone_handlers(database: Database) -> dict[str, TombstoneHandler]:
+    """Tombstones by topic, each in its own unit of work (no event id: deleting twice is harmless)."""
+
+    def unit_of_work(apply: Callable[[ProjectionStore, str], Awaitable[None]]) -> TombstoneHandler:
+        async def handle(key: str) -> None:
+            async with database.session() as session:
+                await apply(SqlProjectionStore(session), key)
+                await session.commit()
+
+        return handle
+
+    return {topic: unit_of_work(apply) for topic, apply in TOMBSTONE_APPLIERS.items()}
+
+
 def register_kafka_handlers(runtime: Runtime, hub: LiveHub, tz: ZoneInfo) -> None:
     """Subscribe coaching's one consumer to every topic it projects."""
-    runtime.subscribe({**build_handlers(runtime.database, hub, tz), **build_export_handlers(runtime.database)})
+    runtime.subscribe(
+        {**build_handlers(runtime.database, hub, tz), **build_export_handlers(runtime.database)},
+        build_tombstone_handlers(runtime.database),
+    )

@@ -1,5 +1,6 @@
 """Rebuild the projection from the topics, from the beginning, with the live handlers' own
-`on_<event>` functions.
+`on_<event>` functions. The compacted meer.contact gives names and phones as they are now
+(an erased person: a tombstone, or nothing once compacted), so the rebuild shows them too.
 
 How: read every partition of the projected topics with a plain consumer (no group, so the
 live consumer's offsets stay as they are) and fold the events in memory through the same
@@ -29,7 +30,7 @@ from pydantic_core import PydanticUndefined
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.coaching.handlers import APPLIERS
+from services.coaching.handlers import APPLIERS, TOMBSTONE_APPLIERS
 from services.coaching.storage import erase_authored_data
 from services.coaching.tables import (
     PROJECTION_TABLES,
@@ -153,6 +154,12 @@ class MemoryProjectionStore:
         for key in [key for key in answers if key[0] == participant_id]:
             del answers[key]
 
+    async def find(self, table: type[RowT], key: Any) -> RowT | None:
+        return cast(RowT | None, self.tables[table].get(key))
+
+    async def remove(self, table: type[RowT], key: Any) -> None:
+        self.tables[table].pop(key, None)
+
 
 @dataclass
 class RebuildResult:
@@ -211,6 +218,11 @@ class Rebuild:
     async def _apply(self, record: ConsumerRecord[bytes, bytes]) -> None:
         result = self.result
         result.events_read += 1
+        if record.value is None and record.topic in TOMBSTONE_APPLIERS and record.key is not None:
+            # A tombstone that compaction has not removed yet: the person's details go.
+            await TOMBSTONE_APPLIERS[record.topic](self.store, record.key.decode())
+            result.events_applied += 1
+            return
         try:
             envelope = Envelope.model_validate_json(record.value or b"")
         except ValidationError:

@@ -62,6 +62,14 @@ class ProjectionStore(Protocol):
         """Add a new row; its key is new because it comes from the event just claimed."""
         ...
 
+    async def find(self, table: type[RowT], key: Any) -> RowT | None:
+        """The row with this primary key, if there is one (never created)."""
+        ...
+
+    async def remove(self, table: type[RowT], key: Any) -> None:
+        """Delete the row with this primary key, if there is one."""
+        ...
+
     async def erase_authored(self, participant_id: UUID) -> None:
         """Erase the person's data from what coaches wrote (notes, plan text), keeping the rows."""
         ...
@@ -128,6 +136,14 @@ class SqlProjectionStore:
         row = table(**values)
         self.session.add(row)
         return row
+
+    async def find(self, table: type[RowT], key: Any) -> RowT | None:
+        return await self.session.get(table, key, with_for_update=True, populate_existing=True)
+
+    async def remove(self, table: type[RowT], key: Any) -> None:
+        found = await self.session.get(table, key)
+        if found is not None:
+            await self.session.delete(found)
 
     async def erase_authored(self, participant_id: UUID) -> None:
         await erase_authored_data(self.session, [participant_id])

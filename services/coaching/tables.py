@@ -200,6 +200,18 @@ class CoachView(CoachingTable, table=True):
     removed: bool = Field(default=False, description="Removed for good: the name stays erased.")
 
 
+class ContactView(CoachingTable, table=True):
+    """A person's name (and a participant's phone) from meer.contact; a tombstone there deletes it."""
+
+    __tablename__ = "contact_view"
+
+    person_id: UUID = Field(primary_key=True)
+    org_id: UUID = Field(index=True)
+    kind: str = Field(max_length=20)
+    name: str
+    phone: str | None = None
+
+
 PROJECTION_TABLES: tuple[type[CoachingTable], ...] = (
     DashboardRow,
     MailSeen,
@@ -210,6 +222,7 @@ PROJECTION_TABLES: tuple[type[CoachingTable], ...] = (
     OrganisationView,
     CoachView,
     QuestionnaireAnswerSeen,
+    ContactView,
 )
 """Everything `cli rebuild` empties and recomputes from the topics."""
 

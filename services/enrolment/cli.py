@@ -5,6 +5,7 @@
     python -m services.enrolment.cli licence ORG_ID
     python -m services.enrolment.cli invite-staff --org ORG_ID --name … --email … --role org_admin
     python -m services.enrolment.cli rotate-api-key ORG_ID
+    python -m services.enrolment.cli publish-contacts
 
 It works on the enrolment database directly, with the service's own settings (MEER_*)
 and the same use cases as the API: every change and its event commit together in the
@@ -191,6 +192,17 @@ def print_report(report: ImportReport) -> None:
     else:
         verdict = f"imported {len(report.imported)} of {report.rows} rows"
     typer.echo(f"{verdict}; {len(report.rejected)} rejected")
+
+
+@app.command("publish-contacts")
+def publish_contacts() -> None:
+    """Publish every current participant's and staff member's contact details on meer.contact
+    (the one-off step when moving to the contact topic, issue 14; safe to repeat)."""
+
+    async def work(session: AsyncSession, settings: EnrolmentSettings) -> int:
+        return await operations.republish_contacts(session=session)
+
+    typer.echo(f"{run_in_session(work)} contact details staged for meer.contact")
 
 
 @app.command("import-csv")

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID, uuid4
 
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, security, signup_limits, storage
@@ -41,6 +42,7 @@ from shared.db import utcnow
 from shared.events import (
     Branding,
     CoachAdded,
+    ContactDetailsSet,
     Envelope,
     OrganisationBrandingChanged,
     OrganisationLicenceChanged,
@@ -58,9 +60,10 @@ from shared.events import (
     Payload,
     StaffAccessChanged,
     StaffInvited,
+    Topic,
 )
 from shared.mailer_links import link_keys, seal_link
-from shared.outbox import add_to_outbox
+from shared.outbox import add_to_outbox, add_tombstone_to_outbox
 from shared.staff_tokens import StaffClaims
 
 # --- organisations ------------------------------------------------------------------------------
@@ -281,8 +284,6 @@ def _invite(*, session: AsyncSession, staff: StaffMember, settings: EnrolmentSet
         Envelope.wrap(
             StaffInvited(
                 staff_id=staff.id,
-                name=staff.name,
-                email=staff.email,
                 role="coach" if staff.role == "coach" else "org_admin",
                 sealed_link=seal_link(
                     f"{settings.enrolment_base_url.rstrip('/')}/set-password/{token}",
@@ -313,8 +314,14 @@ async def invite_staff(
     staff = StaffMember(org_id=organisation.id, role=role, name=name, email=email, created_at=now)
     session.add(staff)
     await session.flush()
+    add_to_outbox(
+        session,
+        Envelope.wrap(
+            ContactDetailsSet(person_id=staff.id, kind="staff", name=name, email=email), org_id=organisation.id
+        ),
+    )
     if role == "coach":
-        _publish_org(session, organisation, CoachAdded(coach_id=staff.id, name=name, email=email))
+        _publish_org(session, organisation, CoachAdded(coach_id=staff.id))
     return staff, _invite(session=session, staff=staff, settings=settings, now=now)
 
 
@@ -348,6 +355,8 @@ def _access_changed(session: AsyncSession, staff: StaffMember, *, removed: bool 
             org_id=staff.org_id,
         ),
     )
+    if removed:  # the member's name and address go from meer.contact too
+        add_tombstone_to_outbox(session, Topic.CONTACT, str(staff.id))
 
 
 def revoke_sessions(*, session: AsyncSession, staff: StaffMember) -> None:
@@ -517,12 +526,26 @@ def _publish(session: AsyncSession, participant: Participant, payload: Payload) 
     add_to_outbox(session, Envelope.wrap(payload, org_id=participant.org_id, participant_id=participant.id))
 
 
-def _enrolled_event(participant: Participant) -> ParticipantEnrolled:
+def _publish_contact(session: AsyncSession, participant: Participant) -> None:
+    """The participant's current contact details on meer.contact (the only place they travel)."""
     assert participant.first_name is not None and participant.email is not None
+    _publish(
+        session,
+        participant,
+        _contact_event(participant.id, participant.first_name, participant.email, participant.phone),
+    )
+
+
+def _contact_event(participant_id: UUID, first_name: str, email: str, phone: str | None) -> ContactDetailsSet:
+    return ContactDetailsSet(person_id=participant_id, kind="participant", name=first_name, email=email, phone=phone)
+
+
+def _erase_contact(session: AsyncSession, participant: Participant) -> None:
+    add_tombstone_to_outbox(session, Topic.CONTACT, str(participant.id))
+
+
+def _enrolled_event(participant: Participant) -> ParticipantEnrolled:
     return ParticipantEnrolled(
-        first_name=participant.first_name,
-        email=participant.email,
-        phone=participant.phone,
         coach_id=participant.coach_id,
         start_date=participant.start_date,
         send_time=participant.send_time,
@@ -597,6 +620,7 @@ async def enrol_participant(
         updated_at=now,
     )
     session.add(participant)
+    _publish_contact(session, participant)
     _publish(session, participant, _enrolled_event(participant))
     return participant
 
@@ -687,12 +711,11 @@ async def sign_up(
         updated_at=now,
     )
     session.add(participant)
+    _publish_contact(session, participant)
     _publish(
         session,
         participant,
         ParticipantConfirmationRequested(
-            first_name=fields.first_name,
-            email=fields.email,
             sealed_link=seal_link(
                 f"{settings.enrolment_base_url.rstrip('/')}/bevestigen/{token}",
                 keys=link_keys(settings.mailer_link_keys),
@@ -708,6 +731,7 @@ async def forget_sign_up(*, session: AsyncSession, participant: Participant) -> 
     """Delete an unconfirmed sign-up (replaced, or never confirmed): nothing started, nothing
     is kept. participant.erased lets the mailer drop its copy for the confirmation mail."""
     _publish(session, participant, ParticipantErased())
+    _erase_contact(session, participant)
     await session.delete(participant)
 
 
@@ -759,6 +783,7 @@ async def confirm_sign_up(
     participant.start_date = domain.default_start_date(now, participant.timezone)
     participant.confirmed_at = participant.updated_at = now
     session.add(participant)
+    _publish_contact(session, participant)
     _publish(session, participant, _enrolled_event(participant))
     return participant, "confirmed"
 
@@ -786,14 +811,12 @@ async def change_details(
         raise EnrolmentRefused(409, "This e-mail address is already enrolled here.", "email")
     participant.updated_at = now
     session.add(participant)
-    if participant.status != "pending":  # nothing was published yet: confirming sends the details
+    _publish_contact(session, participant)  # for a pending sign-up: the confirmation mail's address
+    if participant.status != "pending":
         _publish(
             session,
             participant,
             ParticipantDetailsChanged(
-                first_name=participant.first_name,
-                email=participant.email,
-                phone=participant.phone,
                 send_time=participant.send_time,
                 timezone=participant.timezone,
             ),
@@ -878,6 +901,49 @@ def erase(*, session: AsyncSession, participant: Participant, now: datetime) -> 
     participant.erased_at = participant.updated_at = now
     session.add(participant)
     _publish(session, participant, ParticipantErased())
+    _erase_contact(session, participant)
+
+
+async def republish_contacts(*, session: AsyncSession, batch: int = 1000) -> int:
+    """Put every current participant's and staff member's contact details on meer.contact again
+    (once, when moving to the contact topic; or to rebuild it). Commits per batch; returns how many."""
+    published = 0
+    last = UUID(int=0)
+    while participants := list(
+        (
+            await session.execute(
+                select(Participant)
+                .where(col(Participant.email).is_not(None), col(Participant.id) > last)
+                .order_by(col(Participant.id))
+                .limit(batch)
+            )
+        )
+        .scalars()
+        .all()
+    ):
+        for participant in participants:
+            _publish_contact(session, participant)
+        await session.commit()
+        published, last = published + len(participants), participants[-1].id
+    last = UUID(int=0)
+    while staff := list(
+        (
+            await session.execute(
+                select(StaffMember)
+                .where(col(StaffMember.email).is_not(None), col(StaffMember.id) > last)
+                .order_by(col(StaffMember.id))
+                .limit(batch)
+            )
+        )
+        .scalars()
+        .all()
+    ):
+        for member in staff:
+            details = ContactDetailsSet(person_id=member.id, kind="staff", name=member.name or "", email=member.email)
+            add_to_outbox(session, Envelope.wrap(details, org_id=member.org_id))
+        await session.commit()
+        published, last = published + len(staff), staff[-1].id
+    return published
 
 
 # --- CSV import ---------------------------------------------------------------------------------------
@@ -938,10 +1004,11 @@ async def write_import(
                 "updated_at": now,
             }
         )
+        contact = _contact_event(participant_id, fields.first_name, fields.email, fields.phone)
+        add_to_outbox(
+            session, Envelope.wrap(contact, org_id=organisation.id, participant_id=participant_id, occurred_at=now)
+        )
         enrolled = ParticipantEnrolled(
-            first_name=fields.first_name,
-            email=fields.email,
-            phone=fields.phone,
             coach_id=row.coach_id,
             start_date=row.start_date,
             send_time=fields.send_time,

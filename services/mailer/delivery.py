@@ -56,6 +56,7 @@ from services.mailer.smtp import MailTransport, SmtpRefused, SmtpUnavailable
 from services.mailer.tables import (
     AlertCopy,
     CoachCopy,
+    ContactCopy,
     Delivery,
     OrganisationCopy,
     PlannedCallCopy,
@@ -203,7 +204,7 @@ async def schedule_digests(
                     continue
                 calls.append(
                     {
-                        "first_name": recipient.first_name,
+                        "first_name": recipient.first_name or "",
                         "number": planned.number,
                         "urgency": urgency,
                         "due_date": planned.due_date.strftime("%d-%m"),
@@ -255,7 +256,7 @@ async def _attention(
         if text is not None:
             lines.append(
                 {
-                    "first_name": recipients[participant_id].first_name,
+                    "first_name": recipients[participant_id].first_name or "",
                     "text": text,
                     "url": f"{coaching_base_url}/deelnemers/{participant_id}",
                 }
@@ -375,10 +376,10 @@ class DeliveryWorker:
 
     async def _deliver(self, raw: asyncpg.Connection, claimed: storage.ClaimedDelivery, now: datetime) -> bool:
         """Handle one claimed delivery inside its transaction; True when events were staged."""
-        if claimed.recipient_status not in SCHEDULED_STATUSES or claimed.email is None:
+        if claimed.recipient_status not in SCHEDULED_STATUSES:
             await raw.execute(storage.CANCEL, claimed.id, claimed.attempts - 1)
             return False
-        if claimed.organisation_name is None or claimed.coach_name is None:
+        if claimed.email is None or claimed.organisation_name is None or claimed.coach_name is None:
             # Events from another topic may arrive later than the enrolment; wait for them.
             await raw.execute(storage.POSTPONE, claimed.id, claimed.attempts - 1, now + WAIT_FOR_COPIES, None)
             return False
@@ -480,11 +481,11 @@ class DeliveryWorker:
             org_id=claimed.org_id,
             moment="follow_up",
         )
-        context = {"first_name": claimed.first_name or "", "questionnaire_url": url}
+        context = {"questionnaire_url": url}
         await raw.executemany(
             storage.INSERT_TRANSACTIONAL,
             [
-                (uuid4(), kind, claimed.org_id, claimed.participant_id, claimed.email, context, due_at, now)
+                (uuid4(), kind, claimed.org_id, claimed.participant_id, context, due_at, now)
                 for kind, due_at in (("questionnaire_follow_up", follow_up_at), ("questionnaire_reminder", reminder_at))
             ],
         )
@@ -538,6 +539,12 @@ class DeliveryWorker:
     async def _send_transactional(
         self, session: AsyncSession, mail: TransactionalMail, organisation: OrganisationCopy | None, now: datetime
     ) -> None:
+        if mail.to_address is None and mail.contact_id is not None:
+            contact = await session.get(ContactCopy, mail.contact_id)
+            if contact is not None and contact.email is not None:
+                # Address and name are read when the mail goes: the newest, never from an event.
+                name_field = "first_name" if contact.kind == "participant" else "name"
+                mail.to_address, mail.context = contact.email, {**(mail.context or {}), name_field: contact.name}
         if organisation is None or mail.to_address is None:
             mail.due_at = now + WAIT_FOR_COPIES
             await session.commit()

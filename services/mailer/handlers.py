@@ -6,17 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
-from sqlalchemy import Update, delete, select, update
+from sqlalchemy import Update, delete, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.mailer.delivery import unschedule_due_deliveries
+from services.mailer.delivery import WAIT_FOR_COPIES, unschedule_due_deliveries
 from services.mailer.export import build_export_handlers
 from services.mailer.tables import (
     AlertCopy,
     CoachCopy,
+    ContactCopy,
     Delivery,
     OrganisationCopy,
     PlannedCallCopy,
@@ -34,6 +36,7 @@ from shared.events import (
     CallPlanned,
     CallSuspended,
     CoachAdded,
+    ContactDetailsSet,
     Envelope,
     OrganisationBrandingChanged,
     OrganisationLicensed,
@@ -53,7 +56,7 @@ from shared.events import (
     StaffInvitedV1,
     Topic,
 )
-from shared.kafka import Change, EventHandler, once_per_event
+from shared.kafka import Change, EventHandler, TombstoneHandler, once_per_event
 from shared.runtime import Runtime
 
 QUESTIONNAIRE_MAILS = ("questionnaire_follow_up", "questionnaire_reminder")
@@ -82,7 +85,9 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         )
 
     async def add_coach(session: AsyncSession, envelope: Envelope, p: CoachAdded) -> None:
-        values = {"name": p.name, "email": p.email}
+        # Name and address come from meer.contact, before or after this event.
+        contact = await session.get(ContactCopy, p.coach_id)
+        values = {"name": contact.name if contact else None, "email": contact.email if contact else None}
         await session.execute(
             insert(CoachCopy)
             .values(coach_id=p.coach_id, org_id=envelope.org_id, **values)
@@ -90,11 +95,12 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         )
 
     async def enrol(session: AsyncSession, envelope: Envelope, p: ParticipantEnrolled) -> None:
+        contact = await session.get(ContactCopy, envelope.participant_id)
         values = {
             "org_id": envelope.org_id,
             "coach_id": p.coach_id,
-            "first_name": p.first_name,
-            "email": p.email,
+            "first_name": contact.name if contact else None,
+            "email": contact.email if contact else None,
             "start_date": p.start_date,
             "send_time": p.send_time,
             "timezone": p.timezone,
@@ -109,22 +115,8 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         )
 
     async def change_details(session: AsyncSession, envelope: Envelope, p: ParticipantDetailsChanged) -> None:
-        await _update_recipient(
-            session, envelope, first_name=p.first_name, email=p.email, send_time=p.send_time, timezone=p.timezone
-        )
-        # The follow-up questionnaire, months later, goes to the address the participant has then.
-        waiting = await session.execute(
-            select(TransactionalMail)
-            .where(
-                col(TransactionalMail.participant_id) == envelope.participant_id,
-                col(TransactionalMail.kind).in_(QUESTIONNAIRE_MAILS),
-                col(TransactionalMail.status) == "due",
-            )
-            .with_for_update()
-        )
-        for mail in waiting.scalars():
-            mail.to_address = p.email
-            mail.context = {**(mail.context or {}), "first_name": p.first_name}
+        # Name and address: contact.details_set on meer.contact (mails read them when they go).
+        await _update_recipient(session, envelope, send_time=p.send_time, timezone=p.timezone)
 
     async def questionnaire_answered(session: AsyncSession, envelope: Envelope, p: QuestionnaireAnswered) -> None:
         # Answered: the one reminder of the follow-up is not needed any more.
@@ -165,8 +157,8 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
                     kind="stop_confirmation",
                     org_id=envelope.org_id,
                     participant_id=envelope.participant_id,
-                    to_address=recipient.email,
-                    context={"first_name": recipient.first_name},
+                    contact_id=envelope.participant_id,
+                    context={},
                 )
             )
 
@@ -184,6 +176,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         await session.execute(
             delete(TransactionalMail).where(col(TransactionalMail.participant_id) == envelope.participant_id)
         )
+        await session.execute(delete(ContactCopy).where(col(ContactCopy.person_id) == envelope.participant_id))
 
     async def copy_planned_call(session: AsyncSession, envelope: Envelope, p: PlannedCallState) -> None:
         states = {CallPlanned: "planned", CallMoved: "planned", CallSuspended: "suspended", CallCancelled: "cancelled"}
@@ -230,36 +223,42 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         )
 
     # The link stays sealed in the stored context; the sender opens it only to render the mail.
+    # The address (and name) come from the contact copy when the mail goes; only version 1
+    # events, published before meer.contact, still carry them.
     async def request_confirmation(
         session: AsyncSession,
         envelope: Envelope,
         p: ParticipantConfirmationRequested | ParticipantConfirmationRequestedV1,
     ) -> None:
-        link = (
-            {"sealed_link": p.sealed_link}
-            if isinstance(p, ParticipantConfirmationRequested)
-            else {"confirm_url": p.confirm_url}
-        )
+        if isinstance(p, ParticipantConfirmationRequested):
+            to_address, context = None, {"sealed_link": p.sealed_link}
+        else:
+            to_address, context = p.email, {"confirm_url": p.confirm_url}
         session.add(
             TransactionalMail(
                 kind="confirmation",
                 org_id=envelope.org_id,
                 participant_id=envelope.participant_id,
-                to_address=p.email,
-                context=link,
+                contact_id=envelope.participant_id,
+                to_address=to_address,
+                context=context,
             )
         )
 
     async def invite_staff(session: AsyncSession, envelope: Envelope, p: StaffInvited | StaffInvitedV1) -> None:
-        link = (
-            {"sealed_link": p.sealed_link} if isinstance(p, StaffInvited) else {"set_password_url": p.set_password_url}
-        )
+        context: dict[str, Any]
+        if isinstance(p, StaffInvited):
+            to_address, context = None, {"role": p.role, "sealed_link": p.sealed_link}
+        else:
+            to_address = p.email
+            context = {"name": p.name, "role": p.role, "set_password_url": p.set_password_url}
         session.add(
             TransactionalMail(
                 kind="invitation",
                 org_id=envelope.org_id,
-                to_address=p.email,
-                context={"name": p.name, "role": p.role, **link},
+                contact_id=p.staff_id,
+                to_address=to_address,
+                context=context,
             )
         )
 
@@ -271,7 +270,48 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
                 update(CoachCopy).where(col(CoachCopy.coach_id) == p.staff_id).values(name="", email=None)
             )
 
+    async def set_contact(session: AsyncSession, envelope: Envelope, p: ContactDetailsSet) -> None:
+        values = {"org_id": envelope.org_id, "kind": p.kind, "name": p.name, "email": p.email, "updated_at": utcnow()}
+        await session.execute(
+            insert(ContactCopy)
+            .values(person_id=p.person_id, **values)
+            .on_conflict_do_update(index_elements=["person_id"], set_=values)
+        )
+        # A mail that waited for this address goes now, not after WAIT_FOR_COPIES.
+        await session.execute(
+            update(TransactionalMail)
+            .where(
+                col(TransactionalMail.contact_id) == p.person_id,
+                col(TransactionalMail.status) == "due",
+                col(TransactionalMail.to_address).is_(None),
+                # Only mails postponed for it; the follow-up questionnaire keeps its own day, months ahead.
+                col(TransactionalMail.due_at) <= utcnow() + WAIT_FOR_COPIES,
+            )
+            .values(due_at=utcnow())
+        )
+        if p.kind == "participant":
+            await session.execute(
+                update(Recipient)
+                .where(col(Recipient.participant_id) == p.person_id)
+                .values(first_name=p.name, email=p.email, next_check_at=None, updated_at=utcnow())
+            )
+            await session.execute(
+                update(Delivery)
+                .where(
+                    col(Delivery.participant_id) == p.person_id,
+                    col(Delivery.status) == "due",
+                    col(Delivery.error).is_(None),  # postponed for copies, not backing off after an error
+                    col(Delivery.due_at) > utcnow(),
+                )
+                .values(due_at=utcnow())
+            )
+        else:
+            await session.execute(
+                update(CoachCopy).where(col(CoachCopy.coach_id) == p.person_id).values(name=p.name, email=p.email)
+            )
+
     return {
+        Topic.CONTACT: {ContactDetailsSet.TYPE: once(set_contact, wakes=True)},
         Topic.ORGANISATION: {
             OrganisationLicensed.TYPE: once(upsert_organisation),
             OrganisationBrandingChanged.TYPE: once(change_branding),
@@ -302,6 +342,30 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             AlertCleared.TYPE: once(clear_alert),
         },
     }
+
+
+def build_tombstone_handlers(database: Database) -> dict[str, TombstoneHandler]:
+    """A tombstone on meer.contact: the person's address and name go from every copy."""
+
+    async def erase_contact(key: str) -> None:
+        person_id = UUID(key)
+        async with database.session() as session:
+            await session.execute(delete(ContactCopy).where(col(ContactCopy.person_id) == person_id))
+            await session.execute(
+                update(Recipient).where(col(Recipient.participant_id) == person_id).values(first_name=None, email=None)
+            )
+            await session.execute(
+                update(CoachCopy).where(col(CoachCopy.coach_id) == person_id).values(name="", email=None)
+            )
+            # A mail to this person that was still waiting for the address will never have one.
+            await session.execute(
+                delete(TransactionalMail).where(
+                    col(TransactionalMail.contact_id) == person_id, col(TransactionalMail.status) == "due"
+                )
+            )
+            await session.commit()
+
+    return {Topic.CONTACT: erase_contact}
 
 
 async def record_staff_access(session: AsyncSession, envelope: Envelope, p: StaffAccessChanged) -> None:
@@ -342,4 +406,7 @@ async def _cancel_due_deliveries(session: AsyncSession, envelope: Envelope) -> N
 
 
 def register_kafka_handlers(runtime: Runtime, wake_scheduler: Callable[[], None]) -> None:
-    runtime.subscribe({**build_handlers(runtime.database, wake_scheduler), **build_export_handlers(runtime.database)})
+    runtime.subscribe(
+        {**build_handlers(runtime.database, wake_scheduler), **build_export_handlers(runtime.database)},
+        build_tombstone_handlers(runtime.database),
+    )

@@ -155,7 +155,8 @@ async def update_schedules(connection: asyncpg.Connection, updates: Sequence[Sch
 
 INSERT_TRANSACTIONAL = """
 INSERT INTO transactional_mail
-    (id, kind, org_id, participant_id, to_address, context, status, attempts, due_at, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, 'due', 0, $7, $8)
+    (id, kind, org_id, participant_id, contact_id, context, status, attempts, due_at, created_at)
+VALUES ($1, $2, $3, $4, $4, $5, 'due', 0, $6, $7)
 """
-"""A transactional mail due later (the follow-up questionnaire and its reminder)."""
+"""A transactional mail due later (the follow-up questionnaire and its reminder); the address and
+first name are read from the contact copy when it goes."""

@@ -27,8 +27,8 @@ class Recipient(MailerTable, table=True):
     participant_id: UUID = Field(primary_key=True)
     org_id: UUID = Field(index=True)
     coach_id: UUID
-    first_name: str
-    email: str
+    first_name: str | None = Field(default=None, description="From meer.contact; NULL until it arrives.")
+    email: str | None = Field(default=None, description="From meer.contact; a lesson waits while NULL.")
     start_date: date
     send_time: time
     timezone: str
@@ -59,9 +59,22 @@ class CoachCopy(MailerTable, table=True):
 
     coach_id: UUID = Field(primary_key=True)
     org_id: UUID
-    name: str
+    name: str | None = Field(default=None, description="From meer.contact; mails wait while NULL.")
     email: str | None = None
     last_digest_date: date | None = None
+
+
+class ContactCopy(MailerTable, table=True):
+    """A person's address and (first) name from meer.contact; a tombstone there deletes it."""
+
+    __tablename__ = "contact_copy"
+
+    person_id: UUID = Field(primary_key=True)
+    org_id: UUID
+    kind: str = Field(max_length=20)
+    name: str
+    email: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class PlannedCallCopy(MailerTable, table=True):
@@ -144,6 +157,9 @@ class TransactionalMail(MailerTable, table=True):
     kind: str = Field(max_length=30)
     org_id: UUID
     participant_id: UUID | None = Field(default=None, index=True)
+    contact_id: UUID | None = Field(
+        default=None, index=True, description="Whose contact copy gives the address and name, when sent."
+    )
     to_address: str | None = None
     context: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))
     status: str = Field(default="due", max_length=10)

@@ -35,6 +35,7 @@ from shared.events import (
     Branding,
     CallLogged,
     CoachAdded,
+    ContactDetailsSet,
     Envelope,
     MailOpened,
     MailSent,
@@ -214,9 +215,11 @@ def synthetic_journeys(participants: int) -> list[Envelope]:
     base = now - timedelta(days=61)
     for number in range(participants):
         participant = uuid4()
+        contact = ContactDetailsSet(
+            person_id=participant, kind="participant", name=f"P{number}", email=f"p{number}-{participant.hex[:6]}@x.org"
+        )
+        events.append(Envelope.wrap(contact, org_id=org, participant_id=participant, occurred_at=base))
         enrolled = ParticipantEnrolled(
-            first_name=f"P{number}",
-            email=f"p{number}-{participant.hex[:6]}@example.org",
             coach_id=coach,
             start_date=(now + timedelta(days=3)).date(),  # the real mailer sends these nothing
             send_time=clock_time(23, 59),

@@ -214,6 +214,24 @@ async def events_on(topic: str, *, key: str | None = None, event_type: str | Non
     return found
 
 
+async def people_with_address(emails: set[str]) -> set[str]:
+    """The ids (participant or staff) whose current details on meer.contact have one of these addresses."""
+    return {
+        str(envelope["payload"]["person_id"])
+        for envelope in await events_on(Topic.CONTACT, event_type="contact.details_set")
+        if envelope["payload"]["email"] in emails
+    }
+
+
+async def contact_of(person_id: str) -> dict[str, Any] | None:
+    """The newest contact.details_set payload of one person on meer.contact (None after a tombstone)."""
+    latest: dict[str, Any] | None = None
+    for record in await read_topic(Topic.CONTACT):
+        if (record.key or b"").decode() == person_id:
+            latest = None if record.value is None else Envelope.model_validate_json(record.value).payload
+    return latest
+
+
 def client_address() -> dict[str, str]:
     """A fresh client address (enrolment trusts X-Forwarded-For from 127.0.0.1, as from a
     proxy): one test's failed logins never count against the next test's logins."""

@@ -27,6 +27,7 @@ from services.coaching.auth import SESSION_COOKIE, csrf_token_for
 from shared.events import (
     Branding,
     CoachAdded,
+    ContactDetailsSet,
     Envelope,
     MailOpened,
     MailSent,
@@ -65,16 +66,25 @@ def org_events(org: UUID, name: str, coaches: dict[UUID, str]) -> list[Envelope]
         variants=("standard",),
     )
     return [Envelope.wrap(licensed, org_id=org)] + [
-        Envelope.wrap(CoachAdded(coach_id=coach, name=coach_name), org_id=org) for coach, coach_name in coaches.items()
+        envelope
+        for coach, coach_name in coaches.items()
+        for envelope in (
+            Envelope.wrap(CoachAdded(coach_id=coach), org_id=org),
+            Envelope.wrap(ContactDetailsSet(person_id=coach, kind="staff", name=coach_name), org_id=org),
+        )
     ]
 
 
 def participant_events(org: UUID, coach: UUID, participant: UUID, name: str) -> list[Envelope]:
     now = datetime.now(UTC)
-    enrolled = ParticipantEnrolled(
-        first_name=name,
+    contact = ContactDetailsSet(
+        person_id=participant,
+        kind="participant",
+        name=name,
         email=f"{participant.hex[:8]}@example.org",
         phone="06 5555 0000",
+    )
+    enrolled = ParticipantEnrolled(
         coach_id=coach,
         start_date=(now + timedelta(days=3)).date(),  # the real mailer sends nothing while the test runs
         send_time=time(23, 59),
@@ -92,6 +102,7 @@ def participant_events(org: UUID, coach: UUID, participant: UUID, name: str) -> 
         sent_at=now - timedelta(hours=2),
     )
     return [
+        Envelope.wrap(contact, org_id=org, participant_id=participant, occurred_at=now - timedelta(days=1)),
         Envelope.wrap(enrolled, org_id=org, participant_id=participant, occurred_at=now - timedelta(days=1)),
         Envelope.wrap(sent, org_id=org, participant_id=participant, occurred_at=now - timedelta(hours=2)),
     ]

@@ -28,6 +28,7 @@ from shared.events import (
     AssignmentReported,
     Branding,
     CoachAdded,
+    ContactDetailsSet,
     Envelope,
     LinkClicked,
     MailFailed,
@@ -50,7 +51,7 @@ from tests.e2e.conftest import COACHING, consumer_lag, db_fetch, eventually, min
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
-TOPICS = (Topic.ORGANISATION, Topic.PARTICIPANT, Topic.MAIL, Topic.ENGAGEMENT, Topic.COACHING)
+TOPICS = (Topic.ORGANISATION, Topic.PARTICIPANT, Topic.MAIL, Topic.ENGAGEMENT, Topic.COACHING, Topic.CONTACT)
 PROJECTION = {
     "dashboard_row": "participant_id",
     "mail_seen": "delivery_id",
@@ -61,6 +62,7 @@ PROJECTION = {
     "organisation_view": "org_id",
     "coach_view": "coach_id",
     "questionnaire_answer_seen": "participant_id, moment",
+    "contact_view": "person_id",
 }
 AUTHORED = {
     "call_log": "call_id",
@@ -97,17 +99,21 @@ class Script:
         self.org_id = org_id
         self.events: list[Envelope] = []
 
+    def contact(self, person: UUID, name: str, email: str, phone: str | None, at: datetime) -> None:
+        kind = "participant" if phone is not None else "staff"
+        details = ContactDetailsSet(person_id=person, kind=kind, name=name, email=email, phone=phone)
+        self.add(details, person if kind == "participant" else None, at)
+
     def add(self, payload: Payload, participant: UUID | None, at: datetime) -> Envelope:
         envelope = Envelope.wrap(payload, org_id=self.org_id, participant_id=participant, occurred_at=at)
         self.events.append(envelope)
         return envelope
 
     def enrol(self, participant: UUID, coach: UUID, name: str, now: datetime, at: datetime) -> None:
+        email = f"{name.lower()}-{participant.hex[:6]}@example.org"
+        self.contact(participant, name, email, "06 1111 2222", at)
         self.add(
             ParticipantEnrolled(
-                first_name=name,
-                email=f"{name.lower()}-{participant.hex[:6]}@example.org",
-                phone="06 1111 2222",
                 coach_id=coach,
                 start_date=(now + timedelta(days=3)).date(),
                 send_time=time(23, 59),
@@ -171,16 +177,15 @@ def script_journey(now: datetime, org_id: UUID, coach_id: UUID, people: dict[str
         None,
         now - timedelta(days=100),
     )
-    script.add(CoachAdded(coach_id=coach_id, name="Karin Jansen"), None, now - timedelta(days=99))
+    script.add(CoachAdded(coach_id=coach_id), None, now - timedelta(days=99))
+    script.contact(coach_id, "Karin Jansen", "karin@example.org", None, now - timedelta(days=99))
 
     # Gerrit: the whole programme; day 30 bounced; opens stop after day 56; a three-day pause after day 20.
     gerrit, base = people["gerrit"], now - timedelta(days=64, hours=1)
     script.enrol(gerrit, coach_id, "Gerrit", now, base - timedelta(days=1))
+    script.contact(gerrit, "Gerrit", "gerrit@example.org", "06 3333 4444", base + timedelta(days=10))
     script.add(
         ParticipantDetailsChanged(
-            first_name="Gerrit",
-            email="gerrit@example.org",
-            phone="06 3333 4444",
             send_time=time(23, 59),
             timezone="Europe/Amsterdam",
         ),

@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     eventually,
     mailed_link,
     mails_to,
+    people_with_address,
     raw_mail,
     unique_source,
 )
@@ -46,7 +47,8 @@ async def new_organisation(http: httpx.AsyncClient) -> str:
 
 async def requested(emails: set[str]) -> list[dict[str, object]]:
     events = await events_on("meer.participant", event_type="participant.confirmation_requested")
-    return [event for event in events if event["payload"]["email"] in emails]
+    people = await people_with_address(emails)
+    return [event for event in events if event["participant_id"] in people]
 
 
 async def requested_at_least(emails: set[str], count: int) -> list[dict[str, object]] | None:

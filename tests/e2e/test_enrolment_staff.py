@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     STAFF_PASSWORD,
     add_coach,
     client_address,
+    contact_of,
     create_organisation,
     db_fetch,
     events_on,
@@ -141,7 +142,9 @@ async def test_a_coach_logs_in_with_their_coach_id_in_the_token(http: httpx.Asyn
         what="coach.added on Kafka",
     )
     assert [event["payload"]["coach_id"] for event in added] == [coach["id"]]
-    assert added[0]["payload"]["name"] == "Coach Kees"
+    assert "name" not in added[0]["payload"], "the name travels on meer.contact only"
+    contact = await eventually(lambda: contact_of(coach["id"]), what="the coach's details on meer.contact")
+    assert (contact["kind"], contact["name"], contact["email"]) == ("staff", "Coach Kees", coach["email"])
 
 
 async def test_expired_unknown_and_replaced_invitation_links_get_a_clear_page(http: httpx.AsyncClient) -> None:

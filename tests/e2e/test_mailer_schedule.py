@@ -29,6 +29,7 @@ from shared.db import Database, DedicatedConnection
 from shared.events import (
     Branding,
     CoachAdded,
+    ContactDetailsSet,
     Envelope,
     OrganisationLicensed,
     ParticipantEnrolled,
@@ -89,9 +90,10 @@ class MailerRig:
     async def enrol(self, *, start: date, send_time: time, timezone: str, email: str) -> UUID:
         participant_id = uuid4()
         await self.deliver(
+            ContactDetailsSet(person_id=participant_id, kind="participant", name="Truus", email=email), participant_id
+        )
+        await self.deliver(
             ParticipantEnrolled(
-                first_name="Truus",
-                email=email,
                 coach_id=self.coach_id,
                 start_date=start,
                 send_time=send_time,
@@ -147,7 +149,8 @@ async def rig(database_url: str) -> AsyncIterator[MailerRig]:
                 variants=("standaard", "op-afstand"),
             )
         )
-        await rig.deliver(CoachAdded(coach_id=rig.coach_id, name="Coach Els"))
+        await rig.deliver(CoachAdded(coach_id=rig.coach_id))
+        await rig.deliver(ContactDetailsSet(person_id=rig.coach_id, kind="staff", name="Coach Els", email=None))
         yield rig
         await worker.transport.close()
         await worker.connection.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -12,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from services.mailer.settings import MailerSettings
 from shared.events import (
     Branding,
+    ContactDetailsSet,
     Envelope,
     OrganisationLicensed,
     ParticipantConfirmationRequested,
@@ -55,39 +57,46 @@ def licensed(org_id: object) -> Envelope:
 
 
 async def test_invitation_and_confirmation_mails_are_sent_from_their_events(http: httpx.AsyncClient) -> None:
-    org_id = uuid4()
+    org_id, staff_id, participant_id = uuid4(), uuid4(), uuid4()
     coach_address, participant_address = unique_email("coach"), unique_email("aanmelder")
     earlier_address, expired_address = unique_email("v1-aanmelder"), unique_email("te-laat")
+    expired_id = uuid4()
     await publish(
         licensed(org_id),
         Envelope.wrap(
+            ContactDetailsSet(person_id=staff_id, kind="staff", name="Karin", email=coach_address), org_id=org_id
+        ),
+        Envelope.wrap(
+            ContactDetailsSet(person_id=participant_id, kind="participant", name="Joop", email=participant_address),
+            org_id=org_id,
+            participant_id=participant_id,
+        ),
+        Envelope.wrap(
+            ContactDetailsSet(person_id=expired_id, kind="participant", name="Bep", email=expired_address),
+            org_id=org_id,
+            participant_id=expired_id,
+        ),
+        # No address, no name, no readable link on the topic: ids and the link sealed for the mailer.
+        Envelope.wrap(
             StaffInvited(
-                staff_id=uuid4(),
-                name="Karin",
-                email=coach_address,
-                role="coach",
-                sealed_link=sealed("http://enrolment.test/wachtwoord/eenmalig"),
+                staff_id=staff_id, role="coach", sealed_link=sealed("http://enrolment.test/wachtwoord/eenmalig")
             ),
             org_id=org_id,
         ),
         Envelope.wrap(
-            ParticipantConfirmationRequested(
-                first_name="Joop", email=participant_address, sealed_link=sealed("http://enrolment.test/bevestig/xyz")
-            ),
+            ParticipantConfirmationRequested(sealed_link=sealed("http://enrolment.test/bevestig/xyz")),
             org_id=org_id,
-            participant_id=uuid4(),
+            participant_id=participant_id,
         ),
         # A link that expired before the mail went is not sent: it would only disappoint.
         Envelope.wrap(
             ParticipantConfirmationRequested(
-                first_name="Bep",
-                email=expired_address,
-                sealed_link=sealed("http://enrolment.test/bevestig/oud", expires_in=timedelta(seconds=-1)),
+                sealed_link=sealed("http://enrolment.test/bevestig/oud", expires_in=timedelta(seconds=-1))
             ),
             org_id=org_id,
-            participant_id=uuid4(),
+            participant_id=expired_id,
         ),
-        # Version 1 (published before links were sealed) is still mailed during an upgrade.
+        # Version 1 (address and live link in the event) is still mailed during an upgrade.
         Envelope.wrap(
             ParticipantConfirmationRequestedV1(
                 first_name="Truus", email=earlier_address, confirm_url="http://enrolment.test/bevestig/v1"
@@ -122,6 +131,108 @@ async def test_invitation_and_confirmation_mails_are_sent_from_their_events(http
         ("cannot render: SealedLinkError", True, None)
     ]
     assert not await mails_to(http, expired_address)
+
+
+async def test_an_invitation_waits_for_the_address_from_the_contact_topic_and_goes_once_it_arrives(
+    http: httpx.AsyncClient,
+) -> None:
+    """Order between topics is not guaranteed: the mail waits in the mailer, never fails or is lost."""
+    org_id, staff_id, address = uuid4(), uuid4(), unique_email("later")
+    await publish(
+        licensed(org_id),
+        Envelope.wrap(
+            StaffInvited(staff_id=staff_id, role="org_admin", sealed_link=sealed("http://e.test/w/1")), org_id=org_id
+        ),
+    )
+
+    async def waiting() -> bool:
+        rows = await db_fetch(
+            "mailer", "SELECT status, attempts FROM transactional_mail WHERE contact_id = $1", staff_id
+        )
+        return bool(rows) and rows[0]["status"] == "due"
+
+    await eventually(waiting, what="the invitation, queued without an address")
+    await publish(
+        Envelope.wrap(
+            ContactDetailsSet(person_id=staff_id, kind="staff", name="Ineke Later", email=address), org_id=org_id
+        )
+    )
+    [mail] = await eventually(lambda: mails_to(http, address), timeout=90, what="the invitation once the address came")
+    text = (await raw_mail(http, mail["id"])).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "http://e.test/w/1" in text
+    [row] = await db_fetch(
+        "mailer", "SELECT status, to_address FROM transactional_mail WHERE contact_id = $1", staff_id
+    )
+    assert (row["status"], row["to_address"]) == ("sent", None), "only the fact that it was sent stays"
+
+
+async def test_the_follow_up_questionnaire_takes_the_newest_address_and_name_and_waits_for_its_day(
+    http: httpx.AsyncClient,
+) -> None:
+    """Written at completion without an address (as the mailer does); months later it goes to
+    the address and first name on meer.contact then. New details do not send it early."""
+    org_id, participant_id = uuid4(), uuid4()
+    old_address, new_address = unique_email("oud-adres"), unique_email("nieuw-adres")
+    now = datetime.now(UTC)
+    for kind, due_at in (
+        ("questionnaire_follow_up", now + timedelta(days=1)),
+        ("questionnaire_reminder", now + timedelta(days=7)),
+    ):
+        await db_fetch(
+            "mailer",
+            "INSERT INTO transactional_mail (id, kind, org_id, participant_id, contact_id, context, status,"
+            " attempts, due_at, created_at) VALUES ($1, $2, $3, $4, $4, $5::jsonb, 'due', 0, $6, now())",
+            uuid4(),
+            kind,
+            org_id,
+            participant_id,
+            '{"questionnaire_url": "http://tracking.test/q/abc"}',
+            due_at,
+        )
+    contact = ContactDetailsSet(person_id=participant_id, kind="participant", name="Wim", email=old_address)
+    await publish(
+        licensed(org_id),
+        Envelope.wrap(contact, org_id=org_id, participant_id=participant_id),
+        Envelope.wrap(
+            contact.model_copy(update={"name": "Willem", "email": new_address}),
+            org_id=org_id,
+            participant_id=participant_id,
+        ),
+    )
+
+    async def newest_copy() -> bool:
+        rows = await db_fetch("mailer", "SELECT email FROM contact_copy WHERE person_id = $1", participant_id)
+        return bool(rows) and rows[0]["email"] == new_address
+
+    await eventually(newest_copy, what="the newest contact details in the mailer's copy")
+
+    async def schedule() -> list[tuple[Any, ...]]:
+        rows = await db_fetch(
+            "mailer",
+            "SELECT kind, status, to_address, due_at > now() AS later FROM transactional_mail WHERE contact_id = $1"
+            " ORDER BY kind",
+            participant_id,
+        )
+        return [tuple(row) for row in rows]
+
+    assert await schedule() == [
+        ("questionnaire_follow_up", "due", None, True),
+        ("questionnaire_reminder", "due", None, True),
+    ], "new contact details do not bring the questionnaire forward"
+    # Its day comes.
+    await db_fetch(
+        "mailer",
+        "UPDATE transactional_mail SET due_at = now() WHERE contact_id = $1 AND kind = 'questionnaire_follow_up'",
+        participant_id,
+    )
+    [mail] = await eventually(lambda: mails_to(http, new_address), timeout=90, what="the follow-up questionnaire")
+    text = (await raw_mail(http, mail["id"])).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Beste Willem," in text and "http://tracking.test/q/abc" in text
+    assert not await mails_to(http, old_address)
+    assert await schedule() == [
+        ("questionnaire_follow_up", "sent", None, False),
+        ("questionnaire_reminder", "due", None, True),
+    ]
 
 
 async def test_preview_shows_any_day_for_the_licensor_and_refuses_bad_input(http: httpx.AsyncClient) -> None:

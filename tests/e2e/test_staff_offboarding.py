@@ -19,6 +19,7 @@ from tests.e2e.conftest import (
     MAILER,
     STAFF_PASSWORD,
     client_address,
+    contact_of,
     create_organisation,
     db_fetch,
     events_on,
@@ -228,6 +229,7 @@ async def test_removal_erases_name_and_address_but_keeps_the_id(http: httpx.Asyn
         lambda: db_fetch("mailer", "SELECT 1 FROM coach_copy WHERE coach_id = $1", uuid.UUID(coach["id"])),
         what="the mailer's copy of the coach",
     )
+    assert await eventually(lambda: contact_of(coach["id"]), what="the coach's details on meer.contact")
 
     removed = await http.delete(f"{ENROLMENT}/api/organisations/{org_id}/staff/{coach['id']}", headers=admin["headers"])
     assert removed.status_code == 200, removed.text
@@ -242,6 +244,20 @@ async def test_removal_erases_name_and_address_but_keeps_the_id(http: httpx.Asyn
         return bool(rows) and rows[0]["email"] is None
 
     await eventually(mailer_forgot, what="the mailer forgetting the coach's address")
+    # meer.contact: a tombstone, and every copy made from it is gone.
+    person = uuid.UUID(coach["id"])
+
+    async def tombstoned() -> bool:
+        return await contact_of(coach["id"]) is None
+
+    await eventually(tombstoned, what="a tombstone for the coach on meer.contact")
+
+    async def copies_gone() -> bool:
+        mailer = await db_fetch("mailer", "SELECT 1 FROM contact_copy WHERE person_id = $1", person)
+        coaching = await db_fetch("coaching", "SELECT 1 FROM contact_view WHERE person_id = $1", person)
+        return not mailer and not coaching
+
+    await eventually(copies_gone, what="the mailer's and coaching's copies of the coach's details gone")
     # The address is free for a new account.
     again = await http.post(
         f"{ENROLMENT}/api/organisations/{org_id}/staff",

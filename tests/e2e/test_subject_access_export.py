@@ -263,6 +263,9 @@ async def test_a_service_answers_with_an_empty_part_for_whom_it_does_not_know_in
         }
     assert real["mailer"]["tables"]["recipient"][0]["first_name"] == "Marijke"
     assert real["coaching"]["tables"]["dashboard_row"][0]["first_name"] == "Marijke"
+    # The copies of the contact details (meer.contact) are the participant's data too.
+    assert real["mailer"]["tables"]["contact_copy"][0]["name"] == "Marijke"
+    assert real["coaching"]["tables"]["contact_view"][0]["name"] == "Marijke"
 
 
 async def test_an_export_past_its_retention_is_deleted_with_its_key(http: httpx.AsyncClient) -> None:

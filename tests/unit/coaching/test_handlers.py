@@ -9,14 +9,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from services.coaching.handlers import APPLIERS
+from services.coaching.handlers import APPLIERS, TOMBSTONE_APPLIERS
 from services.coaching.rebuild import MemoryProjectionStore
-from services.coaching.tables import CoachView, QuestionnaireAnswerSeen
+from services.coaching.tables import CoachView, ContactView, DashboardRow, QuestionnaireAnswerSeen
 from shared.events import (
     AssignmentReported,
     Branding,
     CallLogged,
     CoachAdded,
+    ContactDetailsSet,
     Envelope,
     LinkClicked,
     MailFailed,
@@ -31,6 +32,7 @@ from shared.events import (
     ProgrammeCompleted,
     QuestionnaireAnswered,
     StaffAccessChanged,
+    Topic,
     UnsubscribeRequested,
 )
 
@@ -39,12 +41,11 @@ T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
 
 def journey(org: UUID, coach: UUID, participant: UUID, *, days: int = 12, erase: bool = False) -> list[Envelope]:
     """A short journey touching every topic coaching projects."""
+    contact = ContactDetailsSet(person_id=participant, kind="participant", name="Gerrit", email="g@x.org", phone="06 1")
     events = [
+        Envelope.wrap(contact, org_id=org, participant_id=participant, occurred_at=T0 - timedelta(days=1)),
         Envelope.wrap(
             ParticipantEnrolled(
-                first_name="Gerrit",
-                email="g@example.org",
-                phone="06 1",
                 coach_id=coach,
                 start_date=T0.date(),
                 send_time=time(8),
@@ -54,7 +55,7 @@ def journey(org: UUID, coach: UUID, participant: UUID, *, days: int = 12, erase:
             org_id=org,
             participant_id=participant,
             occurred_at=T0 - timedelta(days=1),
-        )
+        ),
     ]
     for day in range(1, days + 1):
         delivery, sent = uuid4(), T0 + timedelta(days=day - 1)
@@ -135,7 +136,12 @@ def organisation_events(org: UUID, coach: UUID) -> list[Envelope]:
         max_active_participants=10,
         variants=("standard",),
     )
-    return [Envelope.wrap(licensed, org_id=org), Envelope.wrap(CoachAdded(coach_id=coach, name="Karin"), org_id=org)]
+    contact = ContactDetailsSet(person_id=coach, kind="staff", name="Karin", email="karin@x.org")
+    return [
+        Envelope.wrap(licensed, org_id=org),
+        Envelope.wrap(CoachAdded(coach_id=coach), org_id=org),
+        Envelope.wrap(contact, org_id=org),
+    ]
 
 
 async def apply_all(events: Sequence[Envelope]) -> MemoryProjectionStore:
@@ -205,6 +211,32 @@ async def test_erasing_keeps_counts_and_drops_names_phone_and_notes() -> None:
     assert row.mails_sent == 11
     assert all(report.note is None for report in await store.reports(participant))
     assert store.erased == {participant}
+
+
+async def test_contact_details_reach_the_row_and_the_coach_in_either_order_and_a_tombstone_erases_them() -> None:
+    org, coach, participant = uuid4(), uuid4(), uuid4()
+    events = organisation_events(org, coach) + journey(org, coach, participant)
+    contacts = [e for e in events if e.type == ContactDetailsSet.TYPE]
+    rest = [e for e in events if e.type != ContactDetailsSet.TYPE]
+    for order in (contacts + rest, rest + contacts):
+        store = await apply_all(order)
+        row = store.tables[DashboardRow][participant]
+        assert (row.first_name, row.phone, store.tables[CoachView][coach].name) == ("Gerrit", "06 1", "Karin")
+    for person in (participant, coach):
+        await TOMBSTONE_APPLIERS[Topic.CONTACT](store, str(person))
+    row = store.tables[DashboardRow][participant]
+    assert (row.first_name, row.phone, store.tables[CoachView][coach].name) == (None, None, None)
+    assert store.tables[ContactView] == {}
+    assert row.mails_sent == 11, "only the details go"
+
+
+async def test_details_that_arrive_after_the_erasure_are_not_kept() -> None:
+    org, coach, participant = uuid4(), uuid4(), uuid4()
+    events = journey(org, coach, participant, erase=True)
+    contacts = [e for e in events if e.type == ContactDetailsSet.TYPE]
+    store = await apply_all([e for e in events if e.type != ContactDetailsSet.TYPE] + contacts)
+    assert store.tables[ContactView] == {}
+    assert store.tables[DashboardRow][participant].first_name is None
 
 
 async def test_a_coach_s_access_ends_the_same_whichever_event_comes_first() -> None:

@@ -54,8 +54,8 @@ class RecordingRuntime:
         self.settings = settings
         self.topics: set[str] = set()
 
-    def subscribe(self, handlers: dict[str, Any]) -> None:
-        self.topics |= set(handlers)
+    def subscribe(self, handlers: dict[str, Any], tombstones: dict[str, Any] | None = None) -> None:
+        self.topics |= set(handlers) | set(tombstones or {})
 
 
 def consumed_topics(service: str) -> set[str]:

@@ -207,7 +207,7 @@ def test_topics_are_exactly_the_services_topics_and_their_dead_letter_topics() -
             == int(of_kind("ConfigMap")["meer-common"]["data"]["MEER_KAFKA_PARTITIONS"])
         )
         assert spec["replicas"] == 3 and spec["config"]["min.insync.replicas"] == 2
-        # Retention: tests/unit/deploy/test_topics.py.
+        # Retention and compaction: tests/unit/deploy/test_topics.py.
 
 
 # --- the services -------------------------------------------------------------------------------

@@ -10,7 +10,13 @@ import pytest
 from deploy.local.stack import kafka_properties
 from shared import kafka
 from shared.events import Topic
-from shared.kafka import DEAD_LETTER_RETENTION_MS, DOMAIN_RETENTION_MS, ensure_topics, topic_config
+from shared.kafka import (
+    COMPACTED_TOPIC_CONFIG,
+    DEAD_LETTER_RETENTION_MS,
+    DOMAIN_RETENTION_MS,
+    ensure_topics,
+    topic_config,
+)
 from tests.unit.deploy.test_deploy_files import load_compose
 from tests.unit.deploy.test_kubernetes import of_kind
 
@@ -23,6 +29,13 @@ def test_domain_topics_are_kept_for_rebuilds_and_dead_letters_for_a_finite_time(
     assert 0 < DEAD_LETTER_RETENTION_MS <= 30 * 24 * 3_600_000
     for topic in Topic.ALL:
         assert topic_config(Topic.dead_letter(topic))["retention.ms"] == str(DEAD_LETTER_RETENTION_MS)
+
+
+def test_the_contact_topic_is_compacted_and_its_dead_letters_are_kept_for_a_finite_time() -> None:
+    assert Topic.COMPACTED == (Topic.CONTACT,)
+    assert topic_config(Topic.CONTACT) == COMPACTED_TOPIC_CONFIG
+    assert "retention.ms" not in topic_config(Topic.CONTACT)
+    assert topic_config(Topic.dead_letter(Topic.CONTACT))["cleanup.policy"] == "delete"
 
 
 @pytest.mark.parametrize("name", EVERY_TOPIC)

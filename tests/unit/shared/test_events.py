@@ -56,3 +56,37 @@ def test_every_event_type_is_past_tense_and_registered_once() -> None:
     types = known_event_types()
     assert len(types) == len(set(types))
     assert ("participant.enrolled", 1) in types and ("mail.opened", 1) in types
+
+
+def test_contact_details_are_keyed_by_the_person_and_an_unknown_type_keys_as_before() -> None:
+    from shared.events import ContactDetailsSet
+
+    org, staff = uuid4(), uuid4()
+    details = ContactDetailsSet(person_id=staff, kind="staff", name="Karin", email="karin@example.org")
+    envelope = Envelope.wrap(details, org_id=org)
+    assert (envelope.topic, envelope.key) == (Topic.CONTACT, str(staff).encode())
+    newer = Envelope(type="contact.something_new", version=1, occurred_at=datetime.now(UTC), org_id=org, payload={})
+    assert newer.key == str(org).encode()
+
+
+def test_old_versions_still_parse_and_their_personal_fields_are_not_in_the_new_contract() -> None:
+    from shared.events import ParticipantEnrolled
+
+    old = Envelope(
+        type="participant.enrolled",
+        version=1,
+        occurred_at=datetime.now(UTC),
+        org_id=uuid4(),
+        participant_id=uuid4(),
+        payload={
+            "first_name": "Ans",
+            "email": "ans@example.org",
+            "coach_id": str(uuid4()),
+            "start_date": "2026-03-02",
+            "send_time": "09:00:00",
+            "timezone": "Europe/Amsterdam",
+            "variant": "standard",
+        },
+    )
+    assert isinstance(old.parsed(), ParticipantEnrolled)
+    assert not {"first_name", "email", "phone"} & set(ParticipantEnrolled.model_fields)

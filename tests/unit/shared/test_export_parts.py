@@ -9,8 +9,18 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
+from services.coaching.tables import CoachingTable
+from services.mailer.tables import MailerTable
 from shared.events import ExportRequested
-from shared.export_parts import PART_SCHEMA_VERSION, UnreadablePartError, make_part, new_key_pair, seal, unseal
+from shared.export_parts import (
+    PART_SCHEMA_VERSION,
+    UnreadablePartError,
+    make_part,
+    new_key_pair,
+    participant_tables,
+    seal,
+    unseal,
+)
 
 PART = make_part(
     "tracking",
@@ -70,3 +80,10 @@ def test_an_export_request_carries_only_a_valid_public_key() -> None:
     for bad in ("", "bm90IGEga2V5", "not base64!"):
         with pytest.raises(ValidationError):
             ExportRequested(export_id=uuid.uuid4(), public_key=bad)
+
+
+def test_the_copies_of_contact_details_are_part_of_the_export() -> None:
+    mailer = {table.name for table in participant_tables(MailerTable.metadata)}
+    coaching = {table.name for table in participant_tables(CoachingTable.metadata)}
+    assert {"contact_copy", "recipient"} <= mailer
+    assert {"contact_view", "dashboard_row"} <= coaching

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from shared.events import Envelope, ParticipantEnrolled, UnknownEventError
+from shared.events import ContactDetailsSet, Envelope, UnknownEventError
 from shared.kafka import dead_letter_reason
 
 
 def test_a_validation_error_is_described_by_place_and_rule_without_input_values() -> None:
     try:
-        ParticipantEnrolled.model_validate(
-            {"first_name": ["Ans van Dijk"], "email": "ans.vandijk@example.org", "phone": 612345678}
+        ContactDetailsSet.model_validate(
+            {"name": ["Ans van Dijk"], "email": "ans.vandijk@example.org", "phone": 612345678}
         )
     except ValidationError as error:
         reason = dead_letter_reason(error)
     assert reason.startswith("ValidationError: ")
-    assert "first_name string_type" in reason and "coach_id missing" in reason
+    assert "name string_type" in reason and "person_id missing" in reason
     for value in ("Ans", "vandijk", "612345678", "input"):
         assert value not in reason
 
