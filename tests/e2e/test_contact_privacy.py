@@ -185,6 +185,22 @@ async def test_erasure_leaves_no_trace_in_any_database_nor_broker_file_and_the_r
     before = await dashboard_row(participant_id)
     assert before["first_name"] == first_name and before["phone"] == phone_stored
 
+    # The person's own export, complete, before the erasure: its bundle must go with everything else.
+    org_id = str(organisation["id"])
+    requested = await http.post(
+        f"{ENROLMENT}/api/organisations/{org_id}/participants/{participant_id}/exports", headers=LICENSOR
+    )
+    assert requested.status_code == 202, requested.text
+    status_url = f"{ENROLMENT}/api/organisations/{org_id}/exports/{requested.json()['id']}"
+
+    async def export_complete() -> bool:
+        response = await http.get(status_url, headers=LICENSOR)
+        return response.status_code == 200 and response.json()["status"] == "complete"
+
+    await eventually(export_complete, timeout=60, what="every part of the export")
+    bundle = await http.get(f"{status_url}.json", headers=LICENSOR)
+    assert bundle.status_code == 200 and email in bundle.text, "the export holds the person's address"
+
     erased = await http.post(participant_url(participant, "erase"), headers=LICENSOR)
     assert erased.status_code == 200, erased.text
     assert await eventually(lambda: _tombstoned(str(participant_id)), what="the tombstone on meer.contact")
