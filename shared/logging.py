@@ -92,7 +92,9 @@ class DependencyOutageLog:
     (a consumer group rejoining) are dropped instead of announcing a new outage. The clock
     is passed in, so the rules are plain and testable."""
 
-    def __init__(self, dependency: str, *, summary_interval_s: float = 60.0, settle_s: float = 15.0) -> None:
+    # settle_s: coaching's consumer (the most topics) was seen logging heartbeat failures more than
+    # 15 s after the broker answered again; a minute covers a rejoin on a loaded machine.
+    def __init__(self, dependency: str, *, summary_interval_s: float = 60.0, settle_s: float = 60.0) -> None:
         self.dependency = dependency
         self.summary_interval_s = summary_interval_s
         self.settle_s = settle_s
