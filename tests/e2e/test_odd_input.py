@@ -192,6 +192,7 @@ async def test_uploads_keep_their_own_larger_limits(http: httpx.AsyncClient) -> 
         params={"dry_run": "true"},
         files={"file": ("deelnemers.csv", csv, "text/csv")},
         headers=LICENSOR,
+        timeout=60,  # 3,000 rows are checked; what counts here is that the body is read at all
     )
     assert response.status_code != 413, response.text
     response = await http.put(
