@@ -572,7 +572,7 @@ async def list_staff(
     "/organisations/{org_id}/staff/{staff_id}/invitation",
     status_code=201,
     tags=["staff"],
-    responses=_errors(401, 403, 404),
+    responses=_errors(401, 403, 404, 409),
 )
 async def resend_invitation(
     org_id: UUID, staff_id: UUID, caller: Caller, session: SessionDep, settings: SettingsDep

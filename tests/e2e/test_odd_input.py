@@ -154,11 +154,15 @@ async def raw_post(url: str, head: dict[str, str], body: bytes, method: str = "P
         ]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
         await writer.drain()
-        answer = await asyncio.wait_for(reader.read(65536), timeout=10)
+        # The head and the body may come in separate segments: read the head, then its body in full.
+        head_bytes = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        status_line, *header_lines = head_bytes.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in header_lines if ": " in line)
+        length = int({k.lower(): v for k, v in headers.items()}.get("content-length", "0"))
+        answer_body = await asyncio.wait_for(reader.readexactly(length), timeout=10)
     finally:
         writer.close()
-    status_line, _, rest = answer.decode().partition("\r\n")
-    return int(status_line.split()[1]), rest.split("\r\n\r\n", 1)[1]
+    return int(status_line.split()[1]), answer_body.decode()
 
 
 async def test_an_oversized_login_body_is_refused_before_it_is_read(http: httpx.AsyncClient) -> None:
