@@ -41,7 +41,8 @@ async def delete_unconfirmed_signups(database: Database, settings: EnrolmentSett
 
 
 async def delete_old_signup_counters(database: Database) -> int:
-    """Sign-up counters whose window is long over are deleted (the longest window is a day)."""
+    """Sign-up counters no sliding window reads any more are deleted (the longest window is a day,
+    and the sliding count reads the window before the current one)."""
     async with database.session() as session:
         deleted = await storage.delete_signup_counters(session=session, started_before=utcnow() - timedelta(days=2))
         await session.commit()

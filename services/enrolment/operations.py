@@ -654,11 +654,11 @@ async def count_signup(
     """
     limits = signup_limits_of(settings)
     window = limits.window(kind)
-    count = await storage.count_signup(
-        session=session,
-        key=signup_limits.counter_key(kind, value),
-        window_start=signup_limits.window_start(now, window),
-    )
+    key = signup_limits.counter_key(kind, value)
+    current_start = signup_limits.window_start(now, window)
+    current = await storage.count_signup(session=session, key=key, window_start=current_start)
+    previous = await storage.signup_count(session=session, key=key, window_start=current_start - window)
+    count = signup_limits.sliding_count(current=current, previous=previous, now=now, window=window)
     if signup_limits.over_limit(count, kind, limits):
         raise SignupLimited(kind, signup_limits.retry_after_s(now, window))
 

@@ -9,6 +9,11 @@ kept in PostgreSQL (they hold across restarts and replicas), bound that:
 - per mailbox: the address normalised (lower case, no `+tag`), across all organisations.
 
 Counter keys are SHA-256 digests: neither the address nor the IP is stored.
+
+A counter is stored per fixed window, but the limit is applied to a sliding window: the
+previous window's count, weighted by how much of it still overlaps the last window length,
+plus the current one. With fixed windows alone, a burst that straddles a window boundary
+would get twice the limit through.
 """
 
 from __future__ import annotations
@@ -87,6 +92,16 @@ def retry_after_s(now: datetime, window: timedelta) -> int:
     return max(1, int((end - now).total_seconds() + 0.999))
 
 
-def over_limit(count: int, kind: LimitKind, limits: SignupLimits) -> bool:
-    """Whether the sign-up counted as number `count` in its window exceeds the limit."""
+def sliding_count(*, current: int, previous: int, now: datetime, window: timedelta) -> float:
+    """The number of sign-ups in the last window length ending at `now`.
+
+    The previous fixed window is assumed to have been used evenly, so the part of it that
+    still lies within the last window length counts proportionally.
+    """
+    elapsed = (now - window_start(now, window)) / window
+    return current + previous * (1 - elapsed)
+
+
+def over_limit(count: float, kind: LimitKind, limits: SignupLimits) -> bool:
+    """Whether a sign-up that makes the (sliding) count `count` exceeds the limit."""
     return count > limits.limit(kind)

@@ -323,6 +323,14 @@ async def count_signup(*, session: AsyncSession, key: str, window_start: datetim
     return int((await session.execute(statement)).scalar_one())
 
 
+async def signup_count(*, session: AsyncSession, key: str, window_start: datetime) -> int:
+    """The count of a counter in one window (0 when nothing was counted there)."""
+    query = select(col(SignupCounter.count)).where(
+        col(SignupCounter.key) == key, col(SignupCounter.window_start) == window_start
+    )
+    return int((await session.execute(query)).scalar_one_or_none() or 0)
+
+
 async def delete_signup_counters(*, session: AsyncSession, started_before: datetime) -> int:
     """Delete the counters of windows that started before the given moment."""
     result = await session.execute(delete(SignupCounter).where(col(SignupCounter.window_start) < started_before))

@@ -34,7 +34,16 @@ LICENSOR = {"Authorization": "Bearer dev-only-licensor-secret"}
 T = TypeVar("T")
 
 
-async def eventually(check: Callable[[], Awaitable[T | None]], *, timeout: float = 30, what: str = "condition") -> T:
+# How long a flow through Kafka and the services may take before a test calls it lost. On a
+# loaded 2-core CI machine a consumer group that is still settling can hold an event for tens
+# of seconds; a passing wait returns as soon as its condition holds, so a generous bound costs
+# nothing.
+EVENT_TIMEOUT = 90.0
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], *, timeout: float = EVENT_TIMEOUT, what: str = "condition"
+) -> T:
     """Poll check() until it returns something truthy; fail with `what` after timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -160,7 +169,7 @@ async def enrol_and_receive_day_one(
     organisation = await create_organisation(http)
     await add_coach(http, organisation["id"])
     participant_id, email = await enrol_starting_now(http, organisation["id"], first_name=first_name)
-    mails = await eventually(lambda: mails_to(http, email), timeout=60, what="the day-1 mail")
+    mails = await eventually(lambda: mails_to(http, email), what="the day-1 mail")
     return participant_id, await raw_mail(http, mails[0]["id"])
 
 
@@ -192,7 +201,7 @@ async def mailed_link(http: httpx.AsyncClient, address: str, marker: str, *, cou
         links = await mailed_links(http, address, marker)
         return links[-1] if len(links) >= count else None
 
-    return await eventually(found, timeout=75, what=f"a mail with a {marker} link")
+    return await eventually(found, what=f"a mail with a {marker} link")
 
 
 # --- enrolment: events and staff logins (appended by enrolment-dev) ---------------------------------

@@ -182,7 +182,7 @@ async def test_the_morning_mail_lists_the_calls_of_the_plan_as_the_dashboard_doe
     )
     await eventually(lambda: _alert(participant_id, "low_scores"), what="alert.raised in the mailer's copy")
     await next_morning(coach_id)
-    mails = await eventually(lambda: _more_than(http, address, 2), timeout=60, what="the third digest")
+    mails = await eventually(lambda: _more_than(http, address, 2), what="the third digest")
     text = await _plain(http, max(mails, key=lambda mail: mail["id"])["id"])
     assert "Extra aandacht:" in text
     assert "- Ria: de laatste twee opdrachten gingen moeilijk." in text

@@ -260,7 +260,7 @@ async def coaching_caught_up() -> None:
     async def no_lag() -> bool:
         return await consumer_lag("coaching", TOPICS) == 0
 
-    await eventually(no_lag, timeout=60, what="coaching to handle every event on its topics")
+    await eventually(no_lag, what="coaching to handle every event on its topics")
 
 
 async def summaries(http: httpx.AsyncClient, journey: Journey) -> dict[UUID, dict[str, Any]]:
@@ -285,7 +285,7 @@ async def journey(stack: None) -> Journey:
             done = lines.get(found.gerrit, {}).get("status") == "completed" and len(lines) == 4
             return lines if done and lines[found.joke]["status"] == "stopped" else None
 
-        await eventually(everyone_there, timeout=60, what="the four scripted participants on the dashboard")
+        await eventually(everyone_there, what="the four scripted participants on the dashboard")
         base = now - timedelta(days=64, hours=1)
         calls = [
             (2, True, 20, 1, [1, 2], "Kennisgemaakt. Woont sinds vorig jaar alleen.", "Over twee weken weer bellen."),

@@ -88,7 +88,7 @@ async def test_each_service_exports_its_groups_lag_which_drops_to_zero(http: htt
                 return series
             return None
 
-        series = await eventually(caught_up, timeout=60, what=f"{service}'s consumer lag at 0")
+        series = await eventually(caught_up, what=f"{service}'s consumer lag at 0")
         assert {(s, group) for s, group, _, _ in series} == {(service, service)}, "its own group, by name"
         topics = {topic for _, _, topic, _ in series}
         assert topics and all(topic.startswith("meer.") for topic in topics)

@@ -45,7 +45,7 @@ from tests.e2e.conftest import (
     unique_source,
 )
 from tests.e2e.test_coaching_journey import run_rebuild
-from tests.e2e.test_enrolment_lifecycle import MAIL_TIMEOUT, SERVICES, participant_url, rows_holding
+from tests.e2e.test_enrolment_lifecycle import SERVICES, participant_url, rows_holding
 
 pytestmark = pytest.mark.stack
 
@@ -133,7 +133,7 @@ async def test_erasure_leaves_no_trace_in_any_database_nor_broker_file_and_the_r
     needles = [email, first_name, phone_stored, phone]
 
     # Mail, open, report.
-    [mail] = await eventually(lambda: mails_to(http, email), timeout=MAIL_TIMEOUT, what="the day-1 mail")
+    [mail] = await eventually(lambda: mails_to(http, email), what="the day-1 mail")
     message = await raw_mail(http, mail["id"])
     assert first_name in str(message.get_body(preferencelist=("plain",)).get_content())  # type: ignore[union-attr]
     links = tracking_links(message)
@@ -160,7 +160,7 @@ async def test_erasure_leaves_no_trace_in_any_database_nor_broker_file_and_the_r
         )
         return bool(row) and row[0]["first_name"] == first_name and row[0]["mails_sent"] == 1 and row[0]["reports"] == 1
 
-    await eventually(coaching_knows, timeout=60, what="coaching to show the participant with mail and report")
+    await eventually(coaching_knows, what="coaching to show the participant with mail and report")
     for path, body in (("calls", call), ("plan", plan)):
         created = await http.post(
             f"{COACHING}/api/participants/{participant_id}/{path}", json=body, headers=coach_headers
@@ -197,7 +197,7 @@ async def test_erasure_leaves_no_trace_in_any_database_nor_broker_file_and_the_r
         response = await http.get(status_url, headers=LICENSOR)
         return response.status_code == 200 and response.json()["status"] == "complete"
 
-    await eventually(export_complete, timeout=60, what="every part of the export")
+    await eventually(export_complete, what="every part of the export")
     bundle = await http.get(f"{status_url}.json", headers=LICENSOR)
     assert bundle.status_code == 200 and email in bundle.text, "the export holds the person's address"
 
@@ -208,7 +208,7 @@ async def test_erasure_leaves_no_trace_in_any_database_nor_broker_file_and_the_r
     async def nothing_in_tables() -> bool:
         return not [row for service in SERVICES for row in await rows_holding(service, needles)]
 
-    await eventually(nothing_in_tables, timeout=60, what="no row in any database holding the details")
+    await eventually(nothing_in_tables, what="no row in any database holding the details")
 
     # Compaction as the test needs it: roll the segment at once and clean whatever is dirty.
     forced = {
@@ -331,8 +331,8 @@ async def test_no_topic_but_the_contact_topic_carries_an_address_or_phone_number
         headers=unique_source(),
     )
     assert signed_up.status_code == 303, signed_up.text
-    await eventually(lambda: mails_to(http, email), timeout=MAIL_TIMEOUT, what="the day-1 mail (mail.sent)")
-    await eventually(lambda: mails_to(http, signup_email), timeout=MAIL_TIMEOUT, what="the confirmation mail")
+    await eventually(lambda: mails_to(http, email), what="the day-1 mail (mail.sent)")
+    await eventually(lambda: mails_to(http, signup_email), what="the confirmation mail")
     await eventually(lambda: contact_of(participant["id"]), what="the participant on meer.contact")
 
     topics = [name for topic in Topic.ALL for name in (topic, Topic.dead_letter(topic))]

@@ -103,7 +103,7 @@ async def walking_skeleton(http: httpx.AsyncClient) -> None:
     organisation = await create_organisation(http)
     await add_coach(http, organisation["id"])
     _, email = await enrol_starting_now(http, organisation["id"], first_name="Ria")
-    mails = await eventually(lambda: mails_to(http, email), timeout=60, what="the day-1 mail")
+    mails = await eventually(lambda: mails_to(http, email), what="the day-1 mail")
     html = (await raw_mail(http, mails[0]["id"])).get_body(preferencelist=("html",)).get_content()
     pixel = PIXEL.search(html)
     assert pixel is not None
@@ -135,7 +135,7 @@ async def test_every_series_the_dashboard_and_alerts_query_is_exported(http: htt
         )
 
     # The open flow is asynchronous (tracking → Kafka → coaching): wait for its last step.
-    await eventually(open_reached_coaching, timeout=60, what="coaching to handle mail.opened")
+    await eventually(open_reached_coaching, what="coaching to handle mail.opened")
     samples, declared = await scrape(http)
     missing = []
     for where, selector in wanted:

@@ -45,7 +45,7 @@ async def test_the_demo_shows_the_logo_and_a_coachs_morning(http: httpx.AsyncCli
         settled = len(rows) == 5 and by_name["Ans"]["latest_reports"] and by_name["Greet"]["lesson_day"] == 9
         return rows if settled else None
 
-    rows = await eventually(the_cohort, timeout=60, what="the demo cohort on Sanne's dashboard")
+    rows = await eventually(the_cohort, what="the demo cohort on Sanne's dashboard")
     by_name = {row["first_name"]: row for row in rows}
     assert sorted(row["lesson_day"] for row in rows) == [1, 1, 3, 5, 9], "different days of the programme"
     assert by_name["Ans"]["mails_opened"] == 1 and by_name["Ans"]["latest_reports"][0]["score"] == 4

@@ -29,7 +29,6 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.stack
 # The mailer holds a mail up to 30 s while the organisation's or coach's events (another
 # topic) have not reached it yet; a mail may take that long plus a scheduler round.
-MAIL_TIMEOUT = 75
 
 
 def png(size: tuple[int, int] = (240, 80), colour: tuple[int, int, int] = (11, 110, 79)) -> bytes:
@@ -41,7 +40,7 @@ def png(size: tuple[int, int] = (240, 80), colour: tuple[int, int, int] = (11, 1
 async def day_one_mail(http: httpx.AsyncClient, org_id: str) -> Any:
     """Enrol someone whose first lesson is due at once; their day-1 mail."""
     _, email = await enrol_starting_now(http, org_id, first_name="Ans")
-    mails = await eventually(lambda: mails_to(http, email), timeout=MAIL_TIMEOUT, what="a day-1 mail")
+    mails = await eventually(lambda: mails_to(http, email), what="a day-1 mail")
     return await raw_mail(http, mails[0]["id"])
 
 

@@ -37,7 +37,6 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.stack
 # The mailer holds a mail up to 30 s while the organisation's or coach's events (another
 # topic) have not reached it yet; a mail may take that long plus a scheduler round.
-MAIL_TIMEOUT = 75
 
 
 def body_of(message: EmailMessage, kind: str) -> str:
@@ -104,9 +103,7 @@ async def test_pause_stops_the_mails_and_resume_continues_with_the_next_lesson(h
     paused = await enrol(http, organisation["id"], first_name="Pauline", **schedule)
     control = await enrol(http, organisation["id"], first_name="Connie", **schedule)
     for someone in (paused, control):
-        await eventually(
-            lesson_arrived(http, someone["email"], 1), timeout=MAIL_TIMEOUT, what=f"day 1 for {someone['first_name']}"
-        )
+        await eventually(lesson_arrived(http, someone["email"], 1), what=f"day 1 for {someone['first_name']}")
 
     response = await http.post(participant_url(paused, "pause"), json={"reason": "even op vakantie"}, headers=LICENSOR)
     assert response.status_code == 200 and response.json()["status"] == "paused"
@@ -124,16 +121,14 @@ async def test_pause_stops_the_mails_and_resume_continues_with_the_next_lesson(h
     assert (
         await http.patch(participant_url(control), json={"timezone": KIRITIMATI}, headers=LICENSOR)
     ).status_code == 200
-    await eventually(
-        lesson_arrived(http, control["email"], 2), timeout=MAIL_TIMEOUT, what="day 2 for the control participant"
-    )
+    await eventually(lesson_arrived(http, control["email"], 2), what="day 2 for the control participant")
     assert [s.split(":")[0] for s in await subjects(http, paused["email"])] == ["Dag 1 van 60"]
     days = await db_fetch("mailer", "SELECT day FROM delivery WHERE participant_id = $1", uuid.UUID(paused["id"]))
     assert [row["day"] for row in days] == [1], "no lesson is scheduled while paused"
 
     resumed = await http.post(participant_url(paused, "resume"), headers=LICENSOR)
     assert resumed.status_code == 200 and resumed.json()["status"] in ("active", "enrolled")
-    await eventually(lesson_arrived(http, paused["email"], 2), timeout=MAIL_TIMEOUT, what="day 2 after resuming")
+    await eventually(lesson_arrived(http, paused["email"], 2), what="day 2 after resuming")
     assert [s.split(":")[0] for s in await subjects(http, paused["email"])] == ["Dag 1 van 60", "Dag 2 van 60"]
 
     kinds = [event["type"] for event in await events_on("meer.participant", key=paused["id"])]
@@ -151,7 +146,7 @@ async def test_the_first_mail_makes_an_enrolled_participant_active(http: httpx.A
     organisation = await create_organisation(http)
     await add_coach(http, organisation["id"])
     participant = await enrol(http, organisation["id"], start_date=str(date.today()), send_time="00:00", timezone="UTC")
-    await eventually(lesson_arrived(http, participant["email"], 1), timeout=MAIL_TIMEOUT, what="day 1")
+    await eventually(lesson_arrived(http, participant["email"], 1), what="day 1")
     await eventually(lambda: _is(participant["id"], "active"), what="status active after mail.sent")
 
 
@@ -338,7 +333,7 @@ async def test_erasure_removes_the_personal_data_from_every_services_tables(http
         timezone="UTC",
     )
     needles = [participant["email"], first_name, participant["phone"]]
-    await eventually(lesson_arrived(http, participant["email"], 1), timeout=MAIL_TIMEOUT, what="day 1")
+    await eventually(lesson_arrived(http, participant["email"], 1), what="day 1")
     (mail,) = await mails_to(http, participant["email"])
     html = body_of(await raw_mail(http, mail["id"]), "html")
     pixel = PIXEL.search(html)
@@ -365,7 +360,7 @@ async def test_erasure_removes_the_personal_data_from_every_services_tables(http
     async def nothing_left() -> bool:
         return not [row for service in SERVICES for row in await rows_holding(service, needles)]
 
-    await eventually(nothing_left, timeout=60, what="no row in any service holding the participant's data")
+    await eventually(nothing_left, what="no row in any service holding the participant's data")
     (row,) = await db_fetch(
         "enrolment", "SELECT status, org_id FROM participant WHERE id = $1", uuid.UUID(participant["id"])
     )

@@ -39,7 +39,6 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.stack
 # The mailer holds a mail up to 30 s while the organisation's or coach's events (another
 # topic) have not reached it yet; a mail may take that long plus a scheduler round.
-MAIL_TIMEOUT = 75
 
 
 def body_of(message: EmailMessage, kind: str) -> str:

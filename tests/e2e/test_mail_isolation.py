@@ -82,7 +82,7 @@ async def test_a_mail_that_cannot_be_built_fails_alone_and_others_are_sent(http:
         )
         return count == BAD_MAILS and mails >= BAD_MAILS  # and the coach's own invitation
 
-    await eventually(bad_deliveries_exist, timeout=60, what="the broken organisation's mails in the mailer")
+    await eventually(bad_deliveries_exist, what="the broken organisation's mails in the mailer")
     earlier = datetime.now(UTC) - timedelta(hours=1)
     await db_fetch("mailer", "UPDATE delivery SET due_at = $2 WHERE org_id = $1 AND status = 'due'", org, earlier)
     await db_fetch(
@@ -94,15 +94,15 @@ async def test_a_mail_that_cannot_be_built_fails_alone_and_others_are_sent(http:
     await add_coach(http, other["id"])
     _, address = await enrol_starting_now(http, other["id"], first_name="Ans")
     invited = await invite(http, other["id"])
-    await eventually(lambda: mails_to(http, address), timeout=45, what="the other organisation's day-1 mail")
-    await eventually(lambda: mails_to(http, invited), timeout=45, what="the other organisation's invitation")
+    await eventually(lambda: mails_to(http, address), what="the other organisation's day-1 mail")
+    await eventually(lambda: mails_to(http, invited), what="the other organisation's invitation")
 
     # The broken organisation's mails are given up after a bounded number of attempts, with events.
     async def all_failed() -> list[dict[str, object]] | None:
         rows = await db_fetch("mailer", "SELECT status, attempts, error FROM delivery WHERE org_id = $1", org)
         return [dict(r) for r in rows] if rows and all(r["status"] == "failed" for r in rows) else None
 
-    failed = await eventually(all_failed, timeout=45, what="the broken organisation's deliveries to fail")
+    failed = await eventually(all_failed, what="the broken organisation's deliveries to fail")
     assert len(failed) == BAD_MAILS
     assert all(row["attempts"] == 1 and row["error"] == "cannot render: UnsafeHeaderError" for row in failed)
 
@@ -114,7 +114,7 @@ async def test_a_mail_that_cannot_be_built_fails_alone_and_others_are_sent(http:
         ]
         return found if len(found) == BAD_MAILS else None
 
-    await eventually(mail_failed_events, timeout=30, what="mail.failed for each broken delivery")
+    await eventually(mail_failed_events, what="mail.failed for each broken delivery")
 
     async def transactional_failed() -> list[dict[str, object]] | None:
         found = [
@@ -122,7 +122,7 @@ async def test_a_mail_that_cannot_be_built_fails_alone_and_others_are_sent(http:
         ]
         return found if len(found) >= BAD_MAILS else None
 
-    await eventually(transactional_failed, timeout=30, what="transactional_mail.failed for each broken mail")
+    await eventually(transactional_failed, what="transactional_mail.failed for each broken mail")
     transactional = await db_fetch(
         "mailer", "SELECT status, to_address FROM transactional_mail WHERE org_id = $1 AND status <> 'sent'", org
     )

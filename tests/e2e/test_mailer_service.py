@@ -157,7 +157,7 @@ async def test_an_invitation_waits_for_the_address_from_the_contact_topic_and_go
             ContactDetailsSet(person_id=staff_id, kind="staff", name="Ineke Later", email=address), org_id=org_id
         )
     )
-    [mail] = await eventually(lambda: mails_to(http, address), timeout=90, what="the invitation once the address came")
+    [mail] = await eventually(lambda: mails_to(http, address), what="the invitation once the address came")
     text = (await raw_mail(http, mail["id"])).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     assert "http://e.test/w/1" in text
     [row] = await db_fetch(
@@ -225,7 +225,7 @@ async def test_the_follow_up_questionnaire_takes_the_newest_address_and_name_and
         "UPDATE transactional_mail SET due_at = now() WHERE contact_id = $1 AND kind = 'questionnaire_follow_up'",
         participant_id,
     )
-    [mail] = await eventually(lambda: mails_to(http, new_address), timeout=90, what="the follow-up questionnaire")
+    [mail] = await eventually(lambda: mails_to(http, new_address), what="the follow-up questionnaire")
     text = (await raw_mail(http, mail["id"])).get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     assert "Beste Willem," in text and "http://tracking.test/q/abc" in text
     assert not await mails_to(http, old_address)

@@ -235,7 +235,7 @@ async def test_a_dead_lettered_event_has_a_reason_without_its_values(http: httpx
         ]
         return found if {h["dlt-consumer"] for h in found} >= {"mailer", "coaching"} else None
 
-    for headers in await eventually(dead_letters, timeout=60, what="the event on the dead-letter topic"):
+    for headers in await eventually(dead_letters, what="the event on the dead-letter topic"):
         reason = headers["dlt-reason"]
         assert reason.startswith("ValidationError: ") and "first_name string_type" in reason, reason
         assert "Ans" not in reason and "vandijk" not in reason and "612345678" not in reason, reason

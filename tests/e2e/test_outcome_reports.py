@@ -130,7 +130,7 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
         )
         return count == len(ids)
 
-    await eventually(all_projected, timeout=60, what="coaching to see the enrolments")
+    await eventually(all_projected, what="coaching to see the enrolments")
 
     start = datetime.now(UTC) - timedelta(days=70)
     envelopes: list[Envelope] = []
@@ -159,7 +159,7 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
         )
         return found == answers_expected and done == COMPLETED
 
-    await eventually(all_answers_in, timeout=60, what="coaching to apply the answers and completions")
+    await eventually(all_answers_in, what="coaching to apply the answers and completions")
 
     # --- expected figures, computed here from the script (not by the code under test) ---
     intakes = [i for _, i, _, _ in COHORT if i is not None]

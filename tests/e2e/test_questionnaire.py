@@ -120,7 +120,7 @@ async def test_intake_from_the_day_one_mail_to_the_coach_page_then_replaced_refu
     org_id = UUID(organisation["id"])
     coach = await add_coach(http, organisation["id"])
     participant_id, email = await enrol_starting_now(http, organisation["id"], first_name="Wim")
-    mails = await eventually(lambda: mails_to(http, email), timeout=90, what="the day-1 mail")
+    mails = await eventually(lambda: mails_to(http, email), what="the day-1 mail")
     message = await raw_mail(http, mails[0]["id"])
     html = message.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
     links = re.findall(r'"(https?://[^"\s<>]+/q/[A-Za-z0-9_.\-]+)"', html)

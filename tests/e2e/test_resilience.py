@@ -79,12 +79,12 @@ async def test_lost_postgres_is_reported_and_the_services_recover(http: httpx.As
             status, checks = await readiness(http, COACHING)
             return status == 503 and checks.get("postgres") is False
 
-        await eventually(reports_postgres_down, timeout=15, what="/readyz to report PostgreSQL down")
+        await eventually(reports_postgres_down, what="/readyz to report PostgreSQL down")
     finally:
         await asyncio.to_thread(local_stack.start_postgres)
 
     for url in (ENROLMENT, MAILER, COACHING):
-        await eventually(lambda url=url: _ready(http, url), timeout=30, what=f"{url} ready again")
+        await eventually(lambda url=url: _ready(http, url), what=f"{url} ready again")
     await enrol_and_receive_day_one(http)
 
 
@@ -96,12 +96,12 @@ async def test_lost_kafka_is_reported_and_the_flow_recovers(http: httpx.AsyncCli
             status, checks = await readiness(http, MAILER)
             return status == 503 and checks.get("kafka") is False
 
-        await eventually(reports_kafka_down, timeout=20, what="/readyz to report Kafka down")
+        await eventually(reports_kafka_down, what="/readyz to report Kafka down")
     finally:
         await asyncio.to_thread(local_stack.start_kafka)
 
     for url in (ENROLMENT, MAILER, COACHING):
-        await eventually(lambda url=url: _ready(http, url), timeout=60, what=f"{url} ready again")
+        await eventually(lambda url=url: _ready(http, url), what=f"{url} ready again")
     await enrol_and_receive_day_one(http)
 
 

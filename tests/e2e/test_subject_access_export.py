@@ -54,7 +54,7 @@ async def _journey(http: httpx.AsyncClient) -> dict[str, Any]:
         f"{ENROLMENT}/api/organisations/{org_id}/participants/{participant_id}", json={"phone": PHONE}, headers=LICENSOR
     )
     assert response.status_code == 200, response.text
-    mails = await eventually(lambda: mails_to(http, email), timeout=90, what="the day-1 mail")
+    mails = await eventually(lambda: mails_to(http, email), what="the day-1 mail")
     links = tracking_links(await raw_mail(http, mails[0]["id"]))
     assert (await http.get(links["o"], headers=MAIL_CLIENT)).status_code == 200
     reported = await http.post(links["r"], data={"score": "4", "note": REPORT_NOTE}, headers=MAIL_CLIENT)
@@ -77,7 +77,7 @@ async def _journey(http: httpx.AsyncClient) -> dict[str, Any]:
         response = await http.post(url, json=call, headers=coach_headers)
         return response.status_code == 201
 
-    await eventually(call_logged, timeout=60, what="coaching accepting the call")
+    await eventually(call_logged, what="coaching accepting the call")
     plan = {
         "noticed_how": "Haar dochter belde de organisatie.",
         "own_question": "Ik wil weer mensen om me heen.",
@@ -92,7 +92,7 @@ async def _journey(http: httpx.AsyncClient) -> dict[str, Any]:
         count = "SELECT count(*) FROM open_record WHERE participant_id = $1"
         return await db_count("tracking", count, participant_id) > 0
 
-    await eventually(open_recorded, timeout=30, what="tracking recording the open")
+    await eventually(open_recorded, what="tracking recording the open")
     return {"org_id": org_id, "participant_id": participant_id, "email": email}
 
 
@@ -115,7 +115,7 @@ async def test_an_export_holds_what_every_service_keeps_and_the_log_holds_it_sea
         assert response.status_code == 200, response.text
         return dict(response.json()) if response.json()["status"] == "complete" else None
 
-    done = await eventually(complete, timeout=60, what="every part of the export")
+    done = await eventually(complete, what="every part of the export")
     assert done["missing"] == [] and done["json_url"] == f"/api/organisations/{org_id}/exports/{export['id']}.json"
 
     response = await http.get(f"{status_url}.json", headers=admin["headers"])

@@ -45,7 +45,7 @@ async def test_opens_during_a_postgres_outage_are_recorded_when_it_is_back(http:
     async def all_recorded() -> bool:
         return await db_count("tracking", "SELECT count(*) FROM open_record WHERE org_id = $1", org_id) == 21
 
-    await eventually(all_recorded, timeout=60, what="every open recorded once PostgreSQL is back")
-    opens = await eventually(lambda: opens_on_kafka(set(participants), 21), timeout=60, what="every open on Kafka")
+    await eventually(all_recorded, what="every open recorded once PostgreSQL is back")
+    opens = await eventually(lambda: opens_on_kafka(set(participants), 21), what="every open on Kafka")
     assert len(opens) == 21
     assert_each_open_once(opens, opened_twice=participants[0])

@@ -98,7 +98,7 @@ async def rotated_tracking(stack: None) -> AsyncIterator[str]:
             except httpx.HTTPError:
                 return False
 
-        await eventually(ready, timeout=60, what="tracking with rotated keys")
+        await eventually(ready, what="tracking with rotated keys")
         yield base
     finally:
         process.terminate()

@@ -79,7 +79,7 @@ async def test_unsubscribe_by_post_stops_mails_and_by_get_does_not(http: httpx.A
     async def stopped() -> bool:
         return await status_in_enrolment(participant_id) == "stopped"
 
-    await eventually(stopped, timeout=30, what="enrolment to stop the participant")
+    await eventually(stopped, what="enrolment to stop the participant")
     page = await http.get(url)
     assert "Je bent al afgemeld" in page.text
 

@@ -12,6 +12,7 @@ from services.enrolment.signup_limits import (
     normalised_mailbox,
     over_limit,
     retry_after_s,
+    sliding_count,
     source_of,
     window_start,
 )
@@ -61,3 +62,18 @@ def test_the_limit_refuses_only_what_is_over_it() -> None:
     assert not over_limit(3, "mailbox", limits) and over_limit(4, "mailbox", limits)
     assert not over_limit(10, "source", limits) and over_limit(11, "source", limits)
     assert limits.window("mailbox") == timedelta(days=1) and limits.window("source") == timedelta(hours=1)
+
+
+def test_a_burst_across_a_window_boundary_gets_no_more_than_the_limit() -> None:
+    hour = timedelta(hours=1)
+    limits = SignupLimits(per_source=10)
+    just_after = datetime(2026, 11, 30, 11, 0, 1, tzinfo=UTC)
+    # Ten sign-ups counted just before 11:00; the next one, a second later, is over the limit.
+    assert over_limit(sliding_count(current=1, previous=10, now=just_after, window=hour), "source", limits)
+    # Half an hour on, half of the previous hour still counts.
+    half_past = datetime(2026, 11, 30, 11, 30, tzinfo=UTC)
+    assert sliding_count(current=1, previous=10, now=half_past, window=hour) == 6
+    assert not over_limit(sliding_count(current=5, previous=10, now=half_past, window=hour), "source", limits)
+    assert over_limit(sliding_count(current=6, previous=10, now=half_past, window=hour), "source", limits)
+    # A quiet previous hour changes nothing.
+    assert sliding_count(current=4, previous=0, now=just_after, window=hour) == 4
