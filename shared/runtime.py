@@ -30,6 +30,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp
 
 from shared.db import Database
+from shared.errors import Refusal
 from shared.events import Topic
 from shared.http import BodySizeLimit
 from shared.http_security import SecurityHeadersMiddleware, bearer_matches
@@ -263,6 +264,11 @@ def create_service_app(
             for issue in error.errors()
         ]
         return JSONResponse(error_body(422, "The request is not valid.", fields), status_code=422)
+
+    @app.exception_handler(Refusal)
+    async def on_refusal(_: Request, refusal: Refusal) -> JSONResponse:
+        fields = [{"field": refusal.field, "reason": refusal.message}] if refusal.field else []
+        return JSONResponse(error_body(refusal.http_status, refusal.message, fields), status_code=refusal.http_status)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
