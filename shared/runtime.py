@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp
 
+from shared.asyncapi import asyncapi_document
 from shared.db import Database
 from shared.errors import Refusal
 from shared.events import Topic
@@ -288,6 +289,16 @@ def create_service_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+    if docs:
+        catalogue: dict[str, Any] = {}
+
+        # The event catalogue beside the OpenAPI document, under the same switch (MEER_API_DOCS).
+        @app.get("/asyncapi.json", tags=["operations"], include_in_schema=False)
+        async def asyncapi() -> JSONResponse:
+            if not catalogue:
+                catalogue.update(asyncapi_document())
+            return JSONResponse(catalogue)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
