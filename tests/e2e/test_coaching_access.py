@@ -250,6 +250,25 @@ ENDPOINTS = [
 ]
 
 
+# Where an endpoint sends someone who may use it. A 303 is also the answer "log in first"
+# (to /inloggen?next=…), so getting through means this exact Location, or the page itself.
+REDIRECTS_WHEN_ALLOWED = {
+    ("GET", "/"): "/overzicht",
+    ("POST", "/uitloggen"): "/inloggen?reden=uitgelogd",
+    ("POST", "/deelnemers/{participant_id}/gesprekken"): "/deelnemers/{participant_id}?bericht=gesprek#gesprekken",
+    (
+        "POST",
+        "/deelnemers/{participant_id}/geplande-gesprekken/{number}",
+    ): "/deelnemers/{participant_id}?bericht=verplaatst#gesprekken",
+    ("POST", "/deelnemers/{participant_id}/plan"): "/deelnemers/{participant_id}?bericht=plan#plan",
+}
+
+
+def redirect_when_allowed(endpoint: Endpoint, world: World) -> str | None:
+    target = REDIRECTS_WHEN_ALLOWED.get((endpoint.method, endpoint.path))
+    return None if target is None else target.format(participant_id=world.p)
+
+
 def test_every_coaching_endpoint_is_in_the_access_table() -> None:
     served = {
         (method, route.path)
@@ -333,6 +352,7 @@ async def test_another_coach_or_organisation_gets_nothing_of_participant_p(
             assert response.status_code == expected, where
         elif endpoint.method == "POST":
             assert response.status_code == 303, where  # logging out is always allowed
+            assert response.headers["location"] == redirect_when_allowed(endpoint, world), where
         else:
             assert response.status_code == 200, where
     assert (
@@ -357,8 +377,11 @@ async def test_the_own_coach_and_the_admin_of_the_organisation_get_through(
                 assert response.status_code == 403, where
             elif endpoint.method in ("POST", "PUT") and viewer == "admin_a" and endpoint.scope == "participant":
                 assert response.status_code == 403, where  # an admin without a coach id does not log calls or plans
+            elif (location := redirect_when_allowed(endpoint, world)) is not None:
+                assert response.status_code == 303, f"{where}: {response.status_code} {response.text[:200]}"
+                assert response.headers["location"] == location, where
             else:
-                assert response.status_code in (200, 201, 303), f"{where}: {response.status_code} {response.text[:200]}"
+                assert response.status_code in (200, 201), f"{where}: {response.status_code} {response.text[:200]}"
 
 
 async def test_forms_without_their_csrf_token_or_from_another_site_are_refused(

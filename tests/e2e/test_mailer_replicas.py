@@ -4,7 +4,6 @@ no more than the mails it had in flight, each repeat with the same Message-ID.""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -113,6 +112,32 @@ async def database_url(infrastructure: None) -> AsyncIterator[str]:
         yield url
 
 
+async def nothing_left_in_flight(database_url: str) -> None:
+    """Wait until no programme mail is due and every transaction that might still be sending one
+    has ended. A mail goes out inside the transaction that claimed its row and marks it sent, and
+    a sent row is never claimed again: after this, nothing more can arrive, however slow the machine."""
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+
+        async def nothing_due() -> datetime | None:
+            due = await conn.fetchval("SELECT count(*) FROM delivery WHERE status = 'due' AND due_at <= now()")
+            return None if due else await conn.fetchval("SELECT clock_timestamp()")
+
+        since = await eventually(nothing_due, timeout=120, what="no programme mail due any more")
+
+        async def claims_ended() -> bool:
+            older = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND xact_start < $1",
+                since,
+            )
+            return older == 0
+
+        await eventually(claims_ended, timeout=120, what="every claim begun before that moment to end")
+    finally:
+        await conn.close()
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
@@ -133,7 +158,7 @@ async def test_two_mailer_processes_send_each_due_mail_exactly_once(database_url
                 return len({m.to for m in sink.handler.accepted}) >= len(addresses)
 
             await eventually(all_sent, timeout=120, what="every participant's day-1 mail")
-            await asyncio.sleep(2)  # anything sent twice would arrive in this time
+            await nothing_left_in_flight(database_url)  # a mail sent twice would have arrived by now
         finally:
             for replica in replicas:
                 stop(replica)
@@ -168,7 +193,7 @@ async def test_mailer_killed_mid_batch_loses_nothing_and_repeats_only_mails_in_f
                 return len({m.to for m in sink.handler.accepted}) >= len(addresses)
 
             await eventually(everyone, timeout=180, what="every participant's mail after the restart")
-            await asyncio.sleep(2)
+            await nothing_left_in_flight(database_url)
         finally:
             stop(second)
         per_address: dict[str, list[str]] = defaultdict(list)

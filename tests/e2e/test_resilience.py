@@ -17,9 +17,13 @@ from deploy.local import stack as local_stack
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
+    MAIL_CLIENT,
     MAILER,
+    TRACKING,
     enrol_and_receive_day_one,
     eventually,
+    opens_on_kafka,
+    tracking_links,
 )
 
 pytestmark = pytest.mark.stack
@@ -83,9 +87,7 @@ async def test_lost_postgres_is_reported_and_the_services_recover(http: httpx.As
     finally:
         await asyncio.to_thread(local_stack.start_postgres)
 
-    for url in (ENROLMENT, MAILER, COACHING):
-        await eventually(lambda url=url: _ready(http, url), what=f"{url} ready again")
-    await enrol_and_receive_day_one(http)
+    await _every_service_ready_and_the_flow_through_tracking_works(http)
 
 
 async def test_lost_kafka_is_reported_and_the_flow_recovers(http: httpx.AsyncClient) -> None:
@@ -100,9 +102,18 @@ async def test_lost_kafka_is_reported_and_the_flow_recovers(http: httpx.AsyncCli
     finally:
         await asyncio.to_thread(local_stack.start_kafka)
 
-    for url in (ENROLMENT, MAILER, COACHING):
+    await _every_service_ready_and_the_flow_through_tracking_works(http)
+
+
+async def _every_service_ready_and_the_flow_through_tracking_works(http: httpx.AsyncClient) -> None:
+    """All four services report ready again, and an enrolment reaches the participant's mailbox,
+    whose open tracking records and publishes (tracking consumed the mail.sent to know the mail)."""
+    for url in (ENROLMENT, MAILER, TRACKING, COACHING):
         await eventually(lambda url=url: _ready(http, url), what=f"{url} ready again")
-    await enrol_and_receive_day_one(http)
+    participant_id, message = await enrol_and_receive_day_one(http)
+    pixel = await http.get(tracking_links(message)["o"], headers=MAIL_CLIENT)
+    assert pixel.status_code == 200 and pixel.headers["content-type"] == "image/gif"
+    await eventually(lambda: opens_on_kafka({participant_id}, 1), what="tracking to publish the open")
 
 
 async def _ready(http: httpx.AsyncClient, url: str) -> bool:
