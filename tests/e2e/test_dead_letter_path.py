@@ -167,11 +167,10 @@ async def test_a_poison_event_is_dead_lettered_with_its_reason_and_the_next_even
             letters = [d for d in await dead_letters_of(value) if headers_of(d).get("dlt-consumer") == "coaching"]
             if not letters:
                 return None
-            found += letters
+            found.append(letters[0])  # at least once: a redelivery may dead-letter it again, alike
         return found
 
     letters = await eventually(dead_lettered_by_coaching, what="coaching to dead-letter both poison records")
-    assert len(letters) == 2, "each poison record dead-lettered once"
     for letter, original, value in zip(letters, sent[:2], poison, strict=True):
         headers = headers_of(letter)
         assert letter.key == key and letter.value == value, "moved unchanged, under its own key"
@@ -201,11 +200,10 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
 
 
 async def redeliveries(http: httpx.AsyncClient) -> float:
-    """How often coaching put an event of meer.engagement back because a dependency was away."""
+    """How often coaching put an event back because a dependency was away (only this test's event
+    reaches it while PostgreSQL is stopped)."""
     metrics = (await http.get(f"{COACHING}/metrics")).text
-    return metric_sum(
-        metrics, "meer_events_handled_total", service="coaching", topic=Topic.ENGAGEMENT, outcome="retry_later"
-    )
+    return metric_sum(metrics, "meer_events_handled_total", service="coaching", outcome="retry_later")
 
 
 async def test_an_event_that_fails_while_postgres_is_away_is_not_dead_lettered_and_is_applied_after(
