@@ -76,6 +76,31 @@ def test_the_validator_finds_what_is_not_asyncapi(document: dict[str, Any]) -> N
     assert len(list(validator.iter_errors(broken))) == 3
 
 
+def references(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for value in node.values() for r in references(value)]
+    if isinstance(node, list):
+        return [r for item in node for r in references(item)]
+    return []
+
+
+def test_every_reference_points_into_the_document(document: dict[str, Any]) -> None:
+    """What the JSON Schema cannot see and an AsyncAPI parser checks: each $ref resolves, and an
+    operation names only messages of its own channel."""
+    found = references(document)
+    assert len(found) > 100
+    for ref in found:
+        assert ref.startswith("#/"), ref
+        target: Any = document
+        for part in ref[2:].split("/"):
+            assert isinstance(target, dict) and part in target, ref
+            target = target[part]
+    for operation in document["operations"].values():
+        channel = operation["channel"]["$ref"]
+        assert all(message["$ref"].startswith(f"{channel}/messages/") for message in operation["messages"])
+
+
 def test_every_event_type_and_version_is_a_message_on_its_topic(document: dict[str, Any]) -> None:
     messages = document["components"]["messages"]
     channels = document["channels"]
