@@ -16,7 +16,6 @@ import httpx
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sse_starlette import EventSourceResponse
@@ -46,6 +45,7 @@ from services.coaching.tables import CallCreate, DashboardRow, ParticipantDetail
 from shared.logging import get_logger
 from shared.runtime import Runtime
 from shared.staff_tokens import InvalidStaffTokenError
+from shared.templating import template_environment
 
 log = get_logger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -100,17 +100,18 @@ class PageError(Exception):
 
 
 def build_templates() -> Jinja2Templates:
-    """Jinja2 with autoescape on for every template (names end in .html.j2)."""
-    environment = Environment(
-        loader=FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters["pct"] = lambda rate: "–" if rate is None else f"{round(rate * 100)}%"
-    environment.globals.update(
-        STATUS=STATUS, CALL_STATUS=CALL_STATUS, TREND=TREND, CAUSES=CAUSES, GUIDE=GUIDE, FILTERS=FILTERS
+    """The platform's Jinja2 set-up, with the coaching pages' labels and the percentage filter."""
+    environment = template_environment(
+        Path(__file__).parent / "templates",
+        filters={"pct": lambda rate: "–" if rate is None else f"{round(rate * 100)}%"},
+        extra_globals={
+            "STATUS": STATUS,
+            "CALL_STATUS": CALL_STATUS,
+            "TREND": TREND,
+            "CAUSES": CAUSES,
+            "GUIDE": GUIDE,
+            "FILTERS": FILTERS,
+        },
     )
     return Jinja2Templates(env=environment)
 

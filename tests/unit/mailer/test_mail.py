@@ -206,6 +206,33 @@ def test_the_confirmation_mail_carries_no_text_typed_into_the_public_form() -> N
         assert "https://e.example/bevestigen/abc" in body and "0900" not in body and "geblokkeerd" not in body
 
 
+@pytest.mark.parametrize(
+    ("colour", "shown", "text_colour"),
+    [("#ffd400", "#ffd400", "#000000"), ("#1f5f8b", "#1f5f8b", "#ffffff"), ("red;} a{x:y", "#1f5f8b", "#ffffff")],
+)
+def test_the_brand_band_and_buttons_carry_text_that_reads_on_the_colour(
+    colour: str, shown: str, text_colour: str
+) -> None:
+    message = parsed(
+        to_wire(
+            render_transactional_mail(
+                kind="confirmation",
+                mail_id=uuid4(),
+                to_address="x@example.org",
+                organisation_name="Welzijn Zuid",
+                branding={**BRANDING, "brand_colour": colour},
+                context={"confirm_url": "https://e.example/bevestigen/abc"},
+                settings=SETTINGS,
+                sent_at=datetime.now(UTC),
+            ),
+            SETTINGS,
+        )
+    )
+    html = message.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert html.count(f"background:{shown};color:{text_colour};") == 2, "the header band and the button"
+    assert colour == shown or colour not in html
+
+
 def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers() -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private_pem = key.private_bytes(
