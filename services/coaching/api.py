@@ -139,11 +139,12 @@ async def participants(
     svc: ServicesDep,
     coach_id: Annotated[UUID | None, Query(description="Only this coach's participants (admins).")] = None,
 ) -> list[ParticipantSummary]:
-    """A coach gets their own participants; an organisation admin everyone (or one coach's)."""
+    """A coach gets their own participants; an organisation admin everyone (or one coach's).
+    In the dashboard's order: alerts first, then calls due, then the rest; finished ones last."""
     if coach_id is not None and not viewer.is_admin and coach_id != viewer.claims.coach_id:
         raise api_error(403, "A coach sees only their own participants.", "coach_id")
     lines = await dashboard.summaries(session, scope=viewer.scope, moment=svc.moment(), coach_id=coach_id)
-    return [line.summary for line in lines]
+    return [line.summary for line in dashboard.in_dashboard_order(lines)]
 
 
 @router.get(

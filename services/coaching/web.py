@@ -36,7 +36,7 @@ from services.coaching.auth import (
     safe_next,
     still_allowed,
 )
-from services.coaching.dashboard import Moment, Summarised
+from services.coaching.dashboard import DashboardFilter, Moment
 from services.coaching.guide import GUIDE
 from services.coaching.kit import signup_url
 from services.coaching.live import stream_changes
@@ -85,6 +85,13 @@ FILTERS = {
     "bellen": "Gesprek aan de beurt",
     "klaar": "Afgerond of gestopt",
 }
+FILTER_KINDS: dict[str, DashboardFilter] = {
+    "alle": "all",
+    "aandacht": "attention",
+    "bellen": "call_due",
+    "klaar": "finished",
+}
+"""The dashboard's filters by the Dutch key in the page's address."""
 
 
 class PageError(Exception):
@@ -384,35 +391,6 @@ async def logout(request: Request, viewer: PageViewer) -> RedirectResponse:
 # --- the dashboard ---------------------------------------------------------------------------
 
 
-def _matches(line: Summarised, chosen: str) -> bool:
-    summary = line.summary
-    if chosen == "klaar":
-        return summary.status in ("stopped", "completed")
-    if chosen == "aandacht":
-        return bool(summary.alerts)
-    if chosen == "bellen":
-        return summary.next_call is not None and summary.next_call.status in ("due", "overdue")
-    return True
-
-
-def _sorted(lines: Sequence[Summarised]) -> list[Summarised]:
-    """Who needs the coach first: alerts and calls due, then the rest; finished ones last."""
-
-    def urgency(line: Summarised) -> tuple[int, str]:
-        summary = line.summary
-        if summary.status in ("stopped", "completed"):
-            rank = 3
-        elif summary.alerts:
-            rank = 0
-        elif summary.next_call is not None and summary.next_call.status in ("due", "overdue"):
-            rank = 1
-        else:
-            rank = 2
-        return rank, (summary.first_name or "").lower()
-
-    return sorted(lines, key=urgency)
-
-
 @router.get("/overzicht")
 async def overview_page(
     request: Request,
@@ -428,8 +406,9 @@ async def overview_page(
         lines = await dashboard.summaries(session, scope=viewer.scope, moment=moment, coach_id=coach_filter)
         coaches = await storage.coach_names(session, org_id=viewer.claims.org_id) if viewer.is_admin else {}
         frame = await _frame(session, viewer, moment)
-    counts = {key: sum(1 for line in lines if _matches(line, key)) for key in FILTERS}
-    shown = [line for line in _sorted(lines) if _matches(line, chosen)]
+    counts_by_kind = dashboard.filter_counts(lines)
+    counts = {key: counts_by_kind[kind] for key, kind in FILTER_KINDS.items()}
+    shown = dashboard.in_dashboard_order(lines, FILTER_KINDS[chosen])
     return render(
         request,
         "dashboard.html.j2",
