@@ -109,10 +109,6 @@ def require_admin(viewer: Viewer) -> None:
         raise api_error(403, "Only an organisation admin may see this.")
 
 
-def refused(error: commands.Refused) -> Exception:
-    return api_error(error.status, error.message, error.field)
-
-
 @router.get("/me", tags=["staff"], summary="Who the token belongs to")
 async def me(viewer: ApiViewer, session: SessionDep) -> Me:
     coach = await storage.coach(session, coach_id=viewer.claims.coach_id) if viewer.claims.coach_id else None
@@ -201,12 +197,9 @@ async def log_call(
 ) -> CallPublic:
     """Log a call, reached or not (an unreached attempt does not count as a contact); publishes call.logged."""
     row = await visible_participant(session, viewer, participant_id)
-    try:
-        call, change = await commands.log_call(
-            session, viewer=viewer, row=row, body=body, now=svc.clock.now(), tz=svc.moment().tz
-        )
-    except commands.Refused as error:
-        raise refused(error) from None
+    call, change = await commands.log_call(
+        session, viewer=viewer, row=row, body=body, now=svc.clock.now(), tz=svc.moment().tz
+    )
     svc.hub.publish(change)
     return CallPublic.model_validate(call, from_attributes=True)
 
@@ -228,12 +221,9 @@ async def move_planned_call(
     """Give one of the four planned calls another day."""
     row = await visible_participant(session, viewer, participant_id)
     moment = svc.moment()
-    try:
-        await commands.move_planned_call(
-            session, viewer=viewer, row=row, number=number, due_date=body.due_date, moment=moment
-        )
-    except commands.Refused as error:
-        raise refused(error) from None
+    await commands.move_planned_call(
+        session, viewer=viewer, row=row, number=number, due_date=body.due_date, moment=moment
+    )
     detail = await dashboard.detail(session, row=row, moment=moment)
     return next(call for call in detail.planned_calls if call.number == number)
 
@@ -271,10 +261,7 @@ async def save_plan(
 ) -> PlanPublic:
     """Every save is a new version (the history is kept); an unchanged plan is a 409. Publishes plan.updated."""
     row = await visible_participant(session, viewer, participant_id)
-    try:
-        version, change = await commands.save_plan(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
-    except commands.Refused as error:
-        raise refused(error) from None
+    version, change = await commands.save_plan(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
     svc.hub.publish(change)
     return _plan_public(version)
 

@@ -42,6 +42,7 @@ from services.coaching.kit import signup_url
 from services.coaching.live import stream_changes
 from services.coaching.plan import CAUSES, cause_labels, questionnaire_rows
 from services.coaching.tables import CallCreate, DashboardRow, ParticipantDetail, PlanCreate
+from shared.errors import Refusal, RefusalKind
 from shared.logging import get_logger
 from shared.runtime import Runtime
 from shared.staff_tokens import InvalidStaffTokenError
@@ -92,6 +93,10 @@ FILTER_KINDS: dict[str, DashboardFilter] = {
     "klaar": "finished",
 }
 """The dashboard's filters by the Dutch key in the page's address."""
+
+
+PAGE_REFUSALS: tuple[RefusalKind, ...] = ("forbidden", "gone")
+"""Refusals a form cannot fix: the page gives way to the Dutch error page with their status."""
 
 
 class PageError(Exception):
@@ -642,9 +647,9 @@ async def log_call(request: Request, participant_id: UUID, viewer: PageViewer) -
                 _, change = await commands.log_call(
                     session, viewer=viewer, row=row, body=body, now=svc.clock.now(), tz=svc.moment().tz
                 )
-            except commands.Refused as refused:
-                if refused.status in (403, 410):
-                    raise PageError(refused.status, refused.dutch) from None
+            except Refusal as refused:
+                if refused.kind in PAGE_REFUSALS:
+                    raise PageError(refused.http_status, refused.dutch) from None
                 errors = {refused.field or "called_at": refused.dutch}
             else:
                 svc.hub.publish(change)
@@ -678,9 +683,9 @@ async def move_planned_call(request: Request, participant_id: UUID, number: int,
             await commands.move_planned_call(
                 session, viewer=viewer, row=row, number=number, due_date=due_date, moment=moment
             )
-        except commands.Refused as refused:
-            if refused.status in (403, 404, 410):
-                raise PageError(refused.status, refused.dutch) from None
+        except Refusal as refused:
+            if refused.kind in (*PAGE_REFUSALS, "not_found"):
+                raise PageError(refused.http_status, refused.dutch) from None
             return await _participant_page(
                 request,
                 viewer,
@@ -724,11 +729,11 @@ async def save_plan(request: Request, participant_id: UUID, viewer: PageViewer) 
         row = await _participant_row(session, viewer, participant_id)
         try:
             _, change = await commands.save_plan(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
-        except commands.Refused as refused:
-            if refused.status == 409:
+        except Refusal as refused:
+            if refused.kind == "conflict":
                 return RedirectResponse(f"/deelnemers/{participant_id}?bericht=plan-ongewijzigd#plan", status_code=303)
-            if refused.status in (403, 410):
-                raise PageError(refused.status, refused.dutch) from None
+            if refused.kind in PAGE_REFUSALS:
+                raise PageError(refused.http_status, refused.dutch) from None
             return await _participant_page(
                 request,
                 viewer,
