@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sse_starlette import EventSourceResponse
 
-from services.coaching import commands, dashboard, documents, kit, storage
+from services.coaching import dashboard, documents, kit, storage, use_cases
 from services.coaching.auth import ApiViewer, Viewer, still_allowed
 from services.coaching.dashboard import Clock, Moment
 from services.coaching.guide import GUIDE
@@ -197,7 +197,7 @@ async def log_call(
 ) -> CallPublic:
     """Log a call, reached or not (an unreached attempt does not count as a contact); publishes call.logged."""
     row = await visible_participant(session, viewer, participant_id)
-    call, change = await commands.log_call(
+    call, change = await use_cases.log_call(
         session, viewer=viewer, row=row, body=body, now=svc.clock.now(), tz=svc.moment().tz
     )
     svc.hub.publish(change)
@@ -221,7 +221,7 @@ async def move_planned_call(
     """Give one of the four planned calls another day."""
     row = await visible_participant(session, viewer, participant_id)
     moment = svc.moment()
-    await commands.move_planned_call(
+    await use_cases.move_planned_call(
         session, viewer=viewer, row=row, number=number, due_date=body.due_date, moment=moment
     )
     detail = await dashboard.detail(session, row=row, moment=moment)
@@ -261,7 +261,7 @@ async def save_plan(
 ) -> PlanPublic:
     """Every save is a new version (the history is kept); an unchanged plan is a 409. Publishes plan.updated."""
     row = await visible_participant(session, viewer, participant_id)
-    version, change = await commands.save_plan(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
+    version, change = await use_cases.save_plan(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
     svc.hub.publish(change)
     return _plan_public(version)
 

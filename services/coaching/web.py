@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sse_starlette import EventSourceResponse
 from starlette.datastructures import FormData
 
-from services.coaching import commands, dashboard, storage
+from services.coaching import dashboard, storage, use_cases
 from services.coaching.api import PDF_HEADERS, Services, plan_pdf_bytes, recruitment_pdf
 from services.coaching.auth import (
     CSRF_FIELD,
@@ -644,7 +644,7 @@ async def log_call(request: Request, participant_id: UUID, viewer: PageViewer) -
         async with _session(request) as session:
             row = await _participant_row(session, viewer, participant_id)
             try:
-                _, change = await commands.log_call(
+                _, change = await use_cases.log_call(
                     session, viewer=viewer, row=row, body=body, now=svc.clock.now(), tz=svc.moment().tz
                 )
             except Refusal as refused:
@@ -680,7 +680,7 @@ async def move_planned_call(request: Request, participant_id: UUID, number: int,
     async with _session(request) as session:
         row = await _participant_row(session, viewer, participant_id)
         try:
-            await commands.move_planned_call(
+            await use_cases.move_planned_call(
                 session, viewer=viewer, row=row, number=number, due_date=due_date, moment=moment
             )
         except Refusal as refused:
@@ -728,7 +728,7 @@ async def save_plan(request: Request, participant_id: UUID, viewer: PageViewer) 
     async with _session(request) as session:
         row = await _participant_row(session, viewer, participant_id)
         try:
-            _, change = await commands.save_plan(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
+            _, change = await use_cases.save_plan(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
         except Refusal as refused:
             if refused.kind == "conflict":
                 return RedirectResponse(f"/deelnemers/{participant_id}?bericht=plan-ongewijzigd#plan", status_code=303)

@@ -1,4 +1,6 @@
-"""What coaches write: a call, a moved call, a new version of the personal plan.
+"""Coaching's use cases, every write path of the service but the event handlers: what coaches
+write (a call, a moved call, a new version of the personal plan) and the republishing of call
+plans after an upgrade or a rebuild.
 
 Each is one transaction: the coach's own row, the event in the outbox, and the event
 applied to the projection at once (claimed by its event id, so when it comes back from
@@ -207,3 +209,13 @@ def plan_content(version: PlanVersion) -> plan_rules.PlanContent:
         goals=version.goals,
         steps=version.steps,
     )
+
+
+async def republish_call_plan(session: AsyncSession, *, participant_id: UUID, tz: ZoneInfo, now: datetime) -> int:
+    """Publish one participant's call plan and alerts where they differ from what was told;
+    the number of events staged. One transaction, the participant locked as the handlers do,
+    so a concurrent event waits for this one."""
+    await storage.lock_participant(session, participant_id=participant_id)
+    staged = await publish_call_plan(session, participant_id=participant_id, tz=tz, now=now)
+    await session.commit()
+    return staged
