@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.branding import DEFAULT_BRAND_COLOUR
 from shared.text import CleanedLine
 
 
@@ -150,7 +151,7 @@ class Branding(BaseModel):
     contact_email: CleanedLine | None = None
     website: CleanedLine | None = None
     address: CleanedLine | None = None
-    brand_colour: CleanedLine = "#1f5f8b"
+    brand_colour: CleanedLine = DEFAULT_BRAND_COLOUR
     logo_url: CleanedLine | None = None
     sender_name: CleanedLine | None = None
     reply_to: CleanedLine | None = None

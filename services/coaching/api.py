@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sse_starlette import EventSourceResponse
 
-from services.coaching import commands, dashboard, documents, kit, storage
+from services.coaching import dashboard, documents, kit, storage, use_cases
 from services.coaching.auth import ApiViewer, Viewer, still_allowed
 from services.coaching.dashboard import Clock, Moment
 from services.coaching.guide import GUIDE
@@ -109,10 +109,6 @@ def require_admin(viewer: Viewer) -> None:
         raise api_error(403, "Only an organisation admin may see this.")
 
 
-def refused(error: commands.Refused) -> Exception:
-    return api_error(error.status, error.message, error.field)
-
-
 @router.get("/me", tags=["staff"], summary="Who the token belongs to")
 async def me(viewer: ApiViewer, session: SessionDep) -> Me:
     coach = await storage.coach(session, coach_id=viewer.claims.coach_id) if viewer.claims.coach_id else None
@@ -139,11 +135,12 @@ async def participants(
     svc: ServicesDep,
     coach_id: Annotated[UUID | None, Query(description="Only this coach's participants (admins).")] = None,
 ) -> list[ParticipantSummary]:
-    """A coach gets their own participants; an organisation admin everyone (or one coach's)."""
+    """A coach gets their own participants; an organisation admin everyone (or one coach's).
+    In the dashboard's order: alerts first, then calls due, then the rest; finished ones last."""
     if coach_id is not None and not viewer.is_admin and coach_id != viewer.claims.coach_id:
         raise api_error(403, "A coach sees only their own participants.", "coach_id")
     lines = await dashboard.summaries(session, scope=viewer.scope, moment=svc.moment(), coach_id=coach_id)
-    return [line.summary for line in lines]
+    return [line.summary for line in dashboard.in_dashboard_order(lines)]
 
 
 @router.get(
@@ -200,12 +197,9 @@ async def log_call(
 ) -> CallPublic:
     """Log a call, reached or not (an unreached attempt does not count as a contact); publishes call.logged."""
     row = await visible_participant(session, viewer, participant_id)
-    try:
-        call, change = await commands.log_call(
-            session, viewer=viewer, row=row, body=body, now=svc.clock.now(), tz=svc.moment().tz
-        )
-    except commands.Refused as error:
-        raise refused(error) from None
+    call, change = await use_cases.log_call(
+        session, viewer=viewer, row=row, body=body, now=svc.clock.now(), tz=svc.moment().tz
+    )
     svc.hub.publish(change)
     return CallPublic.model_validate(call, from_attributes=True)
 
@@ -227,12 +221,9 @@ async def move_planned_call(
     """Give one of the four planned calls another day."""
     row = await visible_participant(session, viewer, participant_id)
     moment = svc.moment()
-    try:
-        await commands.move_planned_call(
-            session, viewer=viewer, row=row, number=number, due_date=body.due_date, moment=moment
-        )
-    except commands.Refused as error:
-        raise refused(error) from None
+    await use_cases.move_planned_call(
+        session, viewer=viewer, row=row, number=number, due_date=body.due_date, moment=moment
+    )
     detail = await dashboard.detail(session, row=row, moment=moment)
     return next(call for call in detail.planned_calls if call.number == number)
 
@@ -270,10 +261,7 @@ async def save_plan(
 ) -> PlanPublic:
     """Every save is a new version (the history is kept); an unchanged plan is a 409. Publishes plan.updated."""
     row = await visible_participant(session, viewer, participant_id)
-    try:
-        version, change = await commands.save_plan(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
-    except commands.Refused as error:
-        raise refused(error) from None
+    version, change = await use_cases.save_plan(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
     svc.hub.publish(change)
     return _plan_public(version)
 

@@ -13,7 +13,7 @@ import typer
 from sqlmodel import col, select
 from tqdm import tqdm
 
-from services.coaching.callplan import publish_call_plan
+from services.coaching import use_cases
 from services.coaching.rebuild import Rebuild, RebuildResult
 from services.coaching.settings import CoachingSettings
 from services.coaching.tables import DashboardRow
@@ -53,12 +53,9 @@ async def _publish_plans(settings: CoachingSettings, batch: int = 200) -> tuple[
                 ids = list((await session.execute(query)).scalars())
             for participant_id in ids:
                 async with database.session() as session:
-                    # Locked like the live handlers do, so a concurrent event waits for this one.
-                    await session.get(DashboardRow, participant_id, with_for_update=True)
-                    staged += await publish_call_plan(
+                    staged += await use_cases.republish_call_plan(
                         session, participant_id=participant_id, tz=tz, now=datetime.now(UTC)
                     )
-                    await session.commit()
             seen += len(ids)
             if len(ids) < batch:
                 return seen, staged

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -169,10 +169,65 @@ def summarise(row: DashboardRow, kids: Children, coach_names: Mapping[UUID, str 
     return Summarised(summary=summary, planned=planned, mails=mails, reports=reports)
 
 
+# --- the dashboard's order and filters (the page and the API share them) -----------------------
+
+DashboardFilter = Literal["all", "attention", "call_due", "finished"]
+DASHBOARD_FILTERS: tuple[DashboardFilter, ...] = ("all", "attention", "call_due", "finished")
+FINISHED_STATUSES = ("stopped", "completed")
+CALL_DUE_STATUSES = ("due", "overdue")
+
+
+def needs_attention(summary: ParticipantSummary) -> bool:
+    return bool(summary.alerts)
+
+
+def call_is_due(summary: ParticipantSummary) -> bool:
+    return summary.next_call is not None and summary.next_call.status in CALL_DUE_STATUSES
+
+
+def is_finished(summary: ParticipantSummary) -> bool:
+    return summary.status in FINISHED_STATUSES
+
+
+def matches(summary: ParticipantSummary, chosen: DashboardFilter) -> bool:
+    """Whether a participant belongs under one of the dashboard's filters."""
+    if chosen == "finished":
+        return is_finished(summary)
+    if chosen == "attention":
+        return needs_attention(summary)
+    if chosen == "call_due":
+        return call_is_due(summary)
+    return True
+
+
+def urgency(summary: ParticipantSummary) -> tuple[int, str, str]:
+    """Who needs the coach first: alerts, then calls due, then the rest; finished ones last.
+    Within a rank by first name (any case), then by id, so the order never depends on the query."""
+    if is_finished(summary):
+        rank = 3
+    elif needs_attention(summary):
+        rank = 0
+    elif call_is_due(summary):
+        rank = 1
+    else:
+        rank = 2
+    return rank, (summary.first_name or "").casefold(), str(summary.participant_id)
+
+
+def in_dashboard_order(lines: Sequence[Summarised], chosen: DashboardFilter = "all") -> list[Summarised]:
+    """The lines under a filter, most urgent first: the one order of the page and the API."""
+    return sorted((line for line in lines if matches(line.summary, chosen)), key=lambda line: urgency(line.summary))
+
+
+def filter_counts(lines: Sequence[Summarised]) -> dict[DashboardFilter, int]:
+    """How many participants each filter shows."""
+    return {chosen: sum(1 for line in lines if matches(line.summary, chosen)) for chosen in DASHBOARD_FILTERS}
+
+
 async def summaries(
     session: AsyncSession, *, scope: Scope, moment: Moment, coach_id: UUID | None = None
 ) -> list[Summarised]:
-    """The dashboard lines the viewer may see (optionally one coach's)."""
+    """The dashboard lines the viewer may see (optionally one coach's), by first name."""
     rows = await storage.visible_rows(session, scope=scope, coach_id=coach_id)
     kids = await storage.children(session, participant_ids=[row.participant_id for row in rows])
     names = await storage.coach_names(session, org_id=scope.org_id)

@@ -4,7 +4,6 @@ plan for the participant. Pure: bytes and text in, PDF bytes out (reportlab + qr
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -22,8 +21,7 @@ from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import ListFlowable, ListItem, Paragraph, SimpleDocTemplate, Spacer
 
-DEFAULT_COLOUR = "#1f5f8b"
-_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+from shared.branding import brand_colour_or_default, readable_text_colour
 
 
 @dataclass(frozen=True)
@@ -40,20 +38,13 @@ class KitOrganisation:
 
 
 def brand_colour(value: str | None) -> colors.Color:
-    """The organisation's colour, or the platform's when it is missing or not a #rrggbb colour."""
-    return colors.HexColor(value if value and _HEX.match(value) else DEFAULT_COLOUR)
+    """The organisation's colour, or the platform's when it is missing or not a plain colour."""
+    return colors.HexColor(brand_colour_or_default(value))
 
 
 def text_colour_on(background: colors.Color) -> colors.Color:
-    """White on dark colours, near-black on light ones (WCAG relative luminance)."""
-
-    def channel(value: float) -> float:
-        return float(value / 12.92 if value <= 0.03928 else ((value + 0.055) / 1.055) ** 2.4)
-
-    luminance = (
-        0.2126 * channel(background.red) + 0.7152 * channel(background.green) + 0.0722 * channel(background.blue)
-    )
-    return colors.white if luminance < 0.35 else colors.HexColor("#1a1a1a")
+    """White or black, whichever reads better on the colour (the platform's one rule)."""
+    return colors.HexColor(readable_text_colour("#" + background.hexval()[2:]))
 
 
 def tint(colour: colors.Color, share: float) -> colors.Color:

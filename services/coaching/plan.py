@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from shared.errors import Refusal
+
 CAUSES: Mapping[str, str] = {
     "loss_of_partner": "Verlies van een partner of dierbare",
     "moved_house": "Verhuisd naar een nieuwe omgeving",
@@ -22,17 +24,6 @@ CAUSES: Mapping[str, str] = {
 
 TEXT_FIELDS: Sequence[str] = ("noticed_how", "own_question", "causes_other", "goals", "steps")
 MAX_TEXT = 4000
-
-
-class PlanRefused(ValueError):
-    """A new plan version cannot be saved; `field` names the part at fault.
-    The API says why in English, the page in Dutch."""
-
-    def __init__(self, message: str, dutch: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.dutch = dutch
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -67,7 +58,7 @@ def normalise(
     """A plan version as stored: trimmed text, known causes in checklist order, not empty."""
     unknown = [cause for cause in causes if cause not in CAUSES]
     if unknown:
-        raise PlanRefused(f"Unknown cause: {unknown[0]}.", "Kies oorzaken uit de lijst.", "causes")
+        raise Refusal("invalid", f"Unknown cause: {unknown[0]}.", field="causes", dutch="Kies oorzaken uit de lijst.")
     texts = {
         "noticed_how": clean_text(noticed_how),
         "own_question": clean_text(own_question),
@@ -77,11 +68,18 @@ def normalise(
     }
     for name, text in texts.items():
         if text is not None and len(text) > MAX_TEXT:
-            raise PlanRefused(f"At most {MAX_TEXT} characters.", f"Gebruik hier niet meer dan {MAX_TEXT} tekens.", name)
+            raise Refusal(
+                "invalid",
+                f"At most {MAX_TEXT} characters.",
+                field=name,
+                dutch=f"Gebruik hier niet meer dan {MAX_TEXT} tekens.",
+            )
     content = PlanContent(causes=tuple(key for key in CAUSES if key in set(causes)), **texts)
     if not content.causes and all(text is None for text in texts.values()):
-        raise PlanRefused(
-            "The plan is empty; fill in at least one part.", "Het plan is nog leeg. Vul ten minste één deel in."
+        raise Refusal(
+            "invalid",
+            "The plan is empty; fill in at least one part.",
+            dutch="Het plan is nog leeg. Vul ten minste één deel in.",
         )
     return content
 

@@ -16,13 +16,12 @@ import httpx
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sse_starlette import EventSourceResponse
 from starlette.datastructures import FormData
 
-from services.coaching import commands, dashboard, storage
+from services.coaching import dashboard, storage, use_cases
 from services.coaching.api import PDF_HEADERS, Services, plan_pdf_bytes, recruitment_pdf
 from services.coaching.auth import (
     CSRF_FIELD,
@@ -37,15 +36,17 @@ from services.coaching.auth import (
     safe_next,
     still_allowed,
 )
-from services.coaching.dashboard import Moment, Summarised
+from services.coaching.dashboard import DashboardFilter, Moment
 from services.coaching.guide import GUIDE
 from services.coaching.kit import signup_url
 from services.coaching.live import stream_changes
 from services.coaching.plan import CAUSES, cause_labels, questionnaire_rows
 from services.coaching.tables import CallCreate, DashboardRow, ParticipantDetail, PlanCreate
+from shared.errors import Refusal, RefusalKind
 from shared.logging import get_logger
 from shared.runtime import Runtime
 from shared.staff_tokens import InvalidStaffTokenError
+from shared.templating import template_environment
 
 log = get_logger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -85,6 +86,17 @@ FILTERS = {
     "bellen": "Gesprek aan de beurt",
     "klaar": "Afgerond of gestopt",
 }
+FILTER_KINDS: dict[str, DashboardFilter] = {
+    "alle": "all",
+    "aandacht": "attention",
+    "bellen": "call_due",
+    "klaar": "finished",
+}
+"""The dashboard's filters by the Dutch key in the page's address."""
+
+
+PAGE_REFUSALS: tuple[RefusalKind, ...] = ("forbidden", "gone")
+"""Refusals a form cannot fix: the page gives way to the Dutch error page with their status."""
 
 
 class PageError(Exception):
@@ -100,17 +112,18 @@ class PageError(Exception):
 
 
 def build_templates() -> Jinja2Templates:
-    """Jinja2 with autoescape on for every template (names end in .html.j2)."""
-    environment = Environment(
-        loader=FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters["pct"] = lambda rate: "–" if rate is None else f"{round(rate * 100)}%"
-    environment.globals.update(
-        STATUS=STATUS, CALL_STATUS=CALL_STATUS, TREND=TREND, CAUSES=CAUSES, GUIDE=GUIDE, FILTERS=FILTERS
+    """The platform's Jinja2 set-up, with the coaching pages' labels and the percentage filter."""
+    environment = template_environment(
+        Path(__file__).parent / "templates",
+        filters={"pct": lambda rate: "–" if rate is None else f"{round(rate * 100)}%"},
+        extra_globals={
+            "STATUS": STATUS,
+            "CALL_STATUS": CALL_STATUS,
+            "TREND": TREND,
+            "CAUSES": CAUSES,
+            "GUIDE": GUIDE,
+            "FILTERS": FILTERS,
+        },
     )
     return Jinja2Templates(env=environment)
 
@@ -383,35 +396,6 @@ async def logout(request: Request, viewer: PageViewer) -> RedirectResponse:
 # --- the dashboard ---------------------------------------------------------------------------
 
 
-def _matches(line: Summarised, chosen: str) -> bool:
-    summary = line.summary
-    if chosen == "klaar":
-        return summary.status in ("stopped", "completed")
-    if chosen == "aandacht":
-        return bool(summary.alerts)
-    if chosen == "bellen":
-        return summary.next_call is not None and summary.next_call.status in ("due", "overdue")
-    return True
-
-
-def _sorted(lines: Sequence[Summarised]) -> list[Summarised]:
-    """Who needs the coach first: alerts and calls due, then the rest; finished ones last."""
-
-    def urgency(line: Summarised) -> tuple[int, str]:
-        summary = line.summary
-        if summary.status in ("stopped", "completed"):
-            rank = 3
-        elif summary.alerts:
-            rank = 0
-        elif summary.next_call is not None and summary.next_call.status in ("due", "overdue"):
-            rank = 1
-        else:
-            rank = 2
-        return rank, (summary.first_name or "").lower()
-
-    return sorted(lines, key=urgency)
-
-
 @router.get("/overzicht")
 async def overview_page(
     request: Request,
@@ -427,8 +411,9 @@ async def overview_page(
         lines = await dashboard.summaries(session, scope=viewer.scope, moment=moment, coach_id=coach_filter)
         coaches = await storage.coach_names(session, org_id=viewer.claims.org_id) if viewer.is_admin else {}
         frame = await _frame(session, viewer, moment)
-    counts = {key: sum(1 for line in lines if _matches(line, key)) for key in FILTERS}
-    shown = [line for line in _sorted(lines) if _matches(line, chosen)]
+    counts_by_kind = dashboard.filter_counts(lines)
+    counts = {key: counts_by_kind[kind] for key, kind in FILTER_KINDS.items()}
+    shown = dashboard.in_dashboard_order(lines, FILTER_KINDS[chosen])
     return render(
         request,
         "dashboard.html.j2",
@@ -659,12 +644,12 @@ async def log_call(request: Request, participant_id: UUID, viewer: PageViewer) -
         async with _session(request) as session:
             row = await _participant_row(session, viewer, participant_id)
             try:
-                _, change = await commands.log_call(
+                _, change = await use_cases.log_call(
                     session, viewer=viewer, row=row, body=body, now=svc.clock.now(), tz=svc.moment().tz
                 )
-            except commands.Refused as refused:
-                if refused.status in (403, 410):
-                    raise PageError(refused.status, refused.dutch) from None
+            except Refusal as refused:
+                if refused.kind in PAGE_REFUSALS:
+                    raise PageError(refused.http_status, refused.dutch) from None
                 errors = {refused.field or "called_at": refused.dutch}
             else:
                 svc.hub.publish(change)
@@ -695,12 +680,12 @@ async def move_planned_call(request: Request, participant_id: UUID, number: int,
     async with _session(request) as session:
         row = await _participant_row(session, viewer, participant_id)
         try:
-            await commands.move_planned_call(
+            await use_cases.move_planned_call(
                 session, viewer=viewer, row=row, number=number, due_date=due_date, moment=moment
             )
-        except commands.Refused as refused:
-            if refused.status in (403, 404, 410):
-                raise PageError(refused.status, refused.dutch) from None
+        except Refusal as refused:
+            if refused.kind in (*PAGE_REFUSALS, "not_found"):
+                raise PageError(refused.http_status, refused.dutch) from None
             return await _participant_page(
                 request,
                 viewer,
@@ -743,12 +728,12 @@ async def save_plan(request: Request, participant_id: UUID, viewer: PageViewer) 
     async with _session(request) as session:
         row = await _participant_row(session, viewer, participant_id)
         try:
-            _, change = await commands.save_plan(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
-        except commands.Refused as refused:
-            if refused.status == 409:
+            _, change = await use_cases.save_plan(session, viewer=viewer, row=row, body=body, now=svc.clock.now())
+        except Refusal as refused:
+            if refused.kind == "conflict":
                 return RedirectResponse(f"/deelnemers/{participant_id}?bericht=plan-ongewijzigd#plan", status_code=303)
-            if refused.status in (403, 410):
-                raise PageError(refused.status, refused.dutch) from None
+            if refused.kind in PAGE_REFUSALS:
+                raise PageError(refused.http_status, refused.dutch) from None
             return await _participant_page(
                 request,
                 viewer,

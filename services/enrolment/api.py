@@ -54,6 +54,7 @@ from services.enrolment.tables import (
     StopRequest,
     TokenResponse,
 )
+from shared.branding import readable_text_colour
 from shared.db import utcnow
 from shared.http import Limit, Offset
 from shared.runtime import Runtime, api_error, error_responses
@@ -226,7 +227,7 @@ async def commit_or_conflict(session: AsyncSession, message: str, field: str) ->
 def _branding_public(organisation: Organisation, base_url: str) -> BrandingPublic:
     return BrandingPublic(
         **operations.branding_of(organisation, base_url).model_dump(),
-        text_colour=domain.readable_text_colour(organisation.brand_colour),
+        text_colour=readable_text_colour(organisation.brand_colour),
     )
 
 

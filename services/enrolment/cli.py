@@ -37,6 +37,7 @@ from services.enrolment import domain, operations, storage
 from services.enrolment.domain import EnrolmentRefused
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import ImportReport, OrganisationCreate, StaffCreate
+from shared.branding import DEFAULT_BRAND_COLOUR
 from shared.db import Database, utcnow
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Enrolment: licensing and participant imports.")
@@ -93,7 +94,7 @@ def license_org(
     contact_phone: Annotated[str | None, typer.Option()] = None,
     contact_person: Annotated[str | None, typer.Option()] = None,
     website: Annotated[str | None, typer.Option()] = None,
-    brand_colour: Annotated[str, typer.Option(help="#rrggbb")] = "#1f5f8b",
+    brand_colour: Annotated[str, typer.Option(help="#rrggbb")] = DEFAULT_BRAND_COLOUR,
 ) -> None:
     """License an organisation; prints its id and its public sign-up page."""
     values: dict[str, Any] = {

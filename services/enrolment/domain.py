@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from shared.branding import BRAND_COLOUR_PATTERN
 from shared.text import SINGLE_LINE
 
 DEFAULT_SEND_TIME = time(8, 0)
@@ -149,7 +150,7 @@ LocalTime = Annotated[
     WithJsonSchema({"type": "string", "pattern": CLOCK_TIME_PATTERN, "examples": ["08:00"]}),
 ]
 TimeZoneName = Annotated[str, SINGLE_LINE, AfterValidator(known_timezone)]
-Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
+Colour = Annotated[str, StringConstraints(pattern=BRAND_COLOUR_PATTERN)]
 
 
 def default_start_date(now: datetime, timezone: str) -> date:
@@ -308,30 +309,6 @@ def check_stop_reason(by: StoppedBy, reason: str | None) -> str | None:
     if by == "coach" and not cleaned:
         raise EnrolmentRefused(422, "A coach gives a reason when stopping a participant.", "reason")
     return cleaned
-
-
-# --- branding ------------------------------------------------------------------------------------
-
-
-def _relative_luminance(colour: str) -> float:
-    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
-    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
-    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
-
-
-def contrast_ratio(colour_a: str, colour_b: str) -> float:
-    """WCAG 2 contrast ratio of two #rrggbb colours (1 … 21)."""
-    high, low = sorted((_relative_luminance(colour_a), _relative_luminance(colour_b)), reverse=True)
-    return (high + 0.05) / (low + 0.05)
-
-
-def readable_text_colour(background: str) -> str:
-    """White or black, whichever reads better on the organisation's brand colour.
-
-    One of the two always reaches at least 4.58:1 (the square root of 21), above the
-    4.5:1 that WCAG AA asks for normal text, whatever colour the organisation picks.
-    """
-    return "#ffffff" if contrast_ratio(background, "#ffffff") >= contrast_ratio(background, "#000000") else "#000000"
 
 
 @dataclass(frozen=True)

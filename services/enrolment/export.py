@@ -12,9 +12,8 @@ from typing import Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
 from shared.export_parts import Part, make_part
+from shared.templating import template_environment
 
 SERVICES_ASKED = ("mailer", "tracking", "coaching")
 """The services that answer export.requested with a part of their own."""
@@ -327,13 +326,7 @@ def page_view(bundle: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_templates = template_environment(Path(__file__).parent / "templates")
 
 
 def render_page(bundle: Mapping[str, Any], *, nonce: str) -> str:

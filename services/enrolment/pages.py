@@ -11,7 +11,6 @@ from uuid import UUID
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,25 +18,17 @@ from services.enrolment import domain, operations, signup_limits, storage
 from services.enrolment.api import SessionDep, SettingsDep
 from services.enrolment.domain import EnrolmentRefused, ParticipantFields
 from services.enrolment.tables import Organisation
+from shared.branding import DEFAULT_BRAND_COLOUR, PLATFORM_NAME, readable_text_colour
 from shared.db import utcnow
-from shared.http_security import csp_nonce
+from shared.templating import template_environment
 
 router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(
-    env=Environment(
-        loader=FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=select_autoescape(enabled_extensions=("html", "j2"), default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-)
-templates.env.globals["csp_nonce"] = csp_nonce
+templates = Jinja2Templates(env=template_environment(Path(__file__).parent / "templates"))
 SEND_TIMES = [f"{hour:02d}:00" for hour in range(7, 22)]
 NEUTRAL_BRAND = {
-    "display_name": "Meer contact",
-    "brand_colour": "#1f5f8b",
-    "text_colour": "#ffffff",
+    "display_name": PLATFORM_NAME,
+    "brand_colour": DEFAULT_BRAND_COLOUR,
+    "text_colour": readable_text_colour(DEFAULT_BRAND_COLOUR),
     "logo_url": None,
     "contact_person": None,
     "contact_phone": None,
@@ -71,7 +62,7 @@ def brand_of(organisation: Organisation | None, base_url: str) -> dict[str, Any]
     return {
         **branding,
         "contact_person": organisation.contact_person,
-        "text_colour": domain.readable_text_colour(organisation.brand_colour),
+        "text_colour": readable_text_colour(organisation.brand_colour),
     }
 
 

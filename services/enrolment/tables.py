@@ -41,6 +41,7 @@ from services.enrolment.domain import (
     phone_characters,
 )
 from shared.api_types import IsoDate
+from shared.branding import DEFAULT_BRAND_COLOUR
 from shared.db import utcnow
 from shared.text import MULTI_LINE, SINGLE_LINE
 
@@ -121,7 +122,7 @@ class BrandingFields(SQLModel):
     contact_email: OptionalEmail = None
     website: Website = None
     address: OptionalText = None
-    brand_colour: Colour = "#1f5f8b"
+    brand_colour: Colour = DEFAULT_BRAND_COLOUR
     sender_name: OptionalName = Field(default=None, description="The From name of the organisation's mails.")
     reply_to: OptionalEmail = Field(default=None, description="Where replies to the organisation's mails go.")
 

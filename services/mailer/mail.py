@@ -17,25 +17,17 @@ from uuid import UUID
 
 import dkim
 from cryptography.fernet import MultiFernet
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from services.mailer.programme import Lesson, render_markdown
+from shared.branding import brand_colour_or_default, readable_text_colour
 from shared.events import Branding
 from shared.mailer_links import open_link
+from shared.templating import template_environment
 from shared.text import is_single_line
 from shared.tracking_tokens import QuestionnaireMoment, QuestionnaireToken, TokenKind, TokenSigner, TrackingToken
 
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    # HTML templates escape everything; the plain-text part must not (no "&amp;" in a text mail).
-    autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-
-DEFAULT_BRAND_COLOUR = "#1f5f8b"
+_templates = template_environment(Path(__file__).parent / "templates")
 
 
 class DkimSigner:
@@ -97,10 +89,12 @@ def to_wire(message: MIMEMultipart, settings: MailSettings) -> bytes:
 
 
 def _brand(branding: dict[str, Any], organisation_name: str) -> dict[str, Any]:
-    """Every Branding field present (older or partial copies lack some), with safe defaults."""
+    """Every Branding field present (older or partial copies lack some), with safe defaults,
+    and the text colour that reads on the brand colour."""
     brand: dict[str, Any] = dict.fromkeys(Branding.model_fields)
     brand.update({"display_name": organisation_name, **{k: v for k, v in branding.items() if v is not None}})
-    brand["brand_colour"] = brand["brand_colour"] or DEFAULT_BRAND_COLOUR
+    brand["brand_colour"] = brand_colour_or_default(brand["brand_colour"])
+    brand["text_colour"] = readable_text_colour(brand["brand_colour"])
     return brand
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,11 +44,11 @@ from services.tracking.recorder import OpenRecorder, PixelBufferFull, PixelHit, 
 from services.tracking.tables import QuestionnaireAnswer
 from shared.db import utcnow
 from shared.events import AssignmentReported, Envelope, LinkClicked, QuestionnaireAnswered, UnsubscribeRequested
-from shared.http_security import csp_nonce
 from shared.logging import get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from shared.outbox import add_to_outbox
 from shared.runtime import Runtime
+from shared.templating import template_environment
 from shared.tracking_tokens import InvalidTokenError, QuestionnaireToken, TokenKind, TokenSigner, TrackingToken
 
 log = get_logger(__name__)
@@ -70,14 +69,7 @@ LIKELY_AUTOMATED = Counter(
     "meer_tracking_likely_automated_total", "Recorded hits judged likely made by a machine.", ["kind"]
 )
 
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_templates.globals["csp_nonce"] = csp_nonce
+_templates = template_environment(Path(__file__).parent / "templates")
 
 
 @dataclass(frozen=True)

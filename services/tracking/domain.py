@@ -16,6 +16,8 @@ from typing import Literal
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from shared.branding import PLATFORM_NAME, brand_colour_or_default
+
 Signal = Literal[
     "scanner_user_agent",
     "no_user_agent",
@@ -320,9 +322,6 @@ def unsubscribe_via(form: Mapping[str, str]) -> UnsubscribeVia | None:
 
 # --- branding on the pages ------------------------------------------------------------------
 
-DEFAULT_BRAND_COLOUR = "#1f5f8b"
-_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}){1,2}")
-
 
 def page_branding(branding: Mapping[str, object] | None) -> dict[str, str | None]:
     """What the public pages show of an organisation, safe to put in HTML and CSS."""
@@ -332,12 +331,10 @@ def page_branding(branding: Mapping[str, object] | None) -> dict[str, str | None
         value = branding.get(name)
         return str(value).strip() or None if value else None
 
-    colour = text("brand_colour")
     logo = text("logo_url")
     return {
-        "display_name": text("display_name") or "Meer contact",
-        # Autoescaping does not protect a value inside a style attribute: only a plain colour goes in.
-        "brand_colour": colour if colour and _COLOUR.fullmatch(colour) else DEFAULT_BRAND_COLOUR,
+        "display_name": text("display_name") or PLATFORM_NAME,
+        "brand_colour": brand_colour_or_default(branding.get("brand_colour")),
         "logo_url": logo if logo and safe_redirect_url(logo) else None,
         "contact_phone": text("contact_phone"),
         "contact_email": text("contact_email"),

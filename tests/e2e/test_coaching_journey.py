@@ -12,6 +12,7 @@ while the test runs: their mails are the scripted mail.sent events.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import httpx
 import pytest
 
 from deploy.local.stack import Urls, database_url
+from services.coaching.auth import SESSION_COOKIE
 from shared.events import (
     AssignmentReported,
     Branding,
@@ -383,6 +385,24 @@ async def test_the_dashboard_shows_alerts_a_coach_can_act_on(http: httpx.AsyncCl
     assert wim["next_call"]["number"] == 1 and wim["next_call"]["status"] == "due"
     assert [a["code"] for a in joke["alerts"]] == ["stopped"]
     assert joke["next_call"] is None
+
+
+async def test_the_api_and_the_page_list_participants_in_the_same_order(
+    http: httpx.AsyncClient, journey: Journey
+) -> None:
+    # Alerts first (Ans, Wim, by name), finished ones last (Gerrit completed, Joke stopped).
+    expected = [journey.ans, journey.wim, journey.gerrit, journey.joke]
+    response = await http.get(f"{COACHING}/api/participants", headers=journey.headers)
+    assert response.status_code == 200, response.text
+    assert [UUID(line["participant_id"]) for line in response.json()] == expected
+    http.cookies.clear()
+    page = await http.get(f"{COACHING}/overzicht", headers={"Cookie": f"{SESSION_COOKIE}={journey.token}"})
+    assert page.status_code == 200, page.text
+    assert [UUID(found) for found in re.findall(r'<tr id="p-([0-9a-f-]{36})"', page.text)] == expected
+    finished = await http.get(
+        f"{COACHING}/overzicht?filter=klaar", headers={"Cookie": f"{SESSION_COOKIE}={journey.token}"}
+    )
+    assert [UUID(found) for found in re.findall(r'<tr id="p-([0-9a-f-]{36})"', finished.text)] == expected[2:]
 
 
 async def snapshot(tables: dict[str, str]) -> dict[str, list[tuple[Any, ...]]]:

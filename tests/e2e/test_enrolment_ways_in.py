@@ -31,7 +31,9 @@ from tests.e2e.conftest import (
     events_on,
     eventually,
     mailed_link,
+    mails_to,
     people_with_address,
+    raw_mail,
     unique_email,
     unique_source,
 )
@@ -327,6 +329,10 @@ async def test_public_sign_up_starts_nothing_before_the_mail_link_is_confirmed(h
     url = await confirmation_url(http, email)
     assert url.startswith(f"{ENROLMENT}/bevestigen/")
     assert not await enrolled_events(str(pending["id"])), "nothing starts before the confirmation"
+    # The mail follows the same text-colour rule as the page: dark text on the yellow band and button.
+    (mail,) = await mails_to(http, email)
+    mail_html = (await raw_mail(http, mail["id"])).get_body(preferencelist=("html",))
+    assert mail_html is not None and "background:#ffd400;color:#000000;" in str(mail_html.get_content())
 
     # Opening the link shows a button; a mail scanner that fetches it confirms nothing.
     shown = await http.get(url)

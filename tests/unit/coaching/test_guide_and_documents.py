@@ -18,6 +18,7 @@ from services.coaching.documents import (
     text_colour_on,
 )
 from services.coaching.guide import GUIDE, guide_for
+from shared.branding import readable_text_colour
 
 A4_MEDIABOX = re.compile(rb"/MediaBox \[\s*0 0 595\.27\d+ 841\.88\d+\s*\]")
 
@@ -70,7 +71,9 @@ def test_a_real_logo_and_the_qr_code_end_up_in_the_flyer_as_images() -> None:
 def test_a_bad_colour_falls_back_and_text_stays_readable_on_the_band() -> None:
     assert brand_colour("red; drop table").hexval() == brand_colour(None).hexval()
     assert text_colour_on(brand_colour("#0b6e4f")).hexval() == "0xffffff"
-    assert text_colour_on(brand_colour("#ffe066")).hexval() != "0xffffff"
+    assert text_colour_on(brand_colour("#ffe066")).hexval() == "0x000000"
+    # The platform's one rule: a mid-tone gets black text, as on the sign-up page and in the mails.
+    assert text_colour_on(brand_colour("#e07000")).hexval() == "0x" + readable_text_colour("#e07000")[1:]
 
 
 def test_the_plan_export_is_a_pdf_even_with_markup_in_the_text() -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from services.coaching.plan import CAUSES, PlanRefused, cause_labels, changed, normalise
+from services.coaching.plan import CAUSES, MAX_TEXT, cause_labels, changed, normalise
+from shared.errors import Refusal
 
 EMPTY: dict[str, Any] = {
     "noticed_how": None,
@@ -28,14 +29,22 @@ def test_text_is_trimmed_and_causes_follow_the_checklist_order() -> None:
 
 
 def test_an_unknown_cause_is_refused() -> None:
-    with pytest.raises(PlanRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         normalise(**{**EMPTY, "causes": ["astrology"]})
-    assert refused.value.field == "causes"
+    assert (refused.value.kind, refused.value.field) == ("invalid", "causes")
+    assert refused.value.dutch == "Kies oorzaken uit de lijst."
+
+
+def test_a_too_long_part_is_refused_by_name() -> None:
+    with pytest.raises(Refusal) as refused:
+        normalise(**{**EMPTY, "steps": "x" * (MAX_TEXT + 1)})
+    assert (refused.value.kind, refused.value.field) == ("invalid", "steps")
 
 
 def test_an_empty_plan_is_refused() -> None:
-    with pytest.raises(PlanRefused):
+    with pytest.raises(Refusal) as refused:
         normalise(**{**EMPTY, "goals": "   "})
+    assert refused.value.kind == "invalid" and refused.value.field is None
 
 
 def test_saving_the_same_plan_again_is_no_new_version() -> None:

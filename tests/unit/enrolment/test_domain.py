@@ -16,7 +16,6 @@ from services.enrolment.domain import (
     check_stop_reason,
     check_variant,
     choose_coach,
-    contrast_ratio,
     default_start_date,
     display_phone,
     is_transition_noop,
@@ -24,7 +23,6 @@ from services.enrolment.domain import (
     next_status,
     normalise_email,
     normalise_phone,
-    readable_text_colour,
     remaining_capacity,
 )
 
@@ -200,18 +198,6 @@ def test_a_coach_gives_a_reason_when_stopping_someone() -> None:
     assert refused.value.field == "reason"
     assert check_stop_reason("coach", " verhuisd ") == "verhuisd"
     assert check_stop_reason("participant", None) is None
-
-
-# --- branding ------------------------------------------------------------------------------------------
-
-
-def test_text_on_the_brand_colour_is_readable() -> None:
-    assert readable_text_colour("#1f5f8b") == "#ffffff"
-    assert readable_text_colour("#ffd400") == "#000000"
-    # Whatever colour an organisation picks, its header text passes WCAG AA (4.5:1).
-    for grey in range(0, 256, 5):
-        for colour in (f"#{grey:02x}{grey:02x}{grey:02x}", f"#{grey:02x}8000", f"#00{grey:02x}ff", f"#ff{grey:02x}00"):
-            assert contrast_ratio(colour, readable_text_colour(colour)) >= 4.5, colour
 
 
 def test_enrolments_go_side_by_side_only_while_more_places_are_left_than_transactions_can_run() -> None:

@@ -49,6 +49,24 @@ def parsed(raw: bytes) -> EmailMessage:
     return message
 
 
+def transactional(kind: str, context: dict[str, object], branding: dict[str, object] = BRANDING) -> EmailMessage:
+    return parsed(
+        to_wire(
+            render_transactional_mail(
+                kind=kind,
+                mail_id=uuid4(),
+                to_address="x@example.org",
+                organisation_name="Welzijn Zuid",
+                branding=branding,
+                context=context,
+                settings=SETTINGS,
+                sent_at=datetime.now(UTC),
+            ),
+            SETTINGS,
+        )
+    )
+
+
 def programme(day: int = 1, variant: str = "standaard", first_name: str = "Ans") -> EmailMessage:
     context = MailContext(
         delivery_id=uuid4(),
@@ -161,21 +179,7 @@ def test_names_with_markup_are_escaped() -> None:
 def test_transactional_mails_render_in_dutch_with_their_links(
     kind: str, context: dict[str, object], expected: str
 ) -> None:
-    message = parsed(
-        to_wire(
-            render_transactional_mail(
-                kind=kind,
-                mail_id=uuid4(),
-                to_address="x@example.org",
-                organisation_name="Welzijn Zuid",
-                branding=BRANDING,
-                context=context,
-                settings=SETTINGS,
-                sent_at=datetime.now(UTC),
-            ),
-            SETTINGS,
-        )
-    )
+    message = transactional(kind, context)
     for part in ("plain", "html"):
         assert expected in message.get_body(preferencelist=(part,)).get_content()  # type: ignore[union-attr]
     assert "Welzijn Zuid" in str(message["Subject"]) or kind == "digest"
@@ -186,24 +190,25 @@ def test_the_confirmation_mail_carries_no_text_typed_into_the_public_form() -> N
     # must not reach a stranger in the organisation's branded mail (an older queued mail
     # may still carry the name in its context).
     lure = "Uw account is geblokkeerd, bel 0900-1234"
-    message = parsed(
-        to_wire(
-            render_transactional_mail(
-                kind="confirmation",
-                mail_id=uuid4(),
-                to_address="x@example.org",
-                organisation_name="Welzijn Zuid",
-                branding=BRANDING,
-                context={"first_name": lure, "confirm_url": "https://e.example/bevestigen/abc"},
-                settings=SETTINGS,
-                sent_at=datetime.now(UTC),
-            ),
-            SETTINGS,
-        )
-    )
+    message = transactional("confirmation", {"first_name": lure, "confirm_url": "https://e.example/bevestigen/abc"})
     for part in ("plain", "html"):
         body = message.get_body(preferencelist=(part,)).get_content()  # type: ignore[union-attr]
         assert "https://e.example/bevestigen/abc" in body and "0900" not in body and "geblokkeerd" not in body
+
+
+@pytest.mark.parametrize(
+    ("colour", "shown", "text_colour"),
+    [("#ffd400", "#ffd400", "#000000"), ("#1f5f8b", "#1f5f8b", "#ffffff"), ("red;} a{x:y", "#1f5f8b", "#ffffff")],
+)
+def test_the_brand_band_and_buttons_carry_text_that_reads_on_the_colour(
+    colour: str, shown: str, text_colour: str
+) -> None:
+    message = transactional(
+        "confirmation", {"confirm_url": "https://e.example/bevestigen/abc"}, {**BRANDING, "brand_colour": colour}
+    )
+    html = message.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert html.count(f"background:{shown};color:{text_colour};") == 2, "the header band and the button"
+    assert colour == shown or colour not in html
 
 
 def test_dkim_signature_verifies_and_covers_the_unsubscribe_headers() -> None:

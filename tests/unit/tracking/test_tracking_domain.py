@@ -9,7 +9,6 @@ from uuid import uuid4
 import pytest
 
 from services.tracking.domain import (
-    DEFAULT_BRAND_COLOUR,
     HitFacts,
     JudgeRules,
     MailFacts,
@@ -27,6 +26,7 @@ from services.tracking.domain import (
     unsubscribe_via,
     user_agent_signals,
 )
+from shared.branding import DEFAULT_BRAND_COLOUR
 
 RULES = JudgeRules(fast_hit_s=60, instant_click_s=10, burst_min_links=2)
 THUNDERBIRD = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Thunderbird/128.0"

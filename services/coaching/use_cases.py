@@ -1,8 +1,12 @@
-"""What coaches write: a call, a moved call, a new version of the personal plan.
+"""Coaching's use cases, every write path of the service but the event handlers: what coaches
+write (a call, a moved call, a new version of the personal plan) and the republishing of call
+plans after an upgrade or a rebuild.
 
 Each is one transaction: the coach's own row, the event in the outbox, and the event
 applied to the projection at once (claimed by its event id, so when it comes back from
-Kafka it changes nothing, and a rebuild reproduces it from the topic).
+Kafka it changes nothing, and a rebuild reproduces it from the topic). A write the rules do
+not allow raises a `shared.errors.Refusal`: the app answers it in the one error shape, a page
+shows its `dutch`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from services.coaching.live import ParticipantChanged
 from services.coaching.storage import SqlProjectionStore
 from services.coaching.tables import CallCreate, CallLog, DashboardRow, PlanCreate, PlannedCallMove, PlanVersion
 from shared.db import claim_event
+from shared.errors import Refusal
 from shared.events import CallLogged, Envelope, PlanUpdated
 from shared.outbox import add_to_outbox
 
@@ -32,27 +37,18 @@ LATEST_LESSON = 60
 MOVE_WINDOW = timedelta(days=200)
 
 
-class Refused(Exception):
-    """The write cannot be done: an HTTP status, why in English (API) and in Dutch (page)."""
-
-    def __init__(self, status: int, message: str, dutch: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.dutch = dutch
-        self.field = field
-
-
 def _writer(viewer: Viewer, row: DashboardRow) -> UUID:
     """The coach id a write is recorded under: the viewer must be a coach (an admin may be one too)."""
     if viewer.claims.coach_id is None:
-        raise Refused(
-            403,
+        raise Refusal(
+            "forbidden",
             "Only a coach can log calls and keep plans.",
-            "Alleen een coach kan gesprekken vastleggen en het plan bijhouden.",
+            dutch="Alleen een coach kan gesprekken vastleggen en het plan bijhouden.",
         )
     if row.status == "erased":
-        raise Refused(410, "This participant's data was erased.", "De gegevens van deze deelnemer zijn gewist.")
+        raise Refusal(
+            "gone", "This participant's data was erased.", dutch="De gegevens van deze deelnemer zijn gewist."
+        )
     return viewer.claims.coach_id
 
 
@@ -62,18 +58,26 @@ async def log_call(
     """Log a call (reached or not): the notes stay here, call.logged goes out."""
     coach_id = _writer(viewer, row)
     if body.called_at.tzinfo is None:
-        raise Refused(422, "called_at needs a time zone.", "Vul een datum en tijd in.", "called_at")
+        raise Refusal("invalid", "called_at needs a time zone.", field="called_at", dutch="Vul een datum en tijd in.")
     if body.called_at > now + FUTURE_GRACE:
-        raise Refused(
-            422, "A call cannot be logged in the future.", "Een gesprek kan niet in de toekomst liggen.", "called_at"
+        raise Refusal(
+            "invalid",
+            "A call cannot be logged in the future.",
+            field="called_at",
+            dutch="Een gesprek kan niet in de toekomst liggen.",
         )
     if row.enrolled_at is not None and body.called_at < row.enrolled_at - timedelta(days=30):
-        raise Refused(
-            422, "The call is long before the enrolment.", "Dit gesprek ligt ver voor de aanmelding.", "called_at"
+        raise Refusal(
+            "invalid",
+            "The call is long before the enrolment.",
+            field="called_at",
+            dutch="Dit gesprek ligt ver voor de aanmelding.",
         )
     lessons = sorted(set(body.lessons_discussed))
     if any(day < 1 or day > LATEST_LESSON for day in lessons):
-        raise Refused(422, "Lessons are days 1 to 60.", "Kies lessen van 1 tot en met 60.", "lessons_discussed")
+        raise Refusal(
+            "invalid", "Lessons are days 1 to 60.", field="lessons_discussed", dutch="Kies lessen van 1 tot en met 60."
+        )
     call = CallLog(
         call_id=uuid4(),
         participant_id=row.participant_id,
@@ -118,9 +122,16 @@ async def move_planned_call(
     _writer(viewer, row)
     today = moment.today
     if number not in (1, 2, 3, 4):
-        raise Refused(404, "There are four planned calls, 1 to 4.", "Er zijn vier geplande gesprekken.", "number")
+        raise Refusal(
+            "not_found",
+            "There are four planned calls, 1 to 4.",
+            field="number",
+            dutch="Er zijn vier geplande gesprekken.",
+        )
     if not today - MOVE_WINDOW <= due_date <= today + MOVE_WINDOW:
-        raise Refused(422, "Choose a date closer to today.", "Kies een datum dichter bij vandaag.", "due_date")
+        raise Refusal(
+            "invalid", "Choose a date closer to today.", field="due_date", dutch="Kies een datum dichter bij vandaag."
+        )
     move = await session.get(PlannedCallMove, (row.participant_id, number)) or PlannedCallMove(
         participant_id=row.participant_id,
         number=number,
@@ -143,22 +154,23 @@ async def save_plan(
 ) -> tuple[PlanVersion, ParticipantChanged]:
     """Save a new version of the personal plan (the older versions stay: the history)."""
     coach_id = _writer(viewer, row)
-    try:
-        content = plan_rules.normalise(
-            noticed_how=body.noticed_how,
-            own_question=body.own_question,
-            causes=body.causes,
-            causes_other=body.causes_other,
-            goals=body.goals,
-            steps=body.steps,
-        )
-    except plan_rules.PlanRefused as refused:
-        raise Refused(422, refused.message, refused.dutch, refused.field) from None
+    content = plan_rules.normalise(
+        noticed_how=body.noticed_how,
+        own_question=body.own_question,
+        causes=body.causes,
+        causes_other=body.causes_other,
+        goals=body.goals,
+        steps=body.steps,
+    )
     # Lock the participant so two saves at once do not take the same version number.
     await storage.lock_participant(session, participant_id=row.participant_id)
     versions = await storage.plan_versions(session, participant_id=row.participant_id)
     if versions and not plan_rules.changed(plan_content(versions[0]), content):
-        raise Refused(409, "Nothing changed in the plan.", "Er was niets veranderd; het plan is niet opnieuw bewaard.")
+        raise Refusal(
+            "conflict",
+            "Nothing changed in the plan.",
+            dutch="Er was niets veranderd; het plan is niet opnieuw bewaard.",
+        )
     version = PlanVersion(
         participant_id=row.participant_id,
         version=(versions[0].version if versions else 0) + 1,
@@ -197,3 +209,13 @@ def plan_content(version: PlanVersion) -> plan_rules.PlanContent:
         goals=version.goals,
         steps=version.steps,
     )
+
+
+async def republish_call_plan(session: AsyncSession, *, participant_id: UUID, tz: ZoneInfo, now: datetime) -> int:
+    """Publish one participant's call plan and alerts where they differ from what was told;
+    the number of events staged. One transaction, the participant locked as the handlers do,
+    so a concurrent event waits for this one."""
+    await storage.lock_participant(session, participant_id=participant_id)
+    staged = await publish_call_plan(session, participant_id=participant_id, tz=tz, now=now)
+    await session.commit()
+    return staged
