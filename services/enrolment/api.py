@@ -9,10 +9,10 @@ organisation API key (X-Api-Key) enrols and reads participants of its organisati
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, exports, operations, security, storage
-from services.enrolment.domain import EnrolmentRefused, ParticipantFields
+from services.enrolment.domain import ParticipantFields
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import (
     ApiKeyCreated,
@@ -55,6 +55,7 @@ from services.enrolment.tables import (
     TokenResponse,
 )
 from shared.db import utcnow
+from shared.errors import Refusal
 from shared.http import Limit, Offset
 from shared.runtime import Runtime, api_error, error_responses
 from shared.staff_tokens import InvalidStaffTokenError, StaffAccess, token_allowed
@@ -64,7 +65,6 @@ public_router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="The licensor secret or a staff access token.")
 api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="An organisation API key.")
 
-T = TypeVar("T")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -168,9 +168,9 @@ def allow(caller: Principal, org_id: UUID | None, *kinds: Kind) -> None:
     if caller.kind == "licensor":
         return
     if caller.kind not in kinds:
-        raise api_error(403, f"This is not allowed with {caller.kind.replace('_', ' ')} credentials.")
+        raise Refusal("forbidden", f"This is not allowed with {caller.kind.replace('_', ' ')} credentials.")
     if org_id is None or caller.org_id != org_id:
-        raise api_error(403, "You have no access to this organisation.")
+        raise Refusal("forbidden", "You have no access to this organisation.")
 
 
 async def organisation_or_404(
@@ -181,7 +181,7 @@ async def organisation_or_404(
         session=session, org_id=org_id, for_update=for_update, key_share=key_share
     )
     if organisation is None:
-        raise api_error(404, f"Organisation {org_id} does not exist.")
+        raise Refusal("not_found", f"Organisation {org_id} does not exist.")
     return organisation
 
 
@@ -191,26 +191,10 @@ async def participant_or_404(
     """The participant of this organisation (and, for a coach, of this coach), or 404/403."""
     participant = await storage.get_participant(session=session, participant_id=participant_id, for_update=for_update)
     if participant is None or participant.org_id != org_id:
-        raise api_error(404, f"Participant {participant_id} does not exist in this organisation.")
+        raise Refusal("not_found", f"Participant {participant_id} does not exist in this organisation.")
     if caller.kind == "coach" and participant.coach_id != caller.staff_id:
-        raise api_error(403, "This participant is not one of yours.")
+        raise Refusal("forbidden", "This participant is not one of yours.")
     return participant
-
-
-async def refused_as_error(work: Awaitable[T]) -> T:
-    """Run a use case; a rule's refusal becomes the API's error shape."""
-    try:
-        return await work
-    except EnrolmentRefused as refused:
-        raise api_error(refused.status, refused.message, refused.field) from None
-
-
-def refusing(work: Callable[[], T]) -> T:
-    """Run a synchronous use case; a rule's refusal becomes the API's error shape."""
-    try:
-        return work()
-    except EnrolmentRefused as refused:
-        raise api_error(refused.status, refused.message, refused.field) from None
 
 
 async def commit_or_conflict(session: AsyncSession, message: str, field: str) -> None:
@@ -220,7 +204,7 @@ async def commit_or_conflict(session: AsyncSession, message: str, field: str) ->
     except IntegrityError:
         # A parallel request took the same unique value first; nothing of this one is kept.
         await session.rollback()
-        raise api_error(409, message, field) from None
+        raise Refusal("conflict", message, field=field) from None
 
 
 def _branding_public(organisation: Organisation, base_url: str) -> BrandingPublic:
@@ -310,7 +294,7 @@ async def logout(caller: Caller, session: SessionDep) -> Response:
     """End every session of the logged-in staff member: their tokens stop working here and,
     through staff.access_changed, in coaching and the mailer."""
     if caller.staff_id is None:
-        raise api_error(403, "Only a staff token can be logged out.")
+        raise Refusal("forbidden", "Only a staff token can be logged out.")
     staff = await storage.get_staff(session=session, staff_id=caller.staff_id, for_update=True)
     if staff is None:
         raise _unauthorised("This account no longer exists.")
@@ -322,9 +306,7 @@ async def logout(caller: Caller, session: SessionDep) -> Response:
 @router.post("/auth/set-password", status_code=204, tags=["auth"], responses=_errors(404, 410, 422))
 async def set_password(body: SetPasswordRequest, session: SessionDep) -> Response:
     """Set the password with the one-time token from an invitation link."""
-    await refused_as_error(
-        operations.set_password(session=session, token=body.token, password=body.password, now=utcnow())
-    )
+    await operations.set_password(session=session, token=body.token, password=body.password, now=utcnow())
     await session.commit()
     return Response(status_code=204)
 
@@ -333,7 +315,7 @@ async def set_password(body: SetPasswordRequest, session: SessionDep) -> Respons
 async def me(caller: Caller, session: SessionDep) -> Me:
     """The logged-in staff member."""
     if caller.staff_id is None:
-        raise api_error(403, "Only a staff token belongs to a person.")
+        raise Refusal("forbidden", "Only a staff token belongs to a person.")
     staff = await storage.get_staff(session=session, staff_id=caller.staff_id)
     if staff is None:
         raise api_error(401, "This account no longer exists.")
@@ -356,9 +338,7 @@ async def license_organisation(
 ) -> OrganisationPublic:
     """License an organisation (licensor only); it can then invite staff and enrol participants."""
     allow(caller, None)
-    organisation = refusing(
-        lambda: operations.license_organisation(session=session, body=body, base_url=settings.enrolment_base_url)
-    )
+    organisation = operations.license_organisation(session=session, body=body, base_url=settings.enrolment_base_url)
     await session.commit()
     return operations.organisation_public(organisation, settings.enrolment_base_url)
 
@@ -401,7 +381,7 @@ async def change_licence(org_id: UUID, body: LicenceUpdate, caller: Caller, sess
     allow(caller, org_id)
     organisation = await organisation_or_404(session, org_id, for_update=True)
     now = utcnow()
-    refusing(lambda: operations.change_licence(session=session, organisation=organisation, update=body, now=now))
+    operations.change_licence(session=session, organisation=organisation, update=body, now=now)
     await session.commit()
     return await operations.licence_use(session=session, organisation=organisation, now=now)
 
@@ -420,10 +400,8 @@ async def update_branding(
     """Change what the organisation's mails and pages show; the next mail carries it."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id, for_update=True)
-    refusing(
-        lambda: operations.update_branding(
-            session=session, organisation=organisation, update=body, base_url=settings.enrolment_base_url, now=utcnow()
-        )
+    operations.update_branding(
+        session=session, organisation=organisation, update=body, base_url=settings.enrolment_base_url, now=utcnow()
     )
     await session.commit()
     return _branding_public(organisation, settings.enrolment_base_url)
@@ -437,7 +415,7 @@ async def set_slug(
     QR code; the old address with the organisation's id keeps working."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id, for_update=True)
-    await refused_as_error(operations.set_slug(session=session, organisation=organisation, slug=body.slug))
+    await operations.set_slug(session=session, organisation=organisation, slug=body.slug)
     await commit_or_conflict(session, f"The slug '{body.slug}' is taken by another organisation.", "slug")
     return operations.organisation_public(organisation, settings.enrolment_base_url)
 
@@ -454,9 +432,7 @@ async def upload_logo(
     allow(caller, org_id, "org_admin")
     data = await file.read(settings.logo_max_bytes + 1)
     organisation = await organisation_or_404(session, org_id, for_update=True)
-    await refused_as_error(
-        operations.set_logo(session=session, organisation=organisation, data=data, settings=settings, now=utcnow())
-    )
+    await operations.set_logo(session=session, organisation=organisation, data=data, settings=settings, now=utcnow())
     await session.commit()
     return _branding_public(organisation, settings.enrolment_base_url)
 
@@ -483,10 +459,10 @@ async def logo(org_id: UUID, filename: str, session: SessionDep) -> Response:
     """An organisation's logo, public (mails show it). The name is the image's SHA-256."""
     sha256, _, extension = filename.partition(".")
     if not _SHA256.fullmatch(sha256) or extension not in ("png", "jpg", "jpeg"):
-        raise api_error(404, "There is no such logo.")
+        raise Refusal("not_found", "There is no such logo.")
     found = await storage.get_logo(session=session, org_id=org_id, sha256=sha256.lower())
     if found is None:
-        raise api_error(404, "There is no such logo.")
+        raise Refusal("not_found", "There is no such logo.")
     return Response(
         found.data,
         media_type=f"image/{found.format}",
@@ -501,7 +477,7 @@ async def get_api_key(org_id: UUID, caller: Caller, session: SessionDep) -> ApiK
     await organisation_or_404(session, org_id)
     current = await storage.current_api_key(session=session, org_id=org_id)
     if current is None:
-        raise api_error(404, "This organisation has no API key.")
+        raise Refusal("not_found", "This organisation has no API key.")
     return ApiKeyPublic(prefix=current.prefix, created_at=current.created_at)
 
 
@@ -537,16 +513,14 @@ async def invite_staff(
     """Invite an organisation admin or a coach; they get a mail with a one-time set-password link."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id)
-    staff, _ = await refused_as_error(
-        operations.invite_staff(
-            session=session,
-            organisation=organisation,
-            name=body.name,
-            email=body.email,
-            role=body.role,
-            settings=settings,
-            now=utcnow(),
-        )
+    staff, _ = await operations.invite_staff(
+        session=session,
+        organisation=organisation,
+        name=body.name,
+        email=body.email,
+        role=body.role,
+        settings=settings,
+        now=utcnow(),
     )
     await commit_or_conflict(session, "An account with this e-mail address already exists.", "email")
     return _staff_public(staff)
@@ -580,9 +554,7 @@ async def resend_invitation(
     """Send a new set-password link (also to reset a forgotten password); older links stop working."""
     allow(caller, org_id, "org_admin")
     staff = await staff_or_404(session, org_id, staff_id)
-    expires_at = await refused_as_error(
-        operations.resend_invitation(session=session, staff=staff, settings=settings, now=utcnow())
-    )
+    expires_at = await operations.resend_invitation(session=session, staff=staff, settings=settings, now=utcnow())
     await session.commit()
     return InvitationSent(staff_id=staff.id, expires_at=expires_at)
 
@@ -593,7 +565,7 @@ async def staff_or_404(session: AsyncSession, org_id: UUID, staff_id: UUID) -> S
     await organisation_or_404(session, org_id, for_update=True)
     staff = await storage.get_staff(session=session, staff_id=staff_id, for_update=True)
     if staff is None or staff.org_id != org_id:
-        raise api_error(404, f"Staff member {staff_id} does not exist in this organisation.")
+        raise Refusal("not_found", f"Staff member {staff_id} does not exist in this organisation.")
     return staff
 
 
@@ -607,9 +579,7 @@ async def deactivate_staff(org_id: UUID, staff_id: UUID, caller: Caller, session
     listed under GET …/participants-to-reassign until each has another coach."""
     allow(caller, org_id, "org_admin")
     staff = await staff_or_404(session, org_id, staff_id)
-    await refused_as_error(
-        operations.deactivate_staff(session=session, staff=staff, by_staff_id=caller.staff_id, now=utcnow())
-    )
+    await operations.deactivate_staff(session=session, staff=staff, by_staff_id=caller.staff_id, now=utcnow())
     await session.commit()
     return _staff_public(staff)
 
@@ -619,7 +589,7 @@ async def reactivate_staff(org_id: UUID, staff_id: UUID, caller: Caller, session
     """Undo a deactivation: the member logs in again with their own password."""
     allow(caller, org_id, "org_admin")
     staff = await staff_or_404(session, org_id, staff_id)
-    await refused_as_error(operations.reactivate_staff(session=session, staff=staff))
+    await operations.reactivate_staff(session=session, staff=staff)
     await session.commit()
     return _staff_public(staff)
 
@@ -630,9 +600,7 @@ async def remove_staff(org_id: UUID, staff_id: UUID, caller: Caller, session: Se
     stays, so calls and plans they logged keep their author."""
     allow(caller, org_id, "org_admin")
     staff = await staff_or_404(session, org_id, staff_id)
-    await refused_as_error(
-        operations.remove_staff(session=session, staff=staff, by_staff_id=caller.staff_id, now=utcnow())
-    )
+    await operations.remove_staff(session=session, staff=staff, by_staff_id=caller.staff_id, now=utcnow())
     await session.commit()
     return _staff_public(staff)
 
@@ -646,16 +614,14 @@ async def add_coach(
     """Add a coach (the same as inviting staff with role coach)."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id)
-    staff, _ = await refused_as_error(
-        operations.invite_staff(
-            session=session,
-            organisation=organisation,
-            name=body.name,
-            email=body.email,
-            role="coach",
-            settings=settings,
-            now=utcnow(),
-        )
+    staff, _ = await operations.invite_staff(
+        session=session,
+        organisation=organisation,
+        name=body.name,
+        email=body.email,
+        role="coach",
+        settings=settings,
+        now=utcnow(),
     )
     await commit_or_conflict(session, "A coach with this e-mail address already exists.", "email")
     return CoachPublic.model_validate(staff)
@@ -694,16 +660,14 @@ async def enrol_participant(
     async def enrol(*, in_turn: bool) -> Participant:
         # Side by side, enrolments into one organisation do not queue behind each other's commit.
         organisation = await organisation_or_404(session, org_id, for_update=in_turn, key_share=not in_turn)
-        return await refused_as_error(
-            operations.enrol_participant(
-                session=session,
-                organisation=organisation,
-                fields=fields,
-                coach_id=body.coach_id,
-                source="api" if caller.kind == "api_key" else "admin",
-                now=now,
-                in_turn=in_turn,
-            )
+        return await operations.enrol_participant(
+            session=session,
+            organisation=organisation,
+            fields=fields,
+            coach_id=body.coach_id,
+            source="api" if caller.kind == "api_key" else "admin",
+            now=now,
+            in_turn=in_turn,
         )
 
     try:
@@ -740,17 +704,14 @@ async def import_participants(
     allow(caller, org_id, "org_admin", "api_key")
     data = await file.read(settings.import_max_bytes + 1)
     if len(data) > settings.import_max_bytes:
-        raise api_error(413, f"The file is larger than {settings.import_max_bytes} bytes.", "file")
+        raise Refusal("too_large", f"The file is larger than {settings.import_max_bytes} bytes.", field="file")
     organisation = await organisation_or_404(session, org_id, for_update=True)
-    try:
-        report = await operations.import_csv(
-            session=session, organisation=organisation, data=data, mode=mode, dry_run=dry_run, now=utcnow()
-        )
-    except domain.CsvFileError as error:
-        raise api_error(422, str(error), "file") from None
-    except EnrolmentRefused as refused:
-        raise api_error(refused.status, refused.message, refused.field) from None
-    await commit_or_conflict(session, "Another enrolment of one of these addresses came first; import again.", "file")
+    report = await operations.import_csv(
+        session=session, organisation=organisation, data=data, mode=mode, dry_run=dry_run, now=utcnow()
+    )
+    await commit_or_conflict(
+        session, "Another enrolment of one of these addresses came first; import again.", field="file"
+    )
     return report
 
 
@@ -807,9 +768,7 @@ async def change_participant(
     """Change contact details or mail preferences; only the fields sent change."""
     allow(caller, org_id, "org_admin", "api_key")
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
-    await refused_as_error(
-        operations.change_details(session=session, participant=participant, update=body, now=utcnow())
-    )
+    await operations.change_details(session=session, participant=participant, update=body, now=utcnow())
     await commit_or_conflict(session, "This e-mail address is already enrolled here.", "email")
     return ParticipantPublic.model_validate(participant)
 
@@ -822,7 +781,7 @@ async def pause_participant(
     allow(caller, org_id, "org_admin", "coach")
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
     reason = body.reason if body else None
-    refusing(lambda: operations.pause(session=session, participant=participant, reason=reason, now=utcnow()))
+    operations.pause(session=session, participant=participant, reason=reason, now=utcnow())
     await session.commit()
     return ParticipantPublic.model_validate(participant)
 
@@ -834,7 +793,7 @@ async def resume_participant(
     """Daily mails continue with the next lesson."""
     allow(caller, org_id, "org_admin", "coach")
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
-    refusing(lambda: operations.resume(session=session, participant=participant, now=utcnow()))
+    operations.resume(session=session, participant=participant, now=utcnow())
     await session.commit()
     return ParticipantPublic.model_validate(participant)
 
@@ -849,8 +808,8 @@ async def stop_participant(
     by: domain.StoppedBy = "coach" if caller.kind == "coach" else "organisation"
     reason = body.reason if body else None
     if participant.status == "stopped":
-        raise api_error(409, "This participant has already stopped.", "status")
-    refusing(lambda: operations.stop(session=session, participant=participant, by=by, reason=reason, now=utcnow()))
+        raise Refusal("conflict", "This participant has already stopped.", field="status")
+    operations.stop(session=session, participant=participant, by=by, reason=reason, now=utcnow())
     await session.commit()
     return ParticipantPublic.model_validate(participant)
 
@@ -862,9 +821,7 @@ async def change_coach(
     """Give the participant another coach of the organisation."""
     allow(caller, org_id, "org_admin")
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
-    await refused_as_error(
-        operations.change_coach(session=session, participant=participant, coach_id=body.coach_id, now=utcnow())
-    )
+    await operations.change_coach(session=session, participant=participant, coach_id=body.coach_id, now=utcnow())
     await session.commit()
     return ParticipantPublic.model_validate(participant)
 
@@ -872,7 +829,7 @@ async def change_coach(
 async def _erase(org_id: UUID, participant_id: UUID, caller: Caller, session: AsyncSession) -> ParticipantPublic:
     allow(caller, org_id, "org_admin")
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
-    refusing(lambda: operations.erase(session=session, participant=participant, now=utcnow()))
+    operations.erase(session=session, participant=participant, now=utcnow())
     await exports.forget_participant_exports(session=session, participant_id=participant.id)
     await session.commit()
     return ParticipantPublic.model_validate(participant)

@@ -34,10 +34,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from tqdm import tqdm
 
 from services.enrolment import domain, operations, storage
-from services.enrolment.domain import EnrolmentRefused
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import ImportReport, OrganisationCreate, StaffCreate
 from shared.db import Database, utcnow
+from shared.errors import Refusal
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Enrolment: licensing and participant imports.")
 T = TypeVar("T")
@@ -63,7 +63,7 @@ def run_in_session(work: Callable[[AsyncSession, EnrolmentSettings], Awaitable[T
 
     try:
         return asyncio.run(main())
-    except EnrolmentRefused as refused:
+    except Refusal as refused:
         raise fail(f"{refused.field or 'input'}: {refused.message}") from None
     except (OSError, OperationalError, InterfaceError) as error:
         raise fail(
@@ -129,7 +129,7 @@ def licence(org_id: UUID) -> None:
     async def work(session: AsyncSession, settings: EnrolmentSettings) -> str:
         organisation = await storage.get_organisation(session=session, org_id=org_id)
         if organisation is None:
-            raise EnrolmentRefused(404, f"organisation {org_id} does not exist", "org")
+            raise Refusal("not_found", f"organisation {org_id} does not exist", field="org")
         use = await operations.licence_use(session=session, organisation=organisation, now=utcnow())
         return use.model_dump_json(indent=2)
 
@@ -149,7 +149,7 @@ def invite_staff(
     async def work(session: AsyncSession, settings: EnrolmentSettings) -> UUID:
         organisation = await storage.get_organisation(session=session, org_id=org)
         if organisation is None:
-            raise EnrolmentRefused(404, f"organisation {org} does not exist", "org")
+            raise Refusal("not_found", f"organisation {org} does not exist", field="org")
         staff, _ = await operations.invite_staff(
             session=session,
             organisation=organisation,
@@ -172,7 +172,7 @@ def rotate_api_key(org_id: UUID) -> None:
     async def work(session: AsyncSession, settings: EnrolmentSettings) -> str:
         organisation = await storage.get_organisation(session=session, org_id=org_id, for_update=True)
         if organisation is None:
-            raise EnrolmentRefused(404, f"organisation {org_id} does not exist", "org")
+            raise Refusal("not_found", f"organisation {org_id} does not exist", field="org")
         key, _ = await operations.rotate_api_key(session=session, organisation=organisation, now=utcnow())
         await session.commit()
         return key
@@ -234,7 +234,7 @@ def import_csv(
     async def work(session: AsyncSession, settings: EnrolmentSettings) -> ImportReport:
         organisation = await storage.get_organisation(session=session, org_id=org, for_update=True)
         if organisation is None:
-            raise EnrolmentRefused(404, f"organisation {org} does not exist", "org")
+            raise Refusal("not_found", f"organisation {org} does not exist", field="org")
         context = await operations.import_context(session=session, organisation=organisation, now=utcnow())
         rows = tqdm(table.rows, desc="checking", unit="row", file=sys.stderr)
         plan = domain.plan_import(rows, context)

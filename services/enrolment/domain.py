@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from shared.errors import Refusal
 from shared.text import SINGLE_LINE
 
 DEFAULT_SEND_TIME = time(8, 0)
@@ -44,16 +45,6 @@ ACTIVE_STATUSES: tuple[Status, ...] = ("enrolled", "active", "paused")
 
 StaffRole = Literal["org_admin", "coach"]
 StoppedBy = Literal["participant", "coach", "organisation"]
-
-
-class EnrolmentRefused(Exception):
-    """An enrolment or change that the rules do not allow; the message says why (for the API)."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
 
 
 # --- participant fields ----------------------------------------------------------------
@@ -161,9 +152,9 @@ def check_start_date(start: date, now: datetime, timezone: str) -> date:
     """A start date from yesterday up to a year ahead (the day of slack covers time zones)."""
     today = now.astimezone(ZoneInfo(timezone)).date()
     if start < today - timedelta(days=1):
-        raise EnrolmentRefused(422, "The start date lies in the past.", "start_date")
+        raise Refusal("invalid", "The start date lies in the past.", field="start_date")
     if start > today + timedelta(days=366):
-        raise EnrolmentRefused(422, "The start date lies more than a year ahead.", "start_date")
+        raise Refusal("invalid", "The start date lies more than a year ahead.", field="start_date")
     return start
 
 
@@ -174,10 +165,10 @@ def choose_coach(requested: UUID | None, active_per_coach: Mapping[UUID, int]) -
     """
     if requested is not None:
         if requested not in active_per_coach:
-            raise EnrolmentRefused(422, "This coach does not work for this organisation.", "coach_id")
+            raise Refusal("invalid", "This coach does not work for this organisation.", field="coach_id")
         return requested
     if not active_per_coach:
-        raise EnrolmentRefused(409, "This organisation has no coach yet; add a coach first.", "coach_id")
+        raise Refusal("conflict", "This organisation has no coach yet; add a coach first.", field="coach_id")
     return min(active_per_coach, key=lambda coach: (active_per_coach[coach], str(coach)))
 
 
@@ -186,8 +177,10 @@ def check_variant(variant: str | None, allowed: tuple[str, ...]) -> str:
     if variant is None:
         return allowed[0]
     if variant not in allowed:
-        raise EnrolmentRefused(
-            422, f"Variant '{variant}' is not in this organisation's licence ({', '.join(allowed)}).", "variant"
+        raise Refusal(
+            "invalid",
+            f"Variant '{variant}' is not in this organisation's licence ({', '.join(allowed)}).",
+            field="variant",
         )
     return variant
 
@@ -219,16 +212,22 @@ def remaining_capacity(*, valid_from: date, valid_until: date, maximum: int, run
     """
     state = licence_state(valid_from, valid_until, today)
     if state == "expired":
-        raise EnrolmentRefused(
-            409, f"The licence of this organisation ended on {valid_until.isoformat()}; no new enrolments.", "licence"
+        raise Refusal(
+            "conflict",
+            f"The licence of this organisation ended on {valid_until.isoformat()}; no new enrolments.",
+            field="licence",
         )
     if state == "not_yet_valid":
-        raise EnrolmentRefused(
-            409, f"The licence of this organisation starts on {valid_from.isoformat()}; no enrolments yet.", "licence"
+        raise Refusal(
+            "conflict",
+            f"The licence of this organisation starts on {valid_from.isoformat()}; no enrolments yet.",
+            field="licence",
         )
     left = maximum - running
     if left <= 0:
-        raise EnrolmentRefused(409, f"The licence is full: {running} of {maximum} participants are active.", "licence")
+        raise Refusal(
+            "conflict", f"The licence is full: {running} of {maximum} participants are active.", field="licence"
+        )
     return left
 
 
@@ -243,7 +242,7 @@ def capacity_holds_side_by_side(remaining: int, concurrent_transactions: int) ->
 def check_licence_period(valid_from: date, valid_until: date) -> None:
     """A licence ends on or after the day it starts."""
     if valid_until < valid_from:
-        raise EnrolmentRefused(422, "The licence ends before it starts.", "licence_valid_until")
+        raise Refusal("invalid", "The licence ends before it starts.", field="licence_valid_until")
 
 
 # --- the participant lifecycle -------------------------------------------------------------
@@ -273,13 +272,13 @@ _EXPLAIN: dict[Status, str] = {
 
 
 def next_status(current: str, action: Action, *, started: bool = False) -> Status:
-    """The status after `action`, or EnrolmentRefused (409) when it does not apply now.
+    """The status after `action`, or a conflict Refusal when it does not apply now.
 
     A resumed participant is active again if their programme had started, else enrolled.
     """
     if current not in _ALLOWED_FROM[action]:
         explanation = _EXPLAIN.get(current, f"has status '{current}'")  # type: ignore[call-overload]
-        raise EnrolmentRefused(409, f"Cannot {action}: this participant {explanation}.", "status")
+        raise Refusal("conflict", f"Cannot {action}: this participant {explanation}.", field="status")
     if action == "resume":
         return "active" if started else "enrolled"
     return _RESULT[action]
@@ -306,7 +305,7 @@ def check_stop_reason(by: StoppedBy, reason: str | None) -> str | None:
     """A coach says why they stop someone; the others may."""
     cleaned = reason.strip() if reason else None
     if by == "coach" and not cleaned:
-        raise EnrolmentRefused(422, "A coach gives a reason when stopping a participant.", "reason")
+        raise Refusal("invalid", "A coach gives a reason when stopping a participant.", field="reason")
     return cleaned
 
 
@@ -348,26 +347,30 @@ class CheckedLogo:
 def check_logo(data: bytes, *, max_bytes: int, max_side: int, min_side: int = 16) -> CheckedLogo:
     """Decode the image for real; refuse anything but PNG/JPEG (SVG included) and odd sizes."""
     if not data:
-        raise EnrolmentRefused(422, "The logo file is empty.", "logo")
+        raise Refusal("invalid", "The logo file is empty.", field="logo")
     if len(data) > max_bytes:
-        raise EnrolmentRefused(413, f"The logo is {len(data)} bytes; at most {max_bytes} bytes are allowed.", "logo")
+        raise Refusal(
+            "too_large", f"The logo is {len(data)} bytes; at most {max_bytes} bytes are allowed.", field="logo"
+        )
     try:
         with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as image:
             kind = image.format
             width, height = image.size
             # Check the header's size before decoding, so a decompression bomb is never expanded.
             if max(width, height) > max_side or min(width, height) < min_side:
-                raise EnrolmentRefused(
-                    422,
+                raise Refusal(
+                    "invalid",
                     f"The logo is {width}×{height} pixels; each side must be {min_side} to {max_side} pixels.",
-                    "logo",
+                    field="logo",
                 )
             image.load()
-    except EnrolmentRefused:
+    except Refusal:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise EnrolmentRefused(
-            415, "The logo must be a PNG or JPEG image (SVG and other formats are not accepted).", "logo"
+        raise Refusal(
+            "unsupported",
+            "The logo must be a PNG or JPEG image (SVG and other formats are not accepted).",
+            field="logo",
         ) from None
     fmt: Literal["png", "jpeg"] = "png" if kind == "PNG" else "jpeg"
     return CheckedLogo(
@@ -388,11 +391,11 @@ MIN_PASSWORD_LENGTH = 10
 def check_new_password(password: str) -> str:
     """Long enough to resist guessing (NIST 800-63B: length over composition rules)."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise EnrolmentRefused(422, f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", "password")
+        raise Refusal("invalid", f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", field="password")
     if len(password) > 200:
-        raise EnrolmentRefused(422, "The password may have at most 200 characters.", "password")
+        raise Refusal("invalid", "The password may have at most 200 characters.", field="password")
     if not password.strip():
-        raise EnrolmentRefused(422, "The password cannot be only spaces.", "password")
+        raise Refusal("invalid", "The password cannot be only spaces.", field="password")
     return password
 
 
@@ -774,12 +777,12 @@ def plan_import(rows: Iterable[CsvRow], context: ImportContext) -> ImportPlan:
                             context.now,
                             fields.timezone,
                         )
-                except EnrolmentRefused as refused:
+                except Refusal as refused:
                     problems.append(FieldProblem(refused.field or check, refused.message))
         if not problems:
             try:
                 coach_id = choose_coach(requested_coach, load)
-            except EnrolmentRefused as refused:
+            except Refusal as refused:
                 problems.append(FieldProblem("coach", refused.message))
         if not problems and capacity <= 0:
             problems.append(FieldProblem("licence", "the licence is full; this row would exceed the maximum"))
@@ -807,19 +810,19 @@ RESERVED_SLUGS = frozenset(
 
 
 def check_slug(slug: str) -> str:
-    """The organisation's short address word, or EnrolmentRefused(422) saying what is wrong with it."""
+    """The organisation's short address word, or an invalid Refusal saying what is wrong with it."""
     if not SLUG_MIN <= len(slug) <= SLUG_MAX:
-        raise EnrolmentRefused(422, f"A slug has {SLUG_MIN} to {SLUG_MAX} characters.", "slug")
+        raise Refusal("invalid", f"A slug has {SLUG_MIN} to {SLUG_MAX} characters.", field="slug")
     if not SLUG_PATTERN.match(slug):
-        raise EnrolmentRefused(
-            422,
+        raise Refusal(
+            "invalid",
             "A slug has lowercase letters, digits and single hyphens between them (e.g. 'welzijn-aan-zee').",
-            "slug",
+            field="slug",
         )
     if slug in RESERVED_SLUGS:
-        raise EnrolmentRefused(422, f"'{slug}' is reserved; choose another slug.", "slug")
+        raise Refusal("invalid", f"'{slug}' is reserved; choose another slug.", field="slug")
     if _looks_like_uuid(slug):
-        raise EnrolmentRefused(422, "A slug cannot look like an organisation id.", "slug")
+        raise Refusal("invalid", "A slug cannot look like an organisation id.", field="slug")
     return slug
 
 

@@ -2,7 +2,7 @@
 
 Each one applies the domain rules, changes rows and stages its event in the caller's
 session; the caller commits once, so a state change and its event commit together or
-not at all. Rules that refuse raise domain.EnrolmentRefused (status, message, field).
+not at all. Rules that refuse raise shared.errors.Refusal (kind, message, field).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, security, signup_limits, storage
-from services.enrolment.domain import EnrolmentRefused, ParticipantFields, StaffRole, StoppedBy
+from services.enrolment.domain import ParticipantFields, StaffRole, StoppedBy
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import (
     ApiKey,
@@ -39,6 +39,7 @@ from services.enrolment.tables import (
     StaffMember,
 )
 from shared.db import utcnow
+from shared.errors import Refusal
 from shared.events import (
     Branding,
     CoachAdded,
@@ -142,7 +143,7 @@ def change_licence(*, session: AsyncSession, organisation: Organisation, update:
     for name in update.model_fields_set:
         value = getattr(update, name)
         if value is None:
-            raise EnrolmentRefused(422, "This licence field cannot be cleared.", name)
+            raise Refusal("invalid", "This licence field cannot be cleared.", field=name)
         if getattr(organisation, name) != value:
             setattr(organisation, name, value)
             changed = True
@@ -175,7 +176,7 @@ async def licence_use(*, session: AsyncSession, organisation: Organisation, now:
             running=running,
             today=domain.licence_today(now),
         )
-    except EnrolmentRefused:
+    except Refusal:
         available = 0
     return LicencePublic(
         org_id=organisation.id,
@@ -206,7 +207,7 @@ def update_branding(
     for name in sorted(update.model_fields_set):
         value = getattr(update, name)
         if value is None and name in ("display_name", "brand_colour"):
-            raise EnrolmentRefused(422, f"{name} cannot be cleared.", name)
+            raise Refusal("invalid", f"{name} cannot be cleared.", field=name)
         if getattr(organisation, name) != value:
             setattr(organisation, name, value)
             changed = True
@@ -223,7 +224,7 @@ async def set_slug(*, session: AsyncSession, organisation: Organisation, slug: s
         return False
     holder = await storage.organisation_by_slug(session=session, slug=slug)
     if holder is not None and holder.id != organisation.id:
-        raise EnrolmentRefused(409, f"The slug '{slug}' is taken by another organisation.", "slug")
+        raise Refusal("conflict", f"The slug '{slug}' is taken by another organisation.", field="slug")
     organisation.slug = slug
     _publish_org(session, organisation, OrganisationSlugChanged(slug=slug))
     return True
@@ -310,7 +311,7 @@ async def invite_staff(
 ) -> tuple[StaffMember, datetime]:
     """A new org admin or coach (coach.added for a coach) and their invitation (staff.invited)."""
     if await storage.get_staff_by_email(session=session, email=email) is not None:
-        raise EnrolmentRefused(409, "An account with this e-mail address already exists.", "email")
+        raise Refusal("conflict", "An account with this e-mail address already exists.", field="email")
     staff = StaffMember(org_id=organisation.id, role=role, name=name, email=email, created_at=now)
     session.add(staff)
     await session.flush()
@@ -331,7 +332,7 @@ async def resend_invitation(
     """A fresh set-password link; earlier links stop working. For a member who had a
     password this is a reset: the old password and every session stop working at once."""
     if not staff.active:
-        raise EnrolmentRefused(409, "This account is deactivated; reactivate it first.", "status")
+        raise Refusal("conflict", "This account is deactivated; reactivate it first.", field="status")
     await storage.retire_invitations(session=session, staff_id=staff.id, now=now)
     if staff.password_hash is not None:
         staff.password_hash, staff.password_set_at = None, None
@@ -367,14 +368,14 @@ def revoke_sessions(*, session: AsyncSession, staff: StaffMember) -> None:
 
 async def _may_lose_access(session: AsyncSession, staff: StaffMember, by_staff_id: UUID | None) -> None:
     if by_staff_id == staff.id:
-        raise EnrolmentRefused(409, "You cannot deactivate or remove your own account.", "staff_id")
+        raise Refusal("conflict", "You cannot deactivate or remove your own account.", field="staff_id")
     if (
         staff.active
         and staff.role == "org_admin"
         and await storage.active_admins(session=session, org_id=staff.org_id) <= 1
     ):
-        raise EnrolmentRefused(
-            409, "This is the organisation's last active admin; invite another one first.", "staff_id"
+        raise Refusal(
+            "conflict", "This is the organisation's last active admin; invite another one first.", field="staff_id"
         )
 
 
@@ -384,7 +385,7 @@ async def deactivate_staff(
     """Offboarding: no login, and every token refused from now on (staff.access_changed).
     A coach keeps their participants until the admin gives them another coach."""
     if not staff.active:
-        raise EnrolmentRefused(409, "This account is already deactivated.", "status")
+        raise Refusal("conflict", "This account is already deactivated.", field="status")
     await _may_lose_access(session, staff, by_staff_id)
     staff.deactivated_at = now
     await storage.retire_invitations(session=session, staff_id=staff.id, now=now)
@@ -394,9 +395,9 @@ async def deactivate_staff(
 async def reactivate_staff(*, session: AsyncSession, staff: StaffMember) -> None:
     """Undo a deactivation (not a removal): the member can log in again with their password."""
     if staff.removed_at is not None:
-        raise EnrolmentRefused(409, "This account was removed; invite the person again.", "status")
+        raise Refusal("conflict", "This account was removed; invite the person again.", field="status")
     if staff.active:
-        raise EnrolmentRefused(409, "This account is active.", "status")
+        raise Refusal("conflict", "This account is active.", field="status")
     staff.deactivated_at = None
     _access_changed(session, staff)
 
@@ -405,7 +406,7 @@ async def remove_staff(*, session: AsyncSession, staff: StaffMember, by_staff_id
     """Remove a member for good: name, address and password go; the id stays, so calls,
     plans and the audit trail keep pointing at someone (staff.access_changed, removed)."""
     if staff.removed_at is not None:
-        raise EnrolmentRefused(409, "This account was already removed.", "status")
+        raise Refusal("conflict", "This account was already removed.", field="status")
     await _may_lose_access(session, staff, by_staff_id)
     staff.removed_at = now
     staff.deactivated_at = staff.deactivated_at or now
@@ -415,18 +416,18 @@ async def remove_staff(*, session: AsyncSession, staff: StaffMember, by_staff_id
 
 
 async def check_invitation(*, session: AsyncSession, token: str, now: datetime) -> tuple[Invitation, StaffMember]:
-    """The invitation behind a link, or EnrolmentRefused: 404 unknown, 410 used or expired."""
+    """The invitation behind a link, or a Refusal: not_found when unknown, gone when used or expired."""
     invitation = await storage.get_invitation(session=session, token_hash=security.digest(token))
     if invitation is None:
-        raise EnrolmentRefused(404, "This link is not valid.", "token")
+        raise Refusal("not_found", "This link is not valid.", field="token")
     if invitation.used_at is not None:
-        raise EnrolmentRefused(410, "This link was already used.", "token")
+        raise Refusal("gone", "This link was already used.", field="token")
     if now >= invitation.expires_at:
-        raise EnrolmentRefused(410, "This link has expired; ask your organisation for a new invitation.", "token")
+        raise Refusal("gone", "This link has expired; ask your organisation for a new invitation.", field="token")
     staff = await storage.get_staff(session=session, staff_id=invitation.staff_id)
     assert staff is not None
     if not staff.active:
-        raise EnrolmentRefused(410, "This account is no longer active.", "token")
+        raise Refusal("gone", "This account is no longer active.", field="token")
     return invitation, staff
 
 
@@ -774,7 +775,7 @@ async def confirm_sign_up(
     assert organisation is not None and participant.email is not None
     try:
         await _capacity(session=session, organisation=organisation, now=now)
-    except EnrolmentRefused:
+    except Refusal:
         return participant, "licence"
     if await storage.has_running_enrolment(session=session, org_id=organisation.id, email=participant.email):
         return participant, "already_enrolled"
@@ -793,12 +794,12 @@ async def change_details(
 ) -> bool:
     """Change contact details or mail preferences (participant.details_changed)."""
     if participant.status in ("completed", "stopped", "erased"):
-        raise EnrolmentRefused(409, f"This participant's programme has ended ({participant.status}).", "status")
+        raise Refusal("conflict", f"This participant's programme has ended ({participant.status}).", field="status")
     changed = False
     for name in sorted(update.model_fields_set):
         value = getattr(update, name)
         if value is None and name != "phone":
-            raise EnrolmentRefused(422, f"{name} cannot be cleared.", name)
+            raise Refusal("invalid", f"{name} cannot be cleared.", field=name)
         if getattr(participant, name) != value:
             setattr(participant, name, value)
             changed = True
@@ -808,7 +809,7 @@ async def change_details(
     if "email" in update.model_fields_set and await storage.has_running_enrolment(
         session=session, org_id=participant.org_id, email=participant.email, other_than=participant.id
     ):
-        raise EnrolmentRefused(409, "This e-mail address is already enrolled here.", "email")
+        raise Refusal("conflict", "This e-mail address is already enrolled here.", field="email")
     participant.updated_at = now
     session.add(participant)
     _publish_contact(session, participant)  # for a pending sign-up: the confirmation mail's address
@@ -879,9 +880,9 @@ async def change_coach(*, session: AsyncSession, participant: Participant, coach
     """Give the participant another coach of the organisation (participant.coach_changed)."""
     coaches = await storage.active_participants_per_coach(session=session, org_id=participant.org_id)
     if coach_id not in coaches:
-        raise EnrolmentRefused(422, "This coach does not work for this organisation.", "coach_id")
+        raise Refusal("invalid", "This coach does not work for this organisation.", field="coach_id")
     if participant.status not in (*domain.ACTIVE_STATUSES, "pending"):
-        raise EnrolmentRefused(409, f"This participant's programme has ended ({participant.status}).", "status")
+        raise Refusal("conflict", f"This participant's programme has ended ({participant.status}).", field="status")
     if participant.coach_id == coach_id:
         return False
     participant.coach_id = coach_id
@@ -1070,10 +1071,13 @@ async def import_csv(
 ) -> ImportReport:
     """Read, check every row, then insert the rows that may go in, in one transaction.
 
-    Raises domain.CsvFileError for a file that cannot be read at all, and
-    EnrolmentRefused when the licence does not run; then nothing is written.
+    Refuses (invalid, on `file`) a file that cannot be read at all, and (conflict) an
+    import when the licence does not run; then nothing is written.
     """
-    table = domain.read_csv(data)
+    try:
+        table = domain.read_csv(data)
+    except domain.CsvFileError as error:
+        raise Refusal("invalid", str(error), field="file") from None
     context = await import_context(session=session, organisation=organisation, now=now)
     plan = domain.plan_import(table.rows, context)
     imported: list[ImportedRowPublic] = []

@@ -17,9 +17,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, operations, signup_limits, storage
 from services.enrolment.api import SessionDep, SettingsDep
-from services.enrolment.domain import EnrolmentRefused, ParticipantFields
+from services.enrolment.domain import ParticipantFields
 from services.enrolment.tables import Organisation
 from shared.db import utcnow
+from shared.errors import Refusal
 from shared.http_security import csp_nonce
 
 router = APIRouter(include_in_schema=False)
@@ -120,14 +121,14 @@ def _address(organisation: Organisation) -> str:
     return f"/aanmelden/{organisation.slug or organisation.id}"
 
 
-def _closed(request: Request, brand: dict[str, Any], refused: EnrolmentRefused) -> HTMLResponse:
+def _closed(request: Request, brand: dict[str, Any], status_code: int) -> HTMLResponse:
     return message(
         request,
         brand,
         "Aanmelden kan op dit moment niet",
         f"{brand['display_name']} kan op dit moment geen nieuwe deelnemers aanmelden. Dat ligt niet aan jou.",
         "Neem contact op met de organisatie. Zij vertellen je wanneer aanmelden weer kan.",
-        status_code=refused.status,
+        status_code=status_code,
     )
 
 
@@ -150,7 +151,7 @@ async def signup_form(org_id: str, request: Request, session: SessionDep, settin
     brand = brand_of(organisation, settings.enrolment_base_url)
     use = await operations.licence_use(session=session, organisation=organisation, now=utcnow())
     if use.available == 0:
-        return _closed(request, brand, EnrolmentRefused(409, "licence"))
+        return _closed(request, brand, 409)
     return page(
         request,
         "signup.html.j2",
@@ -229,8 +230,8 @@ async def signup(
         organisation = await storage.get_organisation(session=session, org_id=organisation.id, for_update=True)
         assert organisation is not None
         await operations.sign_up(session=session, organisation=organisation, fields=fields, settings=settings, now=now)
-    except EnrolmentRefused as refused:
-        return _closed(request, brand, refused)
+    except Refusal as refused:
+        return _closed(request, brand, refused.http_status)
     except operations.SignupLimited as limited:
         await session.commit()  # the count itself stays, so that trying again does not help
         return _too_many(request, brand, limited)
@@ -318,7 +319,7 @@ def _link_problem(
             status_code=409,
         )
     if outcome == "licence":
-        return _closed(request, brand, EnrolmentRefused(409, "licence"))
+        return _closed(request, brand, 409)
     return message(
         request,
         NEUTRAL_BRAND,
@@ -381,7 +382,7 @@ async def set_password_form(token: str, request: Request, session: SessionDep, s
     """The set-password form of an invitation link."""
     try:
         _, staff = await operations.check_invitation(session=session, token=token, now=utcnow())
-    except EnrolmentRefused as refused:
+    except Refusal as refused:
         return _invitation_problem(request, refused)
     brand = await _brand_of_participant(session, staff.org_id, settings.enrolment_base_url)
     return page(
@@ -408,7 +409,7 @@ async def set_password(
     """Set the password with an invitation link (the link then stops working)."""
     try:
         _, staff = await operations.check_invitation(session=session, token=token, now=utcnow())
-    except EnrolmentRefused as refused:
+    except Refusal as refused:
         return _invitation_problem(request, refused)
     brand = await _brand_of_participant(session, staff.org_id, settings.enrolment_base_url)
     error = None
@@ -417,7 +418,7 @@ async def set_password(
     else:
         try:
             await operations.set_password(session=session, token=token, password=password, now=utcnow())
-        except EnrolmentRefused:
+        except Refusal:
             error = f"Kies een wachtwoord van minstens {domain.MIN_PASSWORD_LENGTH} tekens."
     if error is not None:
         return page(
@@ -440,8 +441,8 @@ async def set_password(
     )
 
 
-def _invitation_problem(request: Request, refused: EnrolmentRefused) -> HTMLResponse:
-    if refused.status == 410 and "used" in refused.message:
+def _invitation_problem(request: Request, refused: Refusal) -> HTMLResponse:
+    if refused.kind == "gone" and "used" in refused.message:
         return message(
             request,
             NEUTRAL_BRAND,
@@ -450,7 +451,7 @@ def _invitation_problem(request: Request, refused: EnrolmentRefused) -> HTMLResp
             "Wachtwoord vergeten? Vraag de beheerder van je organisatie om een nieuwe uitnodiging.",
             status_code=410,
         )
-    if refused.status == 410:
+    if refused.kind == "gone":
         return message(
             request,
             NEUTRAL_BRAND,
