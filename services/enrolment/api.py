@@ -22,8 +22,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, exports, operations, security, storage
 from services.enrolment.domain import ParticipantFields
-from services.enrolment.settings import EnrolmentSettings
-from services.enrolment.tables import (
+from services.enrolment.schemas import (
     ApiKeyCreated,
     ApiKeyPublic,
     BrandingPublic,
@@ -37,11 +36,9 @@ from services.enrolment.tables import (
     LicenceUpdate,
     LoginRequest,
     Me,
-    Organisation,
     OrganisationCreate,
     OrganisationPublic,
     Page,
-    Participant,
     ParticipantCreate,
     ParticipantPublic,
     ParticipantUpdate,
@@ -49,11 +46,12 @@ from services.enrolment.tables import (
     SetPasswordRequest,
     SlugUpdate,
     StaffCreate,
-    StaffMember,
     StaffPublic,
     StopRequest,
     TokenResponse,
 )
+from services.enrolment.settings import EnrolmentSettings
+from services.enrolment.tables import Organisation, Participant, StaffMember
 from shared.db import utcnow
 from shared.errors import Refusal
 from shared.http import Limit, Offset

@@ -34,8 +34,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from tqdm import tqdm
 
 from services.enrolment import domain, operations, storage
+from services.enrolment.schemas import ImportReport, OrganisationCreate, StaffCreate
 from services.enrolment.settings import EnrolmentSettings
-from services.enrolment.tables import ImportReport, OrganisationCreate, StaffCreate
 from shared.db import Database, utcnow
 from shared.errors import Refusal
 

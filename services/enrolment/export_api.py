@@ -14,8 +14,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from services.enrolment import exports
 from services.enrolment.api import Caller, SessionDep, SettingsDep, _errors, allow, participant_or_404
 from services.enrolment.export import export_status, render_page
+from services.enrolment.schemas import ExportPublic
 from services.enrolment.settings import EnrolmentSettings
-from services.enrolment.tables import ExportPublic, ExportRequest
+from services.enrolment.tables import ExportRequest
 from shared.db import utcnow
 from shared.http_security import csp_nonce
 from shared.runtime import api_error

@@ -19,25 +19,20 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, security, signup_limits, storage
 from services.enrolment.domain import ParticipantFields, StaffRole, StoppedBy
-from services.enrolment.settings import EnrolmentSettings
-from services.enrolment.tables import (
-    ApiKey,
+from services.enrolment.schemas import (
     BrandingUpdate,
     ImportedRowPublic,
     ImportReport,
-    Invitation,
     LicencePublic,
     LicenceUpdate,
-    Logo,
-    Organisation,
     OrganisationCreate,
     OrganisationPublic,
-    Participant,
     ParticipantUpdate,
     RejectedRowPublic,
     RowProblem,
-    StaffMember,
 )
+from services.enrolment.settings import EnrolmentSettings
+from services.enrolment.tables import ApiKey, Invitation, Logo, Organisation, Participant, StaffMember
 from shared.db import utcnow
 from shared.errors import Refusal
 from shared.events import (

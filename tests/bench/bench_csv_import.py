@@ -21,8 +21,8 @@ import asyncpg
 import pytest
 
 from services.enrolment import domain, operations, storage
+from services.enrolment.schemas import OrganisationCreate
 from services.enrolment.settings import EnrolmentSettings
-from services.enrolment.tables import OrganisationCreate
 from shared.db import Database
 from tests.support.databases import fresh_database
 
