@@ -20,7 +20,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.enrolment import domain, exports, operations, security, storage
+from services.enrolment import domain, exports, security, storage
 from services.enrolment.domain import ParticipantFields
 from services.enrolment.schemas import (
     ApiKeyCreated,
@@ -52,6 +52,7 @@ from services.enrolment.schemas import (
 )
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import Organisation, Participant, StaffMember
+from services.enrolment.use_cases import csv_import, organisations, participants, staff_accounts
 from shared.db import utcnow
 from shared.errors import Refusal
 from shared.http import Limit, Offset
@@ -207,7 +208,7 @@ async def commit_or_conflict(session: AsyncSession, message: str, field: str) ->
 
 def _branding_public(organisation: Organisation, base_url: str) -> BrandingPublic:
     return BrandingPublic(
-        **operations.branding_of(organisation, base_url).model_dump(),
+        **organisations.branding_of(organisation, base_url).model_dump(),
         text_colour=domain.readable_text_colour(organisation.brand_colour),
     )
 
@@ -253,7 +254,7 @@ async def login(
     to its own limit, so others' failures cannot lock it out."""
     now = utcnow()
     keys: security.TokenKeys = request.app.state.token_keys
-    outcome = await operations.login(
+    outcome = await staff_accounts.login(
         session=session,
         email=body.email,
         password=body.password,
@@ -296,7 +297,7 @@ async def logout(caller: Caller, session: SessionDep) -> Response:
     staff = await storage.get_staff(session=session, staff_id=caller.staff_id, for_update=True)
     if staff is None:
         raise _unauthorised("This account no longer exists.")
-    operations.revoke_sessions(session=session, staff=staff)
+    staff_accounts.revoke_sessions(session=session, staff=staff)
     await session.commit()
     return Response(status_code=204)
 
@@ -304,7 +305,7 @@ async def logout(caller: Caller, session: SessionDep) -> Response:
 @router.post("/auth/set-password", status_code=204, tags=["auth"], responses=_errors(404, 410, 422))
 async def set_password(body: SetPasswordRequest, session: SessionDep) -> Response:
     """Set the password with the one-time token from an invitation link."""
-    await operations.set_password(session=session, token=body.token, password=body.password, now=utcnow())
+    await staff_accounts.set_password(session=session, token=body.token, password=body.password, now=utcnow())
     await session.commit()
     return Response(status_code=204)
 
@@ -336,9 +337,9 @@ async def license_organisation(
 ) -> OrganisationPublic:
     """License an organisation (licensor only); it can then invite staff and enrol participants."""
     allow(caller, None)
-    organisation = operations.license_organisation(session=session, body=body, base_url=settings.enrolment_base_url)
+    organisation = organisations.license_organisation(session=session, body=body, base_url=settings.enrolment_base_url)
     await session.commit()
-    return operations.organisation_public(organisation, settings.enrolment_base_url)
+    return organisations.organisation_public(organisation, settings.enrolment_base_url)
 
 
 @router.get("/organisations", tags=["organisations"], responses=_errors(401, 403, 422))
@@ -349,7 +350,7 @@ async def list_organisations(
     allow(caller, None)
     items, total = await storage.list_organisations(session=session, limit=limit, offset=offset)
     return Page(
-        items=[operations.organisation_public(o, settings.enrolment_base_url) for o in items],
+        items=[organisations.organisation_public(o, settings.enrolment_base_url) for o in items],
         total=total,
         limit=limit,
         offset=offset,
@@ -362,7 +363,7 @@ async def get_organisation(
 ) -> OrganisationPublic:
     """The organisation's name, branding and licence."""
     allow(caller, org_id, "org_admin", "coach", "api_key")
-    return operations.organisation_public(await organisation_or_404(session, org_id), settings.enrolment_base_url)
+    return organisations.organisation_public(await organisation_or_404(session, org_id), settings.enrolment_base_url)
 
 
 @router.get("/organisations/{org_id}/licence", tags=["organisations"], responses=_errors(401, 403, 404))
@@ -370,7 +371,7 @@ async def licence_use(org_id: UUID, caller: Caller, session: SessionDep) -> Lice
     """The licence period and its use: active participants out of the maximum."""
     allow(caller, org_id, "org_admin", "api_key")
     organisation = await organisation_or_404(session, org_id)
-    return await operations.licence_use(session=session, organisation=organisation, now=utcnow())
+    return await organisations.licence_use(session=session, organisation=organisation, now=utcnow())
 
 
 @router.patch("/organisations/{org_id}/licence", tags=["organisations"], responses=_errors(401, 403, 404, 422))
@@ -379,9 +380,9 @@ async def change_licence(org_id: UUID, body: LicenceUpdate, caller: Caller, sess
     allow(caller, org_id)
     organisation = await organisation_or_404(session, org_id, for_update=True)
     now = utcnow()
-    operations.change_licence(session=session, organisation=organisation, update=body, now=now)
+    organisations.change_licence(session=session, organisation=organisation, update=body, now=now)
     await session.commit()
-    return await operations.licence_use(session=session, organisation=organisation, now=now)
+    return await organisations.licence_use(session=session, organisation=organisation, now=now)
 
 
 @router.get("/organisations/{org_id}/branding", tags=["branding"], responses=_errors(401, 403, 404))
@@ -398,7 +399,7 @@ async def update_branding(
     """Change what the organisation's mails and pages show; the next mail carries it."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id, for_update=True)
-    operations.update_branding(
+    organisations.update_branding(
         session=session, organisation=organisation, update=body, base_url=settings.enrolment_base_url, now=utcnow()
     )
     await session.commit()
@@ -413,9 +414,9 @@ async def set_slug(
     QR code; the old address with the organisation's id keeps working."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id, for_update=True)
-    await operations.set_slug(session=session, organisation=organisation, slug=body.slug)
+    await organisations.set_slug(session=session, organisation=organisation, slug=body.slug)
     await commit_or_conflict(session, f"The slug '{body.slug}' is taken by another organisation.", "slug")
-    return operations.organisation_public(organisation, settings.enrolment_base_url)
+    return organisations.organisation_public(organisation, settings.enrolment_base_url)
 
 
 @router.put("/organisations/{org_id}/logo", tags=["branding"], responses=_errors(401, 403, 404, 413, 415, 422))
@@ -430,7 +431,7 @@ async def upload_logo(
     allow(caller, org_id, "org_admin")
     data = await file.read(settings.logo_max_bytes + 1)
     organisation = await organisation_or_404(session, org_id, for_update=True)
-    await operations.set_logo(session=session, organisation=organisation, data=data, settings=settings, now=utcnow())
+    await organisations.set_logo(session=session, organisation=organisation, data=data, settings=settings, now=utcnow())
     await session.commit()
     return _branding_public(organisation, settings.enrolment_base_url)
 
@@ -440,7 +441,7 @@ async def remove_logo(org_id: UUID, caller: Caller, session: SessionDep, setting
     """Mails go on without a logo. Earlier logo URLs keep working for mails already sent."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id, for_update=True)
-    operations.remove_logo(
+    organisations.remove_logo(
         session=session, organisation=organisation, base_url=settings.enrolment_base_url, now=utcnow()
     )
     await session.commit()
@@ -484,7 +485,7 @@ async def rotate_api_key(org_id: UUID, caller: Caller, session: SessionDep) -> A
     """Create a new API key, shown only in this answer; the previous key stops working."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id, for_update=True)
-    key, row = await operations.rotate_api_key(session=session, organisation=organisation, now=utcnow())
+    key, row = await organisations.rotate_api_key(session=session, organisation=organisation, now=utcnow())
     await session.commit()
     return ApiKeyCreated(api_key=key, prefix=row.prefix, created_at=row.created_at)
 
@@ -511,7 +512,7 @@ async def invite_staff(
     """Invite an organisation admin or a coach; they get a mail with a one-time set-password link."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id)
-    staff, _ = await operations.invite_staff(
+    staff, _ = await staff_accounts.invite_staff(
         session=session,
         organisation=organisation,
         name=body.name,
@@ -552,7 +553,7 @@ async def resend_invitation(
     """Send a new set-password link (also to reset a forgotten password); older links stop working."""
     allow(caller, org_id, "org_admin")
     staff = await staff_or_404(session, org_id, staff_id)
-    expires_at = await operations.resend_invitation(session=session, staff=staff, settings=settings, now=utcnow())
+    expires_at = await staff_accounts.resend_invitation(session=session, staff=staff, settings=settings, now=utcnow())
     await session.commit()
     return InvitationSent(staff_id=staff.id, expires_at=expires_at)
 
@@ -577,7 +578,7 @@ async def deactivate_staff(org_id: UUID, staff_id: UUID, caller: Caller, session
     listed under GET …/participants-to-reassign until each has another coach."""
     allow(caller, org_id, "org_admin")
     staff = await staff_or_404(session, org_id, staff_id)
-    await operations.deactivate_staff(session=session, staff=staff, by_staff_id=caller.staff_id, now=utcnow())
+    await staff_accounts.deactivate_staff(session=session, staff=staff, by_staff_id=caller.staff_id, now=utcnow())
     await session.commit()
     return _staff_public(staff)
 
@@ -587,7 +588,7 @@ async def reactivate_staff(org_id: UUID, staff_id: UUID, caller: Caller, session
     """Undo a deactivation: the member logs in again with their own password."""
     allow(caller, org_id, "org_admin")
     staff = await staff_or_404(session, org_id, staff_id)
-    await operations.reactivate_staff(session=session, staff=staff)
+    await staff_accounts.reactivate_staff(session=session, staff=staff)
     await session.commit()
     return _staff_public(staff)
 
@@ -598,7 +599,7 @@ async def remove_staff(org_id: UUID, staff_id: UUID, caller: Caller, session: Se
     stays, so calls and plans they logged keep their author."""
     allow(caller, org_id, "org_admin")
     staff = await staff_or_404(session, org_id, staff_id)
-    await operations.remove_staff(session=session, staff=staff, by_staff_id=caller.staff_id, now=utcnow())
+    await staff_accounts.remove_staff(session=session, staff=staff, by_staff_id=caller.staff_id, now=utcnow())
     await session.commit()
     return _staff_public(staff)
 
@@ -612,7 +613,7 @@ async def add_coach(
     """Add a coach (the same as inviting staff with role coach)."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id)
-    staff, _ = await operations.invite_staff(
+    staff, _ = await staff_accounts.invite_staff(
         session=session,
         organisation=organisation,
         name=body.name,
@@ -658,7 +659,7 @@ async def enrol_participant(
     async def enrol(*, in_turn: bool) -> Participant:
         # Side by side, enrolments into one organisation do not queue behind each other's commit.
         organisation = await organisation_or_404(session, org_id, for_update=in_turn, key_share=not in_turn)
-        return await operations.enrol_participant(
+        return await participants.enrol_participant(
             session=session,
             organisation=organisation,
             fields=fields,
@@ -670,7 +671,7 @@ async def enrol_participant(
 
     try:
         participant = await enrol(in_turn=False)
-    except operations.EnrolInTurn:
+    except participants.EnrolInTurn:
         await session.rollback()
         participant = await enrol(in_turn=True)
     await commit_or_conflict(session, "This e-mail address is already enrolled here.", "email")
@@ -689,7 +690,7 @@ async def import_participants(
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="CSV: ';' or ',' separated, UTF-8 with or without BOM.")],
     mode: Annotated[
-        operations.ImportMode,
+        csv_import.ImportMode,
         Query(description="valid_rows: import every valid row; all_or_nothing: import only if no row is rejected."),
     ] = "valid_rows",
     dry_run: Annotated[bool, Query(description="Check every row, import nothing.")] = False,
@@ -704,7 +705,7 @@ async def import_participants(
     if len(data) > settings.import_max_bytes:
         raise Refusal("too_large", f"The file is larger than {settings.import_max_bytes} bytes.", field="file")
     organisation = await organisation_or_404(session, org_id, for_update=True)
-    report = await operations.import_csv(
+    report = await csv_import.import_csv(
         session=session, organisation=organisation, data=data, mode=mode, dry_run=dry_run, now=utcnow()
     )
     await commit_or_conflict(
@@ -766,7 +767,7 @@ async def change_participant(
     """Change contact details or mail preferences; only the fields sent change."""
     allow(caller, org_id, "org_admin", "api_key")
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
-    await operations.change_details(session=session, participant=participant, update=body, now=utcnow())
+    await participants.change_details(session=session, participant=participant, update=body, now=utcnow())
     await commit_or_conflict(session, "This e-mail address is already enrolled here.", "email")
     return ParticipantPublic.model_validate(participant)
 
@@ -779,7 +780,7 @@ async def pause_participant(
     allow(caller, org_id, "org_admin", "coach")
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
     reason = body.reason if body else None
-    operations.pause(session=session, participant=participant, reason=reason, now=utcnow())
+    participants.pause(session=session, participant=participant, reason=reason, now=utcnow())
     await session.commit()
     return ParticipantPublic.model_validate(participant)
 
@@ -791,7 +792,7 @@ async def resume_participant(
     """Daily mails continue with the next lesson."""
     allow(caller, org_id, "org_admin", "coach")
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
-    operations.resume(session=session, participant=participant, now=utcnow())
+    participants.resume(session=session, participant=participant, now=utcnow())
     await session.commit()
     return ParticipantPublic.model_validate(participant)
 
@@ -807,7 +808,7 @@ async def stop_participant(
     reason = body.reason if body else None
     if participant.status == "stopped":
         raise Refusal("conflict", "This participant has already stopped.", field="status")
-    operations.stop(session=session, participant=participant, by=by, reason=reason, now=utcnow())
+    participants.stop(session=session, participant=participant, by=by, reason=reason, now=utcnow())
     await session.commit()
     return ParticipantPublic.model_validate(participant)
 
@@ -819,7 +820,7 @@ async def change_coach(
     """Give the participant another coach of the organisation."""
     allow(caller, org_id, "org_admin")
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
-    await operations.change_coach(session=session, participant=participant, coach_id=body.coach_id, now=utcnow())
+    await participants.change_coach(session=session, participant=participant, coach_id=body.coach_id, now=utcnow())
     await session.commit()
     return ParticipantPublic.model_validate(participant)
 
@@ -827,7 +828,7 @@ async def change_coach(
 async def _erase(org_id: UUID, participant_id: UUID, caller: Caller, session: AsyncSession) -> ParticipantPublic:
     allow(caller, org_id, "org_admin")
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
-    operations.erase(session=session, participant=participant, now=utcnow())
+    participants.erase(session=session, participant=participant, now=utcnow())
     await exports.forget_participant_exports(session=session, participant_id=participant.id)
     await session.commit()
     return ParticipantPublic.model_validate(participant)
