@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, signup_limits, storage
-from services.enrolment.api import SessionDep, SettingsDep
+from services.enrolment.api.common import SessionDep, SettingsDep
 from services.enrolment.domain import ParticipantFields
 from services.enrolment.tables import Organisation
 from services.enrolment.use_cases import organisations, signups, staff_accounts

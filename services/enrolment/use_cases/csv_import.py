@@ -11,19 +11,11 @@ from uuid import uuid4
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, storage
-from services.enrolment.schemas import (
-    ImportedRowPublic,
-    ImportReport,
-    RejectedRowPublic,
-    RowProblem,
-)
+from services.enrolment.schemas import ImportedRowPublic, ImportReport, RejectedRowPublic, RowProblem
 from services.enrolment.tables import Organisation
 from services.enrolment.use_cases.participants import capacity, contact_event
 from shared.errors import Refusal
-from shared.events import (
-    Envelope,
-    ParticipantEnrolled,
-)
+from shared.events import Envelope, ParticipantEnrolled
 from shared.outbox import add_to_outbox
 
 ImportMode = Literal["valid_rows", "all_or_nothing"]

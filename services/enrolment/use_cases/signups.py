@@ -14,10 +14,7 @@ from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import Organisation, Participant
 from services.enrolment.use_cases.participants import capacity, enrolled_event, erase_contact, publish, publish_contact
 from shared.errors import Refusal
-from shared.events import (
-    ParticipantConfirmationRequested,
-    ParticipantErased,
-)
+from shared.events import ParticipantConfirmationRequested, ParticipantErased
 from shared.mailer_links import link_keys, seal_link
 
 SIGNUP_RESEND_AFTER = timedelta(minutes=10)

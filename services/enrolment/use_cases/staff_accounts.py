@@ -16,14 +16,7 @@ from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import Invitation, Organisation, StaffMember
 from services.enrolment.use_cases.organisations import publish_org
 from shared.errors import Refusal
-from shared.events import (
-    CoachAdded,
-    ContactDetailsSet,
-    Envelope,
-    StaffAccessChanged,
-    StaffInvited,
-    Topic,
-)
+from shared.events import CoachAdded, ContactDetailsSet, Envelope, StaffAccessChanged, StaffInvited, Topic
 from shared.mailer_links import link_keys, seal_link
 from shared.outbox import add_to_outbox, add_tombstone_to_outbox
 from shared.staff_tokens import StaffClaims
