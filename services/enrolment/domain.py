@@ -247,20 +247,35 @@ def check_licence_period(valid_from: date, valid_until: date) -> None:
 
 # --- the participant lifecycle -------------------------------------------------------------
 
-Action = Literal["confirm", "start", "pause", "resume", "stop", "complete", "erase"]
+Action = Literal["confirm", "start", "pause", "resume", "stop", "complete", "erase", "edit"]
+"""What can happen to a participant; `edit` is a change of details or coach, which leaves the status."""
 
-_ALLOWED_FROM: dict[Action, tuple[Status, ...]] = {
-    "confirm": ("pending",),
-    "start": ("enrolled",),
-    "pause": ("enrolled", "active"),
-    "resume": ("paused",),
-    "stop": ("enrolled", "active", "paused"),
+TRANSITIONS: Mapping[Action, Mapping[str, Status]] = {
+    "confirm": {"pending": "enrolled"},
+    "start": {"enrolled": "active"},
+    "pause": {"enrolled": "paused", "active": "paused"},
+    # A participant whose programme had not started yet is enrolled again (see next_status).
+    "resume": {"paused": "active"},
+    "stop": {status: "stopped" for status in ACTIVE_STATUSES},
     # The mailer reports completion after the last lesson; a pause right after it does not undo that.
-    "complete": ("enrolled", "active", "paused"),
-    "erase": ("pending", "enrolled", "active", "paused", "completed", "stopped"),
+    "complete": {status: "completed" for status in ACTIVE_STATUSES},
+    "erase": {status: "erased" for status in STATUSES if status != "erased"},
+    "edit": {status: status for status in ("pending", *ACTIVE_STATUSES)},
 }
+"""The one table of the participant lifecycle: per action, the statuses it applies to and the
+status it leads to. Every rule below asks it; no other code compares statuses for this."""
 
-_EXPLAIN: dict[Status, str] = {
+NO_OPS: Mapping[Action, frozenset[str]] = {
+    "start": frozenset({"active", "erased"}),
+    "stop": frozenset({"stopped", "erased"}),
+    "complete": frozenset({"completed", "erased"}),
+    "pause": frozenset({"erased"}),
+    "resume": frozenset({"erased"}),
+}
+"""Where an event (from the mailer or tracking) that asks for an action changes nothing: it is
+already so (a repeated unsubscribe), or the participant was erased."""
+
+_EXPLAIN: dict[str, str] = {
     "pending": "has not confirmed the sign-up yet",
     "enrolled": "is enrolled and has not started yet",
     "active": "is active",
@@ -271,34 +286,57 @@ _EXPLAIN: dict[Status, str] = {
 }
 
 
+def allows(current: str, action: Action) -> bool:
+    """Whether `action` applies to a participant with this status now."""
+    return current in TRANSITIONS[action]
+
+
 def next_status(current: str, action: Action, *, started: bool = False) -> Status:
     """The status after `action`, or a conflict Refusal when it does not apply now.
 
     A resumed participant is active again if their programme had started, else enrolled.
     """
-    if current not in _ALLOWED_FROM[action]:
-        explanation = _EXPLAIN.get(current, f"has status '{current}'")  # type: ignore[call-overload]
+    after = TRANSITIONS[action].get(current)
+    if after is None:
+        explanation = _EXPLAIN.get(current, f"has status '{current}'")
         raise Refusal("conflict", f"Cannot {action}: this participant {explanation}.", field="status")
-    if action == "resume":
-        return "active" if started else "enrolled"
-    return _RESULT[action]
-
-
-_RESULT: dict[Action, Status] = {
-    "confirm": "enrolled",
-    "start": "active",
-    "pause": "paused",
-    "stop": "stopped",
-    "complete": "completed",
-    "erase": "erased",
-}
+    if action == "resume" and not started:
+        return "enrolled"
+    return after
 
 
 def is_transition_noop(current: str, action: Action) -> bool:
     """An event that asks for what is already so (a repeat unsubscribe) changes nothing."""
-    return (action, current) in {("stop", "stopped"), ("complete", "completed"), ("start", "active")} or (
-        current == "erased" and action in ("stop", "complete", "start", "pause", "resume")
-    )
+    return current in NO_OPS.get(action, frozenset())
+
+
+def already_done(current: str, action: Action) -> bool:
+    """Whether the participant already has the status that `action` leads to (stopped, for a stop)."""
+    return current in TRANSITIONS[action].values()
+
+
+def is_running(current: str) -> bool:
+    """Enrolled, active or paused: counts against the licence and gets (or will get) mails."""
+    return current in ACTIVE_STATUSES
+
+
+def awaits_confirmation(current: str) -> bool:
+    """A public sign-up that was not confirmed yet: no other service knows the participant."""
+    return allows(current, "confirm")
+
+
+def check_editable(current: str) -> None:
+    """Details and coach change only while the programme has not ended (conflict otherwise)."""
+    if not allows(current, "edit"):
+        raise Refusal("conflict", f"This participant's programme has ended ({current}).", field="status")
+
+
+def stop_applies(current: str, by: StoppedBy) -> bool:
+    """Whether a stop changes anything. A repeated unsubscribe, or any stop of someone erased,
+    changes nothing; a coach or organisation who stops someone who already stopped is told so."""
+    if by != "participant" and already_done(current, "stop"):
+        raise Refusal("conflict", "This participant has already stopped.", field="status")
+    return not is_transition_noop(current, "stop")
 
 
 def check_stop_reason(by: StoppedBy, reason: str | None) -> str | None:

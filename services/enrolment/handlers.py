@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.enrolment import storage
+from services.enrolment import domain, storage
 from services.enrolment.exports import build_export_handlers
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import Participant
@@ -50,7 +50,7 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
         assert isinstance(payload, UnsubscribeRequested)
 
         async def change(session: AsyncSession, participant: Participant) -> None:
-            if participant.status in ("enrolled", "active", "paused"):
+            if domain.allows(participant.status, "stop"):
                 participants.stop(session=session, participant=participant, by="participant", reason=None, now=utcnow())
 
         await for_participant(envelope, change)
@@ -69,7 +69,7 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
         assert isinstance(payload, MailSent)
 
         async def change(session: AsyncSession, participant: Participant) -> None:
-            if participant.status in ("enrolled", "active", "paused"):
+            if domain.is_running(participant.status):
                 participants.mark_started(session=session, participant=participant, sent_at=payload.sent_at)
 
         await for_participant(envelope, change)

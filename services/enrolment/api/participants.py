@@ -204,8 +204,6 @@ async def stop_participant(
     participant = await participant_or_404(session, caller, org_id, participant_id, for_update=True)
     by: domain.StoppedBy = "coach" if caller.kind == "coach" else "organisation"
     reason = body.reason if body else None
-    if participant.status == "stopped":
-        raise Refusal("conflict", "This participant has already stopped.", field="status")
     participants.stop(session=session, participant=participant, by=by, reason=reason, now=utcnow())
     await session.commit()
     return ParticipantPublic.model_validate(participant)

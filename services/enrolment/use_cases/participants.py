@@ -145,8 +145,7 @@ async def change_details(
     *, session: AsyncSession, participant: Participant, update: ParticipantUpdate, now: datetime
 ) -> bool:
     """Change contact details or mail preferences (participant.details_changed)."""
-    if participant.status in ("completed", "stopped", "erased"):
-        raise Refusal("conflict", f"This participant's programme has ended ({participant.status}).", field="status")
+    domain.check_editable(participant.status)
     changed = False
     for name in sorted(update.model_fields_set):
         value = getattr(update, name)
@@ -165,7 +164,7 @@ async def change_details(
     participant.updated_at = now
     session.add(participant)
     publish_contact(session, participant)  # for a pending sign-up: the confirmation mail's address
-    if participant.status != "pending":
+    if not domain.awaits_confirmation(participant.status):
         publish(
             session,
             participant,
@@ -194,8 +193,9 @@ def resume(*, session: AsyncSession, participant: Participant, now: datetime) ->
 
 
 def stop(*, session: AsyncSession, participant: Participant, by: StoppedBy, reason: str | None, now: datetime) -> bool:
-    """End the programme early (participant.stopped); False when it had already ended that way."""
-    if domain.is_transition_noop(participant.status, "stop"):
+    """End the programme early (participant.stopped); False when that changes nothing (a repeated
+    unsubscribe). A coach or organisation who stops someone who already stopped is refused."""
+    if not domain.stop_applies(participant.status, by):
         return False
     cleaned = domain.check_stop_reason(by, reason)
     participant.status = domain.next_status(participant.status, "stop")
@@ -208,7 +208,7 @@ def stop(*, session: AsyncSession, participant: Participant, by: StoppedBy, reas
 
 def complete(*, session: AsyncSession, participant: Participant, now: datetime) -> bool:
     """Record that all lessons were sent (participant.completed); False if nothing to do."""
-    if domain.is_transition_noop(participant.status, "complete") or participant.status not in domain.ACTIVE_STATUSES:
+    if not domain.allows(participant.status, "complete"):
         return False
     participant.status = domain.next_status(participant.status, "complete")
     participant.ended_at = participant.updated_at = now
@@ -222,7 +222,7 @@ def mark_started(*, session: AsyncSession, participant: Participant, sent_at: da
     change, so nothing new is published; a paused participant stays paused."""
     if participant.started_at is None:
         participant.started_at = sent_at
-    if participant.status == "enrolled":
+    if domain.allows(participant.status, "start"):
         participant.status = domain.next_status(participant.status, "start")
     participant.updated_at = utcnow()
     session.add(participant)
@@ -233,14 +233,13 @@ async def change_coach(*, session: AsyncSession, participant: Participant, coach
     coaches = await storage.active_participants_per_coach(session=session, org_id=participant.org_id)
     if coach_id not in coaches:
         raise Refusal("invalid", "This coach does not work for this organisation.", field="coach_id")
-    if participant.status not in (*domain.ACTIVE_STATUSES, "pending"):
-        raise Refusal("conflict", f"This participant's programme has ended ({participant.status}).", field="status")
+    domain.check_editable(participant.status)
     if participant.coach_id == coach_id:
         return False
     participant.coach_id = coach_id
     participant.updated_at = now
     session.add(participant)
-    if participant.status != "pending":
+    if not domain.awaits_confirmation(participant.status):
         publish(session, participant, ParticipantCoachChanged(coach_id=coach_id))
     return True
 

@@ -148,7 +148,7 @@ async def pending_sign_up(
     participant = await storage.participant_by_confirm_token(session=session, token_hash=security.digest(token))
     if participant is None:
         return None, "unknown"
-    if participant.status != "pending":
+    if not domain.awaits_confirmation(participant.status):
         return participant, "used"
     if participant.confirm_expires_at is None or now >= participant.confirm_expires_at:
         return participant, "expired"
