@@ -33,7 +33,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tqdm import tqdm
 
-from services.enrolment import domain, storage
+from services.enrolment import csv_rows, domain, storage
 from services.enrolment.schemas import ImportReport, OrganisationCreate, StaffCreate
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.use_cases import csv_import, organisations, participants, staff_accounts
@@ -229,8 +229,8 @@ def import_csv(
     except OSError as error:
         raise fail(f"cannot read {file}: {error.strerror}") from None
     try:
-        table = domain.read_csv(data)
-    except domain.CsvFileError as error:
+        table = csv_rows.read_csv(data)
+    except csv_rows.CsvFileError as error:
         raise fail(f"{file}: {error}") from None
     mode: csv_import.ImportMode = "all_or_nothing" if all_or_nothing else "valid_rows"
 
@@ -240,7 +240,7 @@ def import_csv(
             raise Refusal("not_found", f"organisation {org} does not exist", field="org")
         context = await csv_import.import_context(session=session, organisation=organisation, now=utcnow())
         rows = tqdm(table.rows, desc="checking", unit="row", file=sys.stderr)
-        plan = domain.plan_import(rows, context)
+        plan = csv_rows.plan_import(rows, context)
         imported = []
         if csv_import.should_write(table, plan, mode, dry_run):
             with tqdm(total=len(plan.accepted), desc="importing", unit="row", file=sys.stderr) as bar:

@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.enrolment import domain, storage
+from services.enrolment import csv_rows, storage
 from services.enrolment.schemas import OrganisationCreate
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.use_cases import csv_import, organisations, staff_accounts
@@ -73,7 +73,7 @@ async def import_through_the_service(database: Database, org_id: uuid.UUID, data
     """The import path of the CLI and the API, phase by phase."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    table = domain.read_csv(data)
+    table = csv_rows.read_csv(data)
     timings["read"] = time.perf_counter() - started
     async with database.session() as session:
         organisation = await storage.get_organisation(session=session, org_id=org_id, for_update=True)
@@ -81,7 +81,7 @@ async def import_through_the_service(database: Database, org_id: uuid.UUID, data
         now = datetime.now(UTC)
         mark = time.perf_counter()
         context = await csv_import.import_context(session=session, organisation=organisation, now=now)
-        plan = domain.plan_import(table.rows, context)
+        plan = csv_rows.plan_import(table.rows, context)
         timings["check"] = time.perf_counter() - mark
         assert len(plan.accepted) == ROWS and not plan.rejected
         mark = time.perf_counter()

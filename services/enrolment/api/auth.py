@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
 
-from services.enrolment import domain, security, storage
+from services.enrolment import login_limits, security, storage
 from services.enrolment.api.common import Caller, SessionDep, SettingsDep, errors, unauthorised
 from services.enrolment.schemas import LoginRequest, Me, SetPasswordRequest, TokenResponse
 from services.enrolment.settings import EnrolmentSettings
@@ -21,9 +21,9 @@ router = APIRouter(prefix="/api")
 DEVICE_COOKIE = "meer_device"
 
 
-def login_policy(settings: EnrolmentSettings) -> domain.LoginPolicy:
+def login_policy(settings: EnrolmentSettings) -> login_limits.LoginPolicy:
     """The login limits of the settings."""
-    return domain.LoginPolicy(
+    return login_limits.LoginPolicy(
         failures_per_source=settings.login_failures_per_source,
         failures_per_subnet=settings.login_failures_per_subnet,
         failures_per_account_source=settings.login_failures_before_lock,

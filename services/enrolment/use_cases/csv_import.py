@@ -10,7 +10,7 @@ from uuid import uuid4
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.enrolment import domain, storage
+from services.enrolment import csv_rows, storage
 from services.enrolment.schemas import ImportedRowPublic, ImportReport, RejectedRowPublic, RowProblem
 from services.enrolment.tables import Organisation
 from services.enrolment.use_cases.participants import capacity, contact_event
@@ -22,9 +22,9 @@ ImportMode = Literal["valid_rows", "all_or_nothing"]
 Progress = Callable[[int], None]
 
 
-async def import_context(*, session: AsyncSession, organisation: Organisation, now: datetime) -> domain.ImportContext:
+async def import_context(*, session: AsyncSession, organisation: Organisation, now: datetime) -> csv_rows.ImportContext:
     """What the row rules need; refuses the whole import when the licence does not run."""
-    return domain.ImportContext(
+    return csv_rows.ImportContext(
         now=now,
         variants=tuple(organisation.variants),
         coaches=await storage.coach_lookup(session=session, org_id=organisation.id),
@@ -38,7 +38,7 @@ async def write_import(
     *,
     session: AsyncSession,
     organisation: Organisation,
-    accepted: Iterable[domain.AcceptedRow],
+    accepted: Iterable[csv_rows.AcceptedRow],
     now: datetime,
     progress: Progress | None = None,
     chunk: int = 1000,
@@ -98,8 +98,8 @@ async def write_import(
 
 def import_report(
     *,
-    table: domain.CsvTable,
-    plan: domain.ImportPlan,
+    table: csv_rows.CsvTable,
+    plan: csv_rows.ImportPlan,
     imported: list[ImportedRowPublic],
     mode: ImportMode,
     dry_run: bool,
@@ -122,7 +122,7 @@ def import_report(
     )
 
 
-def should_write(table: domain.CsvTable, plan: domain.ImportPlan, mode: ImportMode, dry_run: bool) -> bool:
+def should_write(table: csv_rows.CsvTable, plan: csv_rows.ImportPlan, mode: ImportMode, dry_run: bool) -> bool:
     """valid_rows: every valid row goes in; all_or_nothing: only when no row was rejected."""
     if dry_run:
         return False
@@ -144,11 +144,11 @@ async def import_csv(
     import when the licence does not run; then nothing is written.
     """
     try:
-        table = domain.read_csv(data)
-    except domain.CsvFileError as error:
+        table = csv_rows.read_csv(data)
+    except csv_rows.CsvFileError as error:
         raise Refusal("invalid", str(error), field="file") from None
     context = await import_context(session=session, organisation=organisation, now=now)
-    plan = domain.plan_import(table.rows, context)
+    plan = csv_rows.plan_import(table.rows, context)
     imported: list[ImportedRowPublic] = []
     if should_write(table, plan, mode, dry_run):
         imported = await write_import(session=session, organisation=organisation, accepted=plan.accepted, now=now)

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.enrolment import domain, security, storage
+from services.enrolment import domain, login_limits, security, storage
 from services.enrolment.domain import StaffRole
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import Invitation, Organisation, StaffMember
@@ -212,25 +212,25 @@ async def login(
     device_token: str | None,
     keys: security.TokenKeys,
     now: datetime,
-    policy: domain.LoginPolicy,
+    policy: login_limits.LoginPolicy,
 ) -> LoginOutcome:
     """Check a login against the limits of its source, subnet, account+source and account
     (or, for a browser that logged in to this account before, its own device limit), and
     count it; the caller commits either way, so failures are counted."""
     email_key = security.email_digest(email)
     device_id = keys.device_id(device_token, email_key)
-    scopes = domain.login_limit_keys(email_key=email_key, source=source, device_id=device_id)
+    scopes = login_limits.login_limit_keys(email_key=email_key, source=source, device_id=device_id)
     keyed = {scope: security.digest(key) for scope, key in scopes.items()}
     rows = await storage.login_limits(session=session, keys=keyed.values())
     states = {
-        scope: domain.LimitState(
+        scope: login_limits.LimitState(
             window_started_at=rows[key].window_started_at,
             failures=rows[key].failures,
             blocked_until=rows[key].blocked_until,
         )
         for scope, key in keyed.items()
     }
-    until = domain.login_blocked(states.values(), now)
+    until = login_limits.login_blocked(states.values(), now)
     if until is not None:
         when = until.isoformat(timespec="seconds")
         return LoginOutcome(status=429, message=f"Too many failed logins; try again after {when}.", retry_at=until)
@@ -239,7 +239,7 @@ async def login(
     # argon2 takes tens of milliseconds of CPU on purpose: keep the event loop free meanwhile.
     ok = await asyncio.to_thread(security.check_password, password_hash, password)
     if ok and staff is not None and password_hash is not None and staff.active:
-        states = {scope: domain.after_login_success(state, scope) for scope, state in states.items()}
+        states = {scope: login_limits.after_login_success(state, scope) for scope, state in states.items()}
         if security.needs_rehash(password_hash):
             staff.password_hash = await asyncio.to_thread(security.hash_password, password)
             session.add(staff)
@@ -254,7 +254,7 @@ async def login(
             email_key=email_key,
         )
     else:
-        states = {scope: domain.after_login_failure(state, now, scope, policy) for scope, state in states.items()}
+        states = {scope: login_limits.after_login_failure(state, now, scope, policy) for scope, state in states.items()}
         outcome = LoginOutcome(status=401, message="The e-mail address or the password is not right.")
     for scope, state in states.items():
         row = rows[keyed[scope]]

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.enrolment.domain import (
+from services.enrolment.domain import check_new_password
+from services.enrolment.login_limits import (
     LimitScope,
     LimitState,
     LoginPolicy,
     after_login_failure,
     after_login_success,
-    check_new_password,
     login_blocked,
     login_limit_keys,
     source_network,
