@@ -7,13 +7,14 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.enrolment import exports, operations, storage
+from services.enrolment import exports, storage
 from services.enrolment.api import public_router, router
 from services.enrolment.export_api import router as export_router
 from services.enrolment.handlers import register_kafka_handlers
 from services.enrolment.pages import router as pages_router
 from services.enrolment.security import TokenKeys
 from services.enrolment.settings import EnrolmentSettings
+from services.enrolment.use_cases import signups
 from shared.db import Database, utcnow
 from shared.http import MULTIPART_OVERHEAD_BYTES
 from shared.logging import get_logger
@@ -31,12 +32,12 @@ async def delete_unconfirmed_signups(database: Database, settings: EnrolmentSett
     total = 0
     while True:
         async with database.session() as session:
-            deleted = await operations.forget_expired_sign_ups(
+            deleted = await signups.forget_expired_sign_ups(
                 session=session, expired_before=utcnow() - timedelta(days=settings.unconfirmed_retention_days)
             )
             await session.commit()
         total += deleted
-        if deleted < operations.FORGET_BATCH:
+        if deleted < signups.FORGET_BATCH:
             return total
 
 

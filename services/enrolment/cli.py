@@ -33,12 +33,13 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tqdm import tqdm
 
-from services.enrolment import domain, operations, storage
-from services.enrolment.domain import EnrolmentRefused
+from services.enrolment import csv_rows, domain, storage
+from services.enrolment.schemas import ImportReport, OrganisationCreate, StaffCreate
 from services.enrolment.settings import EnrolmentSettings
-from services.enrolment.tables import ImportReport, OrganisationCreate, StaffCreate
+from services.enrolment.use_cases import csv_import, organisations, participants, staff_accounts
 from shared.branding import DEFAULT_BRAND_COLOUR
 from shared.db import Database, utcnow
+from shared.errors import Refusal
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Enrolment: licensing and participant imports.")
 T = TypeVar("T")
@@ -64,7 +65,7 @@ def run_in_session(work: Callable[[AsyncSession, EnrolmentSettings], Awaitable[T
 
     try:
         return asyncio.run(main())
-    except EnrolmentRefused as refused:
+    except Refusal as refused:
         raise fail(f"{refused.field or 'input'}: {refused.message}") from None
     except (OSError, OperationalError, InterfaceError) as error:
         raise fail(
@@ -114,7 +115,9 @@ def license_org(
     body = validated(OrganisationCreate, values)
 
     async def work(session: AsyncSession, settings: EnrolmentSettings) -> tuple[UUID, str]:
-        organisation = operations.license_organisation(session=session, body=body, base_url=settings.enrolment_base_url)
+        organisation = organisations.license_organisation(
+            session=session, body=body, base_url=settings.enrolment_base_url
+        )
         await session.commit()
         return organisation.id, settings.enrolment_base_url.rstrip("/")
 
@@ -130,8 +133,8 @@ def licence(org_id: UUID) -> None:
     async def work(session: AsyncSession, settings: EnrolmentSettings) -> str:
         organisation = await storage.get_organisation(session=session, org_id=org_id)
         if organisation is None:
-            raise EnrolmentRefused(404, f"organisation {org_id} does not exist", "org")
-        use = await operations.licence_use(session=session, organisation=organisation, now=utcnow())
+            raise Refusal("not_found", f"organisation {org_id} does not exist", field="org")
+        use = await organisations.licence_use(session=session, organisation=organisation, now=utcnow())
         return use.model_dump_json(indent=2)
 
     typer.echo(run_in_session(work))
@@ -150,8 +153,8 @@ def invite_staff(
     async def work(session: AsyncSession, settings: EnrolmentSettings) -> UUID:
         organisation = await storage.get_organisation(session=session, org_id=org)
         if organisation is None:
-            raise EnrolmentRefused(404, f"organisation {org} does not exist", "org")
-        staff, _ = await operations.invite_staff(
+            raise Refusal("not_found", f"organisation {org} does not exist", field="org")
+        staff, _ = await staff_accounts.invite_staff(
             session=session,
             organisation=organisation,
             name=body.name,
@@ -173,8 +176,8 @@ def rotate_api_key(org_id: UUID) -> None:
     async def work(session: AsyncSession, settings: EnrolmentSettings) -> str:
         organisation = await storage.get_organisation(session=session, org_id=org_id, for_update=True)
         if organisation is None:
-            raise EnrolmentRefused(404, f"organisation {org_id} does not exist", "org")
-        key, _ = await operations.rotate_api_key(session=session, organisation=organisation, now=utcnow())
+            raise Refusal("not_found", f"organisation {org_id} does not exist", field="org")
+        key, _ = await organisations.rotate_api_key(session=session, organisation=organisation, now=utcnow())
         await session.commit()
         return key
 
@@ -201,7 +204,7 @@ def publish_contacts() -> None:
     (the one-off step when moving to the contact topic, issue 14; safe to repeat)."""
 
     async def work(session: AsyncSession, settings: EnrolmentSettings) -> int:
-        return await operations.republish_contacts(session=session)
+        return await participants.republish_contacts(session=session)
 
     typer.echo(f"{run_in_session(work)} contact details staged for meer.contact")
 
@@ -227,22 +230,22 @@ def import_csv(
     except OSError as error:
         raise fail(f"cannot read {file}: {error.strerror}") from None
     try:
-        table = domain.read_csv(data)
-    except domain.CsvFileError as error:
+        table = csv_rows.read_csv(data)
+    except csv_rows.CsvFileError as error:
         raise fail(f"{file}: {error}") from None
-    mode: operations.ImportMode = "all_or_nothing" if all_or_nothing else "valid_rows"
+    mode: csv_import.ImportMode = "all_or_nothing" if all_or_nothing else "valid_rows"
 
     async def work(session: AsyncSession, settings: EnrolmentSettings) -> ImportReport:
         organisation = await storage.get_organisation(session=session, org_id=org, for_update=True)
         if organisation is None:
-            raise EnrolmentRefused(404, f"organisation {org} does not exist", "org")
-        context = await operations.import_context(session=session, organisation=organisation, now=utcnow())
+            raise Refusal("not_found", f"organisation {org} does not exist", field="org")
+        context = await csv_import.import_context(session=session, organisation=organisation, now=utcnow())
         rows = tqdm(table.rows, desc="checking", unit="row", file=sys.stderr)
-        plan = domain.plan_import(rows, context)
+        plan = csv_rows.plan_import(rows, context)
         imported = []
-        if operations.should_write(table, plan, mode, dry_run):
+        if csv_import.should_write(table, plan, mode, dry_run):
             with tqdm(total=len(plan.accepted), desc="importing", unit="row", file=sys.stderr) as bar:
-                imported = await operations.write_import(
+                imported = await csv_import.write_import(
                     session=session,
                     organisation=organisation,
                     accepted=plan.accepted,
@@ -250,7 +253,7 @@ def import_csv(
                     progress=bar.update,
                 )
                 await session.commit()
-        return operations.import_report(table=table, plan=plan, imported=imported, mode=mode, dry_run=dry_run)
+        return csv_import.import_report(table=table, plan=plan, imported=imported, mode=mode, dry_run=dry_run)
 
     report = run_in_session(work)
     print_report(report)

@@ -1,15 +1,14 @@
 """Enrolment rules, free of I/O: participant fields and defaults, the coach choice, the
-licence, the participant lifecycle, logos, login throttling and CSV import rows."""
+licence, the participant lifecycle, logos, passwords and sign-up slugs. Beside it, as free of
+I/O: login_limits.py (login throttling), csv_rows.py (CSV import rows), signup_limits.py."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
-import ipaddress
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -30,6 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from shared.branding import BRAND_COLOUR_PATTERN
+from shared.errors import Refusal
 from shared.text import SINGLE_LINE
 
 DEFAULT_SEND_TIME = time(8, 0)
@@ -45,16 +45,6 @@ ACTIVE_STATUSES: tuple[Status, ...] = ("enrolled", "active", "paused")
 
 StaffRole = Literal["org_admin", "coach"]
 StoppedBy = Literal["participant", "coach", "organisation"]
-
-
-class EnrolmentRefused(Exception):
-    """An enrolment or change that the rules do not allow; the message says why (for the API)."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
 
 
 # --- participant fields ----------------------------------------------------------------
@@ -162,9 +152,9 @@ def check_start_date(start: date, now: datetime, timezone: str) -> date:
     """A start date from yesterday up to a year ahead (the day of slack covers time zones)."""
     today = now.astimezone(ZoneInfo(timezone)).date()
     if start < today - timedelta(days=1):
-        raise EnrolmentRefused(422, "The start date lies in the past.", "start_date")
+        raise Refusal("invalid", "The start date lies in the past.", field="start_date")
     if start > today + timedelta(days=366):
-        raise EnrolmentRefused(422, "The start date lies more than a year ahead.", "start_date")
+        raise Refusal("invalid", "The start date lies more than a year ahead.", field="start_date")
     return start
 
 
@@ -175,10 +165,10 @@ def choose_coach(requested: UUID | None, active_per_coach: Mapping[UUID, int]) -
     """
     if requested is not None:
         if requested not in active_per_coach:
-            raise EnrolmentRefused(422, "This coach does not work for this organisation.", "coach_id")
+            raise Refusal("invalid", "This coach does not work for this organisation.", field="coach_id")
         return requested
     if not active_per_coach:
-        raise EnrolmentRefused(409, "This organisation has no coach yet; add a coach first.", "coach_id")
+        raise Refusal("conflict", "This organisation has no coach yet; add a coach first.", field="coach_id")
     return min(active_per_coach, key=lambda coach: (active_per_coach[coach], str(coach)))
 
 
@@ -187,8 +177,10 @@ def check_variant(variant: str | None, allowed: tuple[str, ...]) -> str:
     if variant is None:
         return allowed[0]
     if variant not in allowed:
-        raise EnrolmentRefused(
-            422, f"Variant '{variant}' is not in this organisation's licence ({', '.join(allowed)}).", "variant"
+        raise Refusal(
+            "invalid",
+            f"Variant '{variant}' is not in this organisation's licence ({', '.join(allowed)}).",
+            field="variant",
         )
     return variant
 
@@ -220,16 +212,22 @@ def remaining_capacity(*, valid_from: date, valid_until: date, maximum: int, run
     """
     state = licence_state(valid_from, valid_until, today)
     if state == "expired":
-        raise EnrolmentRefused(
-            409, f"The licence of this organisation ended on {valid_until.isoformat()}; no new enrolments.", "licence"
+        raise Refusal(
+            "conflict",
+            f"The licence of this organisation ended on {valid_until.isoformat()}; no new enrolments.",
+            field="licence",
         )
     if state == "not_yet_valid":
-        raise EnrolmentRefused(
-            409, f"The licence of this organisation starts on {valid_from.isoformat()}; no enrolments yet.", "licence"
+        raise Refusal(
+            "conflict",
+            f"The licence of this organisation starts on {valid_from.isoformat()}; no enrolments yet.",
+            field="licence",
         )
     left = maximum - running
     if left <= 0:
-        raise EnrolmentRefused(409, f"The licence is full: {running} of {maximum} participants are active.", "licence")
+        raise Refusal(
+            "conflict", f"The licence is full: {running} of {maximum} participants are active.", field="licence"
+        )
     return left
 
 
@@ -244,25 +242,40 @@ def capacity_holds_side_by_side(remaining: int, concurrent_transactions: int) ->
 def check_licence_period(valid_from: date, valid_until: date) -> None:
     """A licence ends on or after the day it starts."""
     if valid_until < valid_from:
-        raise EnrolmentRefused(422, "The licence ends before it starts.", "licence_valid_until")
+        raise Refusal("invalid", "The licence ends before it starts.", field="licence_valid_until")
 
 
 # --- the participant lifecycle -------------------------------------------------------------
 
-Action = Literal["confirm", "start", "pause", "resume", "stop", "complete", "erase"]
+Action = Literal["confirm", "start", "pause", "resume", "stop", "complete", "erase", "edit"]
+"""What can happen to a participant; `edit` is a change of details or coach, which leaves the status."""
 
-_ALLOWED_FROM: dict[Action, tuple[Status, ...]] = {
-    "confirm": ("pending",),
-    "start": ("enrolled",),
-    "pause": ("enrolled", "active"),
-    "resume": ("paused",),
-    "stop": ("enrolled", "active", "paused"),
+TRANSITIONS: Mapping[Action, Mapping[str, Status]] = {
+    "confirm": {"pending": "enrolled"},
+    "start": {"enrolled": "active"},
+    "pause": {"enrolled": "paused", "active": "paused"},
+    # A participant whose programme had not started yet is enrolled again (see next_status).
+    "resume": {"paused": "active"},
+    "stop": {status: "stopped" for status in ACTIVE_STATUSES},
     # The mailer reports completion after the last lesson; a pause right after it does not undo that.
-    "complete": ("enrolled", "active", "paused"),
-    "erase": ("pending", "enrolled", "active", "paused", "completed", "stopped"),
+    "complete": {status: "completed" for status in ACTIVE_STATUSES},
+    "erase": {status: "erased" for status in STATUSES if status != "erased"},
+    "edit": {status: status for status in ("pending", *ACTIVE_STATUSES)},
 }
+"""The one table of the participant lifecycle: per action, the statuses it applies to and the
+status it leads to. Every rule below asks it; no other code compares statuses for this."""
 
-_EXPLAIN: dict[Status, str] = {
+NO_OPS: Mapping[Action, frozenset[str]] = {
+    "start": frozenset({"active", "erased"}),
+    "stop": frozenset({"stopped", "erased"}),
+    "complete": frozenset({"completed", "erased"}),
+    "pause": frozenset({"erased"}),
+    "resume": frozenset({"erased"}),
+}
+"""Where an event (from the mailer or tracking) that asks for an action changes nothing: it is
+already so (a repeated unsubscribe), or the participant was erased."""
+
+_EXPLAIN: dict[str, str] = {
     "pending": "has not confirmed the sign-up yet",
     "enrolled": "is enrolled and has not started yet",
     "active": "is active",
@@ -273,41 +286,64 @@ _EXPLAIN: dict[Status, str] = {
 }
 
 
+def allows(current: str, action: Action) -> bool:
+    """Whether `action` applies to a participant with this status now."""
+    return current in TRANSITIONS[action]
+
+
 def next_status(current: str, action: Action, *, started: bool = False) -> Status:
-    """The status after `action`, or EnrolmentRefused (409) when it does not apply now.
+    """The status after `action`, or a conflict Refusal when it does not apply now.
 
     A resumed participant is active again if their programme had started, else enrolled.
     """
-    if current not in _ALLOWED_FROM[action]:
-        explanation = _EXPLAIN.get(current, f"has status '{current}'")  # type: ignore[call-overload]
-        raise EnrolmentRefused(409, f"Cannot {action}: this participant {explanation}.", "status")
-    if action == "resume":
-        return "active" if started else "enrolled"
-    return _RESULT[action]
-
-
-_RESULT: dict[Action, Status] = {
-    "confirm": "enrolled",
-    "start": "active",
-    "pause": "paused",
-    "stop": "stopped",
-    "complete": "completed",
-    "erase": "erased",
-}
+    after = TRANSITIONS[action].get(current)
+    if after is None:
+        explanation = _EXPLAIN.get(current, f"has status '{current}'")
+        raise Refusal("conflict", f"Cannot {action}: this participant {explanation}.", field="status")
+    if action == "resume" and not started:
+        return "enrolled"
+    return after
 
 
 def is_transition_noop(current: str, action: Action) -> bool:
     """An event that asks for what is already so (a repeat unsubscribe) changes nothing."""
-    return (action, current) in {("stop", "stopped"), ("complete", "completed"), ("start", "active")} or (
-        current == "erased" and action in ("stop", "complete", "start", "pause", "resume")
-    )
+    return current in NO_OPS.get(action, frozenset())
+
+
+def already_done(current: str, action: Action) -> bool:
+    """Whether the participant already has the status that `action` leads to (stopped, for a stop)."""
+    return current in TRANSITIONS[action].values()
+
+
+def is_running(current: str) -> bool:
+    """Enrolled, active or paused: counts against the licence and gets (or will get) mails."""
+    return current in ACTIVE_STATUSES
+
+
+def awaits_confirmation(current: str) -> bool:
+    """A public sign-up that was not confirmed yet: no other service knows the participant."""
+    return allows(current, "confirm")
+
+
+def check_editable(current: str) -> None:
+    """Details and coach change only while the programme has not ended (conflict otherwise)."""
+    if not allows(current, "edit"):
+        raise Refusal("conflict", f"This participant's programme has ended ({current}).", field="status")
+
+
+def stop_applies(current: str, by: StoppedBy) -> bool:
+    """Whether a stop changes anything. A repeated unsubscribe, or any stop of someone erased,
+    changes nothing; a coach or organisation who stops someone who already stopped is told so."""
+    if by != "participant" and already_done(current, "stop"):
+        raise Refusal("conflict", "This participant has already stopped.", field="status")
+    return not is_transition_noop(current, "stop")
 
 
 def check_stop_reason(by: StoppedBy, reason: str | None) -> str | None:
     """A coach says why they stop someone; the others may."""
     cleaned = reason.strip() if reason else None
     if by == "coach" and not cleaned:
-        raise EnrolmentRefused(422, "A coach gives a reason when stopping a participant.", "reason")
+        raise Refusal("invalid", "A coach gives a reason when stopping a participant.", field="reason")
     return cleaned
 
 
@@ -325,26 +361,30 @@ class CheckedLogo:
 def check_logo(data: bytes, *, max_bytes: int, max_side: int, min_side: int = 16) -> CheckedLogo:
     """Decode the image for real; refuse anything but PNG/JPEG (SVG included) and odd sizes."""
     if not data:
-        raise EnrolmentRefused(422, "The logo file is empty.", "logo")
+        raise Refusal("invalid", "The logo file is empty.", field="logo")
     if len(data) > max_bytes:
-        raise EnrolmentRefused(413, f"The logo is {len(data)} bytes; at most {max_bytes} bytes are allowed.", "logo")
+        raise Refusal(
+            "too_large", f"The logo is {len(data)} bytes; at most {max_bytes} bytes are allowed.", field="logo"
+        )
     try:
         with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as image:
             kind = image.format
             width, height = image.size
             # Check the header's size before decoding, so a decompression bomb is never expanded.
             if max(width, height) > max_side or min(width, height) < min_side:
-                raise EnrolmentRefused(
-                    422,
+                raise Refusal(
+                    "invalid",
                     f"The logo is {width}×{height} pixels; each side must be {min_side} to {max_side} pixels.",
-                    "logo",
+                    field="logo",
                 )
             image.load()
-    except EnrolmentRefused:
+    except Refusal:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        raise EnrolmentRefused(
-            415, "The logo must be a PNG or JPEG image (SVG and other formats are not accepted).", "logo"
+        raise Refusal(
+            "unsupported",
+            "The logo must be a PNG or JPEG image (SVG and other formats are not accepted).",
+            field="logo",
         ) from None
     fmt: Literal["png", "jpeg"] = "png" if kind == "PNG" else "jpeg"
     return CheckedLogo(
@@ -365,241 +405,15 @@ MIN_PASSWORD_LENGTH = 10
 def check_new_password(password: str) -> str:
     """Long enough to resist guessing (NIST 800-63B: length over composition rules)."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise EnrolmentRefused(422, f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", "password")
+        raise Refusal("invalid", f"The password needs at least {MIN_PASSWORD_LENGTH} characters.", field="password")
     if len(password) > 200:
-        raise EnrolmentRefused(422, "The password may have at most 200 characters.", "password")
+        raise Refusal("invalid", "The password may have at most 200 characters.", field="password")
     if not password.strip():
-        raise EnrolmentRefused(422, "The password cannot be only spaces.", "password")
+        raise Refusal("invalid", "The password cannot be only spaces.", field="password")
     return password
 
 
-LimitScope = Literal["source", "subnet", "account_source", "account", "device"]
-"""What a login limit counts failures of: one client address, its /24 (IPv4) or /64 (IPv6)
-network, one account from one address, one account from every browser it does not know,
-or one browser that logged in to that account before (its device cookie)."""
-
-
-@dataclass(frozen=True)
-class LoginPolicy:
-    """How many failed logins each scope gets in a window before delays start, and how the
-    delays grow: first_delay, doubled with every further failure, at most longest_delay."""
-
-    failures_per_source: int = 10
-    failures_per_subnet: int = 30
-    failures_per_account_source: int = 5
-    failures_per_account: int = 50
-    failures_per_device: int = 5
-    window: timedelta = timedelta(hours=1)
-    first_delay: timedelta = timedelta(seconds=1)
-    longest_delay: timedelta = timedelta(minutes=15)
-
-    def free_failures(self, scope: LimitScope) -> int:
-        """Failures allowed in this scope before each further one brings a delay."""
-        return {
-            "source": self.failures_per_source,
-            "subnet": self.failures_per_subnet,
-            "account_source": self.failures_per_account_source,
-            "account": self.failures_per_account,
-            "device": self.failures_per_device,
-        }[scope]
-
-
-@dataclass(frozen=True)
-class LimitState:
-    """Failed logins of one scope in the current window, and until when it must wait."""
-
-    window_started_at: datetime | None = None
-    failures: int = 0
-    blocked_until: datetime | None = None
-
-
-def source_network(address: str) -> str:
-    """The network an address belongs to for the subnet limit: /24 for IPv4, /64 for IPv6
-    (an IPv4-mapped IPv6 address counts as IPv4); anything else stands for itself."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    prefix = 24 if ip.version == 4 else 64
-    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
-
-
-def login_limit_keys(*, email_key: str, source: str, device_id: str | None) -> dict[LimitScope, str]:
-    """The limits one attempt counts against. A browser with a valid device cookie for this
-    account is held only to its own limit: failures of others cannot lock it out."""
-    if device_id is not None:
-        return {"device": f"device:{device_id}"}
-    return {
-        "source": f"source:{source}",
-        "subnet": f"subnet:{source_network(source)}",
-        "account_source": f"account-source:{email_key}:{source}",
-        "account": f"account:{email_key}",
-    }
-
-
-def login_blocked(states: Iterable[LimitState], now: datetime) -> datetime | None:
-    """None when this attempt may go ahead; else until when it must wait (the latest block)."""
-    waits = [s.blocked_until for s in states if s.blocked_until is not None and now < s.blocked_until]
-    return max(waits) if waits else None
-
-
-def after_login_failure(state: LimitState, now: datetime, scope: LimitScope, policy: LoginPolicy) -> LimitState:
-    """One more failure in this scope; past the free ones each brings a doubled delay."""
-    if state.window_started_at is None or now >= state.window_started_at + policy.window:
-        state = LimitState(window_started_at=now, failures=0, blocked_until=state.blocked_until)
-    failures = state.failures + 1
-    over = failures - policy.free_failures(scope)
-    if over <= 0:
-        return replace(state, failures=failures)
-    # min() first on the exponent, so a long run of failures cannot overflow the timedelta.
-    delay = min(policy.first_delay * 2 ** min(over - 1, 40), policy.longest_delay)
-    return replace(state, failures=failures, blocked_until=now + delay)
-
-
-def after_login_success(state: LimitState, scope: LimitScope) -> LimitState:
-    """A success forgives the account's (and the device's) failures, never a source's: an
-    attacker's own account must not reset the count of the address they spray from."""
-    return LimitState() if scope in ("account_source", "account", "device") else state
-
-
-# --- participants from a CSV file -------------------------------------------------------------------
-
-
-class CsvFileError(ValueError):
-    """The file as a whole cannot be read (encoding, header, size); no row is looked at."""
-
-
-_COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    "first_name": ("firstname", "voornaam", "roepnaam", "naam", "name"),
-    "email": ("email", "emailadres", "mail", "mailadres", "emailaddress"),
-    "phone": ("phone", "telefoon", "telefoonnummer", "tel", "mobiel", "mobielnummer", "mobilephone"),
-    "send_time": ("sendtime", "verzendtijd", "tijd", "mailtijd", "time"),
-    "timezone": ("timezone", "tijdzone"),
-    "start_date": ("startdate", "startdatum", "start", "begindatum"),
-    "variant": ("variant", "programma", "programmavariant"),
-    "coach": ("coach", "coachemail", "coachid", "coachemailadres"),
-}
-_ALIAS_TO_FIELD = {alias: name for name, aliases in _COLUMN_ALIASES.items() for alias in aliases}
-REQUIRED_COLUMNS = ("first_name", "email")
-MAX_IMPORT_ROWS = 50_000
-
-
-def _normalise_header(cell: str) -> str:
-    return re.sub(r"[\s_\-.]", "", cell.strip().lower())
-
-
-@dataclass(frozen=True)
-class CsvRow:
-    """One data row: its row number as a spreadsheet shows it (header = 1) and its cells."""
-
-    number: int
-    cells: dict[str, str]
-
-
-@dataclass(frozen=True)
-class CsvTable:
-    """A read CSV file: the recognised columns, the ignored ones, and the data rows."""
-
-    delimiter: str
-    columns: tuple[str, ...]
-    ignored_columns: tuple[str, ...]
-    rows: tuple[CsvRow, ...]
-    bad_rows: tuple[RowRejection, ...] = ()
-
-
-def _decode(data: bytes) -> str:
-    try:
-        # utf-8-sig drops the byte order mark that Excel's "CSV UTF-8" puts in front.
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise CsvFileError(
-            f"The file is not UTF-8 (first bad byte on line {line}). "
-            "Save it as 'CSV UTF-8 (comma delimited)' and try again."
-        ) from None
-
-
-def _sniff_delimiter(header_line: str) -> str:
-    counts = {delimiter: header_line.count(delimiter) for delimiter in (";", ",", "\t")}
-    best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] else ";"
-
-
-def read_csv(data: bytes) -> CsvTable:
-    """Read a spreadsheet export: `;` or `,` (or tab) separated, UTF-8 with or without BOM.
-
-    Columns are recognised by English or Dutch names in any case ("E-mailadres",
-    "Voornaam"); rows with no cells filled in are skipped, as spreadsheets leave them.
-    """
-    text = _decode(data)
-    if not text.strip():
-        raise CsvFileError("The file is empty.")
-    first_line = text.lstrip("\r\n").splitlines()[0]
-    delimiter = _sniff_delimiter(first_line)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        records = list(reader)
-    except csv.Error as error:
-        raise CsvFileError(f"The file is not valid CSV near line {reader.line_num}: {error}.") from None
-    while records and not any(cell.strip() for cell in records[0]):
-        records.pop(0)
-    if not records:
-        raise CsvFileError("The file has no header row.")
-    header, body = records[0], records[1:]
-    fields: list[str | None] = []
-    ignored: list[str] = []
-    for cell in header:
-        name = _ALIAS_TO_FIELD.get(_normalise_header(cell))
-        if name is not None and name in fields:
-            raise CsvFileError(f"The column '{cell.strip()}' appears twice in the header.")
-        fields.append(name)
-        if name is None and cell.strip():
-            ignored.append(cell.strip())
-    missing = [name for name in REQUIRED_COLUMNS if name not in fields]
-    if missing:
-        raise CsvFileError(
-            f"The header has no column for {', '.join(missing)}. "
-            "Use for example the columns: voornaam;e-mail;telefoon;startdatum;verzendtijd."
-        )
-    if len(body) > MAX_IMPORT_ROWS:
-        raise CsvFileError(f"The file has {len(body)} rows; at most {MAX_IMPORT_ROWS} per import.")
-    rows: list[CsvRow] = []
-    bad: list[RowRejection] = []
-    for index, record in enumerate(body, start=2):
-        if not any(cell.strip() for cell in record):
-            continue
-        if len(record) > len(fields) and any(cell.strip() for cell in record[len(fields) :]):
-            bad.append(
-                RowRejection(
-                    index,
-                    (FieldProblem("row", f"has {len(record)} cells but the header has {len(fields)} columns"),),
-                )
-            )
-            continue
-        cells = {name: value.strip() for name, value in zip(fields, record, strict=False) if name is not None}
-        rows.append(CsvRow(number=index, cells=cells))
-    return CsvTable(
-        delimiter=delimiter,
-        columns=tuple(name for name in fields if name is not None),
-        ignored_columns=tuple(ignored),
-        rows=tuple(rows),
-        bad_rows=tuple(bad),
-    )
-
-
-_DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%d/%m/%Y", "%d.%m.%Y")
-
-
-def parse_dutch_date(value: str) -> date:
-    """2026-12-01, 01-12-2026, 1/12/2026 or 1.12.2026 (day before month, as in Dutch)."""
-    for fmt in _DATE_FORMATS:
-        try:
-            return datetime.strptime(value.strip(), fmt).date()
-        except ValueError:
-            continue
-    raise ValueError("not a date; write it as 31-12-2026 or 2026-12-31")
+# --- participant fields as the API, the CSV file and the sign-up form give them ----------------------
 
 
 def parse_clock_time(value: str) -> time:
@@ -633,70 +447,6 @@ class FieldProblem:
     reason: str
 
 
-@dataclass(frozen=True)
-class RowRejection:
-    """A row that was not imported, and every reason why."""
-
-    row: int
-    problems: tuple[FieldProblem, ...]
-
-
-@dataclass(frozen=True)
-class AcceptedRow:
-    """A row ready to insert: validated, defaults filled in, a coach chosen."""
-
-    row: int
-    fields: ParticipantFields
-    coach_id: UUID
-    start_date: date
-    variant: str
-
-
-@dataclass(frozen=True)
-class ImportContext:
-    """What the rules need to know about the organisation at the moment of import."""
-
-    now: datetime
-    variants: tuple[str, ...]
-    coaches: Mapping[str, UUID]
-    """Coach by lower-cased e-mail address and by id as text."""
-    active_per_coach: Mapping[UUID, int]
-    running_emails: frozenset[str]
-    capacity: int
-    """How many more participants the licence allows now."""
-
-
-@dataclass
-class ImportPlan:
-    """Which rows would be imported and which not (with reasons), before anything is written."""
-
-    accepted: list[AcceptedRow] = field(default_factory=list)
-    rejected: list[RowRejection] = field(default_factory=list)
-
-
-def _cell(cells: Mapping[str, str], name: str) -> str | None:
-    value = cells.get(name)
-    return value if value else None
-
-
-def _row_fields(cells: Mapping[str, str]) -> tuple[dict[str, Any], list[FieldProblem]]:
-    values: dict[str, Any] = {
-        name: value for name in ("first_name", "email", "phone", "timezone", "variant") if (value := _cell(cells, name))
-    }
-    problems: list[FieldProblem] = []
-    if (raw := _cell(cells, "send_time")) is not None:
-        try:
-            values["send_time"] = parse_clock_time(raw)
-        except ValueError as error:
-            problems.append(FieldProblem("send_time", str(error)))
-    if (raw := _cell(cells, "start_date")) is not None:
-        try:
-            values["start_date"] = parse_dutch_date(raw)
-        except ValueError as error:
-            problems.append(FieldProblem("start_date", str(error)))
-    return values, problems
-
-
 def problems_from_validation(error: ValidationError) -> list[FieldProblem]:
     """Pydantic's errors as field + reason."""
     problems = []
@@ -707,66 +457,6 @@ def problems_from_validation(error: ValidationError) -> list[FieldProblem]:
             reason = "is empty"
         problems.append(FieldProblem(name, reason))
     return problems
-
-
-def plan_import(rows: Iterable[CsvRow], context: ImportContext) -> ImportPlan:
-    """Validate every row against the rules and the organisation; choose coaches.
-
-    Rows are taken in file order: a repeated address is refused from its second row on,
-    and rows beyond the licence's free places are refused as 'licence full'.
-    """
-    plan = ImportPlan()
-    seen: dict[str, int] = {}
-    load = dict(context.active_per_coach)
-    capacity = context.capacity
-    for row in rows:
-        values, problems = _row_fields(row.cells)
-        fields: ParticipantFields | None = None
-        try:
-            fields = ParticipantFields.model_validate(values)
-        except ValidationError as error:
-            known = {problem.field for problem in problems}
-            problems += [p for p in problems_from_validation(error) if p.field not in known]
-        coach_ref = _cell(row.cells, "coach")
-        requested_coach: UUID | None = None
-        if coach_ref is not None:
-            requested_coach = context.coaches.get(coach_ref.lower())
-            if requested_coach is None:
-                problems.append(FieldProblem("coach", f"no coach '{coach_ref}' in this organisation"))
-        variant = start = coach_id = None
-        if fields is not None:
-            if fields.email in context.running_emails:
-                problems.append(FieldProblem("email", "this address is already enrolled here"))
-            elif fields.email in seen:
-                problems.append(FieldProblem("email", f"this address is also on row {seen[fields.email]}"))
-            else:
-                seen[fields.email] = row.number
-            for check in ("variant", "start_date"):
-                try:
-                    if check == "variant":
-                        variant = check_variant(fields.variant, context.variants)
-                    else:
-                        start = check_start_date(
-                            fields.start_date or default_start_date(context.now, fields.timezone),
-                            context.now,
-                            fields.timezone,
-                        )
-                except EnrolmentRefused as refused:
-                    problems.append(FieldProblem(refused.field or check, refused.message))
-        if not problems:
-            try:
-                coach_id = choose_coach(requested_coach, load)
-            except EnrolmentRefused as refused:
-                problems.append(FieldProblem("coach", refused.message))
-        if not problems and capacity <= 0:
-            problems.append(FieldProblem("licence", "the licence is full; this row would exceed the maximum"))
-        if problems or fields is None or coach_id is None or start is None or variant is None:
-            plan.rejected.append(RowRejection(row.number, tuple(problems)))
-            continue
-        load[coach_id] += 1
-        capacity -= 1
-        plan.accepted.append(AcceptedRow(row.number, fields, coach_id, start, variant))
-    return plan
 
 
 # --- short sign-up addresses ----------------------------------------------------------
@@ -784,19 +474,19 @@ RESERVED_SLUGS = frozenset(
 
 
 def check_slug(slug: str) -> str:
-    """The organisation's short address word, or EnrolmentRefused(422) saying what is wrong with it."""
+    """The organisation's short address word, or an invalid Refusal saying what is wrong with it."""
     if not SLUG_MIN <= len(slug) <= SLUG_MAX:
-        raise EnrolmentRefused(422, f"A slug has {SLUG_MIN} to {SLUG_MAX} characters.", "slug")
+        raise Refusal("invalid", f"A slug has {SLUG_MIN} to {SLUG_MAX} characters.", field="slug")
     if not SLUG_PATTERN.match(slug):
-        raise EnrolmentRefused(
-            422,
+        raise Refusal(
+            "invalid",
             "A slug has lowercase letters, digits and single hyphens between them (e.g. 'welzijn-aan-zee').",
-            "slug",
+            field="slug",
         )
     if slug in RESERVED_SLUGS:
-        raise EnrolmentRefused(422, f"'{slug}' is reserved; choose another slug.", "slug")
+        raise Refusal("invalid", f"'{slug}' is reserved; choose another slug.", field="slug")
     if _looks_like_uuid(slug):
-        raise EnrolmentRefused(422, "A slug cannot look like an organisation id.", "slug")
+        raise Refusal("invalid", "A slug cannot look like an organisation id.", field="slug")
     return slug
 
 

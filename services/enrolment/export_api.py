@@ -12,10 +12,11 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from services.enrolment import exports
-from services.enrolment.api import Caller, SessionDep, SettingsDep, _errors, allow, participant_or_404
+from services.enrolment.api.common import Caller, SessionDep, SettingsDep, allow, errors, participant_or_404
 from services.enrolment.export import export_status, render_page
+from services.enrolment.schemas import ExportPublic
 from services.enrolment.settings import EnrolmentSettings
-from services.enrolment.tables import ExportPublic, ExportRequest
+from services.enrolment.tables import ExportRequest
 from shared.db import utcnow
 from shared.http_security import csp_nonce
 from shared.runtime import api_error
@@ -72,7 +73,7 @@ def _bundle_or_409(export: ExportRequest) -> dict[str, object]:
 @router.post(
     "/organisations/{org_id}/participants/{participant_id}/exports",
     status_code=202,
-    responses=_errors(401, 403, 404, 409),
+    responses=errors(401, 403, 404, 409),
 )
 async def request_export(
     org_id: UUID, participant_id: UUID, caller: Caller, session: SessionDep, settings: SettingsDep
@@ -95,7 +96,7 @@ async def request_export(
     return await _public(export, settings, session)
 
 
-@router.get(f"{ExportPath}.json", responses=_errors(401, 403, 404, 409))
+@router.get(f"{ExportPath}.json", responses=errors(401, 403, 404, 409))
 async def download_export_json(org_id: UUID, export_id: UUID, caller: Caller, session: SessionDep) -> JSONResponse:
     """The complete export as one JSON file."""
     bundle = _bundle_or_409(await _export_or_404(session, caller, org_id, export_id))
@@ -112,7 +113,7 @@ async def download_export_json(org_id: UUID, export_id: UUID, caller: Caller, se
     f"{ExportPath}.html",
     responses={
         200: {"description": "The Dutch page.", "content": {"text/html": {"schema": {"type": "string"}}}},
-        **_errors(401, 403, 404, 409),
+        **errors(401, 403, 404, 409),
     },
 )
 async def download_export_html(org_id: UUID, export_id: UUID, caller: Caller, session: SessionDep) -> HTMLResponse:
@@ -121,7 +122,7 @@ async def download_export_html(org_id: UUID, export_id: UUID, caller: Caller, se
     return HTMLResponse(render_page(bundle, nonce=csp_nonce()), headers={"Cache-Control": "no-store"})
 
 
-@router.get(ExportPath, responses=_errors(401, 403, 404))
+@router.get(ExportPath, responses=errors(401, 403, 404))
 async def get_export(
     org_id: UUID, export_id: UUID, caller: Caller, session: SessionDep, settings: SettingsDep
 ) -> ExportPublic:

@@ -9,10 +9,11 @@ from datetime import timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.enrolment import operations, storage
+from services.enrolment import domain, storage
 from services.enrolment.exports import build_export_handlers
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import Participant
+from services.enrolment.use_cases import participants
 from shared.db import Database, claim_event, utcnow
 from shared.events import Envelope, MailSent, ProgrammeCompleted, Topic, UnsubscribeRequested
 from shared.kafka import EventHandler
@@ -49,8 +50,8 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
         assert isinstance(payload, UnsubscribeRequested)
 
         async def change(session: AsyncSession, participant: Participant) -> None:
-            if participant.status in ("enrolled", "active", "paused"):
-                operations.stop(session=session, participant=participant, by="participant", reason=None, now=utcnow())
+            if domain.allows(participant.status, "stop"):
+                participants.stop(session=session, participant=participant, by="participant", reason=None, now=utcnow())
 
         await for_participant(envelope, change)
 
@@ -59,7 +60,7 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
         assert isinstance(payload, ProgrammeCompleted)
 
         async def change(session: AsyncSession, participant: Participant) -> None:
-            operations.complete(session=session, participant=participant, now=payload.completed_at)
+            participants.complete(session=session, participant=participant, now=payload.completed_at)
 
         await for_participant(envelope, change)
 
@@ -68,8 +69,8 @@ def build_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
         assert isinstance(payload, MailSent)
 
         async def change(session: AsyncSession, participant: Participant) -> None:
-            if participant.status in ("enrolled", "active", "paused"):
-                operations.mark_started(session=session, participant=participant, sent_at=payload.sent_at)
+            if domain.is_running(participant.status):
+                participants.mark_started(session=session, participant=participant, sent_at=payload.sent_at)
 
         await for_participant(envelope, change)
 

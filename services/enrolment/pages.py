@@ -14,12 +14,14 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.enrolment import domain, operations, signup_limits, storage
-from services.enrolment.api import SessionDep, SettingsDep
-from services.enrolment.domain import EnrolmentRefused, ParticipantFields
+from services.enrolment import domain, signup_limits, storage
+from services.enrolment.api.common import SessionDep, SettingsDep
+from services.enrolment.domain import ParticipantFields
 from services.enrolment.tables import Organisation
+from services.enrolment.use_cases import organisations, signups, staff_accounts
 from shared.branding import DEFAULT_BRAND_COLOUR, PLATFORM_NAME, readable_text_colour
 from shared.db import utcnow
+from shared.errors import Refusal
 from shared.templating import template_environment
 
 router = APIRouter(include_in_schema=False)
@@ -58,7 +60,7 @@ def brand_of(organisation: Organisation | None, base_url: str) -> dict[str, Any]
     """The template values for an organisation's look, or the neutral look."""
     if organisation is None:
         return NEUTRAL_BRAND
-    branding = operations.branding_of(organisation, base_url).model_dump()
+    branding = organisations.branding_of(organisation, base_url).model_dump()
     return {
         **branding,
         "contact_person": organisation.contact_person,
@@ -111,14 +113,14 @@ def _address(organisation: Organisation) -> str:
     return f"/aanmelden/{organisation.slug or organisation.id}"
 
 
-def _closed(request: Request, brand: dict[str, Any], refused: EnrolmentRefused) -> HTMLResponse:
+def _closed(request: Request, brand: dict[str, Any], status_code: int) -> HTMLResponse:
     return message(
         request,
         brand,
         "Aanmelden kan op dit moment niet",
         f"{brand['display_name']} kan op dit moment geen nieuwe deelnemers aanmelden. Dat ligt niet aan jou.",
         "Neem contact op met de organisatie. Zij vertellen je wanneer aanmelden weer kan.",
-        status_code=refused.status,
+        status_code=status_code,
     )
 
 
@@ -139,9 +141,9 @@ async def signup_form(org_id: str, request: Request, session: SessionDep, settin
     if organisation is None:
         return _not_found(request)
     brand = brand_of(organisation, settings.enrolment_base_url)
-    use = await operations.licence_use(session=session, organisation=organisation, now=utcnow())
+    use = await organisations.licence_use(session=session, organisation=organisation, now=utcnow())
     if use.available == 0:
-        return _closed(request, brand, EnrolmentRefused(409, "licence"))
+        return _closed(request, brand, 409)
     return page(
         request,
         "signup.html.j2",
@@ -216,20 +218,20 @@ async def signup(
     now = utcnow()
     try:
         source = signup_limits.source_of(request.client.host if request.client else None)
-        await operations.count_signup(session=session, kind="source", value=source, settings=settings, now=now)
+        await signups.count_signup(session=session, kind="source", value=source, settings=settings, now=now)
         organisation = await storage.get_organisation(session=session, org_id=organisation.id, for_update=True)
         assert organisation is not None
-        await operations.sign_up(session=session, organisation=organisation, fields=fields, settings=settings, now=now)
-    except EnrolmentRefused as refused:
-        return _closed(request, brand, refused)
-    except operations.SignupLimited as limited:
+        await signups.sign_up(session=session, organisation=organisation, fields=fields, settings=settings, now=now)
+    except Refusal as refused:
+        return _closed(request, brand, refused.http_status)
+    except signups.SignupLimited as limited:
         await session.commit()  # the count itself stays, so that trying again does not help
         return _too_many(request, brand, limited)
     await session.commit()
     return check_mail
 
 
-def _too_many(request: Request, brand: dict[str, Any], limited: operations.SignupLimited) -> HTMLResponse:
+def _too_many(request: Request, brand: dict[str, Any], limited: signups.SignupLimited) -> HTMLResponse:
     """Over a sign-up limit: a clear page, nothing stored and no mail sent."""
     if limited.kind == "source":
         paragraphs = (
@@ -280,7 +282,7 @@ def lifetime(hours: int) -> str:
 
 
 def _link_problem(
-    request: Request, brand: dict[str, Any], outcome: operations.ConfirmOutcome, ttl_hours: int
+    request: Request, brand: dict[str, Any], outcome: signups.ConfirmOutcome, ttl_hours: int
 ) -> HTMLResponse:
     if outcome == "used":
         return message(
@@ -309,7 +311,7 @@ def _link_problem(
             status_code=409,
         )
     if outcome == "licence":
-        return _closed(request, brand, EnrolmentRefused(409, "licence"))
+        return _closed(request, brand, 409)
     return message(
         request,
         NEUTRAL_BRAND,
@@ -327,7 +329,7 @@ async def _brand_of_participant(session: AsyncSession, org_id: UUID, base_url: s
 @router.get("/bevestigen/{token}", response_class=HTMLResponse)
 async def confirm_page(token: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The link from the mail shows a button: mail scanners that open links confirm nothing."""
-    participant, outcome = await operations.pending_sign_up(session=session, token=token, now=utcnow())
+    participant, outcome = await signups.pending_sign_up(session=session, token=token, now=utcnow())
     if participant is None or outcome != "confirmed":
         brand = NEUTRAL_BRAND
         if participant is not None:
@@ -349,7 +351,7 @@ async def confirm_page(token: str, request: Request, session: SessionDep, settin
 @router.post("/bevestigen/{token}", response_class=HTMLResponse)
 async def confirm(token: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Confirm the sign-up: only now is the participant enrolled (participant.enrolled)."""
-    participant, outcome = await operations.confirm_sign_up(session=session, token=token, now=utcnow())
+    participant, outcome = await signups.confirm_sign_up(session=session, token=token, now=utcnow())
     brand = NEUTRAL_BRAND
     if participant is not None:
         brand = await _brand_of_participant(session, participant.org_id, settings.enrolment_base_url)
@@ -371,8 +373,8 @@ async def confirm(token: str, request: Request, session: SessionDep, settings: S
 async def set_password_form(token: str, request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """The set-password form of an invitation link."""
     try:
-        _, staff = await operations.check_invitation(session=session, token=token, now=utcnow())
-    except EnrolmentRefused as refused:
+        _, staff = await staff_accounts.check_invitation(session=session, token=token, now=utcnow())
+    except Refusal as refused:
         return _invitation_problem(request, refused)
     brand = await _brand_of_participant(session, staff.org_id, settings.enrolment_base_url)
     return page(
@@ -398,8 +400,8 @@ async def set_password(
 ) -> Response:
     """Set the password with an invitation link (the link then stops working)."""
     try:
-        _, staff = await operations.check_invitation(session=session, token=token, now=utcnow())
-    except EnrolmentRefused as refused:
+        _, staff = await staff_accounts.check_invitation(session=session, token=token, now=utcnow())
+    except Refusal as refused:
         return _invitation_problem(request, refused)
     brand = await _brand_of_participant(session, staff.org_id, settings.enrolment_base_url)
     error = None
@@ -407,8 +409,8 @@ async def set_password(
         error = "De twee wachtwoorden zijn niet hetzelfde. Probeer het nog een keer."
     else:
         try:
-            await operations.set_password(session=session, token=token, password=password, now=utcnow())
-        except EnrolmentRefused:
+            await staff_accounts.set_password(session=session, token=token, password=password, now=utcnow())
+        except Refusal:
             error = f"Kies een wachtwoord van minstens {domain.MIN_PASSWORD_LENGTH} tekens."
     if error is not None:
         return page(
@@ -431,8 +433,8 @@ async def set_password(
     )
 
 
-def _invitation_problem(request: Request, refused: EnrolmentRefused) -> HTMLResponse:
-    if refused.status == 410 and "used" in refused.message:
+def _invitation_problem(request: Request, refused: Refusal) -> HTMLResponse:
+    if refused.kind == "gone" and "used" in refused.message:
         return message(
             request,
             NEUTRAL_BRAND,
@@ -441,7 +443,7 @@ def _invitation_problem(request: Request, refused: EnrolmentRefused) -> HTMLResp
             "Wachtwoord vergeten? Vraag de beheerder van je organisatie om een nieuwe uitnodiging.",
             status_code=410,
         )
-    if refused.status == 410:
+    if refused.kind == "gone":
         return message(
             request,
             NEUTRAL_BRAND,

@@ -20,9 +20,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.enrolment import domain, operations, storage
+from services.enrolment import csv_rows, storage
+from services.enrolment.schemas import OrganisationCreate
 from services.enrolment.settings import EnrolmentSettings
-from services.enrolment.tables import OrganisationCreate
+from services.enrolment.use_cases import csv_import, organisations, staff_accounts
 from shared.db import Database
 from tests.support.databases import fresh_database
 
@@ -42,7 +43,7 @@ def spreadsheet(rows: int, run: str) -> bytes:
 
 async def seed_organisation(database: Database, settings: EnrolmentSettings) -> uuid.UUID:
     async with database.session() as session:
-        organisation = operations.license_organisation(
+        organisation = organisations.license_organisation(
             session=session,
             body=OrganisationCreate(
                 name="Bench",
@@ -55,7 +56,7 @@ async def seed_organisation(database: Database, settings: EnrolmentSettings) -> 
         )
         await session.flush()
         for i in range(COACHES):
-            await operations.invite_staff(
+            await staff_accounts.invite_staff(
                 session=session,
                 organisation=organisation,
                 name=f"Coach {i}",
@@ -72,19 +73,19 @@ async def import_through_the_service(database: Database, org_id: uuid.UUID, data
     """The import path of the CLI and the API, phase by phase."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    table = domain.read_csv(data)
+    table = csv_rows.read_csv(data)
     timings["read"] = time.perf_counter() - started
     async with database.session() as session:
         organisation = await storage.get_organisation(session=session, org_id=org_id, for_update=True)
         assert organisation is not None
         now = datetime.now(UTC)
         mark = time.perf_counter()
-        context = await operations.import_context(session=session, organisation=organisation, now=now)
-        plan = domain.plan_import(table.rows, context)
+        context = await csv_import.import_context(session=session, organisation=organisation, now=now)
+        plan = csv_rows.plan_import(table.rows, context)
         timings["check"] = time.perf_counter() - mark
         assert len(plan.accepted) == ROWS and not plan.rejected
         mark = time.perf_counter()
-        imported = await operations.write_import(
+        imported = await csv_import.write_import(
             session=session, organisation=organisation, accepted=plan.accepted, now=now
         )
         await session.commit()

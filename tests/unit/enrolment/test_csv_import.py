@@ -7,7 +7,7 @@ from uuid import UUID
 
 import pytest
 
-from services.enrolment.domain import CsvFileError, ImportContext, plan_import, read_csv
+from services.enrolment.csv_rows import CsvFileError, ImportContext, plan_import, read_csv
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 COACH_A, COACH_B = UUID(int=1), UUID(int=2)

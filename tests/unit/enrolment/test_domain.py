@@ -9,7 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from services.enrolment.domain import (
-    EnrolmentRefused,
     ParticipantFields,
     capacity_holds_side_by_side,
     check_start_date,
@@ -25,6 +24,7 @@ from services.enrolment.domain import (
     normalise_phone,
     remaining_capacity,
 )
+from shared.errors import Refusal
 
 
 def test_default_start_is_tomorrow_in_the_participants_time_zone() -> None:
@@ -41,21 +41,21 @@ def test_least_busy_coach_is_chosen_when_none_is_asked_for() -> None:
 def test_requested_coach_must_belong_to_the_organisation() -> None:
     mine = uuid4()
     assert choose_coach(mine, {mine: 40}) == mine
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         choose_coach(uuid4(), {mine: 0})
-    assert refused.value.status == 422 and refused.value.field == "coach_id"
+    assert refused.value.kind == "invalid" and refused.value.field == "coach_id"
 
 
 def test_no_coach_at_all_is_refused() -> None:
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         choose_coach(None, {})
-    assert refused.value.status == 409
+    assert refused.value.kind == "conflict"
 
 
 def test_variant_must_be_licensed_and_defaults_to_the_first() -> None:
     assert check_variant("op-afstand", ("standaard", "op-afstand")) == "op-afstand"
     assert check_variant(None, ("op-afstand", "standaard")) == "op-afstand"
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         check_variant("op-afstand", ("standaard",))
     assert refused.value.field == "variant"
 
@@ -106,9 +106,9 @@ def test_participant_fields_have_the_documented_defaults() -> None:
 def test_start_date_may_not_lie_in_the_past_or_far_ahead() -> None:
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     assert check_start_date(date(2026, 11, 22), now, "Europe/Amsterdam") == date(2026, 11, 22)
-    with pytest.raises(EnrolmentRefused):
+    with pytest.raises(Refusal):
         check_start_date(date(2026, 11, 21), now, "Europe/Amsterdam")
-    with pytest.raises(EnrolmentRefused):
+    with pytest.raises(Refusal):
         check_start_date(date(2027, 12, 1), now, "Europe/Amsterdam")
 
 
@@ -133,20 +133,20 @@ def test_remaining_capacity_counts_running_participants() -> None:
 
 
 def test_a_full_licence_is_refused_with_the_numbers() -> None:
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         remaining_capacity(
             valid_from=date(2026, 1, 1), valid_until=date(2026, 12, 31), maximum=2, running=2, today=date(2026, 6, 1)
         )
-    assert refused.value.status == 409 and refused.value.field == "licence"
+    assert refused.value.kind == "conflict" and refused.value.field == "licence"
     assert "2 of 2" in refused.value.message
 
 
 def test_an_expired_licence_is_refused_with_its_end_date() -> None:
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         remaining_capacity(
             valid_from=date(2025, 1, 1), valid_until=date(2025, 12, 31), maximum=9, running=0, today=date(2026, 1, 1)
         )
-    assert refused.value.status == 409 and "2025-12-31" in refused.value.message
+    assert refused.value.kind == "conflict" and "2025-12-31" in refused.value.message
 
 
 # --- the lifecycle ------------------------------------------------------------------------------------
@@ -180,9 +180,9 @@ def test_the_lifecycle_follows_the_issue() -> None:
     ],
 )
 def test_changes_that_do_not_apply_are_refused(status: str, action: str) -> None:
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         next_status(status, action)  # type: ignore[arg-type]
-    assert refused.value.status == 409
+    assert refused.value.kind == "conflict"
 
 
 def test_a_repeated_request_for_the_same_end_is_a_no_op() -> None:
@@ -193,7 +193,7 @@ def test_a_repeated_request_for_the_same_end_is_a_no_op() -> None:
 
 
 def test_a_coach_gives_a_reason_when_stopping_someone() -> None:
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         check_stop_reason("coach", "  ")
     assert refused.value.field == "reason"
     assert check_stop_reason("coach", " verhuisd ") == "verhuisd"

@@ -7,18 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.enrolment.domain import (
-    EnrolmentRefused,
+from services.enrolment.domain import check_new_password
+from services.enrolment.login_limits import (
     LimitScope,
     LimitState,
     LoginPolicy,
     after_login_failure,
     after_login_success,
-    check_new_password,
     login_blocked,
     login_limit_keys,
     source_network,
 )
+from shared.errors import Refusal
 
 POLICY = LoginPolicy(
     failures_per_source=4,
@@ -137,7 +137,7 @@ def test_the_subnet_is_a_slash_24_or_a_slash_64(address: str, network: str) -> N
 
 @pytest.mark.parametrize("password", ["kort", " " * 12, "x" * 201])
 def test_weak_or_odd_passwords_are_refused(password: str) -> None:
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         check_new_password(password)
     assert refused.value.field == "password"
 

@@ -8,7 +8,8 @@ import io
 import pytest
 from PIL import Image
 
-from services.enrolment.domain import EnrolmentRefused, check_logo
+from services.enrolment.domain import check_logo
+from shared.errors import Refusal
 
 LIMITS = {"max_bytes": 200_000, "max_side": 1000}
 
@@ -38,36 +39,36 @@ def test_png_and_jpeg_are_accepted(fmt: str, kind: str) -> None:
     ],
 )
 def test_svg_and_everything_that_is_not_a_real_png_or_jpeg_is_refused(data: bytes) -> None:
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         check_logo(data, **LIMITS)
-    assert refused.value.status == 415 and refused.value.field == "logo"
+    assert refused.value.kind == "unsupported" and refused.value.field == "logo"
 
 
 def test_a_gif_is_refused_even_though_pillow_can_read_it() -> None:
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         check_logo(image_bytes("GIF"), **LIMITS)
-    assert refused.value.status == 415
+    assert refused.value.kind == "unsupported"
 
 
 def test_a_truncated_png_is_refused() -> None:
     data = image_bytes("PNG", (400, 400))
-    with pytest.raises(EnrolmentRefused):
+    with pytest.raises(Refusal):
         check_logo(data[: len(data) // 2], **LIMITS)
 
 
 def test_too_many_bytes_is_refused_before_decoding() -> None:
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         check_logo(b"\x89PNG" + b"0" * 300_000, **LIMITS)
-    assert refused.value.status == 413
+    assert refused.value.kind == "too_large"
 
 
 @pytest.mark.parametrize("size", [(1001, 50), (50, 1001), (8, 8)])
 def test_dimensions_out_of_range_are_refused(size: tuple[int, int]) -> None:
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         check_logo(image_bytes("PNG", size), **LIMITS)
-    assert refused.value.status == 422 and "pixels" in refused.value.message
+    assert refused.value.kind == "invalid" and "pixels" in refused.value.message
 
 
 def test_empty_file_is_refused() -> None:
-    with pytest.raises(EnrolmentRefused):
+    with pytest.raises(Refusal):
         check_logo(b"", **LIMITS)

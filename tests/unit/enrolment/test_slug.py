@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from services.enrolment.domain import EnrolmentRefused, check_slug
+from services.enrolment.domain import check_slug
+from shared.errors import Refusal
 
 
 @pytest.mark.parametrize("slug", ["welzijn-aan-zee", "wmo3", "abc", "a" * 40, "buurtteam-2-noord"])
@@ -33,8 +34,8 @@ def test_readable_slugs_are_taken_as_they_are(slug: str) -> None:
     ],
 )
 def test_unreadable_reserved_or_id_like_slugs_are_refused_with_a_reason(slug: str, reason: str) -> None:
-    with pytest.raises(EnrolmentRefused) as refused:
+    with pytest.raises(Refusal) as refused:
         check_slug(slug)
-    assert refused.value.status == 422
+    assert refused.value.kind == "invalid"
     assert refused.value.field == "slug"
     assert reason in refused.value.message
