@@ -307,11 +307,15 @@ class Rebuild:
         await session.execute(text(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE"))
 
     async def _write(self, session: AsyncSession) -> None:
-        names = ", ".join(TABLE_NAMES)
-        await session.execute(text(f"TRUNCATE {names}"))
+        # processed_events also holds the claims of topics the rebuild does not replay (the
+        # subject-access exports of meer.export): only the projected tables are emptied, and
+        # only the claims the rebuild makes again are replaced.
+        projected = ", ".join(str(table.__tablename__) for table in PROJECTION_TABLES)
+        await session.execute(text(f"TRUNCATE {projected}"))
         connection = await session.connection()
         raw = (await connection.get_raw_connection()).driver_connection
         assert raw is not None
+        await raw.execute("DELETE FROM processed_events WHERE event_id = ANY($1::uuid[])", list(self.store.claimed))
         for table, rows in self.store.tables.items():
             columns = [column.name for column in table.__table__.columns]  # type: ignore[attr-defined]
             records = [tuple(getattr(row, name) for name in columns) for row in rows.values()]
