@@ -521,9 +521,7 @@ async def test_rebuilding_from_the_topics_gives_the_same_projection_and_keeps_wh
 ) -> None:
     # The claim of an event on a topic the rebuild does not replay (a subject-access export on
     # meer.export) must survive it, or a redelivered export would be answered twice.
-    await db_fetch(
-        "coaching", "INSERT INTO processed_events (event_id, processed_at) VALUES ($1, now())", uuid4()
-    )
+    await db_fetch("coaching", "INSERT INTO processed_events (event_id, processed_at) VALUES ($1, now())", uuid4())
     for _ in range(3):
         # Count first, then wait: every counted event is in the live snapshot; a later one forces a retry.
         events_before = await topic_ends()
