@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -37,11 +38,13 @@ from services.tracking.domain import (
     read_hit_facts,
     read_report_form,
     report_changed,
+    request_signals,
     safe_redirect_url,
+    signal_bits,
     unsubscribe_via,
 )
 from services.tracking.questionnaire import FormRefused, FormStep, read_step
-from services.tracking.recorder import OpenRecorder, PixelBufferFull, PixelHit, PixelHitUnconfirmed
+from services.tracking.recorder import HitLog, HitNotKept, PixelHit
 from services.tracking.tables import QuestionnaireAnswer
 from shared.db import utcnow
 from shared.events import AssignmentReported, Envelope, LinkClicked, QuestionnaireAnswered, UnsubscribeRequested
@@ -86,7 +89,7 @@ class TrackingContext:
 
     runtime: Runtime
     signer: TokenSigner
-    recorder: OpenRecorder
+    hit_log: HitLog
     rules: JudgeRules
     burst_window: timedelta
 
@@ -113,18 +116,18 @@ _PIXEL_HEADERS = [
 
 
 class PixelEndpoint:
-    """GET /o/<token>.gif: always the same transparent GIF; a valid token records an open."""
+    """GET /o/<token>.gif: always the same transparent GIF; a valid token's hit is made durable
+    (the hit log, or the journal while PostgreSQL is away) before the GIF goes out."""
 
-    _OUTCOMES = ("first", "repeat", "held", "invalid", "head", "timeout", "dropped", "error")
+    _OUTCOMES = ("logged", "journaled", "invalid", "head", "lost")
 
-    def __init__(self, signer: TokenSigner, recorder: OpenRecorder, *, service: str) -> None:
+    def __init__(self, signer: TokenSigner, hit_log: HitLog, *, service: str) -> None:
         self.signer = signer
-        self.recorder = recorder
+        self.hit_log = hit_log
         # Every open of every mail passes here: metric children are looked up once, not per hit.
         self._hits = {outcome: HITS.labels("open", outcome) for outcome in self._OUTCOMES}
         self._requests = {method: HTTP_REQUESTS.labels(service, _PIXEL_ROUTE, method, "200") for method in _METHODS}
         self._latency = HTTP_LATENCY.labels(service, _PIXEL_ROUTE)
-        self._likely_automated = LIKELY_AUTOMATED.labels("open")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -144,23 +147,13 @@ class PixelEndpoint:
             return "invalid"
         if scope["method"] == "HEAD":
             return "head"  # a HEAD fetches no image: nobody saw the mail
-        hit = PixelHit(token=claims, facts=read_hit_facts("GET", scope["headers"]), received_at=utcnow())
+        # Only the signals of the request are kept; its user agent is forgotten here.
+        bits = signal_bits(request_signals(read_hit_facts("GET", scope["headers"])))
+        hit = PixelHit(id=uuid4(), token=claims, signal_bits=bits, received_at=utcnow())
         try:
-            recorded = await self.recorder.submit(hit)
-        # Both are counted, not logged per hit: in an outage that would be a line per open.
-        except PixelBufferFull:
-            return "dropped"
-        except PixelHitUnconfirmed:
-            # The write goes on and commits later; the reader's mail client must not wait for it.
-            return "timeout"
-        except Exception as error:  # noqa: BLE001 - the GIF is answered whatever happened
-            log.warning("pixel hit not recorded", delivery_id=str(claims.delivery_id), error=type(error).__name__)
-            return "error"
-        if recorded.held:
-            return "held"  # no mail.sent for this mail (yet): published only once there is
-        if recorded.likely_automated:
-            self._likely_automated.inc()
-        return "first" if recorded.first_open else "repeat"
+            return await self.hit_log.submit(hit)
+        except HitNotKept:
+            return "lost"  # counted (and logged once per group by the hit log), never a line per hit
 
 
 class PixelFastPath:
