@@ -56,8 +56,8 @@ NOTIFY_CHANNEL = "pixel_hit"
 _APPEND_HITS = f"""
     WITH logged AS (
         INSERT INTO pixel_hit (id, delivery_id, participant_id, org_id, day, token_sent_at, received_at, signal_bits)
-        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::integer[], $5::bigint[], $6::timestamptz[],
-                             $7::smallint[])
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::integer[], $6::bigint[],
+                             $7::timestamptz[], $8::smallint[])
         ON CONFLICT (id) DO NOTHING
         RETURNING 1
     )

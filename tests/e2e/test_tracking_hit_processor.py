@@ -49,8 +49,6 @@ async def test_hits_logged_while_the_processor_is_killed_become_one_open_each(ht
     try:
         for gif in await asyncio.gather(*[http.get(pixel, headers=MAIL_CLIENT) for pixel in [*pixels, pixels[0]]]):
             assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif"
-        metrics = (await http.get(f"{TRACKING}/metrics")).text
-        assert 'meer_tracking_hits_total{kind="open",outcome="logged"}' in metrics
         assert await db_count("tracking", "SELECT count(*) FROM open_record WHERE org_id = $1", org_id) == 0
         assert await db_count("tracking", "SELECT count(*) FROM pixel_hit WHERE org_id = $1", org_id) == 21, (
             "every answered hit is committed in the hit log"

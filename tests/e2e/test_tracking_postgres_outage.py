@@ -59,7 +59,6 @@ async def test_opens_during_a_postgres_outage_are_recorded_when_it_is_back(http:
     try:
         await open_all(http, pixels)
         metrics = (await http.get(f"{TRACKING}/metrics")).text
-        assert 'meer_tracking_hits_total{kind="open",outcome="journaled"}' in metrics
         assert "meer_tracking_pixel_hits_waiting 0.0" in metrics, "no answered hit waits in memory"
         journaled = float(metrics.split("\nmeer_tracking_pixel_hits_journaled ")[1].split()[0])
         assert journaled >= 21, "the hits are in the journal"
