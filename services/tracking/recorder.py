@@ -114,6 +114,11 @@ class HitJournal:
         PIXEL_HITS_JOURNALED.set_function(lambda: self._count)
 
     @property
+    def writing(self) -> bool:
+        """A journal file is open for appends (an outage is, or was lately, under way)."""
+        return self._file is not None
+
+    @property
     def count(self) -> int:
         """Hits in the journal, not yet replayed (this process's view)."""
         return self._count
@@ -324,6 +329,11 @@ class HitLog:
         """Replay every sealed journal file; returns how many hits were written."""
         if self.monotonic() < self._journal_until:
             return 0  # PostgreSQL failed a moment ago: do not add to its troubles
+        if self.journal.writing:
+            # No hit may have come since PostgreSQL returned: the file being written is
+            # closed here, once PostgreSQL answers, instead of by the next group's commit.
+            await (await connection.get()).fetchval("SELECT 1")
+            await self.journal.seal()
         replayed = 0
         for path in await asyncio.to_thread(self.journal.sealed_files):
             rows = await asyncio.to_thread(self.journal.read, path)
