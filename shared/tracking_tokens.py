@@ -200,12 +200,14 @@ class TokenSigner:
             raise InvalidTokenError("malformed") from None
 
     def _verify_compact(self, signed: str, now: datetime | None) -> TrackingToken:
+        # Text that is no token at all carries no signature of ours, as itsdangerous said of
+        # it too; "malformed" is kept for a genuine tag over claims that make no token.
         try:
             raw = base64.urlsafe_b64decode(signed + "=" * (-len(signed) % 4))
         except (binascii.Error, ValueError):
-            raise InvalidTokenError("malformed") from None
+            raise InvalidTokenError("bad_signature") from None
         if len(raw) < _COMPACT.size + _TAG_BYTES:
-            raise InvalidTokenError("malformed")
+            raise InvalidTokenError("bad_signature")
         payload, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
         for key, keyed in zip(self._keys, self._macs, strict=True):
             mac = keyed.copy()
