@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.tracking import questionnaire, storage
+from services.tracking import questionnaire, storage, use_cases
 from services.tracking.domain import (
     NOTE_MAX_LENGTH,
     PAGE_CONFIRM_FIELD,
@@ -37,7 +37,6 @@ from services.tracking.domain import (
     pixel_token,
     read_hit_facts,
     read_report_form,
-    report_changed,
     request_signals,
     safe_redirect_url,
     signal_bits,
@@ -45,13 +44,10 @@ from services.tracking.domain import (
 )
 from services.tracking.questionnaire import FormRefused, FormStep, read_step
 from services.tracking.recorder import HitLog, HitNotKept, PixelHit
-from services.tracking.tables import QuestionnaireAnswer
 from shared.db import utcnow
-from shared.events import AssignmentReported, Envelope, LinkClicked, QuestionnaireAnswered, UnsubscribeRequested
 from shared.http_security import csp_nonce
 from shared.logging import get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from shared.outbox import add_to_outbox
 from shared.runtime import Runtime
 from shared.tracking_tokens import InvalidTokenError, QuestionnaireToken, TokenKind, TokenSigner, TrackingToken
 
@@ -242,24 +238,7 @@ async def _record_link_hit(
     context: TrackingContext, claims: TrackingToken, target: str, verdict: Verdict, now: datetime
 ) -> None:
     async with context.runtime.database.session() as session:
-        await storage.add_link_hit(session=session, token=claims, target=target, hit_at=now, verdict=verdict)
-        if claims.kind == "click":
-            add_to_outbox(
-                session,
-                Envelope.wrap(
-                    LinkClicked(
-                        delivery_id=claims.delivery_id,
-                        day=claims.day,
-                        url=target,
-                        clicked_at=now,
-                        likely_automated=verdict.likely_automated,
-                        signals=verdict.signals,
-                    ),
-                    org_id=claims.org_id,
-                    participant_id=claims.participant_id,
-                    occurred_at=now,
-                ),
-            )
+        await use_cases.record_link_hit(session, token=claims, target=target, verdict=verdict, now=now)
         await session.commit()
     if verdict.likely_automated:
         LIKELY_AUTOMATED.labels(claims.kind).inc()
@@ -403,33 +382,16 @@ async def submit_report(token: str, request: Request) -> Response:
                         error=str(refused),
                     ),
                 )
-            previous = await storage.save_report(session=session, token=claims, answer=answer, now=now)
-            changed = report_changed(previous, answer)
-            if changed:
-                add_to_outbox(
-                    session,
-                    Envelope.wrap(
-                        AssignmentReported(
-                            delivery_id=claims.delivery_id,
-                            day=claims.day,
-                            score=answer.score,
-                            note=answer.note,
-                            reported_at=now,
-                        ),
-                        org_id=claims.org_id,
-                        participant_id=claims.participant_id,
-                        occurred_at=now,
-                    ),
-                )
+            saved = await use_cases.submit_report(session, token=claims, answer=answer, now=now)
             await session.commit()
     except (SQLAlchemyError, OSError) as error:
         log.warning("report not recorded", error=type(error).__name__)
         HITS.labels("report", "error").inc()
         return _unavailable(page_branding(None))
-    HITS.labels("report", "recorded" if changed else "unchanged").inc()
+    HITS.labels("report", "recorded" if saved.changed else "unchanged").inc()
     return _page(
         "report_thanks.html.j2", brand=brand, day=claims.day, answer=answer, label=REPORT_SCALE[answer.score],
-        updated=previous is not None,
+        updated=saved.previous is not None,
     )  # fmt: skip
 
 
@@ -502,17 +464,7 @@ async def unsubscribe(token: str, request: Request) -> Response:
     try:
         async with context.runtime.database.session() as session:
             brand = page_branding(await storage.get_branding(session=session, org_id=claims.org_id))
-            first = await storage.claim_unsubscribe(session=session, token=claims, via=via, now=now)
-            if first:
-                add_to_outbox(
-                    session,
-                    Envelope.wrap(
-                        UnsubscribeRequested(delivery_id=claims.delivery_id, via=via, requested_at=now),
-                        org_id=claims.org_id,
-                        participant_id=claims.participant_id,
-                        occurred_at=now,
-                    ),
-                )
+            first = await use_cases.request_unsubscribe(session, token=claims, via=via, now=now)
             await session.commit()
     except (SQLAlchemyError, OSError) as error:
         log.warning("unsubscribe not recorded", error=type(error).__name__)
@@ -642,43 +594,7 @@ async def questionnaire_step(token: str, request: Request) -> Response:
                 return _questionnaire_page(claims, brand, empty, status=400, refused=str(refused))
             if not step.done:
                 return _questionnaire_page(claims, brand, step, status=422 if step.error else 200)
-            scores = questionnaire.score(step.answers)
-            replaced = await storage.save_questionnaire_answer(
-                session=session,
-                row=QuestionnaireAnswer(
-                    participant_id=claims.participant_id,
-                    moment=claims.moment,
-                    org_id=claims.org_id,
-                    scale_version=questionnaire.SCALE_VERSION,
-                    answers=step.answers,
-                    emotional=scores.emotional,
-                    social=scores.social,
-                    total=scores.total,
-                    total_imputed=scores.total_imputed,
-                    category=scores.category,
-                    answered_at=now,
-                ),
-            )
-            add_to_outbox(
-                session,
-                Envelope.wrap(
-                    QuestionnaireAnswered(
-                        participant_id=claims.participant_id,
-                        moment=claims.moment,
-                        scale_version=questionnaire.SCALE_VERSION,
-                        answers=step.answers,
-                        emotional=scores.emotional,
-                        social=scores.social,
-                        total=scores.total,
-                        total_imputed=scores.total_imputed,
-                        category=scores.category,
-                        answered_at=now,
-                    ),
-                    org_id=claims.org_id,
-                    participant_id=claims.participant_id,
-                    occurred_at=now,
-                ),
-            )
+            replaced = await use_cases.submit_questionnaire(session, token=claims, answers=step.answers, now=now)
             await session.commit()
     except (SQLAlchemyError, OSError) as error:
         log.warning("questionnaire not recorded", error=type(error).__name__)
