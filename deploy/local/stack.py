@@ -50,7 +50,10 @@ SMTP_PORT = 1025 + PORT_OFFSET
 MAILCATCHER_HTTP_PORT = 8025 + PORT_OFFSET
 SERVICE_PORTS = {"enrolment": 8001, "mailer": 8002, "tracking": 8003, "coaching": 8004}
 SERVICE_PORTS = {name: port + PORT_OFFSET for name, port in SERVICE_PORTS.items()}
+# Processes without an HTTP port of their own: the service whose settings they run with, and their module.
+WORKERS = {"tracking-hit-processor": ("tracking", "services.tracking.hit_processor")}
 KEYS_DIR = VAR / "keys"
+PIXEL_JOURNAL_DIR = VAR / "pixel-journal"
 KAFKA_PARTITIONS = 3
 
 
@@ -532,6 +535,8 @@ def service_env(name: str) -> dict[str, str]:
     if name == "mailer":
         # Locally the coaches' morning mail may go at any hour (the demo and the tests see it at once).
         keys["MEER_DIGEST_LOCAL_TIME"] = "00:00"
+    if name == "tracking":
+        keys["MEER_PIXEL_JOURNAL_DIR"] = str(PIXEL_JOURNAL_DIR)
     return {
         **keys,
         **base_urls,
@@ -556,12 +561,27 @@ def start_services(restart: bool) -> None:
     for name in SERVICE_PORTS:
         wait_until(f"the {name} service", functools.partial(http_ok, f"{Urls.service(name)}/readyz"), 90, name)
         log(f"{name} ready: {Urls.service(name)}")
+    # After the services: each worker needs the tables its service's migrations made.
+    for name in WORKERS:
+        if restart:
+            stop_process(name)
+        start_worker(name)
+
+
+def start_worker(name: str) -> None:
+    """Start a worker process (see WORKERS) unless it runs."""
+    if running_pid(name):
+        log(f"{name} already running")
+        return
+    service, module = WORKERS[name]
+    start_process(name, [sys.executable, "-m", module], env=service_env(service))
+    log(f"{name} started")
 
 
 # --- commands -----------------------------------------------------------------
 
 
-PARTS = ("postgres", "kafka", "mailcatcher", *SERVICE_PORTS)
+PARTS = ("postgres", "kafka", "mailcatcher", *SERVICE_PORTS, *WORKERS)
 
 
 def part_ports(name: str) -> list[int]:
@@ -569,7 +589,7 @@ def part_ports(name: str) -> list[int]:
         "postgres": [PG_PORT],
         "kafka": [KAFKA_PORT, KAFKA_CONTROLLER_PORT, KAFKA_SASL_PORT],
         "mailcatcher": [SMTP_PORT, MAILCATCHER_HTTP_PORT],
-    }.get(name) or [SERVICE_PORTS[name]]
+    }.get(name) or ([SERVICE_PORTS[name]] if name in SERVICE_PORTS else [])
 
 
 def running_parts() -> list[str]:
@@ -645,7 +665,7 @@ def down(delete_data: bool = False) -> None:
 
 
 def status() -> None:
-    for name in [*SERVICE_PORTS, "mailcatcher", "kafka"]:
+    for name in [*SERVICE_PORTS, *WORKERS, "mailcatcher", "kafka"]:
         pid = running_pid(name)
         print(f"{name:12} {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
     print(f"{'postgres':12} {'running' if port_open(PG_PORT) else 'stopped'} (data in {pg_home() / 'data'})")
@@ -655,7 +675,7 @@ def verify_stopped(keep: Sequence[str]) -> None:
     """Fail when a part of this stack still runs that is not in keep (it ran before a test run)."""
     left = [name for name in running_parts() if name not in keep]
     if left:
-        ports = ", ".join(f"{name} (port {part_ports(name)[0]})" for name in left)
+        ports = ", ".join(f"{name} (port {part_ports(name)[0]})" if part_ports(name) else name for name in left)
         raise StackError(f"still running after the tests: {ports}; stop it with './meer down'")
     log("nothing of the stack is left running" + (f" but what ran before ({', '.join(keep)})" if keep else ""))
 

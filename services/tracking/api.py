@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.tracking import questionnaire, storage
+from services.tracking import questionnaire, storage, use_cases
 from services.tracking.domain import (
     NOTE_MAX_LENGTH,
     PAGE_CONFIRM_FIELD,
@@ -35,18 +36,16 @@ from services.tracking.domain import (
     pixel_token,
     read_hit_facts,
     read_report_form,
-    report_changed,
+    request_signals,
     safe_redirect_url,
+    signal_bits,
     unsubscribe_via,
 )
 from services.tracking.questionnaire import FormRefused, FormStep, read_step
-from services.tracking.recorder import OpenRecorder, PixelBufferFull, PixelHit, PixelHitUnconfirmed
-from services.tracking.tables import QuestionnaireAnswer
+from services.tracking.recorder import HitLog, HitNotKept, PixelHit
 from shared.db import utcnow
-from shared.events import AssignmentReported, Envelope, LinkClicked, QuestionnaireAnswered, UnsubscribeRequested
 from shared.logging import get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
-from shared.outbox import add_to_outbox
 from shared.runtime import Runtime
 from shared.templating import template_environment
 from shared.tracking_tokens import InvalidTokenError, QuestionnaireToken, TokenKind, TokenSigner, TrackingToken
@@ -78,7 +77,7 @@ class TrackingContext:
 
     runtime: Runtime
     signer: TokenSigner
-    recorder: OpenRecorder
+    hit_log: HitLog
     rules: JudgeRules
     burst_window: timedelta
 
@@ -105,18 +104,18 @@ _PIXEL_HEADERS = [
 
 
 class PixelEndpoint:
-    """GET /o/<token>.gif: always the same transparent GIF; a valid token records an open."""
+    """GET /o/<token>.gif: always the same transparent GIF; a valid token's hit is made durable
+    (the hit log, or the journal while PostgreSQL is away) before the GIF goes out."""
 
-    _OUTCOMES = ("first", "repeat", "held", "invalid", "head", "timeout", "dropped", "error")
+    _OUTCOMES = ("logged", "journaled", "invalid", "head", "lost")
 
-    def __init__(self, signer: TokenSigner, recorder: OpenRecorder, *, service: str) -> None:
+    def __init__(self, signer: TokenSigner, hit_log: HitLog, *, service: str) -> None:
         self.signer = signer
-        self.recorder = recorder
+        self.hit_log = hit_log
         # Every open of every mail passes here: metric children are looked up once, not per hit.
         self._hits = {outcome: HITS.labels("open", outcome) for outcome in self._OUTCOMES}
         self._requests = {method: HTTP_REQUESTS.labels(service, _PIXEL_ROUTE, method, "200") for method in _METHODS}
         self._latency = HTTP_LATENCY.labels(service, _PIXEL_ROUTE)
-        self._likely_automated = LIKELY_AUTOMATED.labels("open")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -136,23 +135,13 @@ class PixelEndpoint:
             return "invalid"
         if scope["method"] == "HEAD":
             return "head"  # a HEAD fetches no image: nobody saw the mail
-        hit = PixelHit(token=claims, facts=read_hit_facts("GET", scope["headers"]), received_at=utcnow())
+        # Only the signals of the request are kept; its user agent is forgotten here.
+        bits = signal_bits(request_signals(read_hit_facts("GET", scope["headers"])))
+        hit = PixelHit(id=uuid4(), token=claims, signal_bits=bits, received_at=utcnow())
         try:
-            recorded = await self.recorder.submit(hit)
-        # Both are counted, not logged per hit: in an outage that would be a line per open.
-        except PixelBufferFull:
-            return "dropped"
-        except PixelHitUnconfirmed:
-            # The write goes on and commits later; the reader's mail client must not wait for it.
-            return "timeout"
-        except Exception as error:  # noqa: BLE001 - the GIF is answered whatever happened
-            log.warning("pixel hit not recorded", delivery_id=str(claims.delivery_id), error=type(error).__name__)
-            return "error"
-        if recorded.held:
-            return "held"  # no mail.sent for this mail (yet): published only once there is
-        if recorded.likely_automated:
-            self._likely_automated.inc()
-        return "first" if recorded.first_open else "repeat"
+            return await self.hit_log.submit(hit)
+        except HitNotKept:
+            return "lost"  # counted (and logged once per group by the hit log), never a line per hit
 
 
 class PixelFastPath:
@@ -241,24 +230,7 @@ async def _record_link_hit(
     context: TrackingContext, claims: TrackingToken, target: str, verdict: Verdict, now: datetime
 ) -> None:
     async with context.runtime.database.session() as session:
-        await storage.add_link_hit(session=session, token=claims, target=target, hit_at=now, verdict=verdict)
-        if claims.kind == "click":
-            add_to_outbox(
-                session,
-                Envelope.wrap(
-                    LinkClicked(
-                        delivery_id=claims.delivery_id,
-                        day=claims.day,
-                        url=target,
-                        clicked_at=now,
-                        likely_automated=verdict.likely_automated,
-                        signals=verdict.signals,
-                    ),
-                    org_id=claims.org_id,
-                    participant_id=claims.participant_id,
-                    occurred_at=now,
-                ),
-            )
+        await use_cases.record_link_hit(session, token=claims, target=target, verdict=verdict, now=now)
         await session.commit()
     if verdict.likely_automated:
         LIKELY_AUTOMATED.labels(claims.kind).inc()
@@ -402,33 +374,16 @@ async def submit_report(token: str, request: Request) -> Response:
                         error=str(refused),
                     ),
                 )
-            previous = await storage.save_report(session=session, token=claims, answer=answer, now=now)
-            changed = report_changed(previous, answer)
-            if changed:
-                add_to_outbox(
-                    session,
-                    Envelope.wrap(
-                        AssignmentReported(
-                            delivery_id=claims.delivery_id,
-                            day=claims.day,
-                            score=answer.score,
-                            note=answer.note,
-                            reported_at=now,
-                        ),
-                        org_id=claims.org_id,
-                        participant_id=claims.participant_id,
-                        occurred_at=now,
-                    ),
-                )
+            saved = await use_cases.submit_report(session, token=claims, answer=answer, now=now)
             await session.commit()
     except (SQLAlchemyError, OSError) as error:
         log.warning("report not recorded", error=type(error).__name__)
         HITS.labels("report", "error").inc()
         return _unavailable(page_branding(None))
-    HITS.labels("report", "recorded" if changed else "unchanged").inc()
+    HITS.labels("report", "recorded" if saved.changed else "unchanged").inc()
     return _page(
         "report_thanks.html.j2", brand=brand, day=claims.day, answer=answer, label=REPORT_SCALE[answer.score],
-        updated=previous is not None,
+        updated=saved.previous is not None,
     )  # fmt: skip
 
 
@@ -501,17 +456,7 @@ async def unsubscribe(token: str, request: Request) -> Response:
     try:
         async with context.runtime.database.session() as session:
             brand = page_branding(await storage.get_branding(session=session, org_id=claims.org_id))
-            first = await storage.claim_unsubscribe(session=session, token=claims, via=via, now=now)
-            if first:
-                add_to_outbox(
-                    session,
-                    Envelope.wrap(
-                        UnsubscribeRequested(delivery_id=claims.delivery_id, via=via, requested_at=now),
-                        org_id=claims.org_id,
-                        participant_id=claims.participant_id,
-                        occurred_at=now,
-                    ),
-                )
+            first = await use_cases.request_unsubscribe(session, token=claims, via=via, now=now)
             await session.commit()
     except (SQLAlchemyError, OSError) as error:
         log.warning("unsubscribe not recorded", error=type(error).__name__)
@@ -641,43 +586,7 @@ async def questionnaire_step(token: str, request: Request) -> Response:
                 return _questionnaire_page(claims, brand, empty, status=400, refused=str(refused))
             if not step.done:
                 return _questionnaire_page(claims, brand, step, status=422 if step.error else 200)
-            scores = questionnaire.score(step.answers)
-            replaced = await storage.save_questionnaire_answer(
-                session=session,
-                row=QuestionnaireAnswer(
-                    participant_id=claims.participant_id,
-                    moment=claims.moment,
-                    org_id=claims.org_id,
-                    scale_version=questionnaire.SCALE_VERSION,
-                    answers=step.answers,
-                    emotional=scores.emotional,
-                    social=scores.social,
-                    total=scores.total,
-                    total_imputed=scores.total_imputed,
-                    category=scores.category,
-                    answered_at=now,
-                ),
-            )
-            add_to_outbox(
-                session,
-                Envelope.wrap(
-                    QuestionnaireAnswered(
-                        participant_id=claims.participant_id,
-                        moment=claims.moment,
-                        scale_version=questionnaire.SCALE_VERSION,
-                        answers=step.answers,
-                        emotional=scores.emotional,
-                        social=scores.social,
-                        total=scores.total,
-                        total_imputed=scores.total_imputed,
-                        category=scores.category,
-                        answered_at=now,
-                    ),
-                    org_id=claims.org_id,
-                    participant_id=claims.participant_id,
-                    occurred_at=now,
-                ),
-            )
+            replaced = await use_cases.submit_questionnaire(session, token=claims, answers=step.answers, now=now)
             await session.commit()
     except (SQLAlchemyError, OSError) as error:
         log.warning("questionnaire not recorded", error=type(error).__name__)

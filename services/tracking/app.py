@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 from services.tracking.api import PixelEndpoint, PixelFastPath, TrackingContext, router
 from services.tracking.domain import JudgeRules
 from services.tracking.handlers import register_kafka_handlers
-from services.tracking.recorder import RELEASE_BATCH, OpenRecorder, release_held_opens
+from services.tracking.recorder import HitJournal, HitLog
 from services.tracking.settings import TrackingSettings
-from shared.db import utcnow
 from shared.logging import get_logger
 from shared.runtime import Runtime, create_service_app
 from shared.tracking_tokens import TokenSigner, parse_keys
@@ -21,7 +20,9 @@ log = get_logger(__name__)
 def create_app(settings: TrackingSettings | None = None) -> PixelFastPath:
     """The tracking app: pixel, links, report and unsubscribe pages, and its Kafka handlers.
 
-    The pixel is served in front of the FastAPI app; everything else goes through it."""
+    The pixel is served in front of the FastAPI app; everything else goes through it. The
+    pixel only appends hits to the hit log; the hit processor (its own process) turns them
+    into opens."""
     settings = settings or TrackingSettings()
     runtime = Runtime.create("tracking", settings)
     app = create_service_app(
@@ -38,36 +39,21 @@ def create_app(settings: TrackingSettings | None = None) -> PixelFastPath:
         instant_click_s=settings.instant_click_s,
         burst_min_links=settings.burst_min_links,
     )
-    recorder = OpenRecorder(
+    hit_log = HitLog(
         settings.database_url,
-        rules,
-        burst_window_s=settings.burst_window_s,
+        HitJournal(Path(settings.pixel_journal_dir)),
         batch_max=settings.pixel_batch_max,
-        confirm_timeout_s=settings.pixel_record_timeout_s,
-        buffer_max=settings.pixel_buffer_max,
-        on_commit=runtime.relay.wake,
+        record_timeout_s=settings.pixel_record_timeout_s,
     )
-    retention = timedelta(hours=settings.held_open_retention_hours)
-
-    async def release_loop() -> None:
-        """Opens held for a mail not yet seen sent become opens once its mail.sent is in."""
-        while True:
-            try:
-                while await release_held_opens(runtime.database, now=utcnow(), retention=retention) == RELEASE_BATCH:
-                    pass
-            except Exception as error:  # noqa: BLE001 - try again next round
-                log.warning("could not release held opens", error=type(error).__name__)
-            await asyncio.sleep(settings.held_open_release_s)
-
-    runtime.background += [recorder.run_watchdog, *[recorder.run_writer] * settings.pixel_writers, release_loop]
+    runtime.background += [*[hit_log.run_writer] * settings.pixel_writers, hit_log.run_replay]
     app.state.runtime = runtime
     app.state.tracking = TrackingContext(
         runtime=runtime,
         signer=signer,
-        recorder=recorder,
+        hit_log=hit_log,
         rules=rules,
         burst_window=timedelta(seconds=settings.burst_window_s),
     )
     app.include_router(router)
     register_kafka_handlers(runtime)
-    return PixelFastPath(app, PixelEndpoint(signer, recorder, service=runtime.service))
+    return PixelFastPath(app, PixelEndpoint(signer, hit_log, service=runtime.service))

@@ -171,17 +171,41 @@ def user_agent_signals(user_agent: str | None) -> set[Signal]:
     return set()
 
 
+def request_signals(hit: HitFacts) -> set[Signal]:
+    """What the request alone says (its user agent, a prefetch, a HEAD): all that is kept of
+    the request itself, before the user agent is forgotten."""
+    signals = user_agent_signals(hit.user_agent)
+    if hit.prefetch:
+        signals.add("prefetch")
+    if hit.method == "HEAD":
+        signals.add("head_request")
+    return signals
+
+
+def signal_bits(signals: Iterable[Signal]) -> int:
+    """Signals as a small bit set (a pixel hit stores these, not the request)."""
+    return sum(1 << _SIGNAL_ORDER.index(signal) for signal in set(signals))
+
+
+def signals_from_bits(bits: int) -> set[Signal]:
+    """The signals of a bit set made by signal_bits; unknown bits are ignored."""
+    return {signal for index, signal in enumerate(_SIGNAL_ORDER) if bits & (1 << index)}
+
+
 def judge_hit(hit: HitFacts, mail: MailFacts, rules: JudgeRules, *, kind: Literal["open", "link"] = "open") -> Verdict:
     """Judge one hit: one strong signal, or two weak ones, make it likely automated.
 
     Opens and links differ in one way: a person may open a mail the moment it arrives,
     but nobody reads it and follows a link within seconds; a scanner does.
     """
-    signals = user_agent_signals(hit.user_agent)
-    if hit.prefetch:
-        signals.add("prefetch")
-    if hit.method == "HEAD":
-        signals.add("head_request")
+    return judge_signals(request_signals(hit), mail, rules, kind=kind)
+
+
+def judge_signals(
+    request: Iterable[Signal], mail: MailFacts, rules: JudgeRules, *, kind: Literal["open", "link"] = "open"
+) -> Verdict:
+    """judge_hit on what the request said (request_signals), as a hit processor has it later."""
+    signals = set(request)
     if mail.distinct_links_in_window >= rules.burst_min_links:
         signals.add("link_burst")
     # A negative age is a clock difference between hosts: the hit came right after sending.

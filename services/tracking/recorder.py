@@ -1,49 +1,46 @@
-"""Group commit for pixel hits: hits that arrive while one transaction is being written
-wait for the next, so a single commit carries many opens and their outbox rows.
+"""The pixel's hit log: every pixel hit with a valid token is appended to the `pixel_hit`
+table by group commit (hits that arrive while one INSERT is under way go together in the
+next one), and the GIF goes out after that commit. Judging the hit, the first open, the open
+record and its event are the hit processor's (services/tracking/hit_processor.py).
 
-Every hit still has its open record and its outbox row in the same transaction, and the
-pixel is normally answered after that transaction committed. A mail client never waits
-longer than the confirm timeout, though: when PostgreSQL is slow or away the GIF goes out
-first and the hit stays queued in memory (bounded) until it can be written, so an outage
-delays opens instead of losing them; only a process that stops during the outage loses
-what it still holds. Under light load a group holds one hit. The writers are background
-loops of the service, each with a PostgreSQL connection of its own, so a group costs four
-round trips (begin, claim-and-read, write, commit) and no pool checkout, ping or ORM work.
+No answered hit lives only in memory. When PostgreSQL does not take a group (away, slow past
+the record timeout, or any other failure), the group is appended to a local journal and
+fsync'd before the GIF goes out; the journal is written to `pixel_hit` when PostgreSQL is
+back, and at the next start after a crash. Each hit carries an id made here, which becomes
+its open record's id: a hit both committed and journaled (a commit whose answer was lost)
+is still one open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
-from collections.abc import Callable
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
 from uuid import UUID
 
 import asyncpg
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge, Histogram
 
-from services.tracking import storage
-from services.tracking.domain import (
-    HitFacts,
-    JudgeRules,
-    first_open_flags,
-    judge_hit,
-    mail_facts,
-    was_sent_as_claimed,
-)
-from services.tracking.tables import OpenRecord
-from shared.db import POSTGRES_UNREACHABLE, Database, DedicatedConnection, utcnow
-from shared.events import Envelope, MailOpened
+from shared.db import DedicatedConnection
 from shared.logging import get_logger
-from shared.outbox import add_to_outbox
 from shared.tracking_tokens import TrackingToken
 
 log = get_logger(__name__)
 
 PIXEL_HITS_WAITING = Gauge(
-    "meer_tracking_pixel_hits_waiting", "Pixel hits in memory, not yet committed (grows while PostgreSQL is away)."
+    "meer_tracking_pixel_hits_waiting", "Pixel hits in memory, neither committed nor journaled yet (not answered)."
+)
+PIXEL_HITS_JOURNALED = Gauge(
+    "meer_tracking_pixel_hits_journaled",
+    "Answered pixel hits kept in the local journal until PostgreSQL takes them (grows while it is away).",
 )
 PIXEL_BATCH_SIZE = Histogram(
     "meer_tracking_pixel_batch_size",
@@ -51,110 +48,213 @@ PIXEL_BATCH_SIZE = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
 
+NOTIFY_CHANNEL = "pixel_hit"
+"""Committing hits notifies the hit processors on this channel (they poll as well)."""
+
+# One statement, one round trip, one commit per group. ON CONFLICT: a replayed journal may
+# hold hits whose commit did happen; NOTIFY: the processors wake at the commit.
+_APPEND_HITS = f"""
+    WITH logged AS (
+        INSERT INTO pixel_hit (id, delivery_id, participant_id, org_id, day, token_sent_at, received_at, signal_bits)
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::integer[], $6::bigint[],
+                             $7::timestamptz[], $8::smallint[])
+        ON CONFLICT (id) DO NOTHING
+        RETURNING 1
+    )
+    SELECT pg_notify('{NOTIFY_CHANNEL}', ''), (SELECT count(*) FROM logged)
+"""  # noqa: S608 - a constant channel name, no input
+
 
 @dataclass(frozen=True)
 class PixelHit:
-    """A pixel fetch with a valid open token, waiting to be judged and written."""
+    """A pixel fetch with a valid open token: ids and the request's signals, nothing else."""
 
+    id: UUID
     token: TrackingToken
-    facts: HitFacts
+    signal_bits: int
     received_at: datetime
 
-
-@dataclass(frozen=True)
-class RecordedOpen:
-    """What was recorded for one hit."""
-
-    first_open: bool
-    likely_automated: bool
-    held: bool = False
-    """The mail was not seen sent (yet): the hit is held, not published (see release_held_opens)."""
-
-
-class PixelBufferFull(Exception):
-    """So many hits wait for PostgreSQL that this one is not kept."""
-
-
-class PixelHitUnconfirmed(Exception):
-    """The hit's transaction did not confirm in time; it may still commit."""
+    def row(self) -> tuple[UUID, UUID, UUID, UUID, int, int, datetime, int]:
+        token = self.token
+        return (
+            self.id,
+            token.delivery_id,
+            token.participant_id,
+            token.org_id,
+            token.day,
+            token.sent_at,
+            self.received_at,
+            self.signal_bits,
+        )
 
 
-class _DatabaseUnavailable(Exception):
-    """PostgreSQL cannot be reached; the group was not committed and can be written later."""
+HitRow = tuple[UUID, UUID, UUID, UUID, int, int, datetime, int]
 
 
-class _NotCommitted(Exception):
-    """The group failed before its commit was sent: it can be written again safely."""
+class HitNotKept(Exception):
+    """Neither PostgreSQL nor the journal took the hit (the disk failed too)."""
 
 
-class OpenRecorder:
-    """Writes pixel hits in groups, one transaction per group, in arrival order."""
+async def append_hits(connection: asyncpg.Connection, rows: Sequence[HitRow]) -> None:
+    """Append hits to pixel_hit in one statement (its own transaction)."""
+    columns = list(zip(*rows, strict=True))
+    await connection.fetchrow(_APPEND_HITS, *[list(column) for column in columns])
+
+
+class HitJournal:
+    """Append-only files of answered hits PostgreSQL did not take, fsync'd before the GIF
+    goes out. One file per outage and process, locked (flock) while it is written, so a
+    replay (in this process or, after a crash, the next) takes only files nobody writes."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._file: IO[bytes] | None = None
+        self._lock = asyncio.Lock()
+        self._count = 0
+        PIXEL_HITS_JOURNALED.set_function(lambda: self._count)
+
+    @property
+    def writing(self) -> bool:
+        """A journal file is open for appends (an outage is, or was lately, under way)."""
+        return self._file is not None
+
+    @property
+    def count(self) -> int:
+        """Hits in the journal, not yet replayed (this process's view)."""
+        return self._count
+
+    async def append(self, rows: Sequence[HitRow]) -> None:
+        """Append and fsync; the hits are durable when this returns."""
+        lines = b"".join(_encode(row) for row in rows)
+        async with self._lock:
+            await asyncio.to_thread(self._append, lines)
+            self._count += len(rows)
+
+    def _append(self, lines: bytes) -> None:
+        if self._file is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"hits-{time.time_ns()}-{os.getpid()}.journal"
+            file = path.open("ab")
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+            self._file = file
+            _fsync_directory(self.directory)
+        self._file.write(lines)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    async def seal(self) -> None:
+        """Close the file being written: from now on it is for replay."""
+        async with self._lock:
+            file, self._file = self._file, None
+            if file is not None:
+                file.close()
+
+    def sealed_files(self) -> list[Path]:
+        """Journal files nobody writes, oldest first."""
+        if not self.directory.exists():
+            return []
+        found = []
+        for path in sorted(self.directory.glob("hits-*.journal")):
+            if self._file is not None and Path(self._file.name) == path:
+                continue
+            with path.open("rb") as probe:
+                try:
+                    fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # another process still writes it
+                fcntl.flock(probe.fileno(), fcntl.LOCK_UN)
+            found.append(path)
+        return found
+
+    @staticmethod
+    def read(path: Path) -> list[HitRow]:
+        """The hits of a journal file; a torn last line (a crash mid-write, before its fsync
+        returned and so before its GIF went out) is skipped."""
+        rows = []
+        for line in path.read_bytes().splitlines():
+            with contextlib.suppress(ValueError, TypeError, IndexError):
+                rows.append(_decode(line))
+        return rows
+
+    def remove(self, path: Path, replayed: int) -> None:
+        path.unlink(missing_ok=True)
+        _fsync_directory(self.directory)
+        self._count = max(0, self._count - replayed)
+
+    def count_leftovers(self) -> None:
+        """Count the hits of files a previous process left (at start)."""
+        self._count = sum(len(self.read(path)) for path in self.sealed_files())
+
+
+def _encode(row: HitRow) -> bytes:
+    hit_id, delivery, participant, org, day, sent_at, received_at, bits = row
+    values = [str(hit_id), str(delivery), str(participant), str(org), day, sent_at, received_at.isoformat(), bits]
+    return json.dumps(values, separators=(",", ":")).encode() + b"\n"
+
+
+def _decode(line: bytes) -> HitRow:
+    values: list[Any] = json.loads(line)
+    return (
+        UUID(values[0]),
+        UUID(values[1]),
+        UUID(values[2]),
+        UUID(values[3]),
+        int(values[4]),
+        int(values[5]),
+        datetime.fromisoformat(values[6]),
+        int(values[7]),
+    )
+
+
+def _fsync_directory(directory: Path) -> None:
+    """A new or removed file name is durable only once its directory is fsync'd."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class HitLog:
+    """Appends pixel hits in groups; a hit's future resolves once it is durable: "logged"
+    (committed to pixel_hit) or "journaled" (fsync'd locally while PostgreSQL is away)."""
 
     def __init__(
         self,
         database_url: str,
-        rules: JudgeRules,
+        journal: HitJournal,
         *,
-        burst_window_s: float,
         batch_max: int,
-        confirm_timeout_s: float,
-        buffer_max: int = 50_000,
-        clock: Callable[[], datetime] = utcnow,
-        on_commit: Callable[[], None] = lambda: None,
+        record_timeout_s: float,
+        replay_interval_s: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.database_url = database_url
-        self.rules = rules
-        self.burst_window = timedelta(seconds=burst_window_s)
+        self.journal = journal
         self.batch_max = batch_max
-        self.clock = clock
-        # These commits bypass the service's sessions, so the outbox relay is told directly.
-        self.on_commit = on_commit
-        self.confirm_timeout_s = confirm_timeout_s
-        self.buffer_max = buffer_max
-        self._waiting: list[tuple[PixelHit, asyncio.Future[RecordedOpen]]] = []
+        self.record_timeout_s = record_timeout_s
+        self.replay_interval_s = replay_interval_s
+        self.monotonic = monotonic
+        self._waiting: list[tuple[PixelHit, asyncio.Future[str]]] = []
         self._wake = asyncio.Event()
-        # Every unanswered hit with its deadline, in submit order (so deadlines ascend).
-        self._unanswered: deque[tuple[float, asyncio.Future[RecordedOpen]]] = deque()
+        self._replay_wake = asyncio.Event()
+        # While PostgreSQL failed lately, groups go to the journal without trying it first,
+        # so mail clients do not each wait for a refused or hanging connection.
+        self._journal_until = 0.0
+        self._outage_attempts = 0
         PIXEL_HITS_WAITING.set_function(lambda: len(self._waiting))
 
-    def submit(self, hit: PixelHit) -> asyncio.Future[RecordedOpen]:
-        """Queue one hit; the future resolves once its transaction committed (or fails).
-
-        A future that fails with PixelHitUnconfirmed when its transaction has not confirmed
-        within confirm_timeout_s (see `run_watchdog`: one timer for all hits, not one per hit);
-        the write of the hit goes on regardless.
-        """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[RecordedOpen] = loop.create_future()
-        if len(self._waiting) >= self.buffer_max:
-            future.set_exception(PixelBufferFull())
-            return future
+    def submit(self, hit: PixelHit) -> asyncio.Future[str]:
+        """Queue one hit; the future resolves when it is durable ("logged" or "journaled")
+        and fails with HitNotKept when neither PostgreSQL nor the journal took it."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiting.append((hit, future))
-        self._unanswered.append((loop.time() + self.confirm_timeout_s, future))
         self._wake.set()
         return future
 
-    async def run_watchdog(self) -> None:
-        """Fails the futures of hits waiting longer than confirm_timeout_s, so a slow or stuck
-        database never keeps a mail client waiting."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(min(0.25, self.confirm_timeout_s / 4))
-            now = loop.time()
-            while self._unanswered and (self._unanswered[0][1].done() or self._unanswered[0][0] <= now):
-                _, future = self._unanswered.popleft()
-                if not future.done():
-                    future.set_exception(PixelHitUnconfirmed())
-
     async def run_writer(self) -> None:
-        """One writer: takes whatever hits wait, writes them as one group, repeats.
-
-        While PostgreSQL is away the group goes back to the front of the queue and is
-        written when it returns: the mail clients got their GIF from the watchdog, and
-        their opens are recorded late instead of never (unless the process stops first).
-        """
+        """One writer: takes whatever hits wait, makes them durable as one group, repeats."""
         connection = DedicatedConnection(self.database_url)
-        outage_attempts = 0
         try:
             while True:
                 if not self._waiting:
@@ -162,180 +262,84 @@ class OpenRecorder:
                     await self._wake.wait()
                     continue
                 batch, self._waiting = self._waiting[: self.batch_max], self._waiting[self.batch_max :]
-                hits = [hit for hit, _ in batch]
-                try:
-                    results = await self._write_with_one_retry(connection, hits)
-                except _DatabaseUnavailable as unavailable:
-                    self._waiting[:0] = batch
-                    outage_attempts += 1
-                    if outage_attempts in (1, 10) or outage_attempts % 100 == 0:
-                        log.warning(
-                            "pixel hits wait for PostgreSQL",
-                            waiting=len(self._waiting),
-                            error=type(unavailable.__cause__).__name__,
-                            attempts=outage_attempts,
-                        )
-                    await asyncio.sleep(min(0.1 * 2**outage_attempts, 2.0))
-                    continue
-                except Exception as error:  # noqa: BLE001 - every waiting hit learns of it
-                    log.warning("pixel hits not recorded", hits=len(hits), error=type(error).__name__)
-                    await connection.close()
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                if outage_attempts:
-                    log.info("PostgreSQL is back; waiting pixel hits are recorded", waiting=len(self._waiting))
-                    outage_attempts = 0
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
+                outcome = await self._make_durable(connection, [hit.row() for hit, _ in batch])
+                for _, future in batch:
+                    if future.done():
+                        continue
+                    if outcome is None:
+                        future.set_exception(HitNotKept())
+                    else:
+                        future.set_result(outcome)
         finally:
             await connection.close()
-            if self._waiting:
-                log.warning("pixel hits not recorded at shutdown", hits=len(self._waiting))
 
-    async def _write_with_one_retry(self, connection: DedicatedConnection, hits: list[PixelHit]) -> list[RecordedOpen]:
-        # A connection that PostgreSQL closed (a restart) shows only when used: the group
-        # was not committed then, so it is written once more on a new connection.
-        for attempt in (1, 2):
+    async def _make_durable(self, connection: DedicatedConnection, rows: list[HitRow]) -> str | None:
+        if self.monotonic() >= self._journal_until:
             try:
-                open_connection = await connection.get()
-            except POSTGRES_UNREACHABLE as error:
-                raise _DatabaseUnavailable() from error
-            try:
-                return await self._write(open_connection, hits)
-            except _NotCommitted as error:
+                await asyncio.wait_for(self._append(connection, rows), timeout=self.record_timeout_s)
+            except Exception as error:  # noqa: BLE001 - whatever PostgreSQL did, the journal keeps the hits
+                # A statement cut off by the timeout may still commit: the journal's copy then
+                # is a duplicate by id, which the processor records once.
                 await connection.close()
-                cause = error.__cause__
-                if not isinstance(cause, POSTGRES_UNREACHABLE):
-                    raise cause or error from None
-                if attempt == 2:
-                    raise _DatabaseUnavailable() from cause
-        raise AssertionError("unreachable")
-
-    async def _write(self, connection: asyncpg.Connection, hits: list[PixelHit]) -> list[RecordedOpen]:
-        PIXEL_BATCH_SIZE.observe(len(hits))
-        transaction = connection.transaction()
-        try:
-            await transaction.start()
-            known = await storage.claim_and_read_mails(
-                connection=connection,
-                tokens=[hit.token for hit in hits],
-                opened_at=hits[0].received_at,
-                since=self.clock() - self.burst_window,
-            )
-            sent = [
-                was_sent_as_claimed(
-                    known[hit.token.delivery_id].sent_to,
-                    participant_id=hit.token.participant_id,
-                    org_id=hit.token.org_id,
-                )
-                for hit in hits
-            ]
-            newly_opened = {delivery_id for delivery_id, mail in known.items() if mail.first_open}
-            first_opens = iter(
-                first_open_flags(
-                    [hit.token.delivery_id for hit, ok in zip(hits, sent, strict=True) if ok], newly_opened
-                )
-            )
-            opens, held, results = [], [], []
-            for hit, was_sent in zip(hits, sent, strict=True):
-                mail = known[hit.token.delivery_id]
-                facts = mail_facts(
-                    hit_at=hit.received_at,
-                    sent_at=mail.sent_at,
-                    token_sent_at=hit.token.sent_at,
-                    recent_links=mail.recent_links,
-                )
-                verdict = judge_hit(hit.facts, facts, self.rules, kind="open")
-                if not was_sent:
-                    held.append(storage.HitToHold(token=hit.token, opened_at=hit.received_at, verdict=verdict))
-                    results.append(RecordedOpen(first_open=False, likely_automated=verdict.likely_automated, held=True))
-                    continue
-                first_open = next(first_opens)
-                results.append(RecordedOpen(first_open=first_open, likely_automated=verdict.likely_automated))
-                event = Envelope.wrap(
-                    MailOpened(
-                        delivery_id=hit.token.delivery_id,
-                        day=hit.token.day,
-                        opened_at=hit.received_at,
-                        first_open=first_open,
-                        likely_automated=verdict.likely_automated,
-                        signals=verdict.signals,
-                    ),
-                    org_id=hit.token.org_id,
-                    participant_id=hit.token.participant_id,
-                    occurred_at=hit.received_at,
-                )
-                opens.append(
-                    storage.OpenToStore(
-                        token=hit.token, opened_at=hit.received_at, first_open=first_open, verdict=verdict, event=event
+                self._outage_attempts += 1
+                self._journal_until = self.monotonic() + min(0.25 * 2**self._outage_attempts, 5.0)
+                if self._outage_attempts in (1, 10) or self._outage_attempts % 100 == 0:
+                    log.warning(
+                        "pixel hits go to the local journal: PostgreSQL does not take them",
+                        error=type(error).__name__,
+                        attempts=self._outage_attempts,
                     )
-                )
-            await storage.add_opens_with_events(connection=connection, opens=opens)
-            await storage.hold_opens(connection=connection, hits=held)
-        except Exception as error:
-            with contextlib.suppress(Exception):
-                await transaction.rollback()
-            raise _NotCommitted() from error
-        await transaction.commit()
-        self.on_commit()
-        return results
+            else:
+                if self._outage_attempts:
+                    self._outage_attempts = 0
+                    log.info("PostgreSQL takes pixel hits again; the journal is replayed")
+                    await self.journal.seal()
+                    self._replay_wake.set()
+                return "logged"
+        try:
+            await self.journal.append(rows)
+        except OSError as error:
+            log.error("pixel hits not kept: the journal cannot be written", hits=len(rows), error=type(error).__name__)
+            return None
+        return "journaled"
 
+    async def _append(self, connection: DedicatedConnection, rows: list[HitRow]) -> None:
+        PIXEL_BATCH_SIZE.observe(len(rows))
+        await append_hits(await connection.get(), rows)
 
-HELD_OPENS = Counter(
-    "meer_tracking_held_opens_total",
-    "Pixel hits on mails not seen sent: released once mail.sent came, or expired without it.",
-    ["outcome"],
-)
-RELEASE_BATCH = 500
+    async def run_replay(self) -> None:
+        """Writes sealed journal files to pixel_hit: at start (what a crashed process left)
+        and whenever PostgreSQL came back; deletes each file once its hits committed."""
+        await asyncio.to_thread(self.journal.count_leftovers)
+        connection = DedicatedConnection(self.database_url)
+        try:
+            while True:
+                try:
+                    await self.replay_sealed(connection)
+                except Exception as error:  # noqa: BLE001 - the files stay; try again later
+                    await connection.close()
+                    log.info("journal not replayed yet", error=type(error).__name__)
+                self._replay_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._replay_wake.wait(), timeout=self.replay_interval_s)
+        finally:
+            await connection.close()
 
-
-async def release_held_opens(database: Database, *, now: datetime, retention: timedelta) -> int:
-    """Turn held hits whose mail is now seen sent into opens (with their mail.opened events),
-    and delete those held longer than the retention; returns how many were released."""
-    async with database.session() as session:
-        held = await storage.take_releasable_held_opens(session=session, limit=RELEASE_BATCH)
-        earliest: dict[UUID, datetime] = {}
-        for item in held:
-            earliest.setdefault(item.delivery_id, item.opened_at)
-        newly_opened = await storage.claim_first_opens(session=session, opened_at=earliest)
-        flags = first_open_flags([item.delivery_id for item in held], newly_opened)
-        for item, first_open in zip(held, flags, strict=True):
-            session.add(
-                OpenRecord(
-                    delivery_id=item.delivery_id,
-                    participant_id=item.participant_id,
-                    org_id=item.org_id,
-                    day=item.day,
-                    opened_at=item.opened_at,
-                    first_open=first_open,
-                    likely_automated=item.likely_automated,
-                    signals=list(item.signals),
-                )
-            )
-            add_to_outbox(
-                session,
-                Envelope.wrap(
-                    MailOpened(
-                        delivery_id=item.delivery_id,
-                        day=item.day,
-                        opened_at=item.opened_at,
-                        first_open=first_open,
-                        likely_automated=item.likely_automated,
-                        signals=tuple(item.signals),
-                    ),
-                    org_id=item.org_id,
-                    participant_id=item.participant_id,
-                    occurred_at=item.opened_at,
-                ),
-            )
-        expired = await storage.delete_expired_held_opens(session=session, opened_before=now - retention)
-        await session.commit()
-    if held:
-        HELD_OPENS.labels("released").inc(len(held))
-    if expired:
-        HELD_OPENS.labels("expired").inc(expired)
-        log.info("held opens expired without their mail being seen sent", count=expired)
-    return len(held)
+    async def replay_sealed(self, connection: DedicatedConnection) -> int:
+        """Replay every sealed journal file; returns how many hits were written."""
+        if self.monotonic() < self._journal_until:
+            return 0  # PostgreSQL failed a moment ago: do not add to its troubles
+        if self.journal.writing:
+            # No hit may have come since PostgreSQL returned: the file being written is
+            # closed here, once PostgreSQL answers, instead of by the next group's commit.
+            await (await connection.get()).fetchval("SELECT 1")
+            await self.journal.seal()
+        replayed = 0
+        for path in await asyncio.to_thread(self.journal.sealed_files):
+            rows = await asyncio.to_thread(self.journal.read, path)
+            for start in range(0, len(rows), self.batch_max):
+                await append_hits(await connection.get(), rows[start : start + self.batch_max])
+            await asyncio.to_thread(self.journal.remove, path, len(rows))
+            replayed += len(rows)
+            log.info("journaled pixel hits written to PostgreSQL", hits=len(rows))
+        return replayed

@@ -35,7 +35,7 @@ class TrackingSettings(ServiceSettings):
         default=2, ge=2, description="How many different links of one mail in one window make a scanner's burst."
     )
     pixel_batch_max: int = Field(
-        default=500, ge=1, description="Most pixel hits written in one transaction (hits that arrive together)."
+        default=500, ge=1, description="Most pixel hits appended in one commit (hits that arrive together)."
     )
     pixel_writers: int = Field(
         default=2,
@@ -43,10 +43,18 @@ class TrackingSettings(ServiceSettings):
         le=8,
         description="Pixel writers, each with its own database connection (two overlap their round trips).",
     )
-    pixel_buffer_max: int = Field(
-        default=50_000,
-        ge=1,
-        description="Most pixel hits kept in memory while PostgreSQL is away; beyond it new hits are not recorded.",
+    pixel_journal_dir: str = Field(
+        default="var/pixel-journal",
+        description=(
+            "Folder of the local journal: answered pixel hits PostgreSQL did not take are fsync'd here and "
+            "written to it when it is back (also after a crash, at the next start). Keep it on a durable disk."
+        ),
+    )
+    hit_batch_max: int = Field(
+        default=500, ge=1, description="Most pixel hits the hit processor judges per transaction."
+    )
+    hit_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="The hit processor looks for hits this often when no commit notified it."
     )
     held_open_release_s: float = Field(
         default=2.0, gt=0, description="How often opens held for a mail not yet seen sent are checked again."
@@ -55,7 +63,9 @@ class TrackingSettings(ServiceSettings):
         default=72.0, gt=0, description="Held opens whose mail is never seen sent are deleted after this long."
     )
     pixel_record_timeout_s: float = Field(
-        default=5.0, gt=0, description="The pixel answers after this long even when the database is slow."
+        default=5.0,
+        gt=0,
+        description="A group of pixel hits PostgreSQL has not committed after this long goes to the journal.",
     )
 
     @field_validator("tracking_keys")

@@ -1,6 +1,6 @@
-"""Tracking's database access: keyword-only functions on the caller's session (or, for
-the pixel, the caller's connection), so each hit's record and its outbox row commit in
-the caller's one transaction."""
+"""Tracking's database access: keyword-only functions on the caller's session, so each
+record and its outbox row commit in the caller's one transaction. (The pixel's own append
+is in recorder.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from sqlalchemy import delete, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlmodel import col
@@ -29,7 +28,6 @@ from services.tracking.tables import (
     UnsubscribeRequest,
 )
 from shared.db import utcnow
-from shared.events import Envelope
 from shared.tracking_tokens import TrackingToken
 
 
@@ -46,20 +44,18 @@ class MailKnown:
     """The participant and organisation mail.sent named, or None while tracking has not seen it sent."""
 
 
-# Pixel hits are written on a connection of their own with asyncpg directly (see
-# recorder.py): one prepared statement per step, no ORM work per hit.
-
-# One round trip for a whole batch of pixel hits: claim the first open of each mail (the
-# primary key decides, also between replicas), and read when each mail was sent and
+# One statement for a whole batch of pixel hits: claim the first open of each mail (the
+# primary key decides, also between processors), and read when each mail was sent and
 # which of its links were hit lately (a scanner's burst).
 # Only a hit on a mail seen sent to the token's participant and organisation claims.
-_CLAIM_AND_READ = """
+_CLAIM_AND_READ = text("""
     WITH hits AS (SELECT DISTINCT id, participant, org
-                    FROM unnest($1::uuid[], $4::uuid[], $5::uuid[]) AS d(id, participant, org)),
+                    FROM unnest(CAST(:ids AS uuid[]), CAST(:participants AS uuid[]), CAST(:orgs AS uuid[]))
+                      AS d(id, participant, org)),
     ids AS (SELECT DISTINCT id FROM hits),
     claimed AS (
         INSERT INTO first_open (delivery_id, opened_at)
-        SELECT DISTINCT s.delivery_id, $2::timestamptz
+        SELECT DISTINCT s.delivery_id, CAST(:opened_at AS timestamptz)
           FROM hits JOIN sent_mail s ON s.delivery_id = hits.id AND s.participant_id = hits.participant
                                     AND s.org_id = hits.org
         ON CONFLICT (delivery_id) DO NOTHING
@@ -67,58 +63,36 @@ _CLAIM_AND_READ = """
     )
     SELECT ids.id AS delivery_id, s.sent_at, s.participant_id AS sent_participant, s.org_id AS sent_org,
            ARRAY(SELECT DISTINCT h.target FROM link_hit h
-                  WHERE h.delivery_id = ids.id AND h.hit_at >= $3) AS links,
+                  WHERE h.delivery_id = ids.id AND h.hit_at >= CAST(:since AS timestamptz)) AS links,
            EXISTS (SELECT 1 FROM claimed c WHERE c.delivery_id = ids.id) AS first_open
       FROM ids
       LEFT JOIN sent_mail s ON s.delivery_id = ids.id
-"""
-
-_HOLD_OPENS = """
-    INSERT INTO held_open (id, delivery_id, participant_id, org_id, day, opened_at, likely_automated, signals)
-    SELECT gen_random_uuid(), r.delivery_id, r.participant_id, r.org_id, r.day, r.opened_at, r.likely_automated,
-           string_to_array(r.signals, ',')
-      FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::integer[], $5::timestamptz[], $6::boolean[], $7::text[])
-        AS r(delivery_id, participant_id, org_id, day, opened_at, likely_automated, signals)
-"""
-
-# The open records of a batch and their outbox rows in one statement. The outbox rows
-# are exactly what shared.outbox.add_to_outbox writes, without an ORM object each.
-_ADD_OPENS_AND_EVENTS = """
-    WITH opens AS (
-        INSERT INTO open_record
-            (id, delivery_id, participant_id, org_id, day, opened_at, first_open, likely_automated, signals)
-        SELECT gen_random_uuid(), r.delivery_id, r.participant_id, r.org_id, r.day, r.opened_at, r.first_open,
-               r.likely_automated, string_to_array(r.signals, ',')
-          FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::integer[], $5::timestamptz[],
-                      $6::boolean[], $7::boolean[], $8::text[])
-            AS r(delivery_id, participant_id, org_id, day, opened_at, first_open, likely_automated, signals)
-    )
-    INSERT INTO outbox (event_id, topic, key, value, created_at)
-    SELECT e.event_id, e.topic, e.key, e.value, $13
-      FROM unnest($9::text[], $10::text[], $11::text[], $12::bytea[]) AS e(event_id, topic, key, value)
-"""
+""")
 
 
-async def claim_and_read_mails(
-    *, connection: asyncpg.Connection, tokens: Sequence[TrackingToken], opened_at: datetime, since: datetime
+async def claim_and_read_mails_in_session(
+    *, session: AsyncSession, hits: Sequence[tuple[UUID, UUID, UUID]], opened_at: datetime, since: datetime
 ) -> dict[UUID, MailKnown]:
-    """Claim first opens and read what is known of each mail of a batch of pixel hits."""
-    rows = await connection.fetch(
+    """Claim first opens and read what is known of each mail of a batch of pixel hits, given
+    as (delivery, participant, organisation)."""
+    result = await session.execute(
         _CLAIM_AND_READ,
-        [token.delivery_id for token in tokens],
-        opened_at,
-        since,
-        [token.participant_id for token in tokens],
-        [token.org_id for token in tokens],
+        {
+            "ids": [delivery for delivery, _, _ in hits],
+            "participants": [participant for _, participant, _ in hits],
+            "orgs": [org for _, _, org in hits],
+            "opened_at": opened_at,
+            "since": since,
+        },
     )
     return {
-        row["delivery_id"]: MailKnown(
-            row["sent_at"],
-            frozenset(row["links"]),
-            row["first_open"],
-            (row["sent_participant"], row["sent_org"]) if row["sent_at"] is not None else None,
+        row.delivery_id: MailKnown(
+            row.sent_at,
+            frozenset(row.links),
+            row.first_open,
+            (row.sent_participant, row.sent_org) if row.sent_at is not None else None,
         )
-        for row in rows
+        for row in result
     }
 
 
@@ -142,64 +116,6 @@ async def mails_known(*, session: AsyncSession, delivery_ids: Sequence[UUID], si
     }
 
 
-@dataclass(frozen=True)
-class OpenToStore:
-    """One judged pixel hit, ready to be written with its event."""
-
-    token: TrackingToken
-    opened_at: datetime
-    first_open: bool
-    verdict: Verdict
-    event: Envelope
-
-
-async def add_opens_with_events(*, connection: asyncpg.Connection, opens: Sequence[OpenToStore]) -> None:
-    """Write the open records of a batch and their events' outbox rows in one statement."""
-    if not opens:
-        return
-    await connection.execute(
-        _ADD_OPENS_AND_EVENTS,
-        [item.token.delivery_id for item in opens],
-        [item.token.participant_id for item in opens],
-        [item.token.org_id for item in opens],
-        [item.token.day for item in opens],
-        [item.opened_at for item in opens],
-        [item.first_open for item in opens],
-        [item.verdict.likely_automated for item in opens],
-        [",".join(item.verdict.signals) for item in opens],
-        [str(item.event.event_id) for item in opens],
-        [item.event.topic for item in opens],
-        [item.event.key.decode() for item in opens],
-        [item.event.model_dump_json().encode() for item in opens],
-        utcnow(),
-    )
-
-
-@dataclass(frozen=True)
-class HitToHold:
-    """A judged pixel hit on a mail not (yet) seen sent."""
-
-    token: TrackingToken
-    opened_at: datetime
-    verdict: Verdict
-
-
-async def hold_opens(*, connection: asyncpg.Connection, hits: Sequence[HitToHold]) -> None:
-    """Keep hits on mails not seen sent aside, unpublished, in the batch's transaction."""
-    if not hits:
-        return
-    await connection.execute(
-        _HOLD_OPENS,
-        [hit.token.delivery_id for hit in hits],
-        [hit.token.participant_id for hit in hits],
-        [hit.token.org_id for hit in hits],
-        [hit.token.day for hit in hits],
-        [hit.opened_at for hit in hits],
-        [hit.verdict.likely_automated for hit in hits],
-        [",".join(hit.verdict.signals) for hit in hits],
-    )
-
-
 _TAKE_RELEASABLE = text("""
     WITH ready AS (
         SELECT h.id FROM held_open h
@@ -210,7 +126,7 @@ _TAKE_RELEASABLE = text("""
            FOR UPDATE OF h SKIP LOCKED
     )
     DELETE FROM held_open WHERE id IN (SELECT id FROM ready)
-    RETURNING delivery_id, participant_id, org_id, day, opened_at, likely_automated, signals
+    RETURNING id, delivery_id, participant_id, org_id, day, opened_at, likely_automated, signals
 """)
 
 

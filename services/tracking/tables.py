@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from sqlalchemy import ARRAY, Column, Index, String
+from sqlalchemy import ARRAY, BigInteger, Column, Index, SmallInteger, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
@@ -29,8 +29,28 @@ class FirstOpen(TrackingTable, table=True):
     opened_at: datetime = Field(default_factory=utcnow)
 
 
+class PixelHit(TrackingTable, table=True):
+    """A pixel fetch with a valid open token, appended by the pixel and not yet judged: the hit
+    processor turns it into an open record and its event, and deletes it, in one transaction.
+    Its id becomes the open record's (or held open's) id, so a hit written twice (a journal
+    replayed after an unconfirmed commit) is still one open. No IP address, no user agent:
+    only the signals the request itself gave, as bits (domain.signal_bits)."""
+
+    __tablename__ = "pixel_hit"
+
+    id: UUID = Field(primary_key=True)
+    delivery_id: UUID
+    participant_id: UUID
+    org_id: UUID
+    day: int
+    token_sent_at: int = Field(sa_type=BigInteger)
+    received_at: datetime = Field(index=True)
+    signal_bits: int = Field(sa_type=SmallInteger)
+
+
 class OpenRecord(TrackingTable, table=True):
-    """One fetch of a valid tracking pixel. No IP address and no user agent are kept."""
+    """One fetch of a valid tracking pixel. No IP address and no user agent are kept. Its id is
+    the pixel hit's, so one hit is never two opens."""
 
     __tablename__ = "open_record"
 

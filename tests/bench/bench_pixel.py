@@ -1,15 +1,17 @@
-"""Benchmark of the open pixel: the real tracking service (each hit judged, written with
-its outbox row, published to Kafka) against a bare ASGI endpoint that answers the same
-GIF and records nothing, all driven by wrk with many concurrent connections on loopback,
-in one run. Three more rows show where the budget goes: a bare FastAPI app with the
-shared metrics middleware, the bare endpoint plus only the token check, and a sketch of
-the cheapest durable pixel (token check and a COPY append, nothing else).
+"""Benchmark of the open pixel: the real tracking service (each hit's token checked and the
+hit appended to the hit log by group commit, answered after the commit) with its hit
+processor running beside it (judging the hits into opens and mail.opened events, published
+to Kafka), against a bare ASGI endpoint that answers the same GIF and records nothing, all
+driven by wrk with 64 concurrent connections on loopback, in one run; the pixel and the bare
+endpoint three times each, the median counts. Three more rows show where the budget goes: a
+bare FastAPI app with the shared metrics middleware, the bare endpoint plus only the token
+check, and a sketch of the cheapest durable pixel (token check and a COPY append).
 
     .venv/bin/python -m pytest tests/bench/bench_pixel.py -s -m bench -o norecursedirs=
 
 Needs the local stack's PostgreSQL and Kafka (MEER_LOCAL_PORT_OFFSET / MEER_VAR_DIR as
-for the end-to-end tests) and Debian's `wrk`. The target is at least 50% of the bare
-endpoint's requests per second, with every recorded open on Kafka exactly once.
+for the end-to-end tests) and Debian's `wrk`. Targets: at least 50% of the bare endpoint's
+requests per second, a pixel p99 of at most 25 ms, and every answered hit one open on Kafka.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 CONNECTIONS = int(os.environ.get("MEER_BENCH_CONNECTIONS", "64"))
 SECONDS = int(os.environ.get("MEER_BENCH_SECONDS", "10"))
+RUNS = 3  # the pixel and the bare endpoint each; the median run counts
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 25.0
 DELIVERIES = 5_000
 # A mail client's user agent: the hits are judged as a person's, like most real opens.
 MAIL_CLIENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Thunderbird/128.0"
@@ -319,13 +324,19 @@ async def mark_sent(tokens: list[TrackingToken]) -> None:
         await conn.close()
 
 
+def median_run(runs: list[WrkResult]) -> WrkResult:
+    """The run with the median requests per second (its own p99 with it)."""
+    return sorted(runs, key=lambda run: run.rps)[len(runs) // 2]
+
+
 async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
     if shutil.which("wrk") is None:
         pytest.fail("the benchmark needs wrk: apt-get install -y wrk")
     # Only PostgreSQL and Kafka: the stack's services would consume the benchmark's events
-    # (coaching handles every mail.opened) and take CPU from what is measured.
-    for service in local_stack.SERVICE_PORTS:
-        await asyncio.to_thread(local_stack.stop_process, service)
+    # (coaching handles every mail.opened) and take CPU from what is measured; the stack's
+    # hit processor is replaced by the benchmark's own.
+    for name in [*local_stack.SERVICE_PORTS, *local_stack.WORKERS]:
+        await asyncio.to_thread(local_stack.stop_process, name)
     await asyncio.to_thread(local_stack.start_postgres)
     await asyncio.to_thread(local_stack.create_databases)
     await asyncio.to_thread(local_stack.start_kafka)
@@ -336,6 +347,7 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
 
     uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]
     results: dict[str, WrkResult] = {}
+    bare_runs: list[WrkResult] = []
 
     # Each baseline and sketch in its own uvicorn process, one after the other.
     for name, target in (
@@ -351,7 +363,11 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
         try:
             wait_for_http(f"http://127.0.0.1:{port}/o/x.gif", server, log_file)
             run_wrk(f"http://127.0.0.1:{port}", paths_file, 2, workdir)  # warm-up
-            results[name] = run_wrk(f"http://127.0.0.1:{port}", paths_file, SECONDS, workdir)
+            runs = RUNS if name == "bare ASGI" else 1
+            measured = [run_wrk(f"http://127.0.0.1:{port}", paths_file, SECONDS, workdir) for _ in range(runs)]
+            if name == "bare ASGI":
+                bare_runs = measured
+            results[name] = median_run(measured)
         finally:
             stop_server(server)
 
@@ -364,24 +380,36 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
         "MEER_CONSUMER_GROUP": f"bench-{uuid.uuid4().hex[:8]}",
         "MEER_KAFKA_OFFSET_RESET": "latest",
         "MEER_LOG_LEVEL": "WARNING",
+        "MEER_PIXEL_JOURNAL_DIR": str(workdir / "pixel-journal"),
     }
     offsets = await end_offsets(Topic.ENGAGEMENT)
     tracking = start_server([sys.executable, "-m", "services.tracking"], env, workdir / "t.log")
+    processor: subprocess.Popen[bytes] | None = None
+    tracking_runs: list[WrkResult] = []
     try:
         wait_for_http(f"http://127.0.0.1:{tracking_port}/readyz", tracking, workdir / "t.log")
         await mark_sent(tokens)
-        results["tracking (records every open)"] = run_wrk(
-            f"http://127.0.0.1:{tracking_port}", paths_file, SECONDS, workdir
-        )
+        # Where the pixel's own cost ends: one run with no processor taking CPU beside it
+        # (its hits wait in the log), then the runs that count, with the processor running.
+        pixel_alone = run_wrk(f"http://127.0.0.1:{tracking_port}", paths_file, SECONDS, workdir)
+        processor = start_server([sys.executable, "-m", "services.tracking.hit_processor"], env, workdir / "p.log")
+        for _ in range(RUNS):
+            tracking_runs.append(run_wrk(f"http://127.0.0.1:{tracking_port}", paths_file, SECONDS, workdir))
         measured_at = time.monotonic()
 
-        async def outbox_drained() -> bool:
-            return await db_count("tracking", "SELECT count(*) FROM outbox") == 0
+        async def processed_and_published() -> bool:
+            left = await db_count("tracking", "SELECT count(*) FROM pixel_hit")
+            return left == 0 and await db_count("tracking", "SELECT count(*) FROM outbox") == 0
 
-        await eventually(outbox_drained, timeout=300, what="the outbox to be published")
+        await eventually(processed_and_published, timeout=600, what="the hit log processed and the outbox published")
         drained_s = time.monotonic() - measured_at
     finally:
+        if processor is not None:
+            stop_server(processor)
         stop_server(tracking)
+    results["tracking pixel alone (processor after)"] = pixel_alone
+    results["tracking pixel (hit log, processor beside)"] = tracking_result = median_run(tracking_runs)
+    assert not list((workdir / "pixel-journal").glob("*.journal")), "PostgreSQL took every hit: no journal"
 
     recorded = await db_count(
         "tracking", "SELECT count(*) FROM open_record WHERE delivery_id = ANY($1::uuid[])", list(deliveries)
@@ -395,30 +423,40 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
         list(deliveries),
     )
     published = await opens_since(offsets, deliveries)
-    bare_result, tracking_result = results["bare ASGI"], results["tracking (records every open)"]
+    bare_result = results["bare ASGI"]
     ratio = tracking_result.rps / bare_result.rps
+    answered = pixel_alone.requests + sum(run.requests for run in tracking_runs)
 
-    print(f"\npixel benchmark: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s on loopback, {os.cpu_count()} CPU cores\n")
-    print(f"  {'endpoint':36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs bare':>8}")
+    print(
+        f"\npixel benchmark: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s on loopback, {os.cpu_count()} CPU cores; "
+        f"bare ASGI and the tracking pixel {RUNS} runs each (median run shown), the other rows 1 run\n"
+    )
+    print(f"  {'endpoint':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs bare':>8}")
     for name, result in results.items():
         print(
-            f"  {name:36} {result.rps:9.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} {result.errors:7d}"
+            f"  {name:44} {result.rps:9.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} {result.errors:7d}"
             f" {result.rps / bare_result.rps:8.0%}"
         )
+    print("\n  every run, req/s (p99 ms):")
+    for name, runs in (("bare ASGI", bare_runs), ("tracking pixel", tracking_runs)):
+        print(f"    {name:16} " + ", ".join(f"{run.rps:.0f} ({run.p99_ms:.1f})" for run in runs))
     print(
-        f"\n  recorded opens {recorded} (answered {tracking_result.requests}), first opens {first_opens}, "
+        f"\n  answered {answered} pixel hits in {RUNS + 1} runs; recorded opens {recorded}, first opens {first_opens}, "
         f"flagged automated {flagged[0]['n']}; mail.opened on Kafka {len(published)} "
-        f"({len({e.event_id for e in published})} distinct), outbox drained {drained_s:.1f}s after the run"
+        f"({len({e.event_id for e in published})} distinct); hit log processed and outbox drained "
+        f"{drained_s:.1f}s after the last run"
     )
     print(
-        f"\nclosing note: bare ASGI {bare_result.rps:.0f} req/s, p99 {bare_result.p99_ms:.2f} ms; "
-        f"tracking {tracking_result.rps:.0f} req/s, p99 {tracking_result.p99_ms:.2f} ms; "
-        f"ratio {ratio:.0%} (target 50%: {'met' if ratio >= 0.5 else 'MISSED'})\n"
+        f"\nfigures: bare ASGI {bare_result.rps:.0f} req/s, p99 {bare_result.p99_ms:.2f} ms; "
+        f"tracking pixel {tracking_result.rps:.0f} req/s, p99 {tracking_result.p99_ms:.2f} ms\n"
+        f"  ratio {ratio:.0%} (target >= {TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'MISSED'}); "
+        f"pixel p99 {tracking_result.p99_ms:.1f} ms (target <= {TARGET_P99_MS:.0f} ms: "
+        f"{'met' if tracking_result.p99_ms <= TARGET_P99_MS else 'MISSED'})\n"
     )
 
-    assert tracking_result.errors == 0, "every pixel request is answered with the GIF"
+    assert all(run.errors == 0 for run in [pixel_alone, *tracking_runs]), "every pixel request gets the GIF"
     # wrk stops counting at the deadline: requests still in flight then may be recorded too.
-    assert tracking_result.requests <= recorded <= tracking_result.requests + CONNECTIONS, "every hit is recorded"
+    assert answered <= recorded <= answered + (RUNS + 1) * CONNECTIONS, "every answered hit is recorded, once"
     assert first_opens == min(DELIVERIES, recorded)
     assert len(published) == recorded, "every recorded open reaches Kafka"
     assert len({e.event_id for e in published}) == len(published), "and only once"

@@ -49,7 +49,7 @@ TARGET_LABELS = frozenset({"job", "instance"})
 FAILURE_ONLY = {
     ("meer_mailer_mails_total", "outcome"): ({"failed", "retried"}, "a mail failed or was postponed"),
     ("meer_http_requests_total", "status"): ({"5.."}, "a server error"),
-    ("meer_tracking_hits_total", "outcome"): ({"dropped"}, "pixel hits dropped while PostgreSQL was away"),
+    ("meer_tracking_hits_total", "outcome"): ({"lost"}, "pixel hits neither PostgreSQL nor the journal took"),
     ("meer_events_dead_lettered_total", ""): (set(), "a dead letter (the counter is born at the first one)"),
 }
 

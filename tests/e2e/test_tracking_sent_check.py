@@ -52,20 +52,19 @@ async def test_a_signed_token_for_a_mail_never_sent_fabricates_no_open(http: htt
         token = tracking_token("open", delivery_id=delivery_id, participant_id=participant)
         gif = await http.get(f"{TRACKING}/o/{token}.gif", headers=MAIL_CLIENT)
         assert gif.status_code == 200 and gif.headers["content-type"] == "image/gif", "always the GIF"
-        # The hit is committed before the GIF goes out: held aside, with no open and no event.
-        assert await held(delivery_id) == 1
+        # The hit processor holds it aside, with no open and no event.
+        await eventually(lambda held_id=delivery_id: held(held_id), what="the hit held")  # type: ignore[misc]
         assert await recorded(delivery_id) == 0
     assert await db_count("tracking", "SELECT count(*) FROM first_open WHERE delivery_id = $1", real) == 0
     assert not await opens_published(participant)
-    metrics = (await http.get(f"{TRACKING}/metrics")).text
-    assert 'meer_tracking_hits_total{kind="open",outcome="held"}' in metrics
 
 
 async def test_an_open_that_beats_its_mail_sent_is_published_once_mail_sent_arrives(http: httpx.AsyncClient) -> None:
     delivery_id, participant_id, org_id = uuid4(), uuid4(), uuid4()
     token = tracking_token("open", delivery_id=delivery_id, participant_id=participant_id, org_id=org_id)
     assert (await http.get(f"{TRACKING}/o/{token}.gif", headers=MAIL_CLIENT)).status_code == 200
-    assert await held(delivery_id) == 1 and not await opens_published(participant_id)
+    await eventually(lambda: held(delivery_id), what="the hit held")
+    assert not await opens_published(participant_id)
 
     sent = MailSent(
         delivery_id=delivery_id,
@@ -91,4 +90,5 @@ async def test_a_known_sent_mail_is_opened_at_once(http: httpx.AsyncClient) -> N
     delivery_id = uuid4()
     token = await sent_pixel_token(delivery_id=delivery_id)
     assert (await http.get(f"{TRACKING}/o/{token}.gif", headers=MAIL_CLIENT)).status_code == 200
+    await eventually(lambda: recorded(delivery_id), what="the open recorded")
     assert await recorded(delivery_id) == 1 and await held(delivery_id) == 0

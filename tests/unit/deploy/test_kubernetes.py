@@ -246,7 +246,16 @@ def resolved_environment(service: str) -> dict[str, str]:
 
 def test_every_service_has_a_deployment_service_and_disruption_budget() -> None:
     for kind in ("Deployment", "Service", "PodDisruptionBudget"):
-        assert set(of_kind(kind)) == set(APP_SERVICES), kind
+        assert set(of_kind(kind)) - {"tracking-hit-processor"} == set(APP_SERVICES), kind
+
+
+def test_the_hit_processor_runs_with_trackings_database_and_keys() -> None:
+    [spec] = of_kind("Deployment")["tracking-hit-processor"]["spec"]["template"]["spec"]["containers"]
+    assert spec["args"] == ["services.tracking.hit_processor"]
+    assert {entry["name"] for entry in spec["env"]} == {entry["name"] for entry in container("tracking")["env"]} - {
+        "MEER_METRICS_TOKEN",
+        "MEER_PIXEL_JOURNAL_DIR",
+    }
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)

@@ -1,0 +1,364 @@
+"""The hit processor: turns the pixel's hit log into opens, in a process of its own.
+
+    python -m services.tracking.hit_processor
+
+It claims a batch of `pixel_hit` rows with `FOR UPDATE SKIP LOCKED` (several processors may
+run at once, each takes other hits), and in one transaction judges them (a person or
+probably a machine), claims each mail's first open, writes the open records and their
+`mail.opened` outbox rows, and deletes the hits. A processor killed mid-batch leaves its
+hits in the log for the next. Hits on mails tracking has not seen sent are held
+(`held_open`) and released here once their `mail.sent` is in. It publishes its own outbox
+rows (woken by its own commits; the relay lock keeps one relay publishing per database
+at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+import uvloop
+from prometheus_client import Counter
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.tracking import storage
+from services.tracking.domain import (
+    JudgeRules,
+    first_open_flags,
+    judge_signals,
+    mail_facts,
+    signals_from_bits,
+    was_sent_as_claimed,
+)
+from services.tracking.recorder import NOTIFY_CHANNEL
+from services.tracking.settings import TrackingSettings
+from services.tracking.tables import HeldOpen, OpenRecord
+from shared.db import Database, asyncpg_dsn, utcnow
+from shared.events import Envelope, MailOpened
+from shared.kafka import kafka_security
+from shared.logging import configure_logging, get_logger
+from shared.outbox import OutboxRelay, add_to_outbox
+from shared.runtime import wait_for_dependencies
+
+log = get_logger(__name__)
+
+OPENS = Counter("meer_tracking_opens_total", "Pixel hits judged by the hit processor, by outcome.", ["outcome"])
+HELD_OPENS = Counter(
+    "meer_tracking_held_opens_total",
+    "Pixel hits on mails not seen sent: released once mail.sent came, or expired without it.",
+    ["outcome"],
+)
+RELEASE_BATCH = 500
+
+_CLAIM_HITS = text("""
+    SELECT id, delivery_id, participant_id, org_id, day, token_sent_at, received_at, signal_bits
+      FROM pixel_hit
+     ORDER BY received_at
+     LIMIT :limit
+       FOR UPDATE SKIP LOCKED
+""")
+# A hit already turned into an open or held (its journal copy, replayed after the commit
+# did happen) is deleted without a second open.
+_ALREADY_RECORDED = text("""
+    SELECT id FROM open_record WHERE id = ANY(CAST(:ids AS uuid[]))
+    UNION ALL
+    SELECT id FROM held_open WHERE id = ANY(CAST(:ids AS uuid[]))
+""")
+_DELETE_HITS = text("DELETE FROM pixel_hit WHERE id = ANY(CAST(:ids AS uuid[]))")
+
+
+@dataclass(frozen=True)
+class LoggedHit:
+    """One row of the hit log."""
+
+    id: UUID
+    delivery_id: UUID
+    participant_id: UUID
+    org_id: UUID
+    day: int
+    token_sent_at: int
+    received_at: datetime
+    signal_bits: int
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one batch did."""
+
+    claimed: int
+    opened: int
+    held: int
+    duplicates: int
+
+
+async def process_hits(
+    session: AsyncSession, *, rules: JudgeRules, burst_window: timedelta, limit: int
+) -> BatchOutcome:
+    """Judge and record one batch of logged hits in the session's transaction (the caller commits)."""
+    rows = (await session.execute(_CLAIM_HITS, {"limit": limit})).mappings().all()
+    if not rows:
+        return BatchOutcome(0, 0, 0, 0)
+    hits = [LoggedHit(**dict(row)) for row in rows]
+    ids = [hit.id for hit in hits]
+    done = set((await session.execute(_ALREADY_RECORDED, {"ids": ids})).scalars().all())
+    fresh = [hit for hit in hits if hit.id not in done]
+    opened = held = 0
+    if fresh:
+        known = await storage.claim_and_read_mails_in_session(
+            session=session,
+            hits=[(hit.delivery_id, hit.participant_id, hit.org_id) for hit in fresh],
+            opened_at=fresh[0].received_at,
+            since=fresh[0].received_at - burst_window,
+        )
+        sent = [
+            was_sent_as_claimed(known[hit.delivery_id].sent_to, participant_id=hit.participant_id, org_id=hit.org_id)
+            for hit in fresh
+        ]
+        newly_opened = {delivery_id for delivery_id, mail in known.items() if mail.first_open}
+        first_opens = iter(
+            first_open_flags([hit.delivery_id for hit, ok in zip(fresh, sent, strict=True) if ok], newly_opened)
+        )
+        for hit, was_sent in zip(fresh, sent, strict=True):
+            mail = known[hit.delivery_id]
+            facts = mail_facts(
+                hit_at=hit.received_at,
+                sent_at=mail.sent_at,
+                token_sent_at=hit.token_sent_at,
+                recent_links=mail.recent_links,
+            )
+            verdict = judge_signals(signals_from_bits(hit.signal_bits), facts, rules, kind="open")
+            if not was_sent:
+                session.add(
+                    HeldOpen(
+                        id=hit.id,
+                        delivery_id=hit.delivery_id,
+                        participant_id=hit.participant_id,
+                        org_id=hit.org_id,
+                        day=hit.day,
+                        opened_at=hit.received_at,
+                        likely_automated=verdict.likely_automated,
+                        signals=list(verdict.signals),
+                    )
+                )
+                held += 1
+                continue
+            _add_open(
+                session,
+                open_id=hit.id,
+                delivery_id=hit.delivery_id,
+                participant_id=hit.participant_id,
+                org_id=hit.org_id,
+                day=hit.day,
+                opened_at=hit.received_at,
+                first_open=next(first_opens),
+                likely_automated=verdict.likely_automated,
+                signals=verdict.signals,
+            )
+            opened += 1
+        await session.flush()
+    await session.execute(_DELETE_HITS, {"ids": ids})
+    return BatchOutcome(len(hits), opened, held, len(hits) - len(fresh))
+
+
+def _add_open(
+    session: AsyncSession,
+    *,
+    open_id: UUID,
+    delivery_id: UUID,
+    participant_id: UUID,
+    org_id: UUID,
+    day: int,
+    opened_at: datetime,
+    first_open: bool,
+    likely_automated: bool,
+    signals: Sequence[str],
+) -> None:
+    """Stage one open record and its mail.opened event in the session's transaction."""
+    session.add(
+        OpenRecord(
+            id=open_id,
+            delivery_id=delivery_id,
+            participant_id=participant_id,
+            org_id=org_id,
+            day=day,
+            opened_at=opened_at,
+            first_open=first_open,
+            likely_automated=likely_automated,
+            signals=list(signals),
+        )
+    )
+    add_to_outbox(
+        session,
+        Envelope.wrap(
+            MailOpened(
+                delivery_id=delivery_id,
+                day=day,
+                opened_at=opened_at,
+                first_open=first_open,
+                likely_automated=likely_automated,
+                signals=tuple(signals),
+            ),
+            org_id=org_id,
+            participant_id=participant_id,
+            occurred_at=opened_at,
+        ),
+    )
+
+
+async def release_held_opens(database: Database, *, now: datetime, retention: timedelta) -> int:
+    """Turn held hits whose mail is now seen sent into opens (with their mail.opened events),
+    and delete those held longer than the retention; returns how many were released."""
+    async with database.session() as session:
+        held = await storage.take_releasable_held_opens(session=session, limit=RELEASE_BATCH)
+        earliest: dict[UUID, datetime] = {}
+        for item in held:
+            earliest.setdefault(item.delivery_id, item.opened_at)
+        newly_opened = await storage.claim_first_opens(session=session, opened_at=earliest)
+        flags = first_open_flags([item.delivery_id for item in held], newly_opened)
+        for item, first_open in zip(held, flags, strict=True):
+            _add_open(
+                session,
+                open_id=item.id,
+                delivery_id=item.delivery_id,
+                participant_id=item.participant_id,
+                org_id=item.org_id,
+                day=item.day,
+                opened_at=item.opened_at,
+                first_open=first_open,
+                likely_automated=item.likely_automated,
+                signals=item.signals,
+            )
+        expired = await storage.delete_expired_held_opens(session=session, opened_before=now - retention)
+        await session.commit()
+    if held:
+        HELD_OPENS.labels("released").inc(len(held))
+    if expired:
+        HELD_OPENS.labels("expired").inc(expired)
+        log.info("held opens expired without their mail being seen sent", count=expired)
+    return len(held)
+
+
+class HitProcessor:
+    """Processes the hit log until cancelled: a batch whenever hits were committed (NOTIFY),
+    and at least every poll interval; a failed batch is rolled back and tried again."""
+
+    def __init__(self, database: Database, settings: TrackingSettings) -> None:
+        self.database = database
+        self.settings = settings
+        self.rules = JudgeRules(
+            fast_hit_s=settings.fast_hit_s,
+            instant_click_s=settings.instant_click_s,
+            burst_min_links=settings.burst_min_links,
+        )
+        self.burst_window = timedelta(seconds=settings.burst_window_s)
+        self._hits_logged = asyncio.Event()
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen(), name="pixel-hit-listener")
+        failures = 0
+        try:
+            while True:
+                try:
+                    async with self.database.session() as session:
+                        outcome = await process_hits(
+                            session, rules=self.rules, burst_window=self.burst_window, limit=self.settings.hit_batch_max
+                        )
+                        await session.commit()
+                except Exception as error:  # noqa: BLE001 - the hits stay in the log; try again
+                    failures += 1
+                    if failures in (1, 10) or failures % 100 == 0:
+                        log.warning("pixel hits not processed yet", error=type(error).__name__, attempts=failures)
+                    await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+                    continue
+                if failures:
+                    log.info("pixel hits are processed again", attempts=failures)
+                    failures = 0
+                if outcome.claimed:
+                    OPENS.labels("opened").inc(outcome.opened)
+                    OPENS.labels("held").inc(outcome.held)
+                    OPENS.labels("duplicate").inc(outcome.duplicates)
+                    if outcome.claimed == self.settings.hit_batch_max:
+                        continue
+                self._hits_logged.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hits_logged.wait(), timeout=self.settings.hit_poll_interval_s)
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _listen(self) -> None:
+        """LISTEN for committed hits on a connection of its own; without it, polling still works."""
+        while True:
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await asyncpg.connect(asyncpg_dsn(self.database.url))
+                lost = asyncio.Event()
+                connection.add_termination_listener(lambda _, lost=lost: lost.set())
+                await connection.add_listener(NOTIFY_CHANNEL, lambda *_: self._hits_logged.set())
+                self._hits_logged.set()  # hits committed while nobody listened
+                await lost.wait()
+            except Exception:  # noqa: BLE001 - PostgreSQL away: poll until it is back
+                await asyncio.sleep(1.0)
+            finally:
+                if connection is not None and not connection.is_closed():
+                    connection.terminate()
+
+    async def run_releases(self) -> None:
+        """Opens held for a mail not yet seen sent become opens once its mail.sent is in."""
+        retention = timedelta(hours=self.settings.held_open_retention_hours)
+        while True:
+            try:
+                while await release_held_opens(self.database, now=utcnow(), retention=retention) == RELEASE_BATCH:
+                    pass
+            except Exception as error:  # noqa: BLE001 - try again next round
+                log.warning("could not release held opens", error=type(error).__name__)
+            await asyncio.sleep(self.settings.held_open_release_s)
+
+
+async def serve(settings: TrackingSettings) -> None:
+    """Run the processor, the held-open releases and an outbox relay until SIGTERM or SIGINT."""
+    await wait_for_dependencies(settings, "tracking-hit-processor")
+    database = Database(settings.database_url, pool_size=2)
+    relay = OutboxRelay(
+        database,
+        settings.kafka_bootstrap,
+        service="tracking",
+        poll_interval_s=settings.outbox_poll_interval_s,
+        security=kafka_security(settings),
+    )
+    processor = HitProcessor(database, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    tasks = [
+        asyncio.create_task(processor.run(), name="hit-processor"),
+        asyncio.create_task(processor.run_releases(), name="held-open-releases"),
+        asyncio.create_task(relay.run(), name="outbox-relay"),
+    ]
+    log.info("hit processor started")
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await database.dispose()
+    log.info("hit processor stopped")
+
+
+def main() -> None:
+    settings = TrackingSettings()
+    configure_logging("tracking-hit-processor", settings.log_level)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

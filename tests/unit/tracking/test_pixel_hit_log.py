@@ -1,0 +1,77 @@
+"""The pixel's promise to mail clients: a hit is answered only once it is durable, and when
+PostgreSQL does not take it, the local journal does (fsync'd, read back after a crash)."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+from pathlib import Path
+from uuid import uuid4
+
+from services.tracking.domain import HitFacts, request_signals, signal_bits, signals_from_bits
+from services.tracking.recorder import HitJournal, HitLog, PixelHit
+from shared.db import utcnow
+from shared.tracking_tokens import TrackingToken
+
+# Nothing listens on port 1: every connection is refused, as when PostgreSQL is stopped.
+UNREACHABLE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+
+
+def hit() -> PixelHit:
+    token = TrackingToken.model_validate({"k": "open", "d": uuid4(), "p": uuid4(), "o": uuid4(), "n": 3, "t": 17})
+    return PixelHit(id=uuid4(), token=token, signal_bits=5, received_at=utcnow())
+
+
+async def test_hits_postgres_refuses_are_journaled_before_they_are_answered(tmp_path: Path) -> None:
+    journal = HitJournal(tmp_path)
+    log = HitLog(UNREACHABLE, journal, batch_max=10, record_timeout_s=5)
+    writer = asyncio.create_task(log.run_writer())
+    try:
+        hits = [hit() for _ in range(3)]
+        outcomes = await asyncio.gather(*[log.submit(one) for one in hits])
+    finally:
+        writer.cancel()
+    assert outcomes == ["journaled"] * 3
+    await journal.seal()
+    (path,) = journal.sealed_files()
+    assert HitJournal.read(path) == [one.row() for one in hits], "every hit, exactly as it would be logged"
+    assert journal.count == 3
+
+
+async def test_a_torn_last_line_is_skipped_and_the_rest_read(tmp_path: Path) -> None:
+    journal = HitJournal(tmp_path)
+    first, second = hit(), hit()
+    await journal.append([first.row(), second.row()])
+    await journal.seal()
+    (path,) = journal.sealed_files()
+    with path.open("ab") as file:
+        file.write(b'["not-finished",')  # a crash in the middle of a write, before its fsync returned
+    assert HitJournal.read(path) == [first.row(), second.row()]
+
+
+async def test_a_file_another_process_still_writes_is_not_replayed(tmp_path: Path) -> None:
+    busy = tmp_path / "hits-1-1.journal"
+    busy.write_bytes(b"")
+    with busy.open("ab") as writer:
+        fcntl.flock(writer.fileno(), fcntl.LOCK_EX)
+        # flock is per open file: this probe is refused as another process's would be.
+        assert HitJournal(tmp_path).sealed_files() == []
+    assert HitJournal(tmp_path).sealed_files() == [busy]
+
+
+async def test_leftovers_of_a_crashed_process_are_counted_at_start(tmp_path: Path) -> None:
+    crashed = HitJournal(tmp_path)
+    await crashed.append([hit().row() for _ in range(4)])
+    restarted = HitJournal(tmp_path)
+    await crashed.seal()  # what the kernel does to a dead process's lock
+    restarted.count_leftovers()
+    assert restarted.count == 4
+
+
+def test_signal_bits_keep_the_request_signals_and_nothing_else() -> None:
+    facts = HitFacts(method="GET", user_agent="Mozilla/5.0", prefetch=True)
+    signals = request_signals(facts)
+    assert signals == {"privacy_proxy_user_agent", "prefetch"}
+    assert signals_from_bits(signal_bits(signals)) == signals
+    assert signals_from_bits(0) == set()
+    assert signal_bits(signals) < 2**15, "fits the smallint column"
