@@ -167,11 +167,21 @@ def current_plan(row: DashboardRow, kids: Children, tz: ZoneInfo) -> list[CallPl
     )
 
 
-async def _rows(session: AsyncSession, table: type[RowT], participant_id: UUID, wanted: bool) -> list[RowT]:
-    if not wanted:
-        return []
+@dataclass(frozen=True)
+class PlanRequest:
+    """What to recompute for one participant, as of when (the last event that asked)."""
+
+    what: Publish
+    now: datetime
+    moved: int | None = None
+
+
+async def _grouped(session: AsyncSession, table: type[RowT], ids: Sequence[UUID]) -> dict[UUID, list[RowT]]:
+    grouped: dict[UUID, list[RowT]] = {participant_id: [] for participant_id in ids}
     participant = col(table.participant_id)  # type: ignore[attr-defined]
-    return list((await session.execute(select(table).where(participant == participant_id))).scalars())
+    for row in (await session.execute(select(table).where(participant.in_(ids)))).scalars():
+        grouped[row.participant_id].append(row)
+    return grouped
 
 
 async def publish_call_plan(
@@ -184,38 +194,68 @@ async def publish_call_plan(
     what: Publish = EVERYTHING,
 ) -> int:
     """Stage the events for what changed in a participant's call plan and alerts; returns how many."""
-    row = await session.get(DashboardRow, participant_id)
-    if not what or row is None or (row.start_date is None and row.status != "erased"):
-        return 0  # not enrolled yet (a mail may arrive before the enrolment): nothing to tell
-    # Only the rows the rules need (a human open needs the mails only).
+    return await publish_call_plans(session, {participant_id: PlanRequest(what, now, moved)}, tz=tz)
+
+
+async def publish_call_plans(session: AsyncSession, requests: Mapping[UUID, PlanRequest], *, tz: ZoneInfo) -> int:
+    """publish_call_plan for many participants at once (a consumer batch): the rows the rules
+    read are loaded for all of them in six queries, then each participant is compared alone."""
+    ids: list[UUID] = []
+    rows: dict[UUID, DashboardRow] = {}
+    for participant_id in sorted(requests):
+        row = await session.get(DashboardRow, participant_id)
+        if not requests[participant_id].what or row is None or (row.start_date is None and row.status != "erased"):
+            continue  # not enrolled yet (a mail may arrive before the enrolment): nothing to tell
+        ids.append(participant_id)
+        rows[participant_id] = row
+    if not ids:
+        return 0
     kids = Children(
-        mails={participant_id: await _rows(session, MailSeen, participant_id, True)},
-        reports={participant_id: await _rows(session, ReportSeen, participant_id, what.alerts)},
-        calls={participant_id: await _rows(session, CallSeen, participant_id, what.plan)},
-        moves={participant_id: await _rows(session, PlannedCallMove, participant_id, what.plan)},
+        mails=await _grouped(session, MailSeen, ids),
+        reports=await _grouped(session, ReportSeen, ids),
+        calls=await _grouped(session, CallSeen, ids),
+        moves=await _grouped(session, PlannedCallMove, ids),
     )
-    staged = await _publish_alerts(session, row=row, kids=kids, now=now) if what.alerts else 0
-    if not what.plan:
-        return staged
+    told_calls = await _grouped(session, PublishedCall, ids)
+    told_alerts = await _grouped(session, PublishedAlert, ids)
+    staged = 0
+    for participant_id in ids:
+        request, row = requests[participant_id], rows[participant_id]
+        if request.what.alerts:
+            stored_alerts = {told.code: told for told in told_alerts[participant_id]}
+            staged += await _publish_alerts(session, row=row, kids=kids, now=request.now, stored=stored_alerts)
+        if request.what.plan:
+            stored = {told.number: told for told in told_calls[participant_id]}
+            staged += _publish_plan(session, row=row, kids=kids, tz=tz, request=request, stored=stored)
+    return staged
+
+
+def _publish_plan(
+    session: AsyncSession,
+    *,
+    row: DashboardRow,
+    kids: Children,
+    tz: ZoneInfo,
+    request: PlanRequest,
+    stored: Mapping[int, PublishedCall],
+) -> int:
+    participant_id = row.participant_id
     plan = current_plan(row, kids, tz)
-    stored = {
-        told.number: told
-        for told in (
-            await session.execute(select(PublishedCall).where(col(PublishedCall.participant_id) == participant_id))
-        ).scalars()
-    }
-    events = plan_events({n: Told(t.state, t.due_date, t.lapses_after) for n, t in stored.items()}, plan, moved=moved)
+    told = {n: Told(t.state, t.due_date, t.lapses_after) for n, t in stored.items()}
+    events = plan_events(told, plan, moved=request.moved)
     if row.status == "erased":
         events = []  # participant.erased itself tells the other services to forget the plan
     for entry in plan:
-        told = stored.get(entry.number) or PublishedCall(participant_id=participant_id, number=entry.number, state="")
-        told.state, told.due_date, told.lapses_after = entry.state, entry.due_date, entry.lapses_after
-        session.add(told)
+        published = stored.get(entry.number) or PublishedCall(
+            participant_id=participant_id, number=entry.number, state=""
+        )
+        published.state, published.due_date, published.lapses_after = entry.state, entry.due_date, entry.lapses_after
+        session.add(published)
     for payload in events:
         add_to_outbox(
-            session, Envelope.wrap(payload, org_id=row.org_id, participant_id=participant_id, occurred_at=now)
+            session, Envelope.wrap(payload, org_id=row.org_id, participant_id=participant_id, occurred_at=request.now)
         )
-    return staged + len(events)
+    return len(events)
 
 
 def alert_events(
@@ -230,7 +270,9 @@ def alert_events(
     return found
 
 
-async def _publish_alerts(session: AsyncSession, *, row: DashboardRow, kids: Children, now: datetime) -> int:
+async def _publish_alerts(
+    session: AsyncSession, *, row: DashboardRow, kids: Children, now: datetime, stored: Mapping[str, PublishedAlert]
+) -> int:
     mails = kids.mails.get(row.participant_id, [])
     standing = standing_alerts(
         status=row.status,
@@ -238,14 +280,6 @@ async def _publish_alerts(session: AsyncSession, *, row: DashboardRow, kids: Chi
         scores=[report.score for report in reports_in_order(kids.reports.get(row.participant_id, []))],
         failure_unresolved=failure_unresolved(mails),
     )
-    stored = {
-        told.code: told
-        for told in (
-            await session.execute(
-                select(PublishedAlert).where(col(PublishedAlert.participant_id) == row.participant_id)
-            )
-        ).scalars()
-    }
     events = alert_events({code: told.holds_from for code, told in stored.items()}, standing)
     for code, holds_from in standing.items():
         told = stored.get(code) or PublishedAlert(participant_id=row.participant_id, code=code)

@@ -327,15 +327,11 @@ async def unsubscribe_requested(*, session: AsyncSession, participant_id: UUID) 
     return bool(result.scalar_one())
 
 
-async def upsert_sent_mail(
-    *, session: AsyncSession, delivery_id: UUID, participant_id: UUID, org_id: UUID, day: int, sent_at: datetime
-) -> None:
-    """Remember when a mail was sent (a resend after a crash keeps the first time)."""
-    await session.execute(
-        pg_insert(SentMail)
-        .values(delivery_id=delivery_id, participant_id=participant_id, org_id=org_id, day=day, sent_at=sent_at)
-        .on_conflict_do_nothing()
-    )
+async def upsert_sent_mails(*, session: AsyncSession, mails: Sequence[dict[str, Any]]) -> None:
+    """Remember when mails were sent, in one statement (a resend after a crash keeps the first
+    time). Each mail: delivery_id, participant_id, org_id, day, sent_at."""
+    if mails:
+        await session.execute(pg_insert(SentMail).values(list(mails)).on_conflict_do_nothing())
 
 
 async def upsert_branding(*, session: AsyncSession, org_id: UUID, branding: dict[str, Any], now: datetime) -> None:
