@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -16,49 +15,11 @@ import pytest
 from faststream.kafka import KafkaMessage, TestKafkaBroker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db import _CLAIM_EVENTS
 from shared.events import Envelope, MailOpened, MailSent
 from shared.kafka import Subscription, apply_events, create_broker, subscribe_events, unit_of_work
+from tests.support.fake_database import FakeDatabase
 
 ORG = uuid4()
-
-
-@dataclass
-class FakeSession:
-    """What the unit of work uses of a session: the claim statement, info and commit."""
-
-    database: FakeDatabase
-    info: dict[str, Any] = field(default_factory=dict)
-    claimed: set[UUID] = field(default_factory=set)
-    committed: bool = False
-
-    async def execute(self, statement: Any, parameters: dict[str, Any] | None = None) -> list[tuple[UUID]]:
-        assert statement is _CLAIM_EVENTS and parameters is not None
-        self.database.claim_statements += 1
-        fresh = [i for i in parameters["ids"] if i not in self.database.handled and i not in self.claimed]
-        self.claimed.update(fresh)
-        return [(i,) for i in fresh]
-
-    async def commit(self) -> None:
-        self.committed = True
-        self.database.handled |= self.claimed
-        self.database.commits += 1
-
-    async def __aenter__(self) -> FakeSession:
-        return self
-
-    async def __aexit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
-        return None
-
-
-@dataclass
-class FakeDatabase:
-    handled: set[UUID] = field(default_factory=set)
-    claim_statements: int = 0
-    commits: int = 0
-
-    def session(self) -> FakeSession:
-        return FakeSession(self)
 
 
 def an_open() -> Envelope:
