@@ -378,7 +378,7 @@ def subscribe_events(
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(1 if item.envelope is None else max_attempts),
-                wait=wait_exponential_jitter(initial=0.05, max=2.0),
+                wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
                 retry=retry_if_not_exception_type((ValidationError, UnknownEventError)),
                 reraise=True,
             ):
