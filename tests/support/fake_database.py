@@ -21,6 +21,7 @@ class FakeSession:
     claimed: set[UUID] = field(default_factory=set)
     added: list[Any] = field(default_factory=list)
     executed: list[Any] = field(default_factory=list)
+    parameters: list[dict[str, Any] | None] = field(default_factory=list)
 
     async def execute(self, statement: Any, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         if statement is _CLAIM_EVENTS:
@@ -30,6 +31,7 @@ class FakeSession:
             self.claimed.update(fresh)
             return [(i,) for i in fresh]
         self.executed.append(statement)
+        self.parameters.append(parameters)
         return []
 
     async def get(self, table: type[Any], key: Any, **_: Any) -> Any:
@@ -45,6 +47,7 @@ class FakeSession:
         self.database.commits += 1
         self.database.added += self.added
         self.database.executed += self.executed
+        self.database.parameters += self.parameters
 
     async def __aenter__(self) -> FakeSession:
         return self
@@ -65,6 +68,7 @@ class FakeDatabase:
     commits: int = 0
     added: list[Any] = field(default_factory=list)
     executed: list[Any] = field(default_factory=list)
+    parameters: list[dict[str, Any] | None] = field(default_factory=list)
 
     def session(self) -> FakeSession:
         return FakeSession(self)

@@ -35,10 +35,12 @@ async def test_the_sent_mails_of_a_batch_are_one_statement() -> None:
     mails = [sent(day) for day in range(1, 6)]
     await apply_events(database, SUBSCRIPTION, mails)
     (statement,) = database.executed
-    sql = compiled(statement)
-    assert str(sql).startswith("INSERT INTO sent_mail") and "ON CONFLICT DO NOTHING" in str(sql)
-    delivery_ids = {value for name, value in sql.params.items() if name.startswith("delivery_id")}
-    assert delivery_ids == {UUID(m.payload["delivery_id"]) for m in mails}
+    (parameters,) = database.parameters
+    assert str(statement).strip().startswith("INSERT INTO sent_mail") and "ON CONFLICT DO NOTHING" in str(statement)
+    assert parameters is not None
+    assert parameters["delivery_ids"] == [UUID(m.payload["delivery_id"]) for m in mails]
+    assert parameters["participant_ids"] == [m.participant_id for m in mails]
+    assert parameters["days"] == [1, 2, 3, 4, 5]
 
 
 async def test_a_redelivered_batch_writes_nothing() -> None:
