@@ -4,17 +4,16 @@ work, and the processed-events table that makes consumers idempotent."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
-from sqlalchemy import event, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Uuid, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, registry
-from sqlmodel import Field, SQLModel, col
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
@@ -123,17 +122,28 @@ class DedicatedConnection:
             connection.terminate()
 
 
-async def claim_event(session: AsyncSession, event_id: UUID) -> bool:
-    """Record that this event is being handled; False if it was handled before.
+_CLAIM_EVENTS = text(
+    "INSERT INTO processed_events (event_id, processed_at) SELECT unnest(CAST(:ids AS uuid[])), :now "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+).columns(event_id=Uuid())
 
-    Call it first in the handler's transaction: the row commits with the handler's
-    effect or not at all, so a redelivered event changes nothing.
+
+async def claim_events(session: AsyncSession, event_ids: Sequence[UUID]) -> set[UUID]:
+    """Record that these events are being handled, in one statement; returns those that were
+    not handled before (an id given twice is returned once).
+
+    Call it first in the unit of work's transaction: the rows commit with the effects or
+    not at all, so a redelivered event changes nothing.
     """
-    statement = (
-        insert(ProcessedEvent)
-        .values(event_id=event_id, processed_at=utcnow())
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(col(ProcessedEvent.event_id))
-    )
-    result = await session.execute(statement)
-    return result.first() is not None
+    if not event_ids:
+        return set()
+    # Sorted: two transactions claiming overlapping ids lock them in the same order.
+    ids = sorted(set(event_ids))
+    result = await session.execute(_CLAIM_EVENTS, {"ids": ids, "now": utcnow()})
+    return {row[0] for row in result}
+
+
+async def claim_event(session: AsyncSession, event_id: UUID) -> bool:
+    """claim_events for one event: False if it was handled before. For a write path that
+    applies its own event at once (coaching's commands), so that the echo from Kafka is skipped."""
+    return bool(await claim_events(session, [event_id]))

@@ -22,10 +22,10 @@ from nacl.public import PrivateKey, PublicKey, SealedBox
 from pydantic_core import to_jsonable_python
 from sqlalchemy import MetaData, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel.ext.asyncio.session import AsyncSession as SessionOfWork
 
-from shared.db import Database, claim_event
 from shared.events import Envelope, ExportPartProvided, ExportRequested, Topic
-from shared.kafka import EventHandler
+from shared.kafka import Change
 from shared.logging import get_logger
 from shared.outbox import add_to_outbox
 
@@ -124,41 +124,33 @@ async def collect_part(
 
 
 def export_part_handlers(
-    database: Database,
     *,
     service: str,
     metadata: MetaData,
     exclude_columns: Mapping[str, Iterable[str]] | None = None,
     exclude_tables: Iterable[str] = (),
-) -> dict[str, dict[str, EventHandler]]:
-    """The handler of export.requested for one service: collect its part, seal it to the
+) -> dict[str, dict[str, Change]]:
+    """The change of export.requested for one service: collect its part, seal it to the
     request's key and publish export.part_provided through the outbox, once per request."""
 
-    async def on_export_requested(envelope: Envelope) -> None:
-        payload = envelope.parsed()
+    async def on_export_requested(session: SessionOfWork, envelope: Envelope, payload: Any) -> None:
         if not isinstance(payload, ExportRequested) or envelope.participant_id is None:
             raise TypeError(f"expected {ExportRequested.TYPE} of a participant, got {envelope.type}")
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            part = await collect_part(
-                session,
-                metadata,
-                service=service,
-                participant_id=envelope.participant_id,
-                org_id=envelope.org_id,
-                exclude_columns=exclude_columns,
-                exclude_tables=exclude_tables,
-            )
-            answer = ExportPartProvided(
-                export_id=payload.export_id,
-                service=service,
-                schema_version=PART_SCHEMA_VERSION,
-                sealed=seal(payload.public_key, part),
-            )
-            add_to_outbox(
-                session, Envelope.wrap(answer, org_id=envelope.org_id, participant_id=envelope.participant_id)
-            )
-            await session.commit()
+        part = await collect_part(
+            session,
+            metadata,
+            service=service,
+            participant_id=envelope.participant_id,
+            org_id=envelope.org_id,
+            exclude_columns=exclude_columns,
+            exclude_tables=exclude_tables,
+        )
+        answer = ExportPartProvided(
+            export_id=payload.export_id,
+            service=service,
+            schema_version=PART_SCHEMA_VERSION,
+            sealed=seal(payload.public_key, part),
+        )
+        add_to_outbox(session, Envelope.wrap(answer, org_id=envelope.org_id, participant_id=envelope.participant_id))
 
     return {Topic.EXPORT: {ExportRequested.TYPE: on_export_requested}}

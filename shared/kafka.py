@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError, for_code
 from faststream import AckPolicy
@@ -17,12 +19,12 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.security import parse_security
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from shared.db import Database, claim_event
+from shared.db import Database, claim_events
 from shared.events import Envelope, Topic, UnknownEventError
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, EVENTS_DEAD_LETTERED, EVENTS_HANDLED
@@ -30,32 +32,141 @@ from shared.settings import KafkaClientSettings
 
 log = get_logger(__name__)
 
-EventHandler = Callable[[Envelope], Awaitable[None]]
-"""Handles one event in its own unit of work; must be idempotent by event_id."""
-
-TombstoneHandler = Callable[[str], Awaitable[None]]
-"""Handles a tombstone (a record with a null value) on a compacted topic, given its key;
-deletes what the service keeps for that key (idempotent by nature)."""
-
 Change = Callable[[AsyncSession, Envelope, Any], Awaitable[None]]
-"""What one event does to a service's database: (session, envelope, typed payload)."""
+"""What one event does to a service's database: (session, envelope, typed payload). It runs
+inside the consumer's unit of work (consume_events), which has claimed the event id and
+commits; it must not commit itself."""
+
+TombstoneChange = Callable[[AsyncSession, str], Awaitable[None]]
+"""What a tombstone (a record with a null value) on a compacted topic does, given its key:
+delete what the service keeps for that key (idempotent by nature)."""
+
+Prepare = Callable[[AsyncSession, Sequence[Envelope]], Awaitable[None]]
+"""Runs once per unit of work, after the claim and before the changes, with the events about
+to be applied: a service loads (and locks) in one query what its changes will touch."""
 
 
-def once_per_event(database: Database, change: Change, *, after: Callable[[], None] | None = None) -> EventHandler:
-    """An EventHandler that runs `change` in one transaction, at most once per event id
-    (the processed-event row commits with the change); `after` runs after the commit."""
+@dataclass(frozen=True)
+class Subscription:
+    """Everything one service consumes: {topic: {event type: Change}}, tombstones by topic,
+    and an optional Prepare."""
 
-    async def handle(envelope: Envelope) -> None:
-        payload = envelope.parsed()
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            await change(session, envelope, payload)
-            await session.commit()
-        if after is not None:
-            after()
+    changes: Mapping[str, Mapping[str, Change]]
+    tombstones: Mapping[str, TombstoneChange] = field(default_factory=dict)
+    prepare: Prepare | None = None
 
-    return handle
+    @property
+    def topics(self) -> list[str]:
+        return list(dict.fromkeys([*self.changes, *self.tombstones]))
+
+
+_UNIT_OF_WORK = "meer.unit_of_work"
+
+
+class UnitOfWork:
+    """One consumer transaction: a batch of events, or one event when a batch failed.
+
+    Changes reach it through `unit_of_work(session)` to leave work for the end of the
+    batch: `before_commit` (once per key, e.g. one recount per participant however many of
+    their events the batch holds) and `after_commit` (once per action, e.g. wake a loop or
+    push to open dashboards; it runs only when the transaction committed)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.state: dict[str, Any] = {}
+        """What changes of one unit of work gather for its end (by a key of their own)."""
+        self._before: dict[Hashable, Callable[[], Awaitable[object]]] = {}
+        self._after: dict[Callable[[], None], None] = {}
+
+    def before_commit(self, key: Hashable, action: Callable[[], Awaitable[object]]) -> None:
+        self._before.setdefault(key, action)
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        self._after.setdefault(action, None)
+
+    async def _finish(self) -> None:
+        # An action may leave more work (a recount that stages events): run until none is left.
+        done: set[Hashable] = set()
+        while pending := [key for key in self._before if key not in done]:
+            for key in pending:
+                done.add(key)
+                await self._before[key]()
+        await self.session.commit()
+
+    def _after_commit(self) -> None:
+        for action in self._after:
+            try:
+                action()
+            except Exception as error:  # noqa: BLE001 - committed already: a failed notification must not redeliver
+                log.warning("after-commit action failed", error=type(error).__name__)
+
+
+def unit_of_work(session: AsyncSession) -> UnitOfWork:
+    """The consumer unit of work `session` belongs to (inside a Change, Prepare or TombstoneChange)."""
+    found = session.info.get(_UNIT_OF_WORK)
+    if not isinstance(found, UnitOfWork):
+        raise RuntimeError("not inside a consumer unit of work")
+    return found
+
+
+@dataclass(slots=True)
+class _Item:
+    """One record of a batch that has something to do: an event with its change, or a tombstone."""
+
+    record: ConsumerRecord[bytes, bytes] | None
+    """None when the event did not come from Kafka (apply_events)."""
+    envelope: Envelope | None
+    payload: Any = None
+    change: Change | None = None
+    tombstone: TombstoneChange | None = None
+    key: str = ""
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type if self.envelope is not None else "tombstone"
+
+
+async def _apply(database: Database, items: Sequence[_Item], prepare: Prepare | None) -> int:
+    """The one consumer unit of work: claim every event id of `items` in one statement, apply
+    the new ones in order in one transaction, commit, then run the after-commit actions.
+    Returns how many events were skipped as already handled."""
+    async with database.session() as session:
+        work = UnitOfWork(session)
+        session.info[_UNIT_OF_WORK] = work
+        fresh = await claim_events(session, [i.envelope.event_id for i in items if i.envelope is not None])
+        todo: list[_Item] = []
+        for item in items:
+            if item.envelope is None:
+                todo.append(item)
+            elif item.envelope.event_id in fresh:
+                fresh.discard(item.envelope.event_id)  # the same event twice in one batch: once
+                todo.append(item)
+        if prepare is not None:
+            envelopes = [item.envelope for item in todo if item.envelope is not None]
+            if envelopes:
+                await prepare(session, envelopes)
+        for item in todo:
+            if item.envelope is None:
+                assert item.tombstone is not None
+                await item.tombstone(session, item.key)
+            else:
+                assert item.change is not None
+                await item.change(session, item.envelope, item.payload)
+        await work._finish()
+    work._after_commit()
+    return len(items) - len(todo)
+
+
+async def apply_events(database: Database, subscription: Subscription, envelopes: Sequence[Envelope]) -> int:
+    """Apply events in one unit of work, as the consumer does with a batch (for tests and tools
+    that feed events without Kafka). Types without a change are skipped. Returns how many
+    events were skipped as already handled."""
+    items = []
+    for envelope in envelopes:
+        change = subscription.changes.get(envelope.topic, {}).get(envelope.type)
+        if change is not None:
+            items.append(_Item(None, envelope, envelope.parsed(), change))
+    return await _apply(database, items, subscription.prepare)
 
 
 # Producers here neither lose nor duplicate what they are asked to publish, and keep going
@@ -189,78 +300,144 @@ def _is_transient(error: BaseException) -> bool:
     return isinstance(error, (OSError, ConnectionError, TimeoutError, TransientError))
 
 
+class _EnvelopeHead(BaseModel):
+    """Only the envelope's type: enough to skip an event the service does not handle."""
+
+    type: str
+
+
 def subscribe_events(
     broker: KafkaBroker,
-    handlers: Mapping[str, Mapping[str, EventHandler]],
+    database: Database,
+    subscription: Subscription,
     *,
     service: str,
     group_id: str | None = None,
     offset_reset: Literal["earliest", "latest"] = "earliest",
     max_attempts: int = 5,
-    tombstones: Mapping[str, TombstoneHandler] | None = None,
+    max_records: int = 500,
+    batch_timeout_ms: int = 20,
 ) -> LogicSubscriber[Any]:
-    """Consume the topics in `handlers` ({topic: {event type: handler}}) with one consumer
-    in the service's consumer group (one consumer: one group join, no rebalance storm).
+    """Consume the subscription's topics in batches with one consumer in the service's
+    consumer group (one consumer: one group join, no rebalance storm).
 
-    The offset is committed only after the handler returned, so after its database
-    commit. A failing event is retried `max_attempts` times with backoff, then moved to
-    `<topic>.dlt` with the reason, so one bad event never blocks the others. When a
-    dependency is down the event is not dead-lettered: it is redelivered until it works.
-    Types without a handler are acknowledged and skipped (newer producers, other readers).
-    A tombstone (null value) on a topic in `tombstones` goes to that topic's handler with its key.
+    A batch is what Kafka has, up to `max_records`, waiting at most `batch_timeout_ms` when
+    nothing is there; records of one partition stay in order. Its events are applied in one
+    unit of work (_apply) and the offsets are committed after that commit. When the batch
+    fails, its events are applied one at a time with today's rules: each is retried
+    `max_attempts` times with backoff, then moved to `<topic>.dlt` with the reason, so a
+    poison event costs only itself. When a dependency is down nothing is dead-lettered: the
+    batch is redelivered (from its first record per partition) until it works; events
+    committed meanwhile are skipped by their claim. Types without a change are skipped after
+    reading only the envelope's type. A tombstone (null value) on a topic with a
+    TombstoneChange is applied in order with the events.
     Returns the subscriber, whose aiokafka consumer report_consumer_lag reads.
     """
-    tombstone_handlers = dict(tombstones or {})
-    topics = list(dict.fromkeys([*handlers, *tombstone_handlers]))
+    changes, tombstones, prepare = subscription.changes, subscription.tombstones, subscription.prepare
     subscriber = broker.subscriber(
-        *topics,
+        *subscription.topics,
         group_id=group_id or service,
         auto_offset_reset=offset_reset,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=max_records,
+        batch_timeout_ms=batch_timeout_ms,
         title=f"{service}-events",
     )
 
-    @subscriber
-    async def on_event(message: KafkaMessage) -> None:
-        record = message.raw_message
-        assert not isinstance(record, tuple)
+    async def read(record: ConsumerRecord[bytes, bytes], outcomes: Counter[tuple[str, str, str]]) -> _Item | None:
         topic = record.topic
-        if record.value is None and topic in tombstone_handlers:
-            await _handle_tombstone(tombstone_handlers[topic], record.key, service=service, topic=topic)
-            return
+        if record.value is None and topic in tombstones:
+            if record.key is None:
+                outcomes[topic, "tombstone", "ignored"] += 1
+                return None
+            return _Item(record, None, tombstone=tombstones[topic], key=record.key.decode())
         try:
-            envelope = Envelope.model_validate_json(message.body)
+            kind = _EnvelopeHead.model_validate_json(record.value or b"").type
         except ValidationError as error:
-            reason = f"not a valid envelope: {dead_letter_reason(error)}"
-            await _dead_letter(broker, message, service, "invalid", reason)
-            return
-        handler = handlers.get(topic, {}).get(envelope.type)
-        if handler is None:
-            EVENTS_HANDLED.labels(service, topic, envelope.type, "ignored").inc()
-            return
+            await _dead_letter(broker, record, service, "invalid", f"not a valid envelope: {dead_letter_reason(error)}")
+            return None
+        change = changes.get(topic, {}).get(kind)
+        if change is None:
+            outcomes[topic, kind, "ignored"] += 1
+            return None
+        try:
+            envelope = Envelope.model_validate_json(record.value or b"")
+            payload = envelope.parsed()
+        except ValidationError as error:
+            await _dead_letter(broker, record, service, kind, f"not a valid envelope: {dead_letter_reason(error)}")
+            return None
+        except UnknownEventError as error:
+            await _dead_letter(broker, record, service, kind, dead_letter_reason(error))
+            return None
+        return _Item(record, envelope, payload, change)
+
+    async def apply_alone(item: _Item, outcomes: Counter[tuple[str, str, str]]) -> None:
+        assert item.record is not None
+        topic = item.record.topic
         try:
             async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(max_attempts),
-                wait=wait_exponential_jitter(initial=0.05, max=2.0),
+                stop=stop_after_attempt(1 if item.envelope is None else max_attempts),
+                wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
                 retry=retry_if_not_exception_type((ValidationError, UnknownEventError)),
                 reraise=True,
             ):
                 with attempt:
-                    await handler(envelope)
+                    await _apply(database, [item], prepare)
         except Exception as error:
-            if _is_transient(error):
-                EVENTS_HANDLED.labels(service, topic, envelope.type, "retry_later").inc()
+            # A tombstone has nothing to dead-letter, and an erasure must not be skipped: redeliver.
+            if item.envelope is None or _is_transient(error):
+                outcomes[topic, item.type, "retry_later"] += 1
                 log.warning(
                     "dependency unavailable; event will be redelivered",
-                    event_type=envelope.type,
-                    event_id=str(envelope.event_id),
+                    topic=topic,
+                    event_type=item.type,
+                    event_id=str(item.envelope.event_id) if item.envelope is not None else None,
                     error=type(error).__name__,
                 )
                 await asyncio.sleep(1.0)  # the redelivery comes at once; do not spin
                 raise
-            await _dead_letter(broker, message, service, envelope.type, dead_letter_reason(error))
+            await _dead_letter(broker, item.record, service, item.type, dead_letter_reason(error))
             return
-        EVENTS_HANDLED.labels(service, topic, envelope.type, "ok").inc()
+        outcomes[topic, item.type, "ok"] += 1
+
+    def topic_of(item: _Item) -> str:
+        assert item.record is not None
+        return str(item.record.topic)
+
+    @subscriber
+    async def on_batch(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        records = raw if isinstance(raw, tuple | list) else (raw,)  # a list on FastStream's test broker
+        outcomes: Counter[tuple[str, str, str]] = Counter()
+        try:
+            items = [item for record in records if (item := await read(record, outcomes)) is not None]
+            if not items:
+                return
+            try:
+                await _apply(database, items, prepare)
+            except Exception as error:
+                if _is_transient(error):
+                    for item in items:
+                        outcomes[topic_of(item), item.type, "retry_later"] += 1
+                    log.warning(
+                        "dependency unavailable; batch will be redelivered",
+                        events=len(items),
+                        error=type(error).__name__,
+                    )
+                    await asyncio.sleep(1.0)
+                    raise
+                log.warning(
+                    "batch failed; applying its events one at a time", events=len(items), error=type(error).__name__
+                )
+                for item in items:
+                    await apply_alone(item, outcomes)
+                return
+            for item in items:
+                outcomes[topic_of(item), item.type, "ok"] += 1
+        finally:
+            for (topic, kind, outcome), count in outcomes.items():
+                EVENTS_HANDLED.labels(service, topic, kind, outcome).inc(count)
 
     return subscriber
 
@@ -304,21 +481,6 @@ async def report_consumer_lag(
         reported = set(lags)
 
 
-async def _handle_tombstone(handler: TombstoneHandler, key: bytes | None, *, service: str, topic: str) -> None:
-    if key is None:
-        EVENTS_HANDLED.labels(service, topic, "tombstone", "ignored").inc()
-        return
-    try:
-        await handler(key.decode())
-    except Exception as error:
-        # Nothing to dead-letter (no value); an erasure must not be skipped: redeliver.
-        EVENTS_HANDLED.labels(service, topic, "tombstone", "retry_later").inc()
-        log.warning("tombstone not handled yet; will be redelivered", topic=topic, error=type(error).__name__)
-        await asyncio.sleep(1.0)
-        raise
-    EVENTS_HANDLED.labels(service, topic, "tombstone", "ok").inc()
-
-
 def dead_letter_reason(error: BaseException) -> str:
     """Why an event was dead-lettered: the error's type and, for a validation error, where and
     which rule; never a value (pydantic's input_value and most messages quote the payload)."""
@@ -333,12 +495,12 @@ def dead_letter_reason(error: BaseException) -> str:
     return type(error).__name__
 
 
-async def _dead_letter(broker: KafkaBroker, message: KafkaMessage, service: str, event_type: str, reason: str) -> None:
-    record = message.raw_message
-    assert not isinstance(record, tuple)
+async def _dead_letter(
+    broker: KafkaBroker, record: ConsumerRecord[bytes, bytes], service: str, event_type: str, reason: str
+) -> None:
     topic = record.topic
     await broker.publish(
-        message.body,
+        record.value,
         Topic.dead_letter(topic),
         key=record.key,
         headers={

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import datetime
 from uuid import uuid4
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 from faststream.security import BaseSecurity
 from sqlalchemy import BigInteger, Column, LargeBinary
@@ -48,16 +50,19 @@ class OutboxMessage(SharedTable, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+def outbox_row(envelope: Envelope) -> OutboxMessage:
+    """The outbox row of an event: the one place an event is encoded for the relay."""
+    return OutboxMessage(
+        event_id=str(envelope.event_id),
+        topic=envelope.topic,
+        key=envelope.key.decode(),
+        value=envelope.model_dump_json().encode(),
+    )
+
+
 def add_to_outbox(session: AsyncSession, envelope: Envelope) -> None:
     """Stage an event in the caller's transaction; it is published after the commit."""
-    session.add(
-        OutboxMessage(
-            event_id=str(envelope.event_id),
-            topic=envelope.topic,
-            key=envelope.key.decode(),
-            value=envelope.model_dump_json().encode(),
-        )
-    )
+    session.add(outbox_row(envelope))
     session.info["wrote_outbox"] = True
 
 
@@ -68,13 +73,16 @@ def add_tombstone_to_outbox(session: AsyncSession, topic: str, key: str) -> None
     session.info["wrote_outbox"] = True
 
 
-RAW_INSERT_SQL = "INSERT INTO outbox (event_id, topic, key, value, created_at) VALUES ($1, $2, $3, $4, $5)"
-"""For hot loops on a plain asyncpg connection: execute with `raw_outbox_row(envelope)`."""
+_RAW_INSERT_SQL = "INSERT INTO outbox (event_id, topic, key, value, created_at) VALUES ($1, $2, $3, $4, $5)"
 
 
-def raw_outbox_row(envelope: Envelope) -> tuple[str, str, str, bytes, datetime]:
-    """The outbox row of an event, exactly as add_to_outbox writes it."""
-    return str(envelope.event_id), envelope.topic, envelope.key.decode(), envelope.model_dump_json().encode(), utcnow()
+async def add_to_outbox_raw(connection: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
+    """add_to_outbox for a hot loop on a plain asyncpg connection (in the caller's transaction);
+    the same rows, encoded by outbox_row. The caller wakes the relay after its commit."""
+    rows = [outbox_row(envelope) for envelope in envelopes]
+    await connection.executemany(
+        _RAW_INSERT_SQL, [(row.event_id, row.topic, row.key, row.value, row.created_at) for row in rows]
+    )
 
 
 class OutboxRelay:

@@ -36,8 +36,10 @@ from shared.events import Topic
 from shared.http import BodySizeLimit
 from shared.http_security import SecurityHeadersMiddleware, bearer_matches
 from shared.kafka import (
-    EventHandler,
-    TombstoneHandler,
+    Change,
+    Prepare,
+    Subscription,
+    TombstoneChange,
     client_options,
     create_broker,
     ensure_topics,
@@ -84,20 +86,23 @@ class Runtime:
 
     def subscribe(
         self,
-        handlers: Mapping[str, Mapping[str, EventHandler]],
-        tombstones: Mapping[str, TombstoneHandler] | None = None,
+        changes: Mapping[str, Mapping[str, Change]],
+        tombstones: Mapping[str, TombstoneChange] | None = None,
+        *,
+        prepare: Prepare | None = None,
     ) -> None:
-        """Consume these handlers' topics in the service's consumer group, as its settings say,
-        and report that group's lag on the partitions this process consumes."""
+        """Consume these changes' topics in batches in the service's consumer group, as its
+        settings say (shared.kafka.subscribe_events), and report that group's lag on the
+        partitions this process consumes."""
         group = self.settings.consumer_group or self.service
         subscriber = subscribe_events(
             self.broker,
-            handlers,
+            self.database,
+            Subscription(changes, dict(tombstones or {}), prepare),
             service=self.service,
             group_id=group,
             offset_reset=self.settings.kafka_offset_reset,
             max_attempts=self.settings.handler_max_attempts,
-            tombstones=tombstones,
         )
 
         async def consumer_lag_report() -> None:

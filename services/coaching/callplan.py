@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlmodel import col, select
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching.alerts import standing_alerts
@@ -167,11 +168,24 @@ def current_plan(row: DashboardRow, kids: Children, tz: ZoneInfo) -> list[CallPl
     )
 
 
-async def _rows(session: AsyncSession, table: type[RowT], participant_id: UUID, wanted: bool) -> list[RowT]:
-    if not wanted:
-        return []
-    participant = col(table.participant_id)  # type: ignore[attr-defined]
-    return list((await session.execute(select(table).where(participant == participant_id))).scalars())
+@dataclass(frozen=True)
+class PlanRequest:
+    """What to recompute for one participant, as of when (the last event that asked)."""
+
+    what: Publish
+    now: datetime
+    moved: int | None = None
+
+
+async def _grouped(session: AsyncSession, table: type[RowT], ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
+    """The table's rows of these participants, as plain read-only rows (the columns as
+    attributes, as the rules read them): no ORM object per row. Call after a flush."""
+    grouped: dict[UUID, list[Any]] = {participant_id: [] for participant_id in ids}
+    if ids:
+        columns = table.__table__  # type: ignore[attr-defined]
+        for row in await session.execute(select(columns).where(columns.c.participant_id.in_(ids))):
+            grouped[row.participant_id].append(row)
+    return grouped
 
 
 async def publish_call_plan(
@@ -184,38 +198,113 @@ async def publish_call_plan(
     what: Publish = EVERYTHING,
 ) -> int:
     """Stage the events for what changed in a participant's call plan and alerts; returns how many."""
-    row = await session.get(DashboardRow, participant_id)
-    if not what or row is None or (row.start_date is None and row.status != "erased"):
-        return 0  # not enrolled yet (a mail may arrive before the enrolment): nothing to tell
-    # Only the rows the rules need (a human open needs the mails only).
+    return await publish_call_plans(session, {participant_id: PlanRequest(what, now, moved)}, tz=tz)
+
+
+async def publish_call_plans(session: AsyncSession, requests: Mapping[UUID, PlanRequest], *, tz: ZoneInfo) -> int:
+    """publish_call_plan for many participants at once (a consumer batch): what the rules read
+    is loaded for all of them in a few queries, each participant is compared alone, and what
+    was told is written in one statement per table."""
+    rows: dict[UUID, DashboardRow] = {}
+    for participant_id in sorted(requests):
+        row = await session.get(DashboardRow, participant_id)
+        if not requests[participant_id].what or row is None or (row.start_date is None and row.status != "erased"):
+            continue  # not enrolled yet (a mail may arrive before the enrolment): nothing to tell
+        rows[participant_id] = row
+    if not rows:
+        return 0
+    await session.flush()  # the rows below are read with plain SQL: this batch's changes first
+    ids = list(rows)
+    plans = [p for p in ids if requests[p].what.plan]
+    alerts = [p for p in ids if requests[p].what.alerts]
+    # Plain rows stand in for the tables' objects: the rules only read their columns.
     kids = Children(
-        mails={participant_id: await _rows(session, MailSeen, participant_id, True)},
-        reports={participant_id: await _rows(session, ReportSeen, participant_id, what.alerts)},
-        calls={participant_id: await _rows(session, CallSeen, participant_id, what.plan)},
-        moves={participant_id: await _rows(session, PlannedCallMove, participant_id, what.plan)},
+        mails=await _grouped(session, MailSeen, ids),
+        reports=await _grouped(session, ReportSeen, alerts),
+        calls=await _grouped(session, CallSeen, plans),
+        moves=await _grouped(session, PlannedCallMove, plans),
     )
-    staged = await _publish_alerts(session, row=row, kids=kids, now=now) if what.alerts else 0
-    if not what.plan:
-        return staged
-    plan = current_plan(row, kids, tz)
-    stored = {
-        told.number: told
-        for told in (
-            await session.execute(select(PublishedCall).where(col(PublishedCall.participant_id) == participant_id))
-        ).scalars()
-    }
-    events = plan_events({n: Told(t.state, t.due_date, t.lapses_after) for n, t in stored.items()}, plan, moved=moved)
-    if row.status == "erased":
-        events = []  # participant.erased itself tells the other services to forget the plan
-    for entry in plan:
-        told = stored.get(entry.number) or PublishedCall(participant_id=participant_id, number=entry.number, state="")
-        told.state, told.due_date, told.lapses_after = entry.state, entry.due_date, entry.lapses_after
-        session.add(told)
-    for payload in events:
-        add_to_outbox(
-            session, Envelope.wrap(payload, org_id=row.org_id, participant_id=participant_id, occurred_at=now)
+    told_calls = await _grouped(session, PublishedCall, plans)
+    told_alerts = await _grouped(session, PublishedAlert, alerts)
+    calls: list[dict[str, Any]] = []
+    alerts_held: list[dict[str, Any]] = []
+    alerts_gone: list[tuple[UUID, str]] = []
+    events: list[Envelope] = []
+    for participant_id in alerts:
+        row, now = rows[participant_id], requests[participant_id].now
+        stored = {told.code: told.holds_from for told in told_alerts[participant_id]}
+        standing = _standing_alerts(row, kids)
+        for payload in alert_events(stored, standing):
+            events.append(Envelope.wrap(payload, org_id=row.org_id, participant_id=participant_id, occurred_at=now))
+        alerts_held += [
+            {"participant_id": participant_id, "code": code, "holds_from": holds_from}
+            for code, holds_from in standing.items()
+            if code not in stored or stored[code] != holds_from
+        ]
+        alerts_gone += [(participant_id, code) for code in stored if code not in standing]
+    for participant_id in plans:
+        row, request = rows[participant_id], requests[participant_id]
+        plan = current_plan(row, kids, tz)
+        told = {t.number: Told(t.state, t.due_date, t.lapses_after) for t in told_calls[participant_id]}
+        if row.status != "erased":  # participant.erased itself tells the other services to forget the plan
+            for call in plan_events(told, plan, moved=request.moved):
+                events.append(
+                    Envelope.wrap(call, org_id=row.org_id, participant_id=participant_id, occurred_at=request.now)
+                )
+        calls += [
+            {
+                "participant_id": participant_id,
+                "number": entry.number,
+                "state": entry.state,
+                "due_date": entry.due_date,
+                "lapses_after": entry.lapses_after,
+            }
+            for entry in plan
+            if told.get(entry.number) != Told(entry.state, entry.due_date, entry.lapses_after)
+        ]
+    await _write_told(session, calls, alerts_held, alerts_gone)
+    for envelope in events:
+        add_to_outbox(session, envelope)
+    return len(events)
+
+
+def _standing_alerts(row: DashboardRow, kids: Children) -> dict[str, datetime | None]:
+    mails = kids.mails.get(row.participant_id, [])
+    return dict(
+        standing_alerts(
+            status=row.status,
+            without_open_since=without_open_since(mails),
+            scores=[report.score for report in reports_in_order(kids.reports.get(row.participant_id, []))],
+            failure_unresolved=failure_unresolved(mails),
         )
-    return staged + len(events)
+    )
+
+
+async def _write_told(
+    session: AsyncSession,
+    calls: Sequence[dict[str, Any]],
+    alerts_held: Sequence[dict[str, Any]],
+    alerts_gone: Sequence[tuple[UUID, str]],
+) -> None:
+    """Remember what was told, in one statement per table (only what changed)."""
+    if calls:
+        statement = insert(PublishedCall.__table__).values(list(calls))  # type: ignore[attr-defined]
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["participant_id", "number"],
+                set_={name: statement.excluded[name] for name in ("state", "due_date", "lapses_after")},
+            )
+        )
+    if alerts_held:
+        statement = insert(PublishedAlert.__table__).values(list(alerts_held))  # type: ignore[attr-defined]
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["participant_id", "code"], set_={"holds_from": statement.excluded.holds_from}
+            )
+        )
+    if alerts_gone:
+        table = PublishedAlert.__table__  # type: ignore[attr-defined]
+        await session.execute(delete(table).where(tuple_(table.c.participant_id, table.c.code).in_(alerts_gone)))
 
 
 def alert_events(
@@ -228,33 +317,3 @@ def alert_events(
             found.append(AlertRaised(code=code, holds_from=holds_from))
     found += [AlertCleared(code=code) for code in told if code not in standing]
     return found
-
-
-async def _publish_alerts(session: AsyncSession, *, row: DashboardRow, kids: Children, now: datetime) -> int:
-    mails = kids.mails.get(row.participant_id, [])
-    standing = standing_alerts(
-        status=row.status,
-        without_open_since=without_open_since(mails),
-        scores=[report.score for report in reports_in_order(kids.reports.get(row.participant_id, []))],
-        failure_unresolved=failure_unresolved(mails),
-    )
-    stored = {
-        told.code: told
-        for told in (
-            await session.execute(
-                select(PublishedAlert).where(col(PublishedAlert.participant_id) == row.participant_id)
-            )
-        ).scalars()
-    }
-    events = alert_events({code: told.holds_from for code, told in stored.items()}, standing)
-    for code, holds_from in standing.items():
-        told = stored.get(code) or PublishedAlert(participant_id=row.participant_id, code=code)
-        told.holds_from = holds_from
-        session.add(told)
-    for code in set(stored) - set(standing):
-        await session.delete(stored[code])
-    for payload in events:
-        add_to_outbox(
-            session, Envelope.wrap(payload, org_id=row.org_id, participant_id=row.participant_id, occurred_at=now)
-        )
-    return len(events)

@@ -5,11 +5,10 @@ alerts and every version of the personal plan)."""
 from __future__ import annotations
 
 from services.coaching.tables import CoachingTable
-from shared.db import Database
 from shared.export_parts import export_part_handlers
-from shared.kafka import EventHandler
+from shared.kafka import Change
 
 
-def build_export_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
-    """Coaching's handler of export.requested."""
-    return export_part_handlers(database, service="coaching", metadata=CoachingTable.metadata)
+def build_export_handlers() -> dict[str, dict[str, Change]]:
+    """Coaching's change of export.requested."""
+    return export_part_handlers(service="coaching", metadata=CoachingTable.metadata)

@@ -1,16 +1,19 @@
 """Coaching's Kafka handlers: every event updates the projection, once.
 
 Each `on_<event>` applies one event through a ProjectionStore and says which participant
-changed. The live consumer runs it in a unit of work of its own (claim the event, apply,
-commit, then tell the open dashboards); `cli rebuild` runs the very same functions on an
-in-memory store. Events of one participant come from several topics, so they may arrive
+changed. The live consumer runs them in the shared consumer unit of work, a batch at a
+time (shared.kafka: claim the batch's events, apply them through one BatchProjectionStore,
+recompute the call plans, commit, then tell the open dashboards once); `cli rebuild` runs
+the very same functions on an in-memory store. Events of one participant come from several topics, so they may arrive
 in any order (an open before its mail.sent, a mail before the enrolment): every handler
 upserts, and every rule is a recount or a min/max (see projection.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -20,10 +23,10 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching import projection
-from services.coaching.callplan import publish_call_plan, what_may_change
+from services.coaching.callplan import PlanRequest, Publish, publish_call_plans, what_may_change
 from services.coaching.export import build_export_handlers
 from services.coaching.live import LiveHub, ParticipantChanged
-from services.coaching.storage import ProjectionStore, SqlProjectionStore
+from services.coaching.storage import BatchProjectionStore, ProjectionStore
 from services.coaching.tables import (
     CallSeen,
     CoachView,
@@ -36,7 +39,7 @@ from services.coaching.tables import (
     ReportSeen,
     StaffAccessCopy,
 )
-from shared.db import Database, claim_event, utcnow
+from shared.db import utcnow
 from shared.events import (
     AssignmentReported,
     Branding,
@@ -67,7 +70,7 @@ from shared.events import (
     Topic,
     UnsubscribeRequested,
 )
-from shared.kafka import EventHandler, TombstoneHandler
+from shared.kafka import Change, TombstoneChange, unit_of_work
 from shared.runtime import Runtime
 
 PayloadT = TypeVar("PayloadT", bound=Payload)
@@ -510,59 +513,106 @@ async def record_staff_access(session: AsyncSession, envelope: Envelope) -> None
     )
 
 
-def build_handlers(database: Database, hub: LiveHub, tz: ZoneInfo) -> dict[str, dict[str, EventHandler]]:
-    """Handlers by topic and event type: one unit of work per event (with the call plan's
-    events when the plan changed), then the live push."""
+_STORE, _LIVE, _PLANS = "coaching.store", "coaching.live", "coaching.plans"
+_MAIL_EVENTS = frozenset({MailSent.TYPE, MailFailed.TYPE, MailOpened.TYPE, LinkClicked.TYPE})
+_WITHOUT_PARTICIPANT = frozenset({Topic.ORGANISATION, Topic.STAFF, Topic.CONTACT})
 
-    def unit_of_work(apply: Applier) -> EventHandler:
-        async def handle(envelope: Envelope) -> None:
-            async with database.session() as session:
-                if not await claim_event(session, envelope.event_id):
-                    return
-                change = await apply(SqlProjectionStore(session), envelope)
-                if change is not None and (what := what_may_change(envelope)):
-                    await publish_call_plan(
-                        session, participant_id=change.participant_id, tz=tz, now=envelope.occurred_at, what=what
-                    )
-                await session.commit()
-            if change is not None:
-                hub.publish(change)
 
-        handle.__name__ = apply.__name__
-        return handle
+def batch_store(session: AsyncSession) -> BatchProjectionStore:
+    """The projection store of the consumer unit of work `session` belongs to (one per batch)."""
+    work = unit_of_work(session)
+    store = work.state.get(_STORE)
+    if not isinstance(store, BatchProjectionStore):
+        store = work.state[_STORE] = BatchProjectionStore(session)
+    return store
 
-    async def on_access_changed(envelope: Envelope) -> None:
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            await record_staff_access(session, envelope)
-            await on_staff_access_changed(SqlProjectionStore(session), envelope)
-            await session.commit()
+
+async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+    """Before a batch is applied: load and lock its participants' rows, and load its mails and
+    reports, in a few queries (the ids are read from the raw payloads; a malformed one is left
+    to its change, which refuses it)."""
+    participant_ids: set[UUID] = set()
+    delivery_ids: set[UUID] = set()
+    report_ids: set[UUID] = set()
+    for envelope in envelopes:
+        if envelope.participant_id is None or envelope.topic in _WITHOUT_PARTICIPANT:
+            continue
+        participant_ids.add(envelope.participant_id)
+        if envelope.type in _MAIL_EVENTS:
+            with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+                delivery_ids.add(UUID(str(envelope.payload["delivery_id"])))
+        elif envelope.type == AssignmentReported.TYPE:
+            report_ids.add(envelope.participant_id)
+    await batch_store(session).load(participant_ids=participant_ids, delivery_ids=delivery_ids, report_ids=report_ids)
+
+
+def _coalesce(before: ParticipantChanged | None, change: ParticipantChanged) -> ParticipantChanged:
+    """One push per participant per batch: every coach that must hear of it, and an open
+    (the change a dashboard announces) over what came with it."""
+    if before is None:
+        return change
+    kind = MailOpened.TYPE if MailOpened.TYPE in (before.event_type, change.event_type) else change.event_type
+    return replace(change, coach_ids=before.coach_ids | change.coach_ids, event_type=kind)
+
+
+def build_handlers(hub: LiveHub, tz: ZoneInfo) -> dict[str, dict[str, Change]]:
+    """Changes by topic and event type, each applying its event to the batch's projection store.
+    Per batch and participant, the call plan and alerts are recomputed once before the commit
+    (publish_call_plans), and open dashboards get one push after it."""
+
+    def changes(session: AsyncSession, envelope: Envelope, changed: ParticipantChanged) -> None:
+        work = unit_of_work(session)
+        live: dict[UUID, ParticipantChanged] | None = work.state.get(_LIVE)
+        if live is None:
+            live = work.state[_LIVE] = {}
+            work.after_commit(lambda: hub.publish_many(live.values()))
+        live[changed.participant_id] = _coalesce(live.get(changed.participant_id), changed)
+        what = what_may_change(envelope)
+        if not what:
+            return
+        plans: dict[UUID, PlanRequest] | None = work.state.get(_PLANS)
+        if plans is None:
+            plans = work.state[_PLANS] = {}
+            work.before_commit(_PLANS, lambda: publish_call_plans(session, plans, tz=tz))
+        earlier = plans.get(changed.participant_id)
+        if earlier is not None:
+            what = Publish(plan=what.plan or earlier.what.plan, alerts=what.alerts or earlier.what.alerts)
+        plans[changed.participant_id] = PlanRequest(what, envelope.occurred_at)
+
+    def change_of(apply: Applier) -> Change:
+        async def change(session: AsyncSession, envelope: Envelope, _: object) -> None:
+            changed = await apply(batch_store(session), envelope)
+            if changed is not None:
+                changes(session, envelope, changed)
+
+        change.__name__ = apply.__name__
+        return change
+
+    async def on_access_changed(session: AsyncSession, envelope: Envelope, _: object) -> None:
+        await record_staff_access(session, envelope)
+        await on_staff_access_changed(batch_store(session), envelope)
 
     handlers = {
-        topic: {kind: unit_of_work(apply) for kind, apply in by_type.items()} for topic, by_type in APPLIERS.items()
+        topic: {kind: change_of(apply) for kind, apply in by_type.items()} for topic, by_type in APPLIERS.items()
     }
     handlers[Topic.STAFF] = {StaffAccessChanged.TYPE: on_access_changed}
     return handlers
 
 
-def build_tombstone_handlers(database: Database) -> dict[str, TombstoneHandler]:
-    """Tombstones by topic, each in its own unit of work (no event id: deleting twice is harmless)."""
+def build_tombstone_handlers() -> dict[str, TombstoneChange]:
+    """Tombstones by topic (no event id: deleting twice is harmless)."""
 
-    def unit_of_work(apply: Callable[[ProjectionStore, str], Awaitable[None]]) -> TombstoneHandler:
-        async def handle(key: str) -> None:
-            async with database.session() as session:
-                await apply(SqlProjectionStore(session), key)
-                await session.commit()
+    def change_of(apply: Callable[[ProjectionStore, str], Awaitable[None]]) -> TombstoneChange:
+        async def change(session: AsyncSession, key: str) -> None:
+            await apply(batch_store(session), key)
 
-        return handle
+        return change
 
-    return {topic: unit_of_work(apply) for topic, apply in TOMBSTONE_APPLIERS.items()}
+    return {topic: change_of(apply) for topic, apply in TOMBSTONE_APPLIERS.items()}
 
 
 def register_kafka_handlers(runtime: Runtime, hub: LiveHub, tz: ZoneInfo) -> None:
     """Subscribe coaching's one consumer to every topic it projects."""
     runtime.subscribe(
-        {**build_handlers(runtime.database, hub, tz), **build_export_handlers(runtime.database)},
-        build_tombstone_handlers(runtime.database),
+        {**build_handlers(hub, tz), **build_export_handlers()}, build_tombstone_handlers(), prepare=load_batch
     )

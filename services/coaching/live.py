@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -40,7 +40,10 @@ class Subscriber:
 
     org_id: UUID
     coach_id: UUID | None
-    queue: asyncio.Queue[ParticipantChanged | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+    queue: asyncio.Queue[tuple[ParticipantChanged, ...] | None] = field(
+        default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
+    )
+    """One item per push: the changes of one commit this dashboard may show."""
     overflowed: bool = False
 
     def wants(self, change: ParticipantChanged) -> bool:
@@ -59,14 +62,24 @@ class LiveHub:
 
     def publish(self, change: ParticipantChanged) -> None:
         """Queue the change for every dashboard that may show it; never blocks the handler."""
-        for subscriber in self._subscribers.get(change.org_id, ()):
-            if not subscriber.wants(change):
-                continue
-            try:
-                subscriber.queue.put_nowait(change)
-            except asyncio.QueueFull:
-                # A stalled reader: tell it to reload instead of growing without bound.
-                subscriber.overflowed = True
+        self.publish_many([change])
+
+    def publish_many(self, changes: Iterable[ParticipantChanged]) -> None:
+        """Queue the changes of one commit (at most one per participant: coalesce first) as one
+        push per dashboard that may show any of them; never blocks the consumer."""
+        by_org: dict[UUID, list[ParticipantChanged]] = {}
+        for change in changes:
+            by_org.setdefault(change.org_id, []).append(change)
+        for org_id, found in by_org.items():
+            for subscriber in self._subscribers.get(org_id, ()):
+                wanted = tuple(change for change in found if subscriber.wants(change))
+                if not wanted:
+                    continue
+                try:
+                    subscriber.queue.put_nowait(wanted)
+                except asyncio.QueueFull:
+                    # A stalled reader: tell it to reload instead of growing without bound.
+                    subscriber.overflowed = True
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *, org_id: UUID, coach_id: UUID | None) -> AsyncIterator[Subscriber]:
@@ -124,21 +137,22 @@ def stream_changes(
             while True:
                 wait = max(0.0, min(deadline, next_check) - time.monotonic())
                 try:
-                    change = await asyncio.wait_for(subscriber.queue.get(), timeout=wait)
+                    changes = await asyncio.wait_for(subscriber.queue.get(), timeout=wait)
                 except TimeoutError:
                     if time.monotonic() >= deadline or not await still_allowed():
                         yield ServerSentEvent(event="expired", data="{}")
                         return
                     next_check = time.monotonic() + recheck_s
                     continue
-                if change is None:
+                if changes is None:
                     return
                 if subscriber.overflowed:
                     subscriber.overflowed = False
                     yield ServerSentEvent(event="reload", data="{}")
                     continue
-                data = {"participant_id": str(change.participant_id), "event_type": change.event_type}
-                yield ServerSentEvent(event="participant", data=json.dumps(data))
+                for change in changes:
+                    data = {"participant_id": str(change.participant_id), "event_type": change.event_type}
+                    yield ServerSentEvent(event="participant", data=json.dumps(data))
 
     return EventSourceResponse(
         events(), ping=int(ping_s), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}

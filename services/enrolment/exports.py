@@ -15,10 +15,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.enrolment import storage
 from services.enrolment.export import EXPECTED_PARTS, build_bundle, enrolment_part
 from services.enrolment.tables import ExportPart, ExportRequest, Participant
-from shared.db import Database, claim_event, utcnow
+from shared.db import utcnow
 from shared.events import Envelope, ExportPartProvided, ExportRequested, Topic
 from shared.export_parts import PART_SCHEMA_VERSION, UnreadablePartError, new_key_pair, seal, unseal
-from shared.kafka import EventHandler
+from shared.kafka import Change
 from shared.logging import get_logger
 from shared.outbox import add_to_outbox
 
@@ -156,17 +156,12 @@ async def delete_expired_exports(*, session: AsyncSession, now: datetime) -> int
     return len(result.all())
 
 
-def build_export_handlers(database: Database, *, retention: timedelta) -> dict[str, dict[str, EventHandler]]:
-    """Enrolment's handler of export.part_provided."""
+def build_export_handlers(*, retention: timedelta) -> dict[str, dict[str, Change]]:
+    """Enrolment's change of export.part_provided."""
 
-    async def on_export_part_provided(envelope: Envelope) -> None:
-        payload = envelope.parsed()
+    async def on_export_part_provided(session: AsyncSession, envelope: Envelope, payload: object) -> None:
         if not isinstance(payload, ExportPartProvided):
             raise TypeError(f"expected {ExportPartProvided.TYPE}, got {envelope.type}")
-        async with database.session() as session:
-            if not await claim_event(session, envelope.event_id):
-                return
-            await receive_part(session=session, envelope=envelope, part=payload, now=utcnow(), retention=retention)
-            await session.commit()
+        await receive_part(session=session, envelope=envelope, part=payload, now=utcnow(), retention=retention)
 
     return {Topic.EXPORT: {ExportPartProvided.TYPE: on_export_part_provided}}

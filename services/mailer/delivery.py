@@ -67,7 +67,7 @@ from services.mailer.tables import (
 from shared.db import POSTGRES_UNREACHABLE, Database, DedicatedConnection
 from shared.events import Envelope, MailFailed, MailSent, ProgrammeCompleted, TransactionalMailFailed
 from shared.logging import get_logger
-from shared.outbox import RAW_INSERT_SQL, add_to_outbox, raw_outbox_row
+from shared.outbox import add_to_outbox, add_to_outbox_raw
 from shared.tracking_tokens import TokenSigner
 
 log = get_logger(__name__)
@@ -458,12 +458,9 @@ class DeliveryWorker:
             await raw.execute(
                 storage.SET_RECIPIENT_STATUS, claimed.participant_id, "completed" if completed else "active", now
             )
-        await raw.executemany(
-            RAW_INSERT_SQL,
-            [
-                raw_outbox_row(Envelope.wrap(event, org_id=claimed.org_id, participant_id=claimed.participant_id))
-                for event in events
-            ],
+        await add_to_outbox_raw(
+            raw,
+            [Envelope.wrap(event, org_id=claimed.org_id, participant_id=claimed.participant_id) for event in events],
         )
         MAILS.labels("programme", "sent", "").inc()
         return True
@@ -494,15 +491,15 @@ class DeliveryWorker:
         self, raw: asyncpg.Connection, claimed: storage.ClaimedDelivery, reason: str, now: datetime, label: str
     ) -> None:
         await raw.execute(storage.MARK_FAILED, claimed.id, claimed.attempts, reason[:300])
-        await raw.execute(
-            RAW_INSERT_SQL,
-            *raw_outbox_row(
+        await add_to_outbox_raw(
+            raw,
+            [
                 Envelope.wrap(
                     MailFailed(delivery_id=claimed.id, day=claimed.day, reason=reason[:300], failed_at=now),
                     org_id=claimed.org_id,
                     participant_id=claimed.participant_id,
                 )
-            ),
+            ],
         )
         MAILS.labels("programme", "failed", label).inc()
         log.warning("mail failed", mail_id=str(claimed.id), reason=label)

@@ -1,6 +1,7 @@
 """Mailer's Kafka handlers: keep the mailer's own copy of participants, organisations and
 coaches up to date, and queue the transactional mails other services ask for.
-Each runs once per event (idempotent by event id)."""
+Each is a change in the shared consumer unit of work (shared.kafka: claimed once per event,
+applied in a batch)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from services.mailer.tables import (
     StaffAccessCopy,
     TransactionalMail,
 )
-from shared.db import Database, utcnow
+from shared.db import utcnow
 from shared.events import (
     AlertCleared,
     AlertRaised,
@@ -56,17 +57,26 @@ from shared.events import (
     StaffInvitedV1,
     Topic,
 )
-from shared.kafka import Change, EventHandler, TombstoneHandler, once_per_event
+from shared.kafka import Change, TombstoneChange, unit_of_work
 from shared.runtime import Runtime
 
 QUESTIONNAIRE_MAILS = ("questionnaire_follow_up", "questionnaire_reminder")
 
 
-def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> dict[str, dict[str, EventHandler]]:
-    """Handlers by topic and event type."""
+def build_handlers(wake_scheduler: Callable[[], None]) -> dict[str, dict[str, Change]]:
+    """Changes by topic and event type. One session serves a whole batch and most changes
+    write with SQL statements: rows are read with populate_existing, never from the session's
+    memory of an earlier event."""
 
-    def once(change: Change, *, wakes: bool = False) -> EventHandler:
-        return once_per_event(database, change, after=wake_scheduler if wakes else None)
+    def once(change: Change, *, wakes: bool = False) -> Change:
+        if not wakes:
+            return change
+
+        async def and_wake(session: AsyncSession, envelope: Envelope, payload: Any) -> None:
+            await change(session, envelope, payload)
+            unit_of_work(session).after_commit(wake_scheduler)  # once per batch
+
+        return and_wake
 
     async def upsert_organisation(session: AsyncSession, envelope: Envelope, p: OrganisationLicensed) -> None:
         values = {"name": p.name, "branding": p.branding.model_dump(mode="json")}
@@ -86,7 +96,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
 
     async def add_coach(session: AsyncSession, envelope: Envelope, p: CoachAdded) -> None:
         # Name and address come from meer.contact, before or after this event.
-        contact = await session.get(ContactCopy, p.coach_id)
+        contact = await session.get(ContactCopy, p.coach_id, populate_existing=True)
         values = {"name": contact.name if contact else None, "email": contact.email if contact else None}
         await session.execute(
             insert(CoachCopy)
@@ -95,7 +105,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         )
 
     async def enrol(session: AsyncSession, envelope: Envelope, p: ParticipantEnrolled) -> None:
-        contact = await session.get(ContactCopy, envelope.participant_id)
+        contact = await session.get(ContactCopy, envelope.participant_id, populate_existing=True)
         values = {
             "org_id": envelope.org_id,
             "coach_id": p.coach_id,
@@ -128,7 +138,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
             )
 
     async def pause(session: AsyncSession, envelope: Envelope, _: ParticipantPaused) -> None:
-        recipient = await session.get(Recipient, envelope.participant_id, with_for_update=True)
+        recipient = await session.get(Recipient, envelope.participant_id, with_for_update=True, populate_existing=True)
         if recipient is None:
             return
         recipient.status, recipient.updated_at = "paused", utcnow()
@@ -143,7 +153,7 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
         )
 
     async def stop(session: AsyncSession, envelope: Envelope, p: ParticipantStopped) -> None:
-        recipient = await session.get(Recipient, envelope.participant_id)
+        recipient = await session.get(Recipient, envelope.participant_id, populate_existing=True)
         await _update_recipient(session, envelope, status="stopped")
         await _cancel_due_deliveries(session, envelope)
         await session.execute(
@@ -344,26 +354,22 @@ def build_handlers(database: Database, wake_scheduler: Callable[[], None]) -> di
     }
 
 
-def build_tombstone_handlers(database: Database) -> dict[str, TombstoneHandler]:
+def build_tombstone_handlers() -> dict[str, TombstoneChange]:
     """A tombstone on meer.contact: the person's address and name go from every copy."""
 
-    async def erase_contact(key: str) -> None:
+    async def erase_contact(session: AsyncSession, key: str) -> None:
         person_id = UUID(key)
-        async with database.session() as session:
-            await session.execute(delete(ContactCopy).where(col(ContactCopy.person_id) == person_id))
-            await session.execute(
-                update(Recipient).where(col(Recipient.participant_id) == person_id).values(first_name=None, email=None)
+        await session.execute(delete(ContactCopy).where(col(ContactCopy.person_id) == person_id))
+        await session.execute(
+            update(Recipient).where(col(Recipient.participant_id) == person_id).values(first_name=None, email=None)
+        )
+        await session.execute(update(CoachCopy).where(col(CoachCopy.coach_id) == person_id).values(name="", email=None))
+        # A mail to this person that was still waiting for the address will never have one.
+        await session.execute(
+            delete(TransactionalMail).where(
+                col(TransactionalMail.contact_id) == person_id, col(TransactionalMail.status) == "due"
             )
-            await session.execute(
-                update(CoachCopy).where(col(CoachCopy.coach_id) == person_id).values(name="", email=None)
-            )
-            # A mail to this person that was still waiting for the address will never have one.
-            await session.execute(
-                delete(TransactionalMail).where(
-                    col(TransactionalMail.contact_id) == person_id, col(TransactionalMail.status) == "due"
-                )
-            )
-            await session.commit()
+        )
 
     return {Topic.CONTACT: erase_contact}
 
@@ -407,6 +413,6 @@ async def _cancel_due_deliveries(session: AsyncSession, envelope: Envelope) -> N
 
 def register_kafka_handlers(runtime: Runtime, wake_scheduler: Callable[[], None]) -> None:
     runtime.subscribe(
-        {**build_handlers(runtime.database, wake_scheduler), **build_export_handlers(runtime.database)},
-        build_tombstone_handlers(runtime.database),
+        {**build_handlers(wake_scheduler), **build_export_handlers()},
+        build_tombstone_handlers(),
     )

@@ -4,11 +4,10 @@ participant (opens, link hits, assignment reports, unsubscribe requests, sent ma
 from __future__ import annotations
 
 from services.tracking.tables import TrackingTable
-from shared.db import Database
 from shared.export_parts import export_part_handlers
-from shared.kafka import EventHandler
+from shared.kafka import Change
 
 
-def build_export_handlers(database: Database) -> dict[str, dict[str, EventHandler]]:
-    """Tracking's handler of export.requested."""
-    return export_part_handlers(database, service="tracking", metadata=TrackingTable.metadata)
+def build_export_handlers() -> dict[str, dict[str, Change]]:
+    """Tracking's change of export.requested."""
+    return export_part_handlers(service="tracking", metadata=TrackingTable.metadata)

@@ -243,15 +243,25 @@ async def unsubscribe_requested(*, session: AsyncSession, participant_id: UUID) 
     return bool(result.scalar_one())
 
 
-async def upsert_sent_mail(
-    *, session: AsyncSession, delivery_id: UUID, participant_id: UUID, org_id: UUID, day: int, sent_at: datetime
-) -> None:
-    """Remember when a mail was sent (a resend after a crash keeps the first time)."""
-    await session.execute(
-        pg_insert(SentMail)
-        .values(delivery_id=delivery_id, participant_id=participant_id, org_id=org_id, day=day, sent_at=sent_at)
-        .on_conflict_do_nothing()
-    )
+_UPSERT_SENT_MAILS = text(
+    """
+    INSERT INTO sent_mail (delivery_id, participant_id, org_id, day, sent_at)
+    SELECT * FROM unnest(CAST(:delivery_ids AS uuid[]), CAST(:participant_ids AS uuid[]),
+                         CAST(:org_ids AS uuid[]), CAST(:days AS integer[]), CAST(:sent_ats AS timestamptz[]))
+    ON CONFLICT DO NOTHING
+    """
+)
+
+
+async def upsert_sent_mails(*, session: AsyncSession, mails: Sequence[dict[str, Any]]) -> None:
+    """Remember when mails were sent, in one statement of the same shape however many (a resend
+    after a crash keeps the first time). Each mail: delivery_id, participant_id, org_id, day, sent_at."""
+    if mails:
+        columns = {
+            f"{name}s": [mail[name] for mail in mails]
+            for name in ("delivery_id", "participant_id", "org_id", "day", "sent_at")
+        }
+        await session.execute(_UPSERT_SENT_MAILS, columns)
 
 
 async def upsert_branding(*, session: AsyncSession, org_id: UUID, branding: dict[str, Any], now: datetime) -> None:

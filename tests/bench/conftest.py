@@ -1,13 +1,14 @@
 """Benchmarks run in an order where none waits for a backlog another left: coaching first
-(it measures the live consumers), the enrolment API after the mailer (it leaves thousands of
-participant.enrolled for the mailer to digest), the pixel last (it leaves ~37,000 opens on Kafka
-that the stack's coaching consumer digests for minutes once it runs again)."""
+(it measures the live consumers), the batch consumers (in-process, on topics of their own),
+the enrolment API after the mailer (it leaves thousands of participant.enrolled for the
+mailer to digest), the pixel last (it leaves ~37,000 opens on Kafka that the stack's coaching
+consumer digests for minutes once it runs again)."""
 
 from __future__ import annotations
 
 import pytest
 
-ORDER = ("bench_coaching", "bench_csv_import", "bench_mailer", "bench_enrolment_api", "bench_pixel")
+ORDER = ("bench_coaching", "bench_consumers", "bench_csv_import", "bench_mailer", "bench_enrolment_api", "bench_pixel")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

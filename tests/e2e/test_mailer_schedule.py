@@ -38,6 +38,7 @@ from shared.events import (
     Payload,
     QuestionnaireAnswered,
 )
+from shared.kafka import Subscription, apply_events
 from shared.mailer_links import link_keys
 from shared.tracking_tokens import TokenSigner
 from tests.support.databases import fresh_database
@@ -70,13 +71,13 @@ class MailerRig:
     sink: SmtpSink
     clock: FakeClock
     worker: DeliveryWorker
-    handlers: dict[str, dict[str, Any]]
+    subscription: Subscription
     org_id: UUID = field(default_factory=uuid4)
     coach_id: UUID = field(default_factory=uuid4)
 
     async def deliver(self, payload: Payload, participant_id: UUID | None = None) -> None:
         envelope = Envelope.wrap(payload, org_id=self.org_id, participant_id=participant_id, occurred_at=self.clock())
-        await self.handlers[envelope.topic][envelope.type](envelope)
+        await apply_events(self.database, self.subscription, [envelope])
 
     async def at(self, moment: datetime) -> int:
         """Move the clock, schedule, and send everything due; returns how many mails went out."""
@@ -138,7 +139,7 @@ async def rig(database_url: str) -> AsyncIterator[MailerRig]:
             limits=RateLimits(1000, 1000),
             link_keys=link_keys(TEST_LINK_KEYS),
         )
-        rig = MailerRig(database, sink, clock, worker, build_handlers(database, lambda: None))
+        rig = MailerRig(database, sink, clock, worker, Subscription(build_handlers(lambda: None)))
         await rig.deliver(
             OrganisationLicensed(
                 name="Buurtwerk Test",

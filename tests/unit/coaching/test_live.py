@@ -21,8 +21,8 @@ async def test_a_change_reaches_its_coach_and_the_admins_of_its_organisation_onl
     ):
         assert hub.open_streams == 4
         hub.publish(change)
-        assert mine.queue.get_nowait() == change
-        assert admin.queue.get_nowait() == change
+        assert mine.queue.get_nowait() == (change,)
+        assert admin.queue.get_nowait() == (change,)
         assert colleague.queue.empty() and stranger.queue.empty()
     assert hub.open_streams == 0
 
@@ -49,3 +49,23 @@ async def test_a_stalled_dashboard_is_told_to_reload_instead_of_growing() -> Non
         for _ in range(stalled.queue.maxsize + 5):
             hub.publish(ParticipantChanged(org_id=org, participant_id=uuid4(), coach_ids=frozenset(), event_type="x"))
         assert stalled.queue.full() and stalled.overflowed
+
+
+async def test_the_changes_of_one_commit_are_one_push_per_dashboard_with_only_what_it_may_show() -> None:
+    hub = LiveHub()
+    org, coach, other_coach = uuid4(), uuid4(), uuid4()
+    mine = [
+        ParticipantChanged(org_id=org, participant_id=uuid4(), coach_ids=frozenset({coach}), event_type="mail.opened")
+        for _ in range(3)
+    ]
+    theirs = ParticipantChanged(
+        org_id=org, participant_id=uuid4(), coach_ids=frozenset({other_coach}), event_type="mail.sent"
+    )
+    async with (
+        hub.subscribe(org_id=org, coach_id=coach) as dashboard,
+        hub.subscribe(org_id=org, coach_id=None) as admin,
+    ):
+        hub.publish_many([*mine, theirs])
+        assert dashboard.queue.qsize() == 1 and admin.queue.qsize() == 1
+        assert dashboard.queue.get_nowait() == tuple(mine)
+        assert admin.queue.get_nowait() == (*mine, theirs)

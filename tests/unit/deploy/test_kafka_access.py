@@ -54,8 +54,10 @@ class RecordingRuntime:
         self.settings = settings
         self.topics: set[str] = set()
 
-    def subscribe(self, handlers: dict[str, Any], tombstones: dict[str, Any] | None = None) -> None:
-        self.topics |= set(handlers) | set(tombstones or {})
+    def subscribe(
+        self, changes: dict[str, Any], tombstones: dict[str, Any] | None = None, *, prepare: Any = None
+    ) -> None:
+        self.topics |= set(changes) | set(tombstones or {})
 
 
 def consumed_topics(service: str) -> set[str]:
