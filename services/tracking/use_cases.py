@@ -5,6 +5,7 @@ own path: recorder.py appends them, hit_processor.py turns them into opens.)"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,9 +14,24 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.tracking import questionnaire, storage
 from services.tracking.domain import ReportAnswer, UnsubscribeVia, Verdict, report_changed
 from services.tracking.tables import QuestionnaireAnswer
-from shared.events import AssignmentReported, Envelope, LinkClicked, QuestionnaireAnswered, UnsubscribeRequested
+from shared.events import (
+    AssignmentReported,
+    Envelope,
+    LinkClicked,
+    Payload,
+    QuestionnaireAnswered,
+    UnsubscribeRequested,
+)
 from shared.outbox import add_to_outbox
 from shared.tracking_tokens import QuestionnaireToken, TrackingToken
+
+
+def _publish(session: AsyncSession, token: TrackingToken | QuestionnaireToken, payload: Payload, now: datetime) -> None:
+    """Stage the event of a participant's own action, under the ids the token carries."""
+    add_to_outbox(
+        session,
+        Envelope.wrap(payload, org_id=token.org_id, participant_id=token.participant_id, occurred_at=now),
+    )
 
 
 async def record_link_hit(
@@ -24,21 +40,18 @@ async def record_link_hit(
     """A GET of a signed link (a click, the report or unsubscribe page); a click is published."""
     await storage.add_link_hit(session=session, token=token, target=target, hit_at=now, verdict=verdict)
     if token.kind == "click":
-        add_to_outbox(
+        _publish(
             session,
-            Envelope.wrap(
-                LinkClicked(
-                    delivery_id=token.delivery_id,
-                    day=token.day,
-                    url=target,
-                    clicked_at=now,
-                    likely_automated=verdict.likely_automated,
-                    signals=verdict.signals,
-                ),
-                org_id=token.org_id,
-                participant_id=token.participant_id,
-                occurred_at=now,
+            token,
+            LinkClicked(
+                delivery_id=token.delivery_id,
+                day=token.day,
+                url=target,
+                clicked_at=now,
+                likely_automated=verdict.likely_automated,
+                signals=verdict.signals,
             ),
+            now,
         )
 
 
@@ -57,20 +70,17 @@ async def submit_report(
     previous = await storage.save_report(session=session, token=token, answer=answer, now=now)
     changed = report_changed(previous, answer)
     if changed:
-        add_to_outbox(
+        _publish(
             session,
-            Envelope.wrap(
-                AssignmentReported(
-                    delivery_id=token.delivery_id,
-                    day=token.day,
-                    score=answer.score,
-                    note=answer.note,
-                    reported_at=now,
-                ),
-                org_id=token.org_id,
-                participant_id=token.participant_id,
-                occurred_at=now,
+            token,
+            AssignmentReported(
+                delivery_id=token.delivery_id,
+                day=token.day,
+                score=answer.score,
+                note=answer.note,
+                reported_at=now,
             ),
+            now,
         )
     return ReportSaved(previous=previous, changed=changed)
 
@@ -81,14 +91,11 @@ async def request_unsubscribe(
     """Record the request to stop and publish it once per mail; False for a repeat."""
     first = await storage.claim_unsubscribe(session=session, token=token, via=via, now=now)
     if first:
-        add_to_outbox(
+        _publish(
             session,
-            Envelope.wrap(
-                UnsubscribeRequested(delivery_id=token.delivery_id, via=via, requested_at=now),
-                org_id=token.org_id,
-                participant_id=token.participant_id,
-                occurred_at=now,
-            ),
+            token,
+            UnsubscribeRequested(delivery_id=token.delivery_id, via=via, requested_at=now),
+            now,
         )
     return first
 
@@ -99,40 +106,17 @@ async def submit_questionnaire(
     """Store the answers and scores for the moment (replacing earlier ones) and publish them;
     True when earlier answers were replaced."""
     scores = questionnaire.score(answers)
+    # The stored row and the event say the same: the answers, their scores, the moment.
+    answered = {
+        "participant_id": token.participant_id,
+        "moment": token.moment,
+        "scale_version": questionnaire.SCALE_VERSION,
+        "answers": answers,
+        **dataclasses.asdict(scores),
+        "answered_at": now,
+    }
     replaced = await storage.save_questionnaire_answer(
-        session=session,
-        row=QuestionnaireAnswer(
-            participant_id=token.participant_id,
-            moment=token.moment,
-            org_id=token.org_id,
-            scale_version=questionnaire.SCALE_VERSION,
-            answers=answers,
-            emotional=scores.emotional,
-            social=scores.social,
-            total=scores.total,
-            total_imputed=scores.total_imputed,
-            category=scores.category,
-            answered_at=now,
-        ),
+        session=session, row=QuestionnaireAnswer(org_id=token.org_id, **answered)
     )
-    add_to_outbox(
-        session,
-        Envelope.wrap(
-            QuestionnaireAnswered(
-                participant_id=token.participant_id,
-                moment=token.moment,
-                scale_version=questionnaire.SCALE_VERSION,
-                answers=answers,
-                emotional=scores.emotional,
-                social=scores.social,
-                total=scores.total,
-                total_imputed=scores.total_imputed,
-                category=scores.category,
-                answered_at=now,
-            ),
-            org_id=token.org_id,
-            participant_id=token.participant_id,
-            occurred_at=now,
-        ),
-    )
+    _publish(session, token, QuestionnaireAnswered(**answered), now)
     return replaced
