@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from services.mailer.programme import LOCAL_OFFER_WORDS, Lesson, local_offer_words, render_markdown
 from shared.branding import brand_colour_or_default, readable_text_colour
-from shared.events import Branding, LocalOffer
+from shared.events import LOCAL_OFFER_KINDS, Branding, LocalOffer
 from shared.mailer_links import open_link
 from shared.templating import template_environment
 from shared.text import is_single_line
@@ -163,11 +163,12 @@ def local_offer_blocks(
     for word in sorted(words):
         found = by_kind.get(LOCAL_OFFER_WORDS.get(word, ""), [])
         if found:
-            items = [_offer_html(offer, link) for offer in found]
+            heading = f"{LOCAL_OFFER_KINDS[found[0].kind][1]} bij jou in de buurt"
+            items = "".join(_offer_html(offer, link) for offer in found)
             blocks[word] = (
                 f'<div style="{_OFFER_STYLE.format(colour=html.escape(brand_colour))}">'
-                '<p style="margin:0 0 8px;"><strong>Bij jou in de buurt</strong></p>' + "".join(items) + "</div>\n",
-                "BIJ JOU IN DE BUURT\n\n" + "\n\n".join(_offer_text(offer) for offer in found),
+                f'<p style="margin:0 0 8px;"><strong>{html.escape(heading)}</strong></p>{items}</div>\n',
+                heading.upper() + "\n\n" + "\n\n".join(_offer_text(offer) for offer in found),
             )
     return blocks
 
