@@ -27,12 +27,12 @@ def offer_public(offer: OrganisationLocalOffer) -> LocalOfferPublic:
 
 async def list_offers(*, session: AsyncSession, org_id: UUID) -> Sequence[OrganisationLocalOffer]:
     """The organisation's offers, by kind and name (the order a lesson shows them in)."""
-    result = await session.exec(
+    result = await session.execute(
         select(OrganisationLocalOffer)
         .where(col(OrganisationLocalOffer.org_id) == org_id)
         .order_by(col(OrganisationLocalOffer.kind), col(OrganisationLocalOffer.name), col(OrganisationLocalOffer.id))
     )
-    return result.all()
+    return result.scalars().all()
 
 
 async def offer_or_404(*, session: AsyncSession, org_id: UUID, offer_id: UUID) -> OrganisationLocalOffer:
@@ -73,12 +73,12 @@ async def add_offer(
     """A new offer; refused (conflict) once the organisation has MAX_LOCAL_OFFERS.
     The caller holds the organisation's row lock, so two additions cannot both pass the cap."""
     count = (
-        await session.exec(
+        await session.execute(
             select(func.count())
             .select_from(OrganisationLocalOffer)
             .where(col(OrganisationLocalOffer.org_id) == organisation.id)
         )
-    ).one()
+    ).scalar_one()
     if count >= MAX_LOCAL_OFFERS:
         raise Refusal("conflict", f"An organisation can keep at most {MAX_LOCAL_OFFERS} local offers.")
     offer = OrganisationLocalOffer(org_id=organisation.id, **body.model_dump(), created_at=now, updated_at=now)
