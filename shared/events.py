@@ -244,7 +244,9 @@ class LocalOffer(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     offer_id: UUID
-    kind: LocalOfferKind
+    kind: str = Field(
+        description="One of LocalOfferKind; a kind a consumer does not know yet (a newer producer) it skips."
+    )
     name: CleanedLine
     description: str = Field(default="", description="What it is (may hold line breaks).")
     location: CleanedLine | None = None

@@ -53,7 +53,7 @@ async def _publish_list(session: AsyncSession, organisation: Organisation) -> No
             offers=tuple(
                 LocalOffer(
                     offer_id=offer.id,
-                    kind=offer.kind,  # checked on the way in (LocalOfferKind)
+                    kind=offer.kind,
                     name=offer.name,
                     description=offer.description,
                     location=offer.location,

@@ -89,11 +89,17 @@ def test_without_offers_of_that_kind_the_lesson_keeps_its_general_text() -> None
 
 def test_an_offer_the_copy_holds_in_an_unreadable_form_is_left_out_not_the_mail() -> None:
     broken = {"kind": "library", "name": "Zonder id"}
+    newer_kind = {"offer_id": str(uuid4()), "kind": "zwembad", "name": "Een soort van later"}
     unsafe_link = {**LIBRARY, "offer_id": str(uuid4()), "name": "Vreemde link", "website": "javascript:alert(1)"}
 
-    html, text = parts(25, [broken, unsafe_link])
+    html, text = parts(25, [broken, newer_kind, unsafe_link])
 
-    assert "Zonder id" not in html and "Vreemde link" in html and "Vreemde link" in text
+    assert (
+        "Zonder id" not in html
+        and "Een soort van later" not in html
+        and "Vreemde link" in html
+        and "Vreemde link" in text
+    )
     assert "javascript:" not in html and "javascript:" not in text
 
 
