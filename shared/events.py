@@ -209,6 +209,63 @@ class OrganisationSlugChanged(Payload):
     slug: str
 
 
+LocalOfferKind = Literal[
+    "library",
+    "community_centre",
+    "walking_group",
+    "coffee_morning",
+    "volunteering",
+    "sports",
+    "creative",
+    "meal",
+    "course",
+    "other",
+]
+
+LOCAL_OFFER_KINDS: dict[str, tuple[str, str]] = {
+    "library": ("bibliotheek", "Bibliotheek"),
+    "community_centre": ("buurthuis", "Buurthuis of wijkcentrum"),
+    "walking_group": ("wandelgroep", "Wandelgroep"),
+    "coffee_morning": ("koffieochtend", "Koffieochtend of inloop"),
+    "volunteering": ("vrijwilligerswerk", "Vrijwilligerswerk"),
+    "sports": ("bewegen", "Sport en bewegen"),
+    "creative": ("creatief", "Creatief en muziek"),
+    "meal": ("samen_eten", "Samen eten"),
+    "course": ("cursus", "Cursus of les"),
+    "other": ("overig", "Overig aanbod"),
+}
+"""Each kind of local offer: the word a programme pack uses for it ({lokaal_aanbod:<word>}) and its Dutch label.
+Part of the contract because enrolment checks the kind and the mailer's pack names it."""
+
+
+class LocalOffer(BaseModel):
+    """One local offer of an organisation (public facts, no personal data): what it is, where and when."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    offer_id: UUID
+    kind: str = Field(
+        description="One of LocalOfferKind; a kind a consumer does not know yet (a newer producer) it skips."
+    )
+    name: CleanedLine
+    description: str = Field(default="", description="What it is (may hold line breaks).")
+    location: CleanedLine | None = None
+    schedule: CleanedLine | None = Field(default=None, description="When, e.g. 'elke dinsdag 10:00-12:00'.")
+    phone: CleanedLine | None = None
+    website: CleanedLine | None = None
+
+
+@event
+class OrganisationLocalOffersChanged(Payload):
+    """An organisation added, changed or removed a local offer; carries its whole current list."""
+
+    TYPE = "organisation.local_offers_changed"
+    VERSION = 1
+    TOPIC = Topic.ORGANISATION
+
+    offers: tuple[LocalOffer, ...]
+
+
 @event
 class CoachAdded(Payload):
     """An organisation added a coach who can be assigned participants (name and address: meer.contact)."""

@@ -41,6 +41,7 @@ from services.enrolment.domain import (
 )
 from shared.api_types import IsoDate
 from shared.branding import DEFAULT_BRAND_COLOUR
+from shared.events import LocalOfferKind
 from shared.text import MULTI_LINE, SINGLE_LINE
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), SINGLE_LINE]
@@ -229,6 +230,37 @@ class ApiKeyCreated(BaseModel):
 class ApiKeyPublic(BaseModel):
     prefix: str
     created_at: datetime
+
+
+class LocalOfferFields(SQLModel):
+    """One local offer: public facts the organisation's lessons show (no personal data)."""
+
+    kind: LocalOfferKind = Field(description="Which kind of offer; a lesson names offers by kind.")
+    name: Name
+    description: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000), MULTI_LINE] = Field(
+        default="", description="What it is, in a sentence or two."
+    )
+    location: OptionalText = Field(default=None, description="Where: an address or a place people know.")
+    schedule: OptionalText = Field(default=None, description="When, e.g. 'elke dinsdag van 10 tot 12 uur'.")
+    phone: ContactPhone = None
+    website: Website = None
+
+
+class LocalOfferPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: UUID
+    org_id: UUID
+    kind: LocalOfferKind
+    kind_label: str = Field(description="The kind in Dutch, as participants read it.")
+    name: str
+    description: str
+    location: str | None
+    schedule: str | None
+    phone: str | None
+    website: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 # --- staff ----------------------------------------------------------------------------------------

@@ -72,6 +72,24 @@ class ApiKey(EnrolmentTable, table=True):
     revoked_at: datetime | None = None
 
 
+class OrganisationLocalOffer(EnrolmentTable, table=True):
+    """One local offer of an organisation (library, walking group, …) that its lessons can name."""
+
+    __tablename__ = "local_offer"
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    org_id: UUID = Field(foreign_key="organisation.id", index=True)
+    kind: str = Field(max_length=30)
+    name: str = Field(max_length=100)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    location: str | None = Field(default=None, max_length=300)
+    schedule: str | None = Field(default=None, max_length=300)
+    phone: str | None = Field(default=None, max_length=40)
+    website: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 # --- staff ----------------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ import hmac
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from services.mailer.mail import MailContext, MailSettings, UnsafeHeaderError, render_programme_mail, to_wire
 from services.mailer.programme import Lesson, PackError, ProgrammePack
 from services.mailer.settings import MailerSettings
-from services.mailer.tables import OrganisationCopy, StaffAccessCopy
+from services.mailer.tables import LocalOffersCopy, OrganisationCopy, StaffAccessCopy
 from shared.runtime import Runtime, api_error, error_responses
 from shared.staff_tokens import InvalidStaffTokenError, StaffAccess, token_allowed, verify_staff_token
 from shared.tracking_tokens import TokenSigner
@@ -77,12 +77,18 @@ async def preview(
     day: Annotated[int, Query(ge=1, le=366, description="Programme day")] = 1,
     variant: Annotated[str, Query(max_length=40)] = "standaard",
     part: Annotated[Literal["html", "text"], Query(description="html or text part")] = "html",
+    local_offers: Annotated[
+        Literal["own", "none"],
+        Query(description="own: with the organisation's local offers; none: the general text without them"),
+    ] = "own",
 ) -> Response:
-    """Render one day of one variant for an organisation, with example names, as the participant sees it."""
+    """Render one day of one variant for an organisation, with example names, as the participant sees it
+    (with the organisation's local offers, or as an organisation without offers gets it)."""
     runtime: Runtime = request.app.state.runtime
     pack: ProgrammePack = request.app.state.pack
     async with runtime.database.session() as session:
         organisation = await session.get(OrganisationCopy, org_id)
+        offers = await session.get(LocalOffersCopy, org_id) if local_offers == "own" else None
     if organisation is None:
         raise api_error(404, f"The mailer does not know organisation {org_id} (yet).")
     try:
@@ -92,7 +98,7 @@ async def preview(
     mail_settings: MailSettings = request.app.state.mail_settings
     signer: TokenSigner = request.app.state.signer
     try:
-        parsed = _rendered(pack, lesson, organisation, day, mail_settings, signer)
+        parsed = _rendered(pack, lesson, organisation, day, mail_settings, signer, offers.offers if offers else [])
     except UnsafeHeaderError as error:
         raise api_error(422, f"The organisation's branding cannot be used in a mail: {error}.", "branding") from None
     # The e-mail package names the parts by subtype: "html" and "plain".
@@ -109,6 +115,7 @@ def _rendered(
     day: int,
     mail_settings: MailSettings,
     signer: TokenSigner,
+    local_offers: list[dict[str, Any]],
 ) -> EmailMessage:
     message = render_programme_mail(
         MailContext(
@@ -124,6 +131,7 @@ def _rendered(
             day=day,
             programme_days=pack.days,
             sent_at=datetime.now(UTC),
+            local_offers=local_offers,
         ),
         mail_settings,
         signer,

@@ -399,6 +399,7 @@ class DeliveryWorker:
                     day=claimed.day,
                     programme_days=self.pack.days,
                     sent_at=now,
+                    local_offers=claimed.local_offers or (),
                 ),
                 self.mail_settings,
                 self.signer,

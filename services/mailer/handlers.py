@@ -21,6 +21,7 @@ from services.mailer.tables import (
     CoachCopy,
     ContactCopy,
     Delivery,
+    LocalOffersCopy,
     OrganisationCopy,
     PlannedCallCopy,
     Recipient,
@@ -41,6 +42,7 @@ from shared.events import (
     Envelope,
     OrganisationBrandingChanged,
     OrganisationLicensed,
+    OrganisationLocalOffersChanged,
     ParticipantCoachChanged,
     ParticipantConfirmationRequested,
     ParticipantConfirmationRequestedV1,
@@ -92,6 +94,14 @@ def build_handlers(wake_scheduler: Callable[[], None]) -> dict[str, dict[str, Ch
             insert(OrganisationCopy)
             .values(org_id=envelope.org_id, name=p.branding.display_name, branding=branding)
             .on_conflict_do_update(index_elements=["org_id"], set_={"branding": branding})
+        )
+
+    async def copy_local_offers(session: AsyncSession, envelope: Envelope, p: OrganisationLocalOffersChanged) -> None:
+        values = {"offers": [offer.model_dump(mode="json") for offer in p.offers], "updated_at": utcnow()}
+        await session.execute(
+            insert(LocalOffersCopy)
+            .values(org_id=envelope.org_id, **values)
+            .on_conflict_do_update(index_elements=["org_id"], set_=values)
         )
 
     async def add_coach(session: AsyncSession, envelope: Envelope, p: CoachAdded) -> None:
@@ -325,6 +335,7 @@ def build_handlers(wake_scheduler: Callable[[], None]) -> dict[str, dict[str, Ch
         Topic.ORGANISATION: {
             OrganisationLicensed.TYPE: once(upsert_organisation),
             OrganisationBrandingChanged.TYPE: once(change_branding),
+            OrganisationLocalOffersChanged.TYPE: once(copy_local_offers),
             CoachAdded.TYPE: once(add_coach),
         },
         Topic.PARTICIPANT: {

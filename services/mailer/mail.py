@@ -4,6 +4,8 @@ Pure: no network, no database."""
 
 from __future__ import annotations
 
+import html
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
@@ -18,10 +20,11 @@ from uuid import UUID
 import dkim
 from cryptography.fernet import MultiFernet
 from markupsafe import Markup
+from pydantic import ValidationError
 
-from services.mailer.programme import Lesson, render_markdown
+from services.mailer.programme import LOCAL_OFFER_WORDS, Lesson, local_offer_words, render_markdown
 from shared.branding import brand_colour_or_default, readable_text_colour
-from shared.events import Branding
+from shared.events import LOCAL_OFFER_KINDS, Branding, LocalOffer
 from shared.mailer_links import open_link
 from shared.templating import template_environment
 from shared.text import is_single_line
@@ -70,6 +73,8 @@ class MailContext:
     day: int
     programme_days: int
     sent_at: datetime
+    local_offers: Sequence[Mapping[str, Any]] = ()
+    """The organisation's local offers as the mailer's copy holds them; none: lessons keep their general text."""
 
 
 def message_id(mail_id: UUID, domain: str, kind: str = "delivery") -> str:
@@ -138,6 +143,70 @@ def _headers(
     message["Message-ID"] = msg_id
 
 
+_OFFER_STYLE = "margin:0 0 16px;padding:12px 16px;border-left:4px solid {colour};background:#f6f8fa;"
+
+
+def local_offer_blocks(
+    words: frozenset[str], offers: Sequence[Mapping[str, Any]], link: Callable[[str], str], brand_colour: str
+) -> dict[str, tuple[str, str]]:
+    """The (html, text) block per pack word of a kind the organisation has offers of; a kind it has none
+    of gets no block, so the lesson's general text stands. Offers come from an event copy: one that does
+    not parse is left out rather than holding up the mail."""
+    by_kind: dict[str, list[LocalOffer]] = {}
+    for raw in offers:
+        try:
+            offer = LocalOffer.model_validate(raw)
+        except ValidationError:
+            continue
+        by_kind.setdefault(offer.kind, []).append(offer)
+    blocks: dict[str, tuple[str, str]] = {}
+    for word in sorted(words):
+        found = by_kind.get(LOCAL_OFFER_WORDS.get(word, ""), [])
+        if found:
+            heading = f"{LOCAL_OFFER_KINDS[found[0].kind][1]} bij jou in de buurt"
+            items = "".join(_offer_html(offer, link) for offer in found)
+            blocks[word] = (
+                f'<div style="{_OFFER_STYLE.format(colour=html.escape(brand_colour))}">'
+                f'<p style="margin:0 0 8px;"><strong>{html.escape(heading)}</strong></p>{items}</div>\n',
+                heading.upper() + "\n\n" + "\n\n".join(_offer_text(offer) for offer in found),
+            )
+    return blocks
+
+
+def _offer_facts(offer: LocalOffer) -> list[tuple[str, str]]:
+    facts = [("Waar", offer.location), ("Wanneer", offer.schedule), ("Telefoon", offer.phone)]
+    return [(label, value) for label, value in facts if value]
+
+
+def _web_address(offer: LocalOffer) -> str | None:
+    # Enrolment checks it; the copy is still not trusted with a link of another scheme.
+    website = offer.website
+    return website if website and website.lower().startswith(("https://", "http://")) else None
+
+
+def _offer_html(offer: LocalOffer, link: Callable[[str], str]) -> str:
+    lines = [f"<strong>{html.escape(offer.name)}</strong>"]
+    if offer.description.strip():
+        lines.append("<br>".join(html.escape(line) for line in offer.description.strip().splitlines()))
+    lines += [f"{label}: {html.escape(value)}" for label, value in _offer_facts(offer)]
+    website = _web_address(offer)
+    if website:
+        href = html.escape(link(website), quote=True)
+        lines.append(f'Website: <a href="{href}" style="color:#1a4f73;">{html.escape(website)}</a>')
+    return '<p style="margin:0 0 8px;">' + "<br>".join(lines) + "</p>"
+
+
+def _offer_text(offer: LocalOffer) -> str:
+    lines = [f"- {offer.name}"]
+    if offer.description.strip():
+        lines += [f"  {line}" for line in offer.description.strip().splitlines()]
+    lines += [f"  {label}: {value}" for label, value in _offer_facts(offer)]
+    website = _web_address(offer)
+    if website:
+        lines.append(f"  Website: {website}")
+    return "\n".join(lines)
+
+
 def render_programme_mail(context: MailContext, settings: MailSettings, signer: TokenSigner) -> MIMEMultipart:
     """The multipart (plain text + HTML) message for one delivery."""
     brand = _brand(context.branding, context.organisation_name)
@@ -147,11 +216,6 @@ def render_programme_mail(context: MailContext, settings: MailSettings, signer: 
         "coach": context.coach_name,
         "telefoon_organisatie": brand.get("contact_phone") or brand.get("contact_email") or brand["display_name"],
     }
-    body_html, body_text = render_markdown(context.lesson.body_markdown, values)
-    assignment_html, assignment_text = render_markdown(context.lesson.assignment_markdown, values)
-    look_ahead_html, look_ahead_text = (
-        render_markdown(context.lesson.look_ahead, values) if context.lesson.look_ahead else ("", "")
-    )
 
     def link(kind: TokenKind, url: str | None = None, suffix: str = "") -> str:
         token = TrackingToken(
@@ -164,6 +228,18 @@ def render_programme_mail(context: MailContext, settings: MailSettings, signer: 
             u=url,
         )
         return f"{settings.tracking_base_url}/{kind[0]}/{signer.sign(token)}{suffix}"
+
+    offers = local_offer_blocks(
+        local_offer_words(context.lesson.body_markdown),
+        context.local_offers,
+        lambda url: link("click", url),
+        brand["brand_colour"],
+    )
+    body_html, body_text = render_markdown(context.lesson.body_markdown, values, offers)
+    assignment_html, assignment_text = render_markdown(context.lesson.assignment_markdown, values)
+    look_ahead_html, look_ahead_text = (
+        render_markdown(context.lesson.look_ahead, values) if context.lesson.look_ahead else ("", "")
+    )
 
     unsubscribe_url = link("unsubscribe")
     # The loneliness questionnaire: at intake in the first mail, at the end in the last one.

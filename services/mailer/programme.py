@@ -19,7 +19,15 @@ from frontmatter.default_handlers import YAMLHandler
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from shared.events import LOCAL_OFFER_KINDS
+
 ALLOWED_PLACEHOLDERS: frozenset[str] = frozenset({"voornaam", "organisatie", "coach", "telefoon_organisatie"})
+LOCAL_OFFER_PLACEHOLDER = "lokaal_aanbod"
+"""`{lokaal_aanbod:<word>}` on a paragraph of its own in a lesson's body: the organisation's offers of that kind
+(the words are in shared.events.LOCAL_OFFER_KINDS). Without such offers the paragraph is left out, so the text
+around it must read well on its own: that general text is the fallback."""
+LOCAL_OFFER_WORDS: Mapping[str, str] = MappingProxyType({word: kind for kind, (word, _) in LOCAL_OFFER_KINDS.items()})
+"""The pack's word for each kind of local offer, to the kind enrolment and the events use."""
 DEFAULT_PACK_DIR: Path = Path(__file__).resolve().parent / "content" / "meer-contact" / "v1"
 # B1 readers read slowly, so reading time is ceil(words / 120) rather than the usual 200-250.
 WORDS_PER_MINUTE: int = 120
@@ -45,6 +53,10 @@ _DAY_FILE_RE = re.compile(r"^day-(\d{2})\.md$")
 _DAY_LIKE_RE = re.compile(r"^day-\d+\.md$")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}\n]*)\}")
 _NAME_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_OFFER_RE = re.compile(r"\{" + LOCAL_OFFER_PLACEHOLDER + r":([^{}\n]*)\}")
+_OFFER_PARAGRAPH_RE = re.compile(
+    r"(?:\A|\n[ \t]*\n)[ \t]*\{" + LOCAL_OFFER_PLACEHOLDER + r":[^{}\n]*\}[ \t]*(?=\Z|\n[ \t]*\n)"
+)
 # Only what a browser would treat as markup: a tag, a closing tag, a comment/doctype or a processing instruction.
 _HTML_RE = re.compile(r"<(?:/?[A-Za-z]|!|\?)")
 _WORD_RE = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
@@ -168,32 +180,49 @@ def validate_pack(path: Path) -> ValidationReport:
     return ValidationReport(errors=scan.errors, days=scan.reports)
 
 
-def render_markdown(text: str, values: Mapping[str, str]) -> tuple[str, str]:
+def render_markdown(
+    text: str, values: Mapping[str, str], offers: Mapping[str, tuple[str, str]] | None = None
+) -> tuple[str, str]:
     """Return (html, plain_text) of a Markdown snippet with placeholders filled.
 
     Raw HTML in the snippet is escaped, not passed on. Placeholder values are HTML-escaped in the html output
     and never read as Markdown: they are swapped in after rendering. The plain text drops Markdown markup
     (bullets become "- ", bold markers go). Raises PackError if a placeholder in the text has no value.
+    `offers` maps a kind's pack word to its (html, text) block, already escaped; a `{lokaal_aanbod:<word>}`
+    paragraph without a block is left out (the lesson's general text stands).
     """
-    rendered_html, plain, sentinels = _render_with_sentinels(text)
+    rendered_html, plain, sentinels, offer_sentinels = _render_with_sentinels(text)
     missing = [name for name in sentinels if name not in values]
     if missing:
         raise PackError("no value for placeholder(s): " + ", ".join(f"{{{name}}}" for name in missing))
     for name, sentinel in sentinels.items():
         rendered_html = rendered_html.replace(sentinel, html.escape(values[name], quote=True))
         plain = plain.replace(sentinel, values[name])
+    for word, sentinel in offer_sentinels.items():
+        block_html, block_text = (offers or {}).get(word, ("", ""))
+        rendered_html = rendered_html.replace(f"<p>{sentinel}</p>\n", block_html)
+        paragraphs = [block_text if paragraph == sentinel else paragraph for paragraph in plain.split("\n\n")]
+        plain = "\n\n".join(paragraph for paragraph in paragraphs if paragraph)
     return rendered_html, plain
 
 
 @functools.lru_cache(maxsize=2048)
-def _render_with_sentinels(text: str) -> tuple[str, str, dict[str, str]]:
+def _render_with_sentinels(text: str) -> tuple[str, str, dict[str, str], dict[str, str]]:
     """Markdown rendered once per text (the mailer renders the same lesson for thousands of people)."""
     names = sorted(set(_NAME_RE.findall(text)))
+    words = sorted(set(_OFFER_RE.findall(text)))
     # Plain letters and digits pass through Markdown untouched (no emphasis, escaping or URL encoding),
     # so the values can be put back into the output without ever being parsed.
     sentinels = {name: f"MCPLACEHOLDER{index}X" for index, name in enumerate(names)}
-    prepared = _NAME_RE.sub(lambda match: sentinels[match.group(1)], text)
-    return _MARKDOWN.render(prepared), _markdown_to_plain(prepared), sentinels
+    offer_sentinels = {word: f"MCLOCALOFFER{index}X" for index, word in enumerate(words)}
+    prepared = _OFFER_RE.sub(lambda match: offer_sentinels[match.group(1)], text)
+    prepared = _NAME_RE.sub(lambda match: sentinels[match.group(1)], prepared)
+    return _MARKDOWN.render(prepared), _markdown_to_plain(prepared), sentinels, offer_sentinels
+
+
+def local_offer_words(text: str) -> frozenset[str]:
+    """The kinds of local offer (pack words) a lesson text names."""
+    return frozenset(_OFFER_RE.findall(text))
 
 
 def count_words(text: str) -> int:
@@ -209,7 +238,8 @@ def average_sentence_words(text: str) -> float:
 @functools.lru_cache(maxsize=4096)
 def _reader_text(text: str) -> str:
     # Cached because every variant, check and test re-reads the same day texts; Markdown parsing dominates.
-    return _markdown_to_plain(_PLACEHOLDER_RE.sub("X", text))
+    # A local-offer paragraph is a list of facts, not prose: it is left out of reading time and sentence length.
+    return _markdown_to_plain(_PLACEHOLDER_RE.sub("X", _OFFER_PARAGRAPH_RE.sub("", text)))
 
 
 def _count_words_plain(plain: str) -> int:
@@ -387,7 +417,7 @@ def _read_day(
     if not body:
         errors.append(f"{name}: 'body' is empty")
     else:
-        _check_text(body, f"{name}: 'body'", errors)
+        _check_text(body, f"{name}: 'body'", errors, offers_allowed=True)
 
     overrides = _read_variants(meta.get("variants"), name, variants, errors)
     if len(errors) > before or title is None or assignment is None or look_ahead is None:
@@ -470,16 +500,34 @@ def _read_variants(
     return overrides
 
 
-def _check_text(text: str, where: str, errors: list[str]) -> None:
+def _check_text(text: str, where: str, errors: list[str], *, offers_allowed: bool = False) -> None:
     html_match = _HTML_RE.search(text)
     if html_match:
         snippet = text[html_match.start() :].split("\n")[0][:30]
         errors.append(f"{where} contains raw HTML near {snippet!r}")
     for match in _PLACEHOLDER_RE.finditer(text):
-        if match.group(1) not in ALLOWED_PLACEHOLDERS:
+        inner = match.group(1)
+        if inner.startswith(LOCAL_OFFER_PLACEHOLDER + ":"):
+            word = inner.partition(":")[2]
+            if word not in LOCAL_OFFER_WORDS:
+                errors.append(
+                    f"{where} has unknown kind of local offer {match.group(0)!r} "
+                    f"(allowed: {', '.join(sorted(LOCAL_OFFER_WORDS))})"
+                )
+            elif not offers_allowed:
+                errors.append(f"{where} has {match.group(0)!r}, but local offers can only be named in the body")
+        elif inner not in ALLOWED_PLACEHOLDERS:
             errors.append(
                 f"{where} has unknown placeholder {match.group(0)!r} "
-                f"(allowed: {', '.join('{' + name + '}' for name in sorted(ALLOWED_PLACEHOLDERS))})"
+                f"(allowed: {', '.join('{' + name + '}' for name in sorted(ALLOWED_PLACEHOLDERS))}, "
+                f"{{{LOCAL_OFFER_PLACEHOLDER}:<kind>}})"
+            )
+    standalone = {match.start() + match.group(0).index("{") for match in _OFFER_PARAGRAPH_RE.finditer(text)}
+    for match in _OFFER_RE.finditer(text):
+        if offers_allowed and match.start() not in standalone:
+            errors.append(
+                f"{where}: {match.group(0)!r} must be a paragraph of its own (blank lines around it), "
+                "so the lesson reads well without it"
             )
     leftover = _PLACEHOLDER_RE.sub("", text)
     for brace in "{}":

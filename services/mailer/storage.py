@@ -14,10 +14,12 @@ import asyncpg
 
 CLAIM_DUE_DELIVERY = """
 SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
-       r.status, r.email, r.first_name, r.variant, o.name AS organisation_name, o.branding, c.name AS coach_name
+       r.status, r.email, r.first_name, r.variant, o.name AS organisation_name, o.branding, c.name AS coach_name,
+       lo.offers AS local_offers
   FROM delivery d
   LEFT JOIN recipient r ON r.participant_id = d.participant_id
   LEFT JOIN organisation_copy o ON o.org_id = d.org_id
+  LEFT JOIN local_offers_copy lo ON lo.org_id = d.org_id
   LEFT JOIN coach_copy c ON c.coach_id = r.coach_id
  WHERE d.status = 'due' AND d.due_at <= $1
  ORDER BY d.due_at
@@ -28,7 +30,7 @@ SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
 CLAIM_DELIVERY_AGAIN = """
 SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
        NULL AS status, NULL AS email, NULL AS first_name, NULL AS variant, NULL AS organisation_name,
-       NULL::jsonb AS branding, NULL AS coach_name
+       NULL::jsonb AS branding, NULL AS coach_name, NULL::jsonb AS local_offers
   FROM delivery d
  WHERE d.id = $1 AND d.status = 'due'
    FOR UPDATE SKIP LOCKED
@@ -86,6 +88,7 @@ class ClaimedDelivery:
     organisation_name: str | None
     branding: dict[str, Any] | None
     coach_name: str | None
+    local_offers: list[dict[str, Any]] | None = None
 
 
 async def claim_due_delivery(connection: asyncpg.Connection, now: datetime) -> ClaimedDelivery | None:
@@ -105,7 +108,7 @@ def _claimed(row: asyncpg.Record | None) -> ClaimedDelivery | None:
         id=row["id"], participant_id=row["participant_id"], org_id=row["org_id"], day=row["day"],
         attempts=row["attempts"], recipient_status=row["status"], email=row["email"], first_name=row["first_name"],
         variant=row["variant"], organisation_name=row["organisation_name"], branding=row["branding"],
-        coach_name=row["coach_name"],
+        coach_name=row["coach_name"], local_offers=row["local_offers"],
     )  # fmt: skip
 
 

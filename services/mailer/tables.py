@@ -52,6 +52,17 @@ class OrganisationCopy(MailerTable, table=True):
     branding: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
 
 
+class LocalOffersCopy(MailerTable, table=True):
+    """An organisation's whole list of local offers, from organisation.local_offers_changed;
+    no row (or an empty list): lessons fall back to their general text."""
+
+    __tablename__ = "local_offers_copy"
+
+    org_id: UUID = Field(primary_key=True)
+    offers: list[dict[str, Any]] = Field(sa_column=Column(JSONB, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class CoachCopy(MailerTable, table=True):
     """A coach's name, for the mail's "your coach" line."""
 

@@ -81,6 +81,10 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/api/organisations/{org_id}/exports/{export_id}", {}),
     ("GET", "/api/organisations/{org_id}/exports/{export_id}.json", {}),
     ("GET", "/api/organisations/{org_id}/exports/{export_id}.html", {}),
+    ("GET", "/api/organisations/{org_id}/local-offers", {}),
+    ("POST", "/api/organisations/{org_id}/local-offers", {"json": {"kind": "library", "name": "Gekaapt"}}),
+    ("PUT", "/api/organisations/{org_id}/local-offers/{offer_id}", {"json": {"kind": "library", "name": "Gekaapt"}}),
+    ("DELETE", "/api/organisations/{org_id}/local-offers/{offer_id}", {}),
 ]
 # Not about one organisation: only the licensor may use them.
 LICENSOR_ONLY: list[tuple[str, str, dict[str, Any]]] = [
@@ -123,6 +127,7 @@ async def snapshot(org_id: str) -> dict[str, list[dict[str, Any]]]:
         "logo": "SELECT org_id, sha256 FROM logo WHERE org_id = $1 ORDER BY sha256",
         "invitation": "SELECT i.* FROM invitation i JOIN staff s ON s.id = i.staff_id WHERE s.org_id = $1 ORDER BY 1",
         "export_request": "SELECT id, participant_id FROM export_request WHERE org_id = $1 ORDER BY id",
+        "local_offer": "SELECT * FROM local_offer WHERE org_id = $1 ORDER BY id",
     }
     return {name: [dict(row) for row in await db_fetch("enrolment", query, org)] for name, query in queries.items()}
 
@@ -140,10 +145,19 @@ async def outbox_empty() -> bool:
 
 
 def request(
-    case: tuple[str, str, dict[str, Any]], *, org: str, participant: str, staff: str, coach: str, export: str = ""
+    case: tuple[str, str, dict[str, Any]],
+    *,
+    org: str,
+    participant: str,
+    staff: str,
+    coach: str,
+    export: str = "",
+    offer: str = "",
 ) -> dict[str, Any]:
     method, template, options = case
-    url = ENROLMENT + template.format(org_id=org, participant_id=participant, staff_id=staff, export_id=export)
+    url = ENROLMENT + template.format(
+        org_id=org, participant_id=participant, staff_id=staff, export_id=export, offer_id=offer
+    )
     options = {**options}
     if "json" in options:
         body = {
@@ -187,10 +201,17 @@ async def test_credentials_of_organisation_a_read_and_change_nothing_of_organisa
     assert (
         await http.put(f"{ENROLMENT}/api/organisations/{b}/logo", files={"file": ("b.png", logo())}, headers=LICENSOR)
     ).status_code == 200
+    offer_b = (
+        await http.post(
+            f"{ENROLMENT}/api/organisations/{b}/local-offers",
+            json={"kind": "coffee_morning", "name": "Koffie bij Bertus thuis"},
+            headers=LICENSOR,
+        )
+    ).json()["id"]
 
     await eventually(outbox_empty, what="enrolment's outbox published")
     before, events_before = await snapshot(b), await events_of(b, participant_b["id"])
-    secrets = ("Berendina", secret_email, "Organisatie B geheim", "Coach Bertus", "+31612345678")
+    secrets = ("Berendina", secret_email, "Organisatie B geheim", "Coach Bertus", "+31612345678", "Koffie bij Bertus")
 
     credentials = {
         "admin of A": admin_a["headers"],
@@ -204,6 +225,7 @@ async def test_credentials_of_organisation_a_read_and_change_nothing_of_organisa
             "staff": coach_b["id"],
             "coach": coach_b["id"],
             "export": export_b,
+            "offer": offer_b,
         },
         # A's own organisation in the path, B's participant or staff member behind it.
         "A's path, B's ids": {
@@ -212,6 +234,7 @@ async def test_credentials_of_organisation_a_read_and_change_nothing_of_organisa
             "staff": coach_b["id"],
             "coach": coach_a["id"],
             "export": export_b,
+            "offer": offer_b,
         },
     }
     failures = []
@@ -219,7 +242,7 @@ async def test_credentials_of_organisation_a_read_and_change_nothing_of_organisa
         for what, ids in targets.items():
             for case in CASES:
                 if what == "A's path, B's ids" and not any(
-                    f"{{{name}}}" in case[1] for name in ("participant_id", "staff_id", "export_id")
+                    f"{{{name}}}" in case[1] for name in ("participant_id", "staff_id", "export_id", "offer_id")
                 ):
                     continue  # the same as A using its own organisation: allowed where the role allows it
                 response = await http.request(**request(case, **ids), headers=headers)

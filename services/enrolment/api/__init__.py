@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.enrolment.api import auth, organisations, participants, staff
+from services.enrolment.api import auth, local_offers, organisations, participants, staff
 from services.enrolment.api.organisations import public_router
 
 router = APIRouter()
 router.include_router(auth.router)
 router.include_router(organisations.router)
+router.include_router(local_offers.router)
 router.include_router(staff.router)
 router.include_router(participants.router)
 

@@ -14,10 +14,12 @@ import pytest
 from services.mailer.programme import (
     ALLOWED_PLACEHOLDERS,
     DEFAULT_PACK_DIR,
+    LOCAL_OFFER_WORDS,
     WORDS_PER_MINUTE,
     PackError,
     count_words,
     load_pack,
+    local_offer_words,
     main,
     render_markdown,
     validate_pack,
@@ -30,7 +32,7 @@ DEMO_VALUES = {
     "telefoon_organisatie": "010 123 45 67",
 }
 VARIANTS = ("standaard", "op-afstand")
-LEFTOVER_PLACEHOLDER = re.compile(r"[{}]|MCPLACEHOLDER")
+LEFTOVER_PLACEHOLDER = re.compile(r"[{}]|MCPLACEHOLDER|MCLOCALOFFER")
 
 
 # --- the real pack ---------------------------------------------------------------------------------------------
@@ -152,6 +154,18 @@ BREAKS: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
     "stray brace": (
         lambda pack: _edit_day(pack, 3, _append_to_body("Groeten van {voornaam.")),
         ("day-03.md", "'body'", "stray"),
+    ),
+    "unknown kind of local offer": (
+        lambda pack: _edit_day(pack, 3, _append_to_body("{lokaal_aanbod:zwembad}")),
+        ("day-03.md", "'body'", "{lokaal_aanbod:zwembad}", "unknown kind of local offer"),
+    ),
+    "local offer inside a sentence": (
+        lambda pack: _edit_day(pack, 3, _append_to_body("Kijk eens bij {lokaal_aanbod:bibliotheek} in de buurt.")),
+        ("day-03.md", "'body'", "paragraph of its own"),
+    ),
+    "local offer in the assignment": (
+        lambda pack: _edit_day(pack, 4, _set("assignment", "Ga erheen.\n\n{lokaal_aanbod:buurthuis}")),
+        ("day-04.md", "'assignment'", "only be named in the body"),
     ),
     "raw html in body": (
         lambda pack: _edit_day(pack, 4, _append_to_body("<b>Let op!</b>")),
@@ -320,3 +334,39 @@ def test_cli_titles_lists_numbered_titles(capsys: pytest.CaptureFixture[str]) ->
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 60
     assert lines[0] == f"01. {load_pack().lesson('op-afstand', 1).title}"
+
+
+# --- local offers -----------------------------------------------------------------------------------------------
+
+OFFER_TEXT = "Eerst iets algemeens.\n\n{lokaal_aanbod:bibliotheek}\n\nDaarna gaat de les verder."
+
+
+def test_local_offer_paragraph_becomes_the_block_it_is_given() -> None:
+    html, text = render_markdown(OFFER_TEXT, DEMO_VALUES, {"bibliotheek": ("<div>blok</div>\n", "BLOK")})
+
+    assert html == "<p>Eerst iets algemeens.</p>\n<div>blok</div>\n<p>Daarna gaat de les verder.</p>\n"
+    assert text == "Eerst iets algemeens.\n\nBLOK\n\nDaarna gaat de les verder."
+
+
+def test_local_offer_paragraph_without_a_block_leaves_the_general_text() -> None:
+    for offers in (None, {}, {"buurthuis": ("<div>ander</div>\n", "ANDER")}):
+        html, text = render_markdown(OFFER_TEXT, DEMO_VALUES, offers)
+
+        assert html == "<p>Eerst iets algemeens.</p>\n<p>Daarna gaat de les verder.</p>\n"
+        assert text == "Eerst iets algemeens.\n\nDaarna gaat de les verder."
+
+
+def test_a_local_offer_paragraph_counts_for_neither_reading_time_nor_sentence_length() -> None:
+    assert count_words(OFFER_TEXT) == count_words("Eerst iets algemeens.\n\nDaarna gaat de les verder.")
+
+
+def test_the_pack_names_local_offers_where_lessons_send_people_out() -> None:
+    pack = load_pack()
+    named = {
+        day: local_offer_words(pack.lesson(variant, day).body_markdown)
+        for variant in VARIANTS
+        for day in range(1, pack.days + 1)
+    }
+    assert "bibliotheek" in named[25] and "buurthuis" in named[33] and "vrijwilligerswerk" in named[40]
+    assert {"wandelgroep", "bewegen", "creatief", "cursus"} <= named[38]
+    assert set().union(*named.values()) <= set(LOCAL_OFFER_WORDS)

@@ -8,7 +8,15 @@ from uuid import uuid4
 import pytest
 from pydantic import ValidationError
 
-from shared.events import Envelope, MailOpened, Topic, UnknownEventError, known_event_types
+from shared.events import (
+    Envelope,
+    LocalOffer,
+    MailOpened,
+    OrganisationLocalOffersChanged,
+    Topic,
+    UnknownEventError,
+    known_event_types,
+)
 
 
 def opened() -> MailOpened:
@@ -90,3 +98,17 @@ def test_old_versions_still_parse_and_their_personal_fields_are_not_in_the_new_c
     )
     assert isinstance(old.parsed(), ParticipantEnrolled)
     assert not {"first_name", "email", "phone"} & set(ParticipantEnrolled.model_fields)
+
+
+def test_a_local_offer_of_a_kind_this_code_does_not_know_still_parses_so_the_list_is_not_dead_lettered() -> None:
+    offer_id = uuid4()
+    envelope = Envelope.wrap(
+        OrganisationLocalOffersChanged(offers=(LocalOffer(offer_id=offer_id, kind="zwembad", name="Bad\nZuid"),)),
+        org_id=uuid4(),
+    )
+
+    parsed = Envelope.model_validate_json(envelope.model_dump_json()).parsed()
+
+    assert isinstance(parsed, OrganisationLocalOffersChanged)
+    assert parsed.offers[0].kind == "zwembad" and parsed.offers[0].name == "Bad Zuid"
+    assert envelope.topic == "meer.organisation" and envelope.key == str(envelope.org_id).encode()
