@@ -363,11 +363,13 @@ def subscribe_events(
             return None
         try:
             envelope = Envelope.model_validate_json(record.value or b"")
-            payload = envelope.parsed()
         except ValidationError as error:
             await _dead_letter(broker, record, service, kind, f"not a valid envelope: {dead_letter_reason(error)}")
             return None
-        except UnknownEventError as error:
+        try:
+            payload = envelope.parsed()
+        except (ValidationError, UnknownEventError) as error:
+            # The envelope is sound; its payload breaks the contract of its type and version.
             await _dead_letter(broker, record, service, kind, dead_letter_reason(error))
             return None
         return _Item(record, envelope, payload, change)
