@@ -10,19 +10,13 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from services.mailer.api import router
-from services.mailer.delivery import (
-    Clock,
-    DeliveryWorker,
-    RateLimits,
-    measure_backlog,
-    schedule_digests,
-    schedule_due_deliveries,
-)
+from services.mailer.delivery import Clock, DeliveryWorker, RateLimits
 from services.mailer.handlers import register_kafka_handlers
 from services.mailer.mail import DkimSigner, MailSettings
 from services.mailer.programme import DEFAULT_PACK_DIR, load_pack
 from services.mailer.settings import MailerSettings
 from services.mailer.smtp import SmtpClient
+from services.mailer.use_cases import measure_backlog, schedule_digests, schedule_due_deliveries
 from shared.db import DedicatedConnection
 from shared.logging import get_logger
 from shared.mailer_links import link_keys

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.mailer.delivery import WAIT_FOR_COPIES, unschedule_due_deliveries
+from services.mailer.delivery import WAIT_FOR_COPIES
 from services.mailer.export import build_export_handlers
 from services.mailer.tables import (
     AlertCopy,
@@ -28,6 +28,7 @@ from services.mailer.tables import (
     StaffAccessCopy,
     TransactionalMail,
 )
+from services.mailer.use_cases import unschedule_due_deliveries
 from shared.db import utcnow
 from shared.events import (
     AlertCleared,

@@ -22,10 +22,11 @@ import asyncpg
 import pytest
 
 from services.mailer.app import system_clock
-from services.mailer.delivery import DeliveryWorker, RateLimits, schedule_due_deliveries
+from services.mailer.delivery import DeliveryWorker, RateLimits
 from services.mailer.mail import MailContext, MailSettings, render_programme_mail, to_wire
 from services.mailer.programme import load_pack
 from services.mailer.smtp import SmtpClient
+from services.mailer.use_cases import schedule_due_deliveries
 from shared.db import Database, DedicatedConnection
 from shared.mailer_links import link_keys
 from shared.tracking_tokens import TokenSigner

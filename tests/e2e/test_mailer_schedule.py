@@ -19,12 +19,13 @@ from uuid import UUID, uuid4
 import pytest
 from sqlalchemy import select, text
 
-from services.mailer.delivery import MAX_SEND_ATTEMPTS, DeliveryWorker, RateLimits, schedule_due_deliveries
+from services.mailer.delivery import MAX_SEND_ATTEMPTS, DeliveryWorker, RateLimits
 from services.mailer.handlers import build_handlers
 from services.mailer.mail import MailSettings
 from services.mailer.programme import load_pack
 from services.mailer.smtp import SmtpClient
 from services.mailer.tables import Delivery, Recipient
+from services.mailer.use_cases import schedule_due_deliveries
 from shared.db import Database, DedicatedConnection
 from shared.events import (
     Branding,
