@@ -26,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -398,6 +399,34 @@ def pg_home() -> Path:
     return postgres_user_home() / f"meer-{digest}"
 
 
+STACK_ID_FILE = "stack-id"
+
+
+def forget_orphaned_postgres(home: Path) -> None:
+    """Delete PostgreSQL data left behind by a var folder that no longer exists.
+
+    As root the data lives outside the var folder (see pg_home), so deleting var/ (and with
+    it Kafka's log) would otherwise leave a database full of projections and outbox rows that
+    no topic backs any more. The var folder and the data folder each keep the same stack id;
+    when they differ, the data belongs to a var folder that is gone. Data made before ids
+    existed is kept when Kafka's data is still there, and adopted."""
+    var_id_file, home_id_file = VAR / STACK_ID_FILE, home / STACK_ID_FILE
+    var_id = var_id_file.read_text().strip() if var_id_file.exists() else None
+    home_id = home_id_file.read_text().strip() if home_id_file.exists() else None
+    has_data = (home / "data" / "PG_VERSION").exists()
+    adopt = var_id is None and home_id is None and KAFKA_DIR.exists()
+    same_stack = var_id is not None and var_id == home_id
+    if has_data and not same_stack and not adopt:
+        log(f"removing PostgreSQL data of a deleted var folder ({home}): it belongs to no Kafka log any more")
+        shutil.rmtree(home)
+    if not same_stack:
+        stack_id = var_id or uuid.uuid4().hex
+        VAR.mkdir(parents=True, exist_ok=True)
+        home.mkdir(parents=True, exist_ok=True)
+        var_id_file.write_text(stack_id + "\n")
+        home_id_file.write_text(stack_id + "\n")
+
+
 def pg_log_file(home: Path) -> Path:
     return LOG_DIR / "postgres.log" if home == PG_DIR else home / "postgres.log"
 
@@ -422,6 +451,8 @@ def start_postgres() -> None:
     initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
     home = pg_home()
     data = home / "data"
+    if home != PG_DIR:
+        forget_orphaned_postgres(home)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
