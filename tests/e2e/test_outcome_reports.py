@@ -1,8 +1,10 @@
 """The outcome reports on the real stack: a scripted cohort is enrolled through enrolment's
-API, its questionnaire answers go onto Kafka as tracking will publish them
-(questionnaire.answered; tracking's questionnaire pages come from another branch), and the
-report shows the means, counts and paired interval computed here independently (scipy on
-the raw answers). Also: small cells, who may see what, CSV in both dialects, the PDF, the
+API and answers on tracking's questionnaire pages, step by step as a browser posts them: at
+intake through the link in each participant's real day-1 mail, at the end through a link
+signed as the mailer signs the one in lesson 60 (that mail is 59 real days away, so the link
+is minted here with the stack's tracking key, and programme.completed is published as the
+mailer publishes it). The report shows the means, counts and paired interval computed here
+independently (scipy on the scripted totals). Also: small cells, who may see what, CSV in both dialects, the PDF, the
 researchers' export, and screenshots of the page and the PDF in headless Chromium."""
 
 from __future__ import annotations
@@ -23,19 +25,25 @@ from playwright.async_api import async_playwright
 from scipy import stats
 
 from shared.events import Envelope, MailSent, ProgrammeCompleted, QuestionnaireAnswered
+from shared.tracking_tokens import QuestionnaireToken, TokenSigner
 from tests.e2e.conftest import (
     COACHING,
+    DEV_TRACKING_KEY,
     ENROLMENT,
     LICENSOR,
+    TRACKING,
     add_coach,
     create_organisation,
     db_count,
     eventually,
+    mails_to,
     mint_staff_token,
     publish,
+    raw_mail,
     staff_login,
     unique_email,
 )
+from tests.e2e.test_questionnaire import answer_all
 
 pytestmark = pytest.mark.stack
 SCREENSHOT_DIR = Path("/work/var")
@@ -73,11 +81,19 @@ def category(total: int) -> str:
     return "not_lonely" if total <= 1 else "moderately_lonely" if total <= 4 else "severely_lonely"
 
 
+def answers_for(total: int) -> dict[str, str | None]:
+    """Six answers whose total is `total`: the emotional items first ('ja' scores), then the
+    social ones ('nee' scores)."""
+    emotional = min(total, 3)
+    social = total - emotional
+    answers: dict[str, str | None] = {f"e{i}": ("ja" if i <= emotional else "nee") for i in (1, 2, 3)}
+    return answers | {f"s{i}": ("nee" if i <= social else "ja") for i in (1, 2, 3)}
+
+
 def answered(org_id: uuid.UUID, participant_id: uuid.UUID, moment: str, total: int, at: datetime) -> Envelope:
     emotional = min(total, 3)
     social = total - emotional
-    answers = {f"e{i}": ("ja" if i <= emotional else "nee") for i in (1, 2, 3)}
-    answers |= {f"s{i}": ("nee" if i <= social else "ja") for i in (1, 2, 3)}
+    answers = answers_for(total)
     payload = QuestionnaireAnswered(
         participant_id=participant_id,
         moment=moment,  # type: ignore[arg-type]
@@ -98,20 +114,40 @@ def dutch(value: float, digits: int) -> str:
 
 
 async def enrol(http: httpx.AsyncClient, org_id: str, coach_id: str, name: str) -> uuid.UUID:
+    return (await enrol_with_address(http, org_id, coach_id, name))[0]
+
+
+async def enrol_with_address(http: httpx.AsyncClient, org_id: str, coach_id: str, name: str) -> tuple[uuid.UUID, str]:
+    """Enrol someone whose day-1 mail (with the intake link) is due at once."""
+    email = unique_email()
     response = await http.post(
         f"{ENROLMENT}/api/organisations/{org_id}/participants",
         json={
             "first_name": name,
-            "email": unique_email(),
+            "email": email,
             "start_date": str(date.today()),
-            "send_time": "09:00",
-            "timezone": "Europe/Amsterdam",
+            "send_time": "00:00",
+            "timezone": "UTC",
             "coach_id": coach_id,
         },
         headers=LICENSOR,
     )
     assert response.status_code == 201, response.text
-    return uuid.UUID(response.json()["id"])
+    return uuid.UUID(response.json()["id"]), email
+
+
+async def intake_link(http: httpx.AsyncClient, address: str) -> str:
+    """The questionnaire link in the participant's day-1 mail."""
+    mails = await eventually(lambda: mails_to(http, address), what="the day-1 mail")
+    html = (await raw_mail(http, mails[0]["id"])).get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    (link,) = re.findall(r'"(https?://[^"\s<>]+/q/[A-Za-z0-9_.\-]+)"', html)
+    return str(link)
+
+
+def end_link(org_id: uuid.UUID, participant_id: uuid.UUID) -> str:
+    """The link lesson 60 carries, signed as the mailer signs it (its mail is 59 days away)."""
+    token = QuestionnaireToken(p=participant_id, o=org_id, m="end")
+    return f"{TRACKING}/q/{TokenSigner([DEV_TRACKING_KEY]).sign_questionnaire(token)}"
 
 
 async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) -> None:
@@ -122,7 +158,11 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
         LOTTE: await add_coach(http, organisation["id"], "Lotte Visser"),
         PIET: await add_coach(http, organisation["id"], "Piet de Boer"),
     }
-    ids = [await enrol(http, organisation["id"], coaches[c[0]]["id"], n) for c, n in zip(COHORT, NAMES, strict=True)]
+    enrolled = [
+        await enrol_with_address(http, organisation["id"], coaches[c[0]]["id"], n)
+        for c, n in zip(COHORT, NAMES, strict=True)
+    ]
+    ids = [participant_id for participant_id, _ in enrolled]
 
     async def all_projected() -> bool:
         count = await db_count(
@@ -134,13 +174,19 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
 
     start = datetime.now(UTC) - timedelta(days=70)
     envelopes: list[Envelope] = []
-    for participant_id, (_, intake, end, done) in zip(ids, COHORT, strict=True):
+    replaced_once = False
+    for (participant_id, address), (_, intake, end, done) in zip(enrolled, COHORT, strict=True):
         if intake is not None:
-            # A first answer, replaced by a later one for the same moment.
-            envelopes.append(answered(org_id, participant_id, "intake", 0, start))
-            envelopes.append(answered(org_id, participant_id, "intake", intake, start + timedelta(hours=1)))
+            url = await intake_link(http, address)
+            if not replaced_once:
+                # A first answer, replaced by a later one for the same moment.
+                await answer_all(http, url, answers_for(0))
+                replaced_once = True
+            thanks = await answer_all(http, url, answers_for(intake))
+            assert "Dank je wel" in thanks.text
         if end is not None:
-            envelopes.append(answered(org_id, participant_id, "end", end, start + timedelta(days=60)))
+            thanks = await answer_all(http, end_link(org_id, participant_id), answers_for(end))
+            assert "Dank je wel" in thanks.text
         if done:
             completed = ProgrammeCompleted(days=60, completed_at=start + timedelta(days=60))
             envelopes.append(Envelope.wrap(completed, org_id=org_id, participant_id=participant_id))
@@ -178,6 +224,9 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
         return found == answers_expected and done == COMPLETED and day_2_seen == 1
 
     await eventually(all_answers_in, what="coaching to apply the answers and completions")
+    # Every answer but the late one came through tracking's pages.
+    through_pages = await db_count("tracking", "SELECT count(*) FROM questionnaire_answer WHERE org_id = $1", org_id)
+    assert through_pages == answers_expected - 1
 
     # --- expected figures, computed here from the script (not by the code under test) ---
     intakes = [i for _, i, _, _ in COHORT if i is not None]
