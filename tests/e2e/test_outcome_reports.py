@@ -4,17 +4,22 @@ intake through the link in each participant's real day-1 mail, at the end throug
 signed as the mailer signs the one in lesson 60 (that mail is 59 real days away, so the link
 is minted here with the stack's tracking key, and programme.completed is published as the
 mailer publishes it). The report shows the means, counts and paired interval computed here
-independently (scipy on the scripted totals). Also: small cells, who may see what, CSV in both dialects, the PDF, the
-researchers' export, and screenshots of the page and the PDF in headless Chromium."""
+independently (scipy on the scripted totals). Also: small cells, who may see what, CSV in
+both dialects, the PDF, the researchers' export, and screenshots of the page (headless
+Chromium) and the PDF (pdftoppm), saved under the test's tmp dir and checked for their text,
+size and that they are not blank."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import re
 import statistics
+import struct
 import subprocess
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,7 +51,6 @@ from tests.e2e.conftest import (
 from tests.e2e.test_questionnaire import answer_all
 
 pytestmark = pytest.mark.stack
-SCREENSHOT_DIR = Path("/work/var")
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--headless",
@@ -150,7 +154,7 @@ def end_link(org_id: uuid.UUID, participant_id: uuid.UUID) -> str:
     return f"{TRACKING}/q/{TokenSigner([DEV_TRACKING_KEY]).sign_questionnaire(token)}"
 
 
-async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) -> None:
+async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient, tmp_path: Path) -> None:
     organisation = await create_organisation(http, display_name="Welzijn Uitkomstdorp")
     org_id = uuid.UUID(organisation["id"])
     coaches = {
@@ -281,7 +285,13 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
     assert dutch(mean_difference, 2) in html and dutch(sum(intakes) / len(intakes), 1) in html
     assert "Piet de Boer" in html and "te weinig deelnemers" in html
     assert not any(f">{n}<" in html or f" {n} " in html for n in NAMES)  # no participant names
-    await screenshot_page(admin["token"], SCREENSHOT_DIR / "outcome-report.png")
+    shot = tmp_path / "outcome-report.png"
+    shown = " ".join((await screenshot_page(admin["token"], shot)).split())
+    assert "Verandering ten opzichte van de start" in shown and "voordat de tweede les werd verstuurd" in shown
+    assert f"{dutch(interval.low, 2)} tot {dutch(interval.high, 2)}" in shown
+    facts = await image_facts(shot)
+    assert facts.width == 1200 and facts.height >= 900, facts  # the viewport's width, the whole page
+    assert facts.colours >= 8 and facts.top_share < 0.98, facts  # not blank: text, bars and the brand colour
 
     # --- CSV in both dialects ---
     for dialect, delimiter, decimal in (("nl", ";", ","), ("en", ",", ".")):
@@ -303,7 +313,12 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
     # --- the one-page PDF ---
     pdf = await http.get(f"{COACHING}/uitkomsten.pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
-    check_pdf(pdf.content, SCREENSHOT_DIR / "outcome-report-pdf.png")
+    pdf_shot = tmp_path / "outcome-report-pdf.png"
+    check_pdf(pdf.content, pdf_shot)
+    facts = await image_facts(pdf_shot)
+    # A4 portrait at 80 dpi: 595 x 842 points make 661 x 935 pixels.
+    assert abs(facts.width - 661) <= 1 and abs(facts.height - 935) <= 1, facts
+    assert facts.colours >= 8 and facts.top_share < 0.98, facts
 
     # --- the researchers' export ---
     first = await http.get(f"{COACHING}/api/outcomes/research-export.csv", headers=admin["headers"])
@@ -359,7 +374,57 @@ async def check_who_sees_what(
     assert everything.status_code == 200 and len(list(csv.DictReader(io.StringIO(everything.text)))) >= ENROLLED
 
 
-async def screenshot_page(token: str, path: Path) -> None:
+@dataclass(frozen=True)
+class ImageFacts:
+    width: int
+    height: int
+    colours: int
+    top_share: float
+    """The share of the most common colour among the sampled pixels (1.0: one flat colour)."""
+
+
+async def image_facts(png: Path) -> ImageFacts:
+    """Size from the PNG header; colours counted by Chromium decoding the image on a canvas
+    (every 7th pixel), so a blank or one-colour image shows."""
+    content = png.read_bytes()
+    assert content.startswith(b"\x89PNG\r\n\x1a\n") and content[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", content[16:24])
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = await browser.new_page()
+            counted = await page.evaluate(COUNT_COLOURS, base64.b64encode(content).decode())
+        finally:
+            await browser.close()
+    assert (counted["width"], counted["height"]) == (width, height)
+    return ImageFacts(width, height, counted["colours"], counted["top"] / counted["samples"])
+
+
+COUNT_COLOURS = """async (data) => {
+  const image = new Image();
+  image.src = "data:image/png;base64," + data;
+  await image.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const pixels = context.getImageData(0, 0, image.width, image.height).data;
+  const counts = new Map();
+  let samples = 0;
+  for (let i = 0; i < pixels.length; i += 4 * 7) {
+    const key = (pixels[i] << 16) | (pixels[i + 1] << 8) | pixels[i + 2];
+    counts.set(key, (counts.get(key) || 0) + 1);
+    samples += 1;
+  }
+  let top = 0;
+  for (const count of counts.values()) top = Math.max(top, count);
+  return {width: image.width, height: image.height, colours: counts.size, top, samples};
+}"""
+
+
+async def screenshot_page(token: str, path: Path) -> str:
+    """Open the report page as the signed-in user, save a full-page screenshot; the page's text."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
@@ -380,6 +445,7 @@ async def screenshot_page(token: str, path: Path) -> None:
             assert await page.locator("svg.chart rect.bar-human").count() == 2  # intake and end; no follow-up
             await page.screenshot(path=str(path), full_page=True)
             assert errors == []  # nothing the CSP refused, no missing style sheet or script
+            return await page.locator("body").inner_text()
         finally:
             await browser.close()
 
