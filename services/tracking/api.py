@@ -506,14 +506,16 @@ def _questionnaire_page(
 
 
 async def _closed_page(
-    session: AsyncSession, claims: QuestionnaireToken, brand: dict[str, str | None], now: datetime
+    session: AsyncSession, claims: QuestionnaireToken, brand: dict[str, str | None], now: datetime, metric_kind: str
 ) -> HTMLResponse | None:
     """The page that says this link takes no answer (erased, or an intake after day 1), else None."""
     if await storage.questionnaire_closed(session=session, participant_id=claims.participant_id):
+        HITS.labels(metric_kind, "closed").inc()
         return _page("questionnaire_closed.html.j2", 410, brand=brand)
     if claims.moment == "intake":
         sent_at = await storage.next_lesson_sent_at(session=session, participant_id=claims.participant_id)
         if questionnaire.intake_closed(claims.moment, now, sent_at):
+            HITS.labels(metric_kind, "late").inc()
             return _page("questionnaire_late.html.j2", 410, brand=brand)
     return None
 
@@ -544,9 +546,8 @@ async def questionnaire_page(token: str, request: Request) -> Response:
     try:
         async with context.runtime.database.session() as session:
             brand = page_branding(await storage.get_branding(session=session, org_id=claims.org_id))
-            closed = await _closed_page(session, claims, brand, utcnow())
+            closed = await _closed_page(session, claims, brand, utcnow(), "questionnaire_page")
             if closed is not None:
-                HITS.labels("questionnaire_page", "closed").inc()
                 return closed
             previous = await storage.get_questionnaire_answer(
                 session=session, participant_id=claims.participant_id, moment=claims.moment
@@ -590,9 +591,8 @@ async def questionnaire_step(token: str, request: Request) -> Response:
     try:
         async with context.runtime.database.session() as session:
             brand = page_branding(await storage.get_branding(session=session, org_id=claims.org_id))
-            closed = await _closed_page(session, claims, brand, now)
+            closed = await _closed_page(session, claims, brand, now, "questionnaire")
             if closed is not None:
-                HITS.labels("questionnaire", "closed").inc()
                 return closed
             if form.get("moment") != claims.moment:
                 HITS.labels("questionnaire", "wrong_moment").inc()
