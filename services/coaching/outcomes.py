@@ -7,6 +7,10 @@ change from intake to the end and to the follow-up.
 Rules, written down once:
 - Enrolled: every participant coaching has seen enrolled (an erased one still counts, their
   answers are gone). Completed: the programme was finished (status completed).
+- Intake: an answer counts as the intake only when given before the participant's day-2
+  lesson was sent (the link comes with the day-1 lesson; later the programme may already have
+  had an effect). Tracking refuses a later intake answer; `counts_as_intake` drops one that
+  reached coaching anyway (tracking had not yet seen the day-2 mail).
 - Response rate at intake: answered / enrolled. At the end: answered / completed. At the
   follow-up: answered / completed at least FOLLOW_UP_DAYS ago (only they were asked).
 - Means and shares use the participants with that score (a missing total is left out).
@@ -30,7 +34,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
@@ -57,6 +61,12 @@ class MomentScore:
     social: int | None
     category: str | None
     total_imputed: bool = False
+
+
+def counts_as_intake(answered_at: datetime, next_lesson_sent_at: datetime | None) -> bool:
+    """True when an intake answer given at `answered_at` is the baseline: before the
+    participant's first lesson after day 1 was sent (`next_lesson_sent_at`, None: not yet)."""
+    return next_lesson_sent_at is None or answered_at < next_lesson_sent_at
 
 
 @dataclass(frozen=True)

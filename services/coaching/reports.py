@@ -8,7 +8,7 @@ import io
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from uuid import UUID
 from xml.sax.saxutils import escape
 from zoneinfo import ZoneInfo
@@ -18,14 +18,14 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching import outcomes
 from services.coaching.documents import brand_colour, text_colour_on
 from services.coaching.outcomes import GroupReport, MomentScore, ParticipantOutcome
-from services.coaching.tables import DashboardRow, OrganisationView, QuestionnaireAnswerSeen
+from services.coaching.tables import DashboardRow, MailSeen, OrganisationView, QuestionnaireAnswerSeen
 
 
 async def participants(
@@ -39,8 +39,13 @@ async def participants(
         answers_query = answers_query.where(col(QuestionnaireAnswerSeen.org_id) == org_id)
     if coach_id is not None:
         rows_query = rows_query.where(col(DashboardRow.coach_id) == coach_id)
+    intake_ends = await _next_lessons_sent(session, org_id=org_id)
     scores: dict[UUID, dict[str, MomentScore]] = defaultdict(dict)
     for answer in (await session.execute(answers_query)).scalars():
+        if answer.moment == "intake" and not outcomes.counts_as_intake(
+            answer.answered_at, intake_ends.get(answer.participant_id)
+        ):
+            continue
         scores[answer.participant_id][answer.moment] = MomentScore(
             total=answer.total,
             emotional=answer.emotional,
@@ -66,6 +71,19 @@ async def participants(
             )
         )
     return found
+
+
+async def _next_lessons_sent(session: AsyncSession, *, org_id: UUID | None) -> dict[UUID, datetime]:
+    """When each participant with an intake answer had their first lesson after day 1 sent."""
+    intakes = select(col(QuestionnaireAnswerSeen.participant_id)).where(col(QuestionnaireAnswerSeen.moment) == "intake")
+    if org_id is not None:
+        intakes = intakes.where(col(QuestionnaireAnswerSeen.org_id) == org_id)
+    found = await session.execute(
+        select(col(MailSeen.participant_id), func.min(col(MailSeen.sent_at)))
+        .where(col(MailSeen.day) >= 2, col(MailSeen.sent_at).is_not(None), col(MailSeen.participant_id).in_(intakes))
+        .group_by(col(MailSeen.participant_id))
+    )
+    return {participant_id: sent_at for participant_id, sent_at in found.tuples() if sent_at is not None}
 
 
 async def organisation_names(session: AsyncSession) -> dict[UUID, str | None]:
@@ -171,6 +189,7 @@ def outcome_pdf(
             Paragraph("Verandering ten opzichte van de start", sub),
             _table(_change_rows(group), accent, widths=[3.6, 2.0, 2.4, 2.6, 3.2, 2.2]),
             Paragraph(
+                "Start: antwoorden gegeven voordat de tweede les werd verstuurd; later ingevuld telt niet als start. "
                 "Gepaard: alleen deelnemers die op beide momenten de vragenlijst invulden. Een negatief verschil "
                 "betekent minder eenzaam. 95%-betrouwbaarheidsinterval met de t-verdeling; effectgrootte is "
                 "Cohen's d<sub>z</sub> (gemiddeld verschil gedeeld door de standaardafwijking van de verschillen).",

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.tracking import questionnaire, storage, use_cases
 from services.tracking.domain import (
@@ -504,8 +505,27 @@ def _questionnaire_page(
     )
 
 
+async def _closed_page(
+    session: AsyncSession, claims: QuestionnaireToken, brand: dict[str, str | None], now: datetime, metric_kind: str
+) -> HTMLResponse | None:
+    """The page that says this link takes no answer (erased, or an intake after day 1), else None."""
+    if await storage.questionnaire_closed(session=session, participant_id=claims.participant_id):
+        HITS.labels(metric_kind, "closed").inc()
+        return _page("questionnaire_closed.html.j2", 410, brand=brand)
+    if claims.moment == "intake":
+        sent_at = await storage.next_lesson_sent_at(session=session, participant_id=claims.participant_id)
+        if questionnaire.intake_closed(claims.moment, now, sent_at):
+            HITS.labels(metric_kind, "late").inc()
+            return _page("questionnaire_late.html.j2", 410, brand=brand)
+    return None
+
+
 _QUESTIONNAIRE_CLOSED: Responses = {
-    410: {"description": "A Dutch page: the participant's data was erased; nothing is stored.", "content": _HTML},
+    410: {
+        "description": "A Dutch page: the participant's data was erased, or the intake is over (the day-2 "
+        "lesson was sent); nothing is stored.",
+        "content": _HTML,
+    },
 }
 
 
@@ -526,8 +546,9 @@ async def questionnaire_page(token: str, request: Request) -> Response:
     try:
         async with context.runtime.database.session() as session:
             brand = page_branding(await storage.get_branding(session=session, org_id=claims.org_id))
-            if await storage.questionnaire_closed(session=session, participant_id=claims.participant_id):
-                return _page("questionnaire_closed.html.j2", 410, brand=brand)
+            closed = await _closed_page(session, claims, brand, utcnow(), "questionnaire_page")
+            if closed is not None:
+                return closed
             previous = await storage.get_questionnaire_answer(
                 session=session, participant_id=claims.participant_id, moment=claims.moment
             )
@@ -570,9 +591,9 @@ async def questionnaire_step(token: str, request: Request) -> Response:
     try:
         async with context.runtime.database.session() as session:
             brand = page_branding(await storage.get_branding(session=session, org_id=claims.org_id))
-            if await storage.questionnaire_closed(session=session, participant_id=claims.participant_id):
-                HITS.labels("questionnaire", "closed").inc()
-                return _page("questionnaire_closed.html.j2", 410, brand=brand)
+            closed = await _closed_page(session, claims, brand, now, "questionnaire")
+            if closed is not None:
+                return closed
             if form.get("moment") != claims.moment:
                 HITS.labels("questionnaire", "wrong_moment").inc()
                 return _page(

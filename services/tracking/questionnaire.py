@@ -5,6 +5,11 @@ Scoring, per the scale's manual: an emotional item (e1-e3) scores 1 for "ja" or 
 a social item (s1-s3, worded positively) scores 1 for "nee" or "min of meer". Subscales 0-3 each,
 total 0-6: 0-1 not lonely, 2-4 moderately lonely, 5-6 severely lonely.
 
+When the intake counts: the intake is the baseline before the programme has had an effect, so
+an intake answer is taken only before the participant's day-2 lesson was sent (the link comes
+with the day-1 lesson; reading that lesson is part of the start). Later the intake link shows a
+page saying so and stores nothing (`intake_closed`); coaching's reports apply the same rule.
+
 Missing answers: a subscale is missing when any of its three items is missing. The total is
 missing when more than one item is missing. When exactly one item is missing, the total is
 imputed and flagged (`total_imputed`): the missing item is scored as the mean of the two
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Literal
 
 Answer = Literal["ja", "min_of_meer", "nee"]
@@ -92,6 +98,12 @@ def score(answers: Mapping[str, Answer | None]) -> Scores:
     imputed = 1 if 2 * sum(sibling_scores) >= len(sibling_scores) else 0
     total = answered + imputed
     return Scores(emotional, social, total, True, category(total))
+
+
+def intake_closed(moment: Moment, now: datetime, next_lesson_sent_at: datetime | None) -> bool:
+    """True when an answer for `moment` given at `now` can no longer be the intake: the
+    participant's first lesson after day 1 was sent at `next_lesson_sent_at` (None: not yet)."""
+    return moment == "intake" and next_lesson_sent_at is not None and now >= next_lesson_sent_at
 
 
 class AnswerRefused(ValueError):

@@ -296,6 +296,16 @@ async def questionnaire_closed(*, session: AsyncSession, participant_id: UUID) -
     return await session.get(ErasedParticipant, participant_id) is not None
 
 
+async def next_lesson_sent_at(*, session: AsyncSession, participant_id: UUID) -> datetime | None:
+    """When the participant's first lesson after day 1 was sent (None: not yet): the end of the intake."""
+    found = await session.execute(
+        select(func.min(col(SentMail.sent_at))).where(
+            col(SentMail.participant_id) == participant_id, col(SentMail.day) >= 2
+        )
+    )
+    return found.scalar_one_or_none()
+
+
 async def get_questionnaire_answer(
     *, session: AsyncSession, participant_id: UUID, moment: str
 ) -> QuestionnaireAnswer | None:

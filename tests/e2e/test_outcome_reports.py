@@ -1,18 +1,25 @@
 """The outcome reports on the real stack: a scripted cohort is enrolled through enrolment's
-API, its questionnaire answers go onto Kafka as tracking will publish them
-(questionnaire.answered; tracking's questionnaire pages come from another branch), and the
-report shows the means, counts and paired interval computed here independently (scipy on
-the raw answers). Also: small cells, who may see what, CSV in both dialects, the PDF, the
-researchers' export, and screenshots of the page and the PDF in headless Chromium."""
+API and answers on tracking's questionnaire pages, step by step as a browser posts them: at
+intake through the link in each participant's real day-1 mail, at the end through a link
+signed as the mailer signs the one in lesson 60 (that mail is 59 real days away, so the link
+is minted here with the stack's tracking key, and programme.completed is published as the
+mailer publishes it). The report shows the means, counts and paired interval computed here
+independently (scipy on the scripted totals). Also: small cells, who may see what, CSV in
+both dialects, the PDF, the researchers' export, and screenshots of the page (headless
+Chromium) and the PDF (pdftoppm), saved under the test's tmp dir and checked for their text,
+size and that they are not blank."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import re
 import statistics
+import struct
 import subprocess
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,23 +29,28 @@ import pytest
 from playwright.async_api import async_playwright
 from scipy import stats
 
-from shared.events import Envelope, ProgrammeCompleted, QuestionnaireAnswered
+from shared.events import Envelope, MailSent, ProgrammeCompleted, QuestionnaireAnswered
+from shared.tracking_tokens import QuestionnaireToken, TokenSigner
 from tests.e2e.conftest import (
     COACHING,
+    DEV_TRACKING_KEY,
     ENROLMENT,
     LICENSOR,
+    TRACKING,
     add_coach,
     create_organisation,
     db_count,
     eventually,
+    mails_to,
     mint_staff_token,
     publish,
+    raw_mail,
     staff_login,
     unique_email,
 )
+from tests.e2e.test_questionnaire import answer_all
 
 pytestmark = pytest.mark.stack
-SCREENSHOT_DIR = Path("/work/var")
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
     "--headless",
@@ -56,7 +68,7 @@ COHORT: list[tuple[str, int | None, int | None, bool]] = [
     (KARIN, 6, 5, True),
     (KARIN, 3, 3, True),
     (KARIN, 4, 1, True),
-    (KARIN, None, 2, True),  # no intake: not in the paired change
+    (KARIN, None, 2, True),  # no intake in time (one after the day-2 lesson, below): not in the paired change
     (LOTTE, 2, 2, True),
     (LOTTE, 5, None, True),  # no end answer: not in the paired change
     (LOTTE, 6, 4, True),
@@ -73,11 +85,19 @@ def category(total: int) -> str:
     return "not_lonely" if total <= 1 else "moderately_lonely" if total <= 4 else "severely_lonely"
 
 
+def answers_for(total: int) -> dict[str, str | None]:
+    """Six answers whose total is `total`: the emotional items first ('ja' scores), then the
+    social ones ('nee' scores)."""
+    emotional = min(total, 3)
+    social = total - emotional
+    answers: dict[str, str | None] = {f"e{i}": ("ja" if i <= emotional else "nee") for i in (1, 2, 3)}
+    return answers | {f"s{i}": ("nee" if i <= social else "ja") for i in (1, 2, 3)}
+
+
 def answered(org_id: uuid.UUID, participant_id: uuid.UUID, moment: str, total: int, at: datetime) -> Envelope:
     emotional = min(total, 3)
     social = total - emotional
-    answers = {f"e{i}": ("ja" if i <= emotional else "nee") for i in (1, 2, 3)}
-    answers |= {f"s{i}": ("nee" if i <= social else "ja") for i in (1, 2, 3)}
+    answers = answers_for(total)
     payload = QuestionnaireAnswered(
         participant_id=participant_id,
         moment=moment,  # type: ignore[arg-type]
@@ -98,23 +118,43 @@ def dutch(value: float, digits: int) -> str:
 
 
 async def enrol(http: httpx.AsyncClient, org_id: str, coach_id: str, name: str) -> uuid.UUID:
+    return (await enrol_with_address(http, org_id, coach_id, name))[0]
+
+
+async def enrol_with_address(http: httpx.AsyncClient, org_id: str, coach_id: str, name: str) -> tuple[uuid.UUID, str]:
+    """Enrol someone whose day-1 mail (with the intake link) is due at once."""
+    email = unique_email()
     response = await http.post(
         f"{ENROLMENT}/api/organisations/{org_id}/participants",
         json={
             "first_name": name,
-            "email": unique_email(),
+            "email": email,
             "start_date": str(date.today()),
-            "send_time": "09:00",
-            "timezone": "Europe/Amsterdam",
+            "send_time": "00:00",
+            "timezone": "UTC",
             "coach_id": coach_id,
         },
         headers=LICENSOR,
     )
     assert response.status_code == 201, response.text
-    return uuid.UUID(response.json()["id"])
+    return uuid.UUID(response.json()["id"]), email
 
 
-async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) -> None:
+async def intake_link(http: httpx.AsyncClient, address: str) -> str:
+    """The questionnaire link in the participant's day-1 mail."""
+    mails = await eventually(lambda: mails_to(http, address), what="the day-1 mail")
+    html = (await raw_mail(http, mails[0]["id"])).get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    (link,) = re.findall(r'"(https?://[^"\s<>]+/q/[A-Za-z0-9_.\-]+)"', html)
+    return str(link)
+
+
+def end_link(org_id: uuid.UUID, participant_id: uuid.UUID) -> str:
+    """The link lesson 60 carries, signed as the mailer signs it (its mail is 59 days away)."""
+    token = QuestionnaireToken(p=participant_id, o=org_id, m="end")
+    return f"{TRACKING}/q/{TokenSigner([DEV_TRACKING_KEY]).sign_questionnaire(token)}"
+
+
+async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient, tmp_path: Path) -> None:
     organisation = await create_organisation(http, display_name="Welzijn Uitkomstdorp")
     org_id = uuid.UUID(organisation["id"])
     coaches = {
@@ -122,7 +162,11 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
         LOTTE: await add_coach(http, organisation["id"], "Lotte Visser"),
         PIET: await add_coach(http, organisation["id"], "Piet de Boer"),
     }
-    ids = [await enrol(http, organisation["id"], coaches[c[0]]["id"], n) for c, n in zip(COHORT, NAMES, strict=True)]
+    enrolled = [
+        await enrol_with_address(http, organisation["id"], coaches[c[0]]["id"], n)
+        for c, n in zip(COHORT, NAMES, strict=True)
+    ]
+    ids = [participant_id for participant_id, _ in enrolled]
 
     async def all_projected() -> bool:
         count = await db_count(
@@ -134,19 +178,42 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
 
     start = datetime.now(UTC) - timedelta(days=70)
     envelopes: list[Envelope] = []
-    for participant_id, (_, intake, end, done) in zip(ids, COHORT, strict=True):
+    replaced_once = False
+    for (participant_id, address), (_, intake, end, done) in zip(enrolled, COHORT, strict=True):
         if intake is not None:
-            # A first answer, replaced by a later one for the same moment.
-            envelopes.append(answered(org_id, participant_id, "intake", 0, start))
-            envelopes.append(answered(org_id, participant_id, "intake", intake, start + timedelta(hours=1)))
+            url = await intake_link(http, address)
+            if not replaced_once:
+                # A first answer, replaced by a later one for the same moment.
+                await answer_all(http, url, answers_for(0))
+                replaced_once = True
+            thanks = await answer_all(http, url, answers_for(intake))
+            assert "Dank je wel" in thanks.text
         if end is not None:
-            envelopes.append(answered(org_id, participant_id, "end", end, start + timedelta(days=60)))
+            thanks = await answer_all(http, end_link(org_id, participant_id), answers_for(end))
+            assert "Dank je wel" in thanks.text
         if done:
             completed = ProgrammeCompleted(days=60, completed_at=start + timedelta(days=60))
             envelopes.append(Envelope.wrap(completed, org_id=org_id, participant_id=participant_id))
+    # Karin's sixth answers the intake only after her day-2 lesson was sent: it reaches coaching
+    # (as when tracking had not yet seen that mail) but is not her baseline.
+    late = ids[5]
+    day_2 = uuid.uuid4()
+    day_2_sent = MailSent(
+        delivery_id=day_2,
+        day=2,
+        lesson_title="Les 2",
+        pack="meer-contact",
+        pack_version="v1",
+        message_id=f"<{day_2}@test>",
+        sent_at=start + timedelta(days=1),
+    )
+    envelopes.append(
+        Envelope.wrap(day_2_sent, org_id=org_id, participant_id=late, occurred_at=start + timedelta(days=1))
+    )
+    envelopes.append(answered(org_id, late, "intake", 6, start + timedelta(days=1, hours=3)))
     await publish(envelopes)
 
-    answers_expected = sum((i is not None) + (e is not None) for _, i, e, _ in COHORT)
+    answers_expected = sum((i is not None) + (e is not None) for _, i, e, _ in COHORT) + 1  # the late intake
 
     async def all_answers_in() -> bool:
         found = await db_count(
@@ -157,9 +224,13 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
         done = await db_count(
             "coaching", "SELECT count(*) FROM dashboard_row WHERE org_id = $1 AND status = 'completed'", org_id
         )
-        return found == answers_expected and done == COMPLETED
+        day_2_seen = await db_count("coaching", "SELECT count(*) FROM mail_seen WHERE delivery_id = $1", day_2)
+        return found == answers_expected and done == COMPLETED and day_2_seen == 1
 
     await eventually(all_answers_in, what="coaching to apply the answers and completions")
+    # Every answer but the late one came through tracking's pages.
+    through_pages = await db_count("tracking", "SELECT count(*) FROM questionnaire_answer WHERE org_id = $1", org_id)
+    assert through_pages == answers_expected - 1
 
     # --- expected figures, computed here from the script (not by the code under test) ---
     intakes = [i for _, i, _, _ in COHORT if i is not None]
@@ -209,11 +280,18 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
     http.cookies.set("meer_coaching_session", admin["token"])
     html = (await http.get(f"{COACHING}/uitkomsten")).text
     assert "Gepaard:" in html and "Cohen's d<sub>z</sub>" in html
+    assert "voordat de tweede les werd verstuurd" in html  # how the intake is defined
     assert f"{dutch(interval.low, 2)} tot {dutch(interval.high, 2)}" in html
     assert dutch(mean_difference, 2) in html and dutch(sum(intakes) / len(intakes), 1) in html
     assert "Piet de Boer" in html and "te weinig deelnemers" in html
     assert not any(f">{n}<" in html or f" {n} " in html for n in NAMES)  # no participant names
-    await screenshot_page(admin["token"], SCREENSHOT_DIR / "outcome-report.png")
+    shot = tmp_path / "outcome-report.png"
+    shown = " ".join((await screenshot_page(admin["token"], shot)).split())
+    assert "Verandering ten opzichte van de start" in shown and "voordat de tweede les werd verstuurd" in shown
+    assert f"{dutch(interval.low, 2)} tot {dutch(interval.high, 2)}" in shown
+    facts = await image_facts(shot)
+    assert facts.width == 1200 and facts.height >= 900, facts  # the viewport's width, the whole page
+    assert facts.colours >= 8 and facts.top_share < 0.98, facts  # not blank: text, bars and the brand colour
 
     # --- CSV in both dialects ---
     for dialect, delimiter, decimal in (("nl", ";", ","), ("en", ",", ".")):
@@ -235,7 +313,12 @@ async def test_the_outcome_report_of_a_scripted_cohort(http: httpx.AsyncClient) 
     # --- the one-page PDF ---
     pdf = await http.get(f"{COACHING}/uitkomsten.pdf")
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
-    check_pdf(pdf.content, SCREENSHOT_DIR / "outcome-report-pdf.png")
+    pdf_shot = tmp_path / "outcome-report-pdf.png"
+    check_pdf(pdf.content, pdf_shot)
+    facts = await image_facts(pdf_shot)
+    # A4 portrait at 80 dpi: 595 x 842 points make 661 x 935 pixels.
+    assert abs(facts.width - 661) <= 1 and abs(facts.height - 935) <= 1, facts
+    assert facts.colours >= 8 and facts.top_share < 0.98, facts
 
     # --- the researchers' export ---
     first = await http.get(f"{COACHING}/api/outcomes/research-export.csv", headers=admin["headers"])
@@ -291,7 +374,57 @@ async def check_who_sees_what(
     assert everything.status_code == 200 and len(list(csv.DictReader(io.StringIO(everything.text)))) >= ENROLLED
 
 
-async def screenshot_page(token: str, path: Path) -> None:
+@dataclass(frozen=True)
+class ImageFacts:
+    width: int
+    height: int
+    colours: int
+    top_share: float
+    """The share of the most common colour among the sampled pixels (1.0: one flat colour)."""
+
+
+async def image_facts(png: Path) -> ImageFacts:
+    """Size from the PNG header; colours counted by Chromium decoding the image on a canvas
+    (every 7th pixel), so a blank or one-colour image shows."""
+    content = png.read_bytes()
+    assert content.startswith(b"\x89PNG\r\n\x1a\n") and content[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", content[16:24])
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = await browser.new_page()
+            counted = await page.evaluate(COUNT_COLOURS, base64.b64encode(content).decode())
+        finally:
+            await browser.close()
+    assert (counted["width"], counted["height"]) == (width, height)
+    return ImageFacts(width, height, counted["colours"], counted["top"] / counted["samples"])
+
+
+COUNT_COLOURS = """async (data) => {
+  const image = new Image();
+  image.src = "data:image/png;base64," + data;
+  await image.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const pixels = context.getImageData(0, 0, image.width, image.height).data;
+  const counts = new Map();
+  let samples = 0;
+  for (let i = 0; i < pixels.length; i += 4 * 7) {
+    const key = (pixels[i] << 16) | (pixels[i + 1] << 8) | pixels[i + 2];
+    counts.set(key, (counts.get(key) || 0) + 1);
+    samples += 1;
+  }
+  let top = 0;
+  for (const count of counts.values()) top = Math.max(top, count);
+  return {width: image.width, height: image.height, colours: counts.size, top, samples};
+}"""
+
+
+async def screenshot_page(token: str, path: Path) -> str:
+    """Open the report page as the signed-in user, save a full-page screenshot; the page's text."""
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
@@ -312,6 +445,7 @@ async def screenshot_page(token: str, path: Path) -> None:
             assert await page.locator("svg.chart rect.bar-human").count() == 2  # intake and end; no follow-up
             await page.screenshot(path=str(path), full_page=True)
             assert errors == []  # nothing the CSP refused, no missing style sheet or script
+            return await page.locator("body").inner_text()
         finally:
             await browser.close()
 
@@ -324,6 +458,7 @@ def check_pdf(content: bytes, png: Path) -> None:
     subprocess.run(["pdftoppm", "-png", "-r", "80", "-singlefile", str(pdf), str(png.with_suffix(""))], check=True)
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert "Welzijn Uitkomstdorp" in text and "Gepaard" in text
+    assert "voordat de tweede les werd verstuurd" in " ".join(text.split())  # how the intake is defined
 
 
 async def test_erasure_removes_the_questionnaire_scores(http: httpx.AsyncClient) -> None:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from services.coaching.auth import SESSION_COOKIE
-from shared.events import Envelope, QuestionnaireAnswered, Topic
+from shared.events import Envelope, MailSent, QuestionnaireAnswered, Topic
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
@@ -286,3 +286,46 @@ async def test_an_answered_follow_up_cancels_the_reminder_and_an_intake_answer_d
     # A cancelled mail keeps neither its link nor (JSON null) its context.
     states = {r["participant_id"]: (r["status"], r["dropped"]) for r in rows}
     assert states == {follows_up: ("cancelled", True), only_intake: ("due", False)}
+
+
+async def test_an_intake_answer_after_the_day_2_lesson_gets_a_warm_page_and_stores_nothing(
+    http: httpx.AsyncClient,
+) -> None:
+    """The intake counts only before the day-2 lesson is sent. The mailer sends one lesson a
+    real day, so the day-2 mail.sent is published here as the mailer publishes it."""
+    organisation = await create_organisation(http, display_name="Buurtkracht West")
+    await add_coach(http, organisation["id"])
+    participant_id, email = await enrol_starting_now(http, organisation["id"], first_name="Riet")
+    mails = await eventually(lambda: mails_to(http, email), what="the day-1 mail")
+    html = (await raw_mail(http, mails[0]["id"])).get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    (url,) = re.findall(r'"(https?://[^"\s<>]+/q/[A-Za-z0-9_.\-]+)"', html)
+    started = await http.post(url, data={**read_form((await http.get(url)).text).hidden, "action": "next"})
+    assert started.status_code == 200 and "Vraag 1 van 6" in started.text
+
+    delivery = uuid4()
+    sent = MailSent(
+        delivery_id=delivery,
+        day=2,
+        lesson_title="Les 2",
+        pack="meer-contact",
+        pack_version="v1",
+        message_id=f"<{delivery}@test>",
+        sent_at=datetime.now(UTC),
+    )
+    org_id = UUID(organisation["id"])
+    await publish([Envelope.wrap(sent, org_id=org_id, participant_id=participant_id, occurred_at=sent.sent_at)])
+
+    async def tracking_knows_day_2() -> bool | None:
+        count = await db_count("tracking", "SELECT count(*) FROM sent_mail WHERE delivery_id = $1", delivery)
+        return True if count else None
+
+    await eventually(tracking_knows_day_2, what="tracking to see the day-2 mail")
+    page = await http.get(url)
+    assert page.status_code == 410 and "al voorbij" in page.text and "Buurtkracht West" in page.text
+    assert "tweede les" in page.text and "we slaan niets op" in page.text
+    # The form already open in the browser: its last step is refused the same way.
+    last = await http.post(url, data={"moment": "intake", "step": "6", "action": "next", **dict.fromkeys(ITEMS, "ja")})
+    assert last.status_code == 410 and "al voorbij" in last.text
+    stored = "SELECT count(*) FROM questionnaire_answer WHERE participant_id = $1"
+    assert await db_count("tracking", stored, participant_id) == 0
+    assert await answered_events(participant_id) == []

@@ -274,3 +274,13 @@ def test_production_refuses_the_development_research_export_key() -> None:
     with pytest.raises(ValueError, match="MEER_RESEARCH_EXPORT_KEY"):
         CoachingSettings(**real)  # type: ignore[arg-type]
     assert CoachingSettings(**real, research_export_key="r" * 32).research_export_key == "r" * 32  # type: ignore[arg-type]
+
+
+def test_an_intake_answer_counts_only_before_the_day_2_lesson_was_sent() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    day_2_sent = datetime(2026, 3, 3, 7, 30, tzinfo=UTC)
+    assert outcomes.counts_as_intake(day_2_sent - timedelta(minutes=1), day_2_sent)
+    assert not outcomes.counts_as_intake(day_2_sent, day_2_sent)
+    assert not outcomes.counts_as_intake(day_2_sent + timedelta(days=2), day_2_sent)
+    assert outcomes.counts_as_intake(day_2_sent + timedelta(days=200), None)
