@@ -4,7 +4,6 @@ appear on the open dashboard, without a reload, once the mail's pixel is fetched
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import httpx
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
-from deploy.local.stack import VAR
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
@@ -28,19 +26,9 @@ from tests.e2e.conftest import (
     tracking_links,
     unique_email,
 )
+from tests.support.browser import CHROMIUM, FLAGS, SHOTS, WAIT_MS
 
 pytestmark = pytest.mark.stack
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-SHOTS = Path(os.environ.get("MEER_SCREENSHOTS", VAR / "screenshots"))
-WAIT_MS = 30_000  # how long a step may take before the test fails, as `eventually` does
 
 
 async def shot(page: Page, name: str) -> None:

@@ -4,14 +4,12 @@ keyboard, and the link from the confirmation mail confirms with one button."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from deploy.local.stack import VAR
 from tests.e2e.conftest import (
     add_coach,
     create_organisation,
@@ -20,12 +18,9 @@ from tests.e2e.conftest import (
     unique_email,
     unique_source,
 )
+from tests.support.browser import CHROMIUM, FLAGS, SHOTS, WAIT_MS
 
 pytestmark = pytest.mark.stack
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-SHOTS = Path(os.environ.get("MEER_SCREENSHOTS", VAR / "screenshots"))
-WAIT_MS = 30_000
 
 
 async def test_a_participant_signs_up_and_confirms_in_a_browser(http: httpx.AsyncClient, tmp_path: Path) -> None:

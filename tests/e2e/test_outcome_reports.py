@@ -49,17 +49,9 @@ from tests.e2e.conftest import (
     unique_email,
 )
 from tests.e2e.test_questionnaire import answer_all
+from tests.support.browser import CHROMIUM, FLAGS
 
 pytestmark = pytest.mark.stack
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 # (coach, intake total, end total, finished the programme) per participant; None: no answer.
 KARIN, LOTTE, PIET = "karin", "lotte", "piet"
 COHORT: list[tuple[str, int | None, int | None, bool]] = [

@@ -5,7 +5,6 @@ Content-Security-Policy complaint, and axe-core finds no violation on the pages.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -14,23 +13,12 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Page, async_playwright, expect
 
-from deploy.local.stack import VAR
 from shared.tracking_tokens import QuestionnaireToken, TokenSigner
 from tests.e2e.conftest import DEV_TRACKING_KEY, TRACKING, create_organisation, db_fetch, eventually
+from tests.support.browser import CHROMIUM, FLAGS, SHOTS, WAIT_MS
 
 pytestmark = pytest.mark.stack
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-SHOTS = Path(os.environ.get("MEER_SCREENSHOTS", VAR / "screenshots"))
 PHONE = {"width": 390, "height": 844}
-WAIT_MS = 30_000
 
 
 async def no_axe_violations(page: Page) -> None:
