@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import security, storage
+from services.enrolment.enrolment_batches import EnrolmentBatches
 from services.enrolment.schemas import BrandingPublic, StaffPublic
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import Organisation, Participant, StaffMember
@@ -49,6 +50,12 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def runtime(request: Request) -> Runtime:
     """The service's shared adapters."""
     found: Runtime = request.app.state.runtime
+    return found
+
+
+def enrolment_batches(request: Request) -> EnrolmentBatches:
+    """Where enrolments through the API wait for their organisation's next batch."""
+    found: EnrolmentBatches = request.app.state.enrolment_batches
     return found
 
 
@@ -134,13 +141,9 @@ def allow(caller: Principal, org_id: UUID | None, *kinds: Kind) -> None:
         raise Refusal("forbidden", "You have no access to this organisation.")
 
 
-async def organisation_or_404(
-    session: AsyncSession, org_id: UUID, *, for_update: bool = False, key_share: bool = False
-) -> Organisation:
+async def organisation_or_404(session: AsyncSession, org_id: UUID, *, for_update: bool = False) -> Organisation:
     """The organisation, or a 404 in the error shape."""
-    organisation = await storage.get_organisation(
-        session=session, org_id=org_id, for_update=for_update, key_share=key_share
-    )
+    organisation = await storage.get_organisation(session=session, org_id=org_id, for_update=for_update)
     if organisation is None:
         raise Refusal("not_found", f"Organisation {org_id} does not exist.")
     return organisation

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Request, UploadFile
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, exports, storage
@@ -16,6 +16,7 @@ from services.enrolment.api.common import (
     SettingsDep,
     allow,
     commit_or_conflict,
+    enrolment_batches,
     errors,
     organisation_or_404,
     participant_or_404,
@@ -31,7 +32,6 @@ from services.enrolment.schemas import (
     PauseRequest,
     StopRequest,
 )
-from services.enrolment.tables import Participant
 from services.enrolment.use_cases import csv_import, participants
 from shared.db import utcnow
 from shared.errors import Refusal
@@ -47,33 +47,16 @@ router = APIRouter(prefix="/api")
     responses=errors(401, 403, 404, 409, 422),
 )
 async def enrol_participant(
-    org_id: UUID, body: ParticipantCreate, caller: Caller, session: SessionDep
+    org_id: UUID, body: ParticipantCreate, caller: Caller, request: Request
 ) -> ParticipantPublic:
     """Enrol a participant; their programme starts on start_date (default: tomorrow)."""
     allow(caller, org_id, "org_admin", "api_key")
-    fields = ParticipantFields.model_validate(body.model_dump(exclude={"coach_id"}))
-    now = utcnow()
-
-    async def enrol(*, in_turn: bool) -> Participant:
-        # Side by side, enrolments into one organisation do not queue behind each other's commit.
-        organisation = await organisation_or_404(session, org_id, for_update=in_turn, key_share=not in_turn)
-        return await participants.enrol_participant(
-            session=session,
-            organisation=organisation,
-            fields=fields,
-            coach_id=body.coach_id,
-            source="api" if caller.kind == "api_key" else "admin",
-            now=now,
-            in_turn=in_turn,
-        )
-
-    try:
-        participant = await enrol(in_turn=False)
-    except participants.EnrolInTurn:
-        await session.rollback()
-        participant = await enrol(in_turn=True)
-    await commit_or_conflict(session, "This e-mail address is already enrolled here.", "email")
-    return ParticipantPublic.model_validate(participant)
+    enrolment = participants.EnrolmentRequest(
+        fields=ParticipantFields.model_validate(body.model_dump(exclude={"coach_id"})),
+        coach_id=body.coach_id,
+        source="api" if caller.kind == "api_key" else "admin",
+    )
+    return ParticipantPublic.model_validate(await enrolment_batches(request).enrol(org_id, enrolment))
 
 
 @router.post(
