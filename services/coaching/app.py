@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.coaching import api, outcome_routes, web
+from services.coaching import api, offer_pages, outcome_routes, web
 from services.coaching.auth import SESSION_COOKIE, LoginRequired, StaffTokenVerifier
 from services.coaching.dashboard import Clock, SystemClock
 from services.coaching.handlers import register_kafka_handlers
@@ -48,6 +48,7 @@ def create_app(settings: CoachingSettings | None = None, *, clock: Clock | None 
     app.include_router(web.router)
     app.include_router(outcome_routes.api_router)
     app.include_router(outcome_routes.web_router)
+    app.include_router(offer_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(LoginRequired)

@@ -58,6 +58,13 @@ class StaffTokenVerifier:
         return claims
 
 
+def staff_only(claims: StaffClaims) -> None:
+    """A partner signaller's token opens none of the coaching pages and API of staff (their
+    scope would otherwise be the whole organisation): only routes made for partners accept it."""
+    if claims.role == "partner":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Met een signaleerdersaccount kunt u deze pagina niet openen.")
+
+
 @dataclass(frozen=True)
 class Viewer:
     """A verified staff member and the token they came with."""
@@ -118,6 +125,7 @@ async def api_viewer(
             "This session has ended (logged out, password reset or account deactivated).",
             headers=challenge,
         )
+    staff_only(claims)
     return Viewer(claims=claims, token=credentials.credentials)
 
 
@@ -158,6 +166,7 @@ async def page_viewer(request: Request) -> Viewer:
     """The viewer of a web page; without a valid login cookie, off to the login page."""
     found = await _cookie_viewer(request)
     if isinstance(found, Viewer):
+        staff_only(found.claims)
         return found
     raise LoginRequired(next_path=request.url.path, expired=found is False)
 
@@ -166,6 +175,7 @@ async def fragment_viewer(request: Request) -> Viewer:
     """The viewer of a piece of page fetched by script (live updates): a 401, no redirect."""
     found = await _cookie_viewer(request)
     if isinstance(found, Viewer):
+        staff_only(found.claims)
         return found
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Log opnieuw in.")
 

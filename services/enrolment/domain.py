@@ -43,7 +43,11 @@ STATUSES: tuple[Status, ...] = ("pending", "enrolled", "active", "paused", "comp
 ACTIVE_STATUSES: tuple[Status, ...] = ("enrolled", "active", "paused")
 """Running participants: they count against the licence and get (or will get) mails."""
 
-StaffRole = Literal["org_admin", "coach"]
+StaffRole = Literal["org_admin", "coach", "partner"]
+ConsentVia = Literal["signal"]
+"""How consent was given when an organisation enrols someone: after a partner's signal, in
+the coach's first conversation (the sign-up form records its own: consent_text_version)."""
+CONSENT_CLOCK_SKEW = timedelta(minutes=5)
 StoppedBy = Literal["participant", "coach", "organisation"]
 
 
@@ -392,6 +396,32 @@ def check_logo(data: bytes, *, max_bytes: int, max_side: int, min_side: int = 16
 
 
 MIN_PASSWORD_LENGTH = 10
+PARTNER_ORGANISATION_MAX = 120
+STAFF_ROLES: tuple[StaffRole, ...] = ("org_admin", "coach", "partner")
+
+
+def staff_role(stored: str) -> StaffRole:
+    """A staff row's role as the contract's literal; a value no code wrote is a bug, not a coach."""
+    for role in STAFF_ROLES:
+        if stored == role:
+            return role
+    raise ValueError(f"unknown staff role {stored!r}")
+
+
+def check_partner_organisation(role: StaffRole, partner_organisation: str | None) -> str | None:
+    """A partner names their own organisation (shown with each signal and in the counts);
+    nobody else has one, so a typo in the role cannot silently make a partner of a coach."""
+    if role == "partner":
+        if not partner_organisation:
+            raise Refusal(
+                "invalid",
+                "A partner needs partner_organisation: the name of their own organisation.",
+                field="partner_organisation",
+            )
+        return partner_organisation
+    if partner_organisation is not None:
+        raise Refusal("invalid", "Only a partner has a partner_organisation.", field="partner_organisation")
+    return None
 
 
 def check_new_password(password: str) -> str:
@@ -403,6 +433,30 @@ def check_new_password(password: str) -> str:
     if not password.strip():
         raise Refusal("invalid", "The password cannot be only spaces.", field="password")
     return password
+
+
+# --- enrolling from a signal ----------------------------------------------------------------------
+
+
+def check_consent_given_at(given_at: datetime, now: datetime) -> datetime:
+    """Consent is recorded when it was given, which cannot be later than now (a few minutes of
+    clock difference between services aside)."""
+    if given_at > now + CONSENT_CLOCK_SKEW:
+        raise Refusal("invalid", "Consent cannot be given in the future.", field="consent.given_at")
+    return given_at
+
+
+def coach_enrolling_from_signal(staff_id: UUID, coach_id: UUID | None, via: ConsentVia | None) -> UUID:
+    """A coach may enrol someone only as the one-click end of a signal's intake: with the
+    person's consent recorded via the signal, and as that person's own coach (coach_id
+    themselves or left out). Everything else stays with the organisation admin."""
+    if via != "signal":
+        raise Refusal(
+            "forbidden", "A coach enrols only from a signal: send consent with via 'signal'.", field="consent"
+        )
+    if coach_id is not None and coach_id != staff_id:
+        raise Refusal("forbidden", "A coach enrols only with themselves as coach.", field="coach_id")
+    return staff_id
 
 
 # --- participant fields as the API, the CSV file and the sign-up form give them ----------------------

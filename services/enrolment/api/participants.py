@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, exports, storage
@@ -44,19 +44,56 @@ router = APIRouter(prefix="/api")
     "/organisations/{org_id}/participants",
     status_code=201,
     tags=["participants"],
-    responses=errors(401, 403, 404, 409, 422),
+    responses={
+        200: {
+            "model": ParticipantPublic,
+            "description": "This signal (consent.signal_id) enrolled someone before: that participant, nothing new.",
+        },
+        **errors(401, 403, 404, 409, 422),
+    },
 )
 async def enrol_participant(
-    org_id: UUID, body: ParticipantCreate, caller: Caller, request: Request
+    org_id: UUID, body: ParticipantCreate, caller: Caller, session: SessionDep, request: Request, response: Response
 ) -> ParticipantPublic:
-    """Enrol a participant; their programme starts on start_date (default: tomorrow)."""
-    allow(caller, org_id, "org_admin", "api_key")
+    """Enrol a participant; their programme starts on start_date (default: tomorrow).
+
+    `consent` records how the person agreed. With `via: signal` (coaching's one-click
+    enrolment at the end of an intake) the person's own coach may enrol them too, as their
+    coach; the same signal enrols once: a repeat (a retry, a double click) answers 200 with
+    the participant of the first, whatever else it sends."""
+    allow(caller, org_id, "org_admin", "coach", "api_key")
+    consent = body.consent
+    coach_id = body.coach_id
+    if caller.kind == "coach":
+        assert caller.staff_id is not None, "a coach token names the coach"
+        coach_id = domain.coach_enrolling_from_signal(caller.staff_id, coach_id, consent.via if consent else None)
+
+    async def enrolled_before() -> ParticipantPublic | None:
+        if consent is None:
+            return None
+        first = await participants.enrolled_from_signal(session=session, org_id=org_id, signal_id=consent.signal_id)
+        if first is None:
+            return None
+        if caller.kind == "coach" and first.coach_id != caller.staff_id:
+            raise Refusal("conflict", "This signal enrolled a participant of another coach.", field="consent.signal_id")
+        response.status_code = 200
+        return ParticipantPublic.model_validate(first)
+
+    if (first := await enrolled_before()) is not None:
+        return first
     enrolment = participants.EnrolmentRequest(
-        fields=ParticipantFields.model_validate(body.model_dump(exclude={"coach_id"})),
-        coach_id=body.coach_id,
-        source="api" if caller.kind == "api_key" else "admin",
+        fields=ParticipantFields.model_validate(body.model_dump(exclude={"coach_id", "consent"})),
+        coach_id=coach_id,
+        source="signal" if consent else "api" if caller.kind == "api_key" else "admin",
+        consent=consent,
     )
-    return ParticipantPublic.model_validate(await enrolment_batches(request).enrol(org_id, enrolment))
+    try:
+        return ParticipantPublic.model_validate(await enrolment_batches(request).enrol(org_id, enrolment))
+    except Refusal as refusal:
+        # A parallel request of the same signal came first: answer its participant.
+        if refusal.kind == "conflict" and (first := await enrolled_before()) is not None:
+            return first
+        raise
 
 
 @router.post(

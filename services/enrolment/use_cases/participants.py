@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, storage
 from services.enrolment.domain import ParticipantFields, StoppedBy
-from services.enrolment.schemas import ParticipantUpdate
+from services.enrolment.schemas import ConsentGiven, ParticipantUpdate
 from services.enrolment.tables import Organisation, Participant, StaffMember
 from shared.db import utcnow
 from shared.errors import Refusal
@@ -68,6 +68,7 @@ def enrolled_event(participant: Participant) -> ParticipantEnrolled:
         send_time=participant.send_time,
         timezone=participant.timezone,
         variant=participant.variant,
+        signal_id=participant.consent_signal_id,
     )
 
 
@@ -85,13 +86,20 @@ async def capacity(*, session: AsyncSession, organisation: Organisation, now: da
 ALREADY_ENROLLED = "This e-mail address is already enrolled here."
 
 
+async def enrolled_from_signal(*, session: AsyncSession, org_id: UUID, signal_id: UUID) -> Participant | None:
+    """The participant this organisation already enrolled from the signal, if any: a repeated
+    one-click enrolment answers that person instead of enrolling them twice."""
+    return await storage.participant_from_signal(session=session, org_id=org_id, signal_id=signal_id)
+
+
 @dataclass(frozen=True)
 class EnrolmentRequest:
     """One enrolment through the API, checked field by field, waiting to go in."""
 
     fields: ParticipantFields
     coach_id: UUID | None
-    source: Literal["api", "admin"]
+    source: Literal["api", "admin", "signal"]
+    consent: ConsentGiven | None = None
 
 
 def stage_new_participant(
@@ -102,16 +110,26 @@ def stage_new_participant(
     coach_id: UUID,
     start_date: date,
     variant: str,
-    source: Literal["api", "admin", "csv"],
+    source: Literal["api", "admin", "signal", "csv"],
     now: datetime,
+    consent: ConsentGiven | None = None,
 ) -> dict[str, Any]:
     """A new participant's row, with their contact details and participant.enrolled staged in
     the outbox of the caller's transaction; the caller inserts the rows together
-    (storage.insert_participants). Plain rows, not ORM objects: thousands of those cost seconds."""
+    (storage.insert_participants). Plain rows, not ORM objects: thousands of those cost seconds.
+
+    consent: how the person agreed (via a signal: its id makes the enrolment happen once, see
+    enrolled_from_signal; a parallel second one is refused by uq_participant_signal)."""
     participant_id = uuid4()
+    signal_id = None if consent is None else consent.signal_id
     contact = contact_event(participant_id, fields.first_name, fields.email, fields.phone)
     enrolled = ParticipantEnrolled(
-        coach_id=coach_id, start_date=start_date, send_time=fields.send_time, timezone=fields.timezone, variant=variant
+        coach_id=coach_id,
+        start_date=start_date,
+        send_time=fields.send_time,
+        timezone=fields.timezone,
+        variant=variant,
+        signal_id=signal_id,
     )
     for payload in (contact, enrolled):
         add_to_outbox(session, Envelope.wrap(payload, org_id=org_id, participant_id=participant_id, occurred_at=now))
@@ -128,6 +146,9 @@ def stage_new_participant(
         "variant": variant,
         "status": "enrolled",
         "source": source,
+        "consented_at": None if consent is None else consent.given_at,
+        "consent_via": None if consent is None else consent.via,
+        "consent_signal_id": signal_id,
         "created_at": now,
         "updated_at": now,
     }
@@ -142,8 +163,9 @@ async def enrol_together(
     The caller locked the organisation FOR UPDATE, so the licence count holds exactly; the
     batch shares one count, one look-up of its addresses and one insert. An address already
     running here (or twice in the batch) is refused; one that a parallel transaction enrols at
-    the same moment makes the commit fail on uq_participant_active_email, and the caller
-    enrols the batch again one by one.
+    the same moment (or a signal enrolled twice) makes the commit fail on a unique index
+    (uq_participant_active_email, uq_participant_signal), and the caller enrols the batch
+    again one by one.
     """
     counts = await storage.enrolment_counts(session=session, org_id=organisation.id)
     running, per_coach = counts.running, dict(counts.per_coach)
@@ -169,6 +191,8 @@ async def enrol_together(
                 fields.start_date or domain.default_start_date(now, fields.timezone), now, fields.timezone
             )
             coach = domain.choose_coach(request.coach_id, per_coach)
+            if request.consent is not None:
+                domain.check_consent_given_at(request.consent.given_at, now)
             if fields.email in taken:
                 raise Refusal("conflict", ALREADY_ENROLLED, field="email")
         except Refusal as refusal:
@@ -183,6 +207,7 @@ async def enrol_together(
             variant=variant,
             source=request.source,
             now=now,
+            consent=request.consent,
         )
         running += 1
         per_coach[coach] += 1
