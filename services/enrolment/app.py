@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 from services.enrolment import exports, storage
 from services.enrolment.api import public_router, router
+from services.enrolment.api.common import KnownApiKeys
+from services.enrolment.enrolment_batches import EnrolmentBatches
 from services.enrolment.export_api import router as export_router
 from services.enrolment.handlers import register_kafka_handlers
 from services.enrolment.pages import router as pages_router
@@ -102,6 +104,8 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         },
     )
     app.state.runtime = runtime
+    app.state.enrolment_batches = EnrolmentBatches(runtime.database)
+    app.state.known_api_keys = KnownApiKeys(runtime.database)
     app.state.token_keys = TokenKeys.load(settings.staff_token_private_key_path, settings.staff_token_public_key_path)
     app.include_router(export_router)
     app.include_router(router)

@@ -235,14 +235,6 @@ def remaining_capacity(*, valid_from: date, valid_until: date, maximum: int, run
     return left
 
 
-def capacity_holds_side_by_side(remaining: int, concurrent_transactions: int) -> bool:
-    """Whether enrolments may go in side by side (without taking turns on the organisation)
-    and still never exceed the licence: each such enrolment adds one participant and cannot
-    see the others' uncommitted ones, and at most `concurrent_transactions` run at once, so
-    it holds while more places are left than that."""
-    return remaining > concurrent_transactions
-
-
 def check_licence_period(valid_from: date, valid_until: date) -> None:
     """A licence ends on or after the day it starts."""
     if valid_until < valid_from:

@@ -28,15 +28,9 @@ from services.enrolment.tables import (
 # --- organisations ----------------------------------------------------------------------------
 
 
-async def get_organisation(
-    *, session: AsyncSession, org_id: UUID, for_update: bool = False, key_share: bool = False
-) -> Organisation | None:
+async def get_organisation(*, session: AsyncSession, org_id: UUID, for_update: bool = False) -> Organisation | None:
     """The organisation; with for_update its row stays locked until commit, which makes
-    enrolments into one organisation take turns (so two cannot both take the last place).
-    With key_share the row is locked FOR KEY SHARE: such holders run side by side, while a
-    for_update holder (licence change, import, an enrolment in turn) waits for them all."""
-    if key_share:
-        return await session.get(Organisation, org_id, with_for_update={"read": True, "key_share": True})
+    enrolments into one organisation take turns (so two cannot both take the last place)."""
     return await session.get(Organisation, org_id, with_for_update=for_update)
 
 
@@ -73,34 +67,29 @@ async def running_count(*, session: AsyncSession, org_id: UUID) -> int:
 
 @dataclass(frozen=True)
 class EnrolmentCounts:
-    """What an enrolment decides on: the licence's running participants, each coach's
-    running participants (0 included), and how many transactions the server runs at once."""
+    """What an enrolment decides on: the licence's running participants and each coach's
+    running participants (0 included)."""
 
     running: int
     per_coach: dict[UUID, int]
-    concurrent_transactions: int
 
 
 _ENROLMENT_COUNTS = text(
     """
-    SELECT s.id AS coach_id, coalesce(r.n, 0) AS n, lim.max_connections
-    FROM (SELECT current_setting('max_connections')::int AS max_connections) AS lim
-    LEFT JOIN (
-        (SELECT coach_id, count(*) AS n FROM participant
-         WHERE org_id = :org_id AND status = ANY(:statuses) GROUP BY coach_id) AS r
-        FULL JOIN (SELECT id FROM staff WHERE org_id = :org_id AND role = 'coach') AS s ON s.id = r.coach_id
-    ) ON true
+    SELECT s.id AS coach_id, coalesce(r.n, 0) AS n
+    FROM (SELECT coach_id, count(*) AS n FROM participant
+          WHERE org_id = :org_id AND status = ANY(:statuses) GROUP BY coach_id) AS r
+    FULL JOIN (SELECT id FROM staff WHERE org_id = :org_id AND role = 'coach') AS s ON s.id = r.coach_id
     """
 )
 
 
 async def enrolment_counts(*, session: AsyncSession, org_id: UUID) -> EnrolmentCounts:
-    """The counts of one enrolment in one round trip (the hot path of the enrolment API)."""
+    """The counts enrolments decide on, in one round trip (the hot path of the enrolment API)."""
     rows = (await session.execute(_ENROLMENT_COUNTS, {"org_id": org_id, "statuses": list(ACTIVE_STATUSES)})).all()
     return EnrolmentCounts(
-        running=sum(int(n) for _, n, _ in rows),
-        per_coach={coach_id: int(n) for coach_id, n, _ in rows if coach_id is not None},
-        concurrent_transactions=int(rows[0][2]),
+        running=sum(int(n) for _, n in rows),
+        per_coach={coach_id: int(n) for coach_id, n in rows if coach_id is not None},
     )
 
 
@@ -414,6 +403,18 @@ async def running_emails(*, session: AsyncSession, org_id: UUID) -> frozenset[st
     return frozenset(email for (email,) in rows.all() if email)
 
 
+async def running_emails_among(*, session: AsyncSession, org_id: UUID, emails: Sequence[str]) -> frozenset[str]:
+    """Which of these addresses already run in the organisation."""
+    rows = await session.execute(
+        select(col(Participant.email)).where(
+            col(Participant.org_id) == org_id,
+            col(Participant.status).in_(ACTIVE_STATUSES),
+            col(Participant.email).in_(list(emails)),
+        )
+    )
+    return frozenset(email for (email,) in rows.all() if email)
+
+
 async def pending_signups(*, session: AsyncSession, org_id: UUID, email: str) -> list[Participant]:
     """Unconfirmed sign-ups of one address in one organisation."""
     rows = await session.execute(
@@ -436,6 +437,6 @@ async def expired_signups(*, session: AsyncSession, expired_before: datetime, li
 
 
 async def insert_participants(*, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Many participants in one statement batch (the CSV import)."""
+    """Many participants in one statement batch (the CSV import, enrolments through the API)."""
     if rows:
         await session.execute(insert(Participant), list(rows))

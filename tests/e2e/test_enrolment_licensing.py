@@ -226,8 +226,8 @@ async def test_the_cli_licenses_an_organisation(http: httpx.AsyncClient) -> None
 
 
 async def test_parallel_enrolments_fill_a_licence_exactly_and_never_beyond(http: httpx.AsyncClient) -> None:
-    """Enrolments into one organisation run side by side while many places are left (more than
-    PostgreSQL's max_connections, 300 on the local stack) and take turns near the end."""
+    """Enrolments into one organisation that arrive together commit together in batches, and
+    the licence count holds exactly across the batches and at the end."""
     organisation = await create_organisation(http, max_active_participants=330)
     org_id = organisation["id"]
     await add_coach(http, org_id)
@@ -255,3 +255,41 @@ async def test_parallel_enrolments_fill_a_licence_exactly_and_never_beyond(http:
     stored = await db_count("enrolment", "SELECT count(*) FROM participant WHERE org_id = $1", uuid.UUID(org_id))
     assert stored == 330
     assert (await licence(http, org_id))["available"] == 0
+
+
+async def test_enrolments_that_arrive_together_are_each_answered_for_themselves(http: httpx.AsyncClient) -> None:
+    """Enrolments sent at the same moment go in together; within them the same address twice is
+    enrolled once, a coach of another organisation is refused alone, and another organisation's
+    enrolments at the same moment are not held up or mixed in."""
+    first, second = (await create_organisation(http), await create_organisation(http))
+    await add_coach(http, first["id"])
+    await add_coach(http, second["id"])
+    stranger = await add_coach(http, second["id"], name="Coach Elders")
+    twice = unique_email()
+    requests = [enrol(http, first["id"], email=twice) for _ in range(4)]
+    requests += [enrol(http, first["id"]) for _ in range(12)]
+    requests += [enrol(http, first["id"], coach_id=stranger["id"])]
+    requests += [enrol(http, second["id"]) for _ in range(8)]
+    answers = await asyncio.gather(*requests)
+
+    twice_answers = sorted(answer.status_code for answer in answers[:4])
+    assert twice_answers == [201, 409, 409, 409], [a.text for a in answers[:4]]
+    assert all(a.json()["error"]["fields"][0]["field"] == "email" for a in answers[:4] if a.status_code == 409)
+    assert [answer.status_code for answer in answers[4:16]] == [201] * 12
+    assert answers[16].status_code == 422 and answers[16].json()["error"]["fields"][0]["field"] == "coach_id"
+    assert [answer.status_code for answer in answers[17:]] == [201] * 8
+    assert {answer.json()["org_id"] for answer in answers[17:]} == {second["id"]}
+    ids = {answer.json()["id"] for answer in answers if answer.status_code == 201}
+    assert len(ids) == 21
+    stored = await db_fetch(
+        "enrolment",
+        "SELECT org_id::text, count(*) AS n FROM participant WHERE org_id = ANY($1::uuid[]) GROUP BY org_id",
+        [uuid.UUID(first["id"]), uuid.UUID(second["id"])],
+    )
+    assert {row["org_id"]: row["n"] for row in stored} == {first["id"]: 13, second["id"]: 8}
+
+    async def all_enrolled_on_kafka() -> bool:
+        events = await events_on("meer.participant", event_type="participant.enrolled")
+        return ids <= {event["participant_id"] for event in events}
+
+    await eventually(all_enrolled_on_kafka, what="participant.enrolled of each enrolment on Kafka")

@@ -4,22 +4,26 @@ answer 404, the documented error statuses, and the public shapes of branding and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from cachetools import TTLCache
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import security, storage
+from services.enrolment.enrolment_batches import EnrolmentBatches
 from services.enrolment.schemas import BrandingPublic, StaffPublic
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.tables import Organisation, Participant, StaffMember
 from services.enrolment.use_cases import organisations
 from shared.branding import readable_text_colour
+from shared.db import Database
 from shared.errors import Refusal
 from shared.runtime import Runtime, api_error, error_responses
 from shared.staff_tokens import InvalidStaffTokenError, StaffAccess, token_allowed
@@ -49,6 +53,59 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def runtime(request: Request) -> Runtime:
     """The service's shared adapters."""
     found: Runtime = request.app.state.runtime
+    return found
+
+
+def enrolment_batches(request: Request) -> EnrolmentBatches:
+    """Where enrolments through the API wait for their organisation's next batch."""
+    found: EnrolmentBatches = request.app.state.enrolment_batches
+    return found
+
+
+API_KEY_MEMORY_S = 2.0
+"""How long a process remembers a valid API key. A rotated or revoked key stops working at once
+on the replica that handled that, and within this time on the others."""
+
+
+class KnownApiKeys:
+    """Valid API keys a process has just seen (digest -> organisation), so that a system
+    enrolling many people does not cost a database round trip per request for its key.
+    Requests that arrive together with a key not known yet share one look-up. Unknown keys
+    are not remembered: a wrong key is looked up every time."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._known: TTLCache[str, UUID] = TTLCache(maxsize=10_000, ttl=API_KEY_MEMORY_S)
+        self._looking_up: dict[str, asyncio.Future[UUID | None]] = {}
+
+    async def organisation_of(self, api_key: str) -> UUID | None:
+        digest = security.digest(api_key)
+        org_id = self._known.get(digest)
+        if org_id is not None:
+            return org_id
+        looking_up = self._looking_up.get(digest)
+        if looking_up is None:
+            looking_up = asyncio.ensure_future(self._look_up(digest))
+            self._looking_up[digest] = looking_up
+            looking_up.add_done_callback(lambda _: self._looking_up.pop(digest, None))
+        # A request that goes away does not cancel the look-up the others wait for.
+        return await asyncio.shield(looking_up)
+
+    async def _look_up(self, digest: str) -> UUID | None:
+        async with self._database.session() as session:
+            org_id = await storage.org_of_api_key(session=session, key_hash=digest)
+        if org_id is not None:
+            self._known[digest] = org_id
+        return org_id
+
+    def forget(self, org_id: UUID) -> None:
+        """The organisation's key was rotated or revoked here."""
+        for digest in [digest for digest, known in self._known.items() if known == org_id]:
+            self._known.pop(digest, None)
+
+
+def known_api_keys(request: Request) -> KnownApiKeys:
+    found: KnownApiKeys = request.app.state.known_api_keys
     return found
 
 
@@ -98,8 +155,7 @@ async def principal(
     (The request's own session: FastAPI hands the route the same one.)"""
     settings = settings_of(request)
     if x_api_key is not None:
-        # In the request's own session: no second pool checkout, ping and transaction per call.
-        org_id = await storage.org_of_api_key(session=session, key_hash=security.digest(x_api_key))
+        org_id = await known_api_keys(request).organisation_of(x_api_key)
         if org_id is None:
             raise unauthorised("The API key is not valid (it may have been rotated).")
         return Principal(kind="api_key", org_id=org_id)
@@ -134,13 +190,9 @@ def allow(caller: Principal, org_id: UUID | None, *kinds: Kind) -> None:
         raise Refusal("forbidden", "You have no access to this organisation.")
 
 
-async def organisation_or_404(
-    session: AsyncSession, org_id: UUID, *, for_update: bool = False, key_share: bool = False
-) -> Organisation:
+async def organisation_or_404(session: AsyncSession, org_id: UUID, *, for_update: bool = False) -> Organisation:
     """The organisation, or a 404 in the error shape."""
-    organisation = await storage.get_organisation(
-        session=session, org_id=org_id, for_update=for_update, key_share=key_share
-    )
+    organisation = await storage.get_organisation(session=session, org_id=org_id, for_update=for_update)
     if organisation is None:
         raise Refusal("not_found", f"Organisation {org_id} does not exist.")
     return organisation

@@ -7,7 +7,7 @@ import re
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, File, Request, Response, UploadFile
 
 from services.enrolment import storage
 from services.enrolment.api.common import (
@@ -18,6 +18,7 @@ from services.enrolment.api.common import (
     branding_public,
     commit_or_conflict,
     errors,
+    known_api_keys,
     organisation_or_404,
 )
 from services.enrolment.schemas import (
@@ -192,20 +193,24 @@ async def get_api_key(org_id: UUID, caller: Caller, session: SessionDep) -> ApiK
 
 
 @router.post("/organisations/{org_id}/api-key", status_code=201, tags=["api keys"], responses=errors(401, 403, 404))
-async def rotate_api_key(org_id: UUID, caller: Caller, session: SessionDep) -> ApiKeyCreated:
-    """Create a new API key, shown only in this answer; the previous key stops working."""
+async def rotate_api_key(org_id: UUID, caller: Caller, session: SessionDep, request: Request) -> ApiKeyCreated:
+    """Create a new API key, shown only in this answer; the previous key stops working (on every
+    replica of the service within 2 seconds)."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id, for_update=True)
     key, row = await organisations.rotate_api_key(session=session, organisation=organisation, now=utcnow())
     await session.commit()
+    known_api_keys(request).forget(org_id)
     return ApiKeyCreated(api_key=key, prefix=row.prefix, created_at=row.created_at)
 
 
 @router.delete("/organisations/{org_id}/api-key", status_code=204, tags=["api keys"], responses=errors(401, 403, 404))
-async def revoke_api_key(org_id: UUID, caller: Caller, session: SessionDep) -> Response:
-    """Revoke the API key; systems using it are refused from now on."""
+async def revoke_api_key(org_id: UUID, caller: Caller, session: SessionDep, request: Request) -> Response:
+    """Revoke the API key; systems using it are refused from now on (on every replica of the
+    service within 2 seconds)."""
     allow(caller, org_id, "org_admin")
     await organisation_or_404(session, org_id, for_update=True)
     await storage.revoke_api_keys(session=session, org_id=org_id, now=utcnow())
     await session.commit()
+    known_api_keys(request).forget(org_id)
     return Response(status_code=204)

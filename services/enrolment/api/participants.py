@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, File, Query, Response, UploadFile
-from sqlalchemy.exc import IntegrityError
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, exports, storage
@@ -17,6 +16,7 @@ from services.enrolment.api.common import (
     SettingsDep,
     allow,
     commit_or_conflict,
+    enrolment_batches,
     errors,
     organisation_or_404,
     participant_or_404,
@@ -32,7 +32,6 @@ from services.enrolment.schemas import (
     PauseRequest,
     StopRequest,
 )
-from services.enrolment.tables import Participant
 from services.enrolment.use_cases import csv_import, participants
 from shared.db import utcnow
 from shared.errors import Refusal
@@ -54,7 +53,7 @@ router = APIRouter(prefix="/api")
     },
 )
 async def enrol_participant(
-    org_id: UUID, body: ParticipantCreate, caller: Caller, session: SessionDep, response: Response
+    org_id: UUID, body: ParticipantCreate, caller: Caller, session: SessionDep, request: Request, response: Response
 ) -> ParticipantPublic:
     """Enrol a participant; their programme starts on start_date (default: tomorrow).
 
@@ -68,8 +67,6 @@ async def enrol_participant(
     if caller.kind == "coach":
         assert caller.staff_id is not None, "a coach token names the coach"
         coach_id = domain.coach_enrolling_from_signal(caller.staff_id, coach_id, consent.via if consent else None)
-    fields = ParticipantFields.model_validate(body.model_dump(exclude={"coach_id", "consent"}))
-    now = utcnow()
 
     async def enrolled_before() -> ParticipantPublic | None:
         if consent is None:
@@ -84,35 +81,19 @@ async def enrol_participant(
 
     if (first := await enrolled_before()) is not None:
         return first
-
-    async def enrol(*, in_turn: bool) -> Participant:
-        # Side by side, enrolments into one organisation do not queue behind each other's commit.
-        organisation = await organisation_or_404(session, org_id, for_update=in_turn, key_share=not in_turn)
-        return await participants.enrol_participant(
-            session=session,
-            organisation=organisation,
-            fields=fields,
-            coach_id=coach_id,
-            source="signal" if consent else "api" if caller.kind == "api_key" else "admin",
-            now=now,
-            in_turn=in_turn,
-            consent=consent,
-        )
-
+    enrolment = participants.EnrolmentRequest(
+        fields=ParticipantFields.model_validate(body.model_dump(exclude={"coach_id", "consent"})),
+        coach_id=coach_id,
+        source="signal" if consent else "api" if caller.kind == "api_key" else "admin",
+        consent=consent,
+    )
     try:
-        participant = await enrol(in_turn=False)
-    except participants.EnrolInTurn:
-        await session.rollback()
-        participant = await enrol(in_turn=True)
-    try:
-        await session.commit()
-    except IntegrityError:
-        # A parallel request won: the same signal (answer its participant) or the same address.
-        await session.rollback()
-        if (first := await enrolled_before()) is not None:
+        return ParticipantPublic.model_validate(await enrolment_batches(request).enrol(org_id, enrolment))
+    except Refusal as refusal:
+        # A parallel request of the same signal came first: answer its participant.
+        if refusal.kind == "conflict" and (first := await enrolled_before()) is not None:
             return first
-        raise Refusal("conflict", "This e-mail address is already enrolled here.", field="email") from None
-    return ParticipantPublic.model_validate(participant)
+        raise
 
 
 @router.post(

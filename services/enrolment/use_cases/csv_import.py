@@ -6,17 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Literal
-from uuid import uuid4
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import csv_rows, storage
 from services.enrolment.schemas import ImportedRowPublic, ImportReport, RejectedRowPublic, RowProblem
 from services.enrolment.tables import Organisation
-from services.enrolment.use_cases.participants import capacity, contact_event
+from services.enrolment.use_cases.participants import capacity, stage_new_participant
 from shared.errors import Refusal
-from shared.events import Envelope, ParticipantEnrolled
-from shared.outbox import add_to_outbox
 
 ImportMode = Literal["valid_rows", "all_or_nothing"]
 Progress = Callable[[int], None]
@@ -53,42 +50,19 @@ async def write_import(
             progress(len(batch))
         batch.clear()
 
-    # Plain rows and payloads, not ORM objects: ten thousand of those cost seconds.
     for row in accepted:
-        participant_id, fields = uuid4(), row.fields
-        batch.append(
-            {
-                "id": participant_id,
-                "org_id": organisation.id,
-                "coach_id": row.coach_id,
-                "first_name": fields.first_name,
-                "email": fields.email,
-                "phone": fields.phone,
-                "start_date": row.start_date,
-                "send_time": fields.send_time,
-                "timezone": fields.timezone,
-                "variant": row.variant,
-                "status": "enrolled",
-                "source": "csv",
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        contact = contact_event(participant_id, fields.first_name, fields.email, fields.phone)
-        add_to_outbox(
-            session, Envelope.wrap(contact, org_id=organisation.id, participant_id=participant_id, occurred_at=now)
-        )
-        enrolled = ParticipantEnrolled(
+        participant = stage_new_participant(
+            session,
+            org_id=organisation.id,
+            fields=row.fields,
             coach_id=row.coach_id,
             start_date=row.start_date,
-            send_time=fields.send_time,
-            timezone=fields.timezone,
             variant=row.variant,
+            source="csv",
+            now=now,
         )
-        add_to_outbox(
-            session, Envelope.wrap(enrolled, org_id=organisation.id, participant_id=participant_id, occurred_at=now)
-        )
-        imported.append(ImportedRowPublic(row=row.row, participant_id=participant_id))
+        batch.append(participant)
+        imported.append(ImportedRowPublic(row=row.row, participant_id=participant["id"]))
         if len(batch) >= chunk:
             await flush()
     if batch:

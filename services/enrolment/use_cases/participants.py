@@ -3,9 +3,11 @@ complete, start, erase), another coach, and republishing contact details."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
-from uuid import UUID
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+from uuid import UUID, uuid4
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -81,78 +83,139 @@ async def capacity(*, session: AsyncSession, organisation: Organisation, now: da
     )
 
 
+ALREADY_ENROLLED = "This e-mail address is already enrolled here."
+
+
 async def enrolled_from_signal(*, session: AsyncSession, org_id: UUID, signal_id: UUID) -> Participant | None:
     """The participant this organisation already enrolled from the signal, if any: a repeated
     one-click enrolment answers that person instead of enrolling them twice."""
     return await storage.participant_from_signal(session=session, org_id=org_id, signal_id=signal_id)
 
 
-class EnrolInTurn(Exception):
-    """The licence is nearly full: roll back and enrol again in turn (organisation FOR UPDATE)."""
+@dataclass(frozen=True)
+class EnrolmentRequest:
+    """One enrolment through the API, checked field by field, waiting to go in."""
+
+    fields: ParticipantFields
+    coach_id: UUID | None
+    source: Literal["api", "admin", "signal"]
+    consent: ConsentGiven | None = None
 
 
-async def enrol_participant(
-    *,
+def stage_new_participant(
     session: AsyncSession,
-    organisation: Organisation,
+    *,
+    org_id: UUID,
     fields: ParticipantFields,
-    coach_id: UUID | None,
-    source: Literal["api", "admin", "signal"],
+    coach_id: UUID,
+    start_date: date,
+    variant: str,
+    source: Literal["api", "admin", "signal", "csv"],
     now: datetime,
-    in_turn: bool = True,
     consent: ConsentGiven | None = None,
-) -> Participant:
-    """Enrol someone for the organisation (participant.enrolled).
+) -> dict[str, Any]:
+    """A new participant's row, with their contact details and participant.enrolled staged in
+    the outbox of the caller's transaction; the caller inserts the rows together
+    (storage.insert_participants). Plain rows, not ORM objects: thousands of those cost seconds.
 
-    in_turn: the caller locked the organisation row FOR UPDATE, so enrolments take turns
-    and the licence check holds exactly. Otherwise the caller locked it FOR KEY SHARE
-    (get_organisation(key_share=True)): enrolments run side by side, which is safe while
-    more places are left than transactions can run at once; when fewer are left this
-    raises EnrolInTurn and the caller rolls back and comes again in turn. The caller
-    commits with commit_or_conflict: an address already running here is refused then.
-
-    consent: how the person agreed (via a signal: its id makes the enrolment happen once,
-    see enrolled_from_signal; a parallel second one is refused by uq_participant_signal).
-    """
-    counts = await storage.enrolment_counts(session=session, org_id=organisation.id)
-    remaining = domain.remaining_capacity(
-        valid_from=organisation.licence_valid_from,
-        valid_until=organisation.licence_valid_until,
-        maximum=organisation.max_active_participants,
-        running=counts.running,
-        today=domain.licence_today(now),
-    )
-    if not in_turn and not domain.capacity_holds_side_by_side(remaining, counts.concurrent_transactions):
-        raise EnrolInTurn
-    variant = domain.check_variant(fields.variant, tuple(organisation.variants))
-    start = domain.check_start_date(
-        fields.start_date or domain.default_start_date(now, fields.timezone), now, fields.timezone
-    )
-    coach = domain.choose_coach(coach_id, counts.per_coach)
-    # A running enrolment of the same address is refused by the unique index
-    # uq_participant_active_email at commit (the caller turns it into a 409 on email).
-    participant = Participant(
-        org_id=organisation.id,
-        coach_id=coach,
-        first_name=fields.first_name,
-        email=fields.email,
-        phone=fields.phone,
-        start_date=start,
+    consent: how the person agreed (via a signal: its id makes the enrolment happen once, see
+    enrolled_from_signal; a parallel second one is refused by uq_participant_signal)."""
+    participant_id = uuid4()
+    signal_id = None if consent is None else consent.signal_id
+    contact = contact_event(participant_id, fields.first_name, fields.email, fields.phone)
+    enrolled = ParticipantEnrolled(
+        coach_id=coach_id,
+        start_date=start_date,
         send_time=fields.send_time,
         timezone=fields.timezone,
         variant=variant,
-        status="enrolled",
-        source=source,
-        consented_at=None if consent is None else domain.check_consent_given_at(consent.given_at, now),
-        consent_via=None if consent is None else consent.via,
-        consent_signal_id=None if consent is None else consent.signal_id,
-        created_at=now,
-        updated_at=now,
+        signal_id=signal_id,
     )
-    session.add(participant)
-    publish_contact(session, participant)
-    publish(session, participant, enrolled_event(participant))
-    return participant
+    for payload in (contact, enrolled):
+        add_to_outbox(session, Envelope.wrap(payload, org_id=org_id, participant_id=participant_id, occurred_at=now))
+    return {
+        "id": participant_id,
+        "org_id": org_id,
+        "coach_id": coach_id,
+        "first_name": fields.first_name,
+        "email": fields.email,
+        "phone": fields.phone,
+        "start_date": start_date,
+        "send_time": fields.send_time,
+        "timezone": fields.timezone,
+        "variant": variant,
+        "status": "enrolled",
+        "source": source,
+        "consented_at": None if consent is None else consent.given_at,
+        "consent_via": None if consent is None else consent.via,
+        "consent_signal_id": signal_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def enrol_together(
+    *, session: AsyncSession, organisation: Organisation, requests: Sequence[EnrolmentRequest], now: datetime
+) -> list[dict[str, Any] | Refusal]:
+    """Enrol several people into one organisation in the caller's transaction (participant.enrolled
+    each): per request the new participant's row, or the refusal that request alone gets.
+
+    The caller locked the organisation FOR UPDATE, so the licence count holds exactly; the
+    batch shares one count, one look-up of its addresses and one insert. An address already
+    running here (or twice in the batch) is refused; one that a parallel transaction enrols at
+    the same moment (or a signal enrolled twice) makes the commit fail on a unique index
+    (uq_participant_active_email, uq_participant_signal), and the caller enrols the batch
+    again one by one.
+    """
+    counts = await storage.enrolment_counts(session=session, org_id=organisation.id)
+    running, per_coach = counts.running, dict(counts.per_coach)
+    taken = set(
+        await storage.running_emails_among(
+            session=session, org_id=organisation.id, emails=[request.fields.email for request in requests]
+        )
+    )
+    outcomes: list[dict[str, Any] | Refusal] = []
+    rows: list[dict[str, Any]] = []
+    for request in requests:
+        fields = request.fields
+        try:
+            domain.remaining_capacity(
+                valid_from=organisation.licence_valid_from,
+                valid_until=organisation.licence_valid_until,
+                maximum=organisation.max_active_participants,
+                running=running,
+                today=domain.licence_today(now),
+            )
+            variant = domain.check_variant(fields.variant, tuple(organisation.variants))
+            start = domain.check_start_date(
+                fields.start_date or domain.default_start_date(now, fields.timezone), now, fields.timezone
+            )
+            coach = domain.choose_coach(request.coach_id, per_coach)
+            if request.consent is not None:
+                domain.check_consent_given_at(request.consent.given_at, now)
+            if fields.email in taken:
+                raise Refusal("conflict", ALREADY_ENROLLED, field="email")
+        except Refusal as refusal:
+            outcomes.append(refusal)
+            continue
+        row = stage_new_participant(
+            session,
+            org_id=organisation.id,
+            fields=fields,
+            coach_id=coach,
+            start_date=start,
+            variant=variant,
+            source=request.source,
+            now=now,
+            consent=request.consent,
+        )
+        running += 1
+        per_coach[coach] += 1
+        taken.add(fields.email)
+        rows.append(row)
+        outcomes.append(row)
+    await storage.insert_participants(session=session, rows=rows)
+    return outcomes
 
 
 async def change_details(

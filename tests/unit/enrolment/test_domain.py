@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from services.enrolment.domain import (
     ParticipantFields,
-    capacity_holds_side_by_side,
     check_start_date,
     check_stop_reason,
     check_variant,
@@ -198,9 +197,3 @@ def test_a_coach_gives_a_reason_when_stopping_someone() -> None:
     assert refused.value.field == "reason"
     assert check_stop_reason("coach", " verhuisd ") == "verhuisd"
     assert check_stop_reason("participant", None) is None
-
-
-def test_enrolments_go_side_by_side_only_while_more_places_are_left_than_transactions_can_run() -> None:
-    assert capacity_holds_side_by_side(remaining=301, concurrent_transactions=300)
-    assert not capacity_holds_side_by_side(remaining=300, concurrent_transactions=300)
-    assert not capacity_holds_side_by_side(remaining=1, concurrent_transactions=300)
