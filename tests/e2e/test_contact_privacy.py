@@ -61,6 +61,9 @@ MAIL_ADDRESS_FIELDS = {
     ("organisation.branding_changed", "branding", "contact_email"),
     ("organisation.branding_changed", "branding", "contact_phone"),
     ("organisation.branding_changed", "branding", "reply_to"),
+    # A local offer's public phone number and website (the library's desk), not a person's.
+    ("organisation.local_offers_changed", "offers", "phone"),
+    ("organisation.local_offers_changed", "offers", "website"),
     # An RFC 5322 Message-ID looks like an address but names a mail, not a mailbox.
     ("mail.sent", "message_id"),
 }
