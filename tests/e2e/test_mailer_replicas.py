@@ -80,7 +80,9 @@ async def seed(database_url: str, count: int) -> list[str]:
     return addresses
 
 
-def start_mailer(database_url: str, smtp_port: int, sender: str) -> subprocess.Popen[bytes]:
+def start_mailer(
+    database_url: str, smtp_port: int, sender: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "MEER_DATABASE_URL": database_url,
@@ -96,6 +98,7 @@ def start_mailer(database_url: str, smtp_port: int, sender: str) -> subprocess.P
         "MEER_RATE_LIMIT_PER_SECOND": "100000",
         "MEER_RATE_LIMIT_PER_ORG_PER_SECOND": "100000",
         "MEER_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "services.mailer"],
