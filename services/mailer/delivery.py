@@ -60,9 +60,16 @@ from services.mailer.tables import (
     TransactionalMail,
 )
 from shared.db import POSTGRES_UNREACHABLE, Database, DedicatedConnection
-from shared.events import Envelope, MailFailed, MailSent, ProgrammeCompleted, TransactionalMailFailed
+from shared.events import (
+    Envelope,
+    MailFailed,
+    MailSent,
+    Payload,
+    ProgrammeCompleted,
+    TransactionalMailFailed,
+)
 from shared.logging import get_logger
-from shared.outbox import add_to_outbox, add_to_outbox_raw
+from shared.outbox import add_to_outbox, add_to_outbox_raw, outbox_row
 from shared.tracking_tokens import TokenSigner
 
 log = get_logger(__name__)
@@ -110,6 +117,8 @@ class _Leased:
     lease_until: datetime
     record_by: float
     """time.monotonic() after which a record no longer waits for PostgreSQL."""
+    events: list[Envelope]
+    """mail.sent (and programme.completed after the last lesson), built before the SMTP call."""
 
 
 @dataclass
@@ -245,7 +254,23 @@ class DeliveryWorker:
         await raw.execute(storage.LEASE, claimed.id, claimed.attempts, lease_until)
         # Records wait for PostgreSQL no longer than the lease holds, with a margin for the record itself.
         record_by = time.monotonic() + self.lease_s * 0.8
-        return _Leased(wire, lesson.title, lease_until, record_by)
+        return _Leased(wire, lesson.title, lease_until, record_by, self._sent_events(claimed, lesson.title, now))
+
+    def _sent_events(self, claimed: storage.ClaimedDelivery, lesson_title: str, now: datetime) -> list[Envelope]:
+        events: list[Payload] = [
+            MailSent(
+                delivery_id=claimed.id,
+                day=claimed.day,
+                lesson_title=lesson_title,
+                pack=self.pack.name,
+                pack_version=self.pack.version,
+                message_id=message_id(claimed.id, self.mail_settings.message_id_domain),
+                sent_at=now,
+            )
+        ]
+        if claimed.day >= self.pack.days:
+            events.append(ProgrammeCompleted(days=self.pack.days, completed_at=now))
+        return [Envelope.wrap(event, org_id=claimed.org_id, participant_id=claimed.participant_id) for event in events]
 
     async def _send_leased(self, claimed: storage.ClaimedDelivery, leased: _Leased, now: datetime) -> bool:
         """Send a leased mail and record what the SMTP server said; True when events were staged."""
@@ -269,15 +294,22 @@ class DeliveryWorker:
         except SmtpRefused as error:
             label = f"smtp_{error.code}"
             return await self._record(functools.partial(self._fail_staged, claimed, str(error), now, label), leased)
+        if claimed.day < self.pack.days:
+            return await self._record(functools.partial(self._record_sent, claimed, leased, now), leased, atomic=False)
         return await self._record(functools.partial(self._mark_sent, claimed, leased, now), leased)
 
-    async def _record(self, action: Callable[[asyncpg.Connection], Awaitable[bool]], leased: _Leased) -> bool:
-        """Run `action` in a transaction of its own. Only this worker knows what the SMTP server
-        said, so while PostgreSQL is away it tries again, until shortly before the lease ends."""
+    async def _record(
+        self, action: Callable[[asyncpg.Connection], Awaitable[bool]], leased: _Leased, *, atomic: bool = True
+    ) -> bool:
+        """Run `action` (in a transaction of its own, unless it is one statement: `atomic=False`).
+        Only this worker knows what the SMTP server said, so while PostgreSQL is away it tries
+        again, until shortly before the lease ends."""
         delay = 0.25
         while True:
             try:
                 raw = await self.connection.get()
+                if not atomic:
+                    return await action(raw)
                 async with raw.transaction():
                     return await action(raw)
             except POSTGRES_UNREACHABLE as error:
@@ -288,6 +320,33 @@ class DeliveryWorker:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _record_sent(
+        self, claimed: storage.ClaimedDelivery, leased: _Leased, now: datetime, raw: asyncpg.Connection
+    ) -> bool:
+        """Record a mail the SMTP server accepted (a lesson before the last) in one statement."""
+        rows = [outbox_row(envelope) for envelope in leased.events]
+        recorded = await raw.fetch(
+            storage.RECORD_SENT,
+            claimed.id,
+            claimed.attempts,
+            now,
+            message_id(claimed.id, self.mail_settings.message_id_domain),
+            self.pack.name,
+            self.pack.version,
+            leased.lesson_title,
+            leased.lease_until,
+            [row.event_id for row in rows],
+            [row.topic for row in rows],
+            [row.key for row in rows],
+            [row.value for row in rows],
+            [row.created_at for row in rows],
+        )
+        if not recorded:
+            log.warning("mail sent after its lease ended; another sender took it over", mail_id=str(claimed.id))
+            return False
+        MAILS.labels("programme", "sent", "").inc()
+        return True
+
     async def _fail_staged(
         self, claimed: storage.ClaimedDelivery, reason: str, now: datetime, label: str, raw: asyncpg.Connection
     ) -> bool:
@@ -297,8 +356,8 @@ class DeliveryWorker:
     async def _mark_sent(
         self, claimed: storage.ClaimedDelivery, leased: _Leased, now: datetime, raw: asyncpg.Connection
     ) -> bool:
-        """Record a mail the SMTP server accepted, with mail.sent (and programme.completed after
-        the last lesson); True when events were staged."""
+        """Record the last lesson the SMTP server accepted, with mail.sent and programme.completed,
+        the participant completed and the follow-up questionnaire planned (in the caller's transaction)."""
         sent_id = message_id(claimed.id, self.mail_settings.message_id_domain)
         recorded = await raw.fetchval(
             storage.MARK_SENT,
@@ -315,34 +374,11 @@ class DeliveryWorker:
             # The lease ended before this record: another sender has (or will have) sent and recorded it.
             log.warning("mail sent after its lease ended; another sender took it over", mail_id=str(claimed.id))
             return False
-        events = [
-            MailSent(
-                delivery_id=claimed.id,
-                day=claimed.day,
-                lesson_title=leased.lesson_title,
-                pack=self.pack.name,
-                pack_version=self.pack.version,
-                message_id=sent_id,
-                sent_at=now,
-            )
-        ]
-        completed = claimed.day >= self.pack.days
-        if completed:
-            events.append(ProgrammeCompleted(days=self.pack.days, completed_at=now))  # type: ignore[arg-type]
-        if completed:
-            await self._schedule_follow_up_questionnaire(raw, claimed, now)
-        if completed or claimed.recipient_status == "enrolled":
-            await raw.execute(
-                storage.SET_RECIPIENT_STATUS,
-                claimed.participant_id,
-                "completed" if completed else "active",
-                now,
-                list(SCHEDULED_STATUSES),
-            )
-        await add_to_outbox_raw(
-            raw,
-            [Envelope.wrap(event, org_id=claimed.org_id, participant_id=claimed.participant_id) for event in events],
+        await self._schedule_follow_up_questionnaire(raw, claimed, now)
+        await raw.execute(
+            storage.SET_RECIPIENT_STATUS, claimed.participant_id, "completed", now, list(SCHEDULED_STATUSES)
         )
+        await add_to_outbox_raw(raw, leased.events)
         MAILS.labels("programme", "sent", "").inc()
         return True
 

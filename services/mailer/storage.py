@@ -46,6 +46,26 @@ UPDATE delivery SET status = 'sent', attempts = $2, sent_at = $3, error = NULL, 
 RETURNING id
 """
 """Only while the sender's own lease holds it: after an expiry another sender may have sent and recorded it."""
+RECORD_SENT = """
+WITH sent AS (
+    UPDATE delivery SET status = 'sent', attempts = $2, sent_at = $3, error = NULL, message_id = $4,
+           pack = $5, pack_version = $6, lesson_title = $7, sending_until = NULL
+     WHERE id = $1 AND status = 'due' AND sending_until = $8
+    RETURNING participant_id
+), recipient_status AS (
+    UPDATE recipient SET status = 'active', updated_at = $3
+     WHERE participant_id = (SELECT participant_id FROM sent) AND status = 'enrolled'
+)
+INSERT INTO outbox (event_id, topic, key, value, created_at)
+SELECT e.event_id, e.topic, e.key, e.value, e.created_at
+  FROM unnest($9::text[], $10::text[], $11::text[], $12::bytea[], $13::timestamptz[])
+    AS e(event_id, topic, key, value, created_at)
+ WHERE EXISTS (SELECT 1 FROM sent)
+RETURNING 1
+"""
+"""MARK_SENT, the first lesson's recipient status and the outbox rows in one statement (atomic on
+its own): between the SMTP server's acceptance and this record a crash repeats the mail, so the
+record is one round trip, its rows encoded before the SMTP call."""
 MARK_FAILED = "UPDATE delivery SET status = 'failed', attempts = $2, error = $3, sending_until = NULL WHERE id = $1"
 POSTPONE = "UPDATE delivery SET attempts = $2, due_at = $3, error = $4, sending_until = NULL WHERE id = $1"
 CANCEL = "UPDATE delivery SET status = 'cancelled', attempts = $2, sending_until = NULL WHERE id = $1"
