@@ -612,6 +612,9 @@ def start_worker(name: str) -> None:
         setting, port = WORKER_METRICS_PORTS[name]
         env[setting] = str(port)
     start_process(name, [sys.executable, "-m", module], env=env)
+    if name in WORKER_METRICS_PORTS:
+        # Its metrics port answers once it waited for PostgreSQL and Kafka and began its work.
+        wait_until(f"the {name}", functools.partial(http_ok, f"http://{HOST}:{port}/healthz"), 90, name)
     log(f"{name} started")
 
 

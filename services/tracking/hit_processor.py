@@ -333,6 +333,15 @@ class _MetricsServer(uvicorn.Server):
         yield
 
 
+async def serve_metrics(server: uvicorn.Server, port: int) -> None:
+    """Serve /metrics; a port that cannot be bound costs the metrics (MeerHitProcessorDown says
+    so), never the processing of hits (uvicorn exits the process when it cannot bind)."""
+    try:
+        await server.serve()
+    except (SystemExit, OSError):
+        log.error("metrics port not served; processing hits without /metrics", metrics_port=port)
+
+
 async def serve(settings: TrackingSettings) -> None:
     """Run the processor, the held-open releases and an outbox relay until SIGTERM or SIGINT."""
     await wait_for_dependencies(settings, "tracking-hit-processor")
@@ -364,7 +373,7 @@ async def serve(settings: TrackingSettings) -> None:
         asyncio.create_task(processor.run(), name="hit-processor"),
         asyncio.create_task(processor.run_releases(), name="held-open-releases"),
         asyncio.create_task(relay.run(), name="outbox-relay"),
-        asyncio.create_task(metrics_server.serve(), name="metrics"),
+        asyncio.create_task(serve_metrics(metrics_server, settings.hit_metrics_port), name="metrics"),
     ]
     log.info("hit processor started", metrics_port=settings.hit_metrics_port)
     await stop.wait()
