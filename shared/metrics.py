@@ -5,8 +5,13 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from starlette.responses import Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.http_security import bearer_matches
 
 HTTP_REQUESTS = Counter(
     "meer_http_requests_total", "HTTP requests by route template and status.", ["service", "route", "method", "status"]
@@ -38,6 +43,25 @@ DEPENDENCY_UP = Gauge(
 
 def metrics_response() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_app(process: str, token: str | None) -> Starlette:
+    """/metrics and /healthz alone, for a process without an HTTP API of its own (tracking's hit
+    processor), behind the same bearer token (MEER_METRICS_TOKEN) as every service's /metrics."""
+
+    async def metrics(request: Request) -> Response:
+        if token and not bearer_matches(request.headers.get("authorization"), token):
+            return JSONResponse(
+                {"error": {"status": 401, "message": "A bearer token is needed for /metrics.", "fields": []}},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return metrics_response()
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok", "service": process})
+
+    return Starlette(routes=[Route("/metrics", metrics), Route("/healthz", healthz)])
 
 
 class HttpMetricsMiddleware:

@@ -53,6 +53,8 @@ SERVICE_PORTS = {"enrolment": 8001, "mailer": 8002, "tracking": 8003, "coaching"
 SERVICE_PORTS = {name: port + PORT_OFFSET for name, port in SERVICE_PORTS.items()}
 # Processes without an HTTP port of their own: the service whose settings they run with, and their module.
 WORKERS = {"tracking-hit-processor": ("tracking", "services.tracking.hit_processor")}
+# Where a worker serves /metrics (its only HTTP port), and the setting that tells it so.
+WORKER_METRICS_PORTS = {"tracking-hit-processor": ("MEER_HIT_METRICS_PORT", 8009 + PORT_OFFSET)}
 KEYS_DIR = VAR / "keys"
 PIXEL_JOURNAL_DIR = VAR / "pixel-journal"
 KAFKA_PARTITIONS = 3
@@ -605,7 +607,14 @@ def start_worker(name: str) -> None:
         log(f"{name} already running")
         return
     service, module = WORKERS[name]
-    start_process(name, [sys.executable, "-m", module], env=service_env(service))
+    env = service_env(service)
+    if name in WORKER_METRICS_PORTS:
+        setting, port = WORKER_METRICS_PORTS[name]
+        env[setting] = str(port)
+    start_process(name, [sys.executable, "-m", module], env=env)
+    if name in WORKER_METRICS_PORTS:
+        # Its metrics port answers once it waited for PostgreSQL and Kafka and began its work.
+        wait_until(f"the {name}", functools.partial(http_ok, f"http://{HOST}:{port}/healthz"), 90, name)
     log(f"{name} started")
 
 
@@ -620,7 +629,11 @@ def part_ports(name: str) -> list[int]:
         "postgres": [PG_PORT],
         "kafka": [KAFKA_PORT, KAFKA_CONTROLLER_PORT, KAFKA_SASL_PORT],
         "mailcatcher": [SMTP_PORT, MAILCATCHER_HTTP_PORT],
-    }.get(name) or ([SERVICE_PORTS[name]] if name in SERVICE_PORTS else [])
+    }.get(name) or ([SERVICE_PORTS[name]] if name in SERVICE_PORTS else worker_metrics_ports(name))
+
+
+def worker_metrics_ports(name: str) -> list[int]:
+    return [WORKER_METRICS_PORTS[name][1]] if name in WORKER_METRICS_PORTS else []
 
 
 def running_parts() -> list[str]:

@@ -98,6 +98,7 @@ def create_app(settings: MailerSettings | None = None, clock: Clock = system_clo
             clock,
             limits,
             link_keys(settings.mailer_link_keys),
+            lease_s=settings.sending_lease_s,
             on_commit=runtime.relay.wake,
         )
 

@@ -1,21 +1,29 @@
 """Sending mails.
 
 Sender workers each claim ONE due row (scheduled by use_cases.py) at a time with
-SELECT … FOR UPDATE SKIP LOCKED, send it, and in the same transaction mark it sent and
-stage mail.sent in the outbox. Claiming one row per worker (rather than a batch) keeps the
-crash window minimal: a worker killed mid-send releases its row lock, another worker sends
-that mail again with the same Message-ID, so the only possible repeats are the mails in
-flight at that moment — at most one per worker.
+SELECT … FOR UPDATE SKIP LOCKED, render it, and commit a short "sending" lease on it
+(delivery.sending_until) before the SMTP call; after the call they record the outcome (sent
+and mail.sent in the outbox, postponed, or failed) in a second transaction. No transaction is
+open while the SMTP server works, and no other sender claims a leased mail.
+
+A sender that loses PostgreSQL after the SMTP server accepted a mail keeps that fact and
+records it once PostgreSQL is back, as long as its lease holds: a database outage repeats no
+mail. A sender killed between the server's acceptance and that record leaves the lease to
+expire; the next claim sees an interrupted send and sends it again with the same Message-ID.
+That window (the record's few milliseconds, per mail in flight) is the one repeat left; a
+crash anywhere else resends nothing (before the lease commit nothing was sent) or nothing
+twice (after the record the mail is no longer due).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -52,9 +60,16 @@ from services.mailer.tables import (
     TransactionalMail,
 )
 from shared.db import POSTGRES_UNREACHABLE, Database, DedicatedConnection
-from shared.events import Envelope, MailFailed, MailSent, ProgrammeCompleted, TransactionalMailFailed
+from shared.events import (
+    Envelope,
+    MailFailed,
+    MailSent,
+    Payload,
+    ProgrammeCompleted,
+    TransactionalMailFailed,
+)
 from shared.logging import get_logger
-from shared.outbox import add_to_outbox, add_to_outbox_raw
+from shared.outbox import add_to_outbox, add_to_outbox_raw, outbox_row
 from shared.tracking_tokens import TokenSigner
 
 log = get_logger(__name__)
@@ -93,6 +108,19 @@ class RateLimits:
         await self._global.acquire()
 
 
+@dataclass(frozen=True, slots=True)
+class _Leased:
+    """A rendered mail whose lease is committed: what the send and its record need."""
+
+    wire: bytes
+    lesson_title: str
+    lease_until: datetime
+    record_by: float
+    """time.monotonic() after which a record no longer waits for PostgreSQL."""
+    events: list[Envelope]
+    """mail.sent (and programme.completed after the last lesson), built before the SMTP call."""
+
+
 @dataclass
 class DeliveryWorker:
     """Sends due mails one at a time over its own SMTP and PostgreSQL connections."""
@@ -107,6 +135,8 @@ class DeliveryWorker:
     limits: RateLimits
     link_keys: MultiFernet
     """Open the one-time links enrolment sealed for the mailer (shared/mailer_links.py)."""
+    lease_s: float = 300.0
+    """How long a sender's lease holds a mail it is sending (MEER_SENDING_LEASE_S)."""
     on_commit: Callable[[], None] = lambda: None
     """Told after a commit that staged events (wakes the outbox relay)."""
     _transactional_check_at: float = field(default=0.0, init=False)
@@ -127,16 +157,21 @@ class DeliveryWorker:
         return await self.send_next_delivery()
 
     async def send_next_delivery(self) -> bool:
-        """Claim one due programme mail, send it, record the outcome; all in one transaction."""
+        """Claim one due programme mail and lease it (one transaction), send it, record the outcome."""
         now = self.clock()
         raw = await self.connection.get()
         claimed: storage.ClaimedDelivery | None = None
+        leased = False
         try:
             async with raw.transaction():
                 claimed = await storage.claim_due_delivery(raw, now)
                 if claimed is None:
                     return False
-                staged = await self._deliver(raw, claimed, now)
+                outcome = await self._deliver(raw, claimed, now)
+            if isinstance(outcome, _Leased):
+                leased = True
+                outcome = await self._send_leased(claimed, outcome, now)
+            staged = outcome
         except POSTGRES_UNREACHABLE:
             await self.connection.close()
             raise
@@ -144,21 +179,25 @@ class DeliveryWorker:
             if claimed is None:
                 raise
             # Whatever went wrong with this one mail, it must not be claimed first again and again.
-            staged = await self._count_failed_attempt(raw, claimed.id, error, now)
+            staged = await self._count_failed_attempt(claimed.id, error, now, counted=leased)
         if staged:
             self.on_commit()
         return True
 
     async def _count_failed_attempt(
-        self, raw: asyncpg.Connection, delivery_id: Any, error: Exception, now: datetime
+        self, delivery_id: Any, error: Exception, now: datetime, *, counted: bool = False
     ) -> bool:
         """After an unexpected error (its transaction rolled back): count the attempt and try again
-        later (behind the other due mails), or fail the delivery after MAX_SEND_ATTEMPTS."""
+        later (behind the other due mails), or fail the delivery after MAX_SEND_ATTEMPTS.
+        `counted`: the lease committed already counted this attempt."""
         reason = f"error: {type(error).__name__}"
+        raw = await self.connection.get()
         async with raw.transaction():
             claimed = await storage.claim_delivery_again(raw, delivery_id)
             if claimed is None:  # another worker has it, or it is no longer due
                 return False
+            if counted:
+                claimed = replace(claimed, attempts=claimed.attempts - 1)
             if claimed.attempts < MAX_SEND_ATTEMPTS:
                 await raw.execute(
                     storage.POSTPONE, claimed.id, claimed.attempts, now + retry_delay(claimed.attempts), reason
@@ -169,8 +208,11 @@ class DeliveryWorker:
             await self._fail(raw, claimed, f"gave up after {claimed.attempts} attempts: {reason}", now, "error")
             return True
 
-    async def _deliver(self, raw: asyncpg.Connection, claimed: storage.ClaimedDelivery, now: datetime) -> bool:
-        """Handle one claimed delivery inside its transaction; True when events were staged."""
+    async def _deliver(
+        self, raw: asyncpg.Connection, claimed: storage.ClaimedDelivery, now: datetime
+    ) -> _Leased | bool:
+        """Inside the claim's transaction: settle a mail that cannot go (True when events were
+        staged), or render it and take the lease (committed with the claim) for _send_leased."""
         if claimed.recipient_status not in SCHEDULED_STATUSES:
             await raw.execute(storage.CANCEL, claimed.id, claimed.attempts - 1)
             return False
@@ -204,27 +246,120 @@ class DeliveryWorker:
             # Rendering is deterministic: the same data fails again, so this attempt is the last.
             await self._fail(raw, claimed, f"cannot render: {type(error).__name__}", now, "render")
             return True
+        if claimed.interrupted:
+            # The same Message-ID as the interrupted send: a mail that did go out then is one mail twice.
+            MAILS.labels("programme", "interrupted", "").inc()
+            log.warning("interrupted send retried", mail_id=str(claimed.id))
+        lease_until = self.clock() + timedelta(seconds=self.lease_s)
+        await raw.execute(storage.LEASE, claimed.id, claimed.attempts, lease_until)
+        # Records wait for PostgreSQL no longer than the lease holds, with a margin for the record itself.
+        record_by = time.monotonic() + self.lease_s * 0.8
+        return _Leased(wire, lesson.title, lease_until, record_by, self._sent_events(claimed, lesson.title, now))
+
+    def _sent_events(self, claimed: storage.ClaimedDelivery, lesson_title: str, now: datetime) -> list[Envelope]:
+        events: list[Payload] = [
+            MailSent(
+                delivery_id=claimed.id,
+                day=claimed.day,
+                lesson_title=lesson_title,
+                pack=self.pack.name,
+                pack_version=self.pack.version,
+                message_id=message_id(claimed.id, self.mail_settings.message_id_domain),
+                sent_at=now,
+            )
+        ]
+        if claimed.day >= self.pack.days:
+            events.append(ProgrammeCompleted(days=self.pack.days, completed_at=now))
+        return [Envelope.wrap(event, org_id=claimed.org_id, participant_id=claimed.participant_id) for event in events]
+
+    async def _send_leased(self, claimed: storage.ClaimedDelivery, leased: _Leased, now: datetime) -> bool:
+        """Send a leased mail and record what the SMTP server said; True when events were staged."""
+        assert claimed.email is not None
         try:
-            await self._send(wire, recipient=claimed.email, org_id=claimed.org_id)
+            await self._send(leased.wire, recipient=claimed.email, org_id=claimed.org_id)
         except SmtpUnavailable as error:
             if claimed.attempts < MAX_SEND_ATTEMPTS:
-                await raw.execute(
-                    storage.POSTPONE,
-                    claimed.id,
-                    claimed.attempts,
-                    now + retry_delay(claimed.attempts),
-                    str(error)[:300],
-                )
+                retry_at, why = now + retry_delay(claimed.attempts), str(error)[:300]
+
+                async def postpone(raw: asyncpg.Connection) -> bool:
+                    await raw.execute(storage.POSTPONE, claimed.id, claimed.attempts, retry_at, why)
+                    return False
+
+                staged = await self._record(postpone, leased)
                 MAILS.labels("programme", "retried", "unavailable").inc()
                 log.warning("smtp unavailable; mail postponed", mail_id=str(claimed.id), attempts=claimed.attempts)
-                return False
-            await self._fail(raw, claimed, f"gave up after {claimed.attempts} attempts: {error}", now, "gave_up")
-            return True
+                return staged
+            reason = f"gave up after {claimed.attempts} attempts: {error}"
+            return await self._record(functools.partial(self._fail_staged, claimed, reason, now, "gave_up"), leased)
         except SmtpRefused as error:
-            await self._fail(raw, claimed, str(error), now, f"smtp_{error.code}")
-            return True
+            label = f"smtp_{error.code}"
+            return await self._record(functools.partial(self._fail_staged, claimed, str(error), now, label), leased)
+        if claimed.day < self.pack.days:
+            return await self._record(functools.partial(self._record_sent, claimed, leased, now), leased, atomic=False)
+        return await self._record(functools.partial(self._mark_sent, claimed, leased, now), leased)
+
+    async def _record(
+        self, action: Callable[[asyncpg.Connection], Awaitable[bool]], leased: _Leased, *, atomic: bool = True
+    ) -> bool:
+        """Run `action` (in a transaction of its own, unless it is one statement: `atomic=False`).
+        Only this worker knows what the SMTP server said, so while PostgreSQL is away it tries
+        again, until shortly before the lease ends."""
+        delay = 0.25
+        while True:
+            try:
+                raw = await self.connection.get()
+                if not atomic:
+                    return await action(raw)
+                async with raw.transaction():
+                    return await action(raw)
+            except POSTGRES_UNREACHABLE as error:
+                await self.connection.close()
+                if time.monotonic() + delay > leased.record_by:
+                    raise
+                log.warning("cannot record a sent mail yet; retrying", error=type(error).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _record_sent(
+        self, claimed: storage.ClaimedDelivery, leased: _Leased, now: datetime, raw: asyncpg.Connection
+    ) -> bool:
+        """Record a mail the SMTP server accepted (a lesson before the last) in one statement."""
+        rows = [outbox_row(envelope) for envelope in leased.events]
+        recorded = await raw.fetch(
+            storage.RECORD_SENT,
+            claimed.id,
+            claimed.attempts,
+            now,
+            message_id(claimed.id, self.mail_settings.message_id_domain),
+            self.pack.name,
+            self.pack.version,
+            leased.lesson_title,
+            leased.lease_until,
+            [row.event_id for row in rows],
+            [row.topic for row in rows],
+            [row.key for row in rows],
+            [row.value for row in rows],
+            [row.created_at for row in rows],
+        )
+        if not recorded:
+            log.warning("mail sent after its lease ended; another sender took it over", mail_id=str(claimed.id))
+            return False
+        MAILS.labels("programme", "sent", "").inc()
+        return True
+
+    async def _fail_staged(
+        self, claimed: storage.ClaimedDelivery, reason: str, now: datetime, label: str, raw: asyncpg.Connection
+    ) -> bool:
+        await self._fail(raw, claimed, reason, now, label)
+        return True
+
+    async def _mark_sent(
+        self, claimed: storage.ClaimedDelivery, leased: _Leased, now: datetime, raw: asyncpg.Connection
+    ) -> bool:
+        """Record the last lesson the SMTP server accepted, with mail.sent and programme.completed,
+        the participant completed and the follow-up questionnaire planned (in the caller's transaction)."""
         sent_id = message_id(claimed.id, self.mail_settings.message_id_domain)
-        await raw.execute(
+        recorded = await raw.fetchval(
             storage.MARK_SENT,
             claimed.id,
             claimed.attempts,
@@ -232,32 +367,18 @@ class DeliveryWorker:
             sent_id,
             self.pack.name,
             self.pack.version,
-            lesson.title,
+            leased.lesson_title,
+            leased.lease_until,
         )
-        events = [
-            MailSent(
-                delivery_id=claimed.id,
-                day=claimed.day,
-                lesson_title=lesson.title,
-                pack=self.pack.name,
-                pack_version=self.pack.version,
-                message_id=sent_id,
-                sent_at=now,
-            )
-        ]
-        completed = claimed.day >= self.pack.days
-        if completed:
-            events.append(ProgrammeCompleted(days=self.pack.days, completed_at=now))  # type: ignore[arg-type]
-        if completed:
-            await self._schedule_follow_up_questionnaire(raw, claimed, now)
-        if completed or claimed.recipient_status == "enrolled":
-            await raw.execute(
-                storage.SET_RECIPIENT_STATUS, claimed.participant_id, "completed" if completed else "active", now
-            )
-        await add_to_outbox_raw(
-            raw,
-            [Envelope.wrap(event, org_id=claimed.org_id, participant_id=claimed.participant_id) for event in events],
+        if recorded is None:
+            # The lease ended before this record: another sender has (or will have) sent and recorded it.
+            log.warning("mail sent after its lease ended; another sender took it over", mail_id=str(claimed.id))
+            return False
+        await self._schedule_follow_up_questionnaire(raw, claimed, now)
+        await raw.execute(
+            storage.SET_RECIPIENT_STATUS, claimed.participant_id, "completed", now, list(SCHEDULED_STATUSES)
         )
+        await add_to_outbox_raw(raw, leased.events)
         MAILS.labels("programme", "sent", "").inc()
         return True
 

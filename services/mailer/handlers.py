@@ -28,7 +28,7 @@ from services.mailer.tables import (
     StaffAccessCopy,
     TransactionalMail,
 )
-from services.mailer.use_cases import unschedule_due_deliveries
+from services.mailer.use_cases import not_being_sent, unschedule_due_deliveries
 from shared.db import utcnow
 from shared.events import (
     AlertCleared,
@@ -418,7 +418,7 @@ def _due_questionnaire_mails(envelope: Envelope, kinds: tuple[str, ...]) -> Upda
 async def _cancel_due_deliveries(session: AsyncSession, envelope: Envelope) -> None:
     await session.execute(
         update(Delivery)
-        .where(col(Delivery.participant_id) == envelope.participant_id, col(Delivery.status) == "due")
+        .where(col(Delivery.participant_id) == envelope.participant_id, col(Delivery.status) == "due", not_being_sent())
         .values(status="cancelled")
     )
 

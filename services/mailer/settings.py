@@ -3,7 +3,7 @@
 from datetime import time
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.settings import DEV_SECRET_PREFIX, ServiceSettings
 
@@ -19,6 +19,12 @@ class MailerSettings(ServiceSettings):
     smtp_password: str | None = None
     smtp_starttls: bool = False
     smtp_timeout_s: float = 30.0
+    sending_lease_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A sender's lease on a mail it is sending; an interrupted send is retried when it ends."
+        " Longer than a send can take (connect and the SMTP commands, each up to smtp_timeout_s).",
+    )
     mail_from_address: str = Field(default="training@meercontact.local", description="Envelope and From address.")
     message_id_domain: str = "meercontact.local"
     tracking_base_url: str = Field(default="http://127.0.0.1:8003", description="Public URL of the tracking service.")
@@ -49,3 +55,10 @@ class MailerSettings(ServiceSettings):
         default=f"{DEV_SECRET_PREFIX}licensor-secret", description="Bearer secret of the licensor."
     )
     staff_token_public_key_path: Path | None = Field(default=None, description="Verifies staff tokens (preview).")
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> "MailerSettings":
+        # A lease that ends while its send is still under way lets a second sender repeat the mail.
+        if self.sending_lease_s < 2 * self.smtp_timeout_s:
+            raise ValueError("MEER_SENDING_LEASE_S must be at least twice MEER_SMTP_TIMEOUT_S")
+        return self

@@ -15,13 +15,13 @@ import asyncpg
 CLAIM_DUE_DELIVERY = """
 SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
        r.status, r.email, r.first_name, r.variant, o.name AS organisation_name, o.branding, c.name AS coach_name,
-       lo.offers AS local_offers
+       lo.offers AS local_offers, d.sending_until IS NOT NULL AS interrupted
   FROM delivery d
   LEFT JOIN recipient r ON r.participant_id = d.participant_id
   LEFT JOIN organisation_copy o ON o.org_id = d.org_id
   LEFT JOIN local_offers_copy lo ON lo.org_id = d.org_id
   LEFT JOIN coach_copy c ON c.coach_id = r.coach_id
- WHERE d.status = 'due' AND d.due_at <= $1
+ WHERE d.status = 'due' AND d.due_at <= $1 AND (d.sending_until IS NULL OR d.sending_until <= $1)
  ORDER BY d.due_at
  LIMIT 1
    FOR UPDATE OF d SKIP LOCKED
@@ -30,21 +30,50 @@ SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
 CLAIM_DELIVERY_AGAIN = """
 SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
        NULL AS status, NULL AS email, NULL AS first_name, NULL AS variant, NULL AS organisation_name,
-       NULL::jsonb AS branding, NULL AS coach_name, NULL::jsonb AS local_offers
+       NULL::jsonb AS branding, NULL AS coach_name, NULL::jsonb AS local_offers, FALSE AS interrupted
   FROM delivery d
  WHERE d.id = $1 AND d.status = 'due'
    FOR UPDATE SKIP LOCKED
 """
 
+LEASE = "UPDATE delivery SET attempts = $2, sending_until = $3 WHERE id = $1"
+"""The sending mark, committed before the SMTP call: until it expires no other sender claims the
+mail, and a mail claimed with an expired mark was interrupted mid-send (it may have gone out)."""
 MARK_SENT = """
 UPDATE delivery SET status = 'sent', attempts = $2, sent_at = $3, error = NULL, message_id = $4,
-       pack = $5, pack_version = $6, lesson_title = $7
- WHERE id = $1
+       pack = $5, pack_version = $6, lesson_title = $7, sending_until = NULL
+ WHERE id = $1 AND status = 'due' AND sending_until = $8
+RETURNING id
 """
-MARK_FAILED = "UPDATE delivery SET status = 'failed', attempts = $2, error = $3 WHERE id = $1"
-POSTPONE = "UPDATE delivery SET attempts = $2, due_at = $3, error = $4 WHERE id = $1"
-CANCEL = "UPDATE delivery SET status = 'cancelled', attempts = $2 WHERE id = $1"
-SET_RECIPIENT_STATUS = "UPDATE recipient SET status = $2, updated_at = $3 WHERE participant_id = $1"
+"""Only while the sender's own lease holds it: after an expiry another sender may have sent and recorded it."""
+RECORD_SENT = """
+WITH sent AS (
+    UPDATE delivery SET status = 'sent', attempts = $2, sent_at = $3, error = NULL, message_id = $4,
+           pack = $5, pack_version = $6, lesson_title = $7, sending_until = NULL
+     WHERE id = $1 AND status = 'due' AND sending_until = $8
+    RETURNING participant_id
+), recipient_status AS (
+    UPDATE recipient SET status = 'active', updated_at = $3
+     WHERE participant_id = (SELECT participant_id FROM sent) AND status = 'enrolled'
+)
+INSERT INTO outbox (event_id, topic, key, value, created_at)
+SELECT e.event_id, e.topic, e.key, e.value, e.created_at
+  FROM unnest($9::text[], $10::text[], $11::text[], $12::bytea[], $13::timestamptz[])
+    AS e(event_id, topic, key, value, created_at)
+ WHERE EXISTS (SELECT 1 FROM sent)
+RETURNING 1
+"""
+"""MARK_SENT, the first lesson's recipient status and the outbox rows in one statement (atomic on
+its own): between the SMTP server's acceptance and this record a crash repeats the mail, so the
+record is one round trip, its rows encoded before the SMTP call."""
+MARK_FAILED = "UPDATE delivery SET status = 'failed', attempts = $2, error = $3, sending_until = NULL WHERE id = $1"
+POSTPONE = "UPDATE delivery SET attempts = $2, due_at = $3, error = $4, sending_until = NULL WHERE id = $1"
+CANCEL = "UPDATE delivery SET status = 'cancelled', attempts = $2, sending_until = NULL WHERE id = $1"
+SET_RECIPIENT_STATUS = """
+UPDATE recipient SET status = $2, updated_at = $3 WHERE participant_id = $1 AND status = ANY($4::text[])
+"""
+"""After a send: only from a scheduled status, so a stop or pause that came in while the mail was
+on its way (the lease leaves the recipient unlocked) is not undone."""
 
 RECIPIENTS_TO_CHECK = """
 SELECT participant_id, org_id, start_date, send_time, timezone, status, last_day, last_local_date
@@ -89,6 +118,8 @@ class ClaimedDelivery:
     branding: dict[str, Any] | None
     coach_name: str | None
     local_offers: list[dict[str, Any]] | None = None
+    interrupted: bool = False
+    """An earlier send of this mail took the lease and never recorded an outcome (a crash)."""
 
 
 async def claim_due_delivery(connection: asyncpg.Connection, now: datetime) -> ClaimedDelivery | None:
@@ -108,7 +139,7 @@ def _claimed(row: asyncpg.Record | None) -> ClaimedDelivery | None:
         id=row["id"], participant_id=row["participant_id"], org_id=row["org_id"], day=row["day"],
         attempts=row["attempts"], recipient_status=row["status"], email=row["email"], first_name=row["first_name"],
         variant=row["variant"], organisation_name=row["organisation_name"], branding=row["branding"],
-        coach_name=row["coach_name"], local_offers=row["local_offers"],
+        coach_name=row["coach_name"], local_offers=row["local_offers"], interrupted=row["interrupted"],
     )  # fmt: skip
 
 

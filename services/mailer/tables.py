@@ -153,6 +153,8 @@ class Delivery(MailerTable, table=True):
     sent_at: datetime | None = None
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    sending_until: datetime | None = None
+    """The lease of a send under way (delivery.py): no other sender claims the mail before it ends."""
 
 
 class TransactionalMail(MailerTable, table=True):

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -87,10 +87,20 @@ async def schedule_due_deliveries(
             return created
 
 
+def not_being_sent() -> ColumnElement[bool]:
+    """Due deliveries no sender has leased. A mail being sent is left to its sender, which records
+    it as sent (or postpones it, and the next claim cancels it for the participant's new status),
+    as the claim's row lock did when sending happened inside one transaction; so is one whose
+    send was interrupted: the sender that claims it after the lease settles it the same way."""
+    return col(Delivery.sending_until).is_(None)
+
+
 async def unschedule_due_deliveries(session: AsyncSession, recipient: Recipient) -> None:
     """Take back lessons scheduled but not sent (on pause), so resuming continues with them."""
     await session.execute(
-        delete(Delivery).where(col(Delivery.participant_id) == recipient.participant_id, col(Delivery.status) == "due")
+        delete(Delivery).where(
+            col(Delivery.participant_id) == recipient.participant_id, col(Delivery.status) == "due", not_being_sent()
+        )
     )
     last = (
         await session.execute(

@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
+import uvicorn
 import uvloop
 from prometheus_client import Counter
 from sqlalchemy import text
@@ -44,6 +45,7 @@ from shared.db import Database, asyncpg_dsn, utcnow
 from shared.events import Envelope, MailOpened
 from shared.kafka import kafka_security
 from shared.logging import configure_logging, get_logger
+from shared.metrics import metrics_app
 from shared.outbox import OutboxRelay, add_to_outbox
 from shared.runtime import wait_for_dependencies
 
@@ -323,6 +325,23 @@ class HitProcessor:
             await asyncio.sleep(self.settings.held_open_release_s)
 
 
+class _MetricsServer(uvicorn.Server):
+    """uvicorn for /metrics, leaving SIGTERM and SIGINT to the processor's own handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_metrics(server: uvicorn.Server, port: int) -> None:
+    """Serve /metrics; a port that cannot be bound costs the metrics (MeerHitProcessorDown says
+    so), never the processing of hits (uvicorn exits the process when it cannot bind)."""
+    try:
+        await server.serve()
+    except (SystemExit, OSError):
+        log.error("metrics port not served; processing hits without /metrics", metrics_port=port)
+
+
 async def serve(settings: TrackingSettings) -> None:
     """Run the processor, the held-open releases and an outbox relay until SIGTERM or SIGINT."""
     await wait_for_dependencies(settings, "tracking-hit-processor")
@@ -339,13 +358,26 @@ async def serve(settings: TrackingSettings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # No API, but its counters (opens judged, held opens, its relay's outbox) are scraped like a service's.
+    metrics_server = _MetricsServer(
+        uvicorn.Config(
+            metrics_app("tracking-hit-processor", settings.metrics_token),
+            host=settings.http_host,
+            port=settings.hit_metrics_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
     tasks = [
         asyncio.create_task(processor.run(), name="hit-processor"),
         asyncio.create_task(processor.run_releases(), name="held-open-releases"),
         asyncio.create_task(relay.run(), name="outbox-relay"),
+        asyncio.create_task(serve_metrics(metrics_server, settings.hit_metrics_port), name="metrics"),
     ]
-    log.info("hit processor started")
+    log.info("hit processor started", metrics_port=settings.hit_metrics_port)
     await stop.wait()
+    metrics_server.should_exit = True
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

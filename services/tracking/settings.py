@@ -56,6 +56,12 @@ class TrackingSettings(ServiceSettings):
     hit_poll_interval_s: float = Field(
         default=1.0, gt=0, description="The hit processor looks for hits this often when no commit notified it."
     )
+    hit_metrics_port: int = Field(
+        default=8009,
+        ge=1,
+        le=65535,
+        description="The hit processor serves /metrics (and /healthz) here, on MEER_HTTP_HOST; it has no API.",
+    )
     held_open_release_s: float = Field(
         default=2.0, gt=0, description="How often opens held for a mail not yet seen sent are checked again."
     )

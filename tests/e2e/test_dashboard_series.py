@@ -17,6 +17,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.local.stack import HOST, WORKER_METRICS_PORTS
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
@@ -38,7 +39,14 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RUNBOOK = ROOT / "deploy" / "RUNBOOK.md"
-SERVICES = {"enrolment": ENROLMENT, "mailer": MAILER, "tracking": TRACKING, "coaching": COACHING}
+SERVICES = {
+    "enrolment": ENROLMENT,
+    "mailer": MAILER,
+    "tracking": TRACKING,
+    "coaching": COACHING,
+    # Tracking's hit processor has no API; it serves /metrics alone (opens judged, held opens).
+    "tracking-hit-processor": f"http://{HOST}:{WORKER_METRICS_PORTS['tracking-hit-processor'][1]}",
+}
 PIXEL = re.compile(r'src="(http://[^"]+/o/[^"]+\.gif)"')
 
 # Made by Prometheus itself, not by a service; and the target labels it adds at scrape time.

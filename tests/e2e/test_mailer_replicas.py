@@ -1,6 +1,7 @@
 """Real mailer processes sharing one database: two replicas send each due mail exactly
 once, and a replica killed with SIGKILL in the middle of 1,000 mails loses none and repeats
-no more than the mails it had in flight, each repeat with the same Message-ID."""
+no more than the mails it had in flight, each repeat with the same Message-ID (sent again
+once the killed sender's lease on it ended)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from tests.support.smtp_sink import SmtpSink
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
 CONCURRENCY = 4
+LEASE = {"MEER_SENDING_LEASE_S": "10", "MEER_SMTP_TIMEOUT_S": "5"}
+"""Short leases, so the mails the killed replica had in flight go again within the test."""
 
 
 async def seed(database_url: str, count: int) -> list[str]:
@@ -80,7 +83,9 @@ async def seed(database_url: str, count: int) -> list[str]:
     return addresses
 
 
-def start_mailer(database_url: str, smtp_port: int, sender: str) -> subprocess.Popen[bytes]:
+def start_mailer(
+    database_url: str, smtp_port: int, sender: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "MEER_DATABASE_URL": database_url,
@@ -96,6 +101,7 @@ def start_mailer(database_url: str, smtp_port: int, sender: str) -> subprocess.P
         "MEER_RATE_LIMIT_PER_SECOND": "100000",
         "MEER_RATE_LIMIT_PER_ORG_PER_SECOND": "100000",
         "MEER_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "services.mailer"],
@@ -113,9 +119,11 @@ async def database_url(infrastructure: None) -> AsyncIterator[str]:
 
 
 async def nothing_left_in_flight(database_url: str) -> None:
-    """Wait until no programme mail is due and every transaction that might still be sending one
-    has ended. A mail goes out inside the transaction that claimed its row and marks it sent, and
-    a sent row is never claimed again: after this, nothing more can arrive, however slow the machine."""
+    """Wait until no programme mail is due and every transaction begun before has ended. A sender
+    commits its lease before the SMTP call and records the mail as sent after it; a leased mail
+    is still due, and a sent one is never claimed again, so after this nothing more can arrive,
+    however slow the machine (a send outlasting its lease aside, which needs an SMTP server
+    slower than twice its timeout). The claims-ended wait covers a sender inside its claim."""
     conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
     try:
 
@@ -174,7 +182,7 @@ async def test_mailer_killed_mid_batch_loses_nothing_and_repeats_only_mails_in_f
     addresses = await seed(database_url, 1000)
     port = free_port()
     with SmtpSink(port, keep_raw=False) as sink:
-        first = start_mailer(database_url, port, "first@test.example")
+        first = start_mailer(database_url, port, "first@test.example", LEASE)
         try:
 
             async def halfway() -> bool:
@@ -186,7 +194,7 @@ async def test_mailer_killed_mid_batch_loses_nothing_and_repeats_only_mails_in_f
             accepted_at_kill = len(sink.handler.accepted)
         finally:
             stop(first)
-        second = start_mailer(database_url, port, "second@test.example")
+        second = start_mailer(database_url, port, "second@test.example", LEASE)
         try:
 
             async def everyone() -> bool:

@@ -23,6 +23,7 @@ from tests.e2e.conftest import (
     opens_on_kafka,
     sent_pixel_token,
 )
+from tests.e2e.test_mailer_schedule import free_port
 
 pytestmark = pytest.mark.stack
 PROCESSOR = "tracking-hit-processor"
@@ -76,7 +77,7 @@ async def test_two_processors_at_once_record_each_hit_once(http: httpx.AsyncClie
         sys.executable,
         "-m",
         "services.tracking.hit_processor",
-        env={**os.environ, **local_stack.service_env("tracking")},
+        env={**os.environ, **local_stack.service_env("tracking"), "MEER_HIT_METRICS_PORT": str(free_port())},
         cwd=local_stack.ROOT,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

@@ -11,6 +11,7 @@ import asyncio
 import email
 import email.policy
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -25,6 +26,8 @@ class Accepted:
     message_id: str
     subject: str
     raw: bytes
+    received_at: float = 0.0
+    """time.monotonic() when the sink accepted the message (to measure the sender's pace)."""
 
 
 @dataclass
@@ -62,6 +65,7 @@ class SinkHandler:
                         message_id=str(headers.get("Message-ID", "")),
                         subject=str(headers.get("Subject", "")),
                         raw=raw if self.keep_raw else b"",
+                        received_at=time.monotonic(),
                     )
                 )
         return "250 Accepted"

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from services.tracking.settings import TrackingSettings
 from shared.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -33,6 +34,8 @@ INIT_SQL = ROOT / "deploy" / "postgres" / "init-databases.sql"
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 
 APP_SERVICES = ("enrolment", "mailer", "tracking", "coaching")
+HIT_PROCESSOR = "tracking-hit-processor"
+"""Tracking's second process: no API, scraped on its metrics port (MEER_HIT_METRICS_PORT) alone."""
 PLATFORM = {*APP_SERVICES, "kafka", "postgres", "mailpit", "prometheus"}
 
 # What .env provides in these tests; the values only have to be valid.
@@ -317,6 +320,18 @@ def test_port_agrees_between_settings_compose_and_prometheus(compose: dict[str, 
     assert (discovery["names"], discovery["type"], discovery["port"]) == ([service], "A", int(port))
 
 
+def test_hit_processor_metrics_port_agrees_between_settings_compose_and_prometheus(compose: dict[str, Any]) -> None:
+    port = environment(compose, HIT_PROCESSOR)["MEER_HIT_METRICS_PORT"]
+    assert int(port) == TrackingSettings().hit_metrics_port
+    assert [str(p) for p in compose["services"][HIT_PROCESSOR]["expose"]] == [port]
+    assert not published_ports(compose, HIT_PROCESSOR), "only Prometheus, inside the network, needs it"
+    scrape = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())["scrape_configs"]
+    job = next(job for job in scrape if job["job_name"] == HIT_PROCESSOR)
+    [discovery] = job["dns_sd_configs"]
+    assert (discovery["names"], discovery["type"], discovery["port"]) == ([HIT_PROCESSOR], "A", int(port))
+    assert job["authorization"]["credentials_file"] == "/prometheus/metrics-token"
+
+
 # --- compose: Kafka ---------------------------------------------------------------------
 
 
@@ -429,8 +444,10 @@ def test_alerts_query_only_metrics_the_services_export() -> None:
 
 def test_availability_alerts_cover_every_scraped_service() -> None:
     scrape = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())["scrape_configs"]
-    assert {job["job_name"] for job in scrape} == set(APP_SERVICES)
+    assert {job["job_name"] for job in scrape} == {*APP_SERVICES, HIT_PROCESSOR}
     rules = {rule["alert"]: rule["expr"] for rule in alert_rules()}
+    assert rules["MeerHitProcessorDown"] == f'up{{job="{HIT_PROCESSOR}"}} == 0'
+    assert rules["MeerHitProcessorAbsent"] == f'absent(up{{job="{HIT_PROCESSOR}"}})'
     down = re.search(r'up\{job=~"([^"]+)"\}', rules["MeerServiceDown"])
     assert down and set(down.group(1).split("|")) == set(APP_SERVICES)
     assert set(re.findall(r'absent\(up\{job="(\w+)"\}\)', rules["MeerServiceAbsent"])) == set(APP_SERVICES)

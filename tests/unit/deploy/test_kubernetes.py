@@ -252,10 +252,13 @@ def test_every_service_has_a_deployment_service_and_disruption_budget() -> None:
 def test_the_hit_processor_runs_with_trackings_database_and_keys() -> None:
     [spec] = of_kind("Deployment")["tracking-hit-processor"]["spec"]["template"]["spec"]["containers"]
     assert spec["args"] == ["services.tracking.hit_processor"]
+    # Tracking's settings but the journal (the pixel's), and its token for the metrics port.
     assert {entry["name"] for entry in spec["env"]} == {entry["name"] for entry in container("tracking")["env"]} - {
-        "MEER_METRICS_TOKEN",
         "MEER_PIXEL_JOURNAL_DIR",
     }
+    port = int(of_kind("ConfigMap")["meer-tracking"]["data"]["MEER_HIT_METRICS_PORT"])
+    assert spec["ports"] == [{"name": "metrics", "containerPort": port}]
+    assert spec["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)
