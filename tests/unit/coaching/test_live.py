@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import uuid4
 
-from services.coaching.live import LiveHub, ParticipantChanged
+from services.coaching.live import MAX_PAYLOAD_BYTES, LiveHub, ParticipantChanged, decode_changes, encode_changes
 
 
 async def test_a_change_reaches_its_coach_and_the_admins_of_its_organisation_only() -> None:
@@ -69,3 +69,42 @@ async def test_the_changes_of_one_commit_are_one_push_per_dashboard_with_only_wh
         assert dashboard.queue.qsize() == 1 and admin.queue.qsize() == 1
         assert dashboard.queue.get_nowait() == tuple(mine)
         assert admin.queue.get_nowait() == (*mine, theirs)
+
+
+def test_notifications_carry_every_change_in_payloads_postgresql_accepts() -> None:
+    org = uuid4()
+    changes = [
+        ParticipantChanged(
+            org_id=org,
+            participant_id=uuid4(),
+            coach_ids=frozenset({uuid4(), uuid4()} if n % 7 == 0 else {uuid4()}),
+            event_type="mail.opened" if n % 2 else "assignment.reported",
+        )
+        for n in range(500)
+    ]
+    payloads = encode_changes(changes)
+    assert len(payloads) > 1
+    assert all(len(payload.encode()) <= MAX_PAYLOAD_BYTES < 8000 for payload in payloads)
+    assert [change for payload in payloads for change in decode_changes(payload)] == changes
+    assert encode_changes([]) == []
+
+
+async def test_a_coachs_own_change_goes_to_every_replica_when_listening_else_to_this_one() -> None:
+    hub = LiveHub()
+    sent: list[ParticipantChanged] = []
+    org, coach = uuid4(), uuid4()
+    change = ParticipantChanged(org_id=org, participant_id=uuid4(), coach_ids=frozenset({coach}), event_type="x")
+    async with hub.subscribe(org_id=org, coach_id=coach) as mine:
+        hub.notifier = lambda changes: bool(sent.extend(changes)) or True
+        hub.publish(change)
+        assert sent == [change] and mine.queue.empty()  # it comes back through LISTEN
+        hub.notifier = lambda changes: False  # not listening (PostgreSQL away)
+        hub.publish(change)
+        assert mine.queue.get_nowait() == (change,)
+
+
+async def test_after_a_lost_listen_connection_every_dashboard_reloads() -> None:
+    hub = LiveHub()
+    async with hub.subscribe(org_id=uuid4(), coach_id=None) as admin:
+        hub.reload_all()
+        assert admin.overflowed and admin.queue.get_nowait() == ()
