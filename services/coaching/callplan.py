@@ -6,6 +6,9 @@ what it last told the other services and puts the differences in the outbox
 event of its own: call.logged (reached, with its planned call) says so. In the same way
 the dashboard's alerts that travel (no open for 3 days, two low scores, a failed mail)
 go out as alert.raised and alert.cleared. The events carry ids, codes and dates only.
+"No open for 3 days" is raised when it starts to hold (a clock: raise_due_no_open_alerts)
+and cleared by the open that ends it, so the opens of someone who reads their mails
+publish nothing.
 """
 
 from __future__ import annotations
@@ -40,24 +43,12 @@ from shared.db import Database, utcnow
 from shared.events import (
     AlertCleared,
     AlertRaised,
-    AssignmentReported,
     CallCancelled,
-    CallLogged,
     CallMoved,
     CallPlanned,
     CallSuspended,
     Envelope,
-    MailFailed,
-    MailOpened,
-    MailSent,
-    ParticipantCompleted,
-    ParticipantEnrolled,
-    ParticipantErased,
-    ParticipantPaused,
-    ParticipantResumed,
-    ParticipantStopped,
     Payload,
-    ProgrammeCompleted,
 )
 from shared.logging import get_logger
 from shared.outbox import add_to_outbox_raw
@@ -65,38 +56,6 @@ from shared.outbox import add_to_outbox_raw
 log = get_logger(__name__)
 
 RowT = TypeVar("RowT", bound=CoachingTable)
-
-PLAN_CHANGING_EVENTS: frozenset[str] = frozenset(
-    {
-        ParticipantEnrolled.TYPE,
-        ParticipantPaused.TYPE,
-        ParticipantResumed.TYPE,
-        ParticipantStopped.TYPE,
-        ParticipantCompleted.TYPE,
-        ParticipantErased.TYPE,
-        MailSent.TYPE,
-        ProgrammeCompleted.TYPE,
-        CallLogged.TYPE,
-    }
-)
-"""The events after which a planned call may have another state or day."""
-
-ALERT_CHANGING_EVENTS: frozenset[str] = frozenset(
-    {
-        ParticipantEnrolled.TYPE,
-        ParticipantPaused.TYPE,
-        ParticipantResumed.TYPE,
-        ParticipantStopped.TYPE,
-        ParticipantCompleted.TYPE,
-        ParticipantErased.TYPE,
-        MailSent.TYPE,
-        MailFailed.TYPE,
-        MailOpened.TYPE,
-        ProgrammeCompleted.TYPE,
-        AssignmentReported.TYPE,
-    }
-)
-"""The events after which a published alert may start or stop to hold."""
 
 
 @dataclass(frozen=True)
@@ -111,13 +70,6 @@ class Publish:
 
 
 EVERYTHING = Publish(plan=True, alerts=True)
-
-
-def what_may_change(envelope: Envelope) -> Publish:
-    """After this event, may the call plan or the alerts have changed? (An automated open changes neither.)"""
-    if envelope.type == MailOpened.TYPE and envelope.payload.get("likely_automated", False):
-        return Publish(plan=False, alerts=False)
-    return Publish(plan=envelope.type in PLAN_CHANGING_EVENTS, alerts=envelope.type in ALERT_CHANGING_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -182,13 +134,25 @@ class PlanRequest:
     moved: int | None = None
 
 
+_READ: dict[type[CoachingTable], tuple[str, ...]] = {
+    MailSeen: ("participant_id", "day", "sent_at"),
+    ReportSeen: ("participant_id", "day", "score"),
+    CallSeen: ("participant_id", "called_at", "reached", "planned_call"),
+    PlannedCallMove: ("participant_id", "number", "due_date"),
+    PublishedCall: ("participant_id", "number", "state", "due_date", "lapses_after"),
+    PublishedAlert: ("participant_id", "code", "holds_from"),
+}
+"""The columns the rules read, per table."""
+
+
 async def _grouped(session: AsyncSession, table: type[RowT], ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
-    """The table's rows of these participants, as plain read-only rows (the columns as
-    attributes, as the rules read them): no ORM object per row. Call after a flush."""
+    """The table's rows of these participants, as plain read-only rows (the columns the rules
+    read as attributes): no ORM object per row. Call after a flush."""
     grouped: dict[UUID, list[Any]] = {participant_id: [] for participant_id in ids}
     if ids:
-        columns = table.__table__  # type: ignore[attr-defined]
-        for row in await session.execute(select(columns).where(columns.c.participant_id.in_(ids))):
+        columns = table.__table__.c  # type: ignore[attr-defined]
+        statement = select(*(columns[name] for name in _READ[table])).where(columns.participant_id.in_(ids))
+        for row in await session.execute(statement):
             grouped[row.participant_id].append(row)
     return grouped
 

@@ -7,8 +7,9 @@ for both, so a rebuild equals the live projection by construction.
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, make_dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
@@ -59,6 +60,10 @@ COLUMNS: dict[type[CoachingTable], tuple[str, ...]] = {
     table: tuple(c.name for c in table.__table__.columns)  # type: ignore[attr-defined]
     for table in PROJECTION_TABLES
 }
+VALUES: dict[type[CoachingTable], Callable[[Any], tuple[Any, ...]]] = {
+    table: operator.attrgetter(*COLUMNS[table]) for table in PROJECTION_TABLES
+}
+"""A record's values in COLUMNS order (every table has several columns, so always a tuple)."""
 PER_PARTICIPANT: tuple[type[CoachingTable], ...] = (ReportSeen, CallSeen, QuestionnaireAnswerSeen)
 """Tables read a participant at a time (all their reports, calls or answers at once)."""
 
@@ -218,8 +223,8 @@ class LiveBatchStore(MemoryProjectionStore):
     def __init__(self, connection: asyncpg.Connection) -> None:
         super().__init__()
         self.connection = connection
-        self._before: dict[type[CoachingTable], dict[Any, Any]] = {table: {} for table in PROJECTION_TABLES}
-        """Rows as read from the database (copies), to write back only what changed."""
+        self._before: dict[type[CoachingTable], dict[Any, tuple[Any, ...]]] = {table: {} for table in PROJECTION_TABLES}
+        """Rows' values as read from the database, to write back only what changed."""
         self._missing: dict[type[CoachingTable], set[Any]] = {table: set() for table in PROJECTION_TABLES}
         self._removed: dict[type[CoachingTable], set[Any]] = {table: set() for table in PROJECTION_TABLES}
         self._loaded_participants: dict[type[CoachingTable], set[UUID]] = {table: set() for table in PER_PARTICIPANT}
@@ -234,10 +239,10 @@ class LiveBatchStore(MemoryProjectionStore):
             key = key_of(table, values)
             if key in stored or key in self._removed[table]:
                 continue  # this batch's own version wins
-            stored[key] = record(**values)
-            before[key] = record(**values)
+            row = stored[key] = record(**values)
+            before[key] = tuple(found)  # the values in COLUMNS order, as selected
             if children is not None:
-                children[values["participant_id"]].append(stored[key])
+                children[values["participant_id"]].append(row)
 
     async def _fetch(self, table: type[CoachingTable], column: str, keys: Collection[Any], *, lock: bool) -> None:
         names = ", ".join(COLUMNS[table])
@@ -346,17 +351,17 @@ class LiveBatchStore(MemoryProjectionStore):
                     list(second),
                 )
         for table in PROJECTION_TABLES:
-            before = self._before[table]
+            before, values_of, record = self._before[table], VALUES[table], RECORDS[table]
             fresh, changed = [], []
             for key, row in self.tables[table].items():
                 earlier = before.get(key)
                 if earlier is None or key in self._removed[table]:
                     fresh.append(row)
-                elif earlier != row:
+                elif earlier != values_of(row):
                     changed.append(row)
                 else:
                     continue
-                self._note(table, earlier, row, written)
+                self._note(table, earlier and record(**dict(zip(COLUMNS[table], earlier, strict=True))), row, written)
             if fresh:
                 await self._insert(table, fresh)
             if changed:
