@@ -361,7 +361,8 @@ class LiveBatchStore(MemoryProjectionStore):
                     changed.append(row)
                 else:
                     continue
-                self._note(table, earlier and record(**dict(zip(COLUMNS[table], earlier, strict=True))), row, written)
+                previous = None if earlier is None else record(**dict(zip(COLUMNS[table], earlier, strict=True)))
+                self._note(table, previous, row, written)
             if fresh:
                 await self._insert(table, fresh)
             if changed:
