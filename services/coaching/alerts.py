@@ -11,6 +11,7 @@ from services.coaching.projection import two_low_scores_in_a_row
 
 NO_OPEN_DAYS = 3
 """After this many whole days without a human open, the coach is told."""
+NO_OPEN_DURATION = timedelta(days=NO_OPEN_DAYS)
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,24 @@ PUBLISHED_ALERTS: tuple[str, ...] = ("no_open_3_days", "low_scores", "mail_faile
 
 
 def standing_alerts(
-    *, status: str, without_open_since: datetime | None, scores: Sequence[int], failure_unresolved: bool
+    *,
+    status: str,
+    without_open_since: datetime | None,
+    scores: Sequence[int],
+    failure_unresolved: bool,
+    now: datetime,
 ) -> Mapping[str, datetime | None]:
-    """The published alerts that hold, by code, with the moment from which each holds (None: now).
+    """The published alerts that hold at `now`, by code, with the moment from which each holds
+    (None: as long as it is published).
 
-    The same rules as `alerts_for`, without a clock: no open for three days holds from three
-    days after the last open (or the first mail) while nothing else changes.
+    The same rules as `alerts_for`. No open for three days holds from three days after the
+    last open (or the first mail): it is published once it holds (coaching looks every
+    minute, see callplan.raise_due_no_open_alerts) and cleared by the next open, so an open
+    of someone who opens their mails changes nothing that travels.
     """
     found: dict[str, datetime | None] = {}
-    if status == "active" and without_open_since is not None:
-        found["no_open_3_days"] = without_open_since + timedelta(days=NO_OPEN_DAYS)
+    if status == "active" and without_open_since is not None and without_open_since + NO_OPEN_DURATION <= now:
+        found["no_open_3_days"] = without_open_since + NO_OPEN_DURATION
     if status not in ("erased",) and two_low_scores_in_a_row(scores):
         found["low_scores"] = None
     if failure_unresolved and status not in ("stopped", "erased"):

@@ -11,10 +11,11 @@ from fastapi.staticfiles import StaticFiles
 
 from services.coaching import api, offer_pages, outcome_routes, web
 from services.coaching.auth import SESSION_COOKIE, LoginRequired, StaffTokenVerifier
+from services.coaching.callplan import keep_raising_due_no_open_alerts
 from services.coaching.dashboard import Clock, SystemClock
 from services.coaching.handlers import register_kafka_handlers
 from services.coaching.kit import LogoFetcher
-from services.coaching.live import LiveHub
+from services.coaching.live import LiveHub, LiveListener
 from services.coaching.settings import CoachingSettings
 from shared.runtime import Runtime, create_service_app
 
@@ -26,7 +27,14 @@ def create_app(settings: CoachingSettings | None = None, *, clock: Clock | None 
     settings = settings or CoachingSettings()
     runtime = Runtime.create("coaching", settings)
     hub = LiveHub()
-    register_kafka_handlers(runtime, hub, ZoneInfo(settings.display_timezone))
+    tz = ZoneInfo(settings.display_timezone)
+    register_kafka_handlers(runtime, hub, tz)
+    listener = LiveListener(settings.database_url, hub)
+
+    async def raise_due_alerts() -> None:
+        await keep_raising_due_no_open_alerts(runtime.database, tz=tz, interval_s=settings.alert_check_interval_s)
+
+    runtime.background += [listener.run, raise_due_alerts]
     app = create_service_app(
         runtime,
         title="Meer contact — coaching",

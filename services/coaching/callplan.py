@@ -6,10 +6,14 @@ what it last told the other services and puts the differences in the outbox
 event of its own: call.logged (reached, with its planned call) says so. In the same way
 the dashboard's alerts that travel (no open for 3 days, two low scores, a failed mail)
 go out as alert.raised and alert.cleared. The events carry ids, codes and dates only.
+"No open for 3 days" is raised when it starts to hold (a clock: raise_due_no_open_alerts)
+and cleared by the open that ends it, so the opens of someone who reads their mails
+publish nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,9 +25,9 @@ from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.coaching.alerts import standing_alerts
+from services.coaching.alerts import NO_OPEN_DURATION, standing_alerts
 from services.coaching.calls import CallFact, CallPlanEntry, call_plan
-from services.coaching.projection import failure_unresolved, reports_in_order, without_open_since
+from services.coaching.projection import reports_in_order
 from services.coaching.storage import Children
 from services.coaching.tables import (
     CallSeen,
@@ -35,63 +39,23 @@ from services.coaching.tables import (
     PublishedCall,
     ReportSeen,
 )
+from shared.db import Database, utcnow
 from shared.events import (
     AlertCleared,
     AlertRaised,
-    AssignmentReported,
     CallCancelled,
-    CallLogged,
     CallMoved,
     CallPlanned,
     CallSuspended,
     Envelope,
-    MailFailed,
-    MailOpened,
-    MailSent,
-    ParticipantCompleted,
-    ParticipantEnrolled,
-    ParticipantErased,
-    ParticipantPaused,
-    ParticipantResumed,
-    ParticipantStopped,
     Payload,
-    ProgrammeCompleted,
 )
-from shared.outbox import add_to_outbox
+from shared.logging import get_logger
+from shared.outbox import add_to_outbox_raw
+
+log = get_logger(__name__)
 
 RowT = TypeVar("RowT", bound=CoachingTable)
-
-PLAN_CHANGING_EVENTS: frozenset[str] = frozenset(
-    {
-        ParticipantEnrolled.TYPE,
-        ParticipantPaused.TYPE,
-        ParticipantResumed.TYPE,
-        ParticipantStopped.TYPE,
-        ParticipantCompleted.TYPE,
-        ParticipantErased.TYPE,
-        MailSent.TYPE,
-        ProgrammeCompleted.TYPE,
-        CallLogged.TYPE,
-    }
-)
-"""The events after which a planned call may have another state or day."""
-
-ALERT_CHANGING_EVENTS: frozenset[str] = frozenset(
-    {
-        ParticipantEnrolled.TYPE,
-        ParticipantPaused.TYPE,
-        ParticipantResumed.TYPE,
-        ParticipantStopped.TYPE,
-        ParticipantCompleted.TYPE,
-        ParticipantErased.TYPE,
-        MailSent.TYPE,
-        MailFailed.TYPE,
-        MailOpened.TYPE,
-        ProgrammeCompleted.TYPE,
-        AssignmentReported.TYPE,
-    }
-)
-"""The events after which a published alert may start or stop to hold."""
 
 
 @dataclass(frozen=True)
@@ -106,13 +70,6 @@ class Publish:
 
 
 EVERYTHING = Publish(plan=True, alerts=True)
-
-
-def what_may_change(envelope: Envelope) -> Publish:
-    """After this event, may the call plan or the alerts have changed? (An automated open changes neither.)"""
-    if envelope.type == MailOpened.TYPE and envelope.payload.get("likely_automated", False):
-        return Publish(plan=False, alerts=False)
-    return Publish(plan=envelope.type in PLAN_CHANGING_EVENTS, alerts=envelope.type in ALERT_CHANGING_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -177,13 +134,25 @@ class PlanRequest:
     moved: int | None = None
 
 
+_READ: dict[type[CoachingTable], tuple[str, ...]] = {
+    MailSeen: ("participant_id", "day", "sent_at"),
+    ReportSeen: ("participant_id", "day", "score"),
+    CallSeen: ("participant_id", "called_at", "reached", "planned_call"),
+    PlannedCallMove: ("participant_id", "number", "due_date"),
+    PublishedCall: ("participant_id", "number", "state", "due_date", "lapses_after"),
+    PublishedAlert: ("participant_id", "code", "holds_from"),
+}
+"""The columns the rules read, per table."""
+
+
 async def _grouped(session: AsyncSession, table: type[RowT], ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
-    """The table's rows of these participants, as plain read-only rows (the columns as
-    attributes, as the rules read them): no ORM object per row. Call after a flush."""
+    """The table's rows of these participants, as plain read-only rows (the columns the rules
+    read as attributes): no ORM object per row. Call after a flush."""
     grouped: dict[UUID, list[Any]] = {participant_id: [] for participant_id in ids}
     if ids:
-        columns = table.__table__  # type: ignore[attr-defined]
-        for row in await session.execute(select(columns).where(columns.c.participant_id.in_(ids))):
+        columns = table.__table__.c  # type: ignore[attr-defined]
+        statement = select(*(columns[name] for name in _READ[table])).where(columns.participant_id.in_(ids))
+        for row in await session.execute(statement):
             grouped[row.participant_id].append(row)
     return grouped
 
@@ -201,25 +170,32 @@ async def publish_call_plan(
     return await publish_call_plans(session, {participant_id: PlanRequest(what, now, moved)}, tz=tz)
 
 
-async def publish_call_plans(session: AsyncSession, requests: Mapping[UUID, PlanRequest], *, tz: ZoneInfo) -> int:
+async def publish_call_plans(
+    session: AsyncSession,
+    requests: Mapping[UUID, PlanRequest],
+    *,
+    tz: ZoneInfo,
+    rows: Mapping[UUID, Any] | None = None,
+) -> int:
     """publish_call_plan for many participants at once (a consumer batch): what the rules read
     is loaded for all of them in a few queries, each participant is compared alone, and what
-    was told is written in one statement per table."""
-    rows: dict[UUID, DashboardRow] = {}
+    was told is written in one statement per table. `rows`: the participants' rows as the
+    caller holds them (the consumer's records, already written); else they are read here."""
+    found: dict[UUID, Any] = {}
     for participant_id in sorted(requests):
-        row = await session.get(DashboardRow, participant_id)
+        row = rows.get(participant_id) if rows is not None else await session.get(DashboardRow, participant_id)
         if not requests[participant_id].what or row is None or (row.start_date is None and row.status != "erased"):
             continue  # not enrolled yet (a mail may arrive before the enrolment): nothing to tell
-        rows[participant_id] = row
-    if not rows:
+        found[participant_id] = row
+    if not found:
         return 0
-    await session.flush()  # the rows below are read with plain SQL: this batch's changes first
-    ids = list(rows)
+    await session.flush()  # the rows below are read with plain SQL: this unit of work's changes first
+    ids = list(found)
     plans = [p for p in ids if requests[p].what.plan]
     alerts = [p for p in ids if requests[p].what.alerts]
     # Plain rows stand in for the tables' objects: the rules only read their columns.
     kids = Children(
-        mails=await _grouped(session, MailSeen, ids),
+        mails=await _grouped(session, MailSeen, plans),
         reports=await _grouped(session, ReportSeen, alerts),
         calls=await _grouped(session, CallSeen, plans),
         moves=await _grouped(session, PlannedCallMove, plans),
@@ -231,9 +207,9 @@ async def publish_call_plans(session: AsyncSession, requests: Mapping[UUID, Plan
     alerts_gone: list[tuple[UUID, str]] = []
     events: list[Envelope] = []
     for participant_id in alerts:
-        row, now = rows[participant_id], requests[participant_id].now
+        row, now = found[participant_id], requests[participant_id].now
         stored = {told.code: told.holds_from for told in told_alerts[participant_id]}
-        standing = _standing_alerts(row, kids)
+        standing = _standing_alerts(row, kids, now)
         for payload in alert_events(stored, standing):
             events.append(Envelope.wrap(payload, org_id=row.org_id, participant_id=participant_id, occurred_at=now))
         alerts_held += [
@@ -243,7 +219,7 @@ async def publish_call_plans(session: AsyncSession, requests: Mapping[UUID, Plan
         ]
         alerts_gone += [(participant_id, code) for code in stored if code not in standing]
     for participant_id in plans:
-        row, request = rows[participant_id], requests[participant_id]
+        row, request = found[participant_id], requests[participant_id]
         plan = current_plan(row, kids, tz)
         told = {t.number: Told(t.state, t.due_date, t.lapses_after) for t in told_calls[participant_id]}
         if row.status != "erased":  # participant.erased itself tells the other services to forget the plan
@@ -263,21 +239,77 @@ async def publish_call_plans(session: AsyncSession, requests: Mapping[UUID, Plan
             if told.get(entry.number) != Told(entry.state, entry.due_date, entry.lapses_after)
         ]
     await _write_told(session, calls, alerts_held, alerts_gone)
-    for envelope in events:
-        add_to_outbox(session, envelope)
+    if events:
+        connection = await session.connection()
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert raw is not None
+        await add_to_outbox_raw(raw, events)
+        session.info["wrote_outbox"] = True  # the relay is woken after the commit
     return len(events)
 
 
-def _standing_alerts(row: DashboardRow, kids: Children) -> dict[str, datetime | None]:
-    mails = kids.mails.get(row.participant_id, [])
+def _standing_alerts(row: Any, kids: Children, now: datetime) -> dict[str, datetime | None]:
+    # The row keeps the mails' latest moments (projection.apply_mail_change), so the mails
+    # themselves need not be read.
     return dict(
         standing_alerts(
             status=row.status,
-            without_open_since=without_open_since(mails),
+            without_open_since=row.last_open_at or row.first_sent_at,
             scores=[report.score for report in reports_in_order(kids.reports.get(row.participant_id, []))],
-            failure_unresolved=failure_unresolved(mails),
+            failure_unresolved=row.last_failed_at is not None
+            and (row.last_sent_at is None or row.last_sent_at < row.last_failed_at),
+            now=now,
         )
     )
+
+
+_NO_OPEN_DUE_SQL = """
+SELECT participant.participant_id FROM dashboard_row AS participant
+WHERE participant.status = 'active' AND participant.start_date IS NOT NULL
+  AND COALESCE(participant.last_open_at, participant.first_sent_at) <= $1
+  AND NOT EXISTS (
+    SELECT 1 FROM published_alert AS told
+    WHERE told.participant_id = participant.participant_id AND told.code = 'no_open_3_days')
+ORDER BY participant.participant_id
+LIMIT $2
+FOR UPDATE OF participant SKIP LOCKED
+"""
+
+
+async def keep_raising_due_no_open_alerts(database: Database, *, tz: ZoneInfo, interval_s: float) -> None:
+    """Every `interval_s`, raise the "no open for 3 days" alerts that started to hold (a
+    background loop of every replica; they skip each other's participants)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            while True:
+                async with database.session() as session:
+                    raised = await raise_due_no_open_alerts(session, tz=tz, now=utcnow())
+                if raised < DUE_BATCH:
+                    break
+        except Exception as error:  # noqa: BLE001 - PostgreSQL away: the next round catches up
+            log.warning("due alerts not raised this round", error=type(error).__name__)
+
+
+DUE_BATCH = 500
+
+
+async def raise_due_no_open_alerts(
+    session: AsyncSession, *, tz: ZoneInfo, now: datetime, limit: int = DUE_BATCH
+) -> int:
+    """Raise "no open for 3 days" for the participants in whom it started to hold by `now`
+    (a clock, not an event, makes it hold); the number of participants. Their rows are locked
+    and the locked ones skipped, so the consumer and other replicas never wait for this.
+    Commits."""
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None
+    due = [row["participant_id"] for row in await raw.fetch(_NO_OPEN_DUE_SQL, now - NO_OPEN_DURATION, limit)]
+    if due:
+        alerts_only = Publish(plan=False, alerts=True)
+        await publish_call_plans(session, {p: PlanRequest(alerts_only, now) for p in due}, tz=tz)
+    await session.commit()
+    return len(due)
 
 
 async def _write_told(

@@ -2,11 +2,12 @@
 
 Each `on_<event>` applies one event through a ProjectionStore and says which participant
 changed. The live consumer runs them in the shared consumer unit of work, a batch at a
-time (shared.kafka: claim the batch's events, apply them through one BatchProjectionStore,
-recompute the call plans, commit, then tell the open dashboards once); `cli rebuild` runs
-the very same functions on an in-memory store. Events of one participant come from several topics, so they may arrive
-in any order (an open before its mail.sent, a mail before the enrolment): every handler
-upserts, and every rule is a recount or a min/max (see projection.py).
+time (shared.kafka: claim the batch's events, apply them to the batch's rows in memory
+(LiveBatchStore), write back what changed, publish the call plans and alerts that changed,
+commit; every replica's open dashboards hear of it once, see live.py); `cli rebuild` runs
+the very same functions on a store of every row in memory. Events of one participant come
+from several topics, so they may arrive in any order (an open before its mail.sent, a mail
+before the enrolment): every handler upserts, and every rule is a recount or a min/max (see projection.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -23,10 +25,11 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching import projection
-from services.coaching.callplan import PlanRequest, Publish, publish_call_plans, what_may_change
+from services.coaching.callplan import PlanRequest, Publish, publish_call_plans
 from services.coaching.export import build_export_handlers
-from services.coaching.live import LiveHub, ParticipantChanged
-from services.coaching.storage import BatchProjectionStore, ProjectionStore
+from services.coaching.live import LiveHub, ParticipantChanged, notify_changes
+from services.coaching.memory_store import LiveBatchStore
+from services.coaching.storage import ProjectionStore, erase_authored_data
 from services.coaching.tables import (
     CallSeen,
     CoachView,
@@ -513,17 +516,20 @@ async def record_staff_access(session: AsyncSession, envelope: Envelope) -> None
     )
 
 
-_STORE, _LIVE, _PLANS = "coaching.store", "coaching.live", "coaching.plans"
+_STORE, _FINISH, _LATEST = "coaching.store", "coaching.finish", "coaching.latest"
 _MAIL_EVENTS = frozenset({MailSent.TYPE, MailFailed.TYPE, MailOpened.TYPE, LinkClicked.TYPE})
 _WITHOUT_PARTICIPANT = frozenset({Topic.ORGANISATION, Topic.STAFF, Topic.CONTACT})
 
 
-def batch_store(session: AsyncSession) -> BatchProjectionStore:
-    """The projection store of the consumer unit of work `session` belongs to (one per batch)."""
+async def batch_store(session: AsyncSession) -> LiveBatchStore:
+    """The projection store of the consumer unit of work `session` belongs to (one per batch,
+    on the transaction's own connection)."""
     work = unit_of_work(session)
     store = work.state.get(_STORE)
-    if not isinstance(store, BatchProjectionStore):
-        store = work.state[_STORE] = BatchProjectionStore(session)
+    if not isinstance(store, LiveBatchStore):
+        connection = await session.connection()
+        raw = (await connection.get_raw_connection()).driver_connection
+        store = work.state[_STORE] = LiveBatchStore(raw)
     return store
 
 
@@ -543,7 +549,8 @@ async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> No
                 delivery_ids.add(UUID(str(envelope.payload["delivery_id"])))
         elif envelope.type == AssignmentReported.TYPE:
             report_ids.add(envelope.participant_id)
-    await batch_store(session).load(participant_ids=participant_ids, delivery_ids=delivery_ids, report_ids=report_ids)
+    store = await batch_store(session)
+    await store.load(participant_ids=participant_ids, delivery_ids=delivery_ids, report_ids=report_ids)
 
 
 def _coalesce(before: ParticipantChanged | None, change: ParticipantChanged) -> ParticipantChanged:
@@ -555,42 +562,67 @@ def _coalesce(before: ParticipantChanged | None, change: ParticipantChanged) -> 
     return replace(change, coach_ids=before.coach_ids | change.coach_ids, event_type=kind)
 
 
+async def finish_batch(session: AsyncSession, store: LiveBatchStore, latest: _Latest, tz: ZoneInfo) -> None:
+    """At the end of a batch, before its commit: write what changed, publish the call plans and
+    alerts of the participants whose inputs changed (only what differs from what was told),
+    and notify every replica's dashboards (delivered when the transaction commits)."""
+    written = await store.write()
+    if store.erased:
+        await erase_authored_data(session, sorted(store.erased))
+    rows = store.tables[DashboardRow]
+    requests = {
+        participant_id: PlanRequest(
+            Publish(plan=participant_id in written.plan_changed, alerts=participant_id in written.alerts_changed),
+            latest[participant_id][0] if participant_id in latest else rows[participant_id].updated_at,
+        )
+        for participant_id in written.plan_changed | written.alerts_changed
+        if participant_id in rows
+    }
+    await publish_call_plans(session, requests, tz=tz, rows=rows)
+    await notify_changes(store.connection, [change for _, change in latest.values()])
+
+
+_Latest = dict[UUID, tuple[datetime, ParticipantChanged]]
+"""Per participant changed in a batch: the moment of their last event, and the coalesced change."""
+
+
+async def _batch(session: AsyncSession, tz: ZoneInfo) -> tuple[LiveBatchStore, _Latest]:
+    """The batch's store and its changed participants; the first change of a batch leaves
+    finish_batch for its end."""
+    store = await batch_store(session)
+    work = unit_of_work(session)
+    latest: _Latest | None = work.state.get(_LATEST)
+    if latest is None:
+        latest = work.state[_LATEST] = {}
+        work.before_commit(_FINISH, lambda: finish_batch(session, store, latest, tz))
+    return store, latest
+
+
 def build_handlers(hub: LiveHub, tz: ZoneInfo) -> dict[str, dict[str, Change]]:
     """Changes by topic and event type, each applying its event to the batch's projection store.
-    Per batch and participant, the call plan and alerts are recomputed once before the commit
-    (publish_call_plans), and open dashboards get one push after it."""
-
-    def changes(session: AsyncSession, envelope: Envelope, changed: ParticipantChanged) -> None:
-        work = unit_of_work(session)
-        live: dict[UUID, ParticipantChanged] | None = work.state.get(_LIVE)
-        if live is None:
-            live = work.state[_LIVE] = {}
-            work.after_commit(lambda: hub.publish_many(live.values()))
-        live[changed.participant_id] = _coalesce(live.get(changed.participant_id), changed)
-        what = what_may_change(envelope)
-        if not what:
-            return
-        plans: dict[UUID, PlanRequest] | None = work.state.get(_PLANS)
-        if plans is None:
-            plans = work.state[_PLANS] = {}
-            work.before_commit(_PLANS, lambda: publish_call_plans(session, plans, tz=tz))
-        earlier = plans.get(changed.participant_id)
-        if earlier is not None:
-            what = Publish(plan=what.plan or earlier.what.plan, alerts=what.alerts or earlier.what.alerts)
-        plans[changed.participant_id] = PlanRequest(what, envelope.occurred_at)
+    Per batch, what changed is written once before the commit (finish_batch), and every
+    replica's open dashboards get one push per participant after it (through LiveListener;
+    `hub` is kept for the signature the tests and benchmarks use)."""
+    del hub  # the pushes travel through PostgreSQL, also to this replica's own dashboards
 
     def change_of(apply: Applier) -> Change:
         async def change(session: AsyncSession, envelope: Envelope, _: object) -> None:
-            changed = await apply(batch_store(session), envelope)
+            store, latest = await _batch(session, tz)
+            changed = await apply(store, envelope)
             if changed is not None:
-                changes(session, envelope, changed)
+                earlier = latest.get(changed.participant_id)
+                latest[changed.participant_id] = (
+                    envelope.occurred_at,
+                    _coalesce(earlier[1] if earlier else None, changed),
+                )
 
         change.__name__ = apply.__name__
         return change
 
     async def on_access_changed(session: AsyncSession, envelope: Envelope, _: object) -> None:
         await record_staff_access(session, envelope)
-        await on_staff_access_changed(batch_store(session), envelope)
+        store, _latest = await _batch(session, tz)
+        await on_staff_access_changed(store, envelope)
 
     handlers = {
         topic: {kind: change_of(apply) for kind, apply in by_type.items()} for topic, by_type in APPLIERS.items()
@@ -599,12 +631,13 @@ def build_handlers(hub: LiveHub, tz: ZoneInfo) -> dict[str, dict[str, Change]]:
     return handlers
 
 
-def build_tombstone_handlers() -> dict[str, TombstoneChange]:
+def build_tombstone_handlers(tz: ZoneInfo) -> dict[str, TombstoneChange]:
     """Tombstones by topic (no event id: deleting twice is harmless)."""
 
     def change_of(apply: Callable[[ProjectionStore, str], Awaitable[None]]) -> TombstoneChange:
         async def change(session: AsyncSession, key: str) -> None:
-            await apply(batch_store(session), key)
+            store, _latest = await _batch(session, tz)
+            await apply(store, key)
 
         return change
 
@@ -614,5 +647,5 @@ def build_tombstone_handlers() -> dict[str, TombstoneChange]:
 def register_kafka_handlers(runtime: Runtime, hub: LiveHub, tz: ZoneInfo) -> None:
     """Subscribe coaching's one consumer to every topic it projects."""
     runtime.subscribe(
-        {**build_handlers(hub, tz), **build_export_handlers()}, build_tombstone_handlers(), prepare=load_batch
+        {**build_handlers(hub, tz), **build_export_handlers()}, build_tombstone_handlers(tz), prepare=load_batch
     )

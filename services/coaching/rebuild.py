@@ -15,33 +15,23 @@ text in it is blanked again.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, make_dataclass
-from datetime import datetime
-from typing import Any, TypeVar, cast
-from uuid import UUID
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.security import BaseSecurity
 from pydantic import ValidationError
-from pydantic_core import PydanticUndefined
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching.handlers import APPLIERS, TOMBSTONE_APPLIERS
+from services.coaching.memory_store import MemoryProjectionStore
 from services.coaching.storage import erase_authored_data
 from services.coaching.tables import (
     PROJECTION_TABLES,
-    CallSeen,
     CoachingTable,
-    CoachView,
-    DashboardRow,
-    MailSeen,
-    OrganisationView,
-    QuestionnaireAnswerSeen,
-    ReportSeen,
 )
 from shared.db import Database, ProcessedEvent, utcnow
 from shared.events import Envelope
@@ -58,107 +48,6 @@ TABLE_NAMES: tuple[str, ...] = (
     *(str(table.__tablename__) for table in PROJECTION_TABLES),
 )
 """processed_events first: every handler touches it first, so nobody holds a table we wait for."""
-
-
-def record_class(table: type[CoachingTable]) -> type:
-    """A plain slotted class with the table's columns and defaults.
-
-    The appliers only read and write columns, so in memory they can work on these records
-    instead of ORM instances (whose instrumented construction and attribute writes cost
-    more than the rules themselves); the records are written with COPY.
-    """
-    fields: list[tuple[str, Any, Any]] = []
-    for name, info in table.model_fields.items():
-        if info.default_factory is not None:
-            fields.append((name, Any, field(default_factory=info.default_factory)))  # type: ignore[arg-type]
-        elif info.default is PydanticUndefined:
-            fields.append((name, Any, field()))
-        else:
-            fields.append((name, Any, field(default=info.default)))
-    return make_dataclass(f"{table.__name__}Record", fields, slots=True, kw_only=True)
-
-
-class MemoryProjectionStore:
-    """The projection store in memory: every table a dict by primary key, rows as plain records."""
-
-    def __init__(self) -> None:
-        self.tables: dict[type[CoachingTable], dict[Any, Any]] = {table: {} for table in PROJECTION_TABLES}
-        self._records = {table: record_class(table) for table in PROJECTION_TABLES}
-        self._keys = {table: [c.name for c in table.__table__.primary_key.columns] for table in PROJECTION_TABLES}  # type: ignore[attr-defined]
-        self._children: dict[type[CoachingTable], defaultdict[UUID, list[Any]]] = {
-            table: defaultdict(list) for table in (ReportSeen, CallSeen)
-        }
-        self.claimed: dict[UUID, None] = {}
-        self.erased: set[UUID] = set()
-
-    def claim(self, event_id: UUID) -> bool:
-        """False if the event was applied before (a redelivery on the topic)."""
-        if event_id in self.claimed:
-            return False
-        self.claimed[event_id] = None
-        return True
-
-    def unclaim(self, event_id: UUID) -> None:
-        self.claimed.pop(event_id, None)
-
-    def add(self, table: type[RowT], **values: Any) -> RowT:
-        row = self._records[table](**values)
-        names = self._keys[table]
-        key = values[names[0]] if len(names) == 1 else tuple(values[name] for name in names)
-        self.tables[table][key] = row
-        if table in self._children:
-            self._children[table][values["participant_id"]].append(row)
-        return cast(RowT, row)
-
-    async def participant(self, participant_id: UUID, org_id: UUID, *, at: datetime) -> DashboardRow:
-        found = self.tables[DashboardRow].get(participant_id)
-        if found is None:
-            return self.add(DashboardRow, participant_id=participant_id, org_id=org_id, updated_at=at)
-        return cast(DashboardRow, found)
-
-    async def mail(self, delivery_id: UUID, participant_id: UUID, day: int) -> MailSeen:
-        found = self.tables[MailSeen].get(delivery_id)
-        if found is None:
-            return self.add(MailSeen, delivery_id=delivery_id, participant_id=participant_id, day=day)
-        return cast(MailSeen, found)
-
-    async def report(self, participant_id: UUID, day: int) -> ReportSeen | None:
-        return cast(ReportSeen | None, self.tables[ReportSeen].get((participant_id, day)))
-
-    async def reports(self, participant_id: UUID) -> list[ReportSeen]:
-        return self._children[ReportSeen][participant_id]
-
-    async def calls(self, participant_id: UUID) -> list[CallSeen]:
-        return self._children[CallSeen][participant_id]
-
-    async def organisation(self, org_id: UUID) -> OrganisationView:
-        found = self.tables[OrganisationView].get(org_id)
-        if found is None:
-            return self.add(OrganisationView, org_id=org_id)
-        return cast(OrganisationView, found)
-
-    async def coach(self, coach_id: UUID, org_id: UUID) -> CoachView:
-        found = self.tables[CoachView].get(coach_id)
-        if found is None:
-            return self.add(CoachView, coach_id=coach_id, org_id=org_id)
-        return cast(CoachView, found)
-
-    async def erase_authored(self, participant_id: UUID) -> None:
-        self.erased.add(participant_id)
-
-    async def questionnaire_answer(self, participant_id: UUID, moment: str) -> QuestionnaireAnswerSeen | None:
-        return cast(QuestionnaireAnswerSeen | None, self.tables[QuestionnaireAnswerSeen].get((participant_id, moment)))
-
-    async def erase_questionnaire_answers(self, participant_id: UUID) -> None:
-        answers = self.tables[QuestionnaireAnswerSeen]
-        for key in [key for key in answers if key[0] == participant_id]:
-            del answers[key]
-
-    async def find(self, table: type[RowT], key: Any) -> RowT | None:
-        return cast(RowT | None, self.tables[table].get(key))
-
-    async def remove(self, table: type[RowT], key: Any) -> None:
-        self.tables[table].pop(key, None)
 
 
 @dataclass

@@ -26,6 +26,9 @@ class CoachingSettings(ServiceSettings):
     logo_timeout_s: float = Field(default=3.0, gt=0, description="How long the recruitment kit waits for a logo.")
     logo_max_bytes: int = Field(default=2_000_000, gt=0, description="Larger logos are left out of the kit.")
     live_ping_s: float = Field(default=15.0, gt=0, description="Keep-alive interval of the live dashboard stream.")
+    alert_check_interval_s: float = Field(
+        default=60.0, gt=0, description="How often coaching looks for 'no open for 3 days' alerts that started to hold."
+    )
     cookie_secure: bool | None = Field(
         default=None, description="Secure flag of the login cookie; default: always in production, else over https."
     )

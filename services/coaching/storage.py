@@ -5,10 +5,10 @@ writes of the web pages and the API, always scoped to what the viewer may see.""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from sqlalchemy import delete, func, select, update
@@ -155,80 +155,6 @@ class SqlProjectionStore:
         await self.session.execute(
             delete(QuestionnaireAnswerSeen).where(col(QuestionnaireAnswerSeen.participant_id) == participant_id)
         )
-
-
-class BatchProjectionStore(SqlProjectionStore):
-    """The projection store of one consumer batch: the rows its events will touch are loaded
-    up front in a few queries (the participants' rows locked, in id order), and every row is
-    looked up once per batch, however many of its events the batch holds."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        super().__init__(session)
-        self._rows: dict[UUID, DashboardRow] = {}
-        self._mails: dict[UUID, MailSeen | None] = {}
-        """Mails loaded up front; None: known not to exist (yet)."""
-        self._reports: dict[tuple[UUID, int], ReportSeen | None] = {}
-        self._reports_loaded: set[UUID] = set()
-
-    async def load(
-        self, *, participant_ids: Collection[UUID], delivery_ids: Collection[UUID], report_ids: Collection[UUID]
-    ) -> None:
-        """Load (and lock) the participants' rows, the mails and the participants' reports."""
-        if participant_ids:
-            statement = (
-                select(DashboardRow)
-                .where(col(DashboardRow.participant_id).in_(sorted(participant_ids)))
-                .order_by(col(DashboardRow.participant_id))
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-            for row in (await self.session.execute(statement)).scalars():
-                self._rows[row.participant_id] = row
-        if delivery_ids:
-            mails = select(MailSeen).where(col(MailSeen.delivery_id).in_(delivery_ids))
-            found = {mail.delivery_id: mail for mail in (await self.session.execute(mails)).scalars()}
-            for delivery_id in delivery_ids:
-                self._mails.setdefault(delivery_id, found.get(delivery_id))
-        if report_ids:
-            reports = select(ReportSeen).where(col(ReportSeen.participant_id).in_(report_ids))
-            for report in (await self.session.execute(reports)).scalars():
-                self._reports[report.participant_id, report.day] = report
-            self._reports_loaded.update(report_ids)
-
-    async def participant(self, participant_id: UUID, org_id: UUID, *, at: datetime) -> DashboardRow:
-        row = self._rows.get(participant_id)
-        if row is None:
-            row = self._rows[participant_id] = await super().participant(participant_id, org_id, at=at)
-        return row
-
-    async def mail(self, delivery_id: UUID, participant_id: UUID, day: int) -> MailSeen:
-        if delivery_id not in self._mails:
-            return await super().mail(delivery_id, participant_id, day)
-        found = self._mails[delivery_id]
-        if found is None:
-            found = self._mails[delivery_id] = self.add(
-                MailSeen, delivery_id=delivery_id, participant_id=participant_id, day=day
-            )
-        return found
-
-    async def report(self, participant_id: UUID, day: int) -> ReportSeen | None:
-        if participant_id in self._reports_loaded:
-            return self._reports.get((participant_id, day))
-        return await super().report(participant_id, day)
-
-    def add(self, table: type[RowT], **values: Any) -> RowT:
-        row = super().add(table, **values)
-        if isinstance(row, ReportSeen):
-            self._reports[row.participant_id, row.day] = row
-        return row
-
-    async def find(self, table: type[RowT], key: Any) -> RowT | None:
-        if table is DashboardRow and key in self._rows:
-            return cast(RowT, self._rows[key])
-        found = await super().find(table, key)
-        if isinstance(found, DashboardRow):
-            self._rows[found.participant_id] = found
-        return found
 
 
 async def questionnaire_answers(session: AsyncSession, *, participant_id: UUID) -> list[QuestionnaireAnswerSeen]:
