@@ -519,6 +519,8 @@ async def record_staff_access(session: AsyncSession, envelope: Envelope) -> None
 _STORE, _FINISH, _LATEST = "coaching.store", "coaching.finish", "coaching.latest"
 _MAIL_EVENTS = frozenset({MailSent.TYPE, MailFailed.TYPE, MailOpened.TYPE, LinkClicked.TYPE})
 _WITHOUT_PARTICIPANT = frozenset({Topic.ORGANISATION, Topic.STAFF, Topic.CONTACT})
+# Events that make a person's rows together with participant.enrolled: the payload field naming the person.
+_CREATES_PERSON_ROWS = {ContactDetailsSet.TYPE: "person_id", CoachAdded.TYPE: "coach_id"}
 
 
 async def batch_store(session: AsyncSession) -> LiveBatchStore:
@@ -540,7 +542,13 @@ async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> No
     participant_ids: set[UUID] = set()
     delivery_ids: set[UUID] = set()
     report_ids: set[UUID] = set()
+    people: set[UUID] = set()
     for envelope in envelopes:
+        with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+            if envelope.type in _CREATES_PERSON_ROWS:
+                people.add(UUID(str(envelope.payload[_CREATES_PERSON_ROWS[envelope.type]])))
+            elif envelope.type == ParticipantEnrolled.TYPE and envelope.participant_id is not None:
+                people.add(envelope.participant_id)
         if envelope.participant_id is None or envelope.topic in _WITHOUT_PARTICIPANT:
             continue
         participant_ids.add(envelope.participant_id)
@@ -550,6 +558,7 @@ async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> No
         elif envelope.type == AssignmentReported.TYPE:
             report_ids.add(envelope.participant_id)
     store = await batch_store(session)
+    await store.lock_people(people)
     await store.load(participant_ids=participant_ids, delivery_ids=delivery_ids, report_ids=report_ids)
 
 
