@@ -6,6 +6,9 @@ reset or deactivation (staff.access_changed, kept in staff_access) is refused.
 
 A coach sees only their own participants, an organisation admin the whole organisation,
 nobody anything of another organisation: every read goes through the viewer's Scope.
+A partner (a signaller from outside, the role with the least rights) gets past only the
+dependencies that say so (`SignallerApiViewer`, `SignallerPageViewer`): the intake's signal
+form and their own status list; every other route answers them 403.
 """
 
 from __future__ import annotations
@@ -70,7 +73,14 @@ class Viewer:
         return self.claims.role == "org_admin"
 
     @property
+    def is_partner(self) -> bool:
+        # Any role but the organisation's own staff gets the least rights (today: "partner").
+        return self.claims.role not in ("org_admin", "coach")
+
+    @property
     def scope(self) -> Scope:
+        if self.is_partner:  # a partner reads no participant: a route that lets one through is a bug
+            raise PermissionError("a partner has no scope of participants")
         return Scope(org_id=self.claims.org_id, coach_id=None if self.is_admin else self.claims.coach_id)
 
     @property
@@ -97,10 +107,20 @@ async def still_allowed(request: Request, claims: StaffClaims) -> bool:
     return token_allowed(claims, None if known is None else StaffAccess(known.token_version, known.active))
 
 
-async def api_viewer(
+PARTNER_REFUSED = "A partner may only submit signals and follow their status."
+PARTNER_REFUSED_DUTCH = (
+    "Met uw account kunt u signalen doorgeven en zien hoe het ermee staat. Deze pagina is voor coaches."
+)
+
+
+class PartnerPageRefused(Exception):
+    """A partner opened a page that is not theirs: the app shows the Dutch 403 page."""
+
+
+async def signaller_api_viewer(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Viewer:
-    """The JSON API's caller, from `Authorization: Bearer <staff token>`."""
+    """The JSON API's caller, from `Authorization: Bearer <staff token>`, partners included."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "A staff token is required.", headers=challenge)
@@ -121,7 +141,15 @@ async def api_viewer(
     return Viewer(claims=claims, token=credentials.credentials)
 
 
+async def api_viewer(viewer: Annotated[Viewer, Depends(signaller_api_viewer)]) -> Viewer:
+    """The JSON API's caller, a coach or organisation admin (a partner: 403)."""
+    if viewer.is_partner:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, PARTNER_REFUSED)
+    return viewer
+
+
 ApiViewer = Annotated[Viewer, Depends(api_viewer)]
+SignallerApiViewer = Annotated[Viewer, Depends(signaller_api_viewer)]
 
 
 class LoginRequired(Exception):
@@ -154,23 +182,33 @@ async def _cookie_viewer(request: Request) -> Viewer | bool | None:
     return Viewer(claims=claims, token=token)
 
 
-async def page_viewer(request: Request) -> Viewer:
-    """The viewer of a web page; without a valid login cookie, off to the login page."""
+async def signaller_page_viewer(request: Request) -> Viewer:
+    """The viewer of a web page, partners included; without a valid login cookie, off to the login page."""
     found = await _cookie_viewer(request)
     if isinstance(found, Viewer):
         return found
     raise LoginRequired(next_path=request.url.path, expired=found is False)
 
 
+async def page_viewer(viewer: Annotated[Viewer, Depends(signaller_page_viewer)]) -> Viewer:
+    """The viewer of a coach's or admin's web page (a partner: the Dutch 403 page)."""
+    if viewer.is_partner:
+        raise PartnerPageRefused()
+    return viewer
+
+
 async def fragment_viewer(request: Request) -> Viewer:
     """The viewer of a piece of page fetched by script (live updates): a 401, no redirect."""
     found = await _cookie_viewer(request)
     if isinstance(found, Viewer):
+        if found.is_partner:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, PARTNER_REFUSED_DUTCH)
         return found
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Log opnieuw in.")
 
 
 PageViewer = Annotated[Viewer, Depends(page_viewer)]
+SignallerPageViewer = Annotated[Viewer, Depends(signaller_page_viewer)]
 FragmentViewer = Annotated[Viewer, Depends(fragment_viewer)]
 
 

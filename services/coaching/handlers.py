@@ -25,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.coaching import projection
 from services.coaching.callplan import PlanRequest, Publish, publish_call_plans, what_may_change
 from services.coaching.export import build_export_handlers
+from services.coaching.intake_handlers import on_local_offers_changed
 from services.coaching.live import LiveHub, ParticipantChanged
 from services.coaching.storage import BatchProjectionStore, ProjectionStore
 from services.coaching.tables import (
@@ -53,6 +54,7 @@ from shared.events import (
     MailSent,
     OrganisationBrandingChanged,
     OrganisationLicensed,
+    OrganisationLocalOffersChanged,
     OrganisationSlugChanged,
     ParticipantCoachChanged,
     ParticipantCompleted,
@@ -596,6 +598,7 @@ def build_handlers(hub: LiveHub, tz: ZoneInfo) -> dict[str, dict[str, Change]]:
         topic: {kind: change_of(apply) for kind, apply in by_type.items()} for topic, by_type in APPLIERS.items()
     }
     handlers[Topic.STAFF] = {StaffAccessChanged.TYPE: on_access_changed}
+    handlers[Topic.ORGANISATION][OrganisationLocalOffersChanged.TYPE] = on_local_offers_changed
     return handlers
 
 

@@ -30,6 +30,7 @@ from services.coaching.auth import (
     SESSION_COOKIE,
     FragmentViewer,
     PageViewer,
+    SignallerPageViewer,
     Viewer,
     check_form,
     check_login_form,
@@ -327,12 +328,14 @@ async def login(request: Request) -> Response:
             status_code=503,
         )
     try:
-        request.app.state.staff_tokens.verify(token)
+        claims = request.app.state.staff_tokens.verify(token)
     except InvalidStaffTokenError:
         log.warning("login returned a token this service does not accept")
         return _login_page(
             request, next_path=next_path, message="Met dit account kunt u hier niet inloggen.", status_code=403
         )
+    if claims.role == "partner" and next_path == "/overzicht":
+        next_path = "/signalen"  # a partner's home: their signals (the dashboard is not theirs)
     response = RedirectResponse(next_path, status_code=303)
     max_age = int(answer.json().get("expires_in", 3600)) if answer is not None else 3600
     response.set_cookie(
@@ -376,7 +379,7 @@ def _token_from(answer: httpx.Response | None) -> str | None:
 
 
 @router.post("/uitloggen")
-async def logout(request: Request, viewer: PageViewer) -> RedirectResponse:
+async def logout(request: Request, viewer: SignallerPageViewer) -> RedirectResponse:
     _check_form(request, viewer, await request.form())
     # Enrolment ends the session everywhere (staff.access_changed); the cookie goes either way.
     svc = _services(request)
@@ -808,12 +811,19 @@ async def recruitment_kit(request: Request, kind: str, viewer: PageViewer) -> Re
     return Response(pdf, media_type="application/pdf", headers=headers)
 
 
-async def error_page(request: Request, error: PageError) -> HTMLResponse:
+async def error_page(request: Request, error: PageError, *, home: str = "/overzicht") -> HTMLResponse:
     """The Dutch error page (a 403, 404 or 410 on a web page)."""
     moment = _services(request).moment()
     return render(
         request,
         "error.html.j2",
-        {"viewer": None, "organisation": None, "coach_name": None, "fmt": Formatter(moment), "error": error},
+        {
+            "viewer": None,
+            "organisation": None,
+            "coach_name": None,
+            "fmt": Formatter(moment),
+            "error": error,
+            "home": home,
+        },
         error.status,
     )
