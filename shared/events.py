@@ -445,16 +445,20 @@ class StaffInvitedV1(Payload):
 
 @event
 class StaffInvited(Payload):
-    """An organisation admin or coach was invited; the mailer sends the set-password link (address: meer.contact)."""
+    """An organisation admin, coach or partner was invited; the mailer sends the set-password link
+    (address: meer.contact)."""
 
     TYPE = "staff.invited"
     VERSION = 2
     TOPIC = Topic.STAFF
 
     staff_id: UUID
-    role: Literal["org_admin", "coach"]
+    role: Literal["org_admin", "coach", "partner"]
     sealed_link: str = Field(
         description="The one-time set-password link, sealed for the mailer (shared/mailer_links.py)."
+    )
+    partner_organisation: str | None = Field(
+        default=None, description="A partner's own organisation (a name, not personal data); None for other roles."
     )
 
 
@@ -467,10 +471,13 @@ class StaffAccessChanged(Payload):
     TOPIC = Topic.STAFF
 
     staff_id: UUID
-    role: Literal["org_admin", "coach"]
+    role: Literal["org_admin", "coach", "partner"]
     token_version: int = Field(ge=1, description="Tokens with a lower version are refused.")
     active: bool = Field(description="False: every token of this member is refused.")
     removed: bool = Field(default=False, description="Removed: copies of the member's name and address go too.")
+    partner_organisation: str | None = Field(
+        default=None, description="A partner's own organisation (a name, not personal data); None for other roles."
+    )
 
 
 # --- contact.* (meer.contact, compacted) ------------------------------------------------

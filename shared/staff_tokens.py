@@ -26,11 +26,13 @@ ISSUER = "meer-enrolment"
 AUDIENCE = "meer-staff"
 ALGORITHM = "EdDSA"
 
-StaffRole = Literal["org_admin", "coach"]
+StaffRole = Literal["org_admin", "coach", "partner"]
+"""A partner is a signaller outside the organisation (housing, GP practice, volunteer): the
+least rights of all, only what a service explicitly lets a partner do."""
 
 
 class StaffClaims(BaseModel):
-    """Who the bearer is: a coach (coach_id set) or an organisation admin, of one organisation."""
+    """Who the bearer is: a coach (coach_id set), an organisation admin or a partner, of one organisation."""
 
     model_config = ConfigDict(frozen=True)
 

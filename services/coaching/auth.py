@@ -74,8 +74,7 @@ class Viewer:
 
     @property
     def is_partner(self) -> bool:
-        # Any role but the organisation's own staff gets the least rights (today: "partner").
-        return self.claims.role not in ("org_admin", "coach")
+        return self.claims.role == "partner"
 
     @property
     def scope(self) -> Scope:

@@ -8,8 +8,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.coaching.intake_tables import LocalOffersCopy
-from shared.events import Envelope, OrganisationLocalOffersChanged
+from services.coaching.intake_tables import LocalOffersCopy, StaffCopy
+from shared.events import Envelope, OrganisationLocalOffersChanged, StaffAccessChanged, StaffInvited, StaffInvitedV1
 
 
 async def on_local_offers_changed(session: AsyncSession, envelope: Envelope, _: object = None) -> None:
@@ -22,5 +22,26 @@ async def on_local_offers_changed(session: AsyncSession, envelope: Envelope, _: 
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["org_id"], set_=values, where=col(LocalOffersCopy.as_of) <= statement.excluded.as_of
+        )
+    )
+
+
+async def record_staff_copy(session: AsyncSession, envelope: Envelope, _: object = None) -> None:
+    """staff.invited and staff.access_changed: the member's role and, for a partner, their own
+    organisation (whichever event comes last says it; both carry the same)."""
+    payload = envelope.parsed()
+    if not isinstance(payload, StaffInvited | StaffInvitedV1 | StaffAccessChanged):
+        raise TypeError(f"expected a staff event, got {envelope.type}")
+    values = {
+        "org_id": envelope.org_id,
+        "role": payload.role,
+        # staff.invited version 1 is from before partners: it names no partner organisation.
+        "partner_organisation": None if isinstance(payload, StaffInvitedV1) else payload.partner_organisation,
+        "updated_at": envelope.occurred_at,
+    }
+    statement = insert(StaffCopy).values(staff_id=payload.staff_id, **values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["staff_id"], set_=values, where=col(StaffCopy.updated_at) <= statement.excluded.updated_at
         )
     )

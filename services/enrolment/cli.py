@@ -145,10 +145,13 @@ def invite_staff(
     org: Annotated[UUID, typer.Option(help="Organisation id.")],
     name: Annotated[str, typer.Option()],
     email: Annotated[str, typer.Option()],
-    role: Annotated[str, typer.Option(help="org_admin or coach")] = "org_admin",
+    role: Annotated[str, typer.Option(help="org_admin, coach or partner")] = "org_admin",
+    partner_organisation: Annotated[str | None, typer.Option(help="A partner's own organisation.")] = None,
 ) -> None:
-    """Invite an organisation admin or coach; they get a mail with a set-password link."""
-    body = validated(StaffCreate, {"name": name, "email": email, "role": role})
+    """Invite an organisation admin, coach or partner; they get a mail with a set-password link."""
+    body = validated(
+        StaffCreate, {"name": name, "email": email, "role": role, "partner_organisation": partner_organisation}
+    )
 
     async def work(session: AsyncSession, settings: EnrolmentSettings) -> UUID:
         organisation = await storage.get_organisation(session=session, org_id=org)
@@ -160,6 +163,7 @@ def invite_staff(
             name=body.name,
             email=body.email,
             role=body.role,
+            partner_organisation=body.partner_organisation,
             settings=settings,
             now=utcnow(),
         )

@@ -43,7 +43,7 @@ STATUSES: tuple[Status, ...] = ("pending", "enrolled", "active", "paused", "comp
 ACTIVE_STATUSES: tuple[Status, ...] = ("enrolled", "active", "paused")
 """Running participants: they count against the licence and get (or will get) mails."""
 
-StaffRole = Literal["org_admin", "coach"]
+StaffRole = Literal["org_admin", "coach", "partner"]
 StoppedBy = Literal["participant", "coach", "organisation"]
 
 
@@ -400,6 +400,32 @@ def check_logo(data: bytes, *, max_bytes: int, max_side: int, min_side: int = 16
 
 
 MIN_PASSWORD_LENGTH = 10
+PARTNER_ORGANISATION_MAX = 120
+STAFF_ROLES: tuple[StaffRole, ...] = ("org_admin", "coach", "partner")
+
+
+def staff_role(stored: str) -> StaffRole:
+    """A staff row's role as the contract's literal; a value no code wrote is a bug, not a coach."""
+    for role in STAFF_ROLES:
+        if stored == role:
+            return role
+    raise ValueError(f"unknown staff role {stored!r}")
+
+
+def check_partner_organisation(role: StaffRole, partner_organisation: str | None) -> str | None:
+    """A partner names their own organisation (shown with each signal and in the counts);
+    nobody else has one, so a typo in the role cannot silently make a partner of a coach."""
+    if role == "partner":
+        if not partner_organisation:
+            raise Refusal(
+                "invalid",
+                "A partner needs partner_organisation: the name of their own organisation.",
+                field="partner_organisation",
+            )
+        return partner_organisation
+    if partner_organisation is not None:
+        raise Refusal("invalid", "Only a partner has a partner_organisation.", field="partner_organisation")
+    return None
 
 
 def check_new_password(password: str) -> str:

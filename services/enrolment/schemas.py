@@ -26,6 +26,7 @@ from services.enrolment.domain import (
     DEFAULT_TIMEZONE,
     EMAIL_SCHEMA,
     MIN_PASSWORD_LENGTH,
+    PARTNER_ORGANISATION_MAX,
     PHONE_SCHEMA,
     Colour,
     Email,
@@ -266,10 +267,22 @@ class LocalOfferPublic(BaseModel):
 # --- staff ----------------------------------------------------------------------------------------
 
 
+PartnerOrganisation = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=PARTNER_ORGANISATION_MAX),
+    SINGLE_LINE,
+]
+
+
 class StaffCreate(SQLModel):
     name: Name
     email: Email
     role: StaffRole
+    partner_organisation: PartnerOrganisation | None = Field(
+        default=None,
+        description="Required for role partner (a signaller outside the organisation): the name of their own "
+        "organisation, e.g. 'Woonstichting De Kust'. Refused for other roles.",
+    )
 
 
 class StaffPublic(BaseModel):
@@ -278,6 +291,7 @@ class StaffPublic(BaseModel):
     id: UUID
     org_id: UUID
     role: StaffRole
+    partner_organisation: str | None = Field(default=None, description="A partner's own organisation.")
     name: str | None = Field(description="None once the member was removed.")
     email: str | None = Field(description="None once the member was removed.")
     has_password: bool = Field(description="False until the invitation was used.")
@@ -356,6 +370,7 @@ class Me(BaseModel):
     org_id: UUID
     role: StaffRole
     coach_id: UUID | None
+    partner_organisation: str | None = None
     name: str
     email: str
 

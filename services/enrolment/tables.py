@@ -94,13 +94,15 @@ class OrganisationLocalOffer(EnrolmentTable, table=True):
 
 
 class StaffMember(EnrolmentTable, table=True):
-    """An organisation admin or a coach: a login of its own. A coach's id is their coach id."""
+    """An organisation admin, a coach or a partner signaller: a login of its own. A coach's id is their coach id."""
 
     __tablename__ = "staff"
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     org_id: UUID = Field(foreign_key="organisation.id", index=True)
     role: str = Field(default="coach", max_length=20)
+    partner_organisation: str | None = Field(default=None, max_length=120)
+    """A partner's own organisation (a housing corporation, a GP practice); None for other roles."""
     name: str | None = Field(default=None, description="None once the member was removed.")
     email: str | None = Field(default=None, unique=True, description="None once the member was removed.")
     password_hash: str | None = None

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Request, Response
 
-from services.enrolment import login_limits, security, storage
+from services.enrolment import domain, login_limits, security, storage
 from services.enrolment.api.common import Caller, SessionDep, SettingsDep, errors, unauthorised
 from services.enrolment.schemas import LoginRequest, Me, SetPasswordRequest, TokenResponse
 from services.enrolment.settings import EnrolmentSettings
@@ -108,7 +108,7 @@ async def set_password(body: SetPasswordRequest, session: SessionDep) -> Respons
 
 @router.get("/auth/me", tags=["auth"], responses=errors(401, 403))
 async def me(caller: Caller, session: SessionDep) -> Me:
-    """The logged-in staff member."""
+    """The logged-in staff member (a partner too: it is only their own account)."""
     if caller.staff_id is None:
         raise Refusal("forbidden", "Only a staff token belongs to a person.")
     staff = await storage.get_staff(session=session, staff_id=caller.staff_id)
@@ -117,8 +117,9 @@ async def me(caller: Caller, session: SessionDep) -> Me:
     return Me(
         staff_id=staff.id,
         org_id=staff.org_id,
-        role="coach" if staff.role == "coach" else "org_admin",
+        role=domain.staff_role(staff.role),
         coach_id=staff.id if staff.role == "coach" else None,
+        partner_organisation=staff.partner_organisation,
         name=staff.name or "",
         email=staff.email or "",
     )

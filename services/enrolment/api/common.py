@@ -70,7 +70,7 @@ SettingsDep = Annotated[EnrolmentSettings, Depends(settings_of)]
 
 # --- who is asking ----------------------------------------------------------------------------------
 
-Kind = Literal["licensor", "org_admin", "coach", "api_key"]
+Kind = Literal["licensor", "org_admin", "coach", "partner", "api_key"]
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ router = APIRouter(prefix="/api")
 async def invite_staff(
     org_id: UUID, body: StaffCreate, caller: Caller, session: SessionDep, settings: SettingsDep
 ) -> StaffPublic:
-    """Invite an organisation admin or a coach; they get a mail with a one-time set-password link."""
+    """Invite an organisation admin, a coach or a partner signaller (with partner_organisation);
+    they get a mail with a one-time set-password link. A partner may only log in and submit
+    signals in coaching: every other enrolment endpoint refuses a partner token."""
     allow(caller, org_id, "org_admin")
     organisation = await organisation_or_404(session, org_id)
     staff, _ = await staff_accounts.invite_staff(
@@ -43,6 +45,7 @@ async def invite_staff(
         name=body.name,
         email=body.email,
         role=body.role,
+        partner_organisation=body.partner_organisation,
         settings=settings,
         now=utcnow(),
     )
@@ -59,7 +62,7 @@ async def list_staff(
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[StaffPublic]:
-    """The organisation's admins and coaches (filter with role)."""
+    """The organisation's admins, coaches and partners (filter with role)."""
     allow(caller, org_id, "org_admin")
     await organisation_or_404(session, org_id)
     items, total = await storage.list_staff(session=session, org_id=org_id, role=role, limit=limit, offset=offset)

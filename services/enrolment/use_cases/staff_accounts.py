@@ -32,7 +32,8 @@ def _invite(*, session: AsyncSession, staff: StaffMember, settings: EnrolmentSet
         Envelope.wrap(
             StaffInvited(
                 staff_id=staff.id,
-                role="coach" if staff.role == "coach" else "org_admin",
+                role=domain.staff_role(staff.role),
+                partner_organisation=staff.partner_organisation,
                 sealed_link=seal_link(
                     f"{settings.enrolment_base_url.rstrip('/')}/set-password/{token}",
                     keys=link_keys(settings.mailer_link_keys),
@@ -55,11 +56,20 @@ async def invite_staff(
     role: StaffRole,
     settings: EnrolmentSettings,
     now: datetime,
+    partner_organisation: str | None = None,
 ) -> tuple[StaffMember, datetime]:
-    """A new org admin or coach (coach.added for a coach) and their invitation (staff.invited)."""
+    """A new org admin, coach or partner (coach.added for a coach) and their invitation (staff.invited)."""
+    partner_organisation = domain.check_partner_organisation(role, partner_organisation)
     if await storage.get_staff_by_email(session=session, email=email) is not None:
         raise Refusal("conflict", "An account with this e-mail address already exists.", field="email")
-    staff = StaffMember(org_id=organisation.id, role=role, name=name, email=email, created_at=now)
+    staff = StaffMember(
+        org_id=organisation.id,
+        role=role,
+        partner_organisation=partner_organisation,
+        name=name,
+        email=email,
+        created_at=now,
+    )
     session.add(staff)
     await session.flush()
     add_to_outbox(
@@ -95,10 +105,11 @@ def _access_changed(session: AsyncSession, staff: StaffMember, *, removed: bool 
         Envelope.wrap(
             StaffAccessChanged(
                 staff_id=staff.id,
-                role="coach" if staff.role == "coach" else "org_admin",
+                role=domain.staff_role(staff.role),
                 token_version=staff.token_version,
                 active=staff.active,
                 removed=removed,
+                partner_organisation=staff.partner_organisation,
             ),
             org_id=staff.org_id,
         ),
@@ -246,7 +257,7 @@ async def login(
         outcome = LoginOutcome(
             claims=StaffClaims(
                 staff_id=staff.id,
-                role="coach" if staff.role == "coach" else "org_admin",
+                role=domain.staff_role(staff.role),
                 org_id=staff.org_id,
                 coach_id=staff.id if staff.role == "coach" else None,
                 token_version=staff.token_version,
