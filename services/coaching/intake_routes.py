@@ -84,13 +84,17 @@ class HttpEnroller:
         self.timeout_s = timeout_s
 
     async def enrol(self, request: cases.EnrolmentRequest) -> UUID:
-        body = {
+        body: dict[str, Any] = {
             "first_name": request.first_name,
             "email": request.email,
             "phone": request.phone,
             "coach_id": str(request.coach_id),
             "consent": {"via": "signal", "signal_id": str(request.signal_id)},
         }
+        if request.start_date is not None:
+            body["start_date"] = request.start_date.isoformat()
+        if request.send_time is not None:
+            body["send_time"] = request.send_time.strftime("%H:%M")
         url = f"{self.base_url}/api/organisations/{request.org_id}/participants"
         try:
             async with httpx.AsyncClient(timeout=self.timeout_s) as client:
@@ -391,6 +395,7 @@ def _labels() -> dict[str, Any]:
         "CAUSES": CAUSES,
         "cause_labels": cause_labels,
         "display_phone": intake.display_phone,
+        "noticed_labels": lambda keys: [intake.NOTICED[key] for key in keys if key in intake.NOTICED],
     }
 
 

@@ -4,7 +4,7 @@ shapes the intake's JSON API returns."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -174,6 +174,8 @@ class EnrolmentCreate(SQLModel):
     email: Annotated[str, StringConstraints(max_length=320), SINGLE_LINE] | None = Field(
         default=None, description="The address the lessons go to; default: the signal's."
     )
+    start_date: IsoDate | None = Field(default=None, description="Default: enrolment's (tomorrow).")
+    send_time: time | None = Field(default=None, description="Local time of the daily mail; default: enrolment's.")
 
 
 class ReferralCreate(SQLModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
@@ -179,6 +179,12 @@ async def submit_signal(session: AsyncSession, *, viewer: Viewer, body: SignalCr
         noticed=body.noticed,
         note=body.note,
     )
+    if await storage.organisation(session, org_id=viewer.claims.org_id) is None:
+        raise Refusal(
+            "not_found",
+            "Your organisation is not known here (yet).",
+            dutch="Uw organisatie is hier (nog) niet bekend. Probeer het later nog eens of vraag het uw coördinator.",
+        )
     staff = await session.get(StaffCopy, viewer.claims.staff_id)
     partner_organisation = staff.partner_organisation if staff is not None and viewer.is_partner else None
     signal = Signal(
@@ -321,6 +327,8 @@ class EnrolmentRequest:
     email: str
     phone: str | None
     token: str
+    start_date: date | None = None
+    send_time: time | None = None
 
 
 class Enroller(Protocol):
@@ -338,6 +346,8 @@ async def enrol(
     email: str | None,
     now: datetime,
     enroller: Enroller,
+    start_date: date | None = None,
+    send_time: time | None = None,
 ) -> tuple[Signal, bool]:
     """One click: enrolment creates the participant; then, in one transaction, the signal is
     enrolled, its contact blanked (the participant record holds it now) and the own question and
@@ -366,6 +376,8 @@ async def enrol(
             email=address,
             phone=signal.phone,
             token=viewer.token,
+            start_date=start_date,
+            send_time=send_time,
         )
     )
     signal.state, signal.participant_id, signal.finished_at = "enrolled", participant_id, now
