@@ -252,7 +252,12 @@ async def checklists(viewer: SignallerApiViewer) -> Checklists:
     "",
     status_code=201,
     summary="Submit a signal (a partner, coordinator or coach)",
-    responses=error_responses({422: "Not a valid signal (e.g. a name without consent); nothing is stored."}),
+    responses=error_responses(
+        {
+            404: "The organisation of the token is not known here (yet).",
+            422: "Not a valid signal (e.g. a name without consent); nothing is stored.",
+        }
+    ),
 )
 async def submit_signal(
     body: SignalCreate, viewer: SignallerApiViewer, session: SessionDep, svc: ServicesDep
