@@ -303,6 +303,9 @@ class ParticipantEnrolled(Payload):
     send_time: time
     timezone: str
     variant: str
+    signal_id: UUID | None = Field(
+        default=None, description="The coaching signal the person was enrolled from (consent given then)."
+    )
 
 
 @event

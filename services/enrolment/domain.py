@@ -44,6 +44,10 @@ ACTIVE_STATUSES: tuple[Status, ...] = ("enrolled", "active", "paused")
 """Running participants: they count against the licence and get (or will get) mails."""
 
 StaffRole = Literal["org_admin", "coach", "partner"]
+ConsentVia = Literal["signal"]
+"""How consent was given when an organisation enrols someone: after a partner's signal, in
+the coach's first conversation (the sign-up form records its own: consent_text_version)."""
+CONSENT_CLOCK_SKEW = timedelta(minutes=5)
 StoppedBy = Literal["participant", "coach", "organisation"]
 
 
@@ -437,6 +441,30 @@ def check_new_password(password: str) -> str:
     if not password.strip():
         raise Refusal("invalid", "The password cannot be only spaces.", field="password")
     return password
+
+
+# --- enrolling from a signal ----------------------------------------------------------------------
+
+
+def check_consent_given_at(given_at: datetime, now: datetime) -> datetime:
+    """Consent is recorded when it was given, which cannot be later than now (a few minutes of
+    clock difference between services aside)."""
+    if given_at > now + CONSENT_CLOCK_SKEW:
+        raise Refusal("invalid", "Consent cannot be given in the future.", field="consent.given_at")
+    return given_at
+
+
+def coach_enrolling_from_signal(staff_id: UUID, coach_id: UUID | None, via: ConsentVia | None) -> UUID:
+    """A coach may enrol someone only as the one-click end of a signal's intake: with the
+    person's consent recorded via the signal, and as that person's own coach (coach_id
+    themselves or left out). Everything else stays with the organisation admin."""
+    if via != "signal":
+        raise Refusal(
+            "forbidden", "A coach enrols only from a signal: send consent with via 'signal'.", field="consent"
+        )
+    if coach_id is not None and coach_id != staff_id:
+        raise Refusal("forbidden", "A coach enrols only with themselves as coach.", field="coach_id")
+    return staff_id
 
 
 # --- participant fields as the API, the CSV file and the sign-up form give them ----------------------

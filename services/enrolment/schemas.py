@@ -10,6 +10,7 @@ from uuid import UUID
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,6 +30,7 @@ from services.enrolment.domain import (
     PARTNER_ORGANISATION_MAX,
     PHONE_SCHEMA,
     Colour,
+    ConsentVia,
     Email,
     FirstName,
     LicenceState,
@@ -378,11 +380,28 @@ class Me(BaseModel):
 # --- participants ---------------------------------------------------------------------------------
 
 
+class ConsentGiven(BaseModel):
+    """How the person agreed to take part, when the organisation enrols them."""
+
+    given_at: AwareDatetime = Field(description="When the person agreed (not in the future).")
+    via: ConsentVia = Field(description="signal: in the coach's conversation after a partner's signal.")
+    signal_id: UUID = Field(
+        description="The signal in coaching. The same signal enrols once: a repeat answers the first participant."
+    )
+
+
 class ParticipantCreate(SQLModel):
     first_name: FirstName
     email: Email
     phone: Phone = None
-    coach_id: UUID | None = Field(default=None, description="Default: the organisation's least busy coach.")
+    coach_id: UUID | None = Field(
+        default=None,
+        description="Default: the organisation's least busy coach. A coach enrolling from a signal: themselves.",
+    )
+    consent: ConsentGiven | None = Field(
+        default=None,
+        description="How consent was given. Required for a coach, who may enrol only from a signal.",
+    )
     start_date: IsoDate | None = Field(default=None, description="Default: tomorrow in the participant's time zone.")
     send_time: LocalTime = DEFAULT_SEND_TIME
     timezone: TimeZoneName = DEFAULT_TIMEZONE
@@ -417,6 +436,9 @@ class ParticipantPublic(BaseModel):
     status: str
     source: str
     stopped_by: str | None = None
+    consented_at: datetime | None = None
+    consent_via: str | None = Field(default=None, description="signal, or None (sign-up form: see consented_at).")
+    consent_signal_id: UUID | None = None
     created_at: datetime
 
 

@@ -347,6 +347,14 @@ async def get_participant(
     return await session.get(Participant, participant_id, with_for_update=for_update)
 
 
+async def participant_from_signal(*, session: AsyncSession, org_id: UUID, signal_id: UUID) -> Participant | None:
+    """The organisation's participant enrolled from this signal (uq_participant_signal: at most one)."""
+    rows = await session.execute(
+        select(Participant).where(col(Participant.org_id) == org_id, col(Participant.consent_signal_id) == signal_id)
+    )
+    return rows.scalars().first()
+
+
 async def participant_by_confirm_token(*, session: AsyncSession, token_hash: str) -> Participant | None:
     """The sign-up behind a confirmation link, locked until commit."""
     rows = await session.execute(

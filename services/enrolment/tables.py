@@ -167,6 +167,13 @@ class Participant(EnrolmentTable, table=True):
             postgresql_where=text("status IN ('enrolled', 'active', 'paused')"),
         ),
         Index("ix_participant_org_status", "org_id", "status"),
+        Index(
+            "uq_participant_signal",
+            "org_id",
+            "consent_signal_id",
+            unique=True,
+            postgresql_where=text("consent_signal_id IS NOT NULL"),
+        ),
     )
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
@@ -185,6 +192,10 @@ class Participant(EnrolmentTable, table=True):
     confirm_expires_at: datetime | None = None
     consent_text_version: str | None = Field(default=None, max_length=20)
     consented_at: datetime | None = None
+    consent_via: str | None = Field(default=None, max_length=20)
+    """signal: consent given in the coach's conversation after a partner's signal."""
+    consent_signal_id: UUID | None = None
+    """The coaching signal this enrolment came from: one participant per signal."""
     confirmed_at: datetime | None = None
     started_at: datetime | None = None
     stopped_by: str | None = Field(default=None, max_length=20)

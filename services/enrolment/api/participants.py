@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Response, UploadFile
+from sqlalchemy.exc import IntegrityError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, exports, storage
@@ -44,15 +45,45 @@ router = APIRouter(prefix="/api")
     "/organisations/{org_id}/participants",
     status_code=201,
     tags=["participants"],
-    responses=errors(401, 403, 404, 409, 422),
+    responses={
+        200: {
+            "model": ParticipantPublic,
+            "description": "This signal (consent.signal_id) enrolled someone before: that participant, nothing new.",
+        },
+        **errors(401, 403, 404, 409, 422),
+    },
 )
 async def enrol_participant(
-    org_id: UUID, body: ParticipantCreate, caller: Caller, session: SessionDep
+    org_id: UUID, body: ParticipantCreate, caller: Caller, session: SessionDep, response: Response
 ) -> ParticipantPublic:
-    """Enrol a participant; their programme starts on start_date (default: tomorrow)."""
-    allow(caller, org_id, "org_admin", "api_key")
-    fields = ParticipantFields.model_validate(body.model_dump(exclude={"coach_id"}))
+    """Enrol a participant; their programme starts on start_date (default: tomorrow).
+
+    `consent` records how the person agreed. With `via: signal` (coaching's one-click
+    enrolment at the end of an intake) the person's own coach may enrol them too, as their
+    coach; the same signal enrols once: a repeat (a retry, a double click) answers 200 with
+    the participant of the first, whatever else it sends."""
+    allow(caller, org_id, "org_admin", "coach", "api_key")
+    consent = body.consent
+    coach_id = body.coach_id
+    if caller.kind == "coach":
+        assert caller.staff_id is not None, "a coach token names the coach"
+        coach_id = domain.coach_enrolling_from_signal(caller.staff_id, coach_id, consent.via if consent else None)
+    fields = ParticipantFields.model_validate(body.model_dump(exclude={"coach_id", "consent"}))
     now = utcnow()
+
+    async def enrolled_before() -> ParticipantPublic | None:
+        if consent is None:
+            return None
+        first = await participants.enrolled_from_signal(session=session, org_id=org_id, signal_id=consent.signal_id)
+        if first is None:
+            return None
+        if caller.kind == "coach" and first.coach_id != caller.staff_id:
+            raise Refusal("conflict", "This signal enrolled a participant of another coach.", field="consent.signal_id")
+        response.status_code = 200
+        return ParticipantPublic.model_validate(first)
+
+    if (first := await enrolled_before()) is not None:
+        return first
 
     async def enrol(*, in_turn: bool) -> Participant:
         # Side by side, enrolments into one organisation do not queue behind each other's commit.
@@ -61,10 +92,11 @@ async def enrol_participant(
             session=session,
             organisation=organisation,
             fields=fields,
-            coach_id=body.coach_id,
-            source="api" if caller.kind == "api_key" else "admin",
+            coach_id=coach_id,
+            source="signal" if consent else "api" if caller.kind == "api_key" else "admin",
             now=now,
             in_turn=in_turn,
+            consent=consent,
         )
 
     try:
@@ -72,7 +104,14 @@ async def enrol_participant(
     except participants.EnrolInTurn:
         await session.rollback()
         participant = await enrol(in_turn=True)
-    await commit_or_conflict(session, "This e-mail address is already enrolled here.", "email")
+    try:
+        await session.commit()
+    except IntegrityError:
+        # A parallel request won: the same signal (answer its participant) or the same address.
+        await session.rollback()
+        if (first := await enrolled_before()) is not None:
+            return first
+        raise Refusal("conflict", "This e-mail address is already enrolled here.", field="email") from None
     return ParticipantPublic.model_validate(participant)
 
 

@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.enrolment import domain, storage
 from services.enrolment.domain import ParticipantFields, StoppedBy
-from services.enrolment.schemas import ParticipantUpdate
+from services.enrolment.schemas import ConsentGiven, ParticipantUpdate
 from services.enrolment.tables import Organisation, Participant, StaffMember
 from shared.db import utcnow
 from shared.errors import Refusal
@@ -66,6 +66,7 @@ def enrolled_event(participant: Participant) -> ParticipantEnrolled:
         send_time=participant.send_time,
         timezone=participant.timezone,
         variant=participant.variant,
+        signal_id=participant.consent_signal_id,
     )
 
 
@@ -80,6 +81,12 @@ async def capacity(*, session: AsyncSession, organisation: Organisation, now: da
     )
 
 
+async def enrolled_from_signal(*, session: AsyncSession, org_id: UUID, signal_id: UUID) -> Participant | None:
+    """The participant this organisation already enrolled from the signal, if any: a repeated
+    one-click enrolment answers that person instead of enrolling them twice."""
+    return await storage.participant_from_signal(session=session, org_id=org_id, signal_id=signal_id)
+
+
 class EnrolInTurn(Exception):
     """The licence is nearly full: roll back and enrol again in turn (organisation FOR UPDATE)."""
 
@@ -90,9 +97,10 @@ async def enrol_participant(
     organisation: Organisation,
     fields: ParticipantFields,
     coach_id: UUID | None,
-    source: Literal["api", "admin"],
+    source: Literal["api", "admin", "signal"],
     now: datetime,
     in_turn: bool = True,
+    consent: ConsentGiven | None = None,
 ) -> Participant:
     """Enrol someone for the organisation (participant.enrolled).
 
@@ -102,6 +110,9 @@ async def enrol_participant(
     more places are left than transactions can run at once; when fewer are left this
     raises EnrolInTurn and the caller rolls back and comes again in turn. The caller
     commits with commit_or_conflict: an address already running here is refused then.
+
+    consent: how the person agreed (via a signal: its id makes the enrolment happen once,
+    see enrolled_from_signal; a parallel second one is refused by uq_participant_signal).
     """
     counts = await storage.enrolment_counts(session=session, org_id=organisation.id)
     remaining = domain.remaining_capacity(
@@ -132,6 +143,9 @@ async def enrol_participant(
         variant=variant,
         status="enrolled",
         source=source,
+        consented_at=None if consent is None else domain.check_consent_given_at(consent.given_at, now),
+        consent_via=None if consent is None else consent.via,
+        consent_signal_id=None if consent is None else consent.signal_id,
         created_at=now,
         updated_at=now,
     )
