@@ -89,7 +89,11 @@ class HttpEnroller:
             "email": request.email,
             "phone": request.phone,
             "coach_id": str(request.coach_id),
-            "consent": {"via": "signal", "signal_id": str(request.signal_id)},
+            "consent": {
+                "given_at": request.consent_given_at.isoformat(),
+                "via": "signal",
+                "signal_id": str(request.signal_id),
+            },
         }
         if request.start_date is not None:
             body["start_date"] = request.start_date.isoformat()

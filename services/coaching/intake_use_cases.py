@@ -327,6 +327,7 @@ class EnrolmentRequest:
     email: str
     phone: str | None
     token: str
+    consent_given_at: datetime
     start_date: date | None = None
     send_time: time | None = None
 
@@ -376,6 +377,8 @@ async def enrol(
             email=address,
             phone=signal.phone,
             token=viewer.token,
+            # The person agreed to take part in the coach's conversation; the click records it.
+            consent_given_at=now,
             start_date=start_date,
             send_time=send_time,
         )
