@@ -357,6 +357,8 @@ async def enrolment(
             email=body.email,
             now=svc.clock.now(),
             enroller=enroller_of(svc),
+            start_date=body.start_date,
+            send_time=body.send_time,
         )
     except cases.EnrolmentUnavailable:
         raise api_error(503, "Enrolment could not be reached; nothing was written. Try again.") from None
