@@ -79,9 +79,10 @@ STEP_ERRORS = error_responses(
 class HttpEnroller:
     """POST /api/organisations/{org}/participants at enrolment, with the coach's own token."""
 
-    def __init__(self, base_url: str, timeout_s: float) -> None:
+    def __init__(self, base_url: str, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.transport = transport
 
     async def enrol(self, request: cases.EnrolmentRequest) -> UUID:
         body: dict[str, Any] = {
@@ -101,7 +102,7 @@ class HttpEnroller:
             body["send_time"] = request.send_time.strftime("%H:%M")
         url = f"{self.base_url}/api/organisations/{request.org_id}/participants"
         try:
-            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+            async with httpx.AsyncClient(timeout=self.timeout_s, transport=self.transport) as client:
                 answer = await client.post(url, json=body, headers={"Authorization": f"Bearer {request.token}"})
         except httpx.HTTPError as error:
             log.warning("enrolment unreachable", error=type(error).__name__)
