@@ -140,10 +140,16 @@ async def signaller_api_viewer(
     return Viewer(claims=claims, token=credentials.credentials)
 
 
+def staff_only(claims: StaffClaims) -> None:
+    """A partner signaller's token opens none of the staff's routes (their scope would otherwise
+    be the whole organisation): only the routes made for signallers accept it."""
+    if claims.role == "partner":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, PARTNER_REFUSED)
+
+
 async def api_viewer(viewer: Annotated[Viewer, Depends(signaller_api_viewer)]) -> Viewer:
     """The JSON API's caller, a coach or organisation admin (a partner: 403)."""
-    if viewer.is_partner:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, PARTNER_REFUSED)
+    staff_only(viewer.claims)
     return viewer
 
 

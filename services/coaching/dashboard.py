@@ -264,6 +264,7 @@ def _calls_public(calls: Sequence[CallSeen], logs: Mapping[UUID, CallLog]) -> li
                 lessons_discussed=list(log.lessons_discussed) if log else [],
                 notes=log.notes if log else None,
                 next_agreement=log.next_agreement if log else None,
+                offer_id=log.offer_id if log else None,
             )
         )
     return found
@@ -285,6 +286,10 @@ async def detail(session: AsyncSession, *, row: DashboardRow, moment: Moment) ->
         lifecycle=await storage.lifecycle(session, participant_id=pid),
         plans=plans,
         unsubscribe_requested_at=row.unsubscribe_requested_at,
+        offer_names={
+            str(offer.get("offer_id")): str(offer.get("name"))
+            for offer in await intake_use_cases.local_offers(session, row.org_id)
+        },
     )
     first_sent = min((m.sent_at for m in summarised.mails if m.sent_at is not None), default=None)
     chart = opens_per_day(

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sse_starlette import EventSourceResponse
 from starlette.datastructures import FormData
 
-from services.coaching import dashboard, storage, use_cases
+from services.coaching import dashboard, intake_use_cases, storage, use_cases
 from services.coaching.api import PDF_HEADERS, Services, plan_pdf_bytes, recruitment_pdf
 from services.coaching.auth import (
     CSRF_FIELD,
@@ -473,6 +473,7 @@ def _call_defaults(detail: ParticipantDetail, moment: Moment) -> dict[str, Any]:
         "lessons": [],
         "notes": "",
         "next_agreement": "",
+        "offer_id": "",
     }
 
 
@@ -485,6 +486,7 @@ def _plan_defaults(versions: Sequence[Any]) -> dict[str, Any]:
         "causes_other": current.causes_other or "" if current else "",
         "goals": current.goals or "" if current else "",
         "steps": current.steps or "" if current else "",
+        "offer_ids": list(current.offer_ids or []) if current else [],
     }
 
 
@@ -507,6 +509,7 @@ async def _participant_page(
         detail = await dashboard.detail(session, row=row, moment=moment)
         versions = await storage.plan_versions(session, participant_id=participant_id)
         answers = await storage.questionnaire_answers(session, participant_id=participant_id)
+        offers = await intake_use_cases.local_offers(session, row.org_id)
         frame = await _frame(session, viewer, moment)
     call_form = call_form or _call_defaults(detail, moment)
     chosen_call = guide_number or (int(call_form["planned_call"]) if call_form["planned_call"].isdigit() else None)
@@ -526,6 +529,8 @@ async def _participant_page(
             "plan_form": plan_form or _plan_defaults(versions),
             "versions": versions,
             "questionnaire": questionnaire_rows(answers),
+            "offers": offers,
+            "offer_names": {str(offer.get("offer_id")): str(offer.get("name")) for offer in offers},
             "cause_labels": cause_labels,
             "errors": errors or {},
             "error_section": error_section,
@@ -580,6 +585,7 @@ CALL_FIELD_MESSAGES = {
     "notes": "De aantekeningen zijn te lang (hooguit 5000 tekens).",
     "next_agreement": "De afspraak is te lang (hooguit 2000 tekens).",
     "reached": "Geef aan of u de deelnemer heeft gesproken.",
+    "offer_id": "Kies aanbod uit de lijst van uw organisatie.",
 }
 
 
@@ -594,6 +600,7 @@ def _parse_call(form: FormData, tz: ZoneInfo) -> tuple[dict[str, Any], CallCreat
         "lessons": [int(v) for v in form.getlist("lessons") if isinstance(v, str) and v.isdigit()],
         "notes": _text(form, "notes"),
         "next_agreement": _text(form, "next_agreement"),
+        "offer_id": _text(form, "offer_id"),
     }
     errors: dict[str, str] = {}
     called_at: datetime | None = None
@@ -623,6 +630,7 @@ def _parse_call(form: FormData, tz: ZoneInfo) -> tuple[dict[str, Any], CallCreat
                 "lessons_discussed": entered["lessons"],
                 "notes": entered["notes"] or None,
                 "next_agreement": entered["next_agreement"] or None,
+                "offer_id": entered["offer_id"] or None,
             }
         )
     except ValidationError as error:
@@ -712,13 +720,18 @@ async def save_plan(request: Request, participant_id: UUID, viewer: PageViewer) 
         "causes_other": _text(form, "causes_other"),
         "goals": _text(form, "goals"),
         "steps": _text(form, "steps"),
+        "offer_ids": [v for v in form.getlist("offer_ids") if isinstance(v, str)],
     }
     try:
         body = PlanCreate.model_validate(entered)
     except ValidationError as error:
         issue = error.errors()[0]
         field = str(issue["loc"][0])
-        too_long = "Dit deel is te lang (hooguit 4000 tekens)."
+        too_long = (
+            "Kies aanbod uit de lijst van uw organisatie."
+            if field == "offer_ids"
+            else "Dit deel is te lang (hooguit 4000 tekens)."
+        )
         return await _participant_page(
             request,
             viewer,

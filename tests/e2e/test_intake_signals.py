@@ -405,3 +405,56 @@ async def test_a_partner_token_opens_nothing_but_the_signal_form_and_their_statu
                     and path != "/live"
                 ):
                     assert "Deze pagina is voor coaches" in body, where
+
+
+async def test_a_call_and_the_plans_goals_can_name_a_local_offer(http: httpx.AsyncClient) -> None:
+    world = await organisation_with_people(http, "Welzijn Aanbodstad")
+    admin, coach = world["admin"], world["coach"]
+    offer = await http.post(
+        f"{ENROLMENT}/api/organisations/{world['org_id']}/local-offers",
+        json={"kind": "coffee_morning", "name": "Koffieochtend De Linde", "description": "Elke woensdag"},
+        headers=admin["headers"],
+    )
+    assert offer.status_code == 201, offer.text
+    offer_id = offer.json()["id"] if "id" in offer.json() else offer.json()["offer_id"]
+    enrolled = await http.post(
+        f"{ENROLMENT}/api/organisations/{world['org_id']}/participants",
+        json={"first_name": "Bert", "email": unique_email(), "coach_id": coach["id"]},
+        headers=admin["headers"],
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    participant = enrolled.json()["id"]
+
+    async def ready() -> bool:
+        seen = await http.get(f"{COACHING}/api/participants/{participant}", headers=coach["headers"])
+        offers = await db_count(
+            "coaching", "SELECT count(*) FROM local_offers_copy WHERE org_id = $1", uuid.UUID(world["org_id"])
+        )
+        return seen.status_code == 200 and offers == 1
+
+    await eventually(ready, what="the participant and the local offers in coaching")
+    base = f"{COACHING}/api/participants/{participant}"
+    unknown = await http.post(
+        f"{base}/plan", json={"goals": "Koffie drinken", "offer_ids": [str(uuid.uuid4())]}, headers=coach["headers"]
+    )
+    assert unknown.status_code == 422 and "offer_ids" in unknown.text
+    saved = await http.post(
+        f"{base}/plan", json={"goals": "Koffie drinken", "offer_ids": [offer_id]}, headers=coach["headers"]
+    )
+    assert saved.status_code == 201 and saved.json()["offer_ids"] == [offer_id], saved.text
+    call = {
+        "called_at": datetime.now(UTC).isoformat(),
+        "reached": True,
+        "duration_minutes": 10,
+        "offer_id": offer_id,
+    }
+    wrong = await http.post(f"{base}/calls", json={**call, "offer_id": str(uuid.uuid4())}, headers=coach["headers"])
+    assert wrong.status_code == 422 and "offer_id" in wrong.text
+    logged = await http.post(f"{base}/calls", json=call, headers=coach["headers"])
+    assert logged.status_code == 201 and logged.json()["offer_id"] == offer_id, logged.text
+    page = await http.get(
+        f"{COACHING}/deelnemers/{participant}", headers={"Cookie": f"{SESSION_COOKIE}={coach['token']}"}
+    )
+    assert page.status_code == 200
+    assert "Doorverwezen naar: Koffieochtend De Linde" in page.text  # the call on the timeline
+    assert "Lokaal aanbod</dt><dd>Koffieochtend De Linde" in page.text  # the plan version

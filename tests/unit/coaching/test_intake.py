@@ -218,3 +218,32 @@ def test_the_timeline_says_each_step_without_personal_data() -> None:
         intake.step_text("signal.referred", {}, offer_name="Wandelgroep")
         == "Doorverwezen naar lokaal aanbod: Wandelgroep"
     )
+
+
+def test_a_plan_version_can_name_local_offers_once_each() -> None:
+    from services.coaching import plan
+
+    offer = "0b6d1c2e-0000-4000-8000-000000000001"
+    only_offers = plan.normalise(
+        noticed_how=None,
+        own_question=None,
+        causes=[],
+        causes_other=None,
+        goals=None,
+        steps=None,
+        offer_ids=[offer, offer],
+    )
+    assert only_offers.offer_ids == (offer,)  # naming an offer is content: not an empty plan
+    without = plan.normalise(
+        noticed_how=None, own_question=None, causes=["health"], causes_other=None, goals=None, steps=None
+    )
+    with_offer = plan.normalise(
+        noticed_how=None,
+        own_question=None,
+        causes=["health"],
+        causes_other=None,
+        goals=None,
+        steps=None,
+        offer_ids=[offer],
+    )
+    assert plan.changed(without, with_offer)
