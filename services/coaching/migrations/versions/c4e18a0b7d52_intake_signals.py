@@ -1,5 +1,4 @@
-"""intake: signals and their steps, staff copies with the partner organisation, local offers;
-a call's and a plan version's local offers
+"""intake: signals and their steps, staff copies with the partner organisation, local offers
 
 Revision ID: c4e18a0b7d52
 Revises: 5e9c1b7d3a42
@@ -69,8 +68,6 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('staff_id')
     )
     op.create_index(op.f('ix_staff_copy_org_id'), 'staff_copy', ['org_id'], unique=False)
-    op.add_column('call_log', sa.Column('offer_id', sa.Uuid(), nullable=True))
-    op.add_column('plan_version', sa.Column('offer_ids', sa.JSON(), server_default='[]', nullable=False))
     op.create_table('local_offers_copy',
     sa.Column('org_id', sa.Uuid(), nullable=False),
     sa.Column('offers', sa.JSON(), nullable=False),
@@ -80,8 +77,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_column('plan_version', 'offer_ids')
-    op.drop_column('call_log', 'offer_id')
     op.drop_table('local_offers_copy')
     op.drop_index(op.f('ix_staff_copy_org_id'), table_name='staff_copy')
     op.drop_table('staff_copy')
