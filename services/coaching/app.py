@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.coaching import api, intake_routes, outcome_routes, web
+from services.coaching import api, intake_routes, offer_pages, outcome_routes, web
 from services.coaching.auth import (
     PARTNER_REFUSED_DUTCH,
     SESSION_COOKIE,
@@ -56,6 +56,7 @@ def create_app(settings: CoachingSettings | None = None, *, clock: Clock | None 
     app.include_router(outcome_routes.web_router)
     app.include_router(intake_routes.api_router)
     app.include_router(intake_routes.web_router)
+    app.include_router(offer_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(LoginRequired)

@@ -103,6 +103,7 @@ async def test_enrolment_through_the_api_fills_in_defaults_and_publishes_one_eve
         "send_time": "08:00:00",
         "timezone": "Europe/Amsterdam",
         "variant": "op-afstand",
+        "signal_id": None,
     }
     contact = await eventually(lambda: contact_of(participant["id"]), what="contact.details_set")
     assert contact == {

@@ -321,7 +321,7 @@ PUBLIC_ROUTES = {("GET", "/"), ("GET", "/inloggen"), ("POST", "/inloggen")}
 
 def coaching_routes() -> list[tuple[str, str]]:
     """Every route of coaching's routers (the app includes each of them)."""
-    from services.coaching import api, intake_routes, outcome_routes, web
+    from services.coaching import api, intake_routes, offer_pages, outcome_routes, web
 
     routers = (
         api.router,
@@ -330,6 +330,7 @@ def coaching_routes() -> list[tuple[str, str]]:
         outcome_routes.web_router,
         intake_routes.api_router,
         intake_routes.web_router,
+        offer_pages.router,
     )
     return sorted(
         (method, route.path)  # type: ignore[attr-defined]
@@ -371,6 +372,7 @@ async def test_a_partner_token_opens_nothing_but_the_signal_form_and_their_statu
         "coach_id": coach["id"],
         "number": "1",
         "kind": "flyer",
+        "offer_id": str(uuid.uuid4()),
     }
     async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
         for method, path in routes:

@@ -113,6 +113,7 @@ async def test_a_deactivated_coach_is_refused_everywhere_and_their_participants_
         "token_version": 2,
         "active": False,
         "removed": False,
+        "partner_organisation": None,
     }
     assert coach["email"] not in str(event) and "Vertrekt" not in str(event)
 
