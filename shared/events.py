@@ -29,7 +29,7 @@ class Topic:
     ENGAGEMENT = "meer.engagement"
     """What participants do with their mail (opens, clicks, reports), keyed by participant id."""
     COACHING = "meer.coaching"
-    """call.* and plan.*, keyed by participant id."""
+    """call.*, plan.* and alert.*, keyed by participant id; signal.* (the intake), keyed by signal id."""
     STAFF = "meer.staff"
     """staff.*, keyed by organisation id."""
     EXPORT = "meer.export"
@@ -752,6 +752,98 @@ class AlertCleared(Payload):
     TOPIC = Topic.COACHING
 
     code: AlertCode
+
+
+# --- signal.* (the intake, on meer.coaching, keyed by the signal id) ---------------------------
+# Ids, dates, checklist keys and reason codes only: the person's name, contact, the note and the
+# question stay in coaching.
+
+
+class SignalEvent(Payload):
+    """Base of the intake's events: which signal."""
+
+    TOPIC = Topic.COACHING
+    KEY_FIELD = "signal_id"
+
+    signal_id: UUID
+
+
+@event
+class SignalReceived(SignalEvent):
+    """A partner or colleague signalled loneliness; without consent it is only counted (anonymous)."""
+
+    TYPE = "signal.received"
+    VERSION = 1
+
+    signaller_staff_id: UUID
+    consent: bool
+    noticed: tuple[str, ...] = Field(description="Keys of the method's checklist of what was noticed.")
+
+
+@event
+class SignalAssigned(SignalEvent):
+    """The coordinator handed the signal to a coach."""
+
+    TYPE = "signal.assigned"
+    VERSION = 1
+
+    coach_id: UUID
+
+
+@event
+class SignalContactMade(SignalEvent):
+    """The coach made the first contact (and whether loneliness became discussable)."""
+
+    TYPE = "signal.contact_made"
+    VERSION = 1
+
+    coach_id: UUID
+    contact_date: date
+    discussable: bool
+
+
+@event
+class SignalQuestionRecorded(SignalEvent):
+    """The coach recorded the person's own question (kept in coaching) and the causes."""
+
+    TYPE = "signal.question_recorded"
+    VERSION = 1
+
+    coach_id: UUID
+    causes: tuple[str, ...] = Field(description="Keys of the personal plan's causes checklist.")
+
+
+@event
+class SignalEnrolled(SignalEvent):
+    """The person was enrolled in Meer contact from the signal (the participant's id is in the envelope too)."""
+
+    TYPE = "signal.enrolled"
+    VERSION = 1
+
+    coach_id: UUID
+    participant_id: UUID
+
+
+@event
+class SignalReferred(SignalEvent):
+    """The coach referred the person to one of the organisation's local offers."""
+
+    TYPE = "signal.referred"
+    VERSION = 1
+
+    coach_id: UUID
+    offer_id: UUID
+
+
+@event
+class SignalClosed(SignalEvent):
+    """The signal was closed without enrolment or referral, for a reason from the list."""
+
+    TYPE = "signal.closed"
+    VERSION = 1
+
+    coach_id: UUID | None = None
+    reason: str = Field(description="not_reached, no_question, declined, help_elsewhere, outside_area or other.")
 
 
 # --- export.* ----------------------------------------------------------------------------

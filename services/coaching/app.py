@@ -9,8 +9,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.coaching import api, offer_pages, outcome_routes, web
-from services.coaching.auth import SESSION_COOKIE, LoginRequired, StaffTokenVerifier
+from services.coaching import api, intake_routes, offer_pages, outcome_routes, web
+from services.coaching.auth import (
+    PARTNER_REFUSED_DUTCH,
+    SESSION_COOKIE,
+    LoginRequired,
+    PartnerPageRefused,
+    StaffTokenVerifier,
+)
 from services.coaching.callplan import keep_raising_due_no_open_alerts
 from services.coaching.dashboard import Clock, SystemClock
 from services.coaching.handlers import register_kafka_handlers
@@ -56,6 +62,8 @@ def create_app(settings: CoachingSettings | None = None, *, clock: Clock | None 
     app.include_router(web.router)
     app.include_router(outcome_routes.api_router)
     app.include_router(outcome_routes.web_router)
+    app.include_router(intake_routes.api_router)
+    app.include_router(intake_routes.web_router)
     app.include_router(offer_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -69,5 +77,9 @@ def create_app(settings: CoachingSettings | None = None, *, clock: Clock | None 
     @app.exception_handler(web.PageError)
     async def on_page_error(request: Request, error: web.PageError) -> HTMLResponse:
         return await web.error_page(request, error)
+
+    @app.exception_handler(PartnerPageRefused)
+    async def on_partner_refused(request: Request, _: PartnerPageRefused) -> HTMLResponse:
+        return await web.error_page(request, web.PageError(403, PARTNER_REFUSED_DUTCH), home="/signalen")
 
     return app

@@ -6,6 +6,9 @@ reset or deactivation (staff.access_changed, kept in staff_access) is refused.
 
 A coach sees only their own participants, an organisation admin the whole organisation,
 nobody anything of another organisation: every read goes through the viewer's Scope.
+A partner (a signaller from outside, the role with the least rights) gets past only the
+dependencies that say so (`SignallerApiViewer`, `SignallerPageViewer`): the intake's signal
+form and their own status list; every other route answers them 403.
 """
 
 from __future__ import annotations
@@ -58,13 +61,6 @@ class StaffTokenVerifier:
         return claims
 
 
-def staff_only(claims: StaffClaims) -> None:
-    """A partner signaller's token opens none of the coaching pages and API of staff (their
-    scope would otherwise be the whole organisation): only routes made for partners accept it."""
-    if claims.role == "partner":
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "Met een signaleerdersaccount kunt u deze pagina niet openen.")
-
-
 @dataclass(frozen=True)
 class Viewer:
     """A verified staff member and the token they came with."""
@@ -77,7 +73,13 @@ class Viewer:
         return self.claims.role == "org_admin"
 
     @property
+    def is_partner(self) -> bool:
+        return self.claims.role == "partner"
+
+    @property
     def scope(self) -> Scope:
+        if self.is_partner:  # a partner reads no participant: a route that lets one through is a bug
+            raise PermissionError("a partner has no scope of participants")
         return Scope(org_id=self.claims.org_id, coach_id=None if self.is_admin else self.claims.coach_id)
 
     @property
@@ -104,10 +106,20 @@ async def still_allowed(request: Request, claims: StaffClaims) -> bool:
     return token_allowed(claims, None if known is None else StaffAccess(known.token_version, known.active))
 
 
-async def api_viewer(
+PARTNER_REFUSED = "A partner may only submit signals and follow their status."
+PARTNER_REFUSED_DUTCH = (
+    "Met uw account kunt u signalen doorgeven en zien hoe het ermee staat. Deze pagina is voor coaches."
+)
+
+
+class PartnerPageRefused(Exception):
+    """A partner opened a page that is not theirs: the app shows the Dutch 403 page."""
+
+
+async def signaller_api_viewer(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Viewer:
-    """The JSON API's caller, from `Authorization: Bearer <staff token>`."""
+    """The JSON API's caller, from `Authorization: Bearer <staff token>`, partners included."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "A staff token is required.", headers=challenge)
@@ -125,11 +137,24 @@ async def api_viewer(
             "This session has ended (logged out, password reset or account deactivated).",
             headers=challenge,
         )
-    staff_only(claims)
     return Viewer(claims=claims, token=credentials.credentials)
 
 
+def staff_only(claims: StaffClaims) -> None:
+    """A partner signaller's token opens none of the staff's routes (their scope would otherwise
+    be the whole organisation): only the routes made for signallers accept it."""
+    if claims.role == "partner":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, PARTNER_REFUSED)
+
+
+async def api_viewer(viewer: Annotated[Viewer, Depends(signaller_api_viewer)]) -> Viewer:
+    """The JSON API's caller, a coach or organisation admin (a partner: 403)."""
+    staff_only(viewer.claims)
+    return viewer
+
+
 ApiViewer = Annotated[Viewer, Depends(api_viewer)]
+SignallerApiViewer = Annotated[Viewer, Depends(signaller_api_viewer)]
 
 
 class LoginRequired(Exception):
@@ -162,25 +187,33 @@ async def _cookie_viewer(request: Request) -> Viewer | bool | None:
     return Viewer(claims=claims, token=token)
 
 
-async def page_viewer(request: Request) -> Viewer:
-    """The viewer of a web page; without a valid login cookie, off to the login page."""
+async def signaller_page_viewer(request: Request) -> Viewer:
+    """The viewer of a web page, partners included; without a valid login cookie, off to the login page."""
     found = await _cookie_viewer(request)
     if isinstance(found, Viewer):
-        staff_only(found.claims)
         return found
     raise LoginRequired(next_path=request.url.path, expired=found is False)
+
+
+async def page_viewer(viewer: Annotated[Viewer, Depends(signaller_page_viewer)]) -> Viewer:
+    """The viewer of a coach's or admin's web page (a partner: the Dutch 403 page)."""
+    if viewer.is_partner:
+        raise PartnerPageRefused()
+    return viewer
 
 
 async def fragment_viewer(request: Request) -> Viewer:
     """The viewer of a piece of page fetched by script (live updates): a 401, no redirect."""
     found = await _cookie_viewer(request)
     if isinstance(found, Viewer):
-        staff_only(found.claims)
+        if found.is_partner:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, PARTNER_REFUSED_DUTCH)
         return found
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Log opnieuw in.")
 
 
 PageViewer = Annotated[Viewer, Depends(page_viewer)]
+SignallerPageViewer = Annotated[Viewer, Depends(signaller_page_viewer)]
 FragmentViewer = Annotated[Viewer, Depends(fragment_viewer)]
 
 

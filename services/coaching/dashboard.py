@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.coaching import storage
+from services.coaching import intake, intake_use_cases, storage
 from services.coaching.alerts import alerts_for
 from services.coaching.calls import CallFact, PlannedCall, next_call, planned_calls
 from services.coaching.guide import guide_for
@@ -264,6 +264,7 @@ def _calls_public(calls: Sequence[CallSeen], logs: Mapping[UUID, CallLog]) -> li
                 lessons_discussed=list(log.lessons_discussed) if log else [],
                 notes=log.notes if log else None,
                 next_agreement=log.next_agreement if log else None,
+                offer_id=log.offer_id if log else None,
             )
         )
     return found
@@ -285,6 +286,10 @@ async def detail(session: AsyncSession, *, row: DashboardRow, moment: Moment) ->
         lifecycle=await storage.lifecycle(session, participant_id=pid),
         plans=plans,
         unsubscribe_requested_at=row.unsubscribe_requested_at,
+        offer_names={
+            str(offer.get("offer_id")): str(offer.get("name"))
+            for offer in await intake_use_cases.local_offers(session, row.org_id)
+        },
     )
     first_sent = min((m.sent_at for m in summarised.mails if m.sent_at is not None), default=None)
     chart = opens_per_day(
@@ -300,9 +305,27 @@ async def detail(session: AsyncSession, *, row: DashboardRow, moment: Moment) ->
         reports=[_report_public(r) for r in reversed(summarised.reports)],
         calls=_calls_public(calls, logs),
         opens_per_day=[OpensPerDayPublic(date=d.date, human=d.human, automated=d.automated) for d in chart],
-        timeline=[TimelineEntryPublic(at=e.at, kind=e.kind, day=e.day, text=e.text, detail=e.detail) for e in timeline],
+        timeline=sorted(
+            [
+                *(TimelineEntryPublic(at=e.at, kind=e.kind, day=e.day, text=e.text, detail=e.detail) for e in timeline),
+                *await _intake_entries(session, pid),
+            ],
+            key=lambda entry: entry.at,
+            reverse=True,
+        ),
         plan_version=max((plan.version for plan in plans), default=0),
     )
+
+
+async def _intake_entries(session: AsyncSession, participant_id: UUID) -> list[TimelineEntryPublic]:
+    """The intake steps of the signal the participant was enrolled from."""
+    steps = await intake_use_cases.steps_of_participant(session, participant_id)
+    return [
+        TimelineEntryPublic(
+            at=step.occurred_at, kind="intake", day=None, text=intake.step_text(step.type, step.facts), detail=None
+        )
+        for step in steps
+    ]
 
 
 def call_guide(detail: ParticipantDetail, number: int) -> CallGuidePublic:

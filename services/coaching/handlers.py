@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.coaching import projection
 from services.coaching.callplan import PlanRequest, Publish, publish_call_plans
 from services.coaching.export import build_export_handlers
+from services.coaching.intake_handlers import on_local_offers_changed, record_staff_copy
 from services.coaching.live import LiveHub, ParticipantChanged, notify_changes
 from services.coaching.memory_store import LiveBatchStore
 from services.coaching.storage import ProjectionStore, erase_authored_data
@@ -56,6 +57,7 @@ from shared.events import (
     MailSent,
     OrganisationBrandingChanged,
     OrganisationLicensed,
+    OrganisationLocalOffersChanged,
     OrganisationSlugChanged,
     ParticipantCoachChanged,
     ParticipantCompleted,
@@ -70,6 +72,7 @@ from shared.events import (
     ProgrammeCompleted,
     QuestionnaireAnswered,
     StaffAccessChanged,
+    StaffInvited,
     Topic,
     UnsubscribeRequested,
 )
@@ -630,13 +633,15 @@ def build_handlers(hub: LiveHub, tz: ZoneInfo) -> dict[str, dict[str, Change]]:
 
     async def on_access_changed(session: AsyncSession, envelope: Envelope, _: object) -> None:
         await record_staff_access(session, envelope)
+        await record_staff_copy(session, envelope)
         store, _latest = await _batch(session, tz)
         await on_staff_access_changed(store, envelope)
 
     handlers = {
         topic: {kind: change_of(apply) for kind, apply in by_type.items()} for topic, by_type in APPLIERS.items()
     }
-    handlers[Topic.STAFF] = {StaffAccessChanged.TYPE: on_access_changed}
+    handlers[Topic.STAFF] = {StaffAccessChanged.TYPE: on_access_changed, StaffInvited.TYPE: record_staff_copy}
+    handlers[Topic.ORGANISATION][OrganisationLocalOffersChanged.TYPE] = on_local_offers_changed
     return handlers
 
 

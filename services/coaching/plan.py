@@ -36,6 +36,8 @@ class PlanContent:
     causes_other: str | None
     goals: str | None
     steps: str | None
+    offer_ids: tuple[str, ...] = ()
+    """Local offers of the organisation that the goals name (ids)."""
 
 
 def clean_text(value: str | None) -> str | None:
@@ -54,6 +56,7 @@ def normalise(
     causes_other: str | None,
     goals: str | None,
     steps: str | None,
+    offer_ids: Sequence[str] = (),
 ) -> PlanContent:
     """A plan version as stored: trimmed text, known causes in checklist order, not empty."""
     unknown = [cause for cause in causes if cause not in CAUSES]
@@ -74,8 +77,10 @@ def normalise(
                 field=name,
                 dutch=f"Gebruik hier niet meer dan {MAX_TEXT} tekens.",
             )
-    content = PlanContent(causes=tuple(key for key in CAUSES if key in set(causes)), **texts)
-    if not content.causes and all(text is None for text in texts.values()):
+    content = PlanContent(
+        causes=tuple(key for key in CAUSES if key in set(causes)), offer_ids=tuple(dict.fromkeys(offer_ids)), **texts
+    )
+    if not content.causes and not content.offer_ids and all(text is None for text in texts.values()):
         raise Refusal(
             "invalid",
             "The plan is empty; fill in at least one part.",

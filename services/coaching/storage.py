@@ -17,6 +17,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.coaching.intake_tables import Signal
 from services.coaching.tables import (
     CallLog,
     CallSeen,
@@ -178,6 +179,12 @@ async def erase_authored_data(session: AsyncSession, participant_ids: Sequence[U
         update(PlanVersion)
         .where(col(PlanVersion.participant_id).in_(participant_ids))
         .values(**dict.fromkeys(PlanVersion.TEXT_FIELDS), causes=[])
+    )
+    # The signal the participant was enrolled from: its counts stay, the person's words go.
+    await session.execute(
+        update(Signal)
+        .where(col(Signal.participant_id).in_(participant_ids))
+        .values(first_name=None, phone=None, email=None, note=None, own_question=None, close_note=None)
     )
 
 

@@ -248,6 +248,7 @@ class CallLog(CoachingTable, table=True):
     notes: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     next_agreement: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
+    offer_id: UUID | None = Field(default=None, description="A local offer the coach referred to in this call.")
 
 
 class PlannedCallMove(CoachingTable, table=True):
@@ -302,6 +303,7 @@ class PlanVersion(CoachingTable, table=True):
     causes_other: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     goals: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     steps: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    offer_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]"))
 
     TEXT_FIELDS: ClassVar[tuple[str, ...]] = (
         "noticed_how",
@@ -396,6 +398,7 @@ class CallCreate(SQLModel):
     lessons_discussed: list[int] = Field(default_factory=list, description="Lesson days discussed.")
     notes: Annotated[str, StringConstraints(max_length=5000), MULTI_LINE] | None = None
     next_agreement: Annotated[str, StringConstraints(max_length=2000), MULTI_LINE] | None = None
+    offer_id: UUID | None = Field(default=None, description="A local offer of the organisation referred to.")
 
 
 class CallPublic(CallCreate):
@@ -419,6 +422,9 @@ class PlanCreate(SQLModel):
     causes_other: PlanText | None = None
     goals: PlanText | None = None
     steps: PlanText | None = Field(default=None, description="The agreed steps.")
+    offer_ids: list[UUID] = Field(
+        default_factory=list, max_length=20, description="Local offers of the organisation the goals name."
+    )
 
 
 class PlanPublic(PlanCreate):

@@ -45,7 +45,7 @@ class OpensOnDay:
     automated: int
 
 
-def _call_text(call: CallSeen, log: CallLog | None) -> tuple[str, str | None]:
+def _call_text(call: CallSeen, log: CallLog | None, offer_names: Mapping[str, str]) -> tuple[str, str | None]:
     if call.reached:
         which = f"Gesprek {call.planned_call}" if call.planned_call else "Extra gesprek"
         text = f"{which} gevoerd ({call.duration_minutes} min.)"
@@ -60,6 +60,8 @@ def _call_text(call: CallSeen, log: CallLog | None) -> tuple[str, str | None]:
         parts.append(log.notes)
     if log.next_agreement:
         parts.append(f"Afspraak: {log.next_agreement}")
+    if log.offer_id is not None:
+        parts.append(f"Doorverwezen naar: {offer_names.get(str(log.offer_id), 'een aanbod dat er niet meer is')}")
     return text, "\n".join(parts) or None
 
 
@@ -72,6 +74,7 @@ def build_timeline(
     lifecycle: Iterable[LifecycleSeen],
     plans: Iterable[PlanVersion],
     unsubscribe_requested_at: datetime | None = None,
+    offer_names: Mapping[str, str] | None = None,
 ) -> list[TimelineEntry]:
     """Mails, opens, reports, calls, pauses and plan changes, newest first."""
     entries: list[TimelineEntry] = []
@@ -113,7 +116,7 @@ def build_timeline(
             )
         )
     for call in calls:
-        text, detail = _call_text(call, call_logs.get(call.call_id))
+        text, detail = _call_text(call, call_logs.get(call.call_id), offer_names or {})
         entries.append(TimelineEntry(call.called_at, "call", None, text, detail))
     for change in lifecycle:
         text = LIFECYCLE_TEXT.get(change.type, change.type)

@@ -11,6 +11,7 @@ shows its `dutch`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ from services.coaching.auth import Viewer
 from services.coaching.callplan import publish_call_plan
 from services.coaching.dashboard import Moment
 from services.coaching.handlers import on_call_logged, on_plan_updated
+from services.coaching.intake_use_cases import local_offers
 from services.coaching.live import ParticipantChanged
 from services.coaching.storage import SqlProjectionStore
 from services.coaching.tables import CallCreate, CallLog, DashboardRow, PlanCreate, PlannedCallMove, PlanVersion
@@ -52,6 +54,18 @@ def _writer(viewer: Viewer, row: DashboardRow) -> UUID:
     return viewer.claims.coach_id
 
 
+async def _check_offers(session: AsyncSession, org_id: UUID, offer_ids: Sequence[str], *, field: str) -> None:
+    """Only the organisation's own current local offers can be named."""
+    known = {str(offer.get("offer_id")) for offer in await local_offers(session, org_id)}
+    if any(offer_id not in known for offer_id in offer_ids):
+        raise Refusal(
+            "invalid",
+            "Unknown offer: choose one of your organisation's local offers.",
+            field=field,
+            dutch="Kies aanbod uit de lijst van uw organisatie.",
+        )
+
+
 async def log_call(
     session: AsyncSession, *, viewer: Viewer, row: DashboardRow, body: CallCreate, now: datetime, tz: ZoneInfo
 ) -> tuple[CallLog, ParticipantChanged]:
@@ -73,6 +87,8 @@ async def log_call(
             field="called_at",
             dutch="Dit gesprek ligt ver voor de aanmelding.",
         )
+    if body.offer_id is not None:
+        await _check_offers(session, row.org_id, [str(body.offer_id)], field="offer_id")
     lessons = sorted(set(body.lessons_discussed))
     if any(day < 1 or day > LATEST_LESSON for day in lessons):
         raise Refusal(
@@ -92,6 +108,7 @@ async def log_call(
         notes=plan_rules.clean_text(body.notes),
         next_agreement=plan_rules.clean_text(body.next_agreement),
         created_at=now,
+        offer_id=body.offer_id,
     )
     envelope = Envelope.wrap(
         CallLogged(
@@ -161,7 +178,9 @@ async def save_plan(
         causes_other=body.causes_other,
         goals=body.goals,
         steps=body.steps,
+        offer_ids=[str(offer_id) for offer_id in body.offer_ids],
     )
+    await _check_offers(session, row.org_id, content.offer_ids, field="offer_ids")
     # Lock the participant so two saves at once do not take the same version number.
     await storage.lock_participant(session, participant_id=row.participant_id)
     versions = await storage.plan_versions(session, participant_id=row.participant_id)
@@ -184,6 +203,7 @@ async def save_plan(
         causes_other=content.causes_other,
         goals=content.goals,
         steps=content.steps,
+        offer_ids=list(content.offer_ids),
     )
     envelope = Envelope.wrap(
         PlanUpdated(coach_id=coach_id, plan_version=version.version),
@@ -208,6 +228,7 @@ def plan_content(version: PlanVersion) -> plan_rules.PlanContent:
         causes_other=version.causes_other,
         goals=version.goals,
         steps=version.steps,
+        offer_ids=tuple(version.offer_ids or ()),
     )
 
 

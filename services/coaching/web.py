@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sse_starlette import EventSourceResponse
 from starlette.datastructures import FormData
 
-from services.coaching import dashboard, storage, use_cases
+from services.coaching import dashboard, intake_use_cases, storage, use_cases
 from services.coaching.api import PDF_HEADERS, Services, plan_pdf_bytes, recruitment_pdf
 from services.coaching.auth import (
     CSRF_FIELD,
@@ -30,6 +30,7 @@ from services.coaching.auth import (
     SESSION_COOKIE,
     FragmentViewer,
     PageViewer,
+    SignallerPageViewer,
     Viewer,
     check_form,
     check_login_form,
@@ -327,12 +328,14 @@ async def login(request: Request) -> Response:
             status_code=503,
         )
     try:
-        request.app.state.staff_tokens.verify(token)
+        claims = request.app.state.staff_tokens.verify(token)
     except InvalidStaffTokenError:
         log.warning("login returned a token this service does not accept")
         return _login_page(
             request, next_path=next_path, message="Met dit account kunt u hier niet inloggen.", status_code=403
         )
+    if claims.role == "partner" and next_path == "/overzicht":
+        next_path = "/signalen"  # a partner's home: their signals (the dashboard is not theirs)
     response = RedirectResponse(next_path, status_code=303)
     max_age = int(answer.json().get("expires_in", 3600)) if answer is not None else 3600
     response.set_cookie(
@@ -376,7 +379,7 @@ def _token_from(answer: httpx.Response | None) -> str | None:
 
 
 @router.post("/uitloggen")
-async def logout(request: Request, viewer: PageViewer) -> RedirectResponse:
+async def logout(request: Request, viewer: SignallerPageViewer) -> RedirectResponse:
     _check_form(request, viewer, await request.form())
     # Enrolment ends the session everywhere (staff.access_changed); the cookie goes either way.
     svc = _services(request)
@@ -470,6 +473,7 @@ def _call_defaults(detail: ParticipantDetail, moment: Moment) -> dict[str, Any]:
         "lessons": [],
         "notes": "",
         "next_agreement": "",
+        "offer_id": "",
     }
 
 
@@ -482,6 +486,7 @@ def _plan_defaults(versions: Sequence[Any]) -> dict[str, Any]:
         "causes_other": current.causes_other or "" if current else "",
         "goals": current.goals or "" if current else "",
         "steps": current.steps or "" if current else "",
+        "offer_ids": list(current.offer_ids or []) if current else [],
     }
 
 
@@ -504,6 +509,7 @@ async def _participant_page(
         detail = await dashboard.detail(session, row=row, moment=moment)
         versions = await storage.plan_versions(session, participant_id=participant_id)
         answers = await storage.questionnaire_answers(session, participant_id=participant_id)
+        offers = await intake_use_cases.local_offers(session, row.org_id)
         frame = await _frame(session, viewer, moment)
     call_form = call_form or _call_defaults(detail, moment)
     chosen_call = guide_number or (int(call_form["planned_call"]) if call_form["planned_call"].isdigit() else None)
@@ -523,6 +529,8 @@ async def _participant_page(
             "plan_form": plan_form or _plan_defaults(versions),
             "versions": versions,
             "questionnaire": questionnaire_rows(answers),
+            "offers": offers,
+            "offer_names": {str(offer.get("offer_id")): str(offer.get("name")) for offer in offers},
             "cause_labels": cause_labels,
             "errors": errors or {},
             "error_section": error_section,
@@ -577,6 +585,7 @@ CALL_FIELD_MESSAGES = {
     "notes": "De aantekeningen zijn te lang (hooguit 5000 tekens).",
     "next_agreement": "De afspraak is te lang (hooguit 2000 tekens).",
     "reached": "Geef aan of u de deelnemer heeft gesproken.",
+    "offer_id": "Kies aanbod uit de lijst van uw organisatie.",
 }
 
 
@@ -591,6 +600,7 @@ def _parse_call(form: FormData, tz: ZoneInfo) -> tuple[dict[str, Any], CallCreat
         "lessons": [int(v) for v in form.getlist("lessons") if isinstance(v, str) and v.isdigit()],
         "notes": _text(form, "notes"),
         "next_agreement": _text(form, "next_agreement"),
+        "offer_id": _text(form, "offer_id"),
     }
     errors: dict[str, str] = {}
     called_at: datetime | None = None
@@ -620,6 +630,7 @@ def _parse_call(form: FormData, tz: ZoneInfo) -> tuple[dict[str, Any], CallCreat
                 "lessons_discussed": entered["lessons"],
                 "notes": entered["notes"] or None,
                 "next_agreement": entered["next_agreement"] or None,
+                "offer_id": entered["offer_id"] or None,
             }
         )
     except ValidationError as error:
@@ -709,13 +720,18 @@ async def save_plan(request: Request, participant_id: UUID, viewer: PageViewer) 
         "causes_other": _text(form, "causes_other"),
         "goals": _text(form, "goals"),
         "steps": _text(form, "steps"),
+        "offer_ids": [v for v in form.getlist("offer_ids") if isinstance(v, str)],
     }
     try:
         body = PlanCreate.model_validate(entered)
     except ValidationError as error:
         issue = error.errors()[0]
         field = str(issue["loc"][0])
-        too_long = "Dit deel is te lang (hooguit 4000 tekens)."
+        too_long = (
+            "Kies aanbod uit de lijst van uw organisatie."
+            if field == "offer_ids"
+            else "Dit deel is te lang (hooguit 4000 tekens)."
+        )
         return await _participant_page(
             request,
             viewer,
@@ -808,12 +824,19 @@ async def recruitment_kit(request: Request, kind: str, viewer: PageViewer) -> Re
     return Response(pdf, media_type="application/pdf", headers=headers)
 
 
-async def error_page(request: Request, error: PageError) -> HTMLResponse:
+async def error_page(request: Request, error: PageError, *, home: str = "/overzicht") -> HTMLResponse:
     """The Dutch error page (a 403, 404 or 410 on a web page)."""
     moment = _services(request).moment()
     return render(
         request,
         "error.html.j2",
-        {"viewer": None, "organisation": None, "coach_name": None, "fmt": Formatter(moment), "error": error},
+        {
+            "viewer": None,
+            "organisation": None,
+            "coach_name": None,
+            "fmt": Formatter(moment),
+            "error": error,
+            "home": home,
+        },
         error.status,
     )
