@@ -229,7 +229,10 @@ class LiveListener:
                         self.hub.reload_all()
                     while True:
                         await asyncio.sleep(self.check_s)
-                        await asyncio.wait_for(connection.fetchval("SELECT 1"), timeout=self.check_s)
+                        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                        # that arrives as the check ends, and the listener would never stop.
+                        async with asyncio.timeout(self.check_s):
+                            await connection.fetchval("SELECT 1")
                 finally:
                     self._connection = None
                     self.listening.clear()
