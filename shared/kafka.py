@@ -198,7 +198,8 @@ def client_options(security: BaseSecurity | None) -> dict[str, Any]:
 def create_broker(bootstrap: str, *, client_id: str, security: BaseSecurity | None = None) -> KafkaBroker:
     """The service's FastStream broker: its consumers, and a safe producer for dead letters."""
     return KafkaBroker(
-        bootstrap,
+        # aiokafka splits "a:1,b:2" itself; FastStream wraps a string in a list, and then it does not.
+        [server.strip() for server in bootstrap.split(",") if server.strip()],
         security=security,
         client_id=client_id,
         acks="all",
@@ -257,7 +258,12 @@ def topic_config(topic: str) -> dict[str, str]:
 
 
 async def ensure_topics(
-    bootstrap: str, topics: tuple[str, ...], *, partitions: int, security: BaseSecurity | None = None
+    bootstrap: str,
+    topics: tuple[str, ...],
+    *,
+    partitions: int,
+    replication_factor: int = 1,
+    security: BaseSecurity | None = None,
 ) -> None:
     """Create the platform's topics and their dead-letter topics, with topic_config(), if they
     do not exist. A topic that exists keeps its configuration (deploy/README.md: retention)."""
@@ -272,7 +278,10 @@ async def ensure_topics(
                 response = await admin.create_topics(
                     [
                         NewTopic(
-                            name, num_partitions=partitions, replication_factor=1, topic_configs=topic_config(name)
+                            name,
+                            num_partitions=partitions,
+                            replication_factor=replication_factor,
+                            topic_configs=topic_config(name),
                         )
                         for name in wanted
                     ]
