@@ -508,11 +508,12 @@ def start_kafka() -> None:
     log(f"kafka ready on {Urls.kafka}")
 
 
-def start_kafka_node(node: KafkaNode) -> None:
-    """Start one node of a running cluster again (after a drill killed it); wait until it is back."""
+def start_kafka_node(node: KafkaNode, timeout: float = 240) -> None:
+    """Start one node of a running cluster again (after a drill killed it); wait until it is back.
+    A node that was killed replays its logs first: minutes on a loaded 2-core machine."""
     if not running_pid(node.name):
         start_process(node.name, kafka_java_cmd("kafka.Kafka", str(node.directory / "server.properties")))
-    wait_until(f"Kafka on {node.address}", functools.partial(kafka_ready, node), 90, node.name)
+    wait_until(f"Kafka on {node.address}", functools.partial(kafka_ready, node), timeout, node.name)
     log(f"{node.name} ready on {node.address}")
 
 
