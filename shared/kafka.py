@@ -300,11 +300,20 @@ class TransientError(Exception):
     """A dependency is unavailable; the event must be retried, never dead-lettered."""
 
 
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57P")
+"""Connection exceptions, insufficient resources, and the server shutting down, crashed or still
+starting (57P01-57P03: after a crash PostgreSQL answers "the database system is in recovery
+mode" for a while). The failure is the server's, never the event's."""
+
+
 def _is_transient(error: BaseException) -> bool:
     # A lost database connection says nothing about the event: wait, then try again.
     if isinstance(error, (OperationalError, InterfaceError)):
         return True
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
+    if isinstance(error, DBAPIError) and (
+        error.connection_invalidated
+        or str(getattr(error.orig, "sqlstate", None) or "").startswith(_TRANSIENT_SQLSTATE_CLASSES)
+    ):
         return True
     return isinstance(error, (OSError, ConnectionError, TimeoutError, TransientError))
 

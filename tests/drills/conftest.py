@@ -333,19 +333,28 @@ async def dead_letter_total() -> int:
     return sum([len(await read_topic(Topic.dead_letter(topic))) for topic in Topic.ALL])
 
 
+def envelope_dict(value: bytes | None) -> dict[str, Any]:
+    """A record's envelope as a dict; {} for a tombstone or a poison record that is no JSON object."""
+    try:
+        envelope = json.loads(value or b"{}")
+    except ValueError:
+        return {}
+    return envelope if isinstance(envelope, dict) else {}
+
+
 async def count_stream(drill: str, stream: Stream, dead_letters_before: int) -> Counts:
     """Counts of the three flows: enrolments (acknowledged by the API → participant.enrolled on
     Kafka), day-1 mails (owed to each accepted participant → received), opens (pixel answered →
     in coaching's projection)."""
     counts = Counts(drill)
-    ours = set(stream.accepted.values())
+    ours = {str(participant) for participant in stream.accepted.values()}
     enrolled = [
         envelope
         for record in await read_topic(Topic.PARTICIPANT)
-        if (envelope := json.loads(record.value or b"{}")).get("type") == ParticipantEnrolled.TYPE
-        and uuid.UUID(envelope["participant_id"]) in ours
+        if (envelope := envelope_dict(record.value)).get("type") == ParticipantEnrolled.TYPE
+        and envelope.get("participant_id") in ours
     ]
-    on_kafka = Counter(uuid.UUID(envelope["participant_id"]) for envelope in enrolled)
+    on_kafka = Counter(envelope["participant_id"] for envelope in enrolled)
     copies = Counter(envelope["event_id"] for envelope in enrolled)
     counts.add("enrolment → kafka", len(ours), len(on_kafka), sum(n - 1 for n in copies.values()))
     mailed = {address: ids for address, ids in stream.mail_ids.items() if ids}
@@ -360,11 +369,12 @@ async def count_stream(drill: str, stream: Stream, dead_letters_before: int) -> 
         same = all(len(set(ids)) == 1 for ids in repeats.values())
         counts.notes.append(f"repeated mails: {len(repeats)}, each with the same Message-ID: {same}")
     in_coaching = await stream.opens_in_coaching()
+    answered = {str(delivery) for delivery in stream.pixels_answered}
     opened_events = Counter(
         envelope["payload"]["delivery_id"]
         for record in await read_topic(Topic.ENGAGEMENT)
-        if (envelope := json.loads(record.value or b"{}")).get("type") == MailOpened.TYPE
-        and uuid.UUID(envelope["payload"]["delivery_id"]) in stream.pixels_answered
+        if (envelope := envelope_dict(record.value)).get("type") == MailOpened.TYPE
+        and envelope.get("payload", {}).get("delivery_id") in answered
     )
     counts.add(
         "pixel → coaching",
@@ -395,9 +405,10 @@ async def projection_equals_rebuild(counts: Counts) -> None:
         rebuilt = await snapshot(PROJECTION)
         differing = differences(rebuilt, live)
         rows = sum(len(rows) for rows in live.values())
+        detail = [await differing_columns(table, rebuilt[table], live[table]) for table in differing]
         counts.notes.append(
             f"projection vs rebuild: {len(differing)} of {len(live)} tables differ ({rows} rows)"
-            + "".join(f"; {await differing_columns(table, rebuilt[table], live[table])}" for table in differing)
+            + "".join(f"; {line}" for line in detail)
         )
         counts.print()
         assert differing == {}, counts.notes[-1]
