@@ -504,7 +504,7 @@ def start_kafka() -> None:
         if not running_pid(node.name):
             start_process(node.name, kafka_java_cmd("kafka.Kafka", str(node.directory / "server.properties")))
     for node in KAFKA_NODES:
-        wait_until(f"Kafka on {node.address}", functools.partial(kafka_ready, node), 90, node.name)
+        wait_until(f"Kafka on {node.address}", functools.partial(kafka_ready, node), 180, node.name)
     log(f"kafka ready on {Urls.kafka}")
 
 
