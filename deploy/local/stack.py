@@ -875,6 +875,12 @@ def up(demo: bool, restart_services: bool, infra_only: bool = False, postgres_on
 
 def down(delete_data: bool = False) -> None:
     home = pg_home()
+    # Kafka nodes and replicas started with other MEER_LOCAL_* settings than this call's: their pid files.
+    others = sorted(
+        (path.stem for path in RUN_DIR.glob("*.pid") if path.stem not in PARTS), key=lambda n: n.startswith("kafka")
+    )
+    for name in others:
+        stop_process(name, timeout=30 if name.startswith("kafka") else 15)
     stop_parts(PARTS)
     if delete_data:
         for path in {home, PG_DIR, KAFKA_DIR, RUN_DIR, VAR / "mail", VAR / "demo.json"}:
