@@ -198,7 +198,8 @@ def client_options(security: BaseSecurity | None) -> dict[str, Any]:
 def create_broker(bootstrap: str, *, client_id: str, security: BaseSecurity | None = None) -> KafkaBroker:
     """The service's FastStream broker: its consumers, and a safe producer for dead letters."""
     return KafkaBroker(
-        bootstrap,
+        # aiokafka splits "a:1,b:2" itself; FastStream wraps a string in a list, and then it does not.
+        [server.strip() for server in bootstrap.split(",") if server.strip()],
         security=security,
         client_id=client_id,
         acks="all",
@@ -257,7 +258,12 @@ def topic_config(topic: str) -> dict[str, str]:
 
 
 async def ensure_topics(
-    bootstrap: str, topics: tuple[str, ...], *, partitions: int, security: BaseSecurity | None = None
+    bootstrap: str,
+    topics: tuple[str, ...],
+    *,
+    partitions: int,
+    replication_factor: int = 1,
+    security: BaseSecurity | None = None,
 ) -> None:
     """Create the platform's topics and their dead-letter topics, with topic_config(), if they
     do not exist. A topic that exists keeps its configuration (deploy/README.md: retention)."""
@@ -272,7 +278,10 @@ async def ensure_topics(
                 response = await admin.create_topics(
                     [
                         NewTopic(
-                            name, num_partitions=partitions, replication_factor=1, topic_configs=topic_config(name)
+                            name,
+                            num_partitions=partitions,
+                            replication_factor=replication_factor,
+                            topic_configs=topic_config(name),
                         )
                         for name in wanted
                     ]
@@ -291,11 +300,20 @@ class TransientError(Exception):
     """A dependency is unavailable; the event must be retried, never dead-lettered."""
 
 
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57P")
+"""Connection exceptions, insufficient resources, and the server shutting down, crashed or still
+starting (57P01-57P03: after a crash PostgreSQL answers "the database system is in recovery
+mode" for a while). The failure is the server's, never the event's."""
+
+
 def _is_transient(error: BaseException) -> bool:
     # A lost database connection says nothing about the event: wait, then try again.
     if isinstance(error, (OperationalError, InterfaceError)):
         return True
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
+    if isinstance(error, DBAPIError) and (
+        error.connection_invalidated
+        or str(getattr(error.orig, "sqlstate", None) or "").startswith(_TRANSIENT_SQLSTATE_CLASSES)
+    ):
         return True
     return isinstance(error, (OSError, ConnectionError, TimeoutError, TransientError))
 

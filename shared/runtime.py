@@ -389,6 +389,7 @@ def run_service(
             settings.kafka_bootstrap,
             Topic.ALL,
             partitions=settings.kafka_partitions,
+            replication_factor=settings.kafka_replication_factor,
             security=kafka_security(settings),
         )
         app = create_app(settings)

@@ -52,6 +52,9 @@ class ServiceSettings(KafkaClientSettings):
     )
     database_pool_size: int = 10
     kafka_partitions: int = Field(default=3, ge=1, description="Partitions for topics this service creates.")
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, description="Copies of each partition for topics this service creates (3 on a cluster)."
+    )
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     log_level: str = "INFO"

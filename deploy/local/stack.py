@@ -59,6 +59,121 @@ KEYS_DIR = VAR / "keys"
 PIXEL_JOURNAL_DIR = VAR / "pixel-journal"
 KAFKA_PARTITIONS = 3
 
+# Scale-out on one machine. MEER_LOCAL_KAFKA_BROKERS=3 runs a KRaft cluster of three combined
+# broker+controller nodes from the same jars; MEER_LOCAL_REPLICAS_<PROCESS>=2 (COACHING,
+# TRACKING_HIT_PROCESSOR, ...) runs that many copies of a service or worker in one consumer group.
+# Node n and replica n listen NODE_PORT_STEP*(n-1) above the first: inside this stack's port window
+# (stacks are 300 apart), and never on a port of another part of the stack.
+NODE_PORT_STEP = 10
+MAX_NODES = 9
+
+
+def _count_setting(name: str) -> int:
+    raw = os.environ.get(name, "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_NODES:
+        raise SystemExit(f"[meer] error: {name}={raw!r} is not a number from 1 to {MAX_NODES}; set it to, e.g., 3")
+    return int(raw)
+
+
+KAFKA_BROKERS = _count_setting("MEER_LOCAL_KAFKA_BROKERS")
+KAFKA_REPLICATION_FACTOR = min(KAFKA_BROKERS, 3)
+# One node may be away (a restart, a crash) while producers with acks=all go on; two may not.
+KAFKA_MIN_INSYNC_REPLICAS = max(1, KAFKA_REPLICATION_FACTOR - 1)
+# The drills need PostgreSQL to keep what it acknowledged across a SIGKILL; development does not.
+PG_FSYNC = os.environ.get("MEER_LOCAL_PG_FSYNC", "off")
+if PG_FSYNC not in ("on", "off"):
+    raise SystemExit(f"[meer] error: MEER_LOCAL_PG_FSYNC={PG_FSYNC!r} must be 'on' or 'off'")
+
+
+@dataclass(frozen=True)
+class KafkaNode:
+    """One node of the local Kafka: node 1 keeps today's ports, process name and folder."""
+
+    node_id: int
+
+    @property
+    def name(self) -> str:
+        return "kafka" if self.node_id == 1 else f"kafka-{self.node_id}"
+
+    @property
+    def port(self) -> int:
+        return KAFKA_PORT + NODE_PORT_STEP * (self.node_id - 1)
+
+    @property
+    def controller_port(self) -> int:
+        return KAFKA_CONTROLLER_PORT + NODE_PORT_STEP * (self.node_id - 1)
+
+    @property
+    def sasl_port(self) -> int:
+        return KAFKA_SASL_PORT + NODE_PORT_STEP * (self.node_id - 1)
+
+    @property
+    def directory(self) -> Path:
+        return KAFKA_DIR if self.node_id == 1 else KAFKA_DIR / f"node-{self.node_id}"
+
+    @property
+    def data(self) -> Path:
+        return self.directory / "data"
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+
+KAFKA_NODES = tuple(KafkaNode(n) for n in range(1, KAFKA_BROKERS + 1))
+
+
+@dataclass(frozen=True)
+class ServiceProcess:
+    """One process of a service or worker: replica 1 keeps today's name, port and files."""
+
+    base: str  # a key of SERVICE_PORTS or WORKERS
+    replica: int
+
+    @property
+    def name(self) -> str:
+        return self.base if self.replica == 1 else f"{self.base}-{self.replica}"
+
+    @property
+    def service(self) -> str:
+        return WORKERS[self.base][0] if self.base in WORKERS else self.base
+
+    @property
+    def module(self) -> str:
+        return WORKERS[self.base][1] if self.base in WORKERS else f"services.{self.base}"
+
+    @property
+    def port(self) -> int | None:
+        if self.base not in SERVICE_PORTS:
+            return None
+        return SERVICE_PORTS[self.base] + NODE_PORT_STEP * (self.replica - 1)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def metrics_port(self) -> int | None:
+        """A worker's own /metrics and /healthz port (see WORKER_METRICS_PORTS)."""
+        if self.base not in WORKER_METRICS_PORTS:
+            return None
+        return WORKER_METRICS_PORTS[self.base][1] + NODE_PORT_STEP * (self.replica - 1)
+
+
+def replica_setting(base: str) -> str:
+    return f"MEER_LOCAL_REPLICAS_{base.upper().replace('-', '_')}"
+
+
+REPLICAS = {base: _count_setting(replica_setting(base)) for base in (*SERVICE_PORTS, *WORKERS)}
+
+
+def replicas_of(base: str) -> list[ServiceProcess]:
+    return [ServiceProcess(base, n) for n in range(1, REPLICAS[base] + 1)]
+
+
+SERVICE_PROCESSES = [process for base in SERVICE_PORTS for process in replicas_of(base)]
+WORKER_PROCESSES = [process for base in WORKERS for process in replicas_of(base)]
+
 
 ERROR_WORDS = ("error", "fatal", "denied", "could not", "cannot", "failed", "exception")
 
@@ -83,7 +198,7 @@ def step(what: str, todo: str) -> Iterator[None]:
 class Urls:
     """Where the parts of the local stack listen."""
 
-    kafka: str = f"{HOST}:{KAFKA_PORT}"
+    kafka: str = ",".join(node.address for node in KAFKA_NODES)
     smtp_host: str = HOST
     smtp_port: int = SMTP_PORT
     mailcatcher: str = f"http://{HOST}:{MAILCATCHER_HTTP_PORT}"
@@ -250,15 +365,18 @@ def ensure_kafka_jars() -> None:
     stamp.write_text(digest)
 
 
-def kafka_properties() -> str:
+def kafka_properties(node: KafkaNode = KAFKA_NODES[0]) -> str:
+    """One node's server.properties; with several nodes each is a broker and a controller voter."""
+    voters = ",".join(f"{other.node_id}@{HOST}:{other.controller_port}" for other in KAFKA_NODES)
+    replication, min_isr = KAFKA_REPLICATION_FACTOR, KAFKA_MIN_INSYNC_REPLICAS
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{HOST}:{KAFKA_CONTROLLER_PORT}",
-            f"listeners=PLAINTEXT://{HOST}:{KAFKA_PORT},CONTROLLER://{HOST}:{KAFKA_CONTROLLER_PORT},"
-            f"SASL_PLAINTEXT://{HOST}:{KAFKA_SASL_PORT}",
-            f"advertised.listeners=PLAINTEXT://{HOST}:{KAFKA_PORT},SASL_PLAINTEXT://{HOST}:{KAFKA_SASL_PORT}",
+            f"node.id={node.node_id}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port},"
+            f"SASL_PLAINTEXT://{HOST}:{node.sasl_port}",
+            f"advertised.listeners=PLAINTEXT://{HOST}:{node.port},SASL_PLAINTEXT://{HOST}:{node.sasl_port}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
@@ -270,15 +388,17 @@ def kafka_properties() -> str:
             "org.apache.kafka.common.security.scram.ScramLoginModule required;",
             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "super.users=User:ANONYMOUS",
-            f"log.dirs={KAFKA_DIR / 'data'}",
+            f"log.dirs={node.data}",
             f"num.partitions={KAFKA_PARTITIONS}",
             "auto.create.topics.enable=true",
-            "offsets.topic.replication.factor=1",
+            f"default.replication.factor={replication}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={replication}",
             "offsets.topic.num.partitions=3",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"transaction.state.log.replication.factor={replication}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"share.coordinator.state.topic.replication.factor={replication}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
             "group.initial.rebalance.delay.ms=0",
             # Topics made by a producer, not ensure_topics(), keep events as long (shared.kafka.topic_config).
             "log.retention.ms=-1",
@@ -293,7 +413,8 @@ def kafka_java_cmd(main_class: str, *args: str) -> list[str]:
     return [
         "java",
         "-Xms256m",
-        "-Xmx768m",
+        # Three nodes share two cores and a few GB with everything else (TECH-NOTES: ~370 MB each).
+        "-Xmx768m" if len(KAFKA_NODES) == 1 else "-Xmx512m",
         "-XX:+UseG1GC",
         f"-Dlog4j.configuration=file:{KAFKA_DIR / 'none'}",
         "-cp",
@@ -303,37 +424,54 @@ def kafka_java_cmd(main_class: str, *args: str) -> list[str]:
     ]
 
 
-def kafka_ready() -> bool:
-    """True once the broker answers a metadata request (an open port is not enough)."""
+def kafka_ready(node: KafkaNode = KAFKA_NODES[0]) -> bool:
+    """True once the node answers a metadata request (an open port is not enough) and the
+    cluster it reports has every node of this stack as a broker."""
 
     async def probe() -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=Urls.kafka, request_timeout_ms=2000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=node.address, request_timeout_ms=2000)
         try:
             await admin.start()
-            await admin.describe_cluster()
-            return True
+            cluster = await admin.describe_cluster()
+            return len(cluster["brokers"]) == len(KAFKA_NODES)
         except Exception:  # noqa: BLE001 - any failure means "not yet"
             return False
         finally:
             await admin.close()
 
-    return port_open(KAFKA_PORT) and asyncio.run(probe())
+    return port_open(node.port) and asyncio.run(probe())
 
 
-def start_kafka() -> None:
-    if running_pid("kafka") and port_open(KAFKA_PORT):
-        log(f"kafka already running on {Urls.kafka}")
+NODES_FILE = "nodes"
+
+
+def format_kafka_storage() -> None:
+    """Format every node's data folder once, all with one cluster id; refuse data made for
+    another number of nodes (its controller quorum would never form)."""
+    made_for = KAFKA_DIR / NODES_FILE
+    first = KAFKA_NODES[0].data / "meta.properties"
+    formatted_nodes = int(made_for.read_text()) if made_for.exists() else (1 if first.exists() else None)
+    if formatted_nodes is not None and formatted_nodes != len(KAFKA_NODES):
+        raise StackError(
+            f"the Kafka data in {KAFKA_DIR} was made for {formatted_nodes} node(s), not {len(KAFKA_NODES)} "
+            "(MEER_LOCAL_KAFKA_BROKERS); start afresh with './meer down --delete-data' or use another MEER_VAR_DIR"
+        )
+    missing = [node for node in KAFKA_NODES if not (node.data / "meta.properties").exists()]
+    if not missing:
         return
-    major = java_major_version()
-    if major is None or major < 17:
-        raise StackError("no JDK 17 or newer found: install it with 'apt-get install -y openjdk-17-jre-headless'")
-    ensure_kafka_jars()
-    KAFKA_DIR.mkdir(parents=True, exist_ok=True)
-    props = KAFKA_DIR / "server.properties"
-    props.write_text(kafka_properties())
-    if not (KAFKA_DIR / "data" / "meta.properties").exists():
+    cluster_id = next(
+        (
+            line.split("=", 1)[1].strip()
+            for node in KAFKA_NODES
+            if (node.data / "meta.properties").exists()
+            for line in (node.data / "meta.properties").read_text().splitlines()
+            if line.startswith("cluster.id=")
+        ),
+        None,
+    )
+    if cluster_id is None:
         made = subprocess.run(kafka_java_cmd("kafka.tools.StorageTool", "random-uuid"), capture_output=True, text=True)
         if made.returncode != 0 or not made.stdout.strip():
             raise StackError(
@@ -341,6 +479,8 @@ def start_kafka() -> None:
                 f"delete {KAFKA_LIBS} and run './meer up' again"
             )
         cluster_id = made.stdout.strip().splitlines()[-1]
+    for node in missing:
+        props = node.directory / "server.properties"
         result = subprocess.run(
             kafka_java_cmd(
                 "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"
@@ -350,12 +490,40 @@ def start_kafka() -> None:
         )
         if result.returncode != 0:
             raise StackError(
-                f"formatting Kafka's storage in {KAFKA_DIR / 'data'} failed "
+                f"formatting Kafka's storage in {node.data} failed "
                 f"({telling_line(result.stderr + result.stdout)}); delete that folder and run './meer up' again"
             )
-    start_process("kafka", kafka_java_cmd("kafka.Kafka", str(props)))
-    wait_until(f"Kafka on {Urls.kafka}", kafka_ready, 60, "kafka")
+    made_for.write_text(f"{len(KAFKA_NODES)}\n")
+
+
+def start_kafka() -> None:
+    if all(running_pid(node.name) and port_open(node.port) for node in KAFKA_NODES):
+        log(f"kafka already running on {Urls.kafka}")
+        return
+    major = java_major_version()
+    if major is None or major < 17:
+        raise StackError("no JDK 17 or newer found: install it with 'apt-get install -y openjdk-17-jre-headless'")
+    ensure_kafka_jars()
+    for node in KAFKA_NODES:
+        node.directory.mkdir(parents=True, exist_ok=True)
+        (node.directory / "server.properties").write_text(kafka_properties(node))
+    format_kafka_storage()
+    # All nodes first: a controller quorum needs a majority of its voters before any answers.
+    for node in KAFKA_NODES:
+        if not running_pid(node.name):
+            start_process(node.name, kafka_java_cmd("kafka.Kafka", str(node.directory / "server.properties")))
+    for node in KAFKA_NODES:
+        wait_until(f"Kafka on {node.address}", functools.partial(kafka_ready, node), 180, node.name)
     log(f"kafka ready on {Urls.kafka}")
+
+
+def start_kafka_node(node: KafkaNode, timeout: float = 240) -> None:
+    """Start one node of a running cluster again (after a drill killed it); wait until it is back.
+    A node that was killed replays its logs first: minutes on a loaded 2-core machine."""
+    if not running_pid(node.name):
+        start_process(node.name, kafka_java_cmd("kafka.Kafka", str(node.directory / "server.properties")))
+    wait_until(f"Kafka on {node.address}", functools.partial(kafka_ready, node), timeout, node.name)
+    log(f"{node.name} ready on {node.address}")
 
 
 # --- PostgreSQL --------------------------------------------------------------
@@ -477,7 +645,7 @@ def start_postgres() -> None:
     log_file.touch()
     if os.geteuid() == 0:
         shutil.chown(log_file, "postgres")
-    options = f"-c listen_addresses={HOST} -p {PG_PORT} -k {home} -c fsync=off -c max_connections=300"
+    options = f"-c listen_addresses={HOST} -p {PG_PORT} -k {home} {postgres_options()}"
     result = subprocess.run(
         as_pg_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(log_file), "-w", "-t", "30", "start"]),
         capture_output=True,
@@ -490,6 +658,11 @@ def start_postgres() -> None:
             "or start afresh with './meer down --delete-data', and run './meer up' again"
         )
     log(f"postgres ready on {HOST}:{PG_PORT} (data in {data})")
+
+
+def postgres_options() -> str:
+    """Server settings of the local PostgreSQL: fsync only when asked (MEER_LOCAL_PG_FSYNC=on, the drills)."""
+    return f"-c fsync={PG_FSYNC} -c max_connections=300"
 
 
 def stop_postgres() -> None:
@@ -570,6 +743,8 @@ def service_env(name: str) -> dict[str, str]:
         keys["MEER_DIGEST_LOCAL_TIME"] = "00:00"
     if name == "tracking":
         keys["MEER_PIXEL_JOURNAL_DIR"] = str(PIXEL_JOURNAL_DIR)
+    if len(KAFKA_NODES) > 1:
+        keys["MEER_KAFKA_REPLICATION_FACTOR"] = str(KAFKA_REPLICATION_FACTOR)
     return {
         **keys,
         **base_urls,
@@ -583,57 +758,75 @@ def service_env(name: str) -> dict[str, str]:
     }
 
 
+def process_env(process: ServiceProcess) -> dict[str, str]:
+    """A replica runs with its service's settings, its own port and its own local files."""
+    env = service_env(process.service)
+    if process.port is not None:
+        env["MEER_HTTP_PORT"] = str(process.port)
+    if process.metrics_port is not None:
+        env[WORKER_METRICS_PORTS[process.base][0]] = str(process.metrics_port)
+    if process.replica > 1 and "MEER_PIXEL_JOURNAL_DIR" in env:
+        # A journal is replayed by the process that wrote it; two replicas must not share one.
+        env["MEER_PIXEL_JOURNAL_DIR"] = f"{PIXEL_JOURNAL_DIR}-{process.replica}"
+    return env
+
+
+def start_service_process(process: ServiceProcess) -> None:
+    """Start one process of a service or worker unless it runs (the drills restart a killed one)."""
+    if running_pid(process.name):
+        log(f"{process.name} already running" + (f": {process.url}" if process.port else ""))
+        return
+    start_process(process.name, [sys.executable, "-m", process.module], env=process_env(process))
+    if process.metrics_port is not None:
+        # Its metrics port answers once it waited for PostgreSQL and Kafka and began its work.
+        url = f"http://{HOST}:{process.metrics_port}/healthz"
+        wait_until(f"the {process.name}", functools.partial(http_ok, url), 90, process.name)
+    if process.port is None:
+        log(f"{process.name} started")
+
+
+def wait_ready(process: ServiceProcess) -> None:
+    wait_until(f"the {process.name} service", functools.partial(http_ok, f"{process.url}/readyz"), 90, process.name)
+    log(f"{process.name} ready: {process.url}")
+
+
 def start_services(restart: bool) -> None:
-    for name in SERVICE_PORTS:
+    for process in SERVICE_PROCESSES:
         if restart:
-            stop_process(name)
-        if running_pid(name):
-            log(f"{name} already running: {Urls.service(name)}")
-            continue
-        start_process(name, [sys.executable, "-m", f"services.{name}"], env=service_env(name))
-    for name in SERVICE_PORTS:
-        wait_until(f"the {name} service", functools.partial(http_ok, f"{Urls.service(name)}/readyz"), 90, name)
-        log(f"{name} ready: {Urls.service(name)}")
+            stop_process(process.name)
+        start_service_process(process)
+    for process in SERVICE_PROCESSES:
+        wait_ready(process)
     # After the services: each worker needs the tables its service's migrations made.
-    for name in WORKERS:
+    for process in WORKER_PROCESSES:
         if restart:
-            stop_process(name)
-        start_worker(name)
+            stop_process(process.name)
+        start_service_process(process)
 
 
 def start_worker(name: str) -> None:
     """Start a worker process (see WORKERS) unless it runs."""
-    if running_pid(name):
-        log(f"{name} already running")
-        return
-    service, module = WORKERS[name]
-    env = service_env(service)
-    if name in WORKER_METRICS_PORTS:
-        setting, port = WORKER_METRICS_PORTS[name]
-        env[setting] = str(port)
-    start_process(name, [sys.executable, "-m", module], env=env)
-    if name in WORKER_METRICS_PORTS:
-        # Its metrics port answers once it waited for PostgreSQL and Kafka and began its work.
-        wait_until(f"the {name}", functools.partial(http_ok, f"http://{HOST}:{port}/healthz"), 90, name)
-    log(f"{name} started")
+    start_service_process(ServiceProcess(name, 1))
 
 
 # --- commands -----------------------------------------------------------------
 
 
-PARTS = ("postgres", "kafka", "mailcatcher", *SERVICE_PORTS, *WORKERS)
+PARTS = (
+    "postgres",
+    *(node.name for node in KAFKA_NODES),
+    "mailcatcher",
+    *(process.name for process in SERVICE_PROCESSES),
+    *(process.name for process in WORKER_PROCESSES),
+)
 
 
 def part_ports(name: str) -> list[int]:
-    return {
-        "postgres": [PG_PORT],
-        "kafka": [KAFKA_PORT, KAFKA_CONTROLLER_PORT, KAFKA_SASL_PORT],
-        "mailcatcher": [SMTP_PORT, MAILCATCHER_HTTP_PORT],
-    }.get(name) or ([SERVICE_PORTS[name]] if name in SERVICE_PORTS else worker_metrics_ports(name))
-
-
-def worker_metrics_ports(name: str) -> list[int]:
-    return [WORKER_METRICS_PORTS[name][1]] if name in WORKER_METRICS_PORTS else []
+    fixed = {"postgres": [PG_PORT], "mailcatcher": [SMTP_PORT, MAILCATCHER_HTTP_PORT]}
+    fixed |= {node.name: [node.port, node.controller_port, node.sasl_port] for node in KAFKA_NODES}
+    fixed |= {process.name: [process.port] for process in SERVICE_PROCESSES if process.port is not None}
+    fixed |= {process.name: [process.metrics_port] for process in WORKER_PROCESSES if process.metrics_port}
+    return fixed.get(name, [])
 
 
 def running_parts() -> list[str]:
@@ -655,7 +848,7 @@ def stop_parts(names: Sequence[str]) -> None:
         if name == "postgres":
             stop_postgres()
         else:
-            stop_process(name, timeout=30 if name == "kafka" else 15)
+            stop_process(name, timeout=30 if name.startswith("kafka") else 15)
 
 
 def up(demo: bool, restart_services: bool, infra_only: bool = False, postgres_only: bool = False) -> None:
@@ -698,6 +891,12 @@ def up(demo: bool, restart_services: bool, infra_only: bool = False, postgres_on
 
 def down(delete_data: bool = False) -> None:
     home = pg_home()
+    # Kafka nodes and replicas started with other MEER_LOCAL_* settings than this call's: their pid files.
+    others = sorted(
+        (path.stem for path in RUN_DIR.glob("*.pid") if path.stem not in PARTS), key=lambda n: n.startswith("kafka")
+    )
+    for name in others:
+        stop_process(name, timeout=30 if name.startswith("kafka") else 15)
     stop_parts(PARTS)
     if delete_data:
         for path in {home, PG_DIR, KAFKA_DIR, RUN_DIR, VAR / "mail", VAR / "demo.json"}:
@@ -709,7 +908,7 @@ def down(delete_data: bool = False) -> None:
 
 
 def status() -> None:
-    for name in [*SERVICE_PORTS, *WORKERS, "mailcatcher", "kafka"]:
+    for name in [*PARTS[1 + len(KAFKA_NODES) + 1 :], "mailcatcher", *(node.name for node in KAFKA_NODES)]:
         pid = running_pid(name)
         print(f"{name:12} {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
     print(f"{'postgres':12} {'running' if port_open(PG_PORT) else 'stopped'} (data in {pg_home() / 'data'})")

@@ -335,7 +335,7 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
     # Only PostgreSQL and Kafka: the stack's services would consume the benchmark's events
     # (coaching handles every mail.opened) and take CPU from what is measured; the stack's
     # hit processor is replaced by the benchmark's own.
-    for name in [*local_stack.SERVICE_PORTS, *local_stack.WORKERS]:
+    for name in [p.name for p in (*local_stack.SERVICE_PROCESSES, *local_stack.WORKER_PROCESSES)]:
         await asyncio.to_thread(local_stack.stop_process, name)
     await asyncio.to_thread(local_stack.start_postgres)
     await asyncio.to_thread(local_stack.create_databases)
