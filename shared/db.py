@@ -11,6 +11,7 @@ from uuid import UUID
 import asyncpg
 from sqlalchemy import Uuid, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, registry
 from sqlmodel import Field, SQLModel
@@ -102,6 +103,29 @@ POSTGRES_UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.OperatorInterventionError,
 )
 """What a stopped, restarting or unreachable PostgreSQL looks like on an asyncpg connection."""
+
+DATABASE_CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+"""The asyncpg errors (outside SQLAlchemy) that can only mean a lost or refused connection."""
+
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57P")
+"""Connection exceptions, insufficient resources, and the server shutting down, crashed or still
+starting (57P01-57P03: after a crash PostgreSQL answers "the database system is in recovery
+mode" for a while). The failure is the server's, never the request's or the event's."""
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` says PostgreSQL is away (stopped, restarting, out of reach or out of
+    resources) rather than that something is wrong with what was asked of it."""
+    if isinstance(error, (OperationalError, InterfaceError, *POSTGRES_UNREACHABLE)):
+        return True
+    return isinstance(error, DBAPIError) and (
+        error.connection_invalidated
+        or str(getattr(error.orig, "sqlstate", None) or "").startswith(UNAVAILABLE_SQLSTATE_CLASSES)
+    )
 
 
 class DedicatedConnection:

@@ -20,11 +20,10 @@ from faststream.kafka.security import parse_security
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tenacity import AsyncRetrying, retry_if_not_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from shared.db import Database, claim_events
+from shared.db import Database, claim_events, database_unavailable
 from shared.events import Envelope, Topic, UnknownEventError
 from shared.logging import get_logger
 from shared.metrics import CONSUMER_LAG, EVENTS_DEAD_LETTERED, EVENTS_HANDLED
@@ -300,22 +299,9 @@ class TransientError(Exception):
     """A dependency is unavailable; the event must be retried, never dead-lettered."""
 
 
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57P")
-"""Connection exceptions, insufficient resources, and the server shutting down, crashed or still
-starting (57P01-57P03: after a crash PostgreSQL answers "the database system is in recovery
-mode" for a while). The failure is the server's, never the event's."""
-
-
 def _is_transient(error: BaseException) -> bool:
     # A lost database connection says nothing about the event: wait, then try again.
-    if isinstance(error, (OperationalError, InterfaceError)):
-        return True
-    if isinstance(error, DBAPIError) and (
-        error.connection_invalidated
-        or str(getattr(error.orig, "sqlstate", None) or "").startswith(_TRANSIENT_SQLSTATE_CLASSES)
-    ):
-        return True
-    return isinstance(error, (OSError, ConnectionError, TimeoutError, TransientError))
+    return database_unavailable(error) or isinstance(error, (OSError, ConnectionError, TimeoutError, TransientError))
 
 
 class _EnvelopeHead(BaseModel):

@@ -22,15 +22,16 @@ import uvloop
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp
 
 from shared.asyncapi import asyncapi_document
-from shared.db import Database
+from shared.db import DATABASE_CONNECTION_ERRORS, Database, database_unavailable
 from shared.errors import Refusal
 from shared.events import Topic
 from shared.http import BodySizeLimit
@@ -275,6 +276,18 @@ def create_service_app(
     async def on_refusal(_: Request, refusal: Refusal) -> JSONResponse:
         fields = [{"field": refusal.field, "reason": refusal.message}] if refusal.field else []
         return JSONResponse(error_body(refusal.http_status, refusal.message, fields), status_code=refusal.http_status)
+
+    async def on_database_error(request: Request, error: Exception) -> Response:
+        if not database_unavailable(error):
+            raise error  # a bug, not an outage: the server error it is
+        # PostgreSQL stopped or restarting: nothing of this request was kept; the client may retry.
+        log.warning("database unavailable for a request", path=request.url.path, error=type(error).__name__)
+        body = error_body(503, "The service cannot reach its database just now; try again in a moment.")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+    database_errors: tuple[type[Exception], ...] = (DBAPIError, *DATABASE_CONNECTION_ERRORS)
+    for database_error in database_errors:
+        app.add_exception_handler(database_error, on_database_error)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:

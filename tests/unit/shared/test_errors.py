@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shared.errors import HTTP_STATUS, Refusal, RefusalKind
 from shared.runtime import Runtime, create_service_app
@@ -35,3 +37,38 @@ async def test_a_route_that_refuses_answers_the_error_shape(kind: RefusalKind, s
             "fields": [{"field": "email", "reason": "Not like this."}],
         }
     }
+
+
+class _RecoveryMode(Exception):
+    sqlstate = "57P03"  # what PostgreSQL answers while it recovers after a crash
+
+
+class _UniqueViolation(Exception):
+    sqlstate = "23505"
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (OperationalError("SELECT 1", {}, ConnectionRefusedError("refused")), 503),
+        (DBAPIError("SELECT 1", {}, _RecoveryMode("in recovery mode")), 503),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"), 503),
+        (DBAPIError("INSERT", {}, _UniqueViolation("duplicate key")), 500),
+    ],
+)
+async def test_a_database_that_is_away_answers_503_and_other_database_errors_stay_server_errors(
+    error: Exception, status: int
+) -> None:
+    app = create_service_app(Runtime.create("test", ServiceSettings()), title="t", description="d")
+
+    @app.get("/query")
+    async def query() -> None:
+        raise error
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://meer.test") as client:
+        answer = await client.get("/query")
+    assert answer.status_code == status
+    if status == 503:
+        assert answer.headers["Retry-After"] == "5"
+        assert "database" in answer.json()["error"]["message"]
