@@ -280,12 +280,13 @@ def create_service_app(
     async def on_database_error(request: Request, error: Exception) -> Response:
         if not database_unavailable(error):
             raise error  # a bug, not an outage: the server error it is
-        # PostgreSQL stopped or restarting: nothing of this request was kept; the client may retry.
-        log.warning("database unavailable for a request", path=request.url.path, error=type(error).__name__)
+        # PostgreSQL stopped or restarting (SQLAlchemy passes a refused connect on unwrapped):
+        # nothing of this request was kept, and the client may try again.
+        log.warning("dependency unavailable for a request", path=request.url.path, error=type(error).__name__)
         body = error_body(503, "The service cannot reach its database just now; try again in a moment.")
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
-    database_errors: tuple[type[Exception], ...] = (DBAPIError, *DATABASE_CONNECTION_ERRORS)
+    database_errors: tuple[type[Exception], ...] = (DBAPIError, ConnectionError, *DATABASE_CONNECTION_ERRORS)
     for database_error in database_errors:
         app.add_exception_handler(database_error, on_database_error)
 

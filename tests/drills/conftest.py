@@ -370,11 +370,16 @@ async def count_stream(drill: str, stream: Stream, dead_letters_before: int) -> 
         counts.notes.append(f"repeated mails: {len(repeats)}, each with the same Message-ID: {same}")
     in_coaching = await stream.opens_in_coaching()
     answered = {str(delivery) for delivery in stream.pixels_answered}
-    opened_events = Counter(
-        envelope["payload"]["delivery_id"]
+    opened = [
+        envelope
         for record in await read_topic(Topic.ENGAGEMENT)
         if (envelope := envelope_dict(record.value)).get("type") == MailOpened.TYPE
         and envelope.get("payload", {}).get("delivery_id") in answered
+    ]
+    # Distinct events per mail: a copy of the same event (the relay republishes what it could not see
+    # acknowledged before a crash) is claimed once by every consumer, and printed below.
+    opened_events = Counter(
+        delivery for delivery in {e["event_id"]: e["payload"]["delivery_id"] for e in opened}.values()
     )
     counts.add(
         "pixel → coaching",
@@ -382,6 +387,9 @@ async def count_stream(drill: str, stream: Stream, dead_letters_before: int) -> 
         len(in_coaching),
         sum(n - 1 for n in in_coaching.values()) + sum(n - 1 for n in opened_events.values()),
     )
+    copies = len(opened) - len({envelope["event_id"] for envelope in opened})
+    if copies:
+        counts.notes.append(f"copies of mail.opened events on Kafka (same event id, claimed once): {copies}")
     counts.dead_lettered = await dead_letter_total() - dead_letters_before
     if stream.refused:
         counts.notes.append(f"enrolments refused (not acknowledged, by status): {dict(stream.refused)}")

@@ -53,6 +53,7 @@ class _UniqueViolation(Exception):
         (OperationalError("SELECT 1", {}, ConnectionRefusedError("refused")), 503),
         (DBAPIError("SELECT 1", {}, _RecoveryMode("in recovery mode")), 503),
         (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"), 503),
+        (ConnectionRefusedError("refused"), 503),  # what SQLAlchemy's asyncpg dialect lets through on connect
         (DBAPIError("INSERT", {}, _UniqueViolation("duplicate key")), 500),
     ],
 )
