@@ -46,14 +46,20 @@ def _strings(data: bytes, at: int, count: int) -> Iterator[tuple[str, int]]:
 
 
 def subscribed_topics(metadata: bytes) -> set[str]:
-    """The topics of a consumer protocol subscription (version, [topic], user data)."""
+    """The topics of a consumer protocol subscription (version, [topic], user data); none while
+    the member is still joining (empty metadata)."""
+    if not metadata:
+        return set()
     (count,) = struct.unpack_from(">i", metadata, 2)
     return {topic for topic, _ in _strings(metadata, 6, count)}
 
 
 def assigned_partitions(assignment: bytes) -> set[tuple[str, int]]:
-    """The partitions of a consumer protocol assignment (version, [topic, [partition]], user data)."""
+    """The partitions of a consumer protocol assignment (version, [topic, [partition]], user data);
+    none while the group rebalances (an empty assignment)."""
     found: set[tuple[str, int]] = set()
+    if not assignment:
+        return found
     (count,) = struct.unpack_from(">i", assignment, 2)
     at = 6
     for _ in range(count):
@@ -151,8 +157,16 @@ async def test_one_replica_of_each_service_killed_the_others_take_over(http: htt
     stream = Stream(http)
     await stream.start()
     letters_before = await dead_letter_total()
-    before = await groups()
-    assert all(len(before[group]) == 2 for group in GROUPS), {g: len(m) for g, m in before.items()}
+    before: dict[str, list[dict[str, object]]] = {}
+
+    async def two_members_with_partitions_in_every_group() -> bool:
+        # Right after the start a group may still be rebalancing: wait until it is not.
+        before.clear()
+        before.update(await groups())
+        return all(len(before[group]) == 2 and all(m["partitions"] for m in before[group]) for group in GROUPS)
+
+    stable = await settle(two_members_with_partitions_in_every_group, timeout=120)
+    assert stable, {group: len(members) for group, members in before.items()}
     second = [replicas(base)[1] for base in (*local_stack.SERVICE_PORTS, *local_stack.WORKERS)]
 
     async def fault() -> None:
