@@ -20,6 +20,7 @@ from shared.events import (
     ContactDetailsSet,
     Envelope,
     ParticipantEnrolled,
+    ParticipantErased,
     ParticipantPaused,
     ParticipantStopped,
 )
@@ -119,3 +120,30 @@ async def test_a_contact_tombstone_erases_the_person_from_every_copy() -> None:
         "coach_copy",
         "transactional_mail",
     ]
+
+
+async def test_an_erasure_comes_after_the_copies_folded_before_it_in_the_batch() -> None:
+    database = FakeDatabase()
+    person = uuid4()
+    details = ContactDetailsSet(person_id=person, kind="participant", name="Ans", email="ans@example.org")
+    await apply_events(
+        database,
+        Subscription(build_handlers(Wakes())),
+        [
+            enrolled(person),
+            Envelope.wrap(details, org_id=ORG, participant_id=person),
+            Envelope.wrap(ParticipantErased(), org_id=ORG, participant_id=person),
+        ],
+    )
+    written = tables(database)
+    # The folded enrolment and contact details (read, upserts, the nudges), then the erasure's deletes.
+    assert written[:5] == ["contact_copy", "contact_copy", "recipient", "delivery", "transactional_mail"]
+    assert written[5:] == [
+        "delivery",
+        "recipient",
+        "planned_call_copy",
+        "alert_copy",
+        "transactional_mail",
+        "contact_copy",
+    ]
+    assert database.commits == 1
