@@ -14,7 +14,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from services.mailer import storage
 from services.mailer.delivery import WAIT_FOR_COPIES
+from services.mailer.domain import contacts_to_load, fold_copies
 from services.mailer.export import build_export_handlers
 from services.mailer.tables import (
     AlertCopy,
@@ -53,7 +55,6 @@ from shared.events import (
     ParticipantPaused,
     ParticipantResumed,
     ParticipantStopped,
-    PlannedCallState,
     QuestionnaireAnswered,
     StaffAccessChanged,
     StaffInvited,
@@ -64,22 +65,37 @@ from shared.kafka import Change, TombstoneChange, unit_of_work
 from shared.runtime import Runtime
 
 QUESTIONNAIRE_MAILS = ("questionnaire_follow_up", "questionnaire_reminder")
+_FOLDED = "mailer.folded"
+"""The unit of work's run of folded events not written yet (domain.FOLDED_TYPES)."""
 
 
 def build_handlers(wake_scheduler: Callable[[], None]) -> dict[str, dict[str, Change]]:
-    """Changes by topic and event type. One session serves a whole batch and most changes
-    write with SQL statements: rows are read with populate_existing, never from the session's
-    memory of an earlier event."""
+    """Changes by topic and event type. One session serves a whole batch. The copies that
+    arrive by the thousand (contact details, enrolments, planned calls, alerts) are folded in
+    memory and written once per table (domain.fold_copies); every other change first writes
+    the run folded so far, then writes at once with SQL statements: rows are read with
+    populate_existing, never from the session's memory of an earlier event."""
 
     def once(change: Change, *, wakes: bool = False) -> Change:
+        in_order = _after_folded(change)
         if not wakes:
-            return change
+            return in_order
 
         async def and_wake(session: AsyncSession, envelope: Envelope, payload: Any) -> None:
-            await change(session, envelope, payload)
+            await in_order(session, envelope, payload)
             unit_of_work(session).after_commit(wake_scheduler)  # once per batch
 
         return and_wake
+
+    def folded(*, wakes: bool = False) -> Change:
+        async def fold(session: AsyncSession, envelope: Envelope, payload: Any) -> None:
+            work = unit_of_work(session)
+            work.state.setdefault(_FOLDED, []).append((envelope, payload))
+            work.before_commit(_FOLDED, lambda: write_folded(session))
+            if wakes:
+                work.after_commit(wake_scheduler)
+
+        return fold
 
     async def upsert_organisation(session: AsyncSession, envelope: Envelope, p: OrganisationLicensed) -> None:
         values = {"name": p.name, "branding": p.branding.model_dump(mode="json")}
@@ -113,26 +129,6 @@ def build_handlers(wake_scheduler: Callable[[], None]) -> dict[str, dict[str, Ch
             insert(CoachCopy)
             .values(coach_id=p.coach_id, org_id=envelope.org_id, **values)
             .on_conflict_do_update(index_elements=["coach_id"], set_=values)
-        )
-
-    async def enrol(session: AsyncSession, envelope: Envelope, p: ParticipantEnrolled) -> None:
-        contact = await session.get(ContactCopy, envelope.participant_id, populate_existing=True)
-        values = {
-            "org_id": envelope.org_id,
-            "coach_id": p.coach_id,
-            "first_name": contact.name if contact else None,
-            "email": contact.email if contact else None,
-            "start_date": p.start_date,
-            "send_time": p.send_time,
-            "timezone": p.timezone,
-            "variant": p.variant,
-            "next_check_at": None,
-            "updated_at": utcnow(),
-        }
-        await session.execute(
-            insert(Recipient)
-            .values(participant_id=envelope.participant_id, status="enrolled", **values)
-            .on_conflict_do_update(index_elements=["participant_id"], set_=values)
         )
 
     async def change_details(session: AsyncSession, envelope: Envelope, p: ParticipantDetailsChanged) -> None:
@@ -199,50 +195,6 @@ def build_handlers(wake_scheduler: Callable[[], None]) -> dict[str, dict[str, Ch
         )
         await session.execute(delete(ContactCopy).where(col(ContactCopy.person_id) == envelope.participant_id))
 
-    async def copy_planned_call(session: AsyncSession, envelope: Envelope, p: PlannedCallState) -> None:
-        states = {CallPlanned: "planned", CallMoved: "planned", CallSuspended: "suspended", CallCancelled: "cancelled"}
-        values = {
-            "org_id": envelope.org_id,
-            "lesson_day": p.lesson_day,
-            "state": states[type(p)],
-            "due_date": p.due_date,
-            "overdue_from": p.overdue_from,
-            "lapses_after": p.lapses_after,
-            "updated_at": utcnow(),
-        }
-        await session.execute(
-            insert(PlannedCallCopy)
-            .values(participant_id=envelope.participant_id, number=p.number, **values)
-            .on_conflict_do_update(index_elements=["participant_id", "number"], set_=values)
-        )
-
-    async def mark_call_done(session: AsyncSession, envelope: Envelope, p: CallLogged) -> None:
-        # Only a call in which the participant was reached completes a planned call.
-        if p.reached and p.planned_call is not None:
-            await session.execute(
-                update(PlannedCallCopy)
-                .where(
-                    col(PlannedCallCopy.participant_id) == envelope.participant_id,
-                    col(PlannedCallCopy.number) == p.planned_call,
-                )
-                .values(state="done", updated_at=utcnow())
-            )
-
-    async def raise_alert(session: AsyncSession, envelope: Envelope, p: AlertRaised) -> None:
-        values = {"org_id": envelope.org_id, "holds_from": p.holds_from}
-        await session.execute(
-            insert(AlertCopy)
-            .values(participant_id=envelope.participant_id, code=p.code, **values)
-            .on_conflict_do_update(index_elements=["participant_id", "code"], set_=values)
-        )
-
-    async def clear_alert(session: AsyncSession, envelope: Envelope, p: AlertCleared) -> None:
-        await session.execute(
-            delete(AlertCopy).where(
-                col(AlertCopy.participant_id) == envelope.participant_id, col(AlertCopy.code) == p.code
-            )
-        )
-
     # The link stays sealed in the stored context; the sender opens it only to render the mail.
     # The address (and name) come from the contact copy when the mail goes; only version 1
     # events, published before meer.contact, still carry them.
@@ -291,48 +243,8 @@ def build_handlers(wake_scheduler: Callable[[], None]) -> dict[str, dict[str, Ch
                 update(CoachCopy).where(col(CoachCopy.coach_id) == p.staff_id).values(name="", email=None)
             )
 
-    async def set_contact(session: AsyncSession, envelope: Envelope, p: ContactDetailsSet) -> None:
-        values = {"org_id": envelope.org_id, "kind": p.kind, "name": p.name, "email": p.email, "updated_at": utcnow()}
-        await session.execute(
-            insert(ContactCopy)
-            .values(person_id=p.person_id, **values)
-            .on_conflict_do_update(index_elements=["person_id"], set_=values)
-        )
-        # A mail that waited for this address goes now, not after WAIT_FOR_COPIES.
-        await session.execute(
-            update(TransactionalMail)
-            .where(
-                col(TransactionalMail.contact_id) == p.person_id,
-                col(TransactionalMail.status) == "due",
-                col(TransactionalMail.to_address).is_(None),
-                # Only mails postponed for it; the follow-up questionnaire keeps its own day, months ahead.
-                col(TransactionalMail.due_at) <= utcnow() + WAIT_FOR_COPIES,
-            )
-            .values(due_at=utcnow())
-        )
-        if p.kind == "participant":
-            await session.execute(
-                update(Recipient)
-                .where(col(Recipient.participant_id) == p.person_id)
-                .values(first_name=p.name, email=p.email, next_check_at=None, updated_at=utcnow())
-            )
-            await session.execute(
-                update(Delivery)
-                .where(
-                    col(Delivery.participant_id) == p.person_id,
-                    col(Delivery.status) == "due",
-                    col(Delivery.error).is_(None),  # postponed for copies, not backing off after an error
-                    col(Delivery.due_at) > utcnow(),
-                )
-                .values(due_at=utcnow())
-            )
-        else:
-            await session.execute(
-                update(CoachCopy).where(col(CoachCopy.coach_id) == p.person_id).values(name=p.name, email=p.email)
-            )
-
     return {
-        Topic.CONTACT: {ContactDetailsSet.TYPE: once(set_contact, wakes=True)},
+        Topic.CONTACT: {ContactDetailsSet.TYPE: folded(wakes=True)},
         Topic.ORGANISATION: {
             OrganisationLicensed.TYPE: once(upsert_organisation),
             OrganisationBrandingChanged.TYPE: once(change_branding),
@@ -340,7 +252,7 @@ def build_handlers(wake_scheduler: Callable[[], None]) -> dict[str, dict[str, Ch
             CoachAdded.TYPE: once(add_coach),
         },
         Topic.PARTICIPANT: {
-            ParticipantEnrolled.TYPE: once(enrol, wakes=True),
+            ParticipantEnrolled.TYPE: folded(wakes=True),
             ParticipantDetailsChanged.TYPE: once(change_details),
             ParticipantPaused.TYPE: once(pause),
             ParticipantResumed.TYPE: once(resume, wakes=True),
@@ -355,13 +267,13 @@ def build_handlers(wake_scheduler: Callable[[], None]) -> dict[str, dict[str, Ch
         },
         Topic.ENGAGEMENT: {QuestionnaireAnswered.TYPE: once(questionnaire_answered)},
         Topic.COACHING: {
-            CallPlanned.TYPE: once(copy_planned_call),
-            CallMoved.TYPE: once(copy_planned_call),
-            CallSuspended.TYPE: once(copy_planned_call),
-            CallCancelled.TYPE: once(copy_planned_call),
-            CallLogged.TYPE: once(mark_call_done),
-            AlertRaised.TYPE: once(raise_alert),
-            AlertCleared.TYPE: once(clear_alert),
+            CallPlanned.TYPE: folded(),
+            CallMoved.TYPE: folded(),
+            CallSuspended.TYPE: folded(),
+            CallCancelled.TYPE: folded(),
+            CallLogged.TYPE: folded(),
+            AlertRaised.TYPE: folded(),
+            AlertCleared.TYPE: folded(),
         },
     }
 
@@ -370,6 +282,7 @@ def build_tombstone_handlers() -> dict[str, TombstoneChange]:
     """A tombstone on meer.contact: the person's address and name go from every copy."""
 
     async def erase_contact(session: AsyncSession, key: str) -> None:
+        await write_folded(session)
         person_id = UUID(key)
         await session.execute(delete(ContactCopy).where(col(ContactCopy.person_id) == person_id))
         await session.execute(
@@ -384,6 +297,33 @@ def build_tombstone_handlers() -> dict[str, TombstoneChange]:
         )
 
     return {Topic.CONTACT: erase_contact}
+
+
+async def write_folded(session: AsyncSession) -> None:
+    """Write the copies folded since the last write of this unit of work (none: nothing)."""
+    try:
+        work = unit_of_work(session)
+    except RuntimeError:
+        return  # a tombstone applied on its own, outside a consumer: nothing can have been folded
+    events: list[tuple[Envelope, Any]] = work.state.get(_FOLDED, [])
+    if not events:
+        return
+    work.state[_FOLDED] = []
+    # Rows the ORM still holds (a pause, a queued mail) go first, as an autoflush would send them.
+    await session.flush()
+    stored = await storage.load_contacts(session=session, person_ids=contacts_to_load(events))
+    now = utcnow()
+    await storage.write_copies(
+        session=session, writes=fold_copies(events, stored), now=now, waited=now + WAIT_FOR_COPIES
+    )
+
+
+def _after_folded(change: Change) -> Change:
+    async def after_folded(session: AsyncSession, envelope: Envelope, payload: Any) -> None:
+        await write_folded(session)
+        await change(session, envelope, payload)
+
+    return after_folded
 
 
 async def record_staff_access(session: AsyncSession, envelope: Envelope, p: StaffAccessChanged) -> None:
@@ -424,7 +364,12 @@ async def _cancel_due_deliveries(session: AsyncSession, envelope: Envelope) -> N
 
 
 def register_kafka_handlers(runtime: Runtime, wake_scheduler: Callable[[], None]) -> None:
+    # An export reads the tables: it comes after the copies folded before it are written.
+    exports = {
+        topic: {kind: _after_folded(change) for kind, change in by_type.items()}
+        for topic, by_type in build_export_handlers().items()
+    }
     runtime.subscribe(
-        {**build_handlers(wake_scheduler), **build_export_handlers()},
+        {**build_handlers(wake_scheduler), **exports},
         build_tombstone_handlers(),
     )

@@ -1,16 +1,21 @@
 """The mailer's hot-path SQL, on a plain asyncpg connection: claiming due deliveries,
 recording what happened to them, and scheduling lessons in bulk. Ten thousand mails a
-morning make the ORM's per-statement cost the largest part of sending one."""
+morning make the ORM's per-statement cost the largest part of sending one. Also, on the
+consumer's session, the batch writes of the copies other services' events keep."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from services.mailer.domain import Contact, CopyWrites
 
 CLAIM_DUE_DELIVERY = """
 SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
@@ -194,3 +199,184 @@ VALUES ($1, $2, $3, $4, $4, $5, 'due', 0, $6, $7)
 """
 """A transactional mail due later (the follow-up questionnaire and its reminder); the address and
 first name are read from the contact copy when it goes."""
+
+
+# The copies other services' events keep (services.mailer.domain.fold_copies): one statement per
+# table and batch, the same text every time, rows sorted by key so that two replicas writing
+# the same rows take their locks in the same order.
+_LOAD_CONTACTS = text("""
+SELECT person_id, org_id, kind, name, email FROM contact_copy WHERE person_id = ANY(CAST(:ids AS uuid[]))
+""")
+_UPSERT_CONTACTS = text("""
+INSERT INTO contact_copy (person_id, org_id, kind, name, email, updated_at)
+SELECT c.person_id, c.org_id, c.kind, c.name, c.email, :now
+  FROM unnest(CAST(:person_ids AS uuid[]), CAST(:org_ids AS uuid[]), CAST(:kinds AS text[]),
+              CAST(:names AS text[]), CAST(:emails AS text[])) AS c(person_id, org_id, kind, name, email)
+ON CONFLICT (person_id) DO UPDATE
+   SET org_id = excluded.org_id, kind = excluded.kind, name = excluded.name, email = excluded.email,
+       updated_at = excluded.updated_at
+""")
+_UPSERT_RECIPIENTS = text("""
+INSERT INTO recipient (participant_id, org_id, coach_id, first_name, email, start_date, send_time, timezone,
+                       variant, status, last_day, next_check_at, updated_at)
+SELECT r.participant_id, r.org_id, r.coach_id, r.first_name, r.email, r.start_date, r.send_time, r.timezone,
+       r.variant, 'enrolled', 0, NULL, :now
+  FROM unnest(CAST(:participant_ids AS uuid[]), CAST(:org_ids AS uuid[]), CAST(:coach_ids AS uuid[]),
+              CAST(:first_names AS text[]), CAST(:emails AS text[]), CAST(:start_dates AS date[]),
+              CAST(:send_times AS time[]), CAST(:timezones AS text[]), CAST(:variants AS text[]))
+    AS r(participant_id, org_id, coach_id, first_name, email, start_date, send_time, timezone, variant)
+ON CONFLICT (participant_id) DO UPDATE
+   SET org_id = excluded.org_id, coach_id = excluded.coach_id, first_name = excluded.first_name,
+       email = excluded.email, start_date = excluded.start_date, send_time = excluded.send_time,
+       timezone = excluded.timezone, variant = excluded.variant, next_check_at = NULL,
+       updated_at = excluded.updated_at
+""")
+_UPDATE_RECIPIENT_CONTACTS = text("""
+UPDATE recipient r SET first_name = u.name, email = u.email, next_check_at = NULL, updated_at = :now
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:names AS text[]), CAST(:emails AS text[])) AS u(id, name, email)
+ WHERE r.participant_id = u.id
+""")
+_UPDATE_COACH_CONTACTS = text("""
+UPDATE coach_copy c SET name = u.name, email = u.email
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:names AS text[]), CAST(:emails AS text[])) AS u(id, name, email)
+ WHERE c.coach_id = u.id
+""")
+# Lessons postponed for the address (not backing off after an error) go now.
+_ADDRESSED_DELIVERIES = text("""
+UPDATE delivery SET due_at = :now
+ WHERE participant_id = ANY(CAST(:ids AS uuid[])) AND status = 'due' AND error IS NULL AND due_at > :now
+""")
+# Only mails postponed for the address; the follow-up questionnaire keeps its own day, months ahead.
+_ADDRESSED_TRANSACTIONAL_MAILS = text("""
+UPDATE transactional_mail SET due_at = :now
+ WHERE contact_id = ANY(CAST(:ids AS uuid[])) AND status = 'due' AND to_address IS NULL AND due_at <= :waited
+""")
+_UPSERT_PLANNED_CALLS = text("""
+INSERT INTO planned_call_copy (participant_id, number, org_id, lesson_day, state, due_date, overdue_from,
+                               lapses_after, updated_at)
+SELECT c.participant_id, c.number, c.org_id, c.lesson_day, c.state, c.due_date, c.overdue_from, c.lapses_after, :now
+  FROM unnest(CAST(:participant_ids AS uuid[]), CAST(:numbers AS integer[]), CAST(:org_ids AS uuid[]),
+              CAST(:lesson_days AS integer[]), CAST(:states AS text[]), CAST(:due_dates AS date[]),
+              CAST(:overdue_froms AS date[]), CAST(:lapses_afters AS date[]))
+    AS c(participant_id, number, org_id, lesson_day, state, due_date, overdue_from, lapses_after)
+ON CONFLICT (participant_id, number) DO UPDATE
+   SET org_id = excluded.org_id, lesson_day = excluded.lesson_day, state = excluded.state,
+       due_date = excluded.due_date, overdue_from = excluded.overdue_from, lapses_after = excluded.lapses_after,
+       updated_at = excluded.updated_at
+""")
+_MARK_CALLS_DONE = text("""
+UPDATE planned_call_copy p SET state = 'done', updated_at = :now
+  FROM unnest(CAST(:participant_ids AS uuid[]), CAST(:numbers AS integer[])) AS d(participant_id, number)
+ WHERE p.participant_id = d.participant_id AND p.number = d.number
+""")
+_UPSERT_ALERTS = text("""
+INSERT INTO alert_copy (participant_id, code, org_id, holds_from)
+SELECT a.participant_id, a.code, a.org_id, a.holds_from
+  FROM unnest(CAST(:participant_ids AS uuid[]), CAST(:codes AS text[]), CAST(:org_ids AS uuid[]),
+              CAST(:holds_froms AS timestamptz[])) AS a(participant_id, code, org_id, holds_from)
+ON CONFLICT (participant_id, code) DO UPDATE SET org_id = excluded.org_id, holds_from = excluded.holds_from
+""")
+_DELETE_ALERTS = text("""
+DELETE FROM alert_copy a
+ USING unnest(CAST(:participant_ids AS uuid[]), CAST(:codes AS text[])) AS d(participant_id, code)
+ WHERE a.participant_id = d.participant_id AND a.code = d.code
+""")
+
+
+async def load_contacts(*, session: AsyncSession, person_ids: Collection[UUID]) -> dict[UUID, Contact]:
+    """The stored contact copies of these people (one statement)."""
+    if not person_ids:
+        return {}
+    result = await session.execute(_LOAD_CONTACTS, {"ids": sorted(person_ids)})
+    return {row[0]: Contact(row[1], row[2], row[3], row[4]) for row in result}
+
+
+async def write_copies(*, session: AsyncSession, writes: CopyWrites, now: datetime, waited: datetime) -> None:
+    """Write a folded run: one statement per table and kind of write that has rows. `waited`:
+    a transactional mail due before it was postponed for its address (now + WAIT_FOR_COPIES)."""
+    if writes.contacts:
+        ids = sorted(writes.contacts)
+        contacts = [writes.contacts[i] for i in ids]
+        await session.execute(
+            _UPSERT_CONTACTS,
+            {
+                "person_ids": ids,
+                "org_ids": [c.org_id for c in contacts],
+                "kinds": [c.kind for c in contacts],
+                "names": [c.name for c in contacts],
+                "emails": [c.email for c in contacts],
+                "now": now,
+            },
+        )
+    if writes.recipients:
+        recipients = [writes.recipients[i] for i in sorted(writes.recipients)]
+        await session.execute(
+            _UPSERT_RECIPIENTS,
+            {
+                "participant_ids": [r.participant_id for r in recipients],
+                "org_ids": [r.org_id for r in recipients],
+                "coach_ids": [r.coach_id for r in recipients],
+                "first_names": [r.first_name for r in recipients],
+                "emails": [r.email for r in recipients],
+                "start_dates": [r.start_date for r in recipients],
+                "send_times": [r.send_time for r in recipients],
+                "timezones": [r.timezone for r in recipients],
+                "variants": [r.variant for r in recipients],
+                "now": now,
+            },
+        )
+    for statement, named in (
+        (_UPDATE_RECIPIENT_CONTACTS, writes.recipient_contacts),
+        (_UPDATE_COACH_CONTACTS, writes.coach_contacts),
+    ):
+        if named:
+            ids = sorted(named)
+            params: dict[str, Any] = {"ids": ids, "names": [named[i][0] for i in ids]}
+            params["emails"] = [named[i][1] for i in ids]
+            if statement is _UPDATE_RECIPIENT_CONTACTS:
+                params["now"] = now
+            await session.execute(statement, params)
+    if writes.addressed_participants:
+        await session.execute(_ADDRESSED_DELIVERIES, {"ids": sorted(writes.addressed_participants), "now": now})
+    if writes.addressed_contacts:
+        await session.execute(
+            _ADDRESSED_TRANSACTIONAL_MAILS, {"ids": sorted(writes.addressed_contacts), "now": now, "waited": waited}
+        )
+    if writes.planned_calls:
+        calls = [writes.planned_calls[key] for key in sorted(writes.planned_calls)]
+        await session.execute(
+            _UPSERT_PLANNED_CALLS,
+            {
+                "participant_ids": [c.participant_id for c in calls],
+                "numbers": [c.number for c in calls],
+                "org_ids": [c.org_id for c in calls],
+                "lesson_days": [c.lesson_day for c in calls],
+                "states": [c.state for c in calls],
+                "due_dates": [c.due_date for c in calls],
+                "overdue_froms": [c.overdue_from for c in calls],
+                "lapses_afters": [c.lapses_after for c in calls],
+                "now": now,
+            },
+        )
+    if writes.calls_done:
+        done = sorted(writes.calls_done)
+        await session.execute(
+            _MARK_CALLS_DONE,
+            {"participant_ids": [p for p, _ in done], "numbers": [n for _, n in done], "now": now},
+        )
+    if writes.alerts:
+        alerts = [writes.alerts[key] for key in sorted(writes.alerts)]
+        await session.execute(
+            _UPSERT_ALERTS,
+            {
+                "participant_ids": [a.participant_id for a in alerts],
+                "codes": [a.code for a in alerts],
+                "org_ids": [a.org_id for a in alerts],
+                "holds_froms": [a.holds_from for a in alerts],
+            },
+        )
+    if writes.alerts_cleared:
+        cleared = sorted(writes.alerts_cleared)
+        await session.execute(
+            _DELETE_ALERTS, {"participant_ids": [p for p, _ in cleared], "codes": [c for _, c in cleared]}
+        )

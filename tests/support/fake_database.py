@@ -14,7 +14,7 @@ from shared.db import _CLAIM_EVENTS
 
 @dataclass
 class FakeSession:
-    """What changes use of a session: get, add, execute (recorded), info and commit."""
+    """What changes use of a session: get, add, execute (recorded), flush (nothing to send), info and commit."""
 
     database: FakeDatabase
     info: dict[str, Any] = field(default_factory=dict)
@@ -41,6 +41,9 @@ class FakeSession:
 
     def add(self, row: Any) -> None:
         self.added.append(row)
+
+    async def flush(self) -> None:
+        return None
 
     async def commit(self) -> None:
         self.database.handled |= self.claimed

@@ -4,10 +4,13 @@ a contact tombstone erases the person from every copy."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from sqlalchemy import TextClause
 from sqlalchemy.dialects import postgresql
 
 from services.mailer.handlers import build_handlers, build_tombstone_handlers
@@ -17,6 +20,7 @@ from shared.events import (
     ContactDetailsSet,
     Envelope,
     ParticipantEnrolled,
+    ParticipantErased,
     ParticipantPaused,
     ParticipantStopped,
 )
@@ -46,8 +50,17 @@ def enrolled(participant: UUID) -> Envelope:
     return Envelope.wrap(payload, org_id=ORG, participant_id=participant)
 
 
+def table(statement: Any) -> str:
+    """The table a statement writes (or, for a SELECT, reads)."""
+    if isinstance(statement, TextClause):
+        found = re.search(r"(?:INSERT INTO|UPDATE|DELETE FROM|FROM)\s+(\w+)", statement.text)
+        assert found is not None
+        return found.group(1)
+    return str(statement.compile(dialect=postgresql.dialect()).statement.table.name)
+
+
 def tables(database: FakeDatabase) -> list[str]:
-    return [statement.compile(dialect=postgresql.dialect()).statement.table.name for statement in database.executed]
+    return [table(statement) for statement in database.executed]
 
 
 async def test_a_batch_of_enrolments_wakes_the_scheduler_once_after_the_commit() -> None:
@@ -55,7 +68,8 @@ async def test_a_batch_of_enrolments_wakes_the_scheduler_once_after_the_commit()
     subscription = Subscription(build_handlers(wakes))
     await apply_events(database, subscription, [enrolled(uuid4()) for _ in range(3)])
     assert wakes.count == 1 and database.commits == 1
-    assert tables(database) == ["recipient"] * 3
+    # One read of their contact copies, one write of the three recipients.
+    assert tables(database) == ["contact_copy", "recipient"]
 
 
 async def test_a_change_that_adds_no_work_does_not_wake_the_scheduler() -> None:
@@ -100,9 +114,36 @@ async def test_a_contact_tombstone_erases_the_person_from_every_copy() -> None:
     session = database.session()
     await subscription.tombstones["meer.contact"](session, str(person))  # type: ignore[arg-type]
     assert written > 0
-    assert [s.compile(dialect=postgresql.dialect()).statement.table.name for s in session.executed] == [
+    assert [table(s) for s in session.executed] == [
         "contact_copy",
         "recipient",
         "coach_copy",
         "transactional_mail",
     ]
+
+
+async def test_an_erasure_comes_after_the_copies_folded_before_it_in_the_batch() -> None:
+    database = FakeDatabase()
+    person = uuid4()
+    details = ContactDetailsSet(person_id=person, kind="participant", name="Ans", email="ans@example.org")
+    await apply_events(
+        database,
+        Subscription(build_handlers(Wakes())),
+        [
+            enrolled(person),
+            Envelope.wrap(details, org_id=ORG, participant_id=person),
+            Envelope.wrap(ParticipantErased(), org_id=ORG, participant_id=person),
+        ],
+    )
+    written = tables(database)
+    # The folded enrolment and contact details (read, upserts, the nudges), then the erasure's deletes.
+    assert written[:5] == ["contact_copy", "contact_copy", "recipient", "delivery", "transactional_mail"]
+    assert written[5:] == [
+        "delivery",
+        "recipient",
+        "planned_call_copy",
+        "alert_copy",
+        "transactional_mail",
+        "contact_copy",
+    ]
+    assert database.commits == 1
