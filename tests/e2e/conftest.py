@@ -249,16 +249,22 @@ def client_address() -> dict[str, str]:
 
 
 async def staff_login(
-    http: httpx.AsyncClient, org_id: str, *, role: str = "org_admin", name: str = "Medewerker Test"
+    http: httpx.AsyncClient,
+    org_id: str,
+    *,
+    role: str = "org_admin",
+    name: str = "Medewerker Test",
+    partner_organisation: str | None = None,
+    invited_by: dict[str, str] = LICENSOR,
 ) -> dict[str, Any]:
-    """Invite a staff member as the licensor, set the password with the invitation link, log in.
-    Returns the staff member (id, email, role, …) with "token" and ready-made "headers"."""
+    """Invite a staff member (as the licensor, or `invited_by` an admin), set the password with the
+    invitation link, log in. Returns the staff member (id, email, role, …) with "token" and
+    ready-made "headers"."""
     email = unique_email(role.replace("_", "-"))
-    response = await http.post(
-        f"{ENROLMENT}/api/organisations/{org_id}/staff",
-        json={"name": name, "email": email, "role": role},
-        headers=LICENSOR,
-    )
+    invitation: dict[str, Any] = {"name": name, "email": email, "role": role}
+    if partner_organisation is not None:
+        invitation["partner_organisation"] = partner_organisation
+    response = await http.post(f"{ENROLMENT}/api/organisations/{org_id}/staff", json=invitation, headers=invited_by)
     assert response.status_code == 201, response.text
     staff = dict(response.json())
 

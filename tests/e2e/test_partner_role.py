@@ -18,13 +18,10 @@ from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
     LICENSOR,
-    STAFF_PASSWORD,
-    client_address,
     create_organisation,
     db_count,
     events_on,
     eventually,
-    mailed_link,
     mails_to,
     raw_mail,
     staff_login,
@@ -41,25 +38,9 @@ async def partner_login(
     http: httpx.AsyncClient, org_id: str, admin_headers: dict[str, str], *, name: str = "Petra Signaal"
 ) -> dict[str, Any]:
     """An admin invites a partner; the partner sets a password with the mailed link and logs in."""
-    email = unique_email("partner")
-    response = await http.post(
-        f"{ENROLMENT}/api/organisations/{org_id}/staff",
-        json={"name": name, "email": email, "role": "partner", "partner_organisation": PARTNER_ORGANISATION},
-        headers=admin_headers,
+    return await staff_login(
+        http, org_id, role="partner", name=name, partner_organisation=PARTNER_ORGANISATION, invited_by=admin_headers
     )
-    assert response.status_code == 201, response.text
-    partner = dict(response.json())
-    url = await mailed_link(http, email, "/set-password/")
-    response = await http.post(
-        f"{ENROLMENT}/api/auth/set-password", json={"token": url.rsplit("/", 1)[1], "password": STAFF_PASSWORD}
-    )
-    assert response.status_code == 204, response.text
-    response = await http.post(
-        f"{ENROLMENT}/api/auth/login", json={"email": email, "password": STAFF_PASSWORD}, headers=client_address()
-    )
-    assert response.status_code == 200, response.text
-    token = response.json()["access_token"]
-    return {**partner, "token": token, "headers": {"Authorization": f"Bearer {token}"}}
 
 
 def plain_body(message: EmailMessage) -> str:
