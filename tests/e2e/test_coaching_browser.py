@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import async_playwright, expect
 
 from tests.e2e.conftest import (
     COACHING,
@@ -26,14 +26,9 @@ from tests.e2e.conftest import (
     tracking_links,
     unique_email,
 )
-from tests.support.browser import CHROMIUM, FLAGS, SHOTS, WAIT_MS
+from tests.support.browser import open_browser, shot
 
 pytestmark = pytest.mark.stack
-
-
-async def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 async def test_a_coach_logs_in_logs_a_call_and_sees_an_open_arrive_live(
@@ -61,23 +56,12 @@ async def test_a_coach_logs_in_logs_a_call_and_sees_an_open_arrive_live(
     pixel = tracking_links(await raw_mail(http, mails[0]["id"]))["o"]
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
-            args=FLAGS,
-            headless=True,
-            locale="nl-NL",
+        # A client address of its own: failed logins elsewhere in the suite do not count for it.
+        browser, page, blocked = await open_browser(
+            playwright,
+            tmp_path / "profile",
             viewport={"width": 1366, "height": 900},
-            # A client address of its own: failed logins elsewhere in the suite do not count for it.
             extra_http_headers=client_address(),
-        )
-        expect.set_options(timeout=WAIT_MS)
-        page = browser.pages[0] if browser.pages else await browser.new_page()
-        # Every page runs under a Content-Security-Policy; the browser reports what it blocks.
-        blocked: list[str] = []
-        page.on(
-            "console",
-            lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None,
         )
         try:
             # Log in through the login page; coaching asks enrolment and sets the cookie.

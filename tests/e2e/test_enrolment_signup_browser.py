@@ -18,7 +18,7 @@ from tests.e2e.conftest import (
     unique_email,
     unique_source,
 )
-from tests.support.browser import CHROMIUM, FLAGS, SHOTS, WAIT_MS
+from tests.support.browser import open_browser, shot
 
 pytestmark = pytest.mark.stack
 
@@ -27,24 +27,10 @@ async def test_a_participant_signs_up_and_confirms_in_a_browser(http: httpx.Asyn
     organisation = await create_organisation(http, display_name="Welzijn Aan Zee", brand_colour="#0b6e4f")
     await add_coach(http, organisation["id"])
     email = unique_email()
-    SHOTS.mkdir(parents=True, exist_ok=True)
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
-            args=FLAGS,
-            headless=True,
-            locale="nl-NL",
-            extra_http_headers=unique_source(),
-        )
-        expect.set_options(timeout=WAIT_MS)
-        page = browser.pages[0] if browser.pages else await browser.new_page()
-        # Every page runs under a Content-Security-Policy; the browser reports what it blocks.
-        blocked: list[str] = []
-        page.on(
-            "console",
-            lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None,
+        browser, page, blocked = await open_browser(
+            playwright, tmp_path / "profile", extra_http_headers=unique_source()
         )
         try:
             await page.goto(organisation["signup_url"])
@@ -59,7 +45,7 @@ async def test_a_participant_signs_up_and_confirms_in_a_browser(http: httpx.Asyn
             # Without consent: the page says what to do, and keeps what was typed.
             await expect(page.get_by_role("alert")).to_contain_text("Zet een vinkje")
             await expect(page.get_by_label("Je voornaam")).to_have_value("Gerda")
-            await page.screenshot(path=str(SHOTS / "enrolment-signup-error.png"), full_page=True)
+            await shot(page, "enrolment-signup-error")
             await page.get_by_label("Ja, ik geef toestemming.").check()
             # The keyboard alone gets there: from the checkbox, Tab reaches the button.
             await page.keyboard.press("Tab")
@@ -72,7 +58,7 @@ async def test_a_participant_signs_up_and_confirms_in_a_browser(http: httpx.Asyn
             await page.get_by_role("button", name="Ja, ik doe mee").click()
             await expect(page.get_by_role("heading", level=1)).to_have_text("Welkom, Gerda!")
             await expect(page.locator("main")).to_contain_text("10:00 uur")
-            await page.screenshot(path=str(SHOTS / "enrolment-signup-confirmed.png"), full_page=True)
+            await shot(page, "enrolment-signup-confirmed")
             assert not blocked, blocked
         finally:
             await browser.close()

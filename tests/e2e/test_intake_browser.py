@@ -10,43 +10,22 @@ from typing import Any
 
 import httpx
 import pytest
-from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import BrowserContext, Page, Playwright, async_playwright, expect
 
 from tests.e2e.conftest import COACHING, STAFF_PASSWORD, client_address, unique_email
 from tests.e2e.test_intake_signals import organisation_with_people
-from tests.support.browser import CHROMIUM, FLAGS, SHOTS, WAIT_MS
+from tests.support.browser import no_axe_violations, open_browser, shot
 
 pytestmark = pytest.mark.stack
-
-
-async def no_axe_violations(page: Page) -> None:
-    results = await Axe().run(page)
-    violations = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]]
-    assert violations == [], violations
-
-
-async def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"intake-{name}.png"), full_page=True)
 
 
 async def logged_in(
     playwright: Playwright, profile: Path, person: dict[str, Any], start: str
 ) -> tuple[BrowserContext, Page, list[str]]:
     """A browser of one person, logged in through coaching's login page, on `start`."""
-    browser = await playwright.chromium.launch_persistent_context(
-        str(profile),
-        executable_path=CHROMIUM,
-        args=FLAGS,
-        headless=True,
-        locale="nl-NL",
-        viewport={"width": 1280, "height": 900},
-        extra_http_headers=client_address(),
+    browser, page, blocked = await open_browser(
+        playwright, profile, viewport={"width": 1280, "height": 900}, extra_http_headers=client_address()
     )
-    page = browser.pages[0] if browser.pages else await browser.new_page()
-    blocked: list[str] = []
-    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
     await page.goto(f"{COACHING}{start}")
     await page.get_by_label("E-mailadres").fill(person["email"])
     await page.get_by_label("Wachtwoord").fill(STAFF_PASSWORD)
@@ -57,14 +36,13 @@ async def logged_in(
 
 async def test_a_signal_from_partner_to_participant_in_the_browser(http: httpx.AsyncClient, tmp_path: Path) -> None:
     world = await organisation_with_people(http, "Welzijn Aan Zee")
-    expect.set_options(timeout=WAIT_MS)
     email = unique_email("riek")
     async with async_playwright() as playwright:
         partner, page, blocked = await logged_in(playwright, tmp_path / "partner", world["partner"], "/signalen/nieuw")
         try:
             await expect(page.get_by_role("heading", level=1)).to_have_text("Signaal doorgeven")
             await no_axe_violations(page)
-            await shot(page, "form")
+            await shot(page, "intake-form")
             # Without consent a name is refused, in Dutch, and what was typed stays.
             await page.get_by_label("Trekt zich terug").check()
             await page.get_by_label("Verlies van een naaste").check()
@@ -75,7 +53,7 @@ async def test_a_signal_from_partner_to_participant_in_the_browser(http: httpx.A
             await expect(page.locator("#consent-error")).to_contain_text("Zonder toestemming mag u geen naam")
             await expect(page.get_by_label("Voornaam")).to_have_value("Riek")
             await no_axe_violations(page)
-            await shot(page, "form-refused")
+            await shot(page, "intake-form-refused")
             await page.get_by_label("Ja, de persoon vindt dat goed").check()
             await page.get_by_label("Telefoonnummer").fill("06 1234 5678")
             await page.get_by_label("Toelichting").fill("Haar man is overleden.\nZe komt niet meer buiten.")
@@ -85,7 +63,7 @@ async def test_a_signal_from_partner_to_participant_in_the_browser(http: httpx.A
             await expect(page.locator(".my-signals")).to_contain_text("Ontvangen")
             await expect(page.get_by_role("link", name="Overzicht")).to_have_count(0)  # no staff menu
             await no_axe_violations(page)
-            await shot(page, "partner-list")
+            await shot(page, "intake-partner-list")
             # The dashboard is not for a partner: a Dutch page says so.
             await page.goto(f"{COACHING}/overzicht")
             await expect(page.get_by_role("main")).to_contain_text("Deze pagina is voor coaches")
@@ -97,7 +75,7 @@ async def test_a_signal_from_partner_to_participant_in_the_browser(http: httpx.A
         try:
             await expect(page.locator(".signal-counts")).to_contain_text("Woonstichting De Kust")
             await no_axe_violations(page)
-            await shot(page, "coordinator-list")
+            await shot(page, "intake-coordinator-list")
             await page.get_by_role("link", name="Riek").click()
             await expect(page.get_by_role("heading", level=1)).to_have_text("Signaal: Riek")
             await page.get_by_label("Coach", exact=True).select_option(label="Coach Siem")
@@ -105,7 +83,7 @@ async def test_a_signal_from_partner_to_participant_in_the_browser(http: httpx.A
             await expect(page.get_by_role("status")).to_contain_text("Het signaal is toegewezen.")
             await expect(page.locator(".timeline")).to_contain_text("Toegewezen aan een coach: Coach Siem")
             await no_axe_violations(page)
-            await shot(page, "coordinator-signal")
+            await shot(page, "intake-coordinator-signal")
             signal_url = page.url.split("?")[0]
             assert not blocked, blocked
         finally:
@@ -124,13 +102,13 @@ async def test_a_signal_from_partner_to_participant_in_the_browser(http: httpx.A
             await page.get_by_role("button", name="Vraag en oorzaken bewaren").click()
             await expect(page.get_by_role("status")).to_contain_text("De eigen vraag en de oorzaken zijn bewaard.")
             await no_axe_violations(page)
-            await shot(page, "coach-steps")
+            await shot(page, "intake-coach-steps")
             await page.get_by_label("E-mailadres voor de lessen").fill(email)
             await page.get_by_role("button", name="Aanmelden").click()
             await expect(page.get_by_role("status")).to_contain_text("aangemeld voor Meer contact")
             await expect(page.locator(".timeline")).to_contain_text("Aangemeld voor Meer contact")
             await no_axe_violations(page)
-            await shot(page, "coach-enrolled")
+            await shot(page, "intake-coach-enrolled")
             assert not blocked, blocked
         finally:
             await coach.close()

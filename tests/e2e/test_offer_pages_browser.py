@@ -11,24 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import async_playwright, expect
 
 from tests.e2e.conftest import COACHING, ENROLMENT, STAFF_PASSWORD, client_address, create_organisation, staff_login
-from tests.support.browser import CHROMIUM, FLAGS, SHOTS, WAIT_MS
+from tests.support.browser import no_axe_violations, open_browser, shot
 
 pytestmark = pytest.mark.stack
-
-
-async def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"offers-{name}.png"), full_page=True)
-
-
-async def no_axe_violations(page: Page) -> None:
-    results = await Axe().run(page)
-    violations = [(v["id"], v["impact"]) for v in results.response["violations"]]
-    assert violations == [], violations
 
 
 async def test_an_admin_adds_changes_and_removes_a_local_offer(http: httpx.AsyncClient, tmp_path: Path) -> None:
@@ -42,21 +30,11 @@ async def test_an_admin_adds_changes_and_removes_a_local_offer(http: httpx.Async
         return list(answer.json())
 
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
-            args=FLAGS,
-            headless=True,
-            locale="nl-NL",
+        browser, page, blocked = await open_browser(
+            playwright,
+            tmp_path / "profile",
             viewport={"width": 1366, "height": 900},
             extra_http_headers=client_address(),
-        )
-        expect.set_options(timeout=WAIT_MS)
-        page = browser.pages[0] if browser.pages else await browser.new_page()
-        blocked: list[str] = []
-        page.on(
-            "console",
-            lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None,
         )
         try:
             await page.goto(f"{COACHING}/organisatie")
@@ -64,13 +42,13 @@ async def test_an_admin_adds_changes_and_removes_a_local_offer(http: httpx.Async
             await page.get_by_label("Wachtwoord").fill(STAFF_PASSWORD)
             await page.get_by_role("button", name="Inloggen").click()
             await expect(page).to_have_url(f"{COACHING}/organisatie")
-            await shot(page, "organisation")
+            await shot(page, "offers-organisation")
             await page.get_by_role("link", name="Lokaal aanbod beheren").click()
             await expect(page).to_have_url(f"{COACHING}/organisatie/aanbod")
             await expect(page.get_by_role("heading", name="Lokaal aanbod", level=1)).to_be_visible()
             await expect(page.get_by_text("Er staat nog geen aanbod op de lijst.")).to_be_visible()
             await no_axe_violations(page)
-            await shot(page, "empty")
+            await shot(page, "offers-empty")
 
             # Add one.
             await page.get_by_label("Soort aanbod").select_option(label="Bibliotheek")
@@ -90,7 +68,7 @@ async def test_an_admin_adds_changes_and_removes_a_local_offer(http: httpx.Async
                 "023 571 4000",
                 "https://www.bibliotheek.nl",
             )
-            await shot(page, "added")
+            await shot(page, "offers-added")
 
             # A malformed phone number and web address: said in Dutch beside the field, nothing written.
             await page.get_by_label("Soort aanbod").select_option(label="Wandelgroep")
@@ -111,7 +89,7 @@ async def test_an_admin_adds_changes_and_removes_a_local_offer(http: httpx.Async
             await expect(page.get_by_label("Naam")).to_have_value("Wandelclub De Duinen")
             assert [o["name"] for o in await offers()] == ["Bibliotheek Zandvoort"]
             await no_axe_violations(page)
-            await shot(page, "errors")
+            await shot(page, "offers-errors")
 
             # Without the form's token a post is refused and writes nothing.
             forged = await page.request.post(
@@ -127,7 +105,7 @@ async def test_an_admin_adds_changes_and_removes_a_local_offer(http: httpx.Async
             await expect(page.get_by_label("Telefoonnummer")).to_have_value("023 571 4000")
             await page.get_by_label("Wanneer?").fill("elke werkdag van 10 tot 17 uur")
             await no_axe_violations(page)
-            await shot(page, "edit")
+            await shot(page, "offers-edit")
             await page.get_by_role("button", name="Wijziging bewaren").click()
             await expect(page.get_by_role("status")).to_contain_text("De wijziging is bewaard.")
             (changed,) = await offers()

@@ -10,21 +10,14 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-from axe_playwright_python.async_playwright import Axe
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import async_playwright, expect
 
 from shared.tracking_tokens import QuestionnaireToken, TokenSigner
 from tests.e2e.conftest import DEV_TRACKING_KEY, TRACKING, create_organisation, db_fetch, eventually
-from tests.support.browser import CHROMIUM, FLAGS, SHOTS, WAIT_MS
+from tests.support.browser import no_axe_violations, open_browser, shot
 
 pytestmark = pytest.mark.stack
 PHONE = {"width": 390, "height": 844}
-
-
-async def no_axe_violations(page: Page) -> None:
-    results = await Axe().run(page)
-    violations = [(v["id"], v["impact"]) for v in results.response["violations"]]
-    assert violations == [], violations
 
 
 async def test_a_participant_answers_on_a_phone(http: httpx.AsyncClient, tmp_path: Path) -> None:
@@ -37,30 +30,15 @@ async def test_a_participant_answers_on_a_phone(http: httpx.AsyncClient, tmp_pat
         return True if "Welzijn Aan Zee" in (await http.get(url)).text else None
 
     await eventually(branded, what="tracking to know the organisation's branding")
-    SHOTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
-            args=FLAGS,
-            headless=True,
-            locale="nl-NL",
-            viewport=PHONE,
-            is_mobile=True,
-            has_touch=True,
-        )
-        expect.set_options(timeout=WAIT_MS)
-        page = browser.pages[0] if browser.pages else await browser.new_page()
-        blocked: list[str] = []
-        page.on(
-            "console",
-            lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None,
+        browser, page, blocked = await open_browser(
+            playwright, tmp_path / "profile", viewport=PHONE, is_mobile=True, has_touch=True
         )
         try:
             await page.goto(url)
             await expect(page.get_by_role("heading", level=1)).to_have_text("Hoe gaat het met je contacten?")
             await expect(page.locator(".content")).to_contain_text("minder dan twee minuten")
-            await page.screenshot(path=str(SHOTS / "questionnaire-intro.png"))
+            await shot(page, "questionnaire-intro")
             await no_axe_violations(page)
             await page.get_by_role("button", name="Begin met de vragen").click()
 
@@ -71,8 +49,7 @@ async def test_a_participant_answers_on_a_phone(http: httpx.AsyncClient, tmp_pat
             button = page.get_by_role("button", name="Volgende vraag")
             box = await button.bounding_box()
             assert box is not None and box["y"] + box["height"] <= PHONE["height"], box
-            await page.screenshot(path=str(SHOTS / "questionnaire-question.png"))
-            await page.screenshot(path="/work/var/outcome-questionnaire.png")
+            await shot(page, "questionnaire-question")
             await no_axe_violations(page)
 
             await question.get_by_label("Min of meer").check()
@@ -94,7 +71,7 @@ async def test_a_participant_answers_on_a_phone(http: httpx.AsyncClient, tmp_pat
             await page.get_by_label("Nee").check()
             await page.get_by_role("button", name="Klaar, verstuur mijn antwoorden").click()
             await expect(page.get_by_role("heading", level=1)).to_have_text("Dank je wel!")
-            await page.screenshot(path=str(SHOTS / "questionnaire-thanks.png"))
+            await shot(page, "questionnaire-thanks")
             await no_axe_violations(page)
         finally:
             await browser.close()

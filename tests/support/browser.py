@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+from axe_playwright_python.async_playwright import Axe
+from playwright.async_api import BrowserContext, Page, Playwright, expect
 
 from deploy.local.stack import VAR
 
@@ -25,3 +29,32 @@ SHOTS = Path(os.environ.get("MEER_SCREENSHOTS", VAR / "screenshots"))
 """Where screenshots are kept to be looked at (MEER_SCREENSHOTS, else the stack's var folder)."""
 WAIT_MS = 30_000
 """How long one browser step may take before the test fails."""
+
+
+async def open_browser(playwright: Playwright, profile: Path, **options: Any) -> tuple[BrowserContext, Page, list[str]]:
+    """Chromium on a fresh profile (Dutch, the flags above, `options` for the context: viewport,
+    headers, a phone's touch screen); its first page, and the list that collects what the page's
+    Content-Security-Policy blocked, as the browser reports it in the console."""
+    browser = await playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, args=FLAGS, headless=True, locale="nl-NL", **options
+    )
+    expect.set_options(timeout=WAIT_MS)
+    page = browser.pages[0] if browser.pages else await browser.new_page()
+    blocked: list[str] = []
+    page.on(
+        "console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text else None
+    )
+    return browser, page, blocked
+
+
+async def shot(page: Page, name: str) -> None:
+    """A screenshot of the whole page, kept in SHOTS to be looked at."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def no_axe_violations(page: Page) -> None:
+    """axe-core finds nothing on the page (each violation with its impact and first elements)."""
+    results = await Axe().run(page)
+    violations = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]]
+    assert violations == [], violations
