@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -186,6 +187,7 @@ class Stream:
     message_ids: dict[str, list[str]] = field(default_factory=dict)
     pixels_answered: dict[uuid.UUID, str] = field(default_factory=dict)  # delivery id -> address
     pixels_refused: Counter[int] = field(default_factory=Counter)
+    inbox_unread: Counter[str] = field(default_factory=Counter)  # looks at the catcher that failed, by error
     _turn: int = 0
 
     async def start(self) -> None:
@@ -226,7 +228,8 @@ class Stream:
         """Fetch the pixel of every mail of ours that arrived since the last look (once per mail)."""
         try:
             summaries = (await self.http.get(f"{MAILCATCHER}/api/messages")).json()
-        except httpx.HTTPError:
+        except httpx.HTTPError as error:
+            self.inbox_unread[type(error).__name__] += 1
             return
         for summary in summaries:
             to = next((address for address in summary["to"] if address in self.accepted), None)
@@ -395,7 +398,33 @@ async def count_stream(drill: str, stream: Stream, dead_letters_before: int) -> 
         counts.notes.append(f"enrolments refused (not acknowledged, by status): {dict(stream.refused)}")
     if stream.pixels_refused:
         counts.notes.append(f"pixel fetches retried (by status, 0 = no answer): {dict(stream.pixels_refused)}")
+    if stream.inbox_unread:
+        counts.notes.append(f"looks at the mail catcher that failed (by error): {dict(stream.inbox_unread)}")
+    unmailed = [participant for address, participant in stream.accepted.items() if not stream.mail_ids.get(address)]
+    if unmailed:
+        counts.notes.append(f"where the mails not received stand in the mailer: {await mailer_state(unmailed)}")
     return counts
+
+
+async def mailer_state(participants: list[uuid.UUID]) -> dict[str, int]:
+    """What the mailer holds for these participants: recipient status / delivery status (and the
+    error or a lease), counted; "no recipient" when it never took in the enrolment."""
+    rows = await db_fetch(
+        "mailer",
+        "SELECT coalesce(r.status, 'no recipient') AS recipient, r.email IS NULL AS no_address,"
+        " coalesce(d.status, 'no delivery') AS delivery, d.error, d.sending_until > now() AS leased"
+        " FROM unnest($1::uuid[]) AS p(id) LEFT JOIN recipient r ON r.participant_id = p.id"
+        " LEFT JOIN delivery d ON d.participant_id = p.id AND d.day = 1",
+        participants,
+    )
+
+    def state(row: asyncpg.Record) -> str:
+        recipient = row["recipient"] + (" without address" if row["no_address"] else "")
+        delivery = row["delivery"] + (f" ({row['error']})" if row["error"] else "")
+        delivery += " leased" if row["leased"] else ""
+        return f"{recipient} / {delivery}"
+
+    return dict(Counter(state(row) for row in rows))
 
 
 async def projection_equals_rebuild(counts: Counts) -> None:
