@@ -88,8 +88,10 @@ def asyncpg_dsn(database_url: str) -> str:
 
 async def connect_raw(database_url: str) -> asyncpg.Connection:
     """A dedicated asyncpg connection for a hot loop (no pool checkout, no ORM), with JSON columns
-    decoded like SQLAlchemy does."""
-    connection = await asyncpg.connect(asyncpg_dsn(database_url), timeout=5)
+    decoded like SQLAlchemy does. A statement that gets no answer in 30 s fails (TimeoutError, as
+    an outage), as on the pool: a loop that must keep going never waits forever on a half-dead
+    connection."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url), timeout=5, command_timeout=30)
     for type_name in ("json", "jsonb"):
         await connection.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     return connection
