@@ -21,23 +21,20 @@ from typing import Any, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, tuple_
+import asyncpg
+from sqlalchemy import delete, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching.alerts import NO_OPEN_DURATION, standing_alerts
-from services.coaching.calls import CallFact, CallPlanEntry, call_plan
+from services.coaching.calls import PLANNED_CALL_DAYS, CallFact, CallPlanEntry, call_plan
 from services.coaching.projection import reports_in_order
 from services.coaching.storage import Children
 from services.coaching.tables import (
-    CallSeen,
     CoachingTable,
     DashboardRow,
-    MailSeen,
-    PlannedCallMove,
     PublishedAlert,
     PublishedCall,
-    ReportSeen,
 )
 from shared.db import Database, utcnow
 from shared.events import (
@@ -134,26 +131,60 @@ class PlanRequest:
     moved: int | None = None
 
 
-_READ: dict[type[CoachingTable], tuple[str, ...]] = {
-    MailSeen: ("participant_id", "day", "sent_at"),
-    ReportSeen: ("participant_id", "day", "score"),
-    CallSeen: ("participant_id", "called_at", "reached", "planned_call"),
-    PlannedCallMove: ("participant_id", "number", "due_date"),
-    PublishedCall: ("participant_id", "number", "state", "due_date", "lapses_after"),
-    PublishedAlert: ("participant_id", "code", "holds_from"),
+_PLANNED_LESSON_DAYS = sorted(set(PLANNED_CALL_DAYS.values()))
+
+_READS: dict[str, str] = {
+    # The plan reads, per planned call, the mail of its lesson day or else the last one sent
+    # before it (calls.expected_lesson_date): per participant and lesson day only the latest
+    # sent mail up to that day, at most four rows however long the programme has run.
+    "mails": """
+SELECT p.participant_id, m.day, m.sent_at
+FROM unnest($1::uuid[]) AS p (participant_id)
+CROSS JOIN unnest($2::int[]) AS lesson (day)
+CROSS JOIN LATERAL (
+  SELECT mail.day, mail.sent_at FROM mail_seen AS mail
+  WHERE mail.participant_id = p.participant_id AND mail.day <= lesson.day AND mail.sent_at IS NOT NULL
+  ORDER BY mail.day DESC, mail.sent_at DESC, mail.delivery_id LIMIT 1
+) AS m""",
+    # The alerts read the last two scores (projection.two_low_scores_in_a_row).
+    "reports": """
+SELECT p.participant_id, r.day, r.score
+FROM unnest($1::uuid[]) AS p (participant_id)
+CROSS JOIN LATERAL (
+  SELECT report.day, report.score FROM report_seen AS report
+  WHERE report.participant_id = p.participant_id ORDER BY report.day DESC LIMIT 2
+) AS r""",
+    "calls": "SELECT participant_id, called_at, reached, planned_call FROM call_seen WHERE participant_id = ANY($1)",
+    "moves": "SELECT participant_id, number, due_date FROM planned_call_move WHERE participant_id = ANY($1)",
+    "told_calls": "SELECT participant_id, number, state, due_date, lapses_after FROM published_call "
+    "WHERE participant_id = ANY($1)",
+    "told_alerts": "SELECT participant_id, code, holds_from FROM published_alert WHERE participant_id = ANY($1)",
 }
-"""The columns the rules read, per table."""
+"""What the rules read, per kind: only the columns (and rows) they use, as plain rows."""
 
 
-async def _grouped(session: AsyncSession, table: type[RowT], ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
-    """The table's rows of these participants, as plain read-only rows (the columns the rules
-    read as attributes): no ORM object per row. Call after a flush."""
+class _Row:
+    """A read-only row whose columns the rules read as attributes (no ORM object per row)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: asyncpg.Record) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+async def _grouped(connection: asyncpg.Connection, kind: str, ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
+    """The rows of one kind (_READS) of these participants, by participant. Call after a flush."""
     grouped: dict[UUID, list[Any]] = {participant_id: [] for participant_id in ids}
     if ids:
-        columns = table.__table__.c  # type: ignore[attr-defined]
-        statement = select(*(columns[name] for name in _READ[table])).where(columns.participant_id.in_(ids))
-        for row in await session.execute(statement):
-            grouped[row.participant_id].append(row)
+        extra = (_PLANNED_LESSON_DAYS,) if kind == "mails" else ()
+        for found in await connection.fetch(_READS[kind], list(ids), *extra):
+            grouped[found["participant_id"]].append(_Row(found))
     return grouped
 
 
@@ -190,18 +221,21 @@ async def publish_call_plans(
     if not found:
         return 0
     await session.flush()  # the rows below are read with plain SQL: this unit of work's changes first
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None
     ids = list(found)
     plans = [p for p in ids if requests[p].what.plan]
     alerts = [p for p in ids if requests[p].what.alerts]
     # Plain rows stand in for the tables' objects: the rules only read their columns.
     kids = Children(
-        mails=await _grouped(session, MailSeen, plans),
-        reports=await _grouped(session, ReportSeen, alerts),
-        calls=await _grouped(session, CallSeen, plans),
-        moves=await _grouped(session, PlannedCallMove, plans),
+        mails=await _grouped(raw, "mails", plans),
+        reports=await _grouped(raw, "reports", alerts),
+        calls=await _grouped(raw, "calls", plans),
+        moves=await _grouped(raw, "moves", plans),
     )
-    told_calls = await _grouped(session, PublishedCall, plans)
-    told_alerts = await _grouped(session, PublishedAlert, alerts)
+    told_calls = await _grouped(raw, "told_calls", plans)
+    told_alerts = await _grouped(raw, "told_alerts", alerts)
     calls: list[dict[str, Any]] = []
     alerts_held: list[dict[str, Any]] = []
     alerts_gone: list[tuple[UUID, str]] = []
@@ -240,9 +274,6 @@ async def publish_call_plans(
         ]
     await _write_told(session, calls, alerts_held, alerts_gone)
     if events:
-        connection = await session.connection()
-        raw = (await connection.get_raw_connection()).driver_connection
-        assert raw is not None
         await add_to_outbox_raw(raw, events)
         session.info["wrote_outbox"] = True  # the relay is woken after the commit
     return len(events)
