@@ -14,16 +14,15 @@ publish nothing.
 from __future__ import annotations
 
 import asyncio
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from sqlalchemy import delete, tuple_
-from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching.alerts import NO_OPEN_DURATION, standing_alerts
@@ -31,10 +30,7 @@ from services.coaching.calls import PLANNED_CALL_DAYS, CallFact, CallPlanEntry, 
 from services.coaching.projection import reports_in_order
 from services.coaching.storage import Children
 from services.coaching.tables import (
-    CoachingTable,
     DashboardRow,
-    PublishedAlert,
-    PublishedCall,
 )
 from shared.db import Database, utcnow
 from shared.events import (
@@ -51,8 +47,6 @@ from shared.logging import get_logger
 from shared.outbox import add_to_outbox_raw
 
 log = get_logger(__name__)
-
-RowT = TypeVar("RowT", bound=CoachingTable)
 
 
 @dataclass(frozen=True)
@@ -163,19 +157,9 @@ CROSS JOIN LATERAL (
 """What the rules read, per kind: only the columns (and rows) they use, as plain rows."""
 
 
-class _Row:
-    """A read-only row whose columns the rules read as attributes (no ORM object per row)."""
-
-    __slots__ = ("_values",)
-
-    def __init__(self, values: asyncpg.Record) -> None:
-        self._values = values
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+_ROWS: dict[str, Any] = {}
+"""A named tuple per kind of _READS: rows whose columns the rules read as attributes, at the
+cost of a tuple (no ORM object per row)."""
 
 
 async def _grouped(connection: asyncpg.Connection, kind: str, ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
@@ -183,8 +167,11 @@ async def _grouped(connection: asyncpg.Connection, kind: str, ids: Sequence[UUID
     grouped: dict[UUID, list[Any]] = {participant_id: [] for participant_id in ids}
     if ids:
         extra = (_PLANNED_LESSON_DAYS,) if kind == "mails" else ()
-        for found in await connection.fetch(_READS[kind], list(ids), *extra):
-            grouped[found["participant_id"]].append(_Row(found))
+        found = await connection.fetch(_READS[kind], list(ids), *extra)
+        if found:
+            row = _ROWS.get(kind) or _ROWS.setdefault(kind, namedtuple(f"{kind}_row", found[0].keys()))
+            for values in found:
+                grouped[values[0]].append(row._make(values))
     return grouped
 
 
@@ -272,7 +259,7 @@ async def publish_call_plans(
             for entry in plan
             if told.get(entry.number) != Told(entry.state, entry.due_date, entry.lapses_after)
         ]
-    await _write_told(session, calls, alerts_held, alerts_gone)
+    await _write_told(raw, calls, alerts_held, alerts_gone)
     if events:
         await add_to_outbox_raw(raw, events)
         session.info["wrote_outbox"] = True  # the relay is woken after the commit
@@ -343,31 +330,34 @@ async def raise_due_no_open_alerts(
     return len(due)
 
 
+_TELL_CALLS_SQL = """
+INSERT INTO published_call (participant_id, number, state, due_date, lapses_after)
+SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::date[], $5::date[])
+ON CONFLICT (participant_id, number) DO UPDATE
+SET state = EXCLUDED.state, due_date = EXCLUDED.due_date, lapses_after = EXCLUDED.lapses_after"""
+_TELL_ALERTS_SQL = """
+INSERT INTO published_alert (participant_id, code, holds_from)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[])
+ON CONFLICT (participant_id, code) DO UPDATE SET holds_from = EXCLUDED.holds_from"""
+_FORGET_ALERTS_SQL = """
+DELETE FROM published_alert WHERE (participant_id, code) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))"""
+
+
 async def _write_told(
-    session: AsyncSession,
+    connection: asyncpg.Connection,
     calls: Sequence[dict[str, Any]],
     alerts_held: Sequence[dict[str, Any]],
     alerts_gone: Sequence[tuple[UUID, str]],
 ) -> None:
     """Remember what was told, in one statement per table (only what changed)."""
     if calls:
-        statement = insert(PublishedCall.__table__).values(list(calls))  # type: ignore[attr-defined]
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["participant_id", "number"],
-                set_={name: statement.excluded[name] for name in ("state", "due_date", "lapses_after")},
-            )
-        )
+        columns = ("participant_id", "number", "state", "due_date", "lapses_after")
+        await connection.execute(_TELL_CALLS_SQL, *([call[name] for call in calls] for name in columns))
     if alerts_held:
-        statement = insert(PublishedAlert.__table__).values(list(alerts_held))  # type: ignore[attr-defined]
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["participant_id", "code"], set_={"holds_from": statement.excluded.holds_from}
-            )
-        )
+        names = ("participant_id", "code", "holds_from")
+        await connection.execute(_TELL_ALERTS_SQL, *([alert[name] for alert in alerts_held] for name in names))
     if alerts_gone:
-        table = PublishedAlert.__table__  # type: ignore[attr-defined]
-        await session.execute(delete(table).where(tuple_(table.c.participant_id, table.c.code).in_(alerts_gone)))
+        await connection.execute(_FORGET_ALERTS_SQL, [p for p, _ in alerts_gone], [code for _, code in alerts_gone])
 
 
 def alert_events(
