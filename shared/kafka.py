@@ -350,8 +350,8 @@ def subscribe_events(
     batch is redelivered (from its first record per partition) until it works; events
     committed meanwhile are skipped by their claim. Types without a change are skipped after
     a look at the envelope's type only (envelope_type); the others are parsed once, envelope
-    and payload (Envelope.parsed keeps the typed payload for the change). A tombstone (null value) on a topic with a
-    TombstoneChange is applied in order with the events.
+    and payload (Envelope.parsed keeps the typed payload for the change). A tombstone (null
+    value) on a topic with a TombstoneChange is applied in order with the events.
     Returns the subscriber, whose aiokafka consumer report_consumer_lag reads.
     """
     changes, tombstones, prepare = subscription.changes, subscription.tombstones, subscription.prepare
