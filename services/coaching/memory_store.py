@@ -361,6 +361,26 @@ class LiveBatchStore(MemoryProjectionStore):
             sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {changed}"
         await self.connection.execute(sql, *([getattr(r, column) for r in records] for column in columns))
 
+    async def _update(self, table: type[CoachingTable], records: Sequence[Any], columns: Sequence[str]) -> bool:
+        """One UPDATE … FROM unnest(…) of the columns these rows changed (an open changes a few
+        of the dashboard row's 35). False when a row was not there any more: the caller then
+        writes them all whole, over what this wrote (the same values)."""
+        keys = KEYS[table]
+        names = [*keys, *(column for column in columns if column not in keys)]
+        if len(names) == len(keys):
+            return False  # only a key changed (appliers never do that): written whole, as ever
+        name = str(table.__tablename__)
+        types = await _column_types(self.connection, name)
+        arrays = ", ".join(f"${i}::{types[column]}[]" for i, column in enumerate(names, start=1))
+        assignments = ", ".join(f"{column} = v.{column}" for column in names[len(keys) :])
+        matches = " AND ".join(f"t.{key} = v.{key}" for key in keys)
+        sql = (
+            f"UPDATE {name} AS t SET {assignments} "  # noqa: S608 - names from our tables
+            f"FROM unnest({arrays}) AS v ({', '.join(names)}) WHERE {matches}"
+        )
+        status = await self.connection.execute(sql, *([getattr(r, column) for r in records] for column in names))
+        return int(status.split()[-1]) == len(records)
+
     async def write(self) -> Written:
         """Write what the batch changed: deletions first (a row removed and added again is
         written anew after), then the new rows, then the changed ones; and tell whose call
@@ -385,19 +405,22 @@ class LiveBatchStore(MemoryProjectionStore):
         for table in PROJECTION_TABLES:
             before, values_of, record = self._before[table], VALUES[table], RECORDS[table]
             fresh, changed = [], []
+            touched: set[int] = set()
             for key, row in self.tables[table].items():
                 earlier = before.get(key)
                 if earlier is None or key in self._removed[table]:
                     fresh.append(row)
-                elif earlier != values_of(row):
-                    changed.append(row)
                 else:
-                    continue
+                    now = values_of(row)
+                    if earlier == now:
+                        continue
+                    changed.append(row)
+                    touched.update(i for i, (was, is_) in enumerate(zip(earlier, now, strict=True)) if was != is_)
                 previous = None if earlier is None else record(**dict(zip(COLUMNS[table], earlier, strict=True)))
                 self._note(table, previous, row, written)
             if fresh:
                 await self._insert(table, fresh)
-            if changed:
+            if changed and not await self._update(table, changed, [COLUMNS[table][i] for i in sorted(touched)]):
                 await self._insert(table, changed, update=True)
             written.rows[str(table.__tablename__)] = len(fresh) + len(changed)
         return written
