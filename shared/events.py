@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, date, datetime, time
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, cast
 from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -121,8 +121,20 @@ class Envelope(BaseModel):
         return str(self.participant_id or self.org_id).encode()
 
     def parsed(self) -> Payload:
-        """The payload as its typed model."""
-        return payload_class(self.type, self.version).model_validate(self.payload)
+        """The payload as its typed model (validated once per envelope: the consumer and the
+        change it calls both ask, and validation is most of an event's parsing cost)."""
+        # Kept in the instance dict beside the fields, as functools.cached_property does: pydantic
+        # compares and serialises fields only. Tied to the payload dict it came from, so a copy
+        # with another payload (model_copy(update=...)) validates its own.
+        cached = self.__dict__.get(_PARSED)
+        if cached is not None and cached[0] is self.payload:
+            return cast(Payload, cached[1])
+        parsed = payload_class(self.type, self.version).model_validate(self.payload)
+        self.__dict__[_PARSED] = (self.payload, parsed)
+        return parsed
+
+
+_PARSED = "_meer_parsed_payload"
 
 
 def payload_class(type_: str, version: int) -> type[Payload]:

@@ -51,13 +51,15 @@ class OutboxMessage(SharedTable, table=True):
 
 
 def outbox_row(envelope: Envelope) -> OutboxMessage:
-    """The outbox row of an event: the one place an event is encoded for the relay."""
-    return OutboxMessage(
-        event_id=str(envelope.event_id),
-        topic=envelope.topic,
-        key=envelope.key.decode(),
-        value=envelope.model_dump_json().encode(),
-    )
+    """The outbox row of an event, for a session."""
+    event_id, topic, key, value = _encoded(envelope)
+    return OutboxMessage(event_id=event_id, topic=topic, key=key, value=value)
+
+
+def _encoded(envelope: Envelope) -> tuple[str, str, str, bytes]:
+    """event_id, topic, key and value of an event's outbox row: the one place an event is
+    encoded for the relay."""
+    return str(envelope.event_id), envelope.topic, envelope.key.decode(), envelope.model_dump_json().encode()
 
 
 def add_to_outbox(session: AsyncSession, envelope: Envelope) -> None:
@@ -78,11 +80,10 @@ _RAW_INSERT_SQL = "INSERT INTO outbox (event_id, topic, key, value, created_at) 
 
 async def add_to_outbox_raw(connection: asyncpg.Connection, envelopes: Sequence[Envelope]) -> None:
     """add_to_outbox for a hot loop on a plain asyncpg connection (in the caller's transaction);
-    the same rows, encoded by outbox_row. The caller wakes the relay after its commit."""
-    rows = [outbox_row(envelope) for envelope in envelopes]
-    await connection.executemany(
-        _RAW_INSERT_SQL, [(row.event_id, row.topic, row.key, row.value, row.created_at) for row in rows]
-    )
+    the same rows, encoded the same way (without an ORM object per row). The caller wakes the
+    relay after its commit."""
+    now = utcnow()
+    await connection.executemany(_RAW_INSERT_SQL, [(*_encoded(envelope), now) for envelope in envelopes])
 
 
 class OutboxRelay:

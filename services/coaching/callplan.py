@@ -14,30 +14,23 @@ publish nothing.
 from __future__ import annotations
 
 import asyncio
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
+import asyncpg
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.coaching.alerts import NO_OPEN_DURATION, standing_alerts
-from services.coaching.calls import CallFact, CallPlanEntry, call_plan
+from services.coaching.calls import PLANNED_CALL_DAYS, CallFact, CallPlanEntry, call_plan
 from services.coaching.projection import reports_in_order
 from services.coaching.storage import Children
 from services.coaching.tables import (
-    CallSeen,
-    CoachingTable,
     DashboardRow,
-    MailSeen,
-    PlannedCallMove,
-    PublishedAlert,
-    PublishedCall,
-    ReportSeen,
 )
 from shared.db import Database, utcnow
 from shared.events import (
@@ -54,8 +47,6 @@ from shared.logging import get_logger
 from shared.outbox import add_to_outbox_raw
 
 log = get_logger(__name__)
-
-RowT = TypeVar("RowT", bound=CoachingTable)
 
 
 @dataclass(frozen=True)
@@ -134,26 +125,53 @@ class PlanRequest:
     moved: int | None = None
 
 
-_READ: dict[type[CoachingTable], tuple[str, ...]] = {
-    MailSeen: ("participant_id", "day", "sent_at"),
-    ReportSeen: ("participant_id", "day", "score"),
-    CallSeen: ("participant_id", "called_at", "reached", "planned_call"),
-    PlannedCallMove: ("participant_id", "number", "due_date"),
-    PublishedCall: ("participant_id", "number", "state", "due_date", "lapses_after"),
-    PublishedAlert: ("participant_id", "code", "holds_from"),
+_PLANNED_LESSON_DAYS = sorted(set(PLANNED_CALL_DAYS.values()))
+
+_READS: dict[str, str] = {
+    # The plan reads, per planned call, the mail of its lesson day or else the last one sent
+    # before it (calls.expected_lesson_date): per participant and lesson day only the latest
+    # sent mail up to that day, at most four rows however long the programme has run.
+    "mails": """
+SELECT p.participant_id, m.day, m.sent_at
+FROM unnest($1::uuid[]) AS p (participant_id)
+CROSS JOIN unnest($2::int[]) AS lesson (day)
+CROSS JOIN LATERAL (
+  SELECT mail.day, mail.sent_at FROM mail_seen AS mail
+  WHERE mail.participant_id = p.participant_id AND mail.day <= lesson.day AND mail.sent_at IS NOT NULL
+  ORDER BY mail.day DESC, mail.sent_at DESC, mail.delivery_id LIMIT 1
+) AS m""",
+    # The alerts read the last two scores (projection.two_low_scores_in_a_row).
+    "reports": """
+SELECT p.participant_id, r.day, r.score
+FROM unnest($1::uuid[]) AS p (participant_id)
+CROSS JOIN LATERAL (
+  SELECT report.day, report.score FROM report_seen AS report
+  WHERE report.participant_id = p.participant_id ORDER BY report.day DESC LIMIT 2
+) AS r""",
+    "calls": "SELECT participant_id, called_at, reached, planned_call FROM call_seen WHERE participant_id = ANY($1)",
+    "moves": "SELECT participant_id, number, due_date FROM planned_call_move WHERE participant_id = ANY($1)",
+    "told_calls": "SELECT participant_id, number, state, due_date, lapses_after FROM published_call "
+    "WHERE participant_id = ANY($1)",
+    "told_alerts": "SELECT participant_id, code, holds_from FROM published_alert WHERE participant_id = ANY($1)",
 }
-"""The columns the rules read, per table."""
+"""What the rules read, per kind: only the columns (and rows) they use, as plain rows."""
 
 
-async def _grouped(session: AsyncSession, table: type[RowT], ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
-    """The table's rows of these participants, as plain read-only rows (the columns the rules
-    read as attributes): no ORM object per row. Call after a flush."""
+_ROWS: dict[str, Any] = {}
+"""A named tuple per kind of _READS: rows whose columns the rules read as attributes, at the
+cost of a tuple (no ORM object per row)."""
+
+
+async def _grouped(connection: asyncpg.Connection, kind: str, ids: Sequence[UUID]) -> dict[UUID, list[Any]]:
+    """The rows of one kind (_READS) of these participants, by participant. Call after a flush."""
     grouped: dict[UUID, list[Any]] = {participant_id: [] for participant_id in ids}
     if ids:
-        columns = table.__table__.c  # type: ignore[attr-defined]
-        statement = select(*(columns[name] for name in _READ[table])).where(columns.participant_id.in_(ids))
-        for row in await session.execute(statement):
-            grouped[row.participant_id].append(row)
+        extra = (_PLANNED_LESSON_DAYS,) if kind == "mails" else ()
+        found = await connection.fetch(_READS[kind], list(ids), *extra)
+        if found:
+            row = _ROWS.get(kind) or _ROWS.setdefault(kind, namedtuple(f"{kind}_row", found[0].keys()))
+            for values in found:
+                grouped[values[0]].append(row._make(values))
     return grouped
 
 
@@ -190,18 +208,21 @@ async def publish_call_plans(
     if not found:
         return 0
     await session.flush()  # the rows below are read with plain SQL: this unit of work's changes first
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert raw is not None
     ids = list(found)
     plans = [p for p in ids if requests[p].what.plan]
     alerts = [p for p in ids if requests[p].what.alerts]
     # Plain rows stand in for the tables' objects: the rules only read their columns.
     kids = Children(
-        mails=await _grouped(session, MailSeen, plans),
-        reports=await _grouped(session, ReportSeen, alerts),
-        calls=await _grouped(session, CallSeen, plans),
-        moves=await _grouped(session, PlannedCallMove, plans),
+        mails=await _grouped(raw, "mails", plans),
+        reports=await _grouped(raw, "reports", alerts),
+        calls=await _grouped(raw, "calls", plans),
+        moves=await _grouped(raw, "moves", plans),
     )
-    told_calls = await _grouped(session, PublishedCall, plans)
-    told_alerts = await _grouped(session, PublishedAlert, alerts)
+    told_calls = await _grouped(raw, "told_calls", plans)
+    told_alerts = await _grouped(raw, "told_alerts", alerts)
     calls: list[dict[str, Any]] = []
     alerts_held: list[dict[str, Any]] = []
     alerts_gone: list[tuple[UUID, str]] = []
@@ -238,11 +259,8 @@ async def publish_call_plans(
             for entry in plan
             if told.get(entry.number) != Told(entry.state, entry.due_date, entry.lapses_after)
         ]
-    await _write_told(session, calls, alerts_held, alerts_gone)
+    await _write_told(raw, calls, alerts_held, alerts_gone)
     if events:
-        connection = await session.connection()
-        raw = (await connection.get_raw_connection()).driver_connection
-        assert raw is not None
         await add_to_outbox_raw(raw, events)
         session.info["wrote_outbox"] = True  # the relay is woken after the commit
     return len(events)
@@ -312,31 +330,34 @@ async def raise_due_no_open_alerts(
     return len(due)
 
 
+_TELL_CALLS_SQL = """
+INSERT INTO published_call (participant_id, number, state, due_date, lapses_after)
+SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::date[], $5::date[])
+ON CONFLICT (participant_id, number) DO UPDATE
+SET state = EXCLUDED.state, due_date = EXCLUDED.due_date, lapses_after = EXCLUDED.lapses_after"""
+_TELL_ALERTS_SQL = """
+INSERT INTO published_alert (participant_id, code, holds_from)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[])
+ON CONFLICT (participant_id, code) DO UPDATE SET holds_from = EXCLUDED.holds_from"""
+_FORGET_ALERTS_SQL = """
+DELETE FROM published_alert WHERE (participant_id, code) IN (SELECT * FROM unnest($1::uuid[], $2::text[]))"""
+
+
 async def _write_told(
-    session: AsyncSession,
+    connection: asyncpg.Connection,
     calls: Sequence[dict[str, Any]],
     alerts_held: Sequence[dict[str, Any]],
     alerts_gone: Sequence[tuple[UUID, str]],
 ) -> None:
     """Remember what was told, in one statement per table (only what changed)."""
     if calls:
-        statement = insert(PublishedCall.__table__).values(list(calls))  # type: ignore[attr-defined]
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["participant_id", "number"],
-                set_={name: statement.excluded[name] for name in ("state", "due_date", "lapses_after")},
-            )
-        )
+        columns = ("participant_id", "number", "state", "due_date", "lapses_after")
+        await connection.execute(_TELL_CALLS_SQL, *([call[name] for call in calls] for name in columns))
     if alerts_held:
-        statement = insert(PublishedAlert.__table__).values(list(alerts_held))  # type: ignore[attr-defined]
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["participant_id", "code"], set_={"holds_from": statement.excluded.holds_from}
-            )
-        )
+        names = ("participant_id", "code", "holds_from")
+        await connection.execute(_TELL_ALERTS_SQL, *([alert[name] for alert in alerts_held] for name in names))
     if alerts_gone:
-        table = PublishedAlert.__table__  # type: ignore[attr-defined]
-        await session.execute(delete(table).where(tuple_(table.c.participant_id, table.c.code).in_(alerts_gone)))
+        await connection.execute(_FORGET_ALERTS_SQL, [p for p, _ in alerts_gone], [code for _, code in alerts_gone])
 
 
 def alert_events(

@@ -544,7 +544,7 @@ async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> No
     to its change, which refuses it)."""
     participant_ids: set[UUID] = set()
     delivery_ids: set[UUID] = set()
-    report_ids: set[UUID] = set()
+    reports: set[tuple[UUID, int]] = set()
     people: set[UUID] = set()
     for envelope in envelopes:
         with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
@@ -559,10 +559,13 @@ async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> No
             with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
                 delivery_ids.add(UUID(str(envelope.payload["delivery_id"])))
         elif envelope.type == AssignmentReported.TYPE:
-            report_ids.add(envelope.participant_id)
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                day = int(envelope.payload["day"])
+                if 0 < day < 2**31:  # no row has another (and PostgreSQL's int could not hold it)
+                    reports.add((envelope.participant_id, day))
     store = await batch_store(session)
     await store.lock_people(people)
-    await store.load(participant_ids=participant_ids, delivery_ids=delivery_ids, report_ids=report_ids)
+    await store.load(participant_ids=participant_ids, delivery_ids=delivery_ids, reports=reports)
 
 
 def _coalesce(before: ParticipantChanged | None, change: ParticipantChanged) -> ParticipantChanged:

@@ -60,6 +60,10 @@ COLUMNS: dict[type[CoachingTable], tuple[str, ...]] = {
     table: tuple(c.name for c in table.__table__.columns)  # type: ignore[attr-defined]
     for table in PROJECTION_TABLES
 }
+KEY_POSITIONS: dict[type[CoachingTable], tuple[int, ...]] = {
+    table: tuple(COLUMNS[table].index(name) for name in KEYS[table]) for table in PROJECTION_TABLES
+}
+"""Where the primary key's columns are in COLUMNS order."""
 VALUES: dict[type[CoachingTable], Callable[[Any], tuple[Any, ...]]] = {
     table: operator.attrgetter(*COLUMNS[table]) for table in PROJECTION_TABLES
 }
@@ -232,17 +236,18 @@ class LiveBatchStore(MemoryProjectionStore):
     # --- reading ------------------------------------------------------------------------
 
     def _keep(self, table: type[CoachingTable], rows: Iterable[asyncpg.Record]) -> None:
-        record, stored, before = RECORDS[table], self.tables[table], self._before[table]
+        record, stored, before, removed = RECORDS[table], self.tables[table], self._before[table], self._removed[table]
+        columns, at = COLUMNS[table], KEY_POSITIONS[table]
         children = self._children.get(table)
         for found in rows:
-            values = dict(found)
-            key = key_of(table, values)
-            if key in stored or key in self._removed[table]:
+            values = tuple(found)  # in COLUMNS order, as selected (by position: no lookup by name)
+            key = values[at[0]] if len(at) == 1 else tuple(values[i] for i in at)
+            if key in stored or key in removed:
                 continue  # this batch's own version wins
-            row = stored[key] = record(**values)
-            before[key] = tuple(found)  # the values in COLUMNS order, as selected
+            row = stored[key] = record(**dict(zip(columns, values, strict=True)))
+            before[key] = values
             if children is not None:
-                children[values["participant_id"]].append(row)
+                children[row.participant_id].append(row)
 
     async def _fetch(self, table: type[CoachingTable], column: str, keys: Collection[Any], *, lock: bool) -> None:
         names = ", ".join(COLUMNS[table])
@@ -268,20 +273,32 @@ class LiveBatchStore(MemoryProjectionStore):
             )
 
     async def load(
-        self, *, participant_ids: Collection[UUID], delivery_ids: Collection[UUID], report_ids: Collection[UUID]
+        self,
+        *,
+        participant_ids: Collection[UUID],
+        delivery_ids: Collection[UUID],
+        reports: Collection[tuple[UUID, int]],
     ) -> None:
         """Lock and read the participants' rows (in id order: batches never deadlock on them),
-        then read the batch's mails and the reports of whoever reported."""
+        then read the batch's mails and the reports (participant, day) it reports again."""
         if participant_ids:
             await self._fetch(DashboardRow, "participant_id", participant_ids, lock=True)
             self._missing[DashboardRow].update(set(participant_ids) - self.tables[DashboardRow].keys())
         if delivery_ids:
             await self._fetch(MailSeen, "delivery_id", delivery_ids, lock=False)
             self._missing[MailSeen].update(set(delivery_ids) - self.tables[MailSeen].keys())
-        wanted = set(report_ids) - self._loaded_participants[ReportSeen]
+        loaded = self._loaded_participants[ReportSeen]
+        wanted = sorted(key for key in set(reports) if key[0] not in loaded and key not in self.tables[ReportSeen])
         if wanted:
-            await self._fetch(ReportSeen, "participant_id", wanted, lock=False)
-            self._loaded_participants[ReportSeen].update(wanted)
+            # Only the days reported: the alerts read the last scores themselves (callplan), so a
+            # participant's whole history is read only when an applier asks for it (erasure).
+            participants, days = zip(*wanted, strict=True)
+            sql = (
+                f"SELECT {', '.join(COLUMNS[ReportSeen])} FROM report_seen "  # noqa: S608 - names from our tables
+                "WHERE (participant_id, day) IN (SELECT * FROM unnest($1::uuid[], $2::int[]))"
+            )
+            self._keep(ReportSeen, await self.connection.fetch(sql, list(participants), list(days)))
+            self._missing[ReportSeen].update(set(wanted) - self.tables[ReportSeen].keys())
 
     async def _load_participant(self, table: type[CoachingTable], participant_id: UUID) -> None:
         if participant_id not in self._loaded_participants[table]:
@@ -344,6 +361,26 @@ class LiveBatchStore(MemoryProjectionStore):
             sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {changed}"
         await self.connection.execute(sql, *([getattr(r, column) for r in records] for column in columns))
 
+    async def _update(self, table: type[CoachingTable], records: Sequence[Any], columns: Sequence[str]) -> bool:
+        """One UPDATE … FROM unnest(…) of the columns these rows changed (an open changes a few
+        of the dashboard row's 35). False when a row was not there any more: the caller then
+        writes them all whole, over what this wrote (the same values)."""
+        keys = KEYS[table]
+        names = [*keys, *(column for column in columns if column not in keys)]
+        if len(names) == len(keys):
+            return False  # only a key changed (appliers never do that): written whole, as ever
+        name = str(table.__tablename__)
+        types = await _column_types(self.connection, name)
+        arrays = ", ".join(f"${i}::{types[column]}[]" for i, column in enumerate(names, start=1))
+        assignments = ", ".join(f"{column} = v.{column}" for column in names[len(keys) :])
+        matches = " AND ".join(f"t.{key} = v.{key}" for key in keys)
+        sql = (
+            f"UPDATE {name} AS t SET {assignments} "  # noqa: S608 - names from our tables
+            f"FROM unnest({arrays}) AS v ({', '.join(names)}) WHERE {matches}"
+        )
+        status = await self.connection.execute(sql, *([getattr(r, column) for r in records] for column in names))
+        return int(status.split()[-1]) == len(records)
+
     async def write(self) -> Written:
         """Write what the batch changed: deletions first (a row removed and added again is
         written anew after), then the new rows, then the changed ones; and tell whose call
@@ -368,19 +405,22 @@ class LiveBatchStore(MemoryProjectionStore):
         for table in PROJECTION_TABLES:
             before, values_of, record = self._before[table], VALUES[table], RECORDS[table]
             fresh, changed = [], []
+            touched: set[int] = set()
             for key, row in self.tables[table].items():
                 earlier = before.get(key)
                 if earlier is None or key in self._removed[table]:
                     fresh.append(row)
-                elif earlier != values_of(row):
-                    changed.append(row)
                 else:
-                    continue
+                    now = values_of(row)
+                    if earlier == now:
+                        continue
+                    changed.append(row)
+                    touched.update(i for i, (was, is_) in enumerate(zip(earlier, now, strict=True)) if was != is_)
                 previous = None if earlier is None else record(**dict(zip(COLUMNS[table], earlier, strict=True)))
                 self._note(table, previous, row, written)
             if fresh:
                 await self._insert(table, fresh)
-            if changed:
+            if changed and not await self._update(table, changed, [COLUMNS[table][i] for i in sorted(touched)]):
                 await self._insert(table, changed, update=True)
             written.rows[str(table.__tablename__)] = len(fresh) + len(changed)
         return written

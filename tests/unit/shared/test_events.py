@@ -112,3 +112,20 @@ def test_a_local_offer_of_a_kind_this_code_does_not_know_still_parses_so_the_lis
     assert isinstance(parsed, OrganisationLocalOffersChanged)
     assert parsed.offers[0].kind == "zwembad" and parsed.offers[0].name == "Bad Zuid"
     assert envelope.topic == "meer.organisation" and envelope.key == str(envelope.org_id).encode()
+
+
+def test_the_payload_is_validated_once_per_envelope_and_never_compared_or_serialised() -> None:
+    envelope = Envelope.wrap(opened(), org_id=uuid4(), participant_id=uuid4())
+    unparsed = envelope.model_copy()
+    first = envelope.parsed()
+    assert envelope.parsed() is first
+    assert envelope == unparsed and envelope.model_dump_json() == unparsed.model_dump_json()
+    assert set(envelope.model_dump()) == set(Envelope.model_fields)
+
+
+def test_a_copy_with_another_payload_validates_its_own() -> None:
+    envelope = Envelope.wrap(opened(), org_id=uuid4(), participant_id=uuid4())
+    assert isinstance(envelope.parsed(), MailOpened)
+    later = envelope.model_copy(update={"payload": {**envelope.payload, "day": 9}})
+    assert later.parsed().day == 9  # type: ignore[attr-defined]
+    assert envelope.parsed().day == 3  # type: ignore[attr-defined]
