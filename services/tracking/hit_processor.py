@@ -40,14 +40,14 @@ from services.tracking.domain import (
 )
 from services.tracking.recorder import NOTIFY_CHANNEL
 from services.tracking.settings import TrackingSettings
-from services.tracking.tables import HeldOpen, OpenRecord
+from services.tracking.tables import HeldOpen
 from shared.db import Database, asyncpg_dsn, utcnow
 from shared.events import Envelope, MailOpened
 from shared.kafka import kafka_security
 from shared.logging import configure_logging, get_logger
 from shared.metrics import metrics_app
-from shared.outbox import OutboxRelay, add_to_outbox
-from shared.runtime import wait_for_dependencies
+from shared.outbox import OutboxRelay, add_many_to_outbox
+from shared.runtime import settle_startup_objects, wait_for_dependencies
 
 log = get_logger(__name__)
 
@@ -127,6 +127,7 @@ async def process_hits(
         first_opens = iter(
             first_open_flags([hit.delivery_id for hit, ok in zip(fresh, sent, strict=True) if ok], newly_opened)
         )
+        opens: list[RecordedOpen] = []
         for hit, was_sent in zip(fresh, sent, strict=True):
             mail = known[hit.delivery_id]
             facts = mail_facts(
@@ -151,67 +152,91 @@ async def process_hits(
                 )
                 held += 1
                 continue
-            _add_open(
-                session,
-                open_id=hit.id,
-                delivery_id=hit.delivery_id,
-                participant_id=hit.participant_id,
-                org_id=hit.org_id,
-                day=hit.day,
-                opened_at=hit.received_at,
-                first_open=next(first_opens),
-                likely_automated=verdict.likely_automated,
-                signals=verdict.signals,
+            opens.append(
+                RecordedOpen(
+                    id=hit.id,
+                    delivery_id=hit.delivery_id,
+                    participant_id=hit.participant_id,
+                    org_id=hit.org_id,
+                    day=hit.day,
+                    opened_at=hit.received_at,
+                    first_open=next(first_opens),
+                    likely_automated=verdict.likely_automated,
+                    signals=tuple(verdict.signals),
+                )
             )
-            opened += 1
         await session.flush()
+        await record_opens(session, opens)
+        opened = len(opens)
     await session.execute(_DELETE_HITS, {"ids": ids})
     return BatchOutcome(len(hits), opened, held, len(hits) - len(fresh))
 
 
-def _add_open(
-    session: AsyncSession,
-    *,
-    open_id: UUID,
-    delivery_id: UUID,
-    participant_id: UUID,
-    org_id: UUID,
-    day: int,
-    opened_at: datetime,
-    first_open: bool,
-    likely_automated: bool,
-    signals: Sequence[str],
-) -> None:
-    """Stage one open record and its mail.opened event in the session's transaction."""
-    session.add(
-        OpenRecord(
-            id=open_id,
-            delivery_id=delivery_id,
-            participant_id=participant_id,
-            org_id=org_id,
-            day=day,
-            opened_at=opened_at,
-            first_open=first_open,
-            likely_automated=likely_automated,
-            signals=list(signals),
-        )
-    )
-    add_to_outbox(
-        session,
-        Envelope.wrap(
+@dataclass(frozen=True)
+class RecordedOpen:
+    """An open to record: its row in open_record and its mail.opened event."""
+
+    id: UUID
+    delivery_id: UUID
+    participant_id: UUID
+    org_id: UUID
+    day: int
+    opened_at: datetime
+    first_open: bool
+    likely_automated: bool
+    signals: tuple[str, ...]
+
+    def event(self) -> Envelope:
+        return Envelope.wrap(
             MailOpened(
-                delivery_id=delivery_id,
-                day=day,
-                opened_at=opened_at,
-                first_open=first_open,
-                likely_automated=likely_automated,
-                signals=tuple(signals),
+                delivery_id=self.delivery_id,
+                day=self.day,
+                opened_at=self.opened_at,
+                first_open=self.first_open,
+                likely_automated=self.likely_automated,
+                signals=self.signals,
             ),
-            org_id=org_id,
-            participant_id=participant_id,
-            occurred_at=opened_at,
-        ),
+            org_id=self.org_id,
+            participant_id=self.participant_id,
+            occurred_at=self.opened_at,
+        )
+
+
+# Arrays of text[] cannot be unnested into one row per open, so the signals travel as one
+# comma-joined string each (signal codes are fixed words without commas).
+_INSERT_OPENS = text("""
+INSERT INTO open_record (id, delivery_id, participant_id, org_id, day, opened_at, first_open, likely_automated,
+                         signals)
+SELECT o.id, o.delivery_id, o.participant_id, o.org_id, o.day, o.opened_at, o.first_open, o.likely_automated,
+       CASE WHEN o.signals = '' THEN ARRAY[]::varchar[] ELSE string_to_array(o.signals, ',')::varchar[] END
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:delivery_ids AS uuid[]), CAST(:participant_ids AS uuid[]),
+              CAST(:org_ids AS uuid[]), CAST(:days AS integer[]), CAST(:opened_ats AS timestamptz[]),
+              CAST(:first_opens AS boolean[]), CAST(:likely_automateds AS boolean[]), CAST(:signals AS text[]))
+    AS o(id, delivery_id, participant_id, org_id, day, opened_at, first_open, likely_automated, signals)
+""")
+
+
+async def record_opens(session: AsyncSession, opens: Sequence[RecordedOpen]) -> None:
+    """Open records and their mail.opened events, one statement each for the whole batch, in
+    the session's transaction."""
+    if not opens:
+        return
+    assert all("," not in signal for o in opens for signal in o.signals), "signal codes have no commas"
+    await session.execute(
+        _INSERT_OPENS,
+        {
+            "ids": [o.id for o in opens],
+            "delivery_ids": [o.delivery_id for o in opens],
+            "participant_ids": [o.participant_id for o in opens],
+            "org_ids": [o.org_id for o in opens],
+            "days": [o.day for o in opens],
+            "opened_ats": [o.opened_at for o in opens],
+            "first_opens": [o.first_open for o in opens],
+            "likely_automateds": [o.likely_automated for o in opens],
+            "signals": [",".join(o.signals) for o in opens],
+        },
     )
+    await add_many_to_outbox(session, [o.event() for o in opens])
 
 
 async def release_held_opens(database: Database, *, now: datetime, retention: timedelta) -> int:
@@ -224,19 +249,23 @@ async def release_held_opens(database: Database, *, now: datetime, retention: ti
             earliest.setdefault(item.delivery_id, item.opened_at)
         newly_opened = await storage.claim_first_opens(session=session, opened_at=earliest)
         flags = first_open_flags([item.delivery_id for item in held], newly_opened)
-        for item, first_open in zip(held, flags, strict=True):
-            _add_open(
-                session,
-                open_id=item.id,
-                delivery_id=item.delivery_id,
-                participant_id=item.participant_id,
-                org_id=item.org_id,
-                day=item.day,
-                opened_at=item.opened_at,
-                first_open=first_open,
-                likely_automated=item.likely_automated,
-                signals=item.signals,
-            )
+        await record_opens(
+            session,
+            [
+                RecordedOpen(
+                    id=item.id,
+                    delivery_id=item.delivery_id,
+                    participant_id=item.participant_id,
+                    org_id=item.org_id,
+                    day=item.day,
+                    opened_at=item.opened_at,
+                    first_open=first_open,
+                    likely_automated=item.likely_automated,
+                    signals=tuple(item.signals),
+                )
+                for item, first_open in zip(held, flags, strict=True)
+            ],
+        )
         expired = await storage.delete_expired_held_opens(session=session, opened_before=now - retention)
         await session.commit()
     if held:
@@ -354,6 +383,7 @@ async def serve(settings: TrackingSettings) -> None:
         security=kafka_security(settings),
     )
     processor = HitProcessor(database, settings)
+    settle_startup_objects()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from uuid import UUID
 
+import asyncpg
 import httpx
 import pytest
 
@@ -61,11 +62,15 @@ async def test_enrolled_participant_gets_day_one_and_the_open_reaches_the_coach(
     assert pixel is not None
     assert email not in pixel.group(1) and "Gerrit" not in pixel.group(1), "tokens carry no personal data"
 
-    # The delivery is recorded in the mailer's own PostgreSQL database, with its Message-ID.
-    deliveries = await db_fetch(
-        "mailer", "SELECT day, status, message_id FROM delivery WHERE participant_id = $1", participant_id
-    )
-    assert [(d["day"], d["status"]) for d in deliveries] == [(1, "sent")]
+    # The delivery is recorded in the mailer's own PostgreSQL database, with its Message-ID (the
+    # record follows the SMTP server's answer, so the catcher may show the mail a moment before).
+    async def recorded_sent() -> list[asyncpg.Record] | None:
+        rows = await db_fetch(
+            "mailer", "SELECT day, status, message_id FROM delivery WHERE participant_id = $1", participant_id
+        )
+        return rows if [(d["day"], d["status"]) for d in rows] == [(1, "sent")] else None
+
+    deliveries = await eventually(recorded_sent, what="the day-1 mail recorded as sent")
     assert deliveries[0]["message_id"] == message["Message-ID"]
 
     # Before the open: coaching shows the mail as sent, not opened.
