@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -137,34 +137,22 @@ async def process_hits(
                 recent_links=mail.recent_links,
             )
             verdict = judge_signals(signals_from_bits(hit.signal_bits), facts, rules, kind="open")
-            if not was_sent:
-                session.add(
-                    HeldOpen(
-                        id=hit.id,
-                        delivery_id=hit.delivery_id,
-                        participant_id=hit.participant_id,
-                        org_id=hit.org_id,
-                        day=hit.day,
-                        opened_at=hit.received_at,
-                        likely_automated=verdict.likely_automated,
-                        signals=list(verdict.signals),
-                    )
-                )
-                held += 1
-                continue
-            opens.append(
-                RecordedOpen(
-                    id=hit.id,
-                    delivery_id=hit.delivery_id,
-                    participant_id=hit.participant_id,
-                    org_id=hit.org_id,
-                    day=hit.day,
-                    opened_at=hit.received_at,
-                    first_open=next(first_opens),
-                    likely_automated=verdict.likely_automated,
-                    signals=tuple(verdict.signals),
-                )
+            judged = RecordedOpen(
+                id=hit.id,
+                delivery_id=hit.delivery_id,
+                participant_id=hit.participant_id,
+                org_id=hit.org_id,
+                day=hit.day,
+                opened_at=hit.received_at,
+                first_open=False,
+                likely_automated=verdict.likely_automated,
+                signals=tuple(verdict.signals),
             )
+            if was_sent:
+                opens.append(replace(judged, first_open=next(first_opens)))
+            else:
+                session.add(judged.held())
+                held += 1
         await session.flush()
         await record_opens(session, opens)
         opened = len(opens)
@@ -185,6 +173,34 @@ class RecordedOpen:
     first_open: bool
     likely_automated: bool
     signals: tuple[str, ...]
+
+    @classmethod
+    def released(cls, held: HeldOpen, first_open: bool) -> RecordedOpen:
+        """A held hit whose mail.sent has come."""
+        return cls(
+            id=held.id,
+            delivery_id=held.delivery_id,
+            participant_id=held.participant_id,
+            org_id=held.org_id,
+            day=held.day,
+            opened_at=held.opened_at,
+            first_open=first_open,
+            likely_automated=held.likely_automated,
+            signals=tuple(held.signals),
+        )
+
+    def held(self) -> HeldOpen:
+        """The hit held until its mail is seen sent (its first-open flag is decided on release)."""
+        return HeldOpen(
+            id=self.id,
+            delivery_id=self.delivery_id,
+            participant_id=self.participant_id,
+            org_id=self.org_id,
+            day=self.day,
+            opened_at=self.opened_at,
+            likely_automated=self.likely_automated,
+            signals=list(self.signals),
+        )
 
     def event(self) -> Envelope:
         return Envelope.wrap(
@@ -251,20 +267,7 @@ async def release_held_opens(database: Database, *, now: datetime, retention: ti
         flags = first_open_flags([item.delivery_id for item in held], newly_opened)
         await record_opens(
             session,
-            [
-                RecordedOpen(
-                    id=item.id,
-                    delivery_id=item.delivery_id,
-                    participant_id=item.participant_id,
-                    org_id=item.org_id,
-                    day=item.day,
-                    opened_at=item.opened_at,
-                    first_open=first_open,
-                    likely_automated=item.likely_automated,
-                    signals=tuple(item.signals),
-                )
-                for item, first_open in zip(held, flags, strict=True)
-            ],
+            [RecordedOpen.released(item, first_open) for item, first_open in zip(held, flags, strict=True)],
         )
         expired = await storage.delete_expired_held_opens(session=session, opened_before=now - retention)
         await session.commit()
