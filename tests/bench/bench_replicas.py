@@ -165,13 +165,10 @@ async def test_open_flow_with_one_and_two_replicas(one_of_each: None, tmp_path: 
         f"   (pixel answers {one.pixels_per_s:6.0f}/s)\n    {one.cpu_line()}\n"
         f"  two of each                                       {two.opens_per_s:8.0f} opens/s"
         f"   (pixel answers {two.pixels_per_s:6.0f}/s)\n    {two.cpu_line()}\n"
-        f"  ratio two/one {ratio:.2f} (goal ≥ {GOAL}): {'met' if ratio >= GOAL else 'not met'}"
-        + (
-            ""
-            if ratio >= GOAL or one.busy < 0.9
-            else f"; the cores were {one.busy:.0%} busy with one of each already, so a second process of each"
-            " had no idle core to use: the figure is bound by the machine, not by one process waiting"
-        )
+        f"  ratio two/one {ratio:.2f} (goal ≥ {GOAL}): {'met' if ratio >= GOAL else 'not met'}\n"
+        # A second process of each can only use the cores' idle rest unless each open gets cheaper.
+        f"  with one of each the cores were {one.busy:.0%} busy: what idle cores allow is about"
+        f" {1 / max(one.busy, 0.01):.2f}x"
     )
     assert one.opens_per_s > 0 and two.opens_per_s > 0
 
