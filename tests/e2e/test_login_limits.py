@@ -67,9 +67,11 @@ async def test_thirty_accounts_tried_from_one_address_are_limited(http: httpx.As
     # Ten free failures per address, then delays that double (1 s, 2 s, 4 s, ...): most tries are
     # refused unchecked. k checked failures after the free ten need 2**k - 1 seconds of delays, so
     # however slow the machine, no more than log2(elapsed + 1) of them can have been checked.
+    # Whether the very last try fell inside a delay or just after one depends on the machine's
+    # speed, so the test asserts the bound on checked tries, not the last answer.
     assert codes[:10] == [401] * 10
     assert codes.count(401) <= 10 + 1 + math.floor(math.log2(elapsed + 1)), (codes, elapsed)
-    assert set(codes) == {401, 429} and codes[-1] == 429, codes
+    assert set(codes) == {401, 429}, codes
     limited = next(a for a in answers if a.status_code == 429)
     assert "try again after" in limited.json()["error"]["message"]
     assert 1 <= int(limited.headers["Retry-After"]) <= 901
