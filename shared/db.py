@@ -3,9 +3,11 @@ work, and the processed-events table that makes consumers idempotent."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -79,6 +81,19 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def column_arrays(rows: Sequence[Any], *names: str) -> dict[str, list[Any]]:
+    """One list per column of `rows`, keyed by the column's name: the array parameters of an
+    `unnest(CAST(:name AS type[]), …)`, which writes a whole batch in one statement whose text
+    is the same however many rows. Rows are plain tuples in the order of `names`, or objects
+    with those attributes; the names of dataclass rows default to their fields."""
+    if not names and rows and dataclasses.is_dataclass(rows[0]):
+        names = tuple(field.name for field in dataclasses.fields(rows[0]))
+    if rows and type(rows[0]) is not tuple:
+        rows = [tuple(getattr(row, name) for name in names) for row in rows]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    return {name: list(column) for name, column in zip(names, columns, strict=True)}
 
 
 def asyncpg_dsn(database_url: str) -> str:

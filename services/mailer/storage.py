@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.mailer.domain import Contact, CopyWrites
+from shared.db import column_arrays
 
 CLAIM_DUE_DELIVERY = """
 SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
@@ -210,8 +211,8 @@ SELECT person_id, org_id, kind, name, email FROM contact_copy WHERE person_id = 
 _UPSERT_CONTACTS = text("""
 INSERT INTO contact_copy (person_id, org_id, kind, name, email, updated_at)
 SELECT c.person_id, c.org_id, c.kind, c.name, c.email, :now
-  FROM unnest(CAST(:person_ids AS uuid[]), CAST(:org_ids AS uuid[]), CAST(:kinds AS text[]),
-              CAST(:names AS text[]), CAST(:emails AS text[])) AS c(person_id, org_id, kind, name, email)
+  FROM unnest(CAST(:person_id AS uuid[]), CAST(:org_id AS uuid[]), CAST(:kind AS text[]),
+              CAST(:name AS text[]), CAST(:email AS text[])) AS c(person_id, org_id, kind, name, email)
 ON CONFLICT (person_id) DO UPDATE
    SET org_id = excluded.org_id, kind = excluded.kind, name = excluded.name, email = excluded.email,
        updated_at = excluded.updated_at
@@ -221,9 +222,9 @@ INSERT INTO recipient (participant_id, org_id, coach_id, first_name, email, star
                        variant, status, last_day, next_check_at, updated_at)
 SELECT r.participant_id, r.org_id, r.coach_id, r.first_name, r.email, r.start_date, r.send_time, r.timezone,
        r.variant, 'enrolled', 0, NULL, :now
-  FROM unnest(CAST(:participant_ids AS uuid[]), CAST(:org_ids AS uuid[]), CAST(:coach_ids AS uuid[]),
-              CAST(:first_names AS text[]), CAST(:emails AS text[]), CAST(:start_dates AS date[]),
-              CAST(:send_times AS time[]), CAST(:timezones AS text[]), CAST(:variants AS text[]))
+  FROM unnest(CAST(:participant_id AS uuid[]), CAST(:org_id AS uuid[]), CAST(:coach_id AS uuid[]),
+              CAST(:first_name AS text[]), CAST(:email AS text[]), CAST(:start_date AS date[]),
+              CAST(:send_time AS time[]), CAST(:timezone AS text[]), CAST(:variant AS text[]))
     AS r(participant_id, org_id, coach_id, first_name, email, start_date, send_time, timezone, variant)
 ON CONFLICT (participant_id) DO UPDATE
    SET org_id = excluded.org_id, coach_id = excluded.coach_id, first_name = excluded.first_name,
@@ -233,12 +234,12 @@ ON CONFLICT (participant_id) DO UPDATE
 """)
 _UPDATE_RECIPIENT_CONTACTS = text("""
 UPDATE recipient r SET first_name = u.name, email = u.email, next_check_at = NULL, updated_at = :now
-  FROM unnest(CAST(:ids AS uuid[]), CAST(:names AS text[]), CAST(:emails AS text[])) AS u(id, name, email)
+  FROM unnest(CAST(:id AS uuid[]), CAST(:name AS text[]), CAST(:email AS text[])) AS u(id, name, email)
  WHERE r.participant_id = u.id
 """)
 _UPDATE_COACH_CONTACTS = text("""
 UPDATE coach_copy c SET name = u.name, email = u.email
-  FROM unnest(CAST(:ids AS uuid[]), CAST(:names AS text[]), CAST(:emails AS text[])) AS u(id, name, email)
+  FROM unnest(CAST(:id AS uuid[]), CAST(:name AS text[]), CAST(:email AS text[])) AS u(id, name, email)
  WHERE c.coach_id = u.id
 """)
 # Lessons postponed for the address (not backing off after an error) go now.
@@ -255,9 +256,9 @@ _UPSERT_PLANNED_CALLS = text("""
 INSERT INTO planned_call_copy (participant_id, number, org_id, lesson_day, state, due_date, overdue_from,
                                lapses_after, updated_at)
 SELECT c.participant_id, c.number, c.org_id, c.lesson_day, c.state, c.due_date, c.overdue_from, c.lapses_after, :now
-  FROM unnest(CAST(:participant_ids AS uuid[]), CAST(:numbers AS integer[]), CAST(:org_ids AS uuid[]),
-              CAST(:lesson_days AS integer[]), CAST(:states AS text[]), CAST(:due_dates AS date[]),
-              CAST(:overdue_froms AS date[]), CAST(:lapses_afters AS date[]))
+  FROM unnest(CAST(:participant_id AS uuid[]), CAST(:number AS integer[]), CAST(:org_id AS uuid[]),
+              CAST(:lesson_day AS integer[]), CAST(:state AS text[]), CAST(:due_date AS date[]),
+              CAST(:overdue_from AS date[]), CAST(:lapses_after AS date[]))
     AS c(participant_id, number, org_id, lesson_day, state, due_date, overdue_from, lapses_after)
 ON CONFLICT (participant_id, number) DO UPDATE
    SET org_id = excluded.org_id, lesson_day = excluded.lesson_day, state = excluded.state,
@@ -266,19 +267,19 @@ ON CONFLICT (participant_id, number) DO UPDATE
 """)
 _MARK_CALLS_DONE = text("""
 UPDATE planned_call_copy p SET state = 'done', updated_at = :now
-  FROM unnest(CAST(:participant_ids AS uuid[]), CAST(:numbers AS integer[])) AS d(participant_id, number)
+  FROM unnest(CAST(:participant_id AS uuid[]), CAST(:number AS integer[])) AS d(participant_id, number)
  WHERE p.participant_id = d.participant_id AND p.number = d.number
 """)
 _UPSERT_ALERTS = text("""
 INSERT INTO alert_copy (participant_id, code, org_id, holds_from)
 SELECT a.participant_id, a.code, a.org_id, a.holds_from
-  FROM unnest(CAST(:participant_ids AS uuid[]), CAST(:codes AS text[]), CAST(:org_ids AS uuid[]),
-              CAST(:holds_froms AS timestamptz[])) AS a(participant_id, code, org_id, holds_from)
+  FROM unnest(CAST(:participant_id AS uuid[]), CAST(:code AS text[]), CAST(:org_id AS uuid[]),
+              CAST(:holds_from AS timestamptz[])) AS a(participant_id, code, org_id, holds_from)
 ON CONFLICT (participant_id, code) DO UPDATE SET org_id = excluded.org_id, holds_from = excluded.holds_from
 """)
 _DELETE_ALERTS = text("""
 DELETE FROM alert_copy a
- USING unnest(CAST(:participant_ids AS uuid[]), CAST(:codes AS text[])) AS d(participant_id, code)
+ USING unnest(CAST(:participant_id AS uuid[]), CAST(:code AS text[])) AS d(participant_id, code)
  WHERE a.participant_id = d.participant_id AND a.code = d.code
 """)
 
@@ -295,47 +296,19 @@ async def write_copies(*, session: AsyncSession, writes: CopyWrites, now: dateti
     """Write a folded run: one statement per table and kind of write that has rows. `waited`:
     a transactional mail due before it was postponed for its address (now + WAIT_FOR_COPIES)."""
     if writes.contacts:
-        ids = sorted(writes.contacts)
-        contacts = [writes.contacts[i] for i in ids]
-        await session.execute(
-            _UPSERT_CONTACTS,
-            {
-                "person_ids": ids,
-                "org_ids": [c.org_id for c in contacts],
-                "kinds": [c.kind for c in contacts],
-                "names": [c.name for c in contacts],
-                "emails": [c.email for c in contacts],
-                "now": now,
-            },
-        )
+        contacts = [(i, c.org_id, c.kind, c.name, c.email) for i, c in sorted(writes.contacts.items())]
+        params = column_arrays(contacts, "person_id", "org_id", "kind", "name", "email")
+        await session.execute(_UPSERT_CONTACTS, {**params, "now": now})
     if writes.recipients:
         recipients = [writes.recipients[i] for i in sorted(writes.recipients)]
-        await session.execute(
-            _UPSERT_RECIPIENTS,
-            {
-                "participant_ids": [r.participant_id for r in recipients],
-                "org_ids": [r.org_id for r in recipients],
-                "coach_ids": [r.coach_id for r in recipients],
-                "first_names": [r.first_name for r in recipients],
-                "emails": [r.email for r in recipients],
-                "start_dates": [r.start_date for r in recipients],
-                "send_times": [r.send_time for r in recipients],
-                "timezones": [r.timezone for r in recipients],
-                "variants": [r.variant for r in recipients],
-                "now": now,
-            },
-        )
-    for statement, named in (
-        (_UPDATE_RECIPIENT_CONTACTS, writes.recipient_contacts),
-        (_UPDATE_COACH_CONTACTS, writes.coach_contacts),
+        await session.execute(_UPSERT_RECIPIENTS, {**column_arrays(recipients), "now": now})
+    for statement, named, extra in (
+        (_UPDATE_RECIPIENT_CONTACTS, writes.recipient_contacts, {"now": now}),
+        (_UPDATE_COACH_CONTACTS, writes.coach_contacts, {}),
     ):
         if named:
-            ids = sorted(named)
-            params: dict[str, Any] = {"ids": ids, "names": [named[i][0] for i in ids]}
-            params["emails"] = [named[i][1] for i in ids]
-            if statement is _UPDATE_RECIPIENT_CONTACTS:
-                params["now"] = now
-            await session.execute(statement, params)
+            rows = [(i, *named[i]) for i in sorted(named)]
+            await session.execute(statement, {**column_arrays(rows, "id", "name", "email"), **extra})
     if writes.addressed_participants:
         await session.execute(_ADDRESSED_DELIVERIES, {"ids": sorted(writes.addressed_participants), "now": now})
     if writes.addressed_contacts:
@@ -344,39 +317,12 @@ async def write_copies(*, session: AsyncSession, writes: CopyWrites, now: dateti
         )
     if writes.planned_calls:
         calls = [writes.planned_calls[key] for key in sorted(writes.planned_calls)]
-        await session.execute(
-            _UPSERT_PLANNED_CALLS,
-            {
-                "participant_ids": [c.participant_id for c in calls],
-                "numbers": [c.number for c in calls],
-                "org_ids": [c.org_id for c in calls],
-                "lesson_days": [c.lesson_day for c in calls],
-                "states": [c.state for c in calls],
-                "due_dates": [c.due_date for c in calls],
-                "overdue_froms": [c.overdue_from for c in calls],
-                "lapses_afters": [c.lapses_after for c in calls],
-                "now": now,
-            },
-        )
+        await session.execute(_UPSERT_PLANNED_CALLS, {**column_arrays(calls), "now": now})
     if writes.calls_done:
-        done = sorted(writes.calls_done)
-        await session.execute(
-            _MARK_CALLS_DONE,
-            {"participant_ids": [p for p, _ in done], "numbers": [n for _, n in done], "now": now},
-        )
+        done = column_arrays(sorted(writes.calls_done), "participant_id", "number")
+        await session.execute(_MARK_CALLS_DONE, {**done, "now": now})
     if writes.alerts:
         alerts = [writes.alerts[key] for key in sorted(writes.alerts)]
-        await session.execute(
-            _UPSERT_ALERTS,
-            {
-                "participant_ids": [a.participant_id for a in alerts],
-                "codes": [a.code for a in alerts],
-                "org_ids": [a.org_id for a in alerts],
-                "holds_froms": [a.holds_from for a in alerts],
-            },
-        )
+        await session.execute(_UPSERT_ALERTS, column_arrays(alerts))
     if writes.alerts_cleared:
-        cleared = sorted(writes.alerts_cleared)
-        await session.execute(
-            _DELETE_ALERTS, {"participant_ids": [p for p, _ in cleared], "codes": [c for _, c in cleared]}
-        )
+        await session.execute(_DELETE_ALERTS, column_arrays(sorted(writes.alerts_cleared), "participant_id", "code"))

@@ -41,7 +41,7 @@ from services.tracking.domain import (
 from services.tracking.recorder import NOTIFY_CHANNEL
 from services.tracking.settings import TrackingSettings
 from services.tracking.tables import HeldOpen
-from shared.db import Database, asyncpg_dsn, utcnow
+from shared.db import Database, asyncpg_dsn, column_arrays, utcnow
 from shared.events import Envelope, MailOpened
 from shared.kafka import kafka_security
 from shared.logging import configure_logging, get_logger
@@ -225,9 +225,9 @@ INSERT INTO open_record (id, delivery_id, participant_id, org_id, day, opened_at
                          signals)
 SELECT o.id, o.delivery_id, o.participant_id, o.org_id, o.day, o.opened_at, o.first_open, o.likely_automated,
        CASE WHEN o.signals = '' THEN ARRAY[]::varchar[] ELSE string_to_array(o.signals, ',')::varchar[] END
-  FROM unnest(CAST(:ids AS uuid[]), CAST(:delivery_ids AS uuid[]), CAST(:participant_ids AS uuid[]),
-              CAST(:org_ids AS uuid[]), CAST(:days AS integer[]), CAST(:opened_ats AS timestamptz[]),
-              CAST(:first_opens AS boolean[]), CAST(:likely_automateds AS boolean[]), CAST(:signals AS text[]))
+  FROM unnest(CAST(:id AS uuid[]), CAST(:delivery_id AS uuid[]), CAST(:participant_id AS uuid[]),
+              CAST(:org_id AS uuid[]), CAST(:day AS integer[]), CAST(:opened_at AS timestamptz[]),
+              CAST(:first_open AS boolean[]), CAST(:likely_automated AS boolean[]), CAST(:signals AS text[]))
     AS o(id, delivery_id, participant_id, org_id, day, opened_at, first_open, likely_automated, signals)
 """)
 
@@ -238,20 +238,9 @@ async def record_opens(session: AsyncSession, opens: Sequence[RecordedOpen]) -> 
     if not opens:
         return
     assert all("," not in signal for o in opens for signal in o.signals), "signal codes have no commas"
-    await session.execute(
-        _INSERT_OPENS,
-        {
-            "ids": [o.id for o in opens],
-            "delivery_ids": [o.delivery_id for o in opens],
-            "participant_ids": [o.participant_id for o in opens],
-            "org_ids": [o.org_id for o in opens],
-            "days": [o.day for o in opens],
-            "opened_ats": [o.opened_at for o in opens],
-            "first_opens": [o.first_open for o in opens],
-            "likely_automateds": [o.likely_automated for o in opens],
-            "signals": [",".join(o.signals) for o in opens],
-        },
-    )
+    columns = column_arrays(opens)
+    columns["signals"] = [",".join(signals) for signals in columns["signals"]]
+    await session.execute(_INSERT_OPENS, columns)
     await add_many_to_outbox(session, [o.event() for o in opens])
 
 

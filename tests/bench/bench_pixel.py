@@ -43,8 +43,10 @@ from fastapi.responses import Response
 
 from deploy.local import stack as local_stack
 from services.tracking.domain import pixel_token, read_hit_facts, user_agent_signals
+from services.tracking.settings import TrackingSettings
 from shared.db import asyncpg_dsn, utcnow
 from shared.events import Envelope, MailOpened, Topic
+from shared.kafka import ensure_topics
 from shared.metrics import HttpMetricsMiddleware
 from shared.tracking_tokens import InvalidTokenError, TokenSigner, TrackingToken, parse_keys
 from tests.e2e.conftest import KAFKA, db_count, db_fetch, eventually
@@ -340,6 +342,8 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
     await asyncio.to_thread(local_stack.start_postgres)
     await asyncio.to_thread(local_stack.create_databases)
     await asyncio.to_thread(local_stack.start_kafka)
+    # On a new stack no service has created the topics yet; the offsets below need them.
+    await ensure_topics(KAFKA, Topic.ALL, partitions=TrackingSettings().kafka_partitions)
     paths, tokens = sign_paths(DELIVERIES)
     deliveries = {token.delivery_id for token in tokens}
     paths_file = workdir / "paths.txt"

@@ -69,7 +69,7 @@ class Tombstone:
 
 
 @pytest.fixture
-async def two_databases() -> AsyncIterator[tuple[Database, Database]]:
+async def two_databases(infrastructure: None) -> AsyncIterator[tuple[Database, Database]]:
     async with fresh_database("mailer") as batched, fresh_database("mailer") as one_by_one:
         databases = Database(batched, pool_size=1), Database(one_by_one, pool_size=1)
         try:
