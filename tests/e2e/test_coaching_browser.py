@@ -26,7 +26,7 @@ from tests.e2e.conftest import (
     tracking_links,
     unique_email,
 )
-from tests.support.browser import open_browser, shot
+from tests.support.browser import log_in_through_page, shot
 
 pytestmark = pytest.mark.stack
 
@@ -57,20 +57,17 @@ async def test_a_coach_logs_in_logs_a_call_and_sees_an_open_arrive_live(
 
     async with async_playwright() as playwright:
         # A client address of its own: failed logins elsewhere in the suite do not count for it.
-        browser, page, blocked = await open_browser(
+        # Log in through the login page; coaching asks enrolment and sets the cookie.
+        browser, page, blocked = await log_in_through_page(
             playwright,
             tmp_path / "profile",
+            url=f"{COACHING}/overzicht",
+            email=coach["email"],
+            password=STAFF_PASSWORD,
             viewport={"width": 1366, "height": 900},
             extra_http_headers=client_address(),
         )
         try:
-            # Log in through the login page; coaching asks enrolment and sets the cookie.
-            await page.goto(f"{COACHING}/overzicht")
-            await expect(page).to_have_url(f"{COACHING}/inloggen?next=/overzicht")
-            await page.get_by_label("E-mailadres").fill(coach["email"])
-            await page.get_by_label("Wachtwoord").fill(STAFF_PASSWORD)
-            await page.get_by_role("button", name="Inloggen").click()
-            await expect(page).to_have_url(f"{COACHING}/overzicht")
             row = page.locator(f"#p-{participant_id}")
             await expect(row.get_by_role("link", name="Gerrit")).to_be_visible()
             cookie = next(c for c in await browser.cookies() if c["name"] == "meer_coaching_session")

@@ -14,7 +14,7 @@ from playwright.async_api import BrowserContext, Page, Playwright, async_playwri
 
 from tests.e2e.conftest import COACHING, STAFF_PASSWORD, client_address, unique_email
 from tests.e2e.test_intake_signals import organisation_with_people
-from tests.support.browser import no_axe_violations, open_browser, shot
+from tests.support.browser import log_in_through_page, no_axe_violations, shot
 
 pytestmark = pytest.mark.stack
 
@@ -23,15 +23,15 @@ async def logged_in(
     playwright: Playwright, profile: Path, person: dict[str, Any], start: str
 ) -> tuple[BrowserContext, Page, list[str]]:
     """A browser of one person, logged in through coaching's login page, on `start`."""
-    browser, page, blocked = await open_browser(
-        playwright, profile, viewport={"width": 1280, "height": 900}, extra_http_headers=client_address()
+    return await log_in_through_page(
+        playwright,
+        profile,
+        url=f"{COACHING}{start}",
+        email=person["email"],
+        password=STAFF_PASSWORD,
+        viewport={"width": 1280, "height": 900},
+        extra_http_headers=client_address(),
     )
-    await page.goto(f"{COACHING}{start}")
-    await page.get_by_label("E-mailadres").fill(person["email"])
-    await page.get_by_label("Wachtwoord").fill(STAFF_PASSWORD)
-    await page.get_by_role("button", name="Inloggen").click()
-    await expect(page).to_have_url(f"{COACHING}{start}")
-    return browser, page, blocked
 
 
 async def test_a_signal_from_partner_to_participant_in_the_browser(http: httpx.AsyncClient, tmp_path: Path) -> None:

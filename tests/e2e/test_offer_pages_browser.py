@@ -14,7 +14,7 @@ import pytest
 from playwright.async_api import async_playwright, expect
 
 from tests.e2e.conftest import COACHING, ENROLMENT, STAFF_PASSWORD, client_address, create_organisation, staff_login
-from tests.support.browser import no_axe_violations, open_browser, shot
+from tests.support.browser import log_in_through_page, no_axe_violations, shot
 
 pytestmark = pytest.mark.stack
 
@@ -30,18 +30,16 @@ async def test_an_admin_adds_changes_and_removes_a_local_offer(http: httpx.Async
         return list(answer.json())
 
     async with async_playwright() as playwright:
-        browser, page, blocked = await open_browser(
+        browser, page, blocked = await log_in_through_page(
             playwright,
             tmp_path / "profile",
+            url=f"{COACHING}/organisatie",
+            email=admin["email"],
+            password=STAFF_PASSWORD,
             viewport={"width": 1366, "height": 900},
             extra_http_headers=client_address(),
         )
         try:
-            await page.goto(f"{COACHING}/organisatie")
-            await page.get_by_label("E-mailadres").fill(admin["email"])
-            await page.get_by_label("Wachtwoord").fill(STAFF_PASSWORD)
-            await page.get_by_role("button", name="Inloggen").click()
-            await expect(page).to_have_url(f"{COACHING}/organisatie")
             await shot(page, "offers-organisation")
             await page.get_by_role("link", name="Lokaal aanbod beheren").click()
             await expect(page).to_have_url(f"{COACHING}/organisatie/aanbod")

@@ -8,6 +8,7 @@ profile of its own."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,18 @@ async def no_axe_violations(page: Page) -> None:
     results = await Axe().run(page)
     violations = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in results.response["violations"]]
     assert violations == [], violations
+
+
+async def log_in_through_page(
+    playwright: Playwright, profile: Path, *, url: str, email: str, password: str, **options: Any
+) -> tuple[BrowserContext, Page, list[str]]:
+    """A browser of one staff member (open_browser's, with `options`), logged in through
+    coaching's login page: `url` asks for the login first and opens once it is given."""
+    browser, page, blocked = await open_browser(playwright, profile, **options)
+    await page.goto(url)
+    await expect(page).to_have_url(re.compile(r"/inloggen\?next="))
+    await page.get_by_label("E-mailadres").fill(email)
+    await page.get_by_label("Wachtwoord").fill(password)
+    await page.get_by_role("button", name="Inloggen").click()
+    await expect(page).to_have_url(url)
+    return browser, page, blocked
