@@ -81,6 +81,8 @@ async def test_an_admin_adds_changes_and_removes_a_local_offer(http: httpx.Async
             ):
                 field = page.get_by_label(label)
                 await expect(field).to_have_attribute("aria-invalid", "true")
+                # The field itself shows it too: the red border of the style sheet's --bad colour.
+                await expect(field).to_have_css("border-top-color", "rgb(163, 25, 27)")
                 described = (await field.get_attribute("aria-describedby") or "").split()
                 assert described, label
                 await expect(page.locator(f"#{described[0]}")).to_contain_text(says)
