@@ -120,8 +120,9 @@ def enrolment_refusal(answer: httpx.Response) -> Refusal | cases.EnrolmentUnavai
     """Enrolment's answer in Dutch for the coach (a 5xx: unavailable, try again)."""
     status = answer.status_code
     fields: list[str] = []
-    with contextlib.suppress(ValueError, AttributeError):
-        fields = [str(f.get("field")) for f in answer.json().get("fields") or [] if isinstance(f, dict)]
+    with contextlib.suppress(ValueError, AttributeError, KeyError, TypeError):
+        error = answer.json()["error"]  # the one error shape of every API (shared.runtime.error_body)
+        fields = [str(f.get("field")) for f in error.get("fields") or [] if isinstance(f, dict)]
     log.info("enrolment refused an enrolment from a signal", status=status)
     if status == 409:
         return Refusal(
@@ -129,6 +130,13 @@ def enrolment_refusal(answer: httpx.Response) -> Refusal | cases.EnrolmentUnavai
             "Enrolment answered 409: this person is already enrolled.",
             field="email",
             dutch="Iemand met dit e-mailadres is al aangemeld bij uw organisatie.",
+        )
+    if status == 422 and "start_date" in fields:
+        return Refusal(
+            "invalid",
+            "Enrolment refused the start date.",
+            field="start_date",
+            dutch="Kies een startdatum vanaf vandaag, en niet verder dan een jaar vooruit.",
         )
     if status == 422 and "email" in fields:
         return Refusal(
@@ -571,6 +579,7 @@ STEP_FIELD_MESSAGES = {
     "own_question": "Gebruik voor de vraag hooguit 4000 tekens.",
     "causes": "Kies oorzaken uit de lijst.",
     "email": "Vul een geldig e-mailadres in.",
+    "start_date": "Vul een geldige datum in.",
     "offer_id": "Kies een aanbod uit de lijst.",
     "reason": "Kies een reden uit de lijst.",
     "note": "De toelichting mag hooguit 1000 tekens hebben.",
@@ -690,7 +699,9 @@ async def enrol_form(request: Request, signal_id: UUID, viewer: PageViewer) -> R
         request,
         viewer,
         signal_id,
-        lambda form: EnrolmentCreate.model_validate({"email": _text(form, "email") or None}),
+        lambda form: EnrolmentCreate.model_validate(
+            {"email": _text(form, "email") or None, "start_date": _text(form, "start_date") or None}
+        ),
         lambda session, body: cases.enrol(
             session,
             viewer=viewer,
@@ -698,6 +709,7 @@ async def enrol_form(request: Request, signal_id: UUID, viewer: PageViewer) -> R
             email=body.email,
             now=svc.clock.now(),
             enroller=enroller_of(svc),
+            start_date=body.start_date,
         ),
         "aangemeld",
     )

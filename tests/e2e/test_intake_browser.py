@@ -5,14 +5,17 @@ sees only how far it is. No Content-Security-Policy complaint; axe-core finds no
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 from playwright.async_api import BrowserContext, Page, Playwright, async_playwright, expect
 
-from tests.e2e.conftest import COACHING, STAFF_PASSWORD, client_address, unique_email
+from tests.e2e.conftest import COACHING, STAFF_PASSWORD, client_address, db_fetch, unique_email
 from tests.e2e.test_intake_signals import organisation_with_people
 from tests.support.browser import log_in_through_page, no_axe_violations, shot
 
@@ -103,9 +106,23 @@ async def test_a_signal_from_partner_to_participant_in_the_browser(http: httpx.A
             await expect(page.get_by_role("status")).to_contain_text("De eigen vraag en de oorzaken zijn bewaard.")
             await no_axe_violations(page)
             await shot(page, "intake-coach-steps")
+            # A start date in the past is refused by enrolment, said in Dutch beside the field.
             await page.get_by_label("E-mailadres voor de lessen").fill(email)
+            await page.get_by_label("Startdatum").fill("2020-01-06")
+            await page.get_by_role("button", name="Aanmelden").click()
+            await expect(page.locator("#start_date-error")).to_contain_text("Kies een startdatum vanaf vandaag")
+            await expect(page.get_by_label("Startdatum")).to_have_attribute("aria-invalid", "true")
+            await expect(page.get_by_label("E-mailadres voor de lessen")).to_have_value(email)
+            await no_axe_violations(page)
+            await shot(page, "intake-coach-start-date-refused")
+            start = datetime.now(ZoneInfo("Europe/Amsterdam")).date() + timedelta(days=7)
+            await page.get_by_label("Startdatum").fill(start.isoformat())
             await page.get_by_role("button", name="Aanmelden").click()
             await expect(page.get_by_role("status")).to_contain_text("aangemeld voor Meer contact")
+            enrolled = await db_fetch(
+                "enrolment", "SELECT start_date FROM participant WHERE org_id = $1", UUID(world["org_id"])
+            )
+            assert [row["start_date"] for row in enrolled] == [start]
             await expect(page.locator(".timeline")).to_contain_text("Aangemeld voor Meer contact")
             await no_axe_violations(page)
             await shot(page, "intake-coach-enrolled")
