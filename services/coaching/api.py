@@ -18,7 +18,7 @@ from fastapi.responses import Response
 from sqlmodel.ext.asyncio.session import AsyncSession
 from sse_starlette import EventSourceResponse
 
-from services.coaching import dashboard, documents, kit, storage, use_cases
+from services.coaching import dashboard, documents, intake_use_cases, kit, storage, use_cases
 from services.coaching.auth import ApiViewer, Viewer, still_allowed
 from services.coaching.dashboard import Clock, Moment
 from services.coaching.guide import GUIDE
@@ -274,6 +274,7 @@ async def plan_pdf_bytes(session: AsyncSession, row: DashboardRow, version: int 
         return None
     coach = await storage.coach(session, coach_id=row.coach_id) if row.coach_id else None
     organisation = await storage.organisation(session, org_id=row.org_id)
+    offers = {str(offer.get("offer_id")): offer for offer in await intake_use_cases.local_offers(session, row.org_id)}
     return documents.personal_plan(
         documents.PlanDocument(
             first_name=row.first_name,
@@ -287,6 +288,11 @@ async def plan_pdf_bytes(session: AsyncSession, row: DashboardRow, version: int 
             causes_other=chosen.causes_other,
             goals=chosen.goals,
             steps=chosen.steps,
+            offers=[
+                documents.PlanOffer.from_offer(offers[offer_id])
+                for offer_id in chosen.offer_ids or []
+                if offer_id in offers
+            ],
         )
     )
 

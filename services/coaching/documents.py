@@ -4,9 +4,10 @@ plan for the participant. Pure: bytes and text in, PDF bytes out (reportlab + qr
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 from xml.sax.saxutils import escape
 
 import qrcode
@@ -280,6 +281,37 @@ class PlanDocument:
     causes_other: str | None
     goals: str | None
     steps: str | None
+    offers: Sequence[PlanOffer] = ()
+    """The organisation's local offers that the goals name, as the participant finds them."""
+
+
+@dataclass(frozen=True)
+class PlanOffer:
+    """A local offer on the participant's copy of the plan."""
+
+    name: str
+    description: str | None = None
+    location: str | None = None
+    schedule: str | None = None
+    phone: str | None = None
+    website: str | None = None
+
+    @classmethod
+    def from_offer(cls, offer: Mapping[str, Any]) -> PlanOffer:
+        """From an offer as organisation.local_offers_changed told it."""
+        fields = ("description", "location", "schedule", "phone", "website")
+        return cls(name=str(offer.get("name") or ""), **{f: offer.get(f) or None for f in fields})
+
+    def lines(self) -> list[str]:
+        """What the plan says of it, each line escaped for the PDF."""
+        where = ", ".join(escape(part) for part in (self.location, self.schedule) if part)
+        contact = " · ".join(escape(part) for part in (self.phone, self.website) if part)
+        return [
+            f"<b>{escape(self.name)}</b>",
+            *([_text(self.description)] if self.description else []),
+            *([where] if where else []),
+            *([contact] if contact else []),
+        ]
 
 
 def _text(value: str) -> str:
@@ -341,5 +373,14 @@ def personal_plan(plan: PlanDocument) -> bytes:
     for name, value in (("Mijn doelen", plan.goals), ("De stappen die we hebben afgesproken", plan.steps)):
         if value:
             story += [Paragraph(name, heading), Paragraph(_text(value), body)]
+    if plan.offers:
+        story.append(Paragraph("Wat er bij mij in de buurt is", heading))
+        story.append(
+            ListFlowable(
+                [ListItem(Paragraph("<br/>".join(offer.lines()), body), leftIndent=12) for offer in plan.offers],
+                bulletType="bullet",
+                start="•",
+            )
+        )
     document.build(story)
     return buffer.getvalue()

@@ -29,6 +29,7 @@ from tests.e2e.conftest import (
     unique_email,
 )
 from tests.e2e.test_partner_role import PARTNER_ORGANISATION, partner_login
+from tests.support.pdf import pdf_text
 
 pytestmark = pytest.mark.stack
 
@@ -444,6 +445,8 @@ async def test_a_call_and_the_plans_goals_can_name_a_local_offer(http: httpx.Asy
         f"{base}/plan", json={"goals": "Koffie drinken", "offer_ids": [offer_id]}, headers=coach["headers"]
     )
     assert saved.status_code == 201 and saved.json()["offer_ids"] == [offer_id], saved.text
+    pdf = await http.get(f"{base}/plan.pdf", headers=coach["headers"])
+    assert pdf.status_code == 200 and "(Koffieochtend De Linde) Tj" in pdf_text(pdf.content)  # the participant's copy
     call = {
         "called_at": datetime.now(UTC).isoformat(),
         "reached": True,

@@ -11,6 +11,7 @@ from PIL import Image
 from services.coaching.documents import (
     KitOrganisation,
     PlanDocument,
+    PlanOffer,
     brand_colour,
     personal_plan,
     recruitment_flyer,
@@ -19,6 +20,7 @@ from services.coaching.documents import (
 )
 from services.coaching.guide import GUIDE, guide_for
 from shared.branding import readable_text_colour
+from tests.support.pdf import pdf_text
 
 A4_MEDIABOX = re.compile(rb"/MediaBox \[\s*0 0 595\.27\d+ 841\.88\d+\s*\]")
 
@@ -93,3 +95,43 @@ def test_the_plan_export_is_a_pdf_even_with_markup_in_the_text() -> None:
         )
     )
     assert pdf.startswith(b"%PDF-") and A4_MEDIABOX.search(pdf)
+
+
+def test_the_plan_lists_the_local_offers_its_goals_name() -> None:
+    offer = PlanOffer.from_offer(
+        {
+            "offer_id": "2f6c",
+            "kind": "library",
+            "name": "Bibliotheek Zandvoort",
+            "description": "Boeken lenen en koffie drinken.",
+            "location": "Prinsesseweg 34",
+            "schedule": "ma t/m za 10:00-17:00",
+            "phone": "023 571 4000",
+            "website": None,
+        }
+    )
+    plan = PlanDocument(
+        first_name="Gerrit",
+        organisation="Welzijn Aan Zee",
+        coach_name="Karin",
+        version=1,
+        saved_on=date(2026, 3, 1),
+        noticed_how=None,
+        own_question="Ik wil weer mensen zien",
+        causes=[],
+        causes_other=None,
+        goals="Naar de bibliotheek",
+        steps=None,
+        offers=[offer],
+    )
+    text = pdf_text(personal_plan(plan))
+    shown_lines = (
+        "Wat er bij mij in de buurt is",
+        "Bibliotheek Zandvoort",
+        "Prinsesseweg 34, ma t/m za",
+        "023 571 4000",
+    )
+    for shown in shown_lines:
+        assert f"({shown}" in text, (shown, text)
+    without = pdf_text(personal_plan(PlanDocument(**{**plan.__dict__, "offers": ()})))
+    assert "Wat er bij mij in de buurt is" not in without
