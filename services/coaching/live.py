@@ -104,7 +104,12 @@ async def notify_changes(connection: asyncpg.Connection, changes: Iterable[Parti
     them when it commits (and never when it rolls back)."""
     payloads = encode_changes(changes)
     if payloads:
-        await connection.executemany("SELECT pg_notify($1, $2)", [(CHANNEL, payload) for payload in payloads])
+        # One statement, not one per payload: a statement per round trip is what a batch waits on.
+        await connection.execute(
+            "SELECT count(pg_notify($1, payload)) FROM unnest($2::text[]) AS payload",
+            CHANNEL,
+            payloads,
+        )
 
 
 class LiveHub:
