@@ -62,6 +62,12 @@ def _encoded(envelope: Envelope) -> tuple[str, str, str, bytes]:
     return str(envelope.event_id), envelope.topic, envelope.key.decode(), envelope.model_dump_json().encode()
 
 
+def outbox_values(envelope: Envelope) -> tuple[str, str, str, bytes]:
+    """event_id, topic, key and value of an event's outbox row, for a writer that inserts the
+    rows in a statement of its own (enrolment's API batches: participants and events together)."""
+    return _encoded(envelope)
+
+
 def add_to_outbox(session: AsyncSession, envelope: Envelope) -> None:
     """Stage an event in the caller's transaction; it is published after the commit."""
     session.add(outbox_row(envelope))

@@ -88,7 +88,16 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
                 log.warning("could not delete expired exports", error=type(error).__name__)
             await asyncio.sleep(EXPORT_RETENTION_INTERVAL_S)
 
-    runtime.background += [cleanup_loop, export_retention_loop]
+    batches = EnrolmentBatches(runtime.database.url, on_commit=runtime.relay.wake)
+
+    async def enrolment_batches_until_stop() -> None:
+        """Stops the enrolment batches' transaction thread when the service stops."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await batches.close()
+
+    runtime.background += [cleanup_loop, export_retention_loop, enrolment_batches_until_stop]
     register_kafka_handlers(runtime)
     app = create_service_app(
         runtime,
@@ -104,7 +113,7 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         },
     )
     app.state.runtime = runtime
-    app.state.enrolment_batches = EnrolmentBatches(runtime.database)
+    app.state.enrolment_batches = batches
     app.state.known_api_keys = KnownApiKeys(runtime.database)
     app.state.token_keys = TokenKeys.load(settings.staff_token_private_key_path, settings.staff_token_public_key_path)
     app.include_router(export_router)

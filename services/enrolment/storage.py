@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, or_, select, text, update
+import asyncpg
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -24,6 +25,9 @@ from services.enrolment.tables import (
     SignupCounter,
     StaffMember,
 )
+from shared.db import utcnow
+from shared.events import Envelope
+from shared.outbox import outbox_values
 
 # --- organisations ----------------------------------------------------------------------------
 
@@ -63,34 +67,6 @@ async def running_count(*, session: AsyncSession, org_id: UUID) -> int:
     """Enrolled, active and paused participants: what the licence counts."""
     counts = await participants_per_status(session=session, org_id=org_id)
     return sum(counts.get(status, 0) for status in ACTIVE_STATUSES)
-
-
-@dataclass(frozen=True)
-class EnrolmentCounts:
-    """What an enrolment decides on: the licence's running participants and each coach's
-    running participants (0 included)."""
-
-    running: int
-    per_coach: dict[UUID, int]
-
-
-_ENROLMENT_COUNTS = text(
-    """
-    SELECT s.id AS coach_id, coalesce(r.n, 0) AS n
-    FROM (SELECT coach_id, count(*) AS n FROM participant
-          WHERE org_id = :org_id AND status = ANY(:statuses) GROUP BY coach_id) AS r
-    FULL JOIN (SELECT id FROM staff WHERE org_id = :org_id AND role = 'coach') AS s ON s.id = r.coach_id
-    """
-)
-
-
-async def enrolment_counts(*, session: AsyncSession, org_id: UUID) -> EnrolmentCounts:
-    """The counts enrolments decide on, in one round trip (the hot path of the enrolment API)."""
-    rows = (await session.execute(_ENROLMENT_COUNTS, {"org_id": org_id, "statuses": list(ACTIVE_STATUSES)})).all()
-    return EnrolmentCounts(
-        running=sum(int(n) for _, n in rows),
-        per_coach={coach_id: int(n) for coach_id, n in rows if coach_id is not None},
-    )
 
 
 async def get_logo(*, session: AsyncSession, org_id: UUID, sha256: str) -> Logo | None:
@@ -403,18 +379,6 @@ async def running_emails(*, session: AsyncSession, org_id: UUID) -> frozenset[st
     return frozenset(email for (email,) in rows.all() if email)
 
 
-async def running_emails_among(*, session: AsyncSession, org_id: UUID, emails: Sequence[str]) -> frozenset[str]:
-    """Which of these addresses already run in the organisation."""
-    rows = await session.execute(
-        select(col(Participant.email)).where(
-            col(Participant.org_id) == org_id,
-            col(Participant.status).in_(ACTIVE_STATUSES),
-            col(Participant.email).in_(list(emails)),
-        )
-    )
-    return frozenset(email for (email,) in rows.all() if email)
-
-
 async def pending_signups(*, session: AsyncSession, org_id: UUID, email: str) -> list[Participant]:
     """Unconfirmed sign-ups of one address in one organisation."""
     rows = await session.execute(
@@ -440,3 +404,135 @@ async def insert_participants(*, session: AsyncSession, rows: Sequence[dict[str,
     """Many participants in one statement batch (the CSV import, enrolments through the API)."""
     if rows:
         await session.execute(insert(Participant), list(rows))
+
+
+# --- enrolments through the API (a plain asyncpg connection: see enrolment_batches) --------------
+
+
+@dataclass(frozen=True)
+class LicenceTerms:
+    """What an organisation's enrolments are checked against, from its locked row."""
+
+    valid_from: date
+    valid_until: date
+    maximum: int
+    variants: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EnrolmentCounts:
+    """What an enrolment decides on: the licence's running participants and each coach's
+    running participants (0 included)."""
+
+    running: int
+    per_coach: dict[UUID, int]
+
+
+_RUNNING_EMAILS_AMONG = """
+SELECT email FROM participant WHERE org_id = $1 AND status = ANY($2::text[]) AND email = ANY($3::text[])
+"""
+
+
+async def running_emails_among(
+    *, connection: asyncpg.Connection, org_id: UUID, emails: Sequence[str]
+) -> frozenset[str]:
+    """Which of these addresses already run in the organisation."""
+    rows = await connection.fetch(_RUNNING_EMAILS_AMONG, org_id, list(ACTIVE_STATUSES), list(emails))
+    return frozenset(row["email"] for row in rows)
+
+
+_LOCK_ORGANISATION = """
+SELECT licence_valid_from, licence_valid_until, max_active_participants, variants
+  FROM organisation WHERE id = $1 FOR UPDATE
+"""
+
+
+async def lock_organisation(*, connection: asyncpg.Connection, org_id: UUID) -> LicenceTerms | None:
+    """The organisation's licence terms, its row locked until commit (enrolments into one
+    organisation take turns); None when there is no such organisation."""
+    row = await connection.fetchrow(_LOCK_ORGANISATION, org_id)
+    if row is None:
+        return None
+    return LicenceTerms(
+        valid_from=row["licence_valid_from"],
+        valid_until=row["licence_valid_until"],
+        maximum=row["max_active_participants"],
+        variants=tuple(row["variants"]),
+    )
+
+
+# A statement of its own after the lock: in READ COMMITTED each statement reads what was
+# committed when it started, so counts read in the locking statement would miss the batch that
+# held the lock just before.
+_ENROLMENT_COUNTS = """
+SELECT s.id AS coach_id, coalesce(r.n, 0) AS n
+FROM (SELECT coach_id, count(*) AS n FROM participant
+      WHERE org_id = $1 AND status = ANY($2::text[]) GROUP BY coach_id) AS r
+FULL JOIN (SELECT id FROM staff WHERE org_id = $1 AND role = 'coach') AS s ON s.id = r.coach_id
+"""
+
+
+async def enrolment_counts(*, connection: asyncpg.Connection, org_id: UUID) -> EnrolmentCounts:
+    """The counts enrolments decide on, in one round trip (the hot path of the enrolment API)."""
+    rows = await connection.fetch(_ENROLMENT_COUNTS, org_id, list(ACTIVE_STATUSES))
+    return EnrolmentCounts(
+        running=sum(int(row["n"]) for row in rows),
+        per_coach={row["coach_id"]: int(row["n"]) for row in rows if row["coach_id"] is not None},
+    )
+
+
+_PARTICIPANT_COLUMNS = (
+    "id",
+    "coach_id",
+    "first_name",
+    "email",
+    "phone",
+    "start_date",
+    "send_time",
+    "timezone",
+    "variant",
+    "status",
+    "source",
+    "consented_at",
+    "consent_via",
+    "consent_signal_id",
+    "created_at",
+    "updated_at",
+)
+"""The columns of new_participant's rows ($2 to $17 below, org_id is $1)."""
+
+# One statement for the participants and their outbox rows: a data-modifying WITH always runs,
+# and a unique index that refuses one participant fails the whole statement.
+_INSERT_PARTICIPANTS_WITH_EVENTS = """
+WITH p AS (
+  INSERT INTO participant (org_id, id, coach_id, first_name, email, phone, start_date, send_time, timezone, variant,
+                           status, source, consented_at, consent_via, consent_signal_id, created_at, updated_at)
+  SELECT $1, r.*
+    FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::date[], $8::time[], $9::text[],
+                $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::text[], $15::uuid[],
+                $16::timestamptz[], $17::timestamptz[])
+      AS r(id, coach_id, first_name, email, phone, start_date, send_time, timezone, variant, status, source,
+           consented_at, consent_via, consent_signal_id, created_at, updated_at)
+)
+INSERT INTO outbox (event_id, topic, key, value, created_at)
+SELECT e.event_id, e.topic, e.key, e.value, $22
+  FROM unnest($18::text[], $19::text[], $20::text[], $21::bytea[]) WITH ORDINALITY AS e(event_id, topic, key, value, n)
+ ORDER BY e.n
+"""
+
+
+async def insert_participants_with_events(
+    *, connection: asyncpg.Connection, org_id: UUID, rows: Sequence[dict[str, Any]], events: Sequence[Envelope]
+) -> None:
+    """New participants of one organisation and their events' outbox rows (in the given order,
+    which the relay keeps), in one statement. The caller wakes the relay after its commit."""
+    if not rows:
+        return
+    encoded = [outbox_values(envelope) for envelope in events]
+    await connection.execute(
+        _INSERT_PARTICIPANTS_WITH_EVENTS,
+        org_id,
+        *([row[name] for row in rows] for name in _PARTICIPANT_COLUMNS),
+        *([values[n] for values in encoded] for n in range(4)),
+        utcnow(),
+    )

@@ -15,6 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from services.enrolment import domain, storage
 from services.enrolment.domain import ParticipantFields, StoppedBy
 from services.enrolment.schemas import ConsentGiven, ParticipantUpdate
+from services.enrolment.storage import EnrolmentCounts, LicenceTerms
 from services.enrolment.tables import Organisation, Participant, StaffMember
 from shared.db import utcnow
 from shared.errors import Refusal
@@ -102,8 +103,7 @@ class EnrolmentRequest:
     consent: ConsentGiven | None = None
 
 
-def stage_new_participant(
-    session: AsyncSession,
+def new_participant(
     *,
     org_id: UUID,
     fields: ParticipantFields,
@@ -113,10 +113,9 @@ def stage_new_participant(
     source: Literal["api", "admin", "signal", "csv"],
     now: datetime,
     consent: ConsentGiven | None = None,
-) -> dict[str, Any]:
-    """A new participant's row, with their contact details and participant.enrolled staged in
-    the outbox of the caller's transaction; the caller inserts the rows together
-    (storage.insert_participants). Plain rows, not ORM objects: thousands of those cost seconds.
+) -> tuple[dict[str, Any], tuple[Envelope, Envelope]]:
+    """A new participant's row and its two events (contact details, participant.enrolled), in
+    the order they go to the outbox. Plain rows, not ORM objects: thousands of those cost seconds.
 
     consent: how the person agreed (via a signal: its id makes the enrolment happen once, see
     enrolled_from_signal; a parallel second one is refused by uq_participant_signal)."""
@@ -131,9 +130,11 @@ def stage_new_participant(
         variant=variant,
         signal_id=signal_id,
     )
-    for payload in (contact, enrolled):
-        add_to_outbox(session, Envelope.wrap(payload, org_id=org_id, participant_id=participant_id, occurred_at=now))
-    return {
+    events = (
+        Envelope.wrap(contact, org_id=org_id, participant_id=participant_id, occurred_at=now),
+        Envelope.wrap(enrolled, org_id=org_id, participant_id=participant_id, occurred_at=now),
+    )
+    row = {
         "id": participant_id,
         "org_id": org_id,
         "coach_id": coach_id,
@@ -152,55 +153,92 @@ def stage_new_participant(
         "created_at": now,
         "updated_at": now,
     }
+    return row, events
 
 
-async def enrol_together(
-    *, session: AsyncSession, organisation: Organisation, requests: Sequence[EnrolmentRequest], now: datetime
-) -> list[dict[str, Any] | Refusal]:
-    """Enrol several people into one organisation in the caller's transaction (participant.enrolled
-    each): per request the new participant's row, or the refusal that request alone gets.
-
-    The caller locked the organisation FOR UPDATE, so the licence count holds exactly; the
-    batch shares one count, one look-up of its addresses and one insert. An address already
-    running here (or twice in the batch) is refused; one that a parallel transaction enrols at
-    the same moment (or a signal enrolled twice) makes the commit fail on a unique index
-    (uq_participant_active_email, uq_participant_signal), and the caller enrols the batch
-    again one by one.
-    """
-    counts = await storage.enrolment_counts(session=session, org_id=organisation.id)
-    running, per_coach = counts.running, dict(counts.per_coach)
-    taken = set(
-        await storage.running_emails_among(
-            session=session, org_id=organisation.id, emails=[request.fields.email for request in requests]
-        )
+def stage_new_participant(
+    session: AsyncSession,
+    *,
+    org_id: UUID,
+    fields: ParticipantFields,
+    coach_id: UUID,
+    start_date: date,
+    variant: str,
+    source: Literal["api", "admin", "signal", "csv"],
+    now: datetime,
+    consent: ConsentGiven | None = None,
+) -> dict[str, Any]:
+    """new_participant with its events staged in the outbox of the caller's transaction; the
+    caller inserts the rows together (storage.insert_participants)."""
+    row, events = new_participant(
+        org_id=org_id,
+        fields=fields,
+        coach_id=coach_id,
+        start_date=start_date,
+        variant=variant,
+        source=source,
+        now=now,
+        consent=consent,
     )
-    outcomes: list[dict[str, Any] | Refusal] = []
-    rows: list[dict[str, Any]] = []
+    for envelope in events:
+        add_to_outbox(session, envelope)
+    return row
+
+
+@dataclass
+class EnrolmentPlan:
+    """What a batch of enrolments does: per request the new participant's row or the refusal
+    that request alone gets; the rows to insert and their events, in outbox order."""
+
+    outcomes: list[dict[str, Any] | Refusal]
+    rows: list[dict[str, Any]]
+    events: list[Envelope]
+
+
+def plan_enrolments(
+    *,
+    org_id: UUID,
+    terms: LicenceTerms,
+    counts: EnrolmentCounts,
+    taken: frozenset[str],
+    requests: Sequence[EnrolmentRequest],
+    now: datetime,
+) -> EnrolmentPlan:
+    """Enrol several people into one organisation: one shared count, one look-up of addresses.
+
+    The caller holds the organisation's row lock from before `counts` was read until its commit,
+    so the licence and coach counts hold exactly. `taken`: the batch's addresses already running
+    here (looked up before the lock); an address enrolled in between, twice in the batch, or a
+    signal enrolled twice, is refused by a unique index at the insert (uq_participant_active_email,
+    uq_participant_signal), and the caller enrols the batch again one by one.
+    """
+    running, per_coach = counts.running, dict(counts.per_coach)
+    seen = set(taken)
+    plan = EnrolmentPlan(outcomes=[], rows=[], events=[])
     for request in requests:
         fields = request.fields
         try:
             domain.remaining_capacity(
-                valid_from=organisation.licence_valid_from,
-                valid_until=organisation.licence_valid_until,
-                maximum=organisation.max_active_participants,
+                valid_from=terms.valid_from,
+                valid_until=terms.valid_until,
+                maximum=terms.maximum,
                 running=running,
                 today=domain.licence_today(now),
             )
-            variant = domain.check_variant(fields.variant, tuple(organisation.variants))
+            variant = domain.check_variant(fields.variant, terms.variants)
             start = domain.check_start_date(
                 fields.start_date or domain.default_start_date(now, fields.timezone), now, fields.timezone
             )
             coach = domain.choose_coach(request.coach_id, per_coach)
             if request.consent is not None:
                 domain.check_consent_given_at(request.consent.given_at, now)
-            if fields.email in taken:
+            if fields.email in seen:
                 raise Refusal("conflict", ALREADY_ENROLLED, field="email")
         except Refusal as refusal:
-            outcomes.append(refusal)
+            plan.outcomes.append(refusal)
             continue
-        row = stage_new_participant(
-            session,
-            org_id=organisation.id,
+        row, events = new_participant(
+            org_id=org_id,
             fields=fields,
             coach_id=coach,
             start_date=start,
@@ -211,11 +249,11 @@ async def enrol_together(
         )
         running += 1
         per_coach[coach] += 1
-        taken.add(fields.email)
-        rows.append(row)
-        outcomes.append(row)
-    await storage.insert_participants(session=session, rows=rows)
-    return outcomes
+        seen.add(fields.email)
+        plan.rows.append(row)
+        plan.events.extend(events)
+        plan.outcomes.append(row)
+    return plan
 
 
 async def change_details(
