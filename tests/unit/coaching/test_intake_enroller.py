@@ -13,6 +13,7 @@ import pytest
 from services.coaching.intake_routes import HttpEnroller
 from services.coaching.intake_use_cases import EnrolmentRequest, EnrolmentUnavailable
 from shared.errors import Refusal
+from shared.runtime import error_body
 
 REQUEST = EnrolmentRequest(
     org_id=uuid4(),
@@ -79,11 +80,27 @@ async def test_enrolments_refusals_are_told_in_dutch(status: int, kind: str, dut
     assert refused.value.kind == kind and dutch in refused.value.dutch
 
 
+def refused_field(field: str) -> httpx.Response:
+    """Enrolment's 422 in the one error shape of every API, naming the field at fault."""
+    return httpx.Response(422, json=error_body(422, "bad", [{"field": field, "reason": "not valid"}]))
+
+
 async def test_a_refused_address_names_the_e_mail_field() -> None:
-    answer = httpx.Response(422, json={"message": "bad", "fields": [{"field": "email", "reason": "not valid"}]})
     with pytest.raises(Refusal) as refused:
-        await enroller(answer).enrol(REQUEST)
+        await enroller(refused_field("email")).enrol(REQUEST)
     assert refused.value.field == "email" and refused.value.dutch == "Dit e-mailadres klopt niet."
+
+
+async def test_a_refused_start_date_names_the_start_date_field() -> None:
+    with pytest.raises(Refusal) as refused:
+        await enroller(refused_field("start_date")).enrol(REQUEST)
+    assert refused.value.field == "start_date" and "startdatum" in refused.value.dutch
+
+
+async def test_an_answer_in_another_shape_gets_the_general_message() -> None:
+    with pytest.raises(Refusal) as refused:
+        await enroller(httpx.Response(422, text="<html>proxy error</html>")).enrol(REQUEST)
+    assert "nam de gegevens niet aan" in refused.value.dutch
 
 
 @pytest.mark.parametrize(
