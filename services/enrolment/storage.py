@@ -468,8 +468,12 @@ _ENROLMENT_COUNTS = """
 SELECT s.id AS coach_id, coalesce(r.n, 0) AS n
 FROM (SELECT coach_id, count(*) AS n FROM participant
       WHERE org_id = $1 AND status = ANY($2::text[]) GROUP BY coach_id) AS r
-FULL JOIN (SELECT id FROM staff WHERE org_id = $1 AND role = 'coach') AS s ON s.id = r.coach_id
+FULL JOIN (SELECT id FROM staff
+           WHERE org_id = $1 AND role = 'coach' AND deactivated_at IS NULL AND removed_at IS NULL) AS s
+       ON s.id = r.coach_id
 """
+"""Per active coach their running participants (0 included), and a row without a coach for the
+participants of no active coach: all count for the licence, only active coaches get new ones."""
 
 
 async def enrolment_counts(*, connection: asyncpg.Connection, org_id: UUID) -> EnrolmentCounts:

@@ -91,6 +91,8 @@ async def test_a_deactivated_coach_is_refused_everywhere_and_their_participants_
     coach = await staff_login(http, org_id, role="coach", name="Coach Vertrekt")
     other = await staff_login(http, org_id, role="coach", name="Coach Blijft")
     participant = await enrol(http, org_id, coach["id"])
+    for _ in range(2):  # the coach who stays is the busier one
+        await enrol(http, org_id, other["id"])
     await eventually(lambda: accepted_everywhere(http, org_id, coach["token"]), what="the coach's token accepted")
 
     staff_url = f"{ENROLMENT}/api/organisations/{org_id}/staff/{coach['id']}"
@@ -136,6 +138,16 @@ async def test_a_deactivated_coach_is_refused_everywhere_and_their_participants_
     assert [p["participant_id"] for p in overview.json()["to_reassign"]] == [participant["id"]]
     coaches = await http.get(f"{ENROLMENT}/api/organisations/{org_id}/coaches", headers=admin["headers"])
     assert [c["id"] for c in coaches.json()["items"]] == [other["id"]]
+    # New participants go to active coaches only: named, the deactivated coach is refused; unnamed,
+    # the coach who stays gets them although the deactivated one has fewer.
+    participants_url = f"{ENROLMENT}/api/organisations/{org_id}/participants"
+    named = {"first_name": "Ans", "email": unique_email(), "coach_id": coach["id"]}
+    refused = await http.post(participants_url, json=named, headers=admin["headers"])
+    assert refused.status_code == 422 and refused.json()["error"]["fields"][0]["field"] == "coach_id", refused.text
+    unnamed = await http.post(
+        participants_url, json={"first_name": "Ans", "email": unique_email()}, headers=admin["headers"]
+    )
+    assert unnamed.status_code == 201 and unnamed.json()["coach_id"] == other["id"], unnamed.text
     coach_url = f"{ENROLMENT}/api/organisations/{org_id}/participants/{participant['id']}/coach"
     back = await http.put(coach_url, json={"coach_id": coach["id"]}, headers=admin["headers"])
     assert back.status_code in (404, 409, 422), back.text
