@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -182,6 +182,32 @@ async def claim_events(session: AsyncSession, event_ids: Sequence[UUID]) -> set[
     ids = sorted(set(event_ids))
     result = await session.execute(_CLAIM_EVENTS, {"ids": ids, "now": utcnow()})
     return {row[0] for row in result}
+
+
+PERSON_LOCKS_SQL = "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS sorted"
+"""Take turns per person with every other transaction of this database that locks them, until
+commit (asyncpg: pass person_lock_keys(...) as $1). One sorted statement: two transactions
+never wait for each other crosswise."""
+_LOCK_PEOPLE = text(PERSON_LOCKS_SQL.replace("$1::bigint[]", "CAST(:keys AS bigint[])"))
+
+
+def person_lock_keys(person_ids: Collection[UUID]) -> list[int]:
+    """The advisory lock keys of these people (the first 8 bytes of the id; a rare shared key
+    only makes two people take turns)."""
+    return sorted({int.from_bytes(person_id.bytes[:8], "big", signed=True) for person_id in person_ids})
+
+
+async def lock_people(session: AsyncSession, person_ids: Collection[UUID]) -> None:
+    """PERSON_LOCKS_SQL on a session's transaction.
+
+    For a row made from two topics (a person's contact details on meer.contact, their enrolment
+    or coach account on another), which two consumers may apply at the same moment: each would
+    see the other's row missing and neither would put the name and address on it. Taking turns,
+    the second sees what the first committed (each statement of a READ COMMITTED transaction
+    reads what was committed before it began)."""
+    keys = person_lock_keys(person_ids)
+    if keys:
+        await session.execute(_LOCK_PEOPLE, {"keys": keys})
 
 
 async def claim_event(session: AsyncSession, event_id: UUID) -> bool:

@@ -29,6 +29,7 @@ from services.coaching.tables import (
     QuestionnaireAnswerSeen,
     ReportSeen,
 )
+from shared.db import PERSON_LOCKS_SQL, person_lock_keys
 
 RowT = TypeVar("RowT", bound=CoachingTable)
 
@@ -258,19 +259,11 @@ class LiveBatchStore(MemoryProjectionStore):
         self._keep(table, await self.connection.fetch(sql, sorted(keys)))
 
     async def lock_people(self, person_ids: Collection[UUID]) -> None:
-        """Take turns per person with any other transaction that locks them (until commit).
-
-        A person's rows are made from two topics: participant.enrolled (or coach.added) and
-        contact.details_set, which two replicas may apply at the same moment. Each would see
-        the other's row missing and neither would put the name on the dashboard row; taking
-        turns, the second sees what the first committed. In one sorted statement, so that two
-        batches never wait for each other crosswise."""
-        keys = sorted({int.from_bytes(person_id.bytes[:8], "big", signed=True) for person_id in person_ids})
+        """shared.db.lock_people on this connection: a person's dashboard row is made from two
+        topics (participant.enrolled or coach.added, and contact.details_set)."""
+        keys = person_lock_keys(person_ids)
         if keys:
-            await self.connection.execute(
-                "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS sorted",
-                keys,
-            )
+            await self.connection.execute(PERSON_LOCKS_SQL, keys)
 
     async def load(
         self,

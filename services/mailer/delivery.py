@@ -177,6 +177,9 @@ class DeliveryWorker:
             raise
         except Exception as error:
             if claimed is None:
+                # Not about a mail (asyncpg's InternalClientError after PostgreSQL went away, say):
+                # the connection's state is unknown, so the next try starts on a new one.
+                await self.connection.close()
                 raise
             # Whatever went wrong with this one mail, it must not be claimed first again and again.
             staged = await self._count_failed_attempt(claimed.id, error, now, counted=leased)

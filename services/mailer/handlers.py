@@ -5,7 +5,7 @@ applied in a batch)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.mailer import storage
 from services.mailer.delivery import WAIT_FOR_COPIES
-from services.mailer.domain import contacts_to_load, fold_copies
+from services.mailer.domain import contacts_to_load, fold_copies, people_copied_from_two_topics
 from services.mailer.export import build_export_handlers
 from services.mailer.tables import (
     AlertCopy,
@@ -31,7 +31,7 @@ from services.mailer.tables import (
     TransactionalMail,
 )
 from services.mailer.use_cases import not_being_sent, unschedule_due_deliveries
-from shared.db import utcnow
+from shared.db import lock_people, utcnow
 from shared.events import (
     AlertCleared,
     AlertRaised,
@@ -372,4 +372,13 @@ def register_kafka_handlers(runtime: Runtime, wake_scheduler: Callable[[], None]
     runtime.subscribe(
         {**build_handlers(wake_scheduler), **exports},
         build_tombstone_handlers(),
+        prepare=take_turns_per_person,
     )
+
+
+async def take_turns_per_person(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+    """Before a batch is applied: lock the people whose copies it makes from two topics, so that
+    an enrolment (or a coach's account) and the contact details applied by another consumer at
+    the same moment cannot each miss the other, leaving a recipient without an address or a coach
+    without a name, whose mails then wait for it for ever."""
+    await lock_people(session, people_copied_from_two_topics(envelopes))

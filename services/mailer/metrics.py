@@ -13,4 +13,7 @@ SMTP_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 DUE_BACKLOG = Gauge("meer_mailer_due_backlog", "Programme mails that are due and not sent yet.")
-OLDEST_DUE_SECONDS = Gauge("meer_mailer_oldest_due_seconds", "Age of the oldest due, unsent programme mail.")
+OLDEST_DUE_SECONDS = Gauge(
+    "meer_mailer_oldest_due_seconds",
+    "Age of the oldest unsent programme mail, since it first fell due (postponements do not reset it).",
+)

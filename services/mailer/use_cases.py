@@ -230,12 +230,15 @@ async def _attention(
 
 
 async def measure_backlog(database: Database, now: datetime) -> None:
-    """Update the due-backlog gauges (what ops alert on when mails pile up)."""
+    """Update the due-backlog gauges (what ops alert on when mails pile up). A mail's age counts
+    from when it was scheduled (when it first fell due), not from its current due time: a mail
+    postponed again and again (waiting for an address or a coach's name that never comes, or
+    for an SMTP server that keeps refusing) must not look fresh at every postponement."""
     async with database.session() as session:
         count, oldest = (
             await session.execute(
-                select(func.count(), func.min(Delivery.due_at)).where(
-                    col(Delivery.status) == "due", col(Delivery.due_at) <= now
+                select(func.count().filter(col(Delivery.due_at) <= now), func.min(Delivery.created_at)).where(
+                    col(Delivery.status) == "due", col(Delivery.created_at) <= now
                 )
             )
         ).one()

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from services.mailer.handlers import build_handlers, build_tombstone_handlers
+from services.mailer.handlers import build_handlers, build_tombstone_handlers, take_turns_per_person
 from shared.db import Database, asyncpg_dsn
 from shared.events import (
     AlertCleared,
@@ -59,6 +59,11 @@ COMPARED = {
     "transactional_mail": "kind, participant_id, contact_id, status, to_address, context::text, "
     "due_at < now() + interval '1 hour' AS due_now",
 }
+
+
+def mailer_subscription() -> Subscription:
+    """What the mailer's consumer applies (its exports aside), with its batch's locks."""
+    return Subscription(build_handlers(lambda: None), build_tombstone_handlers(), take_turns_per_person)
 
 
 class Tombstone:
@@ -194,7 +199,7 @@ def with_tombstones(subscription: Subscription, run: list[Envelope | Tombstone])
             envelopes.append(marker)
         else:
             envelopes.append(item)
-    return Subscription(changes, subscription.tombstones), envelopes
+    return Subscription(changes, subscription.tombstones, subscription.prepare), envelopes
 
 
 async def rows(database: Database) -> dict[str, list[tuple[object, ...]]]:
@@ -217,9 +222,7 @@ async def test_a_batch_ends_as_its_events_applied_one_by_one(
 ) -> None:
     rng = random.Random(seed_number)
     people = [UUID(int=rng.getrandbits(128)) for _ in range(4)]
-    subscription, run = with_tombstones(
-        Subscription(build_handlers(lambda: None), build_tombstone_handlers()), random_run(rng, people, 60)
-    )
+    subscription, run = with_tombstones(mailer_subscription(), random_run(rng, people, 60))
     batched, one_by_one = two_databases
     for database in two_databases:
         await seed(database, random.Random(seed_number), people)
@@ -237,9 +240,7 @@ async def test_a_batch_ends_as_its_events_applied_one_by_one(
 async def test_a_redelivered_batch_changes_nothing(two_databases: tuple[Database, Database]) -> None:
     rng = random.Random(99)
     people = [UUID(int=rng.getrandbits(128)) for _ in range(4)]
-    subscription, run = with_tombstones(
-        Subscription(build_handlers(lambda: None), build_tombstone_handlers()), random_run(rng, people, 60)
-    )
+    subscription, run = with_tombstones(mailer_subscription(), random_run(rng, people, 60))
     database = two_databases[0]
     await seed(database, random.Random(99), people)
     await apply_events(database, subscription, run)
