@@ -284,6 +284,9 @@ def build_tombstone_handlers() -> dict[str, TombstoneChange]:
     async def erase_contact(session: AsyncSession, key: str) -> None:
         await write_folded(session)
         person_id = UUID(key)
+        # Taking turns with an enrolment applied at the same moment, which would otherwise copy
+        # the address this erases onto a recipient row this does not see yet.
+        await lock_people(session, [person_id])
         await session.execute(delete(ContactCopy).where(col(ContactCopy.person_id) == person_id))
         await session.execute(
             update(Recipient).where(col(Recipient.participant_id) == person_id).values(first_name=None, email=None)

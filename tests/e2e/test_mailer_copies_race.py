@@ -11,26 +11,22 @@ The changes run in this process on a fresh database of their own (the running ma
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from uuid import UUID, uuid4
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.mailer.handlers import write_folded
 from services.mailer.metrics import DUE_BACKLOG, OLDEST_DUE_SECONDS
 from services.mailer.tables import Delivery
 from services.mailer.use_cases import measure_backlog
-from shared.db import Database, asyncpg_dsn
+from shared.db import Database
 from shared.events import CoachAdded, ContactDetailsSet, Envelope, ParticipantEnrolled, Payload
-from shared.kafka import Subscription, apply_events
-from tests.e2e.test_mailer_batch_order import mailer_subscription
+from shared.kafka import apply_events
+from tests.e2e.test_mailer_batch_order import Tombstone, mailer_subscription, with_tombstones
 from tests.support.databases import fresh_database
+from tests.support.races import apply_at_the_same_moment, fetch
 
 pytestmark = pytest.mark.stack
 
@@ -46,61 +42,6 @@ async def database(infrastructure: None) -> AsyncIterator[Database]:
             yield database
         finally:
             await database.dispose()
-
-
-def held_before_commit(
-    subscription: Subscription, held: str, reached: asyncio.Event, go_on: asyncio.Event
-) -> Subscription:
-    """The subscription, but the change of type `held` writes what it folded at once and then
-    waits for `go_on`: its unit of work stays open, rows written and locks held, until then."""
-
-    def hold(change: Any) -> Any:
-        async def held_change(session: AsyncSession, envelope: Envelope, payload: Any) -> None:
-            await change(session, envelope, payload)
-            await write_folded(session)
-            reached.set()
-            await go_on.wait()
-
-        return held_change
-
-    changes = {
-        topic: {kind: hold(change) if kind == held else change for kind, change in by_type.items()}
-        for topic, by_type in subscription.changes.items()
-    }
-    return Subscription(changes, subscription.tombstones, subscription.prepare)
-
-
-async def waiting_for_a_lock(database: Database) -> bool:
-    connection = await asyncpg.connect(asyncpg_dsn(database.url))
-    try:
-        return bool(
-            await connection.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
-                make_url(database.url).database,
-            )
-        )
-    finally:
-        await connection.close()
-
-
-async def apply_at_the_same_moment(database: Database, first: Envelope, second: Envelope) -> None:
-    """Apply `first` in a unit of work held open before its commit, then `second` in another;
-    let the first commit once the second has finished or waits for it."""
-    subscription = mailer_subscription()
-    reached, go_on = asyncio.Event(), asyncio.Event()
-    held = asyncio.create_task(
-        apply_events(database, held_before_commit(subscription, first.type, reached, go_on), [first])
-    )
-    try:
-        await reached.wait()
-        second_applied = asyncio.create_task(apply_events(database, subscription, [second]))
-        while not second_applied.done() and not await waiting_for_a_lock(database):
-            await asyncio.sleep(0.02)
-        go_on.set()
-        await asyncio.gather(held, second_applied)
-    finally:
-        go_on.set()
-        held.cancel()
 
 
 def contact(person: UUID, kind: str, name: str, email: str) -> Envelope:
@@ -131,7 +72,7 @@ async def test_a_recipient_gets_its_address_whichever_topic_is_applied_first(
     details = contact(participant, "participant", "Greet", "greet@example.org")
     first, second = (details, enrolled) if contact_first else (enrolled, details)
 
-    await apply_at_the_same_moment(database, first, second)
+    await apply_at_the_same_moment(database, mailer_subscription(), first, second, flush=write_folded)
 
     rows = await fetch(database, "SELECT first_name, email FROM recipient WHERE participant_id = $1", participant)
     assert rows == [("Greet", "greet@example.org")]
@@ -146,18 +87,40 @@ async def test_a_coach_copy_gets_its_name_whichever_topic_is_applied_first(
     details = contact(coach, "staff", "Karin de Vries", "karin@example.org")
     first, second = (details, added) if contact_first else (added, details)
 
-    await apply_at_the_same_moment(database, first, second)
+    await apply_at_the_same_moment(database, mailer_subscription(), first, second, flush=write_folded)
 
     rows = await fetch(database, "SELECT name, email FROM coach_copy WHERE coach_id = $1", coach)
     assert rows == [("Karin de Vries", "karin@example.org")]
 
 
-async def fetch(database: Database, query: str, *args: object) -> list[tuple[object, ...]]:
-    connection = await asyncpg.connect(asyncpg_dsn(database.url))
-    try:
-        return [tuple(row) for row in await connection.fetch(query, *args)]
-    finally:
-        await connection.close()
+@pytest.mark.parametrize("erasure_first", [True, False], ids=["erasure first", "enrolment first"])
+async def test_an_erased_address_is_not_copied_by_an_enrolment_applied_at_the_same_moment(
+    database: Database, erasure_first: bool
+) -> None:
+    """The contact's tombstone erases the address from every copy; an enrolment applied at the
+    same moment, which read the address before the erasure committed, must not put it back."""
+    participant = uuid4()
+    await apply_events(
+        database, mailer_subscription(), [contact(participant, "participant", "Greet", "greet@example.org")]
+    )
+    enrolled = made(
+        ParticipantEnrolled(
+            coach_id=uuid4(), start_date=date(2026, 3, 2), send_time=time(8), timezone="Europe/Amsterdam",
+            variant="standard",
+        ),
+        participant,
+    )  # fmt: skip
+    run: list[Envelope | Tombstone] = (
+        [Tombstone(participant), enrolled] if erasure_first else [enrolled, Tombstone(participant)]
+    )
+    subscription, (first, second) = with_tombstones(mailer_subscription(), run)
+
+    await apply_at_the_same_moment(database, subscription, first, second, flush=write_folded)
+
+    assert await fetch(database, "SELECT first_name, email FROM recipient WHERE participant_id = $1", participant) == [
+        (None, None)
+    ]
+    assert await fetch(database, "SELECT count(*) FROM contact_copy WHERE person_id = $1", participant) == [(0,)]
 
 
 async def test_a_lesson_postponed_again_and_again_keeps_its_age_for_the_alert(database: Database) -> None:
