@@ -8,10 +8,11 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -103,6 +104,12 @@ async def read_topic(topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     finally:
         await consumer.stop()
     return records
+
+
+def coaches_today() -> str:
+    """Today for the coaches (coaching's MEER_DISPLAY_TIMEZONE, Europe/Amsterdam in the stack): the
+    date a coach enters and coaching checks against. From 23:00 UTC it is a day ahead of UTC's."""
+    return datetime.now(ZoneInfo("Europe/Amsterdam")).date().isoformat()
 
 
 def unique_email(label: str = "deelnemer") -> str:

@@ -195,6 +195,13 @@ async def _four(participant_id: uuid.UUID) -> bool:
     return len(await planned_copy(participant_id)) == 4
 
 
+async def _day_one_seen(participant_id: uuid.UUID) -> bool:
+    rows = await db_fetch(
+        "coaching", "SELECT 1 FROM mail_seen WHERE participant_id = $1 AND sent_at IS NOT NULL", participant_id
+    )
+    return bool(rows)
+
+
 async def _alert(participant_id: uuid.UUID, code: str) -> bool:
     rows = await db_fetch(
         "mailer", "SELECT 1 FROM alert_copy WHERE participant_id = $1 AND code = $2", participant_id, code
@@ -218,6 +225,9 @@ async def test_publish_plans_tells_the_mailer_again_what_it_does_not_have(http: 
     await add_coach(http, organisation["id"])
     participant_id, _ = await enrol_starting_now(http, organisation["id"], first_name="Kees")
     await eventually(lambda: _four(participant_id), what="the mailer's copy of the four planned calls")
+    # The day-1 mail's mail.sent applied first: a batch of the participant's after the deletion
+    # below would tell the plan again too, beside publish-plans, and count a third time.
+    await eventually(lambda: _day_one_seen(participant_id), what="coaching saw the day-1 mail")
     # As after an upgrade: coaching never told, the mailer never heard.
     await db_fetch("coaching", "DELETE FROM published_call WHERE participant_id = $1", participant_id)
     await db_fetch("mailer", "DELETE FROM planned_call_copy WHERE participant_id = $1", participant_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from services.coaching.auth import SESSION_COOKIE, csrf_token_for
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
+    coaches_today,
     db_count,
     db_fetch,
     events_on,
@@ -108,7 +109,7 @@ async def test_a_partner_signal_becomes_a_participant_whose_day_one_mail_arrives
     assert {s["status"] for s in await mine(http, partner)} == {"received", "picked_up"}
 
     # The coach: first contact, the own question and causes.
-    today = datetime.now(UTC).date().isoformat()
+    today = coaches_today()
     contact = await http.post(
         f"{COACHING}/api/signals/{signal_id}/first-contact",
         json={"discussable": True, "contact_date": today},
@@ -221,7 +222,7 @@ async def test_refer_and_close_blank_what_is_no_longer_needed(http: httpx.AsyncC
         f"{COACHING}/api/signals/{to_refer}/referral", json={"offer_id": offer_id}, headers=coach["headers"]
     )
     assert early.status_code == 409, early.text
-    today = date.today().isoformat()
+    today = coaches_today()
     await http.post(
         f"{COACHING}/api/signals/{to_refer}/first-contact",
         json={"discussable": False, "contact_date": today},
