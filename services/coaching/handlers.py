@@ -585,12 +585,18 @@ async def finish_batch(session: AsyncSession, store: LiveBatchStore, latest: _La
     if store.erased:
         await erase_authored_data(session, sorted(store.erased))
     rows = store.tables[DashboardRow]
+    full_plan, full_alerts = written.plan_changed, written.alerts_changed
     requests = {
         participant_id: PlanRequest(
-            Publish(plan=participant_id in written.plan_changed, alerts=participant_id in written.alerts_changed),
+            Publish(
+                plan=participant_id in full_plan or participant_id in written.sends,
+                alerts=participant_id in full_alerts or participant_id in written.opened,
+            ),
             latest[participant_id][0] if participant_id in latest else rows[participant_id].updated_at,
+            sends=None if participant_id in full_plan else tuple(written.sends.get(participant_id, ())),
+            opens_only=participant_id not in full_alerts,
         )
-        for participant_id in written.plan_changed | written.alerts_changed
+        for participant_id in full_plan | full_alerts | written.sends.keys() | written.opened
         if participant_id in rows
     }
     await publish_call_plans(session, requests, tz=tz, rows=rows)

@@ -184,6 +184,11 @@ def plan_inputs(row: Any) -> PlanInputs:
     )
 
 
+def _only_opens(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
+    """Of the alerts' inputs (PlanInputs.alerts) only the moment without opens differs."""
+    return bool(before[0] == after[0] and before[2] == after[2])
+
+
 def failure_unresolved(row: Any) -> bool:
     """A mail failed and none was sent after it (projection.failure_unresolved, from the row's
     latest moments, which apply_mail_change keeps equal to the mails')."""
@@ -197,6 +202,11 @@ class Written:
     rows: dict[str, int] = field(default_factory=dict)
     plan_changed: set[UUID] = field(default_factory=set)
     alerts_changed: set[UUID] = field(default_factory=set)
+    sends: dict[UUID, list[tuple[int, datetime]]] = field(default_factory=dict)
+    """Mails sent for the first time (lesson day, sent at), by participant: inputs of the plan
+    that can be weighed against the plan told without reading the tables (callplan.sends_keep_plan)."""
+    opened: set[UUID] = field(default_factory=set)
+    """Participants whose moment without opens changed (callplan.no_open_only)."""
 
 
 _PG_TYPES: dict[str, dict[str, str]] = {}
@@ -426,11 +436,17 @@ class LiveBatchStore(MemoryProjectionStore):
             after = plan_inputs(row)
             if before is None or before.plan != after.plan:
                 written.plan_changed.add(row.participant_id)
-            if before is None or before.alerts != after.alerts:
+            if before is not None and before.alerts != after.alerts and _only_opens(before.alerts, after.alerts):
+                written.opened.add(row.participant_id)
+            elif before is None or before.alerts != after.alerts:
                 written.alerts_changed.add(row.participant_id)
         elif table is MailSeen:
-            if earlier is None or earlier.sent_at != row.sent_at:
-                written.plan_changed.add(row.participant_id)
+            if row.sent_at is None or (earlier is not None and earlier.sent_at == row.sent_at):
+                pass  # not sent: the plan reads sent mails only
+            elif earlier is None or earlier.sent_at is None:
+                written.sends.setdefault(row.participant_id, []).append((row.day, row.sent_at))
+            else:
+                written.plan_changed.add(row.participant_id)  # sent earlier than known: the full rules
         elif table is CallSeen:
             written.plan_changed.add(row.participant_id)
         elif table is ReportSeen and (earlier is None or (earlier.day, earlier.score) != (row.day, row.score)):
