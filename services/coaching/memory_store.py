@@ -8,10 +8,11 @@ for both, so a rebuild equals the live projection by construction.
 from __future__ import annotations
 
 import operator
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, make_dataclass
 from datetime import datetime
+from itertools import compress
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -69,6 +70,15 @@ VALUES: dict[type[CoachingTable], Callable[[Any], tuple[Any, ...]]] = {
     table: operator.attrgetter(*COLUMNS[table]) for table in PROJECTION_TABLES
 }
 """A record's values in COLUMNS order (every table has several columns, so always a tuple)."""
+BEFORE: dict[type[CoachingTable], Callable[[tuple[Any, ...]], Any]] = {
+    table: namedtuple(f"{table.__name__}Before", COLUMNS[table])._make  # type: ignore[attr-defined]
+    for table in PROJECTION_TABLES
+}
+"""A row's values as read, with the columns as attributes (what LiveBatchStore._note reads of them)."""
+NOTED: frozenset[type[CoachingTable]] = frozenset({DashboardRow, MailSeen, CallSeen, ReportSeen})
+"""The tables whose rows are inputs of the call plan or the published alerts."""
+IN_ORDER = operator.attrgetter("int")
+"""Sorts uuids as PostgreSQL does (by their bytes), without a Python comparison per pair."""
 PER_PARTICIPANT: tuple[type[CoachingTable], ...] = (ReportSeen, CallSeen, QuestionnaireAnswerSeen)
 """Tables read a participant at a time (all their reports, calls or answers at once)."""
 
@@ -266,7 +276,7 @@ class LiveBatchStore(MemoryProjectionStore):
         sql = f"SELECT {names} FROM {name} WHERE {column} = ANY($1::uuid[])"  # noqa: S608 - names from our tables
         if lock:
             sql += f" ORDER BY {column} FOR UPDATE"
-        self._keep(table, await self.connection.fetch(sql, sorted(keys)))
+        self._keep(table, await self.connection.fetch(sql, sorted(keys, key=IN_ORDER)))
 
     async def lock_people(self, person_ids: Collection[UUID]) -> None:
         """shared.db.lock_people on this connection: a person's dashboard row is made from two
@@ -291,7 +301,10 @@ class LiveBatchStore(MemoryProjectionStore):
             await self._fetch(MailSeen, "delivery_id", delivery_ids, lock=False)
             self._missing[MailSeen].update(set(delivery_ids) - self.tables[MailSeen].keys())
         loaded = self._loaded_participants[ReportSeen]
-        wanted = sorted(key for key in set(reports) if key[0] not in loaded and key not in self.tables[ReportSeen])
+        wanted = sorted(
+            (key for key in set(reports) if key[0] not in loaded and key not in self.tables[ReportSeen]),
+            key=lambda key: (key[0].int, key[1]),
+        )
         if wanted:
             # Only the days reported: the alerts read the last scores themselves (callplan), so a
             # participant's whole history is read only when an applier asks for it (erasure).
@@ -362,7 +375,7 @@ class LiveBatchStore(MemoryProjectionStore):
             keys = KEYS[table]
             changed = ", ".join(f"{column} = EXCLUDED.{column}" for column in columns if column not in keys)
             sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {changed}"
-        await self.connection.execute(sql, *([getattr(r, column) for r in records] for column in columns))
+        await self.connection.execute(sql, *(list(map(operator.attrgetter(column), records)) for column in columns))
 
     async def _update(self, table: type[CoachingTable], records: Sequence[Any], columns: Sequence[str]) -> bool:
         """One UPDATE … FROM unnest(…) of the columns these rows changed (an open changes a few
@@ -381,7 +394,9 @@ class LiveBatchStore(MemoryProjectionStore):
             f"UPDATE {name} AS t SET {assignments} "  # noqa: S608 - names from our tables
             f"FROM unnest({arrays}) AS v ({', '.join(names)}) WHERE {matches}"
         )
-        status = await self.connection.execute(sql, *([getattr(r, column) for r in records] for column in names))
+        status = await self.connection.execute(
+            sql, *(list(map(operator.attrgetter(column), records)) for column in names)
+        )
         return int(status.split()[-1]) == len(records)
 
     async def write(self) -> Written:
@@ -406,21 +421,23 @@ class LiveBatchStore(MemoryProjectionStore):
                     list(second),
                 )
         for table in PROJECTION_TABLES:
-            before, values_of, record = self._before[table], VALUES[table], RECORDS[table]
+            before, values_of, removed = self._before[table], VALUES[table], self._removed[table]
+            noted, as_before = table in NOTED, BEFORE[table]
             fresh, changed = [], []
             touched: set[int] = set()
+            positions = range(len(COLUMNS[table]))
             for key, row in self.tables[table].items():
                 earlier = before.get(key)
-                if earlier is None or key in self._removed[table]:
+                if earlier is None or key in removed:
                     fresh.append(row)
                 else:
                     now = values_of(row)
                     if earlier == now:
                         continue
                     changed.append(row)
-                    touched.update(i for i, (was, is_) in enumerate(zip(earlier, now, strict=True)) if was != is_)
-                previous = None if earlier is None else record(**dict(zip(COLUMNS[table], earlier, strict=True)))
-                self._note(table, previous, row, written)
+                    touched.update(compress(positions, map(operator.ne, earlier, now)))
+                if noted:
+                    self._note(table, None if earlier is None else as_before(earlier), row, written)
             if fresh:
                 await self._insert(table, fresh)
             if changed and not await self._update(table, changed, [COLUMNS[table][i] for i in sorted(touched)]):
