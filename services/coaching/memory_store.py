@@ -242,7 +242,7 @@ class LiveBatchStore(MemoryProjectionStore):
     records in a few queries; other rows are read when an applier first asks. The appliers
     change the records; `write` then inserts the new rows (a plain INSERT: a row someone else
     created meanwhile fails the batch, which is then applied one event at a time) and updates
-    the changed ones, one statement per table.
+    the changed ones in the columns they changed, one statement per table.
     """
 
     def __init__(self, connection: asyncpg.Connection) -> None:
@@ -377,27 +377,43 @@ class LiveBatchStore(MemoryProjectionStore):
             sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {changed}"
         await self.connection.execute(sql, *(list(map(operator.attrgetter(column), records)) for column in columns))
 
-    async def _update(self, table: type[CoachingTable], records: Sequence[Any], columns: Sequence[str]) -> bool:
-        """One UPDATE … FROM unnest(…) of the columns these rows changed (an open changes a few
-        of the dashboard row's 35). False when a row was not there any more: the caller then
-        writes them all whole, over what this wrote (the same values)."""
+    async def _write_rows(
+        self, table: type[CoachingTable], fresh: Sequence[Any], changed: Sequence[Any], columns: Sequence[str]
+    ) -> bool:
+        """One statement for the table: the new rows inserted whole (a plain INSERT: a row someone
+        else created meanwhile fails the batch) and the changed ones updated in the columns they
+        changed (an open changes a few of the dashboard row's 35), with an UPDATE … FROM unnest(…)
+        and an INSERT … SELECT FROM unnest(…) in one WITH. False when a changed row was not
+        there any more: the caller then writes those whole, over what this wrote (the same values)."""
         keys = KEYS[table]
         names = [*keys, *(column for column in columns if column not in keys)]
-        if len(names) == len(keys):
+        if changed and len(names) == len(keys):
+            if fresh:
+                await self._insert(table, fresh)
             return False  # only a key changed (appliers never do that): written whole, as ever
         name = str(table.__tablename__)
         types = await _column_types(self.connection, name)
-        arrays = ", ".join(f"${i}::{types[column]}[]" for i, column in enumerate(names, start=1))
-        assignments = ", ".join(f"{column} = v.{column}" for column in names[len(keys) :])
-        matches = " AND ".join(f"t.{key} = v.{key}" for key in keys)
-        sql = (
-            f"UPDATE {name} AS t SET {assignments} "  # noqa: S608 - names from our tables
-            f"FROM unnest({arrays}) AS v ({', '.join(names)}) WHERE {matches}"
-        )
-        status = await self.connection.execute(
-            sql, *(list(map(operator.attrgetter(column), records)) for column in names)
-        )
-        return int(status.split()[-1]) == len(records)
+        parts: list[str] = []
+        arguments: list[list[Any]] = []
+        if changed:
+            arrays = ", ".join(f"${i}::{types[column]}[]" for i, column in enumerate(names, start=1))
+            assignments = ", ".join(f"{column} = v.{column}" for column in names[len(keys) :])
+            matches = " AND ".join(f"t.{key} = v.{key}" for key in keys)
+            parts.append(
+                f"changed AS (UPDATE {name} AS t SET {assignments} "  # noqa: S608 - names from our tables
+                f"FROM unnest({arrays}) AS v ({', '.join(names)}) WHERE {matches} RETURNING 1)"
+            )
+            arguments += (list(map(operator.attrgetter(column), changed)) for column in names)
+        if fresh:
+            every = COLUMNS[table]
+            start = len(arguments) + 1
+            arrays = ", ".join(f"${i}::{types[column]}[]" for i, column in enumerate(every, start=start))
+            # Executed whether or not the query reads it (a data-modifying WITH always runs).
+            parts.append(f"fresh AS (INSERT INTO {name} ({', '.join(every)}) SELECT * FROM unnest({arrays}))")  # noqa: S608
+            arguments += (list(map(operator.attrgetter(column), fresh)) for column in every)
+        count = "(SELECT count(*) FROM changed)" if changed else "0"
+        updated = await self.connection.fetchval(f"WITH {', '.join(parts)} SELECT {count}", *arguments)
+        return bool(updated == len(changed))
 
     async def write(self) -> Written:
         """Write what the batch changed: deletions first (a row removed and added again is
@@ -438,9 +454,9 @@ class LiveBatchStore(MemoryProjectionStore):
                     touched.update(compress(positions, map(operator.ne, earlier, now)))
                 if noted:
                     self._note(table, None if earlier is None else as_before(earlier), row, written)
-            if fresh:
-                await self._insert(table, fresh)
-            if changed and not await self._update(table, changed, [COLUMNS[table][i] for i in sorted(touched)]):
+            if (fresh or changed) and not await self._write_rows(
+                table, fresh, changed, [COLUMNS[table][i] for i in sorted(touched)]
+            ):
                 await self._insert(table, changed, update=True)
             written.rows[str(table.__tablename__)] = len(fresh) + len(changed)
         return written
