@@ -468,10 +468,12 @@ class LiveBatchStore(MemoryProjectionStore):
             before = plan_inputs(earlier) if earlier is not None else None
             after = plan_inputs(row)
             if before is None or before.plan != after.plan:
+                # The alerts too: while a participant had no start, nothing was told of them.
                 written.plan_changed.add(row.participant_id)
-            if before is not None and before.alerts != after.alerts and _only_opens(before.alerts, after.alerts):
+                written.alerts_changed.add(row.participant_id)
+            elif before.alerts != after.alerts and _only_opens(before.alerts, after.alerts):
                 written.opened.add(row.participant_id)
-            elif before is None or before.alerts != after.alerts:
+            elif before.alerts != after.alerts:
                 written.alerts_changed.add(row.participant_id)
         elif table is MailSeen:
             if row.sent_at is None or (earlier is not None and earlier.sent_at == row.sent_at):

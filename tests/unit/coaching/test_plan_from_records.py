@@ -169,3 +169,14 @@ def test_only_an_open_on_the_row_is_weighed_as_an_open_and_anything_else_by_the_
     LiveBatchStore._note(DashboardRow, None, opened, written)  # a new row: everything from the rules
     assert written.alerts_changed == written.plan_changed == {participant_id}
     assert NO_OPEN_CODE == "no_open_3_days"
+
+
+def test_a_new_start_weighs_the_alerts_by_the_full_rules_too() -> None:
+    org_id, participant_id = uuid4(), uuid4()
+    at = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    row = dict(participant_id=participant_id, org_id=org_id, updated_at=at, status="active", first_sent_at=at)
+    before = _record(DashboardRow, **row)  # mails and reports came before the enrolment
+    enrolled = _record(DashboardRow, **row, start_date=START, last_open_at=at + timedelta(hours=1))
+    written = Written()
+    LiveBatchStore._note(DashboardRow, before, enrolled, written)
+    assert written.alerts_changed == written.plan_changed == {participant_id} and not written.opened
