@@ -17,7 +17,7 @@ import asyncio
 from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -116,6 +116,46 @@ def current_plan(row: DashboardRow, kids: Children, tz: ZoneInfo) -> list[CallPl
     )
 
 
+def sends_keep_plan(told: Mapping[int, Told], sent_on: Sequence[tuple[int, date]], *, paused: bool) -> bool:
+    """True when mails sent for the first time (lesson day, local date sent) leave the plan
+    `told` as it is, so it need not be computed again from the tables.
+
+    `told` is the plan computed from the tables the last time an input changed (every change
+    of an input recomputes it), so only the calls whose lesson day such a mail may be the
+    latest sent mail for can move, and if it is, their due date becomes its date projected to
+    the lesson day (calls.expected_lesson_date; while paused only the lesson day's own mail
+    counts). When that is the date told, the plan is the same whether or not the mail is the
+    latest; any other case (a call never told, another date, a move) is left to the full rules.
+    """
+    for day, sent_date in sent_on:
+        for number, lesson_day in PLANNED_CALL_DAYS.items():
+            if day > lesson_day or (paused and day != lesson_day):
+                continue
+            before = told.get(number)
+            if before is None or before.due_date != sent_date + timedelta(days=lesson_day - day):
+                return False
+    return True
+
+
+def no_open_only(
+    told: Mapping[str, datetime | None], *, status: str, without_open_since: datetime | None, now: datetime
+) -> tuple[dict[str, datetime | None], dict[str, datetime | None]]:
+    """What was told and what stands of "no open for 3 days" alone, for a participant of whom
+    only the moment without opens changed: the other published alerts read what did not
+    change, so what was told of them still stands (as `told` is the rules' result from the
+    last change of their inputs)."""
+    standing = standing_alerts(
+        status=status, without_open_since=without_open_since, scores=(), failure_unresolved=False, now=now
+    )
+    return (
+        {code: holds for code, holds in told.items() if code == NO_OPEN_CODE},
+        {code: holds for code, holds in standing.items() if code == NO_OPEN_CODE},
+    )
+
+
+NO_OPEN_CODE = "no_open_3_days"
+
+
 @dataclass(frozen=True)
 class PlanRequest:
     """What to recompute for one participant, as of when (the last event that asked)."""
@@ -123,6 +163,11 @@ class PlanRequest:
     what: Publish
     now: datetime
     moved: int | None = None
+    sends: tuple[tuple[int, datetime], ...] | None = None
+    """Set when the plan is asked for only because of these mails, sent for the first time
+    (lesson day, sent at): the plan told is tried first (sends_keep_plan)."""
+    opens_only: bool = False
+    """The alerts are asked for only because the moment without opens changed (no_open_only)."""
 
 
 _PLANNED_LESSON_DAYS = sorted(set(PLANNED_CALL_DAYS.values()))
@@ -212,17 +257,29 @@ async def publish_call_plans(
     raw = (await connection.get_raw_connection()).driver_connection
     assert raw is not None
     ids = list(found)
-    plans = [p for p in ids if requests[p].what.plan]
+    told_calls = await _grouped(raw, "told_calls", [p for p in ids if requests[p].what.plan])
+    plans = [
+        p
+        for p in ids
+        if requests[p].what.plan
+        and not (
+            requests[p].sends is not None
+            and sends_keep_plan(
+                {t.number: Told(t.state, t.due_date, t.lapses_after) for t in told_calls[p]},
+                [(day, sent_at.astimezone(tz).date()) for day, sent_at in requests[p].sends or ()],
+                paused=found[p].status == "paused",
+            )
+        )
+    ]
     alerts = [p for p in ids if requests[p].what.alerts]
+    told_alerts = await _grouped(raw, "told_alerts", alerts)
     # Plain rows stand in for the tables' objects: the rules only read their columns.
     kids = Children(
         mails=await _grouped(raw, "mails", plans),
-        reports=await _grouped(raw, "reports", alerts),
+        reports=await _grouped(raw, "reports", [p for p in alerts if not requests[p].opens_only]),
         calls=await _grouped(raw, "calls", plans),
         moves=await _grouped(raw, "moves", plans),
     )
-    told_calls = await _grouped(raw, "told_calls", plans)
-    told_alerts = await _grouped(raw, "told_alerts", alerts)
     calls: list[dict[str, Any]] = []
     alerts_held: list[dict[str, Any]] = []
     alerts_gone: list[tuple[UUID, str]] = []
@@ -230,7 +287,12 @@ async def publish_call_plans(
     for participant_id in alerts:
         row, now = found[participant_id], requests[participant_id].now
         stored = {told.code: told.holds_from for told in told_alerts[participant_id]}
-        standing = _standing_alerts(row, kids, now)
+        if requests[participant_id].opens_only:
+            stored, standing = no_open_only(
+                stored, status=row.status, without_open_since=row.last_open_at or row.first_sent_at, now=now
+            )
+        else:
+            standing = _standing_alerts(row, kids, now)
         for payload in alert_events(stored, standing):
             events.append(Envelope.wrap(payload, org_id=row.org_id, participant_id=participant_id, occurred_at=now))
         alerts_held += [

@@ -520,10 +520,8 @@ async def record_staff_access(session: AsyncSession, envelope: Envelope) -> None
 
 
 _STORE, _FINISH, _LATEST = "coaching.store", "coaching.finish", "coaching.latest"
-_MAIL_EVENTS = frozenset({MailSent.TYPE, MailFailed.TYPE, MailOpened.TYPE, LinkClicked.TYPE})
+_MAIL_PAYLOADS = (MailSent, MailFailed, MailOpened, LinkClicked)
 _WITHOUT_PARTICIPANT = frozenset({Topic.ORGANISATION, Topic.STAFF, Topic.CONTACT})
-# Events that make a person's rows together with participant.enrolled: the payload field naming the person.
-_CREATES_PERSON_ROWS = {ContactDetailsSet.TYPE: "person_id", CoachAdded.TYPE: "coach_id"}
 
 
 async def batch_store(session: AsyncSession) -> LiveBatchStore:
@@ -540,29 +538,32 @@ async def batch_store(session: AsyncSession) -> LiveBatchStore:
 
 async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
     """Before a batch is applied: load and lock its participants' rows, and load its mails and
-    reports, in a few queries (the ids are read from the raw payloads; a malformed one is left
-    to its change, which refuses it)."""
+    reports, in a few queries (the ids are read from the parsed payloads; a malformed one is
+    left to its change, which refuses it). The people whose rows two topics make together
+    (participant.enrolled or coach.added, and contact.details_set) are locked first."""
     participant_ids: set[UUID] = set()
     delivery_ids: set[UUID] = set()
     reports: set[tuple[UUID, int]] = set()
     people: set[UUID] = set()
     for envelope in envelopes:
-        with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-            if envelope.type in _CREATES_PERSON_ROWS:
-                people.add(UUID(str(envelope.payload[_CREATES_PERSON_ROWS[envelope.type]])))
-            elif envelope.type == ParticipantEnrolled.TYPE and envelope.participant_id is not None:
-                people.add(envelope.participant_id)
+        payload: Payload | None = None
+        with contextlib.suppress(LookupError, TypeError, ValueError):
+            # Parsed once per envelope (the consumer parsed it already; its change asks again).
+            payload = envelope.parsed()
+        if isinstance(payload, ContactDetailsSet):
+            people.add(payload.person_id)
+        elif isinstance(payload, CoachAdded):
+            people.add(payload.coach_id)
+        elif envelope.type == ParticipantEnrolled.TYPE and envelope.participant_id is not None:
+            people.add(envelope.participant_id)
         if envelope.participant_id is None or envelope.topic in _WITHOUT_PARTICIPANT:
             continue
         participant_ids.add(envelope.participant_id)
-        if envelope.type in _MAIL_EVENTS:
-            with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
-                delivery_ids.add(UUID(str(envelope.payload["delivery_id"])))
-        elif envelope.type == AssignmentReported.TYPE:
-            with contextlib.suppress(KeyError, TypeError, ValueError):
-                day = int(envelope.payload["day"])
-                if 0 < day < 2**31:  # no row has another (and PostgreSQL's int could not hold it)
-                    reports.add((envelope.participant_id, day))
+        if isinstance(payload, _MAIL_PAYLOADS):
+            delivery_ids.add(payload.delivery_id)
+        elif isinstance(payload, AssignmentReported) and 0 < payload.day < 2**31:
+            # No row has another day (and PostgreSQL's int could not hold it).
+            reports.add((envelope.participant_id, payload.day))
     store = await batch_store(session)
     await store.lock_people(people)
     await store.load(participant_ids=participant_ids, delivery_ids=delivery_ids, reports=reports)
@@ -585,12 +586,18 @@ async def finish_batch(session: AsyncSession, store: LiveBatchStore, latest: _La
     if store.erased:
         await erase_authored_data(session, sorted(store.erased))
     rows = store.tables[DashboardRow]
+    full_plan, full_alerts = written.plan_changed, written.alerts_changed
     requests = {
         participant_id: PlanRequest(
-            Publish(plan=participant_id in written.plan_changed, alerts=participant_id in written.alerts_changed),
+            Publish(
+                plan=participant_id in full_plan or participant_id in written.sends,
+                alerts=participant_id in full_alerts or participant_id in written.opened,
+            ),
             latest[participant_id][0] if participant_id in latest else rows[participant_id].updated_at,
+            sends=None if participant_id in full_plan else tuple(written.sends.get(participant_id, ())),
+            opens_only=participant_id not in full_alerts,
         )
-        for participant_id in written.plan_changed | written.alerts_changed
+        for participant_id in full_plan | full_alerts | written.sends.keys() | written.opened
         if participant_id in rows
     }
     await publish_call_plans(session, requests, tz=tz, rows=rows)

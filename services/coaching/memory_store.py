@@ -8,10 +8,11 @@ for both, so a rebuild equals the live projection by construction.
 from __future__ import annotations
 
 import operator
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field, make_dataclass
 from datetime import datetime
+from itertools import compress
 from typing import Any, TypeVar, cast
 from uuid import UUID
 
@@ -69,6 +70,15 @@ VALUES: dict[type[CoachingTable], Callable[[Any], tuple[Any, ...]]] = {
     table: operator.attrgetter(*COLUMNS[table]) for table in PROJECTION_TABLES
 }
 """A record's values in COLUMNS order (every table has several columns, so always a tuple)."""
+BEFORE: dict[type[CoachingTable], Callable[[tuple[Any, ...]], Any]] = {
+    table: namedtuple(f"{table.__name__}Before", COLUMNS[table])._make  # type: ignore[attr-defined]
+    for table in PROJECTION_TABLES
+}
+"""A row's values as read, with the columns as attributes (what LiveBatchStore._note reads of them)."""
+NOTED: frozenset[type[CoachingTable]] = frozenset({DashboardRow, MailSeen, CallSeen, ReportSeen})
+"""The tables whose rows are inputs of the call plan or the published alerts."""
+IN_ORDER = operator.attrgetter("int")
+"""Sorts uuids as PostgreSQL does (by their bytes), without a Python comparison per pair."""
 PER_PARTICIPANT: tuple[type[CoachingTable], ...] = (ReportSeen, CallSeen, QuestionnaireAnswerSeen)
 """Tables read a participant at a time (all their reports, calls or answers at once)."""
 
@@ -184,6 +194,11 @@ def plan_inputs(row: Any) -> PlanInputs:
     )
 
 
+def _only_opens(before: tuple[Any, ...], after: tuple[Any, ...]) -> bool:
+    """Of the alerts' inputs (PlanInputs.alerts) only the moment without opens differs."""
+    return bool(before[0] == after[0] and before[2] == after[2])
+
+
 def failure_unresolved(row: Any) -> bool:
     """A mail failed and none was sent after it (projection.failure_unresolved, from the row's
     latest moments, which apply_mail_change keeps equal to the mails')."""
@@ -197,6 +212,11 @@ class Written:
     rows: dict[str, int] = field(default_factory=dict)
     plan_changed: set[UUID] = field(default_factory=set)
     alerts_changed: set[UUID] = field(default_factory=set)
+    sends: dict[UUID, list[tuple[int, datetime]]] = field(default_factory=dict)
+    """Mails sent for the first time (lesson day, sent at), by participant: inputs of the plan
+    that can be weighed against the plan told without reading the tables (callplan.sends_keep_plan)."""
+    opened: set[UUID] = field(default_factory=set)
+    """Participants whose moment without opens changed (callplan.no_open_only)."""
 
 
 _PG_TYPES: dict[str, dict[str, str]] = {}
@@ -222,7 +242,7 @@ class LiveBatchStore(MemoryProjectionStore):
     records in a few queries; other rows are read when an applier first asks. The appliers
     change the records; `write` then inserts the new rows (a plain INSERT: a row someone else
     created meanwhile fails the batch, which is then applied one event at a time) and updates
-    the changed ones, one statement per table.
+    the changed ones in the columns they changed, one statement per table.
     """
 
     def __init__(self, connection: asyncpg.Connection) -> None:
@@ -256,7 +276,7 @@ class LiveBatchStore(MemoryProjectionStore):
         sql = f"SELECT {names} FROM {name} WHERE {column} = ANY($1::uuid[])"  # noqa: S608 - names from our tables
         if lock:
             sql += f" ORDER BY {column} FOR UPDATE"
-        self._keep(table, await self.connection.fetch(sql, sorted(keys)))
+        self._keep(table, await self.connection.fetch(sql, sorted(keys, key=IN_ORDER)))
 
     async def lock_people(self, person_ids: Collection[UUID]) -> None:
         """shared.db.lock_people on this connection: a person's dashboard row is made from two
@@ -281,7 +301,10 @@ class LiveBatchStore(MemoryProjectionStore):
             await self._fetch(MailSeen, "delivery_id", delivery_ids, lock=False)
             self._missing[MailSeen].update(set(delivery_ids) - self.tables[MailSeen].keys())
         loaded = self._loaded_participants[ReportSeen]
-        wanted = sorted(key for key in set(reports) if key[0] not in loaded and key not in self.tables[ReportSeen])
+        wanted = sorted(
+            (key for key in set(reports) if key[0] not in loaded and key not in self.tables[ReportSeen]),
+            key=lambda key: (key[0].int, key[1]),
+        )
         if wanted:
             # Only the days reported: the alerts read the last scores themselves (callplan), so a
             # participant's whole history is read only when an applier asks for it (erasure).
@@ -352,27 +375,45 @@ class LiveBatchStore(MemoryProjectionStore):
             keys = KEYS[table]
             changed = ", ".join(f"{column} = EXCLUDED.{column}" for column in columns if column not in keys)
             sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {changed}"
-        await self.connection.execute(sql, *([getattr(r, column) for r in records] for column in columns))
+        await self.connection.execute(sql, *(list(map(operator.attrgetter(column), records)) for column in columns))
 
-    async def _update(self, table: type[CoachingTable], records: Sequence[Any], columns: Sequence[str]) -> bool:
-        """One UPDATE … FROM unnest(…) of the columns these rows changed (an open changes a few
-        of the dashboard row's 35). False when a row was not there any more: the caller then
-        writes them all whole, over what this wrote (the same values)."""
+    async def _write_rows(
+        self, table: type[CoachingTable], fresh: Sequence[Any], changed: Sequence[Any], columns: Sequence[str]
+    ) -> bool:
+        """One statement for the table: the new rows inserted whole (a plain INSERT: a row someone
+        else created meanwhile fails the batch) and the changed ones updated in the columns they
+        changed (an open changes a few of the dashboard row's 35), with an UPDATE … FROM unnest(…)
+        and an INSERT … SELECT FROM unnest(…) in one WITH. False when a changed row was not
+        there any more: the caller then writes those whole, over what this wrote (the same values)."""
         keys = KEYS[table]
         names = [*keys, *(column for column in columns if column not in keys)]
-        if len(names) == len(keys):
+        if changed and len(names) == len(keys):
+            if fresh:
+                await self._insert(table, fresh)
             return False  # only a key changed (appliers never do that): written whole, as ever
         name = str(table.__tablename__)
         types = await _column_types(self.connection, name)
-        arrays = ", ".join(f"${i}::{types[column]}[]" for i, column in enumerate(names, start=1))
-        assignments = ", ".join(f"{column} = v.{column}" for column in names[len(keys) :])
-        matches = " AND ".join(f"t.{key} = v.{key}" for key in keys)
-        sql = (
-            f"UPDATE {name} AS t SET {assignments} "  # noqa: S608 - names from our tables
-            f"FROM unnest({arrays}) AS v ({', '.join(names)}) WHERE {matches}"
-        )
-        status = await self.connection.execute(sql, *([getattr(r, column) for r in records] for column in names))
-        return int(status.split()[-1]) == len(records)
+        parts: list[str] = []
+        arguments: list[list[Any]] = []
+        if changed:
+            arrays = ", ".join(f"${i}::{types[column]}[]" for i, column in enumerate(names, start=1))
+            assignments = ", ".join(f"{column} = v.{column}" for column in names[len(keys) :])
+            matches = " AND ".join(f"t.{key} = v.{key}" for key in keys)
+            parts.append(
+                f"changed AS (UPDATE {name} AS t SET {assignments} "  # noqa: S608 - names from our tables
+                f"FROM unnest({arrays}) AS v ({', '.join(names)}) WHERE {matches} RETURNING 1)"
+            )
+            arguments += (list(map(operator.attrgetter(column), changed)) for column in names)
+        if fresh:
+            every = COLUMNS[table]
+            start = len(arguments) + 1
+            arrays = ", ".join(f"${i}::{types[column]}[]" for i, column in enumerate(every, start=start))
+            # Executed whether or not the query reads it (a data-modifying WITH always runs).
+            parts.append(f"fresh AS (INSERT INTO {name} ({', '.join(every)}) SELECT * FROM unnest({arrays}))")  # noqa: S608
+            arguments += (list(map(operator.attrgetter(column), fresh)) for column in every)
+        count = "(SELECT count(*) FROM changed)" if changed else "0"
+        updated = await self.connection.fetchval(f"WITH {', '.join(parts)} SELECT {count}", *arguments)
+        return bool(updated == len(changed))
 
     async def write(self) -> Written:
         """Write what the batch changed: deletions first (a row removed and added again is
@@ -396,24 +437,26 @@ class LiveBatchStore(MemoryProjectionStore):
                     list(second),
                 )
         for table in PROJECTION_TABLES:
-            before, values_of, record = self._before[table], VALUES[table], RECORDS[table]
+            before, values_of, removed = self._before[table], VALUES[table], self._removed[table]
+            noted, as_before = table in NOTED, BEFORE[table]
             fresh, changed = [], []
             touched: set[int] = set()
+            positions = range(len(COLUMNS[table]))
             for key, row in self.tables[table].items():
                 earlier = before.get(key)
-                if earlier is None or key in self._removed[table]:
+                if earlier is None or key in removed:
                     fresh.append(row)
                 else:
                     now = values_of(row)
                     if earlier == now:
                         continue
                     changed.append(row)
-                    touched.update(i for i, (was, is_) in enumerate(zip(earlier, now, strict=True)) if was != is_)
-                previous = None if earlier is None else record(**dict(zip(COLUMNS[table], earlier, strict=True)))
-                self._note(table, previous, row, written)
-            if fresh:
-                await self._insert(table, fresh)
-            if changed and not await self._update(table, changed, [COLUMNS[table][i] for i in sorted(touched)]):
+                    touched.update(compress(positions, map(operator.ne, earlier, now)))
+                if noted:
+                    self._note(table, None if earlier is None else as_before(earlier), row, written)
+            if (fresh or changed) and not await self._write_rows(
+                table, fresh, changed, [COLUMNS[table][i] for i in sorted(touched)]
+            ):
                 await self._insert(table, changed, update=True)
             written.rows[str(table.__tablename__)] = len(fresh) + len(changed)
         return written
@@ -425,12 +468,20 @@ class LiveBatchStore(MemoryProjectionStore):
             before = plan_inputs(earlier) if earlier is not None else None
             after = plan_inputs(row)
             if before is None or before.plan != after.plan:
+                # The alerts too: while a participant had no start, nothing was told of them.
                 written.plan_changed.add(row.participant_id)
-            if before is None or before.alerts != after.alerts:
+                written.alerts_changed.add(row.participant_id)
+            elif before.alerts != after.alerts and _only_opens(before.alerts, after.alerts):
+                written.opened.add(row.participant_id)
+            elif before.alerts != after.alerts:
                 written.alerts_changed.add(row.participant_id)
         elif table is MailSeen:
-            if earlier is None or earlier.sent_at != row.sent_at:
-                written.plan_changed.add(row.participant_id)
+            if row.sent_at is None or (earlier is not None and earlier.sent_at == row.sent_at):
+                pass  # not sent: the plan reads sent mails only
+            elif earlier is None or earlier.sent_at is None:
+                written.sends.setdefault(row.participant_id, []).append((row.day, row.sent_at))
+            else:
+                written.plan_changed.add(row.participant_id)  # sent earlier than known: the full rules
         elif table is CallSeen:
             written.plan_changed.add(row.participant_id)
         elif table is ReportSeen and (earlier is None or (earlier.day, earlier.score) != (row.day, row.score)):
