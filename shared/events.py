@@ -7,6 +7,8 @@ know); changing what a field means is a new version of that event.
 from __future__ import annotations
 
 import base64
+import contextlib
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar, Literal, TypeVar, cast
 from uuid import UUID, uuid4
@@ -892,3 +894,26 @@ class ExportPartProvided(Payload):
     service: str = Field(max_length=40)
     schema_version: int = Field(ge=1, description="Version of the part's (decrypted) JSON shape.")
     sealed: str = Field(description="The part as a NaCl sealed box (base64); only the export's private key opens it.")
+
+
+def people_made_from_two_topics(envelopes: Iterable[Envelope]) -> set[UUID]:
+    """The people whose rows these events make or name, rows that two topics make together: a
+    participant's by participant.enrolled, a coach's by coach.added, and the name and address in
+    both by contact.details_set. Two consumers may apply them at the same moment, so a service
+    locks these people first (shared.db.lock_people). A payload that does not parse is left to
+    its change, which refuses it (parsed once per envelope: the consumer asked already)."""
+    people: set[UUID] = set()
+    for envelope in envelopes:
+        if envelope.type == ParticipantEnrolled.TYPE:
+            if envelope.participant_id is not None:
+                people.add(envelope.participant_id)
+            continue
+        if envelope.type not in (ContactDetailsSet.TYPE, CoachAdded.TYPE):
+            continue
+        with contextlib.suppress(LookupError, TypeError, ValueError):
+            payload = envelope.parsed()
+            if isinstance(payload, ContactDetailsSet):
+                people.add(payload.person_id)
+            elif isinstance(payload, CoachAdded):
+                people.add(payload.coach_id)
+    return people

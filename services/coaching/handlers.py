@@ -75,6 +75,7 @@ from shared.events import (
     StaffInvited,
     Topic,
     UnsubscribeRequested,
+    people_made_from_two_topics,
 )
 from shared.kafka import Change, TombstoneChange, unit_of_work
 from shared.runtime import Runtime
@@ -544,28 +545,21 @@ async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> No
     participant_ids: set[UUID] = set()
     delivery_ids: set[UUID] = set()
     reports: set[tuple[UUID, int]] = set()
-    people: set[UUID] = set()
     for envelope in envelopes:
+        if envelope.participant_id is None or envelope.topic in _WITHOUT_PARTICIPANT:
+            continue
+        participant_ids.add(envelope.participant_id)
         payload: Payload | None = None
         with contextlib.suppress(LookupError, TypeError, ValueError):
             # Parsed once per envelope (the consumer parsed it already; its change asks again).
             payload = envelope.parsed()
-        if isinstance(payload, ContactDetailsSet):
-            people.add(payload.person_id)
-        elif isinstance(payload, CoachAdded):
-            people.add(payload.coach_id)
-        elif envelope.type == ParticipantEnrolled.TYPE and envelope.participant_id is not None:
-            people.add(envelope.participant_id)
-        if envelope.participant_id is None or envelope.topic in _WITHOUT_PARTICIPANT:
-            continue
-        participant_ids.add(envelope.participant_id)
         if isinstance(payload, _MAIL_PAYLOADS):
             delivery_ids.add(payload.delivery_id)
         elif isinstance(payload, AssignmentReported) and 0 < payload.day < 2**31:
             # No row has another day (and PostgreSQL's int could not hold it).
             reports.add((envelope.participant_id, payload.day))
     store = await batch_store(session)
-    await store.lock_people(people)
+    await store.lock_people(people_made_from_two_topics(envelopes))
     await store.load(participant_ids=participant_ids, delivery_ids=delivery_ids, reports=reports)
 
 

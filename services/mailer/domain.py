@@ -18,7 +18,6 @@ from shared.events import (
     CallMoved,
     CallPlanned,
     CallSuspended,
-    CoachAdded,
     ContactDetailsSet,
     Envelope,
     ParticipantEnrolled,
@@ -118,26 +117,6 @@ class CopyWrites:
     """Upserted alerts."""
     alerts_cleared: set[tuple[UUID, str]] = field(default_factory=set)
     """Deleted alerts."""
-
-
-_PERSON_FIELD = {ContactDetailsSet.TYPE: "person_id", CoachAdded.TYPE: "coach_id"}
-
-
-def people_copied_from_two_topics(envelopes: Iterable[Envelope]) -> set[UUID]:
-    """The people whose recipient or coach copy these events make or name: such a copy is made
-    from participant.enrolled or coach.added and gets its name and address from
-    contact.details_set, two topics that two consumers may apply at the same moment. The ids
-    are read from the raw payloads; a malformed one is left to its change, which refuses it."""
-    people: set[UUID] = set()
-    for envelope in envelopes:
-        try:
-            if envelope.type in _PERSON_FIELD:
-                people.add(UUID(str(envelope.payload[_PERSON_FIELD[envelope.type]])))
-            elif envelope.type == ParticipantEnrolled.TYPE and envelope.participant_id is not None:
-                people.add(envelope.participant_id)
-        except (KeyError, TypeError, ValueError):
-            continue
-    return people
 
 
 def contacts_to_load(events: Iterable[tuple[Envelope, object]]) -> set[UUID]:

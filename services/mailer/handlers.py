@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.mailer import storage
 from services.mailer.delivery import WAIT_FOR_COPIES
-from services.mailer.domain import contacts_to_load, fold_copies, people_copied_from_two_topics
+from services.mailer.domain import contacts_to_load, fold_copies
 from services.mailer.export import build_export_handlers
 from services.mailer.tables import (
     AlertCopy,
@@ -60,6 +60,7 @@ from shared.events import (
     StaffInvited,
     StaffInvitedV1,
     Topic,
+    people_made_from_two_topics,
 )
 from shared.kafka import Change, TombstoneChange, unit_of_work
 from shared.runtime import Runtime
@@ -384,4 +385,4 @@ async def take_turns_per_person(session: AsyncSession, envelopes: Sequence[Envel
     an enrolment (or a coach's account) and the contact details applied by another consumer at
     the same moment cannot each miss the other, leaving a recipient without an address or a coach
     without a name, whose mails then wait for it for ever."""
-    await lock_people(session, people_copied_from_two_topics(envelopes))
+    await lock_people(session, people_made_from_two_topics(envelopes))

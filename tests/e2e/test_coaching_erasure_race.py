@@ -23,7 +23,7 @@ from shared.db import Database
 from shared.events import ContactDetailsSet, Envelope, ParticipantEnrolled
 from shared.kafka import Subscription, apply_events
 from tests.e2e.test_mailer_batch_order import Tombstone, with_tombstones
-from tests.support.databases import fresh_database
+from tests.support.databases import fresh_database_pool
 from tests.support.races import apply_at_the_same_moment, fetch
 
 pytestmark = pytest.mark.stack
@@ -34,12 +34,8 @@ ORG = uuid4()
 
 @pytest.fixture
 async def database(infrastructure: None) -> AsyncIterator[Database]:
-    async with fresh_database("coaching") as url:
-        database = Database(url, pool_size=2)
-        try:
-            yield database
-        finally:
-            await database.dispose()
+    async with fresh_database_pool("coaching", pool_size=2) as database:  # two units of work at once
+        yield database
 
 
 def coaching_subscription() -> Subscription:

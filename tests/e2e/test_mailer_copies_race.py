@@ -25,7 +25,7 @@ from shared.db import Database
 from shared.events import CoachAdded, ContactDetailsSet, Envelope, ParticipantEnrolled, Payload
 from shared.kafka import apply_events
 from tests.e2e.test_mailer_batch_order import Tombstone, mailer_subscription, with_tombstones
-from tests.support.databases import fresh_database
+from tests.support.databases import fresh_database_pool
 from tests.support.races import apply_at_the_same_moment, fetch
 
 pytestmark = pytest.mark.stack
@@ -36,12 +36,8 @@ AT = datetime(2026, 3, 2, 8, tzinfo=UTC)
 
 @pytest.fixture
 async def database(infrastructure: None) -> AsyncIterator[Database]:
-    async with fresh_database("mailer") as url:
-        database = Database(url, pool_size=2)
-        try:
-            yield database
-        finally:
-            await database.dispose()
+    async with fresh_database_pool("mailer", pool_size=2) as database:  # two units of work at once
+        yield database
 
 
 def contact(person: UUID, kind: str, name: str, email: str) -> Envelope:

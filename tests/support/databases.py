@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from deploy.local.stack import Urls
+from shared.db import Database
 from shared.migrations import upgrade_to_head
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,3 +37,14 @@ async def fresh_database(service: str) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@asynccontextmanager
+async def fresh_database_pool(service: str, *, pool_size: int) -> AsyncIterator[Database]:
+    """fresh_database, with a Database (pool of `pool_size`) on it, disposed of after."""
+    async with fresh_database(service) as url:
+        database = Database(url, pool_size=pool_size)
+        try:
+            yield database
+        finally:
+            await database.dispose()

@@ -13,7 +13,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from services.mailer.domain import Contact, CopyWrites, contacts_to_load, fold_copies, people_copied_from_two_topics
+from services.mailer.domain import Contact, CopyWrites, contacts_to_load, fold_copies
 from shared.events import (
     AlertCleared,
     AlertRaised,
@@ -22,7 +22,6 @@ from shared.events import (
     CallMoved,
     CallPlanned,
     CallSuspended,
-    CoachAdded,
     ContactDetailsSet,
     Envelope,
     ParticipantEnrolled,
@@ -261,23 +260,3 @@ def test_an_enrolment_takes_the_name_set_before_it_in_the_same_run_and_any_set_a
     assert (after.recipients[person].first_name, after.recipients[person].email) == ("Joop", "Joop@example.org")
     stored = fold_copies([(enrol, enrol.parsed())], {person: Contact(ORG, "participant", "Greet", None)})
     assert stored.recipients[person].first_name == "Greet"
-
-
-def test_a_batch_locks_the_people_whose_copies_it_makes_from_two_topics() -> None:
-    participant, coach, staff, other = uuid4(), uuid4(), uuid4(), uuid4()
-    enrolled = ParticipantEnrolled(
-        coach_id=coach, start_date=date(2026, 3, 2), send_time=time(8), timezone="Europe/Amsterdam", variant="standard"
-    )
-    batch = [
-        Envelope.wrap(enrolled, org_id=ORG, participant_id=participant),
-        Envelope.wrap(CoachAdded(coach_id=coach), org_id=ORG),
-        Envelope.wrap(ContactDetailsSet(person_id=staff, kind="staff", name="Karin"), org_id=ORG),
-        # Neither makes a copy from two topics: no lock.
-        Envelope.wrap(CallPlanned(number=1, lesson_day=3, due_date=date(2026, 3, 4)), org_id=ORG, participant_id=other),
-        # A malformed id is left to its change, which refuses it.
-        Envelope.model_construct(
-            event_id=uuid4(), type=CoachAdded.TYPE, version=2, org_id=ORG, payload={"coach_id": "no uuid"}
-        ),
-    ]
-
-    assert people_copied_from_two_topics(batch) == {participant, coach, staff}

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from uuid import uuid4
 
 import pytest
 from pydantic import ValidationError
 
 from shared.events import (
+    CallPlanned,
+    CoachAdded,
+    ContactDetailsSet,
     Envelope,
     LocalOffer,
     MailOpened,
     OrganisationLocalOffersChanged,
+    ParticipantEnrolled,
     Topic,
     UnknownEventError,
     known_event_types,
+    people_made_from_two_topics,
 )
 
 
@@ -129,3 +134,23 @@ def test_a_copy_with_another_payload_validates_its_own() -> None:
     later = envelope.model_copy(update={"payload": {**envelope.payload, "day": 9}})
     assert later.parsed().day == 9  # type: ignore[attr-defined]
     assert envelope.parsed().day == 3  # type: ignore[attr-defined]
+
+
+def test_the_people_whose_rows_two_topics_make() -> None:
+    org, participant, coach, staff, other = uuid4(), uuid4(), uuid4(), uuid4(), uuid4()
+    enrolled = ParticipantEnrolled(
+        coach_id=coach, start_date=date(2026, 3, 2), send_time=time(8), timezone="Europe/Amsterdam", variant="standard"
+    )
+    batch = [
+        Envelope.wrap(enrolled, org_id=org, participant_id=participant),
+        Envelope.wrap(CoachAdded(coach_id=coach), org_id=org),
+        Envelope.wrap(ContactDetailsSet(person_id=staff, kind="staff", name="Karin"), org_id=org),
+        # Makes no row from two topics.
+        Envelope.wrap(CallPlanned(number=1, lesson_day=3, due_date=date(2026, 3, 4)), org_id=org, participant_id=other),
+        # A malformed id is left to its change, which refuses it.
+        Envelope.model_construct(
+            event_id=uuid4(), type=CoachAdded.TYPE, version=2, org_id=org, payload={"coach_id": "no uuid"}
+        ),
+    ]
+
+    assert people_made_from_two_topics(batch) == {participant, coach, staff}
