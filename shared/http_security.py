@@ -14,15 +14,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 DOCS_PATHS = ("/docs", "/redoc")
 
 
-def content_security_policy(nonce: str) -> str:
+def content_security_policy(nonce: str | None) -> str:
     """Scripts only from our own files, no inline script at all; inline <style> blocks only
-    with this answer's nonce; no framing, no plugins, forms post only to ourselves.
-    Images may come from elsewhere: organisation logos live on enrolment's address."""
+    with this answer's nonce (none at all when the answer has no nonce); no framing, no plugins,
+    forms post only to ourselves. Images may come from elsewhere: organisation logos live on
+    enrolment's address."""
     return "; ".join(
         (
             "default-src 'self'",
             "script-src 'self'",
-            f"style-src 'self' 'nonce-{nonce}'",
+            f"style-src 'self' 'nonce-{nonce}'" if nonce else "style-src 'self'",
             "img-src * data:",
             "object-src 'none'",
             "base-uri 'none'",
@@ -32,12 +33,21 @@ def content_security_policy(nonce: str) -> str:
     )
 
 
-_nonce: ContextVar[str] = ContextVar("csp_nonce", default="")
+_nonce: ContextVar[list[str] | None] = ContextVar("csp_nonce", default=None)
+"""The answer's nonce once a template asked for one: a list shared by reference, so that a nonce
+made where the context was copied (a template rendered in a worker thread) reaches the header."""
 
 
 def csp_nonce() -> str:
-    """The CSP nonce of the answer being made (a Jinja global: `<style nonce="{{ csp_nonce() }}">`)."""
-    return _nonce.get()
+    """The CSP nonce of the answer being made (a Jinja global: `<style nonce="{{ csp_nonce() }}">`),
+    made on the first call: most answers (JSON, the pixel) never need one, and each costs a read of
+    the kernel's random source."""
+    made = _nonce.get()
+    if made is None:
+        return ""
+    if not made:
+        made.append(secrets.token_urlsafe(16))
+    return made[0]
 
 
 STATIC_HEADERS = (
@@ -50,9 +60,9 @@ STATIC_HEADERS = (
 class SecurityHeadersMiddleware:
     """Adds the security headers to every HTTP answer that does not set them itself.
 
-    Each request gets a fresh CSP nonce (csp_nonce()), for templates that carry an inline
-    <style> block with an organisation's colours. Pure ASGI: no body buffering, so streamed
-    answers (the live dashboard) pass through unchanged.
+    Each answer whose template carries an inline <style> block with an organisation's colours
+    gets a fresh CSP nonce (csp_nonce()); other answers allow no inline style at all. Pure ASGI:
+    no body buffering, so streamed answers (the live dashboard) pass through unchanged.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -62,8 +72,8 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        nonce = secrets.token_urlsafe(16)
-        _nonce.set(nonce)
+        nonce: list[str] = []
+        answer = _nonce.set(nonce)
         docs = str(scope.get("path", "")).startswith(DOCS_PATHS)
 
         async def send_with_headers(message: Message) -> None:
@@ -72,10 +82,14 @@ class SecurityHeadersMiddleware:
                 for name, value in STATIC_HEADERS:
                     headers.setdefault(name, value)
                 if not docs:
-                    headers.setdefault("Content-Security-Policy", content_security_policy(nonce))
+                    policy = content_security_policy(nonce[0] if nonce else None)
+                    headers.setdefault("Content-Security-Policy", policy)
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            _nonce.reset(answer)
 
 
 def bearer_matches(authorization: str | None, token: str) -> bool:

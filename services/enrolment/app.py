@@ -116,8 +116,8 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
     app.state.enrolment_batches = batches
     app.state.known_api_keys = KnownApiKeys(runtime.database)
     app.state.token_keys = TokenKeys.load(settings.staff_token_private_key_path, settings.staff_token_public_key_path)
-    app.include_router(export_router)
     app.include_router(router)
+    app.include_router(export_router)
     app.include_router(public_router)
     app.include_router(pages_router)
     return app

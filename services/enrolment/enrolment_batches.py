@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
+import uvloop
 
 from services.enrolment import storage
 from services.enrolment.use_cases import participants
@@ -48,10 +49,18 @@ class _Waiting:
     answer: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
+async def _end_open_transaction(connection: asyncpg.Connection) -> None:
+    """What a connection of this pool needs before its next use. Its work is only transactions
+    that end themselves and set nothing on the session, so asyncpg's default reset (a round trip
+    to clear locks, cursors, listeners and settings, with the next batch waiting) is not needed."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
+
+
 class TransactionLoop:
-    """Runs transactions on asyncpg connections of its own, on an event loop in a thread of its
-    own. That loop does nothing else, so it takes up PostgreSQL's answers at once (as soon as the
-    thread gets the GIL)."""
+    """Runs transactions on asyncpg connections of its own, on an event loop (uvloop, as the
+    service's) in a thread of its own. That loop does nothing else, so it takes up PostgreSQL's
+    answers at once (as soon as the thread gets the GIL)."""
 
     def __init__(self, database_url: str, *, connections: int = CONNECTIONS) -> None:
         self._dsn = asyncpg_dsn(database_url)
@@ -63,7 +72,7 @@ class TransactionLoop:
     async def run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """work(connection) on a connection of the pool, in the thread; its result or its error."""
         if self._loop is None:
-            self._loop = asyncio.new_event_loop()
+            self._loop = uvloop.new_event_loop()
             self._thread = threading.Thread(target=self._loop.run_forever, name="enrolment-batches", daemon=True)
             self._thread.start()
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._on_pool(work), self._loop))
@@ -72,7 +81,12 @@ class TransactionLoop:
         if self._pool is None:
             # Created on the loop that uses it; no connection opens before the first enrolment.
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=0, max_size=self._connections, timeout=5, command_timeout=30
+                self._dsn,
+                min_size=0,
+                max_size=self._connections,
+                timeout=5,
+                command_timeout=30,
+                reset=_end_open_transaction,
             )
         async with self._pool.acquire() as connection:
             return await work(connection)

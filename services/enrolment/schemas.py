@@ -19,12 +19,11 @@ from pydantic import (
     TypeAdapter,
     WithJsonSchema,
 )
+from pydantic import Field as PydanticField
 from pydantic_core import PydanticCustomError
 from sqlmodel import Field, SQLModel
 
 from services.enrolment.domain import (
-    DEFAULT_SEND_TIME,
-    DEFAULT_TIMEZONE,
     EMAIL_SCHEMA,
     MIN_PASSWORD_LENGTH,
     PARTNER_ORGANISATION_MAX,
@@ -35,6 +34,7 @@ from services.enrolment.domain import (
     FirstName,
     LicenceState,
     LocalTime,
+    ParticipantFields,
     Phone,
     StaffRole,
     TimeZoneName,
@@ -390,24 +390,31 @@ class ConsentGiven(BaseModel):
     )
 
 
-class ParticipantCreate(SQLModel):
-    first_name: FirstName
-    email: Email
-    phone: Phone = None
-    coach_id: UUID | None = Field(
+class ParticipantCreate(ParticipantFields):
+    """The participant's own fields, validated as the CSV import and the sign-up form validate them
+    (and only once: fields() hands them on), with who enrols them and how consent was given."""
+
+    coach_id: UUID | None = PydanticField(
         default=None,
         description="Default: the organisation's least busy coach. A coach enrolling from a signal: themselves.",
     )
-    consent: ConsentGiven | None = Field(
+    consent: ConsentGiven | None = PydanticField(
         default=None,
         description="How consent was given. Required for a coach, who may enrol only from a signal.",
     )
-    start_date: IsoDate | None = Field(default=None, description="Default: tomorrow in the participant's time zone.")
-    send_time: LocalTime = DEFAULT_SEND_TIME
-    timezone: TimeZoneName = DEFAULT_TIMEZONE
-    variant: Annotated[str, SINGLE_LINE] | None = Field(
+    start_date: IsoDate | None = PydanticField(
+        default=None, description="Default: tomorrow in the participant's time zone."
+    )
+    variant: Annotated[str, SINGLE_LINE] | None = PydanticField(
         default=None, description="Default: the licence's first variant."
     )
+
+    def fields(self) -> ParticipantFields:
+        """The participant's own fields, as validated here (not validated again)."""
+        return ParticipantFields.model_construct(**{name: getattr(self, name) for name in PARTICIPANT_FIELDS})
+
+
+PARTICIPANT_FIELDS = tuple(ParticipantFields.model_fields)
 
 
 class ParticipantUpdate(SQLModel):

@@ -207,6 +207,18 @@ class Participant(EnrolmentTable, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class RunningParticipants(EnrolmentTable, table=True):
+    """How many participants of each coach run (enrolled, active or paused), kept by triggers on
+    participant in the same transaction as every change (migration e4b9c2d7a1f3), so that the
+    enrolment API reads a row per coach instead of counting the organisation's participants."""
+
+    __tablename__ = "running_participants"
+
+    org_id: UUID = Field(primary_key=True)
+    coach_id: UUID = Field(primary_key=True)
+    running: int
+
+
 # --- subject-access exports -----------------------------------------------------------------------
 
 

@@ -14,10 +14,10 @@ from services.enrolment.api import auth, local_offers, organisations, participan
 from services.enrolment.api.organisations import public_router
 
 router = APIRouter()
+router.include_router(participants.router)
 router.include_router(auth.router)
 router.include_router(organisations.router)
 router.include_router(local_offers.router)
 router.include_router(staff.router)
-router.include_router(participants.router)
 
 __all__ = ["public_router", "router"]

@@ -21,7 +21,6 @@ from services.enrolment.api.common import (
     organisation_or_404,
     participant_or_404,
 )
-from services.enrolment.domain import ParticipantFields
 from services.enrolment.schemas import (
     CoachChange,
     ImportReport,
@@ -82,7 +81,7 @@ async def enrol_participant(
     if (first := await enrolled_before()) is not None:
         return first
     enrolment = participants.EnrolmentRequest(
-        fields=ParticipantFields.model_validate(body.model_dump(exclude={"coach_id", "consent"})),
+        fields=body.fields(),
         coach_id=coach_id,
         source="signal" if consent else "api" if caller.kind == "api_key" else "admin",
         consent=consent,

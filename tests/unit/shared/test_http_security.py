@@ -4,14 +4,17 @@ and the coaching login cookie Secure behind a TLS proxy."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from services.coaching.app import create_app as create_coaching_app
 from services.coaching.settings import CoachingSettings
-from shared.http_security import bearer_matches, content_security_policy
+from shared.http_security import bearer_matches, content_security_policy, csp_nonce
 from shared.runtime import Runtime, create_service_app
 from shared.settings import ServiceSettings
 
@@ -36,8 +39,25 @@ async def test_every_answer_carries_the_security_headers() -> None:
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["referrer-policy"] == "same-origin"
-    first, second = [await get(app, "/healthz") for _ in range(2)]
-    assert first.headers["content-security-policy"] != second.headers["content-security-policy"], "a nonce per answer"
+    assert "'nonce-" not in csp and "style-src 'self';" in csp, "no inline style where no template asked for it"
+
+
+async def test_a_page_with_an_inline_style_gets_a_fresh_nonce_in_its_header_and_its_body() -> None:
+    app = app_for()
+
+    @app.get("/pagina")
+    def page() -> HTMLResponse:  # a sync route: rendered in a worker thread, as templates are
+        return HTMLResponse(f'<style nonce="{csp_nonce()}">p {{ color: red }}</style><p>Hallo</p>')
+
+    answers = [await get(app, "/pagina") for _ in range(2)]
+    nonces = []
+    for answer in answers:
+        nonce = re.search(r'nonce="([^"]+)"', answer.text)
+        assert nonce and len(nonce.group(1)) >= 16
+        assert f"style-src 'self' 'nonce-{nonce.group(1)}'" in answer.headers["content-security-policy"]
+        nonces.append(nonce.group(1))
+    assert nonces[0] != nonces[1], "a nonce per answer"
+    assert csp_nonce() == "", "outside an answer there is no nonce"
 
 
 async def test_production_serves_metrics_only_with_the_token_and_no_api_docs() -> None:
@@ -73,6 +93,7 @@ def test_bearer_check() -> None:
     assert not bearer_matches(None, TOKEN) and not bearer_matches(TOKEN, TOKEN)
     assert not bearer_matches(f"Basic {TOKEN}", TOKEN) and not bearer_matches("Bearer ", TOKEN)
     assert "'nonce-abc'" in content_security_policy("abc")
+    assert "nonce" not in content_security_policy(None)
 
 
 async def test_in_production_the_coaching_login_cookies_are_secure_behind_a_plain_http_proxy_hop() -> None:
