@@ -58,6 +58,11 @@ CONNECTIONS = int(os.environ.get("MEER_BENCH_CONNECTIONS", "64"))
 SECONDS = int(os.environ.get("MEER_BENCH_SECONDS", "10"))
 RUNS = 3  # the pixel and the bare endpoint each; the median run counts
 TARGET_RATIO = 0.5
+PIN = os.environ.get("MEER_BENCH_PIN_CPU") == "1"
+"""With MEER_BENCH_PIN_CPU=1 the measured server (each baseline, the pixel) runs on CPU 0 alone and
+everything else (wrk, PostgreSQL, Kafka, the hit processor) on the other cores, as a deployment
+gives the pixel's pods cores of their own: the ratio of two endpoints on equal cores."""
+MEASURED_CPU, OTHER_CPUS = "0", f"1-{max(1, (os.cpu_count() or 2) - 1)}"
 TARGET_P99_MS = 25.0
 DELIVERIES = 5_000
 # A mail client's user agent: the hits are judged as a person's, like most real opens.
@@ -184,6 +189,20 @@ class WrkResult:
     errors: int
 
 
+def pin(pid: int, cpus: str) -> None:
+    """Every thread of the process on these CPUs (its future children too)."""
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=True, capture_output=True)
+
+
+def pin_infrastructure() -> None:
+    """PostgreSQL (the postmaster and its backends; new ones inherit it) and Kafka off the measured CPU."""
+    postmaster = int((local_stack.pg_home() / "data" / "postmaster.pid").read_text().split()[0])
+    backends = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+    kafka = local_stack.running_pid("kafka")
+    for pid in [postmaster, *map(int, backends), *([kafka] if kafka else [])]:
+        pin(pid, OTHER_CPUS)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -239,7 +258,17 @@ end
 """
     )
     result = subprocess.run(
-        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(script), base_url],
+        [
+            *(["taskset", "-c", OTHER_CPUS] if PIN else []),
+            "wrk",
+            "-t1",
+            f"-c{CONNECTIONS}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            base_url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -344,6 +373,8 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
     await asyncio.to_thread(local_stack.start_kafka)
     # On a new stack no service has created the topics yet; the offsets below need them.
     await ensure_topics(KAFKA, Topic.ALL, partitions=TrackingSettings().kafka_partitions)
+    if PIN:
+        await asyncio.to_thread(pin_infrastructure)
     paths, tokens = sign_paths(DELIVERIES)
     deliveries = {token.delivery_id for token in tokens}
     paths_file = workdir / "paths.txt"
@@ -364,6 +395,8 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
         factory = ["--factory"] if "fastapi" in target or "Sketch" in target else []
         log_file = workdir / f"{target.rsplit(':', 1)[1]}.log"
         server = start_server([*uvicorn, *factory, "--port", str(port), target], {}, log_file)
+        if PIN:
+            pin(server.pid, MEASURED_CPU)
         try:
             wait_for_http(f"http://127.0.0.1:{port}/o/x.gif", server, log_file)
             run_wrk(f"http://127.0.0.1:{port}", paths_file, 2, workdir)  # warm-up
@@ -388,6 +421,8 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
     }
     offsets = await end_offsets(Topic.ENGAGEMENT)
     tracking = start_server([sys.executable, "-m", "services.tracking"], env, workdir / "t.log")
+    if PIN:
+        pin(tracking.pid, MEASURED_CPU)
     processor: subprocess.Popen[bytes] | None = None
     tracking_runs: list[WrkResult] = []
     try:
@@ -397,6 +432,8 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
         # (its hits wait in the log), then the runs that count, with the processor running.
         pixel_alone = run_wrk(f"http://127.0.0.1:{tracking_port}", paths_file, SECONDS, workdir)
         processor = start_server([sys.executable, "-m", "services.tracking.hit_processor"], env, workdir / "p.log")
+        if PIN:
+            pin(processor.pid, OTHER_CPUS)
         for _ in range(RUNS):
             tracking_runs.append(run_wrk(f"http://127.0.0.1:{tracking_port}", paths_file, SECONDS, workdir))
         measured_at = time.monotonic()
@@ -432,7 +469,9 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
     answered = pixel_alone.requests + sum(run.requests for run in tracking_runs)
 
     print(
-        f"\npixel benchmark: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s on loopback, {os.cpu_count()} CPU cores; "
+        f"\npixel benchmark: wrk -t1 -c{CONNECTIONS} -d{SECONDS}s on loopback, {os.cpu_count()} CPU cores"
+        + (f" (measured server on CPU {MEASURED_CPU} alone, everything else on CPU {OTHER_CPUS})" if PIN else "")
+        + "; "
         f"bare ASGI and the tracking pixel {RUNS} runs each (median run shown), the other rows 1 run\n"
     )
     print(f"  {'endpoint':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'vs bare':>8}")
