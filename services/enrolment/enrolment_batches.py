@@ -49,14 +49,6 @@ class _Waiting:
     answer: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-async def _end_open_transaction(connection: asyncpg.Connection) -> None:
-    """What a connection of this pool needs before its next use. Its work is only transactions
-    that end themselves and set nothing on the session, so asyncpg's default reset (a round trip
-    to clear locks, cursors, listeners and settings, with the next batch waiting) is not needed."""
-    if connection.is_in_transaction():
-        await connection.execute("ROLLBACK")
-
-
 class TransactionLoop:
     """Runs transactions on asyncpg connections of its own, on an event loop (uvloop, as the
     service's) in a thread of its own. That loop does nothing else, so it takes up PostgreSQL's
@@ -80,13 +72,12 @@ class TransactionLoop:
     async def _on_pool(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         if self._pool is None:
             # Created on the loop that uses it; no connection opens before the first enrolment.
+            # asyncpg's own reset on release stays: it costs a round trip per batch, but a
+            # connection that PostgreSQL dropped mid-batch fails it and is closed, where a
+            # cheaper reset returned it to the pool broken (InternalClientError, a 500, in the
+            # PostgreSQL drill).
             self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=0,
-                max_size=self._connections,
-                timeout=5,
-                command_timeout=30,
-                reset=_end_open_transaction,
+                self._dsn, min_size=0, max_size=self._connections, timeout=5, command_timeout=30
             )
         async with self._pool.acquire() as connection:
             return await work(connection)
