@@ -19,6 +19,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.security import parse_security
 from faststream.kafka.subscriber.usecase import LogicSubscriber
+from faststream.message import StreamMessage
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import BaseModel, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -326,6 +327,13 @@ def envelope_type(value: bytes) -> str:
     return _EnvelopeHead.model_validate_json(value).type
 
 
+async def _records_only(message: StreamMessage[Any]) -> None:
+    """The batch's decoded body, which on_batch never reads (it reads the records): FastStream's
+    own decoder makes a message object and a json.loads of every record first, about a fifth
+    of coaching's consumer CPU in a morning burst, for a body nobody uses."""
+    del message
+
+
 def subscribe_events(
     broker: KafkaBroker,
     database: Database,
@@ -364,6 +372,7 @@ def subscribe_events(
         max_records=max_records,
         batch_timeout_ms=batch_timeout_ms,
         title=f"{service}-events",
+        decoder=_records_only,
     )
 
     async def read(record: ConsumerRecord[bytes, bytes], outcomes: Counter[tuple[str, str, str]]) -> _Item | None:
