@@ -40,12 +40,16 @@ from uuid import UUID, uuid4
 import asyncpg
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.coaching.live import CHANNEL as LIVE_CHANNEL
 from services.coaching.rebuild import TOPICS
-from tests.bench.bench_pixel import free_port, start_server, stop_server, wait_for_http
+from shared.events import Envelope, Topic
+from tests.bench.bench_pixel import end_offsets, engagement_since, free_port, start_server, stop_server, wait_for_http
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
+    KAFKA,
     LICENSOR,
     MAIL_CLIENT,
     MAILCATCHER,
@@ -246,6 +250,42 @@ async def read_pushes(response: httpx.Response, pushed: dict[str, float], ready:
             event = "message"
 
 
+async def listen_commits(notified: dict[str, float]) -> asyncpg.Connection:
+    """Records when coaching's commit of each open reached PostgreSQL's listeners (the first
+    notification naming the participant with a mail.opened), to split fetch → push into the
+    way to the commit and the way from the commit to the dashboard."""
+
+    def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        now = time.monotonic()
+        for _org, participant, _coaches, kind in json.loads(payload):
+            if kind == "mail.opened":
+                notified.setdefault(str(UUID(hex=participant)), now)
+
+    conn = await asyncpg.connect(f"{PG_SERVER}/meer_coaching")
+    await conn.add_listener(LIVE_CHANNEL, heard)
+    return conn
+
+
+async def read_opens_live(start: dict[TopicPartition, int], seen: dict[str, float]) -> None:
+    """A bare consumer of the engagement topic (no group, no processing): when each open can
+    first be read from Kafka, the baseline for coaching's consumer."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False, max_poll_records=5000)
+    await consumer.start()
+    try:
+        consumer.assign(list(start))
+        for partition, offset in start.items():
+            consumer.seek(partition, offset)
+        while True:
+            for batch in (await consumer.getmany(timeout_ms=100)).values():
+                now = time.monotonic()
+                for record in batch:
+                    envelope = Envelope.model_validate_json(record.value)
+                    if envelope.type == "mail.opened":
+                        seen.setdefault(str(envelope.participant_id), now)
+    finally:
+        await consumer.stop()
+
+
 async def watch_projection(org_id: str) -> float:
     """When coaching's projection first shows an open for every participant (monotonic time)."""
     conn = await asyncpg.connect(f"{PG_SERVER}/meer_coaching")
@@ -316,6 +356,11 @@ async def test_morning_burst(stack: None, tmp_path: Path) -> None:
         # token lives 15 minutes).
         coach = {**coach, **(await login_again(http, coach["email"]))}
         pushed: dict[str, float] = {}
+        notified: dict[str, float] = {}
+        listener = await listen_commits(notified)
+        engagement_before = await end_offsets(Topic.ENGAGEMENT)
+        readable: dict[str, float] = {}
+        bare_reader = asyncio.create_task(read_opens_live(engagement_before, readable))
         ready = asyncio.Event()
         tracking = urlsplit(pixels[order[0]])
         load = start_load(f"{tracking.scheme}://{tracking.netloc}", paths_file, tmp_path / "burst.json", RATE)
@@ -332,12 +377,27 @@ async def test_morning_burst(stack: None, tmp_path: Path) -> None:
 
             await eventually(every_push_arrived, timeout=60, what="a push for every open")
             reader.cancel()
+        await listener.close()
+        bare_reader.cancel()
+        # The opens' records on Kafka: when the hit processor's relay published each (wall
+        # clock, in milliseconds; converted to this machine's monotonic clock).
+        wall_to_monotonic = time.monotonic() - time.time()
+        published = {
+            str(envelope.participant_id): timestamp / 1000 + wall_to_monotonic
+            for timestamp, envelope in await engagement_since(engagement_before)
+            if envelope.type == "mail.opened"
+        }
 
     step = max(1, len(order) // SAMPLE)
     sample = order[::step][:SAMPLE]
     index = {participant: i for i, participant in enumerate(order)}
     to_push = [pushed[p] - burst.started[index[p]] for p in sample]
     to_push_all = [pushed[p] - burst.started[index[p]] for p in order]
+    to_kafka = [published[p] - burst.started[index[p]] for p in order if p in published]
+    kafka_to_commit = [notified[p] - published[p] for p in order if p in notified and p in published]
+    to_commit = [notified[p] - burst.started[index[p]] for p in order if p in notified]
+    kafka_to_readable = [readable[p] - published[p] for p in order if p in readable and p in published]
+    commit_to_push = [pushed[p] - notified[p] for p in order if p in notified]
     projection_s = all_shown_at - burst.last_answer
     push_p99 = percentile(to_push, 0.99)
 
@@ -360,6 +420,23 @@ async def test_morning_burst(stack: None, tmp_path: Path) -> None:
     print(spread("pixel: fetch latency during the burst", burst.latencies))
     print(spread(f"pixel fetch → SSE push, sample of {len(sample)}", to_push))
     print(spread("pixel fetch → SSE push, every open", to_push_all))
+    print(spread("  of it: fetch → commit notified", to_commit))
+    print(spread("    fetch → mail.opened on Kafka", to_kafka))
+    print(spread("    on Kafka → coaching's commit notified", kafka_to_commit))
+    print(spread("    on Kafka → read by a bare consumer", kafka_to_readable))
+    print(spread("  of it: commit notified → SSE push", commit_to_push))
+    by_second: dict[int, list[float]] = {}
+    for p in order:
+        if p in notified and p in published:
+            second = int(burst.started[index[p]] - burst.first_start)
+            by_second.setdefault(second, []).append(notified[p] - published[p])
+    print(
+        "    on Kafka → commit notified, by second of the burst (p50/max ms): "
+        + ", ".join(
+            f"{second}: {percentile(lags, 0.5) * 1000:.0f}/{max(lags) * 1000:.0f}"
+            for second, lags in sorted(by_second.items())
+        )
+    )
     print(f"  last pixel answered → projection shows all {PARTICIPANTS} opens: {projection_s:.2f} s")
     print("targets:")
     print(f"  burst rate >= {TARGET_RATE:,.0f} fetches/s: {verdict(burst.rate >= TARGET_RATE)} ({burst.rate:,.0f}/s)")

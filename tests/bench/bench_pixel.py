@@ -306,12 +306,13 @@ async def end_offsets(topic: str) -> dict[TopicPartition, int]:
         await consumer.stop()
 
 
-async def opens_since(start: dict[TopicPartition, int], deliveries: set[uuid.UUID]) -> list[Envelope]:
-    """mail.opened events of these deliveries published after the `start` offsets."""
+async def engagement_since(start: dict[TopicPartition, int]) -> list[tuple[int, Envelope]]:
+    """Every event on the engagement topic published after the `start` offsets, with its
+    record's timestamp (milliseconds since the epoch, set by the publishing producer)."""
     end = await end_offsets(Topic.ENGAGEMENT)
     consumer = AIOKafkaConsumer(bootstrap_servers=KAFKA, enable_auto_commit=False, max_poll_records=5000)
     await consumer.start()
-    found: list[Envelope] = []
+    found: list[tuple[int, Envelope]] = []
     try:
         consumer.assign(list(end))
         for partition in end:
@@ -319,16 +320,20 @@ async def opens_since(start: dict[TopicPartition, int], deliveries: set[uuid.UUI
         while any([await consumer.position(tp) < end[tp] for tp in end]):
             for batch in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in batch:
-                    if record.offset >= end[TopicPartition(record.topic, record.partition)]:
-                        continue
-                    envelope = Envelope.model_validate_json(record.value)
-                    if envelope.type == MailOpened.TYPE:
-                        delivery = uuid.UUID(envelope.payload["delivery_id"])
-                        if delivery in deliveries:
-                            found.append(envelope)
+                    if record.offset < end[TopicPartition(record.topic, record.partition)]:
+                        found.append((record.timestamp, Envelope.model_validate_json(record.value)))
     finally:
         await consumer.stop()
     return found
+
+
+async def opens_since(start: dict[TopicPartition, int], deliveries: set[uuid.UUID]) -> list[Envelope]:
+    """mail.opened events of these deliveries published after the `start` offsets."""
+    return [
+        envelope
+        for _, envelope in await engagement_since(start)
+        if envelope.type == MailOpened.TYPE and uuid.UUID(envelope.payload["delivery_id"]) in deliveries
+    ]
 
 
 def sign_paths(count: int) -> tuple[list[str], list[TrackingToken]]:
