@@ -44,7 +44,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.coaching.live import CHANNEL as LIVE_CHANNEL
 from services.coaching.rebuild import TOPICS
-from shared.events import Envelope, Topic
+from shared.events import Envelope, MailOpened, Topic
 from tests.bench.bench_pixel import end_offsets, engagement_since, free_port, start_server, stop_server, wait_for_http
 from tests.e2e.conftest import (
     COACHING,
@@ -243,7 +243,7 @@ async def read_pushes(response: httpx.Response, pushed: dict[str, float], ready:
                 ready.set()
             elif event == "participant":
                 data = json.loads(text.split(":", 1)[1])
-                if data["event_type"] == "mail.opened":
+                if data["event_type"] == MailOpened.TYPE:
                     pushed.setdefault(data["participant_id"], time.monotonic())
             elif event == "reload":
                 print("\n  (the dashboard stream fell behind and was told to reload)")
@@ -258,7 +258,7 @@ async def listen_commits(notified: dict[str, float]) -> asyncpg.Connection:
     def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
         now = time.monotonic()
         for _org, participant, _coaches, kind in json.loads(payload):
-            if kind == "mail.opened":
+            if kind == MailOpened.TYPE:
                 notified.setdefault(str(UUID(hex=participant)), now)
 
     conn = await asyncpg.connect(f"{PG_SERVER}/meer_coaching")
@@ -280,7 +280,7 @@ async def read_opens_live(start: dict[TopicPartition, int], seen: dict[str, floa
                 now = time.monotonic()
                 for record in batch:
                     envelope = Envelope.model_validate_json(record.value)
-                    if envelope.type == "mail.opened":
+                    if envelope.type == MailOpened.TYPE:
                         seen.setdefault(str(envelope.participant_id), now)
     finally:
         await consumer.stop()
@@ -385,7 +385,7 @@ async def test_morning_burst(stack: None, tmp_path: Path) -> None:
         published = {
             str(envelope.participant_id): timestamp / 1000 + wall_to_monotonic
             for timestamp, envelope in await engagement_since(engagement_before)
-            if envelope.type == "mail.opened"
+            if envelope.type == MailOpened.TYPE
         }
 
     step = max(1, len(order) // SAMPLE)
