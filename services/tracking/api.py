@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
@@ -37,13 +36,12 @@ from services.tracking.domain import (
     pixel_token,
     read_hit_facts,
     read_report_form,
-    request_signals,
+    request_signal_bits,
     safe_redirect_url,
-    signal_bits,
     unsubscribe_via,
 )
 from services.tracking.questionnaire import FormRefused, FormStep, read_step
-from services.tracking.recorder import HitLog, HitNotKept, PixelHit
+from services.tracking.recorder import HitLog, HitNotKept
 from shared.db import utcnow
 from shared.logging import get_logger
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -137,10 +135,9 @@ class PixelEndpoint:
         if scope["method"] == "HEAD":
             return "head"  # a HEAD fetches no image: nobody saw the mail
         # Only the signals of the request are kept; its user agent is forgotten here.
-        bits = signal_bits(request_signals(read_hit_facts("GET", scope["headers"])))
-        hit = PixelHit(id=uuid4(), token=claims, signal_bits=bits, received_at=utcnow())
+        bits = request_signal_bits(read_hit_facts("GET", scope["headers"]))
         try:
-            return await self.hit_log.submit(hit)
+            return await self.hit_log.submit((claims, bits, utcnow()))
         except HitNotKept:
             return "lost"  # counted (and logged once per group by the hit log), never a line per hit
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -180,6 +181,14 @@ def request_signals(hit: HitFacts) -> set[Signal]:
     if hit.method == "HEAD":
         signals.add("head_request")
     return signals
+
+
+@lru_cache(maxsize=1024)
+def request_signal_bits(hit: HitFacts) -> int:
+    """signal_bits(request_signals(hit)), remembered: most pixel hits come from a few mail
+    clients and proxies, so the same user agents are matched again and again. Bounded, so
+    a flood of made-up user agents only evicts."""
+    return signal_bits(request_signals(hit))
 
 
 def signal_bits(signals: Iterable[Signal]) -> int:

@@ -6,10 +6,16 @@ from __future__ import annotations
 import asyncio
 import fcntl
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
-from services.tracking.domain import HitFacts, request_signals, signal_bits, signals_from_bits
-from services.tracking.recorder import HitJournal, HitLog, PixelHit
+from services.tracking.domain import (
+    HitFacts,
+    request_signal_bits,
+    request_signals,
+    signal_bits,
+    signals_from_bits,
+)
+from services.tracking.recorder import Hit, HitJournal, HitLog, hit_rows, new_hit_ids
 from shared.db import utcnow
 from shared.tracking_tokens import TrackingToken
 
@@ -17,9 +23,9 @@ from shared.tracking_tokens import TrackingToken
 UNREACHABLE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
 
 
-def hit() -> PixelHit:
+def hit() -> Hit:
     token = TrackingToken.model_validate({"k": "open", "d": uuid4(), "p": uuid4(), "o": uuid4(), "n": 3, "t": 17})
-    return PixelHit(id=uuid4(), token=token, signal_bits=5, received_at=utcnow())
+    return (token, 5, utcnow())
 
 
 async def test_hits_postgres_refuses_are_journaled_before_they_are_answered(tmp_path: Path) -> None:
@@ -34,19 +40,21 @@ async def test_hits_postgres_refuses_are_journaled_before_they_are_answered(tmp_
     assert outcomes == ["journaled"] * 3
     await journal.seal()
     (path,) = journal.sealed_files()
-    assert HitJournal.read(path) == [one.row() for one in hits], "every hit, exactly as it would be logged"
+    rows = HitJournal.read(path)
+    assert [row[1:] for row in rows] == [row[1:] for row in hit_rows(hits)], "every hit, exactly as it would be logged"
+    assert len({row[0] for row in rows}) == 3, "each with an id of its own"
     assert journal.count == 3
 
 
 async def test_a_torn_last_line_is_skipped_and_the_rest_read(tmp_path: Path) -> None:
     journal = HitJournal(tmp_path)
-    first, second = hit(), hit()
-    await journal.append([first.row(), second.row()])
+    first, second = hit_rows([hit(), hit()])
+    await journal.append([first, second])
     await journal.seal()
     (path,) = journal.sealed_files()
     with path.open("ab") as file:
         file.write(b'["not-finished",')  # a crash in the middle of a write, before its fsync returned
-    assert HitJournal.read(path) == [first.row(), second.row()]
+    assert HitJournal.read(path) == [first, second]
 
 
 async def test_a_file_another_process_still_writes_is_not_replayed(tmp_path: Path) -> None:
@@ -61,7 +69,7 @@ async def test_a_file_another_process_still_writes_is_not_replayed(tmp_path: Pat
 
 async def test_leftovers_of_a_crashed_process_are_counted_at_start(tmp_path: Path) -> None:
     crashed = HitJournal(tmp_path)
-    await crashed.append([hit().row() for _ in range(4)])
+    await crashed.append(hit_rows([hit() for _ in range(4)]))
     restarted = HitJournal(tmp_path)
     await crashed.seal()  # what the kernel does to a dead process's lock
     restarted.count_leftovers()
@@ -75,3 +83,21 @@ def test_signal_bits_keep_the_request_signals_and_nothing_else() -> None:
     assert signals_from_bits(signal_bits(signals)) == signals
     assert signals_from_bits(0) == set()
     assert signal_bits(signals) < 2**15, "fits the smallint column"
+
+
+def test_a_group_of_hits_gets_distinct_random_uuids() -> None:
+    ids = new_hit_ids(500)
+    assert len(set(ids)) == 500
+    assert all(isinstance(one, UUID) and one.version == 4 and one.variant == "specified in RFC 4122" for one in ids)
+    assert new_hit_ids(0) == []
+
+
+def test_the_remembered_signal_bits_are_the_request_signals() -> None:
+    for facts in (
+        HitFacts(method="GET", user_agent="Mozilla/5.0", prefetch=True),
+        HitFacts(method="GET", user_agent=None),
+        HitFacts(method="GET", user_agent="Mozilla/5.0 (Windows NT 10.0) Thunderbird/128.0"),
+        HitFacts(method="HEAD", user_agent="curl/8.5"),
+    ):
+        assert request_signal_bits(facts) == signal_bits(request_signals(facts))
+        assert request_signal_bits(facts) == signal_bits(request_signals(facts)), "and again, from the cache"
