@@ -46,6 +46,7 @@ from services.coaching.live import CHANNEL as LIVE_CHANNEL
 from services.coaching.rebuild import TOPICS
 from shared.events import Envelope, MailOpened, Topic
 from tests.bench.bench_pixel import end_offsets, engagement_since, free_port, start_server, stop_server, wait_for_http
+from tests.bench.machine import MachineCpu, cpu_by_process, cpu_used_between
 from tests.e2e.conftest import (
     COACHING,
     ENROLMENT,
@@ -363,6 +364,7 @@ async def test_morning_burst(stack: None, tmp_path: Path) -> None:
         bare_reader = asyncio.create_task(read_opens_live(engagement_before, readable))
         ready = asyncio.Event()
         tracking = urlsplit(pixels[order[0]])
+        cpu_before, machine_before = cpu_by_process(), MachineCpu.now()
         load = start_load(f"{tracking.scheme}://{tracking.netloc}", paths_file, tmp_path / "burst.json", RATE)
         async with http.stream("GET", f"{COACHING}/api/live", headers=coach["headers"], timeout=None) as stream:
             assert stream.status_code == 200
@@ -371,6 +373,7 @@ async def test_morning_burst(stack: None, tmp_path: Path) -> None:
             watcher = asyncio.create_task(watch_projection(org_id))
             burst = await run_load(load, tmp_path / "burst.json")
             all_shown_at = await asyncio.wait_for(watcher, PARTICIPANTS / 10 + 300)
+            cpu_after, machine_after = cpu_by_process(), MachineCpu.now()
 
             async def every_push_arrived() -> bool:
                 return len(pushed) >= PARTICIPANTS
@@ -438,6 +441,14 @@ async def test_morning_burst(stack: None, tmp_path: Path) -> None:
         )
     )
     print(f"  last pixel answered → projection shows all {PARTICIPANTS} opens: {projection_s:.2f} s")
+    window = all_shown_at - burst.first_start
+    print(
+        f"  CPU from the burst's start until all opens projected ({window:.1f} s; the machine "
+        f"{machine_after.busy_since(machine_before):.0%} busy), seconds and cores used by kind of process:"
+    )
+    for label, seconds in cpu_used_between(cpu_before, cpu_after).items():
+        if seconds >= 0.05 * window:
+            print(f"    {label:44} {seconds:6.2f} s  {seconds / window:4.2f} cores")
     print("targets:")
     print(f"  burst rate >= {TARGET_RATE:,.0f} fetches/s: {verdict(burst.rate >= TARGET_RATE)} ({burst.rate:,.0f}/s)")
     print(
