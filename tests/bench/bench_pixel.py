@@ -49,6 +49,7 @@ from shared.events import Envelope, MailOpened, Topic
 from shared.kafka import ensure_topics
 from shared.metrics import HttpMetricsMiddleware
 from shared.tracking_tokens import InvalidTokenError, TokenSigner, TrackingToken, parse_keys
+from tests.bench.machine import cpu_seconds
 from tests.e2e.conftest import KAFKA, db_count, db_fetch, eventually
 
 pytestmark = pytest.mark.bench
@@ -433,6 +434,7 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
     try:
         wait_for_http(f"http://127.0.0.1:{tracking_port}/readyz", tracking, workdir / "t.log")
         await mark_sent(tokens)
+        pixel_cpu_before = cpu_seconds(tracking.pid)
         # Where the pixel's own cost ends: one run with no processor taking CPU beside it
         # (its hits wait in the log), then the runs that count, with the processor running.
         pixel_alone = run_wrk(f"http://127.0.0.1:{tracking_port}", paths_file, SECONDS, workdir)
@@ -449,6 +451,9 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
 
         await eventually(processed_and_published, timeout=600, what="the hit log processed and the outbox published")
         drained_s = time.monotonic() - measured_at
+        # CPU per hit of each process, over every run (the processor's from its start).
+        pixel_cpu = cpu_seconds(tracking.pid) - pixel_cpu_before
+        processor_cpu = cpu_seconds(processor.pid)
     finally:
         if processor is not None:
             stop_server(processor)
@@ -493,6 +498,11 @@ async def test_pixel_throughput_against_a_bare_endpoint(workdir: Path) -> None:
         f"flagged automated {flagged[0]['n']}; mail.opened on Kafka {len(published)} "
         f"({len({e.event_id for e in published})} distinct); hit log processed and outbox drained "
         f"{drained_s:.1f}s after the last run"
+    )
+    print(
+        f"  CPU per answered hit: the pixel's process {pixel_cpu / answered * 1e6:.0f} µs (its Kafka consumer and"
+        f" relay idle), the hit processor {processor_cpu / answered * 1e6:.0f} µs (judging, first open, open record,"
+        f" outbox, relay to Kafka); the bare endpoint's whole budget at its rate: {1e6 / bare_result.rps:.0f} µs"
     )
     print(
         f"\nfigures: bare ASGI {bare_result.rps:.0f} req/s, p99 {bare_result.p99_ms:.2f} ms; "
