@@ -183,11 +183,22 @@ def request_signals(hit: HitFacts) -> set[Signal]:
     return signals
 
 
-@lru_cache(maxsize=1024)
+REMEMBERED_USER_AGENT_MAX = 512
+"""Longer user agents are matched every time, never kept: a real one is a few hundred characters."""
+
+
 def request_signal_bits(hit: HitFacts) -> int:
     """signal_bits(request_signals(hit)), remembered: most pixel hits come from a few mail
-    clients and proxies, so the same user agents are matched again and again. Bounded, so
-    a flood of made-up user agents only evicts."""
+    clients and proxies, so the same user agents are matched again and again. The memory is
+    bounded in entries and in their size, so a flood of made-up (or huge) user agents only
+    evicts or passes by."""
+    if hit.user_agent is not None and len(hit.user_agent) > REMEMBERED_USER_AGENT_MAX:
+        return signal_bits(request_signals(hit))
+    return _remembered_signal_bits(hit)
+
+
+@lru_cache(maxsize=1024)
+def _remembered_signal_bits(hit: HitFacts) -> int:
     return signal_bits(request_signals(hit))
 
 

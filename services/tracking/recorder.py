@@ -56,12 +56,12 @@ _COLUMNS = ("id", "delivery_id", "participant_id", "org_id", "day", "token_sent_
 
 # A replayed journal may hold hits whose commit did happen (an answer lost to the timeout):
 # those are skipped by id. New hits have new ids and go by COPY, which takes no ON CONFLICT.
-_INSERT_HITS = """
-    INSERT INTO pixel_hit (id, delivery_id, participant_id, org_id, day, token_sent_at, received_at, signal_bits)
+_INSERT_HITS = f"""
+    INSERT INTO pixel_hit ({", ".join(_COLUMNS)})
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::integer[], $6::bigint[],
                          $7::timestamptz[], $8::smallint[])
     ON CONFLICT (id) DO NOTHING
-"""
+"""  # noqa: S608 - constant column names, no input
 
 Hit = tuple[TrackingToken, int, datetime]
 """A pixel fetch with a valid open token, as the pixel hands it over: the token's claims, the

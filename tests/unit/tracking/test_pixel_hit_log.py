@@ -9,7 +9,9 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 from services.tracking.domain import (
+    REMEMBERED_USER_AGENT_MAX,
     HitFacts,
+    _remembered_signal_bits,
     request_signal_bits,
     request_signals,
     signal_bits,
@@ -101,3 +103,11 @@ def test_the_remembered_signal_bits_are_the_request_signals() -> None:
     ):
         assert request_signal_bits(facts) == signal_bits(request_signals(facts))
         assert request_signal_bits(facts) == signal_bits(request_signals(facts)), "and again, from the cache"
+
+
+def test_a_huge_user_agent_is_judged_but_not_remembered() -> None:
+    huge = HitFacts(method="GET", user_agent="Mozilla/5.0 " + "x\r\n\x00" * 25_000)
+    assert len(huge.user_agent or "") > REMEMBERED_USER_AGENT_MAX
+    kept = _remembered_signal_bits.cache_info().currsize
+    assert request_signal_bits(huge) == signal_bits(request_signals(huge))
+    assert _remembered_signal_bits.cache_info().currsize == kept
