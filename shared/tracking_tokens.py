@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
+from asyncpg.pgproto import pgproto
 from itsdangerous import BadPayload, BadSignature, Serializer, URLSafeSerializer
 from itsdangerous.encoding import base64_encode
 from itsdangerous.signer import HMACAlgorithm
@@ -214,7 +215,8 @@ class TokenSigner:
             mac.update(payload)
             if not hmac.compare_digest(mac.digest()[:_TAG_BYTES], tag):
                 continue
-            if key.expired(now or datetime.now(UTC)):
+            # The clock is read only for a key with a grace date: every open of every mail passes here.
+            if key.verifies_until is not None and key.expired(now or datetime.now(UTC)):
                 raise InvalidTokenError("expired_key")
             return _unpack(payload)
         raise InvalidTokenError("bad_signature")
@@ -264,11 +266,13 @@ def _unpack(payload: bytes) -> TrackingToken:
     version, kind, delivery, participant, org, day, sent_at = _COMPACT.unpack_from(payload)
     if version != _COMPACT_VERSION or kind >= len(_KINDS) or day < 1:
         raise InvalidTokenError("malformed")
+    # asyncpg's UUID is a uuid.UUID (equal, same hash) made ten times faster from bytes, and
+    # encoded without a conversion when the pixel appends the hit.
     fields: dict[str, Any] = {
         "kind": _KINDS[kind],
-        "delivery_id": UUID(bytes=delivery),
-        "participant_id": UUID(bytes=participant),
-        "org_id": UUID(bytes=org),
+        "delivery_id": pgproto.UUID(delivery),
+        "participant_id": pgproto.UUID(participant),
+        "org_id": pgproto.UUID(org),
         "day": day,
         "sent_at": sent_at,
     }

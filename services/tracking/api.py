@@ -116,17 +116,17 @@ class PixelEndpoint:
         self._requests = {method: HTTP_REQUESTS.labels(service, _PIXEL_ROUTE, method, "200") for method in _METHODS}
         self._latency = HTTP_LATENCY.labels(service, _PIXEL_ROUTE)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer(self, scope: Scope, send: Send, token: str) -> None:
+        """Answer a pixel request whose path held this token (see pixel_token)."""
         started = time.perf_counter()
-        outcome = await self._record(scope)
+        outcome = await self._record(scope, token)
         self._hits[outcome].inc()
         await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_HEADERS})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else TRANSPARENT_GIF})
         self._requests[scope["method"]].inc()
         self._latency.observe(time.perf_counter() - started)
 
-    async def _record(self, scope: Scope) -> str:
-        token = pixel_token(scope["path"]) or ""
+    async def _record(self, scope: Scope, token: str) -> str:
         try:
             claims = self.signer.verify_kind(token, "open")
         except InvalidTokenError as error:
@@ -135,7 +135,7 @@ class PixelEndpoint:
         if scope["method"] == "HEAD":
             return "head"  # a HEAD fetches no image: nobody saw the mail
         # Only the signals of the request are kept; its user agent is forgotten here.
-        bits = request_signal_bits(read_hit_facts("GET", scope["headers"]))
+        bits = request_signal_bits(scope["headers"])
         try:
             return await self.hit_log.submit((claims, bits, utcnow()))
         except HitNotKept:
@@ -152,9 +152,11 @@ class PixelFastPath:
         self.pixel = pixel
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in _METHODS and pixel_token(scope["path"]) is not None:
-            await self.pixel(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] in _METHODS:
+            token = pixel_token(scope["path"])
+            if token is not None:
+                await self.pixel.answer(scope, send, token)
+                return
         await self.app(scope, receive, send)
 
 

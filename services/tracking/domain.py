@@ -149,15 +149,25 @@ class Verdict:
 
 def read_hit_facts(method: str, headers: Iterable[tuple[bytes, bytes]]) -> HitFacts:
     """The facts of a request from its raw (ASGI) headers."""
-    user_agent: str | None = None
+    user_agent, prefetch = _raw_facts(headers)
+    return HitFacts(method=method.upper(), user_agent=_user_agent_text(user_agent), prefetch=prefetch)
+
+
+def _raw_facts(headers: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, bool]:
+    """The raw user agent and whether the request says it is a prefetch."""
+    user_agent: bytes | None = None
     prefetch = False
     for name, value in headers:
         lowered = name.lower()
         if lowered == b"user-agent":
-            user_agent = value.decode("latin-1").strip() or None
+            user_agent = value
         elif lowered in _PREFETCH_HEADERS and any(word in value.lower() for word in (b"prefetch", b"preview")):
             prefetch = True
-    return HitFacts(method=method.upper(), user_agent=user_agent, prefetch=prefetch)
+    return user_agent, prefetch
+
+
+def _user_agent_text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("latin-1").strip() or None
 
 
 def user_agent_signals(user_agent: str | None) -> set[Signal]:
@@ -187,19 +197,24 @@ REMEMBERED_USER_AGENT_MAX = 512
 """Longer user agents are matched every time, never kept: a real one is a few hundred characters."""
 
 
-def request_signal_bits(hit: HitFacts) -> int:
-    """signal_bits(request_signals(hit)), remembered: most pixel hits come from a few mail
-    clients and proxies, so the same user agents are matched again and again. The memory is
-    bounded in entries and in their size, so a flood of made-up (or huge) user agents only
-    evicts or passes by."""
-    if hit.user_agent is not None and len(hit.user_agent) > REMEMBERED_USER_AGENT_MAX:
-        return signal_bits(request_signals(hit))
-    return _remembered_signal_bits(hit)
+def request_signal_bits(headers: Iterable[tuple[bytes, bytes]]) -> int:
+    """signal_bits(request_signals(read_hit_facts("GET", headers))) of a pixel's GET,
+    remembered: most pixel hits come from a few mail clients and proxies, so the same user
+    agents are matched again and again. The memory is bounded in entries and in their size,
+    so a flood of made-up (or huge) user agents only evicts or passes by."""
+    user_agent, prefetch = _raw_facts(headers)
+    if user_agent is not None and len(user_agent) > REMEMBERED_USER_AGENT_MAX:
+        return _signal_bits_of(user_agent, prefetch)
+    return _remembered_signal_bits(user_agent, prefetch)
 
 
-@lru_cache(maxsize=1024)
-def _remembered_signal_bits(hit: HitFacts) -> int:
-    return signal_bits(request_signals(hit))
+def _signal_bits_of(user_agent: bytes | None, prefetch: bool) -> int:
+    return signal_bits(
+        request_signals(HitFacts(method="GET", user_agent=_user_agent_text(user_agent), prefetch=prefetch))
+    )
+
+
+_remembered_signal_bits = lru_cache(maxsize=1024)(_signal_bits_of)
 
 
 def signal_bits(signals: Iterable[Signal]) -> int:

@@ -12,6 +12,7 @@ from services.tracking.domain import (
     REMEMBERED_USER_AGENT_MAX,
     HitFacts,
     _remembered_signal_bits,
+    read_hit_facts,
     request_signal_bits,
     request_signals,
     signal_bits,
@@ -95,19 +96,22 @@ def test_a_group_of_hits_gets_distinct_random_uuids() -> None:
 
 
 def test_the_remembered_signal_bits_are_the_request_signals() -> None:
-    for facts in (
-        HitFacts(method="GET", user_agent="Mozilla/5.0", prefetch=True),
-        HitFacts(method="GET", user_agent=None),
-        HitFacts(method="GET", user_agent="Mozilla/5.0 (Windows NT 10.0) Thunderbird/128.0"),
-        HitFacts(method="HEAD", user_agent="curl/8.5"),
+    thunderbird = b"Mozilla/5.0 (Windows NT 10.0) Thunderbird/128.0"
+    for headers in (
+        [(b"User-Agent", b"Mozilla/5.0"), (b"Sec-Purpose", b"prefetch;prerender")],
+        [(b"host", b"example.org")],
+        [(b"user-agent", b"  ")],
+        [(b"user-agent", thunderbird)],
+        [(b"user-agent", b"curl/8.5"), (b"x-moz", b"prefetch")],
     ):
-        assert request_signal_bits(facts) == signal_bits(request_signals(facts))
-        assert request_signal_bits(facts) == signal_bits(request_signals(facts)), "and again, from the cache"
+        expected = signal_bits(request_signals(read_hit_facts("GET", headers)))
+        assert request_signal_bits(headers) == expected
+        assert request_signal_bits(headers) == expected, "and again, from the cache"
 
 
 def test_a_huge_user_agent_is_judged_but_not_remembered() -> None:
-    huge = HitFacts(method="GET", user_agent="Mozilla/5.0 " + "x\r\n\x00" * 25_000)
-    assert len(huge.user_agent or "") > REMEMBERED_USER_AGENT_MAX
+    headers = [(b"user-agent", b"Mozilla/5.0 " + b"x\r\n\x00" * 25_000)]
+    assert len(headers[0][1]) > REMEMBERED_USER_AGENT_MAX
     kept = _remembered_signal_bits.cache_info().currsize
-    assert request_signal_bits(huge) == signal_bits(request_signals(huge))
+    assert request_signal_bits(headers) == signal_bits(request_signals(read_hit_facts("GET", headers)))
     assert _remembered_signal_bits.cache_info().currsize == kept
