@@ -11,11 +11,12 @@ import contextlib
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from typing import Any, ClassVar, Literal, TypeVar, cast
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.branding import DEFAULT_BRAND_COLOUR
+from shared.ids import uuid7
 from shared.text import CleanedLine
 
 
@@ -82,7 +83,8 @@ class Envelope(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    event_id: UUID = Field(default_factory=uuid4, description="Idempotency key: a redelivery has the same id.")
+    # Time-ordered: every consumer keeps the ids it has handled in an index that only grows.
+    event_id: UUID = Field(default_factory=uuid7, description="Idempotency key: a redelivery has the same id.")
     type: str = Field(description="What happened, e.g. 'mail.opened'.")
     version: int = Field(ge=1, description="Version of the payload schema for this type.")
     occurred_at: AwareDatetime = Field(description="When it happened (UTC).")

@@ -88,10 +88,10 @@ def test_signal_bits_keep_the_request_signals_and_nothing_else() -> None:
     assert signal_bits(signals) < 2**15, "fits the smallint column"
 
 
-def test_a_group_of_hits_gets_distinct_random_uuids() -> None:
+def test_a_group_of_hits_gets_distinct_time_ordered_uuids() -> None:
     ids = new_hit_ids(500)
     assert len(set(ids)) == 500
-    assert all(isinstance(one, UUID) and one.version == 4 and one.variant == "specified in RFC 4122" for one in ids)
+    assert all(isinstance(one, UUID) and one.version == 7 and one.variant == "specified in RFC 4122" for one in ids)
     assert new_hit_ids(0) == []
 
 
