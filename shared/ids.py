@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from uuid import UUID
 
-from asyncpg.pgproto import pgproto
+
+def _from_bytes(raw: bytes) -> UUID:
+    return UUID(bytes=raw)
 
 
-def time_ordered_ids(count: int) -> list[UUID]:
+def time_ordered_ids(count: int, *, make: Callable[[bytes], UUID] = _from_bytes) -> list[UUID]:
     """`count` version-7 UUIDs of this millisecond, from one read of the system's random
-    source, as asyncpg's UUID type (a uuid.UUID that it encodes without a conversion)."""
+    source. `make` builds each from its 16 bytes (an adapter may pass asyncpg's faster UUID)."""
     prefix = (time.time_ns() // 1_000_000).to_bytes(6, "big")
     randomness = os.urandom(10 * count)
     ids: list[UUID] = []
@@ -28,7 +31,7 @@ def time_ordered_ids(count: int) -> list[UUID]:
         tail = bytearray(randomness[start : start + 10])
         tail[0] = 0x70 | (tail[0] & 0x0F)  # version 7
         tail[2] = 0x80 | (tail[2] & 0x3F)  # RFC 9562 variant
-        ids.append(pgproto.UUID(prefix + bytes(tail)))
+        ids.append(make(prefix + bytes(tail)))
     return ids
 
 

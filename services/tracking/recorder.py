@@ -26,6 +26,7 @@ from typing import IO, Any
 from uuid import UUID
 
 import asyncpg
+from asyncpg.pgproto import pgproto
 from prometheus_client import Gauge, Histogram
 
 from shared.db import DedicatedConnection
@@ -75,7 +76,7 @@ def new_hit_ids(count: int) -> list[UUID]:
     """Ids for a group of hits: time-ordered (an open record keeps its hit's id, and
     open_record only grows), made together (a uuid4() per hit costs a system call and a
     slower constructor, on every open)."""
-    return time_ordered_ids(count)
+    return time_ordered_ids(count, make=pgproto.UUID)
 
 
 def hit_rows(hits: Sequence[Hit]) -> list[HitRow]:
