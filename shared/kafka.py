@@ -334,6 +334,16 @@ async def _records_only(message: StreamMessage[Any]) -> None:
     del message
 
 
+FETCH_MAX_WAIT_MS = 50
+"""How long the broker may hold a fetch that finds nothing new. aiokafka keeps one fetch in
+flight per broker and leaves out of it the partitions whose fetched records still wait to be
+handed out. A service consumes many topics, most of them quiet: while a batch of the busy
+partition was applied, the next fetch asked for the quiet partitions only, and the broker held
+it for aiokafka's default 500 ms while the busy partition's new records waited behind it. In a
+morning burst coaching read its opens in pauses of 300-460 ms (Kafka → commit p99 1.1-1.3 s;
+0.17-0.21 s with 50 ms). An idle consumer now asks 20 times a second: nothing for a broker."""
+
+
 def subscribe_events(
     broker: KafkaBroker,
     database: Database,
@@ -371,6 +381,7 @@ def subscribe_events(
         batch=True,
         max_records=max_records,
         batch_timeout_ms=batch_timeout_ms,
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
         title=f"{service}-events",
         decoder=_records_only,
     )
