@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import uuid4
 
 import asyncpg
 from aiolimiter import AsyncLimiter
@@ -68,6 +67,7 @@ from shared.events import (
     ProgrammeCompleted,
     TransactionalMailFailed,
 )
+from shared.ids import uuid7
 from shared.logging import get_logger
 from shared.outbox import add_to_outbox, add_to_outbox_raw, outbox_row
 from shared.tracking_tokens import TokenSigner
@@ -402,7 +402,7 @@ class DeliveryWorker:
         await raw.executemany(
             storage.INSERT_TRANSACTIONAL,
             [
-                (uuid4(), kind, claimed.org_id, claimed.participant_id, context, due_at, now)
+                (uuid7(), kind, claimed.org_id, claimed.participant_id, context, due_at, now)
                 for kind, due_at in (("questionnaire_follow_up", follow_up_at), ("questionnaire_reminder", reminder_at))
             ],
         )

@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from services.mailer.domain import Contact, CopyWrites
 from shared.db import column_arrays
+from shared.ids import time_ordered_ids
 
 CLAIM_DUE_DELIVERY = """
 SELECT d.id, d.participant_id, d.org_id, d.day, d.attempts + 1 AS attempts,
@@ -91,9 +92,9 @@ SELECT participant_id, org_id, start_date, send_time, timezone, status, last_day
 
 INSERT_DELIVERIES = """
 INSERT INTO delivery (id, participant_id, org_id, day, local_date, due_at, status, attempts, created_at)
-SELECT gen_random_uuid(), n.participant_id, n.org_id, n.day, n.local_date, n.due_at, 'due', 0, $6
-  FROM unnest($1::uuid[], $2::uuid[], $3::integer[], $4::date[], $5::timestamptz[])
-    AS n(participant_id, org_id, day, local_date, due_at)
+SELECT n.id, n.participant_id, n.org_id, n.day, n.local_date, n.due_at, 'due', 0, $7
+  FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::integer[], $5::date[], $6::timestamptz[])
+    AS n(id, participant_id, org_id, day, local_date, due_at)
 ON CONFLICT DO NOTHING
 RETURNING id
 """
@@ -167,11 +168,16 @@ class ScheduleUpdate:
 
 
 async def insert_deliveries(connection: asyncpg.Connection, lessons: Sequence[ScheduledLesson], now: datetime) -> int:
-    """Insert due deliveries in one statement; an existing (participant, day) is left alone."""
+    """Insert due deliveries in one statement; an existing (participant, day) is left alone.
+
+    Their ids are time-ordered: a delivery id keys the mailer's deliveries and, downstream,
+    coaching's mail rows, which every open of the mail looks up; a morning's mails then sit
+    together at the edge of those indexes instead of on cold pages all over them."""
     if not lessons:
         return 0
     rows = await connection.fetch(
         INSERT_DELIVERIES,
+        time_ordered_ids(len(lessons)),
         [lesson.participant_id for lesson in lessons],
         [lesson.org_id for lesson in lessons],
         [lesson.day for lesson in lessons],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlalchemy import Column, Index, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -13,6 +13,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from shared.db import utcnow
+from shared.ids import uuid7
 
 
 class MailerTable(SQLModel, registry=registry()):
@@ -138,7 +139,7 @@ class Delivery(MailerTable, table=True):
         Index("ix_delivery_due", "due_at", postgresql_where=text("status = 'due'")),
     )
 
-    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    id: UUID = Field(default_factory=uuid7, primary_key=True)
     participant_id: UUID
     org_id: UUID
     day: int
@@ -166,7 +167,7 @@ class TransactionalMail(MailerTable, table=True):
     __tablename__ = "transactional_mail"
     __table_args__ = (Index("ix_transactional_mail_due", "due_at", postgresql_where=text("status = 'due'")),)
 
-    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    id: UUID = Field(default_factory=uuid7, primary_key=True)
     kind: str = Field(max_length=30)
     org_id: UUID
     participant_id: UUID | None = Field(default=None, index=True)

@@ -188,8 +188,13 @@ async def test_two_time_zones_across_dst_get_mail_at_their_local_send_time(rig: 
     await rig.at(utc(2026, 3, 29, 6, 0))
     assert len(rig.sink.handler.to("ams@test.example")) == 3
 
-    sent = {d.day: d.sent_at for d in await rig.deliveries(amsterdam)}
+    deliveries = await rig.deliveries(amsterdam)
+    sent = {d.day: d.sent_at for d in deliveries}
     assert sent == {1: utc(2026, 3, 27, 7, 0), 2: utc(2026, 3, 28, 7, 0), 3: utc(2026, 3, 29, 6, 0)}
+    # Time-ordered ids: each day's mail was scheduled later, so its id's millisecond is later.
+    assert {d.id.version for d in deliveries} == {7}
+    made_at = [d.id.int >> 80 for d in sorted(deliveries, key=lambda d: d.day)]
+    assert made_at == sorted(made_at)
     nyc_mails = rig.sink.handler.to("nyc@test.example")
     assert [m.subject.split(":")[0] for m in nyc_mails][:2] == ["Dag 1 van 60", "Dag 2 van 60"]
     assert (await rig.deliveries(new_york))[0].sent_at == utc(2026, 3, 7, 14, 30)

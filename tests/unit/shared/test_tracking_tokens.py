@@ -122,6 +122,24 @@ def test_tampered_token_is_refused() -> None:
         signer.verify("not-a-token")
 
 
+@pytest.mark.parametrize("inserted", ["\x00", "\r\n", " ", "=", "%", "é"])
+def test_a_genuine_token_with_a_character_put_in_is_refused(inserted: str) -> None:
+    signer = TokenSigner(["key-a"])
+    signed = signer.sign(token())
+    with pytest.raises(InvalidTokenError) as refused:
+        signer.verify(signed[:40] + inserted + signed[40:])
+    assert refused.value.reason == "bad_signature"
+
+
+@pytest.mark.parametrize(("urlsafe", "standard"), [("-", "+"), ("_", "/")])
+def test_a_genuine_token_in_the_standard_base64_alphabet_is_refused(urlsafe: str, standard: str) -> None:
+    signer = TokenSigner(["key-a"])
+    signed = next(s for s in (signer.sign(token()) for _ in range(200)) if urlsafe in s)
+    assert signer.verify(signed)
+    with pytest.raises(InvalidTokenError):
+        signer.verify(signed.replace(urlsafe, standard))
+
+
 def test_token_signed_with_another_key_is_refused() -> None:
     with pytest.raises(InvalidTokenError):
         TokenSigner(["key-a"]).verify(TokenSigner(["someone-else"]).sign(token()))
