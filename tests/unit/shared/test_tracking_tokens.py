@@ -12,6 +12,8 @@ from hashlib import sha1
 from uuid import uuid4
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 from itsdangerous.encoding import base64_encode
 from pydantic import ValidationError
@@ -129,6 +131,22 @@ def test_a_genuine_token_with_a_character_put_in_is_refused(inserted: str) -> No
     with pytest.raises(InvalidTokenError) as refused:
         signer.verify(signed[:40] + inserted + signed[40:])
     assert refused.value.reason == "bad_signature"
+
+
+_SIGNER = TokenSigner(["key-a"])
+_GENUINE = _SIGNER.sign(token())
+_BASE64URL = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@given(
+    position=st.integers(min_value=0, max_value=len(_GENUINE)),
+    inserted=st.text(min_size=1, max_size=3).filter(lambda text: not set(text) <= _BASE64URL),
+)
+def test_any_character_outside_base64url_put_anywhere_in_a_genuine_token_is_refused(
+    position: int, inserted: str
+) -> None:
+    with pytest.raises(InvalidTokenError):
+        _SIGNER.verify(_GENUINE[:position] + inserted + _GENUINE[position:])
 
 
 @pytest.mark.parametrize(("urlsafe", "standard"), [("-", "+"), ("_", "/")])
