@@ -9,7 +9,7 @@
    the handlers in memory, write the projection in one transaction). Baselines: reading
    the same topics bare, and reading + parsing the envelopes.
 
-    python -m pytest tests/bench/bench_coaching.py -s -m bench -o norecursedirs=
+    python -m pytest tests/bench/bench_coaching.py -s -m bench -o norecursedirs=.*
 """
 
 from __future__ import annotations
