@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from uuid import UUID
 import asyncpg
 import uvicorn
 import uvloop
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -56,6 +57,17 @@ HELD_OPENS = Counter(
     "meer_tracking_held_opens_total",
     "Pixel hits on mails not seen sent: released once mail.sent came, or expired without it.",
     ["outcome"],
+)
+HIT_BATCH_SECONDS = Histogram(
+    "meer_tracking_hit_batch_seconds",
+    "One batch of the hit log, from its claim to its commit.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+HIT_AGE_SECONDS = Histogram(
+    "meer_tracking_hit_age_at_commit_seconds",
+    "Per batch, how long its oldest hit had waited in the hit log when the batch committed: "
+    "the processor's share of a pixel fetch's way to the coach's dashboard.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 RELEASE_BATCH = 500
 
@@ -98,6 +110,7 @@ class BatchOutcome:
     opened: int
     held: int
     duplicates: int
+    oldest_received_at: datetime | None = None
 
 
 async def process_hits(
@@ -157,7 +170,7 @@ async def process_hits(
         await record_opens(session, opens)
         opened = len(opens)
     await session.execute(_DELETE_HITS, {"ids": ids})
-    return BatchOutcome(len(hits), opened, held, len(hits) - len(fresh))
+    return BatchOutcome(len(hits), opened, held, len(hits) - len(fresh), hits[0].received_at)
 
 
 @dataclass(frozen=True)
@@ -288,6 +301,7 @@ class HitProcessor:
         failures = 0
         try:
             while True:
+                started = time.perf_counter()
                 try:
                     async with self.database.session() as session:
                         outcome = await process_hits(
@@ -304,6 +318,9 @@ class HitProcessor:
                     log.info("pixel hits are processed again", attempts=failures)
                     failures = 0
                 if outcome.claimed:
+                    HIT_BATCH_SECONDS.observe(time.perf_counter() - started)
+                    if outcome.oldest_received_at is not None:
+                        HIT_AGE_SECONDS.observe(max(0.0, (utcnow() - outcome.oldest_received_at).total_seconds()))
                     OPENS.labels("opened").inc(outcome.opened)
                     OPENS.labels("held").inc(outcome.held)
                     OPENS.labels("duplicate").inc(outcome.duplicates)

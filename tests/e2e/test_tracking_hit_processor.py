@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from uuid import uuid4
 
 import httpx
@@ -40,6 +41,15 @@ async def kill_processor() -> None:
     await eventually(gone, what="the hit processor to be gone")
 
 
+async def processor_metric(name: str) -> float:
+    """One sample of the stack's hit processor's /metrics (a metric without labels)."""
+    _, port = local_stack.WORKER_METRICS_PORTS[PROCESSOR]
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    (value,) = [line.split()[1] for line in text.splitlines() if line.startswith(f"{name} ")]
+    return float(value)
+
+
 async def test_hits_logged_while_the_processor_is_killed_become_one_open_each(http: httpx.AsyncClient) -> None:
     participants, org_id = [uuid4() for _ in range(20)], uuid4()
     pixels = [
@@ -54,13 +64,19 @@ async def test_hits_logged_while_the_processor_is_killed_become_one_open_each(ht
         assert await db_count("tracking", "SELECT count(*) FROM pixel_hit WHERE org_id = $1", org_id) == 21, (
             "every answered hit is committed in the hit log"
         )
+        answered = time.monotonic()
     finally:
         await asyncio.to_thread(local_stack.start_worker, PROCESSOR)
+    restarted = time.monotonic()
 
     async def all_recorded() -> bool:
         return await db_count("tracking", "SELECT count(*) FROM open_record WHERE org_id = $1", org_id) >= 21
 
     await eventually(all_recorded, what="the restarted processor to record every hit")
+    # Its metrics say how long the hits waited: at least from their GIFs to its restart.
+    waited = await processor_metric("meer_tracking_hit_age_at_commit_seconds_sum")
+    assert waited >= restarted - answered > 0
+    assert await processor_metric("meer_tracking_hit_batch_seconds_count") >= 1
     opens = await eventually(lambda: opens_on_kafka(set(participants), 21), what="every open on Kafka")
     assert len(opens) == 21
     assert_each_open_once(opens, opened_twice=participants[0])
