@@ -705,18 +705,22 @@ def http_ok(url: str) -> bool:
 
 
 def start_mailcatcher() -> None:
-    if running_pid("mailcatcher") and port_open(SMTP_PORT):
+    if running_pid("mailcatcher") is None:
+        argv = [
+            sys.executable,
+            str(ROOT / "deploy" / "local" / "mailcatcher.py"),
+            "--smtp-port",
+            str(SMTP_PORT),
+            "--http-port",
+            str(MAILCATCHER_HTTP_PORT),
+        ]
+        start_process("mailcatcher", argv)
+    elif port_open(SMTP_PORT):
         log(f"mail catcher already running: {Urls.mailcatcher}")
         return
-    argv = [
-        sys.executable,
-        str(ROOT / "deploy" / "local" / "mailcatcher.py"),
-        "--smtp-port",
-        str(SMTP_PORT),
-        "--http-port",
-        str(MAILCATCHER_HTTP_PORT),
-    ]
-    start_process("mailcatcher", argv)
+    # Else the catcher an earlier start left is still reading its stored mails (after benchmarks,
+    # more than the wait below allows): wait for it. A second one could not bind its ports and
+    # would leave the first one running without its pid file.
     wait_until("the mail catcher", lambda: http_ok(f"{Urls.mailcatcher}/healthz"), 20, "mailcatcher")
     log(f"mail catcher ready: SMTP {HOST}:{SMTP_PORT}, web {Urls.mailcatcher}")
 
