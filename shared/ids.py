@@ -7,6 +7,12 @@ up to 0.3 s per statement on a stack with five million opens). A version-7 id st
 the millisecond it was made, so new ids go to the right-hand edge of the index, whose pages
 stay in memory however large the table grows. The other 74 bits are random, so ids stay
 unguessable and unique across processes.
+
+Participant ids are version 7 too, although a participant is not a row that is only added:
+every service indexes its opens, mails and dashboard rows by participant, and a morning's
+opens come from participants enrolled in the last two months. With time-ordered participant
+ids, those index entries sit together at the right-hand end instead of on a random page each
+(a cold-cache morning burst measured the open inserts waiting on such page reads).
 """
 
 from __future__ import annotations

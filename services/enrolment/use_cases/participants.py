@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -33,6 +33,7 @@ from shared.events import (
     Payload,
     Topic,
 )
+from shared.ids import uuid7
 from shared.outbox import add_to_outbox, add_tombstone_to_outbox
 
 
@@ -119,7 +120,7 @@ def new_participant(
 
     consent: how the person agreed (via a signal: its id makes the enrolment happen once, see
     enrolled_from_signal; a parallel second one is refused by uq_participant_signal)."""
-    participant_id = uuid4()
+    participant_id = uuid7()
     signal_id = None if consent is None else consent.signal_id
     contact = contact_event(participant_id, fields.first_name, fields.email, fields.phone)
     enrolled = ParticipantEnrolled(

@@ -23,6 +23,7 @@ from services.enrolment.domain import (
     normalise_phone,
     remaining_capacity,
 )
+from services.enrolment.use_cases.participants import new_participant
 from shared.errors import Refusal
 
 
@@ -197,3 +198,26 @@ def test_a_coach_gives_a_reason_when_stopping_someone() -> None:
     assert refused.value.field == "reason"
     assert check_stop_reason("coach", " verhuisd ") == "verhuisd"
     assert check_stop_reason("participant", None) is None
+
+
+def test_participant_ids_are_time_ordered_so_recent_participants_share_index_pages() -> None:
+    # Every table of every service that indexes participant_id gets a morning's opens for
+    # recent participants, whose index entries then sit together at the right-hand end.
+    fields = ParticipantFields(first_name="Ans", email="ans@example.org")
+    made = [
+        new_participant(
+            org_id=uuid4(),
+            fields=fields,
+            coach_id=uuid4(),
+            start_date=date(2026, 12, 2),
+            variant="standaard",
+            source="api",
+            now=datetime(2026, 12, 1, 9, tzinfo=UTC),
+        )
+        for _ in range(2)
+    ]
+    ids = [row["id"] for row, _ in made]
+    assert [one.version for one in ids] == [7, 7]
+    assert ids[0].bytes[:6] <= ids[1].bytes[:6]
+    for row, events in made:
+        assert {event.participant_id for event in events} == {row["id"]}
