@@ -49,6 +49,7 @@ from shared.events import (
     ParticipantEnrolled,
     Payload,
 )
+from shared.ids import uuid7
 from shared.kafka import Change, Prepare, Subscription, create_broker, ensure_topics, subscribe_events, unit_of_work
 from shared.runtime import settle_startup_objects
 from tests.e2e.conftest import KAFKA
@@ -84,7 +85,7 @@ def coaching_mix(org: uuid.UUID, participants: Sequence[uuid.UUID], total: int) 
     while len(events) < total:
         day += 1
         sent_at = T0 + timedelta(days=day - 1, hours=1)
-        deliveries = {p: uuid.uuid4() for p in participants}
+        deliveries = {p: uuid7() for p in participants}
         mail = {
             p: MailSent(
                 delivery_id=deliveries[p],
@@ -130,7 +131,7 @@ def mailer_mix(org: uuid.UUID, total: int) -> list[Envelope]:
     """Per participant: contact details, the enrolment, two planned calls and an alert."""
     events: list[Envelope] = []
     while len(events) < total:
-        p = uuid.uuid4()
+        p = uuid7()
         contact = ContactDetailsSet(person_id=p, kind="participant", name="Gerrit", email=f"{p.hex}@example.org")
         enrolled = enrolments(org, [p])[0]
         calls = [
@@ -147,9 +148,9 @@ def mailer_mix(org: uuid.UUID, total: int) -> list[Envelope]:
 def tracking_mix(org: uuid.UUID, total: int) -> list[Envelope]:
     events = []
     for n in range(total):
-        p = uuid.uuid4()
+        p = uuid7()
         sent = MailSent(
-            delivery_id=uuid.uuid4(),
+            delivery_id=uuid7(),
             day=1 + n % 60,
             lesson_title="Les",
             pack="p",
@@ -282,7 +283,8 @@ def report(title: str, count: int, baseline_s: float, timing: Timing, target: fl
 
 async def test_coaching_live_consumer(infrastructure: None) -> None:
     org = uuid.uuid4()
-    participants = [uuid.uuid4() for _ in range(2500)]
+    # Participant and delivery ids are version 7, as enrolment and the mailer make them.
+    participants = [uuid7() for _ in range(2500)]
     mixed = coaching_mix(org, participants, 50_000)
     count = len(mixed)
     kinds = {kind: sum(1 for e in mixed if e.type == kind) for kind in sorted({e.type for e in mixed})}
