@@ -59,26 +59,11 @@ from tests.e2e.conftest import (
     unique_email,
 )
 
-pytestmark = [pytest.mark.bench, pytest.mark.stack]
+pytestmark = [pytest.mark.bench, pytest.mark.stack, pytest.mark.usefixtures("coaching_caught_up")]
 
 OPENS = 1000
 MAILS = 10
 SYNTHETIC_PARTICIPANTS = 160
-
-
-@pytest.fixture(autouse=True)
-async def coaching_caught_up(stack: None) -> None:
-    """Measure on a settled stack: a backlog an earlier run left (the pixel benchmark's opens)
-    is digested first, and the wait is printed, not counted."""
-    started = time.perf_counter()
-
-    async def caught_up() -> bool:
-        return await consumer_lag("coaching", TOPICS) == 0
-
-    await eventually(caught_up, timeout=1800, what="coaching to digest the backlog of an earlier run")
-    waited = time.perf_counter() - started
-    if waited > 1:
-        print(f"\n(waited {waited:.0f} s for coaching to digest a backlog an earlier run left)")
 
 
 def percentile(values: Sequence[float], share: float) -> float:

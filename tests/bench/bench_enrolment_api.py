@@ -203,7 +203,7 @@ async def seed(http: httpx.AsyncClient, run: str) -> tuple[str, str]:
     return org_id, str(key.json()["api_key"])
 
 
-async def test_enrolment_api_against_a_bare_insert_endpoint(stack: None, workdir: Path) -> None:
+async def test_enrolment_api_against_a_bare_insert_endpoint(coaching_caught_up: None, workdir: Path) -> None:
     run = uuid.uuid4().hex[:8]
     async with httpx.AsyncClient(timeout=120) as http:
         org_id, api_key = await seed(http, run)
