@@ -428,16 +428,23 @@ class EnrolmentCounts:
     per_coach: dict[UUID, int]
 
 
-_RUNNING_EMAILS_AMONG = """
-SELECT email FROM participant WHERE org_id = $1 AND status = ANY($2::text[]) AND email = ANY($3::text[])
-"""
+RUNNING_STATUSES_SQL = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
+"""The running statuses as SQL literals (constants of the domain, never input). A statement that
+takes them as a parameter cannot use the partial index uq_participant_active_email in the
+generic plan PostgreSQL chooses for a prepared statement after five runs; it then read every
+participant of the organisation: 3.8 ms per enrolment batch in an organisation of 25,000."""
+
+_RUNNING_EMAILS_AMONG = f"""
+SELECT email FROM participant
+ WHERE org_id = $1 AND status IN ({RUNNING_STATUSES_SQL}) AND email = ANY($2::text[])
+"""  # noqa: S608 - the statuses are the domain's constants
 
 
 async def running_emails_among(
     *, connection: asyncpg.Connection, org_id: UUID, emails: Sequence[str]
 ) -> frozenset[str]:
     """Which of these addresses already run in the organisation."""
-    rows = await connection.fetch(_RUNNING_EMAILS_AMONG, org_id, list(ACTIVE_STATUSES), list(emails))
+    rows = await connection.fetch(_RUNNING_EMAILS_AMONG, org_id, list(emails))
     return frozenset(row["email"] for row in rows)
 
 
