@@ -431,8 +431,8 @@ class EnrolmentCounts:
 RUNNING_STATUSES_SQL = ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
 """The running statuses as SQL literals (constants of the domain, never input). A statement that
 takes them as a parameter cannot use the partial index uq_participant_active_email in the
-generic plan PostgreSQL chooses for a prepared statement after five runs; it then read every
-participant of the organisation: 3.8 ms per enrolment batch in an organisation of 25,000."""
+generic plan PostgreSQL may choose for a prepared statement after five runs; that plan read every
+participant of the organisation: 14 ms in an organisation of 25,000, against 0.06 ms."""
 
 _RUNNING_EMAILS_AMONG = f"""
 SELECT email FROM participant
