@@ -6,9 +6,9 @@ run: with one process of each, then with two (the connections split over them, a
 balancer would; the second enrolment replica is started here if the stack runs only one).
 
 The enrolment API is measured twice: with the whole stack running, and with the services that
-consume each enrolment at once (mailer, coaching) paused. On a 2-core machine those consumers,
+consume each enrolment at once (mailer, coaching) stopped. On a 2-core machine those consumers,
 their databases and Kafka take more than half of the cores beside the API; the second pair shows
-what the API alone takes. The paused consumers catch up afterwards (the benchmark waits for it),
+what the API alone takes. The consumers catch up afterwards (the benchmark waits for it),
 and the cores each process used during each run are printed.
 
     ./meer bench -k enrolment_api
@@ -24,13 +24,12 @@ import asyncio
 import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +66,7 @@ BARE_TABLE = "bench_bare_enrolment"
 BARE_APP = "tests.bench.bench_enrolment_api:bare_app"
 DOWNSTREAM = ("mailer", "coaching")
 """The services that consume each new enrolment at once (a day-1 mail planned, a dashboard row)."""
-PAUSED = ", consumers paused"
+STOPPED = ", consumers stopped"
 
 
 class BareEnrolment(BaseModel):
@@ -125,19 +124,19 @@ class Run:
         return self.created / self.seconds
 
 
-@contextlib.contextmanager
-def consumers_paused(names: Sequence[str]) -> Iterator[None]:
-    """Hold these local services (SIGSTOP) and let them go on afterwards (SIGCONT): what the API
-    alone can take, with the cores the consumers would use beside it free. Their events wait on
-    Kafka meanwhile; the benchmark waits for them to catch up after its runs."""
-    pids = [pid for name in names if (pid := local_stack.running_pid(name)) is not None]
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
+@contextlib.asynccontextmanager
+async def consumers_stopped(names: Sequence[str]) -> AsyncIterator[None]:
+    """Stop these local services (as ./meer down does) and start them again afterwards: what the
+    API alone can take, with the cores the consumers would use beside it free. Their events wait
+    on Kafka meanwhile; the benchmark waits for them to catch up after its runs. Stopped, not
+    frozen: a benchmark killed in between leaves them down, and ./meer up starts them again."""
+    stopped = [local_stack.ServiceProcess(name, 1) for name in names if local_stack.running_pid(name) is not None]
+    for process in stopped:
+        await asyncio.to_thread(local_stack.stop_process, process.name)
     try:
         yield
     finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
+        await asyncio.to_thread(ensure_running, stopped)
 
 
 def wrk_script(workdir: Path, org_id: str, api_key: str, run: str) -> Path:
@@ -296,25 +295,27 @@ async def test_enrolment_api_against_a_bare_insert_endpoint(coaching_caught_up: 
         for replica in replicas:
             created += drive([replica.url], org_id, api_key, 2, f"{run}w{replica.name}", workdir, []).created
         pids = [int(local_stack.running_pid(replica.name) or 0) for replica in replicas]
-        for downstream, processes in (("", 1), ("", 2), (PAUSED, 1), (PAUSED, 2)):
-            label = f"enrolment API x{processes}{downstream}"
-            with consumers_paused(DOWNSTREAM if downstream else ()):
-                cpu_before, machine_before = cpu_by_process(), MachineCpu.now()
-                result = drive(
-                    [replica.url for replica in replicas[:processes]],
-                    org_id,
-                    api_key,
-                    SECONDS,
-                    f"{run}s{processes}{'p' if downstream else ''}",
-                    workdir,
-                    pids[:processes],
-                )
-                # The whole stack answers for each enrolment at once (mailer and coaching consume
-                # it, PostgreSQL and Kafka carry it): on a small machine they share the cores.
-                machine_busy[label] = MachineCpu.now().busy_since(machine_before)
-                stack_cpu[label] = cpu_used_between(cpu_before, cpu_by_process())
-            results[label] = result
-            created += result.created
+        for downstream in ("", STOPPED):
+            async with consumers_stopped(DOWNSTREAM if downstream else ()):
+                for processes in (1, 2):
+                    label = f"enrolment API x{processes}{downstream}"
+                    cpu_before, machine_before = cpu_by_process(), MachineCpu.now()
+                    result = drive(
+                        [replica.url for replica in replicas[:processes]],
+                        org_id,
+                        api_key,
+                        SECONDS,
+                        f"{run}s{processes}{'p' if downstream else ''}",
+                        workdir,
+                        pids[:processes],
+                    )
+                    # The whole stack answers for each enrolment at once (mailer and coaching
+                    # consume it, PostgreSQL and Kafka carry it): on a small machine they share
+                    # the cores.
+                    machine_busy[label] = MachineCpu.now().busy_since(machine_before)
+                    stack_cpu[label] = cpu_used_between(cpu_before, cpu_by_process())
+                    results[label] = result
+                    created += result.created
     finally:
         for process in started:
             await asyncio.to_thread(local_stack.stop_process, process.name)
@@ -328,7 +329,7 @@ async def test_enrolment_api_against_a_bare_insert_endpoint(coaching_caught_up: 
         async def caught_up(group: str = group) -> bool:
             return await consumer_lag(group, (Topic.PARTICIPANT,)) == 0
 
-        await eventually(caught_up, timeout=600, what=f"{group} to consume the enrolments it was paused for")
+        await eventually(caught_up, timeout=600, what=f"{group} to consume the enrolments it was stopped for")
     waited = time.perf_counter() - started_waiting
 
     print(
@@ -346,11 +347,11 @@ async def test_enrolment_api_against_a_bare_insert_endpoint(coaching_caught_up: 
         for kind, seconds in stack_cpu[label].items():
             if seconds >= 0.05 * window:
                 print(f"      {kind:36} {seconds / window:4.2f} cores")
-    print(f"  (then {waited:.0f} s until the paused consumers had caught up)")
+    print(f"  (then {waited:.0f} s until the stopped consumers had caught up)")
     for processes in (1, 2):
         service, bare = results[f"enrolment API x{processes}"], results[f"bare FastAPI + INSERT x{processes}"]
         print(f"  x{processes}: enrolment API / bare endpoint {service.rate / bare.rate:5.2f} of the rate")
-    for downstream, where in (("", "the whole stack on this machine"), (PAUSED, "the API alone, consumers paused")):
+    for downstream, where in (("", "the whole stack on this machine"), (STOPPED, "the API alone, consumers stopped")):
         best = max(results[f"enrolment API x{processes}{downstream}"].rate for processes in (1, 2))
         print(f"  target: enrolment API >= {TARGET} enrolments/s, {where} -> {'met' if best >= TARGET else 'NOT met'}")
 
