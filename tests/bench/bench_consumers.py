@@ -3,7 +3,7 @@ changes, beside a bare baseline from the same run: reading + parsing the same en
 
 1. Coaching's live consumer on 50,000 mixed events (mail.sent, mail.opened, link.clicked,
    assignment.reported) of participants enrolled beforehand (so every batch recomputes call
-   plans and alerts as in production). Target ≥ 5,000 events/s.
+   plans and alerts as in production). Target ≥ 5,000 events/s, the median of three runs.
 2. The mailer's consumer on 20,000 of its events (contact details, enrolments, planned calls,
    alerts) and tracking's on 20,000 mail.sent. Target ≥ 2,000 events/s each.
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import statistics
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -58,6 +59,8 @@ from tests.support.databases import fresh_database
 pytestmark = [pytest.mark.bench, pytest.mark.stack]
 
 T0 = datetime(2026, 3, 2, 7, tzinfo=UTC)
+RUNS = 3
+"""Runs of the coaching consumer, each on a fresh database: its figure is their median."""
 TZ = ZoneInfo("Europe/Amsterdam")
 
 
@@ -229,8 +232,11 @@ async def consume(
     count: int,
     prepare: Prepare | None = None,
     tombstones: dict[str, Callable[..., object]] | None = None,
+    *,
+    group: str = "",
 ) -> Timing:
-    """Run the batch consumer on `topic` until `count` events committed; the timing."""
+    """Run the batch consumer on `topic` (as a new consumer group: from its first record, with
+    `group` to read it again) until `count` events committed; the timing."""
     timing = Timing(count=count, done=asyncio.Event())
     applied = 0
 
@@ -255,7 +261,7 @@ async def consume(
 
     broker = create_broker(KAFKA, client_id="meer-bench-consumers")
     subscribe_events(
-        broker, database, Subscription({topic: changes}, {}, timed), service="bench", group_id=f"bench-{topic}"
+        broker, database, Subscription({topic: changes}, {}, timed), service="bench", group_id=f"bench-{topic}{group}"
     )
     await broker.start()
     try:
@@ -264,6 +270,11 @@ async def consume(
     finally:
         await broker.stop()
     return timing
+
+
+def median_run(timings: Sequence[Timing]) -> Timing:
+    """The run of median speed (with its own CPU time)."""
+    return sorted(timings, key=lambda timing: timing.seconds)[len(timings) // 2]
 
 
 def flattened(by_topic: dict[str, dict[str, Change]]) -> dict[str, Change]:
@@ -289,23 +300,29 @@ async def test_coaching_live_consumer(infrastructure: None) -> None:
     count = len(mixed)
     kinds = {kind: sum(1 for e in mixed if e.type == kind) for kind in sorted({e.type for e in mixed})}
     changes = flattened(coaching_changes(LiveHub(), TZ))
-    async with fresh_database("coaching") as url:
-        database = Database(url, pool_size=2)
-        try:
-            enrolled = await new_topic("coaching-enrolments", enrolments(org, participants))
-            await consume(database, enrolled, changes, len(participants), load_batch)
-            topic = await new_topic("coaching", mixed)
-            # The 50,000 envelopes this test made are on Kafka now; kept alive here they would be
-            # scanned by every full garbage collection of the consumer, which a service never holds.
-            # What is left of start-up is set aside as a service does (run_service).
-            del mixed
-            settle_startup_objects()
-            baseline = await read_and_parse(topic, count)
-            timing = await consume(database, topic, changes, count, load_batch)
-        finally:
-            await database.dispose()
+    enrolled = await new_topic("coaching-enrolments", enrolments(org, participants))
+    topic = await new_topic("coaching", mixed)
+    # The 50,000 envelopes this test made are on Kafka now; kept alive here they would be
+    # scanned by every full garbage collection of the consumer, which a service never holds.
+    # What is left of start-up is set aside as a service does (run_service).
+    del mixed
+    settle_startup_objects()
+    baselines: list[float] = []
+    timings: list[Timing] = []
+    # This figure sits near its target and one run on this shared machine varies by a quarter
+    # (4,000-6,000 events/s for the same code): the median of RUNS, each on a fresh database.
+    for run in range(RUNS):
+        async with fresh_database("coaching") as url:
+            database = Database(url, pool_size=2)
+            try:
+                await consume(database, enrolled, changes, len(participants), load_batch, group=f"{run}")
+                baselines.append(await read_and_parse(topic, count))
+                timings.append(await consume(database, topic, changes, count, load_batch, group=f"{run}"))
+            finally:
+                await database.dispose()
     print("\n\nmix: " + ", ".join(f"{kind} {n:,}" for kind, n in kinds.items()))
-    report("Coaching live consumer", count, baseline, timing, 5000)
+    print("runs: " + ", ".join(f"{count / timing.seconds:,.0f}" for timing in timings) + " events/s")
+    report("Coaching live consumer", count, statistics.median(baselines), median_run(timings), 5000)
 
 
 async def test_mailer_consumer(infrastructure: None) -> None:
