@@ -538,21 +538,39 @@ async def batch_store(session: AsyncSession) -> LiveBatchStore:
 
 
 async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
-    """Before a batch is applied: load and lock its participants' rows, and load its mails and
-    reports, in a few queries (the ids are read from the parsed payloads; a malformed one is
-    left to its change, which refuses it). The people whose rows two topics make together
-    (participant.enrolled or coach.added, and contact.details_set) are locked first."""
+    """Before a batch is applied: load and lock its participants' rows, and load its mails,
+    reports and contact details, in a few queries (the ids are read from the parsed payloads; a
+    malformed one is left to its change, which refuses it). The people whose rows two topics
+    make together (participant.enrolled or coach.added, and contact.details_set) are locked
+    first. The rows of participants whose first event here is their enrolment are made here,
+    all in one statement, as that event's change would make each one (store.participant)."""
     participant_ids: set[UUID] = set()
     delivery_ids: set[UUID] = set()
     reports: set[tuple[UUID, int]] = set()
+    contacts: set[UUID] = set()
+    new_rows: dict[UUID, tuple[UUID, datetime]] = {}
+    """Participants whose enrolment is the first event here to make their row, with what it
+    makes the row from (contact details only look for the row: the row they find made
+    already gets the name that the enrolment would copy onto it a moment later)."""
+    made: set[UUID] = set()
     for envelope in envelopes:
-        if envelope.participant_id is None or envelope.topic in _WITHOUT_PARTICIPANT:
-            continue
-        participant_ids.add(envelope.participant_id)
         payload: Payload | None = None
         with contextlib.suppress(LookupError, TypeError, ValueError):
             # Parsed once per envelope (the consumer parsed it already; its change asks again).
             payload = envelope.parsed()
+        if isinstance(payload, ContactDetailsSet):
+            contacts.add(payload.person_id)
+            if payload.kind == "participant":
+                participant_ids.add(payload.person_id)
+            continue
+        if envelope.participant_id is None or envelope.topic in _WITHOUT_PARTICIPANT:
+            continue
+        if isinstance(payload, ParticipantEnrolled):
+            contacts.add(envelope.participant_id)
+            if envelope.participant_id not in made:
+                new_rows[envelope.participant_id] = (envelope.org_id, envelope.occurred_at)
+        made.add(envelope.participant_id)
+        participant_ids.add(envelope.participant_id)
         if isinstance(payload, _MAIL_PAYLOADS):
             delivery_ids.add(payload.delivery_id)
         elif isinstance(payload, AssignmentReported) and 0 < payload.day < 2**31:
@@ -560,7 +578,13 @@ async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> No
             reports.add((envelope.participant_id, payload.day))
     store = await batch_store(session)
     await store.lock_people(people_made_from_two_topics(envelopes))
-    await store.load(participant_ids=participant_ids, delivery_ids=delivery_ids, reports=reports)
+    await store.load(
+        participant_ids=participant_ids,
+        delivery_ids=delivery_ids,
+        reports=reports,
+        contacts=contacts,
+        new_rows=new_rows,
+    )
 
 
 def _coalesce(before: ParticipantChanged | None, change: ParticipantChanged) -> ParticipantChanged:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections import defaultdict, namedtuple
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, make_dataclass
 from datetime import datetime
 from itertools import compress
@@ -24,6 +24,7 @@ from services.coaching.tables import (
     CallSeen,
     CoachingTable,
     CoachView,
+    ContactView,
     DashboardRow,
     MailSeen,
     OrganisationView,
@@ -291,12 +292,30 @@ class LiveBatchStore(MemoryProjectionStore):
         participant_ids: Collection[UUID],
         delivery_ids: Collection[UUID],
         reports: Collection[tuple[UUID, int]],
+        contacts: Collection[UUID] = (),
+        new_rows: Mapping[UUID, tuple[UUID, datetime]] | None = None,
     ) -> None:
-        """Lock and read the participants' rows (in id order: batches never deadlock on them),
-        then read the batch's mails and the reports (participant, day) it reports again."""
+        """Lock and read the participants' rows (in id order: batches never deadlock on them);
+        make the missing rows of `new_rows` (participant: organisation, moment) in one
+        statement, with what `participant` makes a row from, and lock them too; then lock and
+        read the people's contact details, and read the batch's mails and the reports
+        (participant, day) it reports again."""
         if participant_ids:
             await self._fetch(DashboardRow, "participant_id", participant_ids, lock=True)
-            self._missing[DashboardRow].update(set(participant_ids) - self.tables[DashboardRow].keys())
+            rows = self.tables[DashboardRow]
+            made = sorted((key for key in new_rows or {} if key not in rows), key=IN_ORDER)
+            if made:
+                assert new_rows is not None
+                record = RECORDS[DashboardRow]
+                fresh = [
+                    record(participant_id=key, org_id=new_rows[key][0], updated_at=new_rows[key][1]) for key in made
+                ]
+                await self._insert(DashboardRow, fresh, if_missing=True)
+                await self._fetch(DashboardRow, "participant_id", made, lock=True)
+            self._missing[DashboardRow].update(set(participant_ids) - rows.keys())
+        if contacts:
+            await self._fetch(ContactView, "person_id", contacts, lock=True)
+            self._missing[ContactView].update(set(contacts) - self.tables[ContactView].keys())
         if delivery_ids:
             await self._fetch(MailSeen, "delivery_id", delivery_ids, lock=False)
             self._missing[MailSeen].update(set(delivery_ids) - self.tables[MailSeen].keys())
