@@ -388,26 +388,12 @@ async def wait_for_dependencies(settings: ServiceSettings, service: str) -> None
         await database.dispose()
 
 
-GC_THRESHOLDS = (20_000, 20, 50)
-"""The garbage collector's thresholds for a service (Python's defaults are 700, 10, 10).
-
-Almost every object a batch or a request makes is freed by its reference count the moment it
-is done with; the collector is only for cycles. With the defaults a consumer batch of 500
-events (thousands of envelopes, records and rows) set off a young collection every 700
-allocations and a full one every few batches: coaching's live consumer spent 1.2 s of its
-7.8 s of CPU on 2,136 young, 195 middle and 16 full collections in the 50,000-event benchmark;
-with these, 0.7 s on 43 young and 2 middle ones. What it costs: cyclic garbage waits for up to
-20,000 more objects (a few MB) before it is freed."""
-
-
 def settle_startup_objects() -> None:
     """Keep what start-up made (modules, models, the app: hundreds of thousands of objects that
     live as long as the process) out of the garbage collector's full passes, which would
-    otherwise scan them again and again while a consumer churns through batches, and collect
-    at the service's pace from here on (GC_THRESHOLDS)."""
+    otherwise scan them again and again while a consumer churns through batches."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run_service(
