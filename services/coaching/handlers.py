@@ -552,7 +552,8 @@ async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> No
     """Participants whose enrolment is the first event here to make their row, with what it
     makes the row from (contact details only look for the row: the row they find made
     already gets the name that the enrolment would copy onto it a moment later)."""
-    made: set[UUID] = set()
+    asked: set[UUID] = set()
+    """Participants whose row an earlier event here asks for (store.participant)."""
     for envelope in envelopes:
         payload: Payload | None = None
         with contextlib.suppress(LookupError, TypeError, ValueError):
@@ -567,9 +568,9 @@ async def load_batch(session: AsyncSession, envelopes: Sequence[Envelope]) -> No
             continue
         if isinstance(payload, ParticipantEnrolled):
             contacts.add(envelope.participant_id)
-            if envelope.participant_id not in made:
+            if envelope.participant_id not in asked:
                 new_rows[envelope.participant_id] = (envelope.org_id, envelope.occurred_at)
-        made.add(envelope.participant_id)
+        asked.add(envelope.participant_id)
         participant_ids.add(envelope.participant_id)
         if isinstance(payload, _MAIL_PAYLOADS):
             delivery_ids.add(payload.delivery_id)

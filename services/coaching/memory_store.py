@@ -292,8 +292,8 @@ class LiveBatchStore(MemoryProjectionStore):
         participant_ids: Collection[UUID],
         delivery_ids: Collection[UUID],
         reports: Collection[tuple[UUID, int]],
-        contacts: Collection[UUID] = (),
-        new_rows: Mapping[UUID, tuple[UUID, datetime]] | None = None,
+        contacts: Collection[UUID],
+        new_rows: Mapping[UUID, tuple[UUID, datetime]],
     ) -> None:
         """Lock and read the participants' rows (in id order: batches never deadlock on them);
         make the missing rows of `new_rows` (participant: organisation, moment) in one
@@ -303,9 +303,8 @@ class LiveBatchStore(MemoryProjectionStore):
         if participant_ids:
             await self._fetch(DashboardRow, "participant_id", participant_ids, lock=True)
             rows = self.tables[DashboardRow]
-            made = sorted((key for key in new_rows or {} if key not in rows), key=IN_ORDER)
+            made = sorted((key for key in new_rows if key not in rows), key=IN_ORDER)
             if made:
-                assert new_rows is not None
                 record = RECORDS[DashboardRow]
                 fresh = [
                     record(participant_id=key, org_id=new_rows[key][0], updated_at=new_rows[key][1]) for key in made
