@@ -344,6 +344,15 @@ morning burst coaching read its opens in pauses of 300-460 ms (Kafka → commit 
 0.17-0.21 s with 50 ms). An idle consumer now asks 20 times a second: nothing for a broker."""
 
 
+FETCH_MIN_BYTES = 64 * 1024
+"""How much a fetch waits for (at most FETCH_MAX_WAIT_MS): the broker's own batching. With
+aiokafka's default (1 byte) a consumer that keeps up takes whatever the last few milliseconds
+brought: in a morning burst of 1,000 opens a second coaching applied batches of a handful, each
+paying a transaction, the event claim and an offset commit, and used 327 µs of CPU per open
+against 189 µs when the same opens came four times as fast. About 130 envelopes; a quiet
+topic's event waits at most FETCH_MAX_WAIT_MS longer, a backlog not at all."""
+
+
 def subscribe_events(
     broker: KafkaBroker,
     database: Database,
@@ -382,6 +391,7 @@ def subscribe_events(
         max_records=max_records,
         batch_timeout_ms=batch_timeout_ms,
         fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        fetch_min_bytes=FETCH_MIN_BYTES,
         title=f"{service}-events",
         decoder=_records_only,
     )

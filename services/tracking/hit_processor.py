@@ -281,6 +281,18 @@ async def release_held_opens(database: Database, *, now: datetime, retention: ti
     return len(held)
 
 
+def pause_before_next_batch(*, started: float, now: float, interval_s: float) -> float:
+    """Seconds to wait after a batch that was not full: the next starts no sooner than
+    `interval_s` after this one began (after a full one, the caller goes on at once).
+
+    Why: in a burst of a thousand opens a second, the pixel commits a handful of hits at a time
+    and each commit notifies; judging every handful in a transaction of its own cost the
+    processor 287 µs and tracking's PostgreSQL 257 µs per hit, against 110 and 64 µs when the
+    same hits came four times as fast (and so in bigger batches). Waiting up to `interval_s`
+    costs an open that much latency, once, and lets the batch gather what came meanwhile."""
+    return max(0.0, started + interval_s - now)
+
+
 class HitProcessor:
     """Processes the hit log until cancelled: a batch whenever hits were committed (NOTIFY),
     and at least every poll interval; a failed batch is rolled back and tried again."""
@@ -302,6 +314,8 @@ class HitProcessor:
         try:
             while True:
                 started = time.perf_counter()
+                # Cleared before the batch, not after: hits committed while it runs are not missed.
+                self._hits_logged.clear()
                 try:
                     async with self.database.session() as session:
                         outcome = await process_hits(
@@ -325,8 +339,13 @@ class HitProcessor:
                     OPENS.labels("held").inc(outcome.held)
                     OPENS.labels("duplicate").inc(outcome.duplicates)
                     if outcome.claimed == self.settings.hit_batch_max:
-                        continue
-                self._hits_logged.clear()
+                        continue  # a backlog goes as fast as it can
+                # Hits committed meanwhile have set the event: the wait below then ends at once.
+                await asyncio.sleep(
+                    pause_before_next_batch(
+                        started=started, now=time.perf_counter(), interval_s=self.settings.hit_batch_interval_s
+                    )
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._hits_logged.wait(), timeout=self.settings.hit_poll_interval_s)
         finally:

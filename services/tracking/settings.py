@@ -56,6 +56,15 @@ class TrackingSettings(ServiceSettings):
     hit_poll_interval_s: float = Field(
         default=1.0, gt=0, description="The hit processor looks for hits this often when no commit notified it."
     )
+    hit_batch_interval_s: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description=(
+            "After a batch that was not full, the hit processor starts the next no sooner than this after the last"
+            " one began, so the hits of many small commits are judged together (0: at once)."
+        ),
+    )
     hit_metrics_port: int = Field(
         default=8009,
         ge=1,

@@ -211,6 +211,17 @@ def rate_met(measured: float, scheduled: float = RATE) -> bool:
     return measured >= TARGET_RATE
 
 
+def by_second(burst: LoadRun, index: dict[str, int], lags: dict[str, float]) -> str:
+    """The lags grouped by the second of the burst their fetch started in, as p50/max in ms."""
+    grouped: dict[int, list[float]] = {}
+    for participant, lag in lags.items():
+        grouped.setdefault(int(burst.started[index[participant]] - burst.first_start), []).append(lag)
+    return ", ".join(
+        f"{second}: {percentile(values, 0.5) * 1000:.0f}/{max(values) * 1000:.0f}"
+        for second, values in sorted(grouped.items())
+    )
+
+
 def verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
@@ -443,18 +454,15 @@ async def test_morning_burst(stack: None, tmp_path: Path) -> None:
     print(spread("    on Kafka → coaching's commit notified", kafka_to_commit))
     print(spread("    on Kafka → read by a bare consumer", kafka_to_readable))
     print(spread("  of it: commit notified → SSE push", commit_to_push))
-    by_second: dict[int, list[float]] = {}
-    for p in order:
-        if p in notified and p in published:
-            second = int(burst.started[index[p]] - burst.first_start)
-            by_second.setdefault(second, []).append(notified[p] - published[p])
-    print(
-        "    on Kafka → commit notified, by second of the burst (p50/max ms): "
-        + ", ".join(
-            f"{second}: {percentile(lags, 0.5) * 1000:.0f}/{max(lags) * 1000:.0f}"
-            for second, lags in sorted(by_second.items())
-        )
-    )
+    answered = {p: burst.answered[index[p]] - burst.started[index[p]] for p in order}
+    on_kafka = {p: published[p] - burst.started[index[p]] for p in order if p in published}
+    committed = {p: notified[p] - published[p] for p in order if p in notified and p in published}
+    for name, lag_of in (
+        ("pixel fetch → answered", answered),
+        ("fetch → mail.opened on Kafka", on_kafka),
+        ("on Kafka → commit notified", committed),
+    ):
+        print(f"    {name}, by second of the burst (p50/max ms): {by_second(burst, index, lag_of)}")
     print(f"  last pixel answered → projection shows all {PARTICIPANTS} opens: {projection_s:.2f} s")
     window = all_shown_at - burst.first_start
     print(

@@ -16,7 +16,15 @@ from faststream.kafka import KafkaMessage, TestKafkaBroker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.events import Envelope, MailOpened, MailSent
-from shared.kafka import FETCH_MAX_WAIT_MS, Subscription, apply_events, create_broker, subscribe_events, unit_of_work
+from shared.kafka import (
+    FETCH_MAX_WAIT_MS,
+    FETCH_MIN_BYTES,
+    Subscription,
+    apply_events,
+    create_broker,
+    subscribe_events,
+    unit_of_work,
+)
 from tests.support.fake_database import FakeDatabase
 
 ORG = uuid4()
@@ -115,6 +123,8 @@ def test_a_quiet_topic_never_holds_back_a_busy_one_for_long() -> None:
     broker = create_broker("localhost:9092", client_id="test")
     subscriber = subscribe_events(broker, FakeDatabase(), Recorder().subscription(), service="test")  # type: ignore[arg-type]
     assert subscriber._connection_args["fetch_max_wait_ms"] == FETCH_MAX_WAIT_MS <= 100
+    # A consumer that keeps up lets the broker gather a batch, for no longer than that wait.
+    assert subscriber._connection_args["fetch_min_bytes"] == FETCH_MIN_BYTES > 1
 
 
 async def test_a_poison_event_in_a_batch_is_dead_lettered_alone() -> None:
