@@ -1,7 +1,7 @@
 """The morning burst on the real stack: N participants of one coach (CSV import, send time
 now) get their day-1 mail from the real mailer at the SMTP catcher; then a load generator in
-its own process fetches every pixel taken from those received mails, once each, as fast as
-it can over 64 keep-alive connections, while the coach's open dashboard stream (coaching's
+its own process fetches every pixel taken from those received mails, once each, at 1,000 a
+second over 64 keep-alive connections, while the coach's open dashboard stream (coaching's
 `/api/live`, logged in through enrolment) is read. Measured in one run:
 
 - the pixel fetch rate of the burst (target at least 1,000/s), beside the same load
@@ -14,9 +14,12 @@ it can over 64 keep-alive connections, while the coach's open dashboard stream (
 
     ./meer bench -k morning_burst
 
-N is 10,000 by default; `MEER_BENCH_BURST=2000` lowers it on a small machine. The burst goes as
-fast as the pixel answers; `MEER_BENCH_BURST_RATE=2000` starts its fetches on a schedule instead
-(the issue's burst is "at least 1,000/s"; the bare baseline always goes as fast as it can). The mailer keeps
+N is 10,000 by default; `MEER_BENCH_BURST=2000` lowers it on a small machine. The burst starts
+its fetches on a schedule of 1,000/s, the issue's burst ("at least 1,000/s", twenty times the
+mailer's default global rate of 50 mails/s, which bounds how fast pixels of fresh mail come);
+`MEER_BENCH_BURST_RATE=2000` sets another schedule, and `MEER_BENCH_BURST_RATE=0` fetches as fast as
+the pixel answers (about 4,000/s on 2 cores, with the generator, the pixel and the whole open path
+sharing them: a stress run, not the issue's burst). The bare baseline always goes as fast as it can. The mailer keeps
 its rate limits (20 mails/s per organisation by default), so sending alone takes N / 20 s.
 The load generator is this module run as a program (`python -m tests.bench.bench_morning_burst`).
 """
@@ -68,9 +71,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PARTICIPANTS = int(os.environ.get("MEER_BENCH_BURST", "10000"))
 CONNECTIONS = int(os.environ.get("MEER_BENCH_CONNECTIONS", "64"))
-RATE = float(os.environ.get("MEER_BENCH_BURST_RATE", "0"))
+RATE = float(os.environ.get("MEER_BENCH_BURST_RATE", "1000"))
 """Pixel fetches per second of the burst, started on a schedule (the issue's burst is at least
-1,000/s); 0, the default: as fast as the pixel answers."""
+1,000/s, the default); 0: as fast as the pixel answers."""
 SAMPLE = 200
 TARGET_RATE = 1000.0
 TARGET_PUSH_P99_S = 1.0
