@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 from uuid import uuid4
 
+import jwt
 import pytest
 
 from services.coaching import live
@@ -191,3 +194,47 @@ async def test_the_listener_hands_notifications_to_the_hub_and_listens_again_aft
             running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running
+
+
+async def test_the_changes_of_one_push_reach_the_stream_as_one_chunk_of_participant_events() -> None:
+    hub = LiveHub()
+    org_id, coach_id = uuid4(), uuid4()
+    token = jwt.encode({"exp": int(time.time()) + 600}, "test-key-of-32-bytes-or-more-for-hs256", algorithm="HS256")
+
+    async def allowed() -> bool:
+        return True
+
+    response = live.stream_changes(
+        hub, org_id=org_id, coach_id=coach_id, token=token, ping_s=3600, still_allowed=allowed
+    )
+    bodies: list[bytes] = []
+    disconnected = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await disconnected.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            bodies.append(message["body"])
+
+    streaming = asyncio.create_task(response({"type": "http", "method": "GET", "headers": []}, receive, send))
+    while hub.open_streams == 0 or not bodies:  # subscribed, and `ready` sent
+        await asyncio.sleep(0)
+    changes = [
+        ParticipantChanged(org_id, uuid4(), frozenset({coach_id}), "mail.opened"),
+        ParticipantChanged(org_id, uuid4(), frozenset({coach_id}), "mail.sent"),
+    ]
+    hub.publish_many(changes)
+    while len(bodies) < 2:
+        await asyncio.sleep(0)
+    hub.close_all()
+    disconnected.set()
+    await asyncio.wait_for(streaming, timeout=60)
+
+    assert b"event: ready" in bodies[0]
+    pushed = bodies[1].decode().replace("\r\n", "\n").strip().split("\n\n")
+    assert [block.split("\n")[0] for block in pushed] == ["event: participant", "event: participant"]
+    assert [json.loads(block.split("\n")[1].removeprefix("data: ")) for block in pushed] == [
+        {"participant_id": str(change.participant_id), "event_type": change.event_type} for change in changes
+    ]
