@@ -209,9 +209,7 @@ def spread(name: str, samples: Sequence[float]) -> str:
 def rate_met(measured: float, scheduled: float = RATE) -> bool:
     """A schedule starts the i-th fetch not before i / rate seconds, so it never measures above
     its own rate: a schedule at the target is met when the generator kept it (within 0.5%)."""
-    if scheduled >= TARGET_RATE:
-        return measured >= 0.995 * scheduled
-    return measured >= TARGET_RATE
+    return measured >= (0.995 if scheduled else 1.0) * TARGET_RATE
 
 
 def by_second(burst: LoadRun, index: dict[str, int], lags: dict[str, float]) -> str:
