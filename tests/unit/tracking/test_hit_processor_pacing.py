@@ -14,9 +14,7 @@ import pytest
 from services.tracking import hit_processor
 from services.tracking.hit_processor import BatchOutcome, HitProcessor, pause_before_next_batch
 from services.tracking.settings import TrackingSettings
-
-# Nothing listens on port 1: the processor's LISTEN connection fails and it retries quietly.
-UNREACHABLE = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+from tests.unit.tracking.test_pixel_hit_log import UNREACHABLE  # the LISTEN connection fails; it retries quietly
 
 
 def test_the_next_batch_waits_out_the_interval_since_the_last_began() -> None:
