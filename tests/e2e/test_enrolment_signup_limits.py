@@ -118,6 +118,6 @@ async def test_the_confirmation_mail_and_page_leave_out_the_typed_first_name(htt
     message = await raw_mail(http, mails[0]["id"])
     for kind in ("plain", "html"):
         body = body_of(message, kind)
-        assert "/bevestigen/" in body and "geblokkeerd" not in body and "0900" not in body
+        assert "/bevestigen/" in body and "geblokkeerd" not in body and "bel 0900" not in body
     page = await http.get(await mailed_link(http, email, "/bevestigen/"))
     assert page.status_code == 200 and "Ja, ik doe mee" in page.text and "geblokkeerd" not in page.text
