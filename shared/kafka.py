@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import re
 import ssl
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -353,6 +354,26 @@ against 189 µs when the same opens came four times as fast. About 130 envelopes
 topic's event waits at most FETCH_MAX_WAIT_MS longer, a backlog not at all."""
 
 
+UNIT_MIN_EVENTS = 100
+"""The fewest events a batch gives each of its concurrent units of work (split_by_key): a
+small batch stays one unit, as each unit pays a transaction, an event claim and its loads."""
+
+
+def split_by_key(items: Sequence[_Item], units: int) -> list[list[_Item]]:
+    """The batch as up to `units` groups that can be applied side by side: every record of one
+    key in one group, in the batch's order, so each participant's (or person's, organisation's)
+    events keep their order. Two groups never write the same participant's rows, as two
+    replicas of the service would not; at most one group per UNIT_MIN_EVENTS events."""
+    units = max(1, min(units, len(items) // UNIT_MIN_EVENTS))
+    if units == 1:
+        return [list(items)]
+    groups: list[list[_Item]] = [[] for _ in range(units)]
+    for item in items:
+        key = item.record.key if item.record is not None else None
+        groups[zlib.crc32(key or b"") % units].append(item)
+    return [group for group in groups if group]
+
+
 def subscribe_events(
     broker: KafkaBroker,
     database: Database,
@@ -364,6 +385,7 @@ def subscribe_events(
     max_attempts: int = 5,
     max_records: int = 500,
     batch_timeout_ms: int = 20,
+    units_in_flight: int = 1,
 ) -> LogicSubscriber[Any]:
     """Consume the subscription's topics in batches with one consumer in the service's
     consumer group (one consumer: one group join, no rebalance storm).
@@ -379,6 +401,11 @@ def subscribe_events(
     a look at the envelope's type only (envelope_type); the others are parsed once, envelope
     and payload (Envelope.parsed keeps the typed payload for the change). A tombstone (null
     value) on a topic with a TombstoneChange is applied in order with the events.
+
+    A large batch (a backlog, a burst) is applied as up to `units_in_flight` units of work side
+    by side, split by key (split_by_key), each on its own connection and with the rules above
+    on its own; the offsets are committed when all of them are done. A unit mostly waits for
+    PostgreSQL, and the other one computes meanwhile.
     Returns the subscriber, whose aiokafka consumer report_consumer_lag reads.
     """
     changes, tombstones, prepare = subscription.changes, subscription.tombstones, subscription.prepare
@@ -465,6 +492,29 @@ def subscribe_events(
         assert item.record is not None
         return str(item.record.topic)
 
+    async def apply_unit(items: Sequence[_Item], outcomes: Counter[tuple[str, str, str]]) -> None:
+        try:
+            await _apply(database, items, prepare)
+        except Exception as error:
+            if _is_transient(error):
+                for item in items:
+                    outcomes[topic_of(item), item.type, "retry_later"] += 1
+                log.warning(
+                    "dependency unavailable; batch will be redelivered",
+                    events=len(items),
+                    error=type(error).__name__,
+                )
+                await asyncio.sleep(1.0)
+                raise
+            log.warning(
+                "batch failed; applying its events one at a time", events=len(items), error=type(error).__name__
+            )
+            for item in items:
+                await apply_alone(item, outcomes)
+            return
+        for item in items:
+            outcomes[topic_of(item), item.type, "ok"] += 1
+
     @subscriber
     async def on_batch(message: KafkaMessage) -> None:
         raw = message.raw_message
@@ -474,27 +524,17 @@ def subscribe_events(
             items = [item for record in records if (item := await read(record, outcomes)) is not None]
             if not items:
                 return
-            try:
-                await _apply(database, items, prepare)
-            except Exception as error:
-                if _is_transient(error):
-                    for item in items:
-                        outcomes[topic_of(item), item.type, "retry_later"] += 1
-                    log.warning(
-                        "dependency unavailable; batch will be redelivered",
-                        events=len(items),
-                        error=type(error).__name__,
-                    )
-                    await asyncio.sleep(1.0)
-                    raise
-                log.warning(
-                    "batch failed; applying its events one at a time", events=len(items), error=type(error).__name__
-                )
-                for item in items:
-                    await apply_alone(item, outcomes)
+            units = split_by_key(items, units_in_flight)
+            if len(units) == 1:
+                await apply_unit(units[0], outcomes)
                 return
-            for item in items:
-                outcomes[topic_of(item), item.type, "ok"] += 1
+            # Every unit runs to its end (committed, or failed after its own tries) before the
+            # batch's offsets are committed or it is redelivered; a unit committed meanwhile is
+            # skipped by its events' claims the next time.
+            results = await asyncio.gather(*(apply_unit(unit, outcomes) for unit in units), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
         finally:
             for (topic, kind, outcome), count in outcomes.items():
                 EVENTS_HANDLED.labels(service, topic, kind, outcome).inc(count)

@@ -105,6 +105,7 @@ class Runtime:
             group_id=group,
             offset_reset=self.settings.kafka_offset_reset,
             max_attempts=self.settings.handler_max_attempts,
+            units_in_flight=self.settings.consumer_units_in_flight,
         )
 
         async def consumer_lag_report() -> None:

@@ -70,6 +70,12 @@ class ServiceSettings(KafkaClientSettings):
     handler_max_attempts: int = Field(
         default=5, ge=1, description="Tries per event before it goes to the dead-letter topic."
     )
+    consumer_units_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Units of work a large consumer batch is split into and applied side by side (by key).",
+    )
     outbox_poll_interval_s: float = 0.25
     forwarded_allow_ips: str = Field(
         default="127.0.0.1",

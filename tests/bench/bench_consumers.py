@@ -5,7 +5,9 @@ changes, beside a bare baseline from the same run: reading + parsing the same en
    assignment.reported) of participants enrolled beforehand (so every batch recomputes call
    plans and alerts as in production). Target ≥ 5,000 events/s, the median of three runs.
    Their enrolment is timed too (2,500 newcomers' contact details and enrolments, as in an
-   enrolment burst), without a target: it shows what a new participant costs coaching.
+   enrolment burst), without a target: it shows what a new participant costs coaching. Each
+   run consumes the mix twice, each time on a fresh database: with one unit of work at a time,
+   and with the services' MEER_CONSUMER_UNITS_IN_FLIGHT units side by side (the target's figure).
 2. The mailer's consumer on 20,000 of its events (contact details, enrolments, planned calls,
    alerts) and tracking's on 20,000 mail.sent. Target ≥ 2,000 events/s each.
 
@@ -55,6 +57,7 @@ from shared.events import (
 from shared.ids import uuid7
 from shared.kafka import Change, Prepare, Subscription, create_broker, ensure_topics, subscribe_events, unit_of_work
 from shared.runtime import settle_startup_objects
+from shared.settings import ServiceSettings
 from tests.e2e.conftest import KAFKA
 from tests.support.databases import fresh_database
 
@@ -64,6 +67,8 @@ T0 = datetime(2026, 3, 2, 7, tzinfo=UTC)
 RUNS = 3
 """Runs of the coaching consumer, each on a fresh database: its figure is their median."""
 TZ = ZoneInfo("Europe/Amsterdam")
+UNITS_IN_FLIGHT = ServiceSettings().consumer_units_in_flight
+"""As the services run their consumers (MEER_CONSUMER_UNITS_IN_FLIGHT)."""
 
 
 def wrap(payload: Payload, org: uuid.UUID, participant: uuid.UUID | None, at: datetime) -> Envelope:
@@ -255,6 +260,7 @@ async def consume(
     tombstones: dict[str, Callable[..., object]] | None = None,
     *,
     group: str = "",
+    units_in_flight: int = UNITS_IN_FLIGHT,
 ) -> Timing:
     """Run the batch consumer on `topic` (as a new consumer group: from its first record, with
     `group` to read it again) until `count` events committed; the timing."""
@@ -282,7 +288,12 @@ async def consume(
 
     broker = create_broker(KAFKA, client_id="meer-bench-consumers")
     subscribe_events(
-        broker, database, Subscription({topic: changes}, {}, timed), service="bench", group_id=f"bench-{topic}{group}"
+        broker,
+        database,
+        Subscription({topic: changes}, {}, timed),
+        service="bench",
+        group_id=f"bench-{topic}{group}",
+        units_in_flight=units_in_flight,
     )
     await broker.start()
     try:
@@ -302,11 +313,15 @@ def flattened(by_topic: dict[str, dict[str, Change]]) -> dict[str, Change]:
     return {kind: change for by_type in by_topic.values() for kind, change in by_type.items()}
 
 
-def report(title: str, count: int, baseline_s: float, timing: Timing, target: float) -> float:
+def report(
+    title: str, count: int, baseline_s: float, timing: Timing, target: float, one_at_a_time: Timing | None = None
+) -> float:
     rate = count / timing.seconds
     print(f"\n\n{title}, same run ({count:,} events, {timing.units} units of work):")
     print(f"  {'bare: read + parse the envelopes':<40} {count / baseline_s:>10,.0f} events/s")
-    print(f"  {'batch consumer, the service changes':<40} {rate:>10,.0f} events/s")
+    if one_at_a_time is not None:
+        print(f"  {'batch consumer, one unit at a time':<40} {count / one_at_a_time.seconds:>10,.0f} events/s")
+    print(f"  {f'batch consumer, {UNITS_IN_FLIGHT} units in flight':<40} {rate:>10,.0f} events/s")
     cpu_us = 1e6 * (timing.cpu_finished - timing.cpu_started) / count
     print(f"  {'consumer CPU (this process, not the db)':<40} {cpu_us:>10,.0f} µs/event")
     print(f"  target ≥ {target:,.0f} events/s: {'met' if rate >= target else 'NOT met'}")
@@ -330,28 +345,41 @@ async def test_coaching_live_consumer(infrastructure: None) -> None:
     del mixed
     settle_startup_objects()
     baselines: list[float] = []
-    timings: list[Timing] = []
+    timings: dict[int, list[Timing]] = {1: [], UNITS_IN_FLIGHT: []}
     enrolling: list[Timing] = []
     # This figure sits near its target and one run on this shared machine varies by a quarter
     # (4,000-6,000 events/s for the same code): the median of RUNS, each on a fresh database.
     for run in range(RUNS):
-        async with fresh_database("coaching") as url:
-            database = Database(url, pool_size=2)
-            try:
-                enrolling.append(await consume(database, enrolled, changes, len(joined), load_batch, group=f"{run}"))
-                baselines.append(await read_and_parse(topic, count))
-                timings.append(await consume(database, topic, changes, count, load_batch, group=f"{run}"))
-            finally:
-                await database.dispose()
+        baselines.append(await read_and_parse(topic, count))
+        for units in timings:
+            async with fresh_database("coaching") as url:
+                database = Database(url, pool_size=2 * units)
+                try:
+                    group = f"{run}-{units}"
+                    enrolling.append(await consume(database, enrolled, changes, len(joined), load_batch, group=group))
+                    timings[units].append(
+                        await consume(database, topic, changes, count, load_batch, group=group, units_in_flight=units)
+                    )
+                finally:
+                    await database.dispose()
     print("\n\nmix: " + ", ".join(f"{kind} {n:,}" for kind, n in kinds.items()))
-    print("runs: " + ", ".join(f"{count / timing.seconds:,.0f}" for timing in timings) + " events/s")
+    for units, runs in timings.items():
+        speeds = ", ".join(f"{count / timing.seconds:,.0f}" for timing in runs)
+        print(f"runs, {units} unit(s) in flight: {speeds} events/s")
     first = median_run(enrolling)
     print(
         f"before them, {len(participants):,} newcomers' contact details and enrolments ({len(joined):,} events):"
         f" {len(joined) / first.seconds:,.0f} events/s,"
         f" {1e6 * (first.cpu_finished - first.cpu_started) / len(joined):,.0f} µs CPU per event (median run)"
     )
-    report("Coaching live consumer", count, statistics.median(baselines), median_run(timings), 5000)
+    report(
+        "Coaching live consumer",
+        count,
+        statistics.median(baselines),
+        median_run(timings[UNITS_IN_FLIGHT]),
+        5000,
+        one_at_a_time=median_run(timings[1]) if UNITS_IN_FLIGHT > 1 else None,
+    )
 
 
 async def test_mailer_consumer(infrastructure: None) -> None:

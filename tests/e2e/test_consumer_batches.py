@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from typing import Any
@@ -136,17 +137,35 @@ async def produce(topic: str, envelopes: Sequence[Envelope]) -> None:
         await producer.stop()
 
 
+@dataclass
+class Units:
+    """What the consumer's units of work were: the events of each, and the most that were
+    loading their batch at the same moment."""
+
+    sizes: list[int] = field(default_factory=list)
+    loading: int = 0
+    most_at_once: int = 0
+
+
 @contextlib.asynccontextmanager
-async def consuming(database: Database, topic: str, group: str, units: list[int]) -> AsyncIterator[None]:
-    """Coaching's changes, all subscribed on `topic`, in consumer group `group`; `units` gets the
-    number of events of every unit of work."""
+async def consuming(
+    database: Database, topic: str, group: str, units: Units, *, units_in_flight: int = 1
+) -> AsyncIterator[None]:
+    """Coaching's changes, all subscribed on `topic`, in consumer group `group`; `units` learns
+    about every unit of work."""
     changes: dict[str, Change] = {
         kind: change for by_type in build_handlers(LiveHub(), TZ).values() for kind, change in by_type.items()
     }
 
     async def prepare(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
-        units.append(len(envelopes))
-        await load_batch(session, envelopes)
+        units.sizes.append(len(envelopes))
+        units.loading += 1
+        units.most_at_once = max(units.most_at_once, units.loading)
+        try:
+            await asyncio.sleep(0.05)  # long enough for a unit beside this one to start loading too
+            await load_batch(session, envelopes)
+        finally:
+            units.loading -= 1
 
     broker = create_broker(KAFKA, client_id="meer-batch-test")
     subscribe_events(
@@ -156,6 +175,7 @@ async def consuming(database: Database, topic: str, group: str, units: list[int]
         service="batch-test",
         group_id=group,
         max_attempts=2,
+        units_in_flight=units_in_flight,
     )
     await broker.start()
     try:
@@ -181,8 +201,9 @@ async def coaching_database(infrastructure: None) -> AsyncIterator[tuple[str, Da
             await database.dispose()
 
 
+@pytest.mark.parametrize("units_in_flight", [1, 2])
 async def test_a_poison_event_costs_only_itself_redelivery_changes_nothing_and_order_holds(
-    coaching_database: tuple[str, Database],
+    coaching_database: tuple[str, Database], units_in_flight: int
 ) -> None:
     url, database = coaching_database
     topic = f"meer.test-batches-{uuid.uuid4().hex[:8]}"
@@ -195,11 +216,13 @@ async def test_a_poison_event_costs_only_itself_redelivery_changes_nothing_and_o
     events = [*good[: len(good) // 2], poison, *good[len(good) // 2 :]]
     await produce(topic, events)
 
-    units: list[int] = []
-    async with consuming(database, topic, f"batch-test-{uuid.uuid4().hex[:8]}", units):
+    units = Units()
+    async with consuming(database, topic, f"batch-test-{uuid.uuid4().hex[:8]}", units, units_in_flight=units_in_flight):
         pass
 
-    assert max(units) > 1, "the events were applied one at a time, not in batches"
+    assert max(units.sizes) > 1, "the events were applied one at a time, not in batches"
+    # Split by key, the batch's units ran side by side (the poison's unit too, until it failed).
+    assert units.most_at_once == units_in_flight
     dead = await read_topic(topic + ".dlt")
     assert [Envelope.model_validate_json(r.value).event_id for r in dead] == [poison.event_id]
     headers = {name: value.decode() for name, value in dead[0].headers}
@@ -216,7 +239,9 @@ async def test_a_poison_event_costs_only_itself_redelivery_changes_nothing_and_o
     assert await outbox_types(url) <= {"call.planned", "call.suspended"}
 
     # Another consumer group reads every batch again: the claims skip every event that was applied.
-    async with consuming(database, topic, f"batch-test-{uuid.uuid4().hex[:8]}", []):
+    async with consuming(
+        database, topic, f"batch-test-{uuid.uuid4().hex[:8]}", Units(), units_in_flight=units_in_flight
+    ):
         pass
     assert await counts(url) == first
     assert await projected_rows(url) == expected

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from aiokafka import ConsumerRecord
 from faststream.kafka import KafkaMessage, TestKafkaBroker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -19,9 +20,12 @@ from shared.events import Envelope, MailOpened, MailSent
 from shared.kafka import (
     FETCH_MAX_WAIT_MS,
     FETCH_MIN_BYTES,
+    UNIT_MIN_EVENTS,
     Subscription,
+    _Item,
     apply_events,
     create_broker,
+    split_by_key,
     subscribe_events,
     unit_of_work,
 )
@@ -159,3 +163,37 @@ async def test_a_poison_event_in_a_batch_is_dead_lettered_alone() -> None:
     bodies = [body for body, _ in dead]
     assert len(dead) == 2 and reasons == {"ValueError", "not a valid envelope"}
     assert poison.model_dump_json().encode() in bodies and not_an_envelope in bodies
+
+
+def keyed_items(keys: Sequence[bytes | None]) -> list[_Item]:
+    """Batch items whose records carry these keys (the offset tells them apart)."""
+    return [
+        _Item(ConsumerRecord("meer.engagement", 0, offset, 0, 0, key, b"{}", None, 0, 0, []), None)
+        for offset, key in enumerate(keys)
+    ]
+
+
+def test_a_large_batch_is_split_by_key_and_every_key_keeps_its_order() -> None:
+    keys = [f"participant-{n % 37}".encode() for n in range(4 * UNIT_MIN_EVENTS)]
+    groups = split_by_key(keyed_items(keys), 3)
+    assert len(groups) == 3
+    offsets = sorted(item.record.offset for group in groups for item in group if item.record is not None)
+    assert offsets == list(range(len(keys)))  # every item once
+    for group in groups:
+        in_group = [item.record.offset for item in group if item.record is not None]
+        assert in_group == sorted(in_group)  # the batch's order
+    key_groups = {
+        item.record.key: index for index, group in enumerate(groups) for item in group if item.record is not None
+    }
+    for index, group in enumerate(groups):
+        assert all(item.record is not None and key_groups[item.record.key] == index for item in group)
+
+
+def test_a_small_batch_stays_one_unit_and_a_large_one_gets_at_most_one_unit_per_hundred_events() -> None:
+    small = keyed_items([f"p{n}".encode() for n in range(2 * UNIT_MIN_EVENTS - 1)])
+    assert split_by_key(small, 4) == [small]
+    assert len(split_by_key(small + keyed_items([b"p"]), 4)) == 2
+    one_key = keyed_items([b"same"] * (4 * UNIT_MIN_EVENTS) + [None])
+    assert sum(len(group) for group in split_by_key(one_key, 4)) == len(one_key)
+    assert max(len(group) for group in split_by_key(one_key, 4)) >= 4 * UNIT_MIN_EVENTS
+    assert split_by_key(small, 1) == [small]
