@@ -44,7 +44,6 @@ def create_app(settings: TrackingSettings | None = None) -> PixelFastPath:
         HitJournal(Path(settings.pixel_journal_dir)),
         batch_max=settings.pixel_batch_max,
         record_timeout_s=settings.pixel_record_timeout_s,
-        group_interval_s=settings.pixel_group_interval_s,
     )
     runtime.background += [*[hit_log.run_writer] * settings.pixel_writers, hit_log.run_replay]
     app.state.runtime = runtime

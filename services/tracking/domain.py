@@ -398,16 +398,3 @@ def page_branding(branding: Mapping[str, object] | None) -> dict[str, str | None
         "contact_phone": text("contact_phone"),
         "contact_email": text("contact_email"),
     }
-
-
-def pause_before_next_batch(*, started: float, now: float, interval_s: float) -> float:
-    """Seconds to wait after a batch that was not full: the next starts no sooner than
-    `interval_s` after this one began (after a full one, the caller goes on at once). The hit
-    processor paces its batches this way, and the pixel its groups of hits.
-
-    Why: in a burst of a thousand opens a second, the pixel commits a handful of hits at a time
-    and each commit notifies; judging every handful in a transaction of its own cost the
-    processor 287 µs and tracking's PostgreSQL 257 µs per hit, against 110 and 64 µs when the
-    same hits came four times as fast (and so in bigger batches). Waiting up to `interval_s`
-    costs an open that much latency, once, and lets the batch gather what came meanwhile."""
-    return max(0.0, started + interval_s - now)

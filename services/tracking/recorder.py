@@ -29,7 +29,6 @@ import asyncpg
 from asyncpg.pgproto import pgproto
 from prometheus_client import Gauge, Histogram
 
-from services.tracking.domain import pause_before_next_batch
 from shared.db import DedicatedConnection
 from shared.ids import time_ordered_ids
 from shared.logging import get_logger
@@ -49,15 +48,6 @@ PIXEL_BATCH_SIZE = Histogram(
     "Pixel hits written per transaction.",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
-
-GROUP_ENOUGH = 8
-"""Hits enough for a group to go at once. A smaller group waits until the pixel group interval
-since the last group began is over (MEER_PIXEL_GROUP_INTERVAL_S): at a thousand opens a second
-the pixel committed groups of one or two hits, each a COPY, a commit and a notification of
-the hit processor, and the pixel and its PostgreSQL used 580 µs of CPU per hit against 217 µs
-when the hits came four times as fast. Under a flood, groups are larger than this and never
-wait: with 32 here, 64 connections that each wait for their answer (the pixel benchmark) got
-43-46% of the bare endpoint's rate, against 44-64% without the wait."""
 
 NOTIFY_CHANNEL = "pixel_hit"
 """Committing hits notifies the hit processors on this channel (a statement trigger on
@@ -238,23 +228,17 @@ class HitLog:
         *,
         batch_max: int,
         record_timeout_s: float,
-        group_interval_s: float = 0.0,
         replay_interval_s: float = 2.0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.database_url = database_url
         self.journal = journal
         self.batch_max = batch_max
-        self.group_interval_s = group_interval_s
-        self._group_started = float("-inf")
-        """When the last group (of any writer) began: a small group waits out group_interval_s from it."""
         self.record_timeout_s = record_timeout_s
         self.replay_interval_s = replay_interval_s
         self.monotonic = monotonic
         self._waiting: list[tuple[Hit, asyncio.Future[str]]] = []
         self._wake = asyncio.Event()
-        self._enough = asyncio.Event()
-        """Set when GROUP_ENOUGH hits wait: a writer waiting out the group interval goes at once."""
         self._replay_wake = asyncio.Event()
         # While PostgreSQL failed lately, groups go to the journal without trying it first,
         # so mail clients do not each wait for a refused or hanging connection.
@@ -268,8 +252,6 @@ class HitLog:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiting.append((hit, future))
         self._wake.set()
-        if len(self._waiting) >= GROUP_ENOUGH:
-            self._enough.set()
         return future
 
     async def run_writer(self) -> None:
@@ -281,16 +263,6 @@ class HitLog:
                     self._wake.clear()
                     await self._wake.wait()
                     continue
-                if len(self._waiting) < GROUP_ENOUGH:
-                    pause = pause_before_next_batch(
-                        started=self._group_started, now=self.monotonic(), interval_s=self.group_interval_s
-                    )
-                    if pause > 0:
-                        self._enough.clear()
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._enough.wait(), timeout=pause)
-                        continue  # another writer may have taken them meanwhile
-                self._group_started = self.monotonic()
                 batch, self._waiting = self._waiting[: self.batch_max], self._waiting[self.batch_max :]
                 outcome = await self._make_durable(connection, hit_rows([hit for hit, _ in batch]))
                 for _, future in batch:

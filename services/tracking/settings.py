@@ -37,15 +37,6 @@ class TrackingSettings(ServiceSettings):
     pixel_batch_max: int = Field(
         default=500, ge=1, description="Most pixel hits appended in one commit (hits that arrive together)."
     )
-    pixel_group_interval_s: float = Field(
-        default=0.005,
-        ge=0,
-        le=0.1,
-        description=(
-            "A group of fewer than 8 pixel hits starts no sooner than this after the last group began, so the"
-            " hits of a moderate burst are committed together (0: at once). Adds at most this to a pixel's answer."
-        ),
-    )
     pixel_writers: int = Field(
         default=2,
         ge=1,

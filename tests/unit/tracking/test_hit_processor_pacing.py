@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from services.tracking import hit_processor
-from services.tracking.domain import pause_before_next_batch
-from services.tracking.hit_processor import BatchOutcome, HitProcessor
+from services.tracking.hit_processor import BatchOutcome, HitProcessor, pause_before_next_batch
 from services.tracking.settings import TrackingSettings
 from tests.unit.tracking.test_pixel_hit_log import UNREACHABLE  # the LISTEN connection fails; it retries quietly
 

@@ -18,7 +18,7 @@ from services.tracking.domain import (
     signal_bits,
     signals_from_bits,
 )
-from services.tracking.recorder import GROUP_ENOUGH, Hit, HitJournal, HitLog, hit_rows, new_hit_ids
+from services.tracking.recorder import Hit, HitJournal, HitLog, hit_rows, new_hit_ids
 from shared.db import utcnow
 from shared.tracking_tokens import TrackingToken
 
@@ -115,26 +115,3 @@ def test_a_huge_user_agent_is_judged_but_not_remembered() -> None:
     kept = _remembered_signal_bits.cache_info().currsize
     assert request_signal_bits(headers) == signal_bits(request_signals(read_hit_facts("GET", headers)))
     assert _remembered_signal_bits.cache_info().currsize == kept
-
-
-async def test_a_small_group_waits_out_the_group_interval_and_enough_hits_go_at_once(tmp_path: Path) -> None:
-    log = HitLog(UNREACHABLE, HitJournal(tmp_path), batch_max=500, record_timeout_s=5, group_interval_s=3600)
-    groups: list[int] = []
-
-    async def durable(_connection: object, rows: list[object]) -> str:
-        groups.append(len(rows))
-        return "logged"
-
-    log._make_durable = durable  # type: ignore[method-assign,assignment]
-    writer = asyncio.create_task(log.run_writer())
-    try:
-        assert await log.submit(hit()) == "logged"  # no group began before it: at once
-        lone = log.submit(hit())
-        for _ in range(50):  # the writer's turns: it would have committed the lone hit by now
-            await asyncio.sleep(0)
-        assert not lone.done() and groups == [1]  # it waits for the hour since the first group
-        rest = [log.submit(hit()) for _ in range(GROUP_ENOUGH - 1)]
-        assert await asyncio.gather(lone, *rest) == ["logged"] * GROUP_ENOUGH
-        assert groups == [1, GROUP_ENOUGH]  # enough hits went together, without waiting out the hour
-    finally:
-        writer.cancel()
