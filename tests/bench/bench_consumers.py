@@ -321,7 +321,7 @@ def report(
     print(f"  {'bare: read + parse the envelopes':<40} {count / baseline_s:>10,.0f} events/s")
     if one_at_a_time is not None:
         print(f"  {'batch consumer, one unit at a time':<40} {count / one_at_a_time.seconds:>10,.0f} events/s")
-    print(f"  {f'batch consumer, {UNITS_IN_FLIGHT} units in flight':<40} {rate:>10,.0f} events/s")
+    print(f"  {f'batch consumer, units in flight: {UNITS_IN_FLIGHT}':<40} {rate:>10,.0f} events/s")
     cpu_us = 1e6 * (timing.cpu_finished - timing.cpu_started) / count
     print(f"  {'consumer CPU (this process, not the db)':<40} {cpu_us:>10,.0f} µs/event")
     print(f"  target ≥ {target:,.0f} events/s: {'met' if rate >= target else 'NOT met'}")
@@ -365,7 +365,7 @@ async def test_coaching_live_consumer(infrastructure: None) -> None:
     print("\n\nmix: " + ", ".join(f"{kind} {n:,}" for kind, n in kinds.items()))
     for units, runs in timings.items():
         speeds = ", ".join(f"{count / timing.seconds:,.0f}" for timing in runs)
-        print(f"runs, {units} unit(s) in flight: {speeds} events/s")
+        print(f"runs, units in flight: {units}: {speeds} events/s")
     first = median_run(enrolling)
     print(
         f"before them, {len(participants):,} newcomers' contact details and enrolments ({len(joined):,} events):"
