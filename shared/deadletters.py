@@ -33,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import Topic
 from shared.kafka import client_options, kafka_security
-from shared.settings import KafkaClientSettings
+from shared.settings import KafkaClientSettings, read_settings
 
 DLT_SUFFIX = Topic.dead_letter("")
 # The headers shared/kafka.py's dead-lettering writes.
@@ -252,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay_parser = sub.add_parser("replay", help="publish dead letters to their original topic again")
     replay_parser.add_argument("records", nargs="+", metavar="TOPIC.dlt:PARTITION:OFFSET")
     args = parser.parse_args(argv)
-    settings = DeadLetterSettings()
+    settings = read_settings(DeadLetterSettings)
     bootstrap = args.bootstrap or settings.kafka_bootstrap
     client = client_options(kafka_security(settings))
 

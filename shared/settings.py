@@ -7,9 +7,9 @@ container files set the values per process (see the README's table).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_PREFIX = "dev-only-"  # noqa: S105 - marks defaults that production refuses
@@ -102,3 +102,24 @@ class ServiceSettings(KafkaClientSettings):
             if not self.metrics_token:
                 raise ValueError("MEER_METRICS_TOKEN must be set in production: /metrics is not public there")
         return self
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def read_settings(kind: type[SettingsT]) -> SettingsT:
+    """A process's settings from its environment. A wrong value stops the process with one line
+    per problem that names the variable, never with a traceback, and never with the value
+    itself (it may be a password)."""
+    try:
+        return kind()
+    except ValidationError as error:
+        prefix = str(kind.model_config.get("env_prefix", ""))
+        problems = [
+            f"{prefix}{str(problem['loc'][0]).upper()}: {problem['msg']}"
+            if problem["loc"]
+            else f"settings: {problem['msg']}"
+            for problem in error.errors(include_input=False, include_url=False)
+        ]
+        heading = "invalid settings (see the README's table of environment variables):"
+        raise SystemExit("\n  ".join([heading, *problems])) from None

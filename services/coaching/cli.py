@@ -20,6 +20,7 @@ from services.coaching.tables import DashboardRow
 from shared.db import Database
 from shared.kafka import kafka_security
 from shared.logging import configure_logging
+from shared.settings import read_settings
 
 app = typer.Typer(help="Coaching service tools.", no_args_is_help=True, add_completion=False)
 
@@ -72,7 +73,7 @@ def main() -> None:
 @app.command()
 def rebuild(progress: bool = typer.Option(True, help="Show a progress bar.")) -> None:
     """Rebuild the dashboard projection from all topics; what coaches wrote is kept."""
-    settings = CoachingSettings()
+    settings = read_settings(CoachingSettings)
     configure_logging("coaching-cli", "WARNING")
     result = asyncio.run(_rebuild(settings, progress))
     typer.echo(
@@ -88,7 +89,7 @@ def rebuild(progress: bool = typer.Option(True, help="Show a progress bar.")) ->
 def publish_plans() -> None:
     """Publish every participant's call plan and alerts where they differ from what was published
     (the running service's outbox relay sends them)."""
-    settings = CoachingSettings()
+    settings = read_settings(CoachingSettings)
     configure_logging("coaching-cli", "WARNING")
     seen, staged = asyncio.run(_publish_plans(settings))
     typer.echo(f"looked at {seen} participants; staged {staged} events")

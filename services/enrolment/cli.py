@@ -40,6 +40,7 @@ from services.enrolment.use_cases import csv_import, organisations, participants
 from shared.branding import DEFAULT_BRAND_COLOUR
 from shared.db import Database, utcnow
 from shared.errors import Refusal
+from shared.settings import read_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Enrolment: licensing and participant imports.")
 T = TypeVar("T")
@@ -53,7 +54,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def run_in_session(work: Callable[[AsyncSession, EnrolmentSettings], Awaitable[T]]) -> T:
     """Run `work` in one session on the enrolment database; it commits what it wants to keep."""
-    settings = EnrolmentSettings()
+    settings = read_settings(EnrolmentSettings)
 
     async def main() -> T:
         database = Database(settings.database_url, pool_size=1)

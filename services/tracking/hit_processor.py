@@ -49,6 +49,7 @@ from shared.logging import configure_logging, get_logger
 from shared.metrics import metrics_app
 from shared.outbox import OutboxRelay, add_many_to_outbox
 from shared.runtime import settle_startup_objects, wait_for_dependencies
+from shared.settings import read_settings
 
 log = get_logger(__name__)
 
@@ -444,7 +445,7 @@ async def serve(settings: TrackingSettings) -> None:
 
 
 def main() -> None:
-    settings = TrackingSettings()
+    settings = read_settings(TrackingSettings)
     configure_logging("tracking-hit-processor", settings.log_level)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve(settings))
