@@ -57,7 +57,7 @@ from shared.events import (
 from shared.ids import uuid7
 from shared.kafka import Change, Prepare, Subscription, create_broker, ensure_topics, subscribe_events, unit_of_work
 from shared.runtime import settle_startup_objects
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, read_settings
 from tests.e2e.conftest import KAFKA
 from tests.support.databases import fresh_database
 
@@ -67,7 +67,7 @@ T0 = datetime(2026, 3, 2, 7, tzinfo=UTC)
 RUNS = 3
 """Runs of the coaching consumer, each on a fresh database: its figure is their median."""
 TZ = ZoneInfo("Europe/Amsterdam")
-UNITS_IN_FLIGHT = ServiceSettings().consumer_units_in_flight
+UNITS_IN_FLIGHT = read_settings(ServiceSettings).consumer_units_in_flight
 """As the services run their consumers (MEER_CONSUMER_UNITS_IN_FLIGHT)."""
 
 
