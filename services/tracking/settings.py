@@ -38,10 +38,13 @@ class TrackingSettings(ServiceSettings):
         default=500, ge=1, description="Most pixel hits appended in one commit (hits that arrive together)."
     )
     pixel_writers: int = Field(
-        default=2,
+        default=1,
         ge=1,
         le=8,
-        description="Pixel writers, each with its own database connection (two overlap their round trips).",
+        description=(
+            "Pixel writers, each with its own database connection. One makes the largest groups: hits that come"
+            " during a commit go together in the next (more writers overlap commits that wait on a slow disk)."
+        ),
     )
     pixel_journal_dir: str = Field(
         default="var/pixel-journal",

@@ -44,7 +44,7 @@ class PixelHit(TrackingTable, table=True):
     org_id: UUID
     day: int
     token_sent_at: int = Field(sa_type=BigInteger)
-    received_at: datetime = Field(index=True)
+    received_at: datetime
     signal_bits: int = Field(sa_type=SmallInteger)
 
 
