@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import operator
+import warnings
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import Session, registry
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+# SQLModel's session nudges towards session.exec() with a multi-line DeprecationWarning on every
+# session.execute(); SQLAlchemy's execute() (rows, mappings, textual SQL) is what this code
+# means. Python shows such warnings only for code run as __main__: a process started with
+# `python -m services.tracking.hit_processor` printed them into its log.
+warnings.filterwarnings("ignore", message=r"(?s).*You probably want to use", category=DeprecationWarning)
 
 
 class SharedTable(SQLModel, registry=registry()):
