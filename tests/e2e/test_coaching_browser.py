@@ -4,12 +4,15 @@ appear on the open dashboard, without a reload, once the mail's pixel is fetched
 
 from __future__ import annotations
 
+import asyncio
+import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import Route, async_playwright, expect
 
 from tests.e2e.conftest import (
     COACHING,
@@ -29,6 +32,31 @@ from tests.e2e.conftest import (
 from tests.support.browser import log_in_through_page, shot
 
 pytestmark = pytest.mark.stack
+
+
+@dataclass
+class Fetches:
+    """The dashboard's fetches of one row, each held for a second before it goes out."""
+
+    now: int = 0
+    most_at_once: int = 0
+    total: int = 0
+    last_done: float = 0.0
+
+    async def slowly(self, route: Route) -> None:
+        self.now += 1
+        self.total += 1
+        self.most_at_once = max(self.most_at_once, self.now)
+        try:
+            await asyncio.sleep(1.0)
+            await route.continue_()
+        finally:
+            self.now -= 1
+            self.last_done = time.monotonic()
+
+    async def settled(self) -> bool:
+        """Some fetch went out, and none for two seconds since the last one ended."""
+        return self.total > 0 and self.now == 0 and time.monotonic() - self.last_done > 2.0
 
 
 async def test_a_coach_logs_in_logs_a_call_and_sees_an_open_arrive_live(
@@ -104,6 +132,19 @@ async def test_a_coach_logs_in_logs_a_call_and_sees_an_open_arrive_live(
             await expect(page.locator("#live-status")).to_contain_text("Gerrit heeft zojuist een mail geopend.")
             assert await page.evaluate("window.notReloaded === true"), "the open arrived without a reload"
             await shot(page, "dashboard")
+
+            # More opens while the row is being fetched (a slow network, a morning's burst): they
+            # ask for one more fetch after it, never a second one at the same time, whose older
+            # answer could land last and show the row as it was.
+            fetches = Fetches()
+            await page.route(f"**/overzicht/rij/{participant_id}", fetches.slowly)
+            for _ in range(4):
+                assert (await http.get(pixel, headers=MAIL_CLIENT)).status_code == 200
+                await asyncio.sleep(0.3)
+            await eventually(fetches.settled, what="the row's fetches to settle")
+            assert fetches.total >= 2, "the opens during the first fetch got a fetch after it"
+            assert fetches.most_at_once == 1, fetches
+            await expect(opened).to_have_text("1")
             assert not blocked, blocked
         finally:
             await browser.close()

@@ -19,7 +19,21 @@
     return template.content;
   };
 
-  async function refreshRow(id, type) {
+  // One fetch per row (or figures) at a time: changes that come while it is under way ask for
+  // one more fetch after it. A morning's burst of opens then makes no burst of fetches, and an
+  // older answer can never land after a newer one.
+  const busy = new Map();
+  async function oneAtATime(key, refresh) {
+    if (busy.has(key)) { busy.set(key, true); return; }
+    try {
+      do { busy.set(key, false); await refresh(); } while (busy.get(key));
+    } finally {
+      busy.delete(key);
+    }
+  }
+  const opened = new Set();  // rows with an open not yet announced
+
+  async function refreshRow(id) {
     const response = await fetch("/overzicht/rij/" + encodeURIComponent(id), { credentials: "same-origin" });
     if (response.status === 401) return expired();
     const existing = document.getElementById("p-" + id);
@@ -32,7 +46,7 @@
     else return;
     row.classList.add("flash");
     const name = row.querySelector(".name");
-    if (type === "mail.opened" && name) say(name.textContent + " heeft zojuist een mail geopend.");
+    if (opened.delete(id) && name) say(name.textContent + " heeft zojuist een mail geopend.");
   }
 
   async function refreshFigures(id) {
@@ -50,8 +64,12 @@
   });
   source.addEventListener("participant", (event) => {
     const change = JSON.parse(event.data);
-    if (rows) refreshRow(change.participant_id, change.event_type);
-    if (figures && figures.dataset.participant === change.participant_id) refreshFigures(change.participant_id);
+    const id = change.participant_id;
+    if (rows) {
+      if (change.event_type === "mail.opened") opened.add(id);
+      oneAtATime("row " + id, () => refreshRow(id));
+    }
+    if (figures && figures.dataset.participant === id) oneAtATime("figures", () => refreshFigures(id));
   });
   source.addEventListener("reload", () => window.location.reload());
   source.addEventListener("expired", expired);
