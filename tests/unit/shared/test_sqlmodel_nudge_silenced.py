@@ -21,26 +21,25 @@ print("no warning")
 """
 
 
-def test_session_execute_gives_no_deprecation_warning_even_as_main() -> None:
-    # -W error turns any DeprecationWarning into an exception, as __main__ code would show it.
-    run = subprocess.run(
-        [sys.executable, "-W", "error::DeprecationWarning", "-c", _CALL_EXECUTE],
+def call_execute(code: str) -> subprocess.CompletedProcess[str]:
+    """Run the code in a fresh interpreter where any DeprecationWarning is an error (-W error),
+    as __main__ code would show it."""
+    return subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", code],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_session_execute_gives_no_deprecation_warning_even_as_main() -> None:
+    run = call_execute(_CALL_EXECUTE)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "no warning"
 
 
 def test_without_the_filter_the_nudge_is_there() -> None:
     # The check above can fail: the same call without shared.db's filter raises the warning.
-    run = subprocess.run(
-        [sys.executable, "-W", "error::DeprecationWarning", "-c", _CALL_EXECUTE.replace("import shared.db", "pass")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    run = call_execute(_CALL_EXECUTE.replace("import shared.db", "pass"))
     assert run.returncode != 0 and "You probably want to use" in run.stderr
